@@ -1,0 +1,163 @@
+"""Named data contracts: every column name, table name and Arrow schema, defined once.
+
+Code refers to ``C.USER_ID`` rather than ``"user_id"``; the lake refers to ``Dataset.CANDIDATES`` rather
+than a path string. docs/data-contracts.md documents each table; ``tests/test_contracts.py`` checks that
+the document and this module agree.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+import pyarrow as pa
+
+
+class C:
+    """Column names."""
+
+    # identities and the rating history
+    USER_ID: Final = "user_id"
+    ITEM_ID: Final = "item_id"
+    RATING: Final = "rating"
+    TS: Final = "ts"
+    # catalog
+    TITLE: Final = "title"
+    GENRES: Final = "genres"
+    YEAR: Final = "year"
+    # feedback events (the app's log)
+    EVENT_ID: Final = "event_id"
+    EVENT_TS: Final = "event_ts"
+    EVENT_TYPE: Final = "event_type"
+    POSITION: Final = "position"
+    ARM: Final = "arm"
+    LIST_VERSION: Final = "list_version"
+    VARIANT: Final = "variant"
+    SEGMENT: Final = "segment"
+    DAYPART: Final = "daypart"
+    PROPENSITY: Final = "propensity"
+    # pipeline outputs
+    RUN_DATE: Final = "run_date"
+    RANK: Final = "rank"
+    SCORE: Final = "score"
+    SHARD: Final = "shard"
+    REASON: Final = "reason"
+    EXPERIMENT: Final = "experiment"
+    QUARANTINE_REASON: Final = "quarantine_reason"
+    SOURCE_ROW: Final = "source_row"
+
+
+class EventType(StrEnum):
+    IMPRESSION = "impression"
+    CLICK = "click"
+    RATING = "rating"
+
+
+class Variant(StrEnum):
+    CONTROL = "control"
+    TREATMENT = "treatment"
+
+
+class Segment(StrEnum):
+    NEW = "new"
+    CASUAL = "casual"
+    POWER = "power"
+
+
+class Daypart(StrEnum):
+    MORNING = "morning"
+    AFTERNOON = "afternoon"
+    EVENING = "evening"
+    NIGHT = "night"
+
+
+TS_TYPE: Final = pa.timestamp("us", tz="UTC")
+
+ITEMS_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.ITEM_ID, pa.int64(), nullable=False),
+        pa.field(C.TITLE, pa.string()),
+        pa.field(C.GENRES, pa.list_(pa.string())),
+        pa.field(C.YEAR, pa.int32()),
+    ]
+)
+
+INTERACTIONS_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.USER_ID, pa.int64(), nullable=False),
+        pa.field(C.ITEM_ID, pa.int64(), nullable=False),
+        pa.field(C.RATING, pa.float32(), nullable=False),
+        pa.field(C.TS, TS_TYPE, nullable=False),
+    ]
+)
+
+FEEDBACK_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.EVENT_ID, pa.string(), nullable=False),
+        pa.field(C.EVENT_TS, TS_TYPE, nullable=False),
+        pa.field(C.USER_ID, pa.int64(), nullable=False),
+        pa.field(C.ITEM_ID, pa.int64(), nullable=False),
+        pa.field(C.EVENT_TYPE, pa.string(), nullable=False),
+        pa.field(C.POSITION, pa.int32()),
+        pa.field(C.RATING, pa.float32()),
+        pa.field(C.ARM, pa.string()),
+        pa.field(C.LIST_VERSION, pa.string()),
+        pa.field(C.VARIANT, pa.string()),
+        pa.field(C.SEGMENT, pa.string()),
+        pa.field(C.DAYPART, pa.string()),
+        pa.field(C.PROPENSITY, pa.float64()),
+    ]
+)
+
+CANDIDATES_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.USER_ID, pa.int64(), nullable=False),
+        pa.field(C.ITEM_ID, pa.int64(), nullable=False),
+        pa.field(C.RANK, pa.int32(), nullable=False),
+        pa.field(C.SCORE, pa.float32(), nullable=False),
+        pa.field(C.ARM, pa.string(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+    ]
+)
+
+
+class Dataset(StrEnum):
+    """Datasets in the lake. The value is the dataset's folder under the lake root.
+
+    Data flows one way, in this order; a step reads only datasets listed before its own outputs.
+    """
+
+    LANDING_FEEDBACK = "landing/feedback_events"  # raw app logs dropped by the app, by event date
+    ITEMS = "canonical/items"
+    INTERACTIONS = "canonical/interactions"
+    FEEDBACK_EVENTS = "canonical/feedback_events"
+    QUARANTINE_ITEMS = "quarantine/items"
+    QUARANTINE_INTERACTIONS = "quarantine/interactions"
+    QUARANTINE_FEEDBACK = "quarantine/feedback_events"
+    VALIDATION = "validation"  # per-run validation summaries
+    MODELS = "models"  # model artefacts, one sub-folder per arm
+    CANDIDATES = "candidates"  # per arm and user shard
+    SCORED = "scored"  # candidates with deep-cut scores
+    RERANKED = "reranked"  # final lists per arm after the re-ranker
+    LIST_METRICS = "list_metrics"
+    BANDIT_POSTERIOR = "bandit/posterior"
+    BANDIT_POLICY = "bandit/policy"
+    ASSIGNMENTS = "assignments"
+    SERVED_LISTS = "served_lists"  # what the serving DB publishes
+    EVAL_OFFLINE = "eval/offline"
+    AB_RESULTS = "eval/ab"
+    OPE = "eval/ope"
+    ALERTS = "monitor/alerts"
+    MONITOR_CHECKS = "monitor/checks"
+    PUBLISH = "publish"
+    REPORTS = "reports"
+
+
+#: Schemas that the storage module enforces on write, per dataset.
+SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
+    Dataset.ITEMS: ITEMS_SCHEMA,
+    Dataset.INTERACTIONS: INTERACTIONS_SCHEMA,
+    Dataset.FEEDBACK_EVENTS: FEEDBACK_SCHEMA,
+    Dataset.LANDING_FEEDBACK: FEEDBACK_SCHEMA,
+    Dataset.CANDIDATES: CANDIDATES_SCHEMA,
+}

@@ -1,0 +1,365 @@
+"""One typed settings object for the whole pipeline.
+
+Precedence, highest first:
+1. environment variables ``DEEPCUTS_<FIELD>``; nested fields use ``__``
+   (``DEEPCUTS_BANDIT__DISCOUNT=0.95``, ``DEEPCUTS_RERANK__QUALITY_FLOOR=4.2``);
+2. a TOML file: ``$DEEPCUTS_CONFIG`` if set, else ``./deepcuts.toml`` if it exists;
+3. the defaults below.
+
+Every component owns one section class (``SVDSettings``, ``BanditSettings`` ...), so its knobs are
+typed, documented in one place and printed by ``deepcuts config``. Code never hard-codes a tunable.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_ENV_VAR = "DEEPCUTS_CONFIG"
+DEFAULT_CONFIG_FILE = "deepcuts.toml"
+
+DatasetKind = Literal["synthetic", "ml-100k", "ml-1m", "ml-latest-small", "csv"]
+ArmName = Literal["svd", "lightfm", "graph", "item_cf", "long_tail", "serendipity", "popularity"]
+
+#: The six algorithms the bandit chooses between (the popularity baseline is not an arm of the bandit).
+BANDIT_ARMS: tuple[str, ...] = ("svd", "lightfm", "graph", "item_cf", "long_tail", "serendipity")
+#: Every recommender trained each night.
+ALL_ARMS: tuple[str, ...] = (*BANDIT_ARMS, "popularity")
+
+
+class Section(BaseModel):
+    """Base for settings sections: unknown keys are errors, so a typo in the TOML file is caught."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSettings(Section):
+    """Where the catalog and the rating history come from."""
+
+    dataset: DatasetKind = "synthetic"
+    #: Folder holding the dataset files; for ``synthetic`` defaults to ``<home>/world``.
+    path: str | None = None
+    # --- `csv` loader options -----------------------------------------------------------------------
+    ratings_file: str = "ratings.csv"
+    items_file: str = "items.csv"
+    sep: str = ","
+    header: bool = True
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    rating_col: str = "rating"
+    timestamp_col: str | None = "timestamp"
+    rating_min: float = 1.0
+    rating_max: float = 5.0
+    items_sep: str = ","
+    items_header: bool = True
+    item_id_col: str = "item_id"
+    title_col: str = "title"
+    genres_col: str = "genres"
+    genre_sep: str = "|"
+    encoding: str = "utf-8"
+
+
+class WorldSettings(Section):
+    """Size of the synthetic world built by ``deepcuts generate`` (the embedded default)."""
+
+    users: int = Field(2000, ge=10)
+    items: int = Field(1500, ge=20)
+    ratings_per_user: float = Field(40.0, gt=0)
+    history_days: int = Field(180, ge=1)
+    start_date: str = "2026-01-01"
+    seed: int = 7
+
+
+class IngestSettings(Section):
+    """Validation thresholds for the nightly ingest."""
+
+    #: Events stamped later than the end of the run date plus this skew are "in the future".
+    future_skew_minutes: int = Field(15, ge=0)
+    #: Feedback events older than this many days before the run date are outside the window
+    #: (late events inside the window are accepted and counted on the day they arrive).
+    late_window_days: int = Field(3, ge=0)
+    #: Interactions before this date are "ancient" (bad clocks, epoch zero).
+    min_timestamp: str = "1995-01-01"
+    #: A day with fewer than this share of the trailing median volume is a collapse (table-level failure).
+    volume_min_ratio: float = Field(0.2, ge=0, le=1)
+    volume_lookback_days: int = Field(7, ge=1)
+    #: A day whose quarantine share exceeds this fails the step (something upstream is broken).
+    max_quarantine_share: float = Field(0.5, ge=0, le=1)
+
+
+class SVDSettings(Section):
+    factors: int = 64
+    #: Popularity debiasing exponent applied to item columns before the SVD (0 = none).
+    popularity_exponent: float = 0.3
+    seed: int | None = None
+
+
+class LightFMSettings(Section):
+    components: int = 64
+    loss: Literal["warp", "bpr", "warp-kos", "logistic"] = "warp"
+    epochs: int = 30
+    learning_rate: float = 0.05
+    item_alpha: float = 1e-6
+    user_alpha: float = 1e-6
+    #: Ratings at or above this value are positives for the implicit LightFM model.
+    positive_threshold: float = 0.0
+    use_genre_features: bool = True
+    threads: int = 2
+    seed: int | None = None
+
+
+class GraphSettings(Section):
+    """RP3beta random walk (Paudel et al., 2017)."""
+
+    alpha: float = 1.0
+    beta: float = 0.5
+    top_k: int = 200
+
+
+class ItemCFSettings(Section):
+    """Shrunk-cosine item-item neighbourhood model."""
+
+    neighbours: int = 200
+    shrinkage: float = 10.0
+
+
+class LongTailSettings(Section):
+    #: Share of interactions held by the short head; items outside it are long tail.
+    head_share: float = Field(0.8, gt=0, lt=1)
+    #: Multiplicative boost of long-tail items' relevance.
+    tail_boost: float = 2.0
+
+
+class SerendipitySettings(Section):
+    #: Weight of unexpectedness versus relevance.
+    unexpectedness_weight: float = 1.0
+
+
+class QualitySettings(Section):
+    """Bayesian (shrunk) mean rating used as the quality of an item everywhere."""
+
+    #: Pseudo-count of the prior: an item with few ratings is pulled toward the global mean.
+    prior_weight: float = 10.0
+    #: Quality floor on a 5-point scale; scaled linearly to other rating scales.
+    floor_5pt: float = 4.0
+
+
+class ArmsSettings(Section):
+    enabled: tuple[str, ...] = ALL_ARMS
+    #: Candidates per user and arm written each night.
+    candidates_n: int = Field(100, ge=10)
+    #: Number of user shards for candidate generation and scoring (each shard can be its own task).
+    user_shards: int = Field(4, ge=1)
+    seed: int = 42
+    svd: SVDSettings = SVDSettings()
+    lightfm: LightFMSettings = LightFMSettings()
+    graph: GraphSettings = GraphSettings()
+    item_cf: ItemCFSettings = ItemCFSettings()
+    long_tail: LongTailSettings = LongTailSettings()
+    serendipity: SerendipitySettings = SerendipitySettings()
+    quality: QualitySettings = QualitySettings()
+
+    @model_validator(mode="after")
+    def _known_arms(self) -> ArmsSettings:
+        unknown = sorted(set(self.enabled) - set(ALL_ARMS))
+        if unknown:
+            raise ValueError(f"unknown arms {unknown}; choose from {list(ALL_ARMS)}")
+        return self
+
+
+class RerankSettings(Section):
+    """Deep-cut re-ranker targets."""
+
+    list_length: int = Field(10, ge=1)
+    #: Mean quality floor on a 5-point scale (scaled to the dataset's rating scale).
+    quality_floor: float = 4.0
+    long_tail_min: float = Field(0.35, ge=0, le=1)
+    long_tail_max: float = Field(0.40, ge=0, le=1)
+    min_genres: int = Field(6, ge=1)
+    #: MMR trade-off: weight of relevance versus diversity.
+    mmr_lambda: float = Field(0.7, ge=0, le=1)
+    #: Steck's calibration trade-off.
+    calibration_lambda: float = Field(0.3, ge=0, le=1)
+    niche_genres: tuple[str, ...] = ("Anime", "Documentary", "Film-Noir", "Western", "Musical")
+    niche_boost: float = 0.2
+
+    @model_validator(mode="after")
+    def _anime_is_niche(self) -> RerankSettings:
+        if "Anime" not in self.niche_genres:
+            # Anime is always a niche genre: the product promise starts there.
+            object.__setattr__(self, "niche_genres", ("Anime", *self.niche_genres))
+        if self.long_tail_min > self.long_tail_max:
+            raise ValueError("rerank.long_tail_min must be <= rerank.long_tail_max")
+        return self
+
+
+class BanditSettings(Section):
+    arms: tuple[str, ...] = BANDIT_ARMS
+    prior_alpha: float = Field(1.0, gt=0)
+    prior_beta: float = Field(1.0, gt=0)
+    #: Daily discount of past evidence (1 = stationary).
+    discount: float = Field(0.98, gt=0, le=1)
+    #: Minimum selection probability of every arm in every context.
+    exploration_floor: float = Field(0.02, ge=0, lt=1)
+    #: Monte Carlo draws for selection probabilities (40k draws give +-0.005 at 95%).
+    mc_draws: int = Field(40_000, ge=1000)
+    seed: int = 1234
+    #: Segments: new (< new_max_ratings), power (>= power_min_ratings and active in recency_days), casual.
+    new_max_ratings: int = 5
+    power_min_ratings: int = 100
+    power_recency_days: int = 30
+    #: Daypart start hours (UTC): morning, afternoon, evening, night.
+    daypart_starts: tuple[int, int, int, int] = (6, 12, 18, 23)
+
+
+class ABSettings(Section):
+    experiment: str = "deepcuts-ab-1"
+    salt: str = "deepcuts-2026"
+    treatment_share: float = Field(0.5, gt=0, lt=1)
+    #: Control arm: the single best-accuracy arm, served without re-ranking.
+    baseline_arm: str = "svd"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    #: mSPRT mixing variance (on the scale of the CTR difference squared).
+    msprt_tau2: float = 1e-4
+    srm_alpha: float = 0.001
+
+
+class MonitorSettings(Section):
+    long_tail_min: float = 0.2
+    long_tail_max: float = 0.6
+    min_genres_per_list: float = 4.0
+    min_coverage: float = 0.05
+    max_gini: float = 0.95
+    min_mean_quality: float = 3.8
+    max_ctr_drop: float = 0.3
+    arm_floor: float = 0.01
+    arm_ceiling: float = 0.95
+    min_feedback_ratio: float = 0.2
+    max_quarantine_share: float = 0.05
+    max_feedback_age_hours: float = 36.0
+    #: Webhook URL for alerts (empty = log only).
+    webhook_url: str = ""
+    email_to: str = ""
+
+
+class PublishSettings(Section):
+    keep_versions: int = Field(7, ge=1)
+    #: Plausible band for the share of users whose list changed since the last version.
+    min_changed_share: float = Field(0.0, ge=0, le=1)
+    max_changed_share: float = Field(1.0, ge=0, le=1)
+
+
+_OVERRIDES: ContextVar[dict[str, Any] | None] = ContextVar("deepcuts_settings_overrides", default=None)
+
+
+class _OverrideSource(PydanticBaseSettingsSource):
+    """Highest-priority source: the keyword overrides given to :func:`load_settings`."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_OVERRIDES.get() or {})
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one deepcuts process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DEEPCUTS_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    #: Root of the data lake: a local folder or an fsspec/pyarrow URI such as ``s3://bucket/deepcuts``.
+    home: str = "./.deepcuts"
+    #: SQLAlchemy URL of the serving database; default: a SQLite file under the lake.
+    serving_url: str | None = None
+    #: Master seed; components derive theirs from it and the run date.
+    seed: int = 42
+    source: SourceSettings = SourceSettings()
+    world: WorldSettings = WorldSettings()
+    ingest: IngestSettings = IngestSettings()
+    arms: ArmsSettings = ArmsSettings()
+    rerank: RerankSettings = RerankSettings()
+    bandit: BanditSettings = BanditSettings()
+    ab: ABSettings = ABSettings()
+    monitor: MonitorSettings = MonitorSettings()
+    publish: PublishSettings = PublishSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit overrides beat the environment, which beats the file (passed as init kwargs),
+        # which beats the defaults.
+        return _OverrideSource(settings_cls), env_settings, init_settings
+
+    @property
+    def is_local_home(self) -> bool:
+        return "://" not in self.home
+
+    @property
+    def effective_serving_url(self) -> str:
+        if self.serving_url:
+            return self.serving_url
+        if not self.is_local_home:
+            raise ValueError(
+                "DEEPCUTS_SERVING_URL must be set when the lake is remote "
+                f"(home={self.home!r}); the SQLite default lives inside a local lake"
+            )
+        return f"sqlite:///{Path(self.home).resolve() / 'serving' / 'serving.db'}"
+
+    @property
+    def source_path(self) -> str:
+        if self.source.path:
+            return self.source.path
+        if self.source.dataset == "synthetic":
+            return f"{self.home.rstrip('/')}/world"
+        raise ValueError(f"source.path must be set for dataset {self.source.dataset!r}")
+
+    def quality_floor_scaled(self, rating_min: float, rating_max: float) -> float:
+        """The 5-point quality floor mapped linearly onto another rating scale."""
+        return rating_min + (self.rerank.quality_floor - 1.0) * (rating_max - rating_min) / 4.0
+
+
+def _config_file(explicit: str | Path | None) -> Path | None:
+    if explicit is not None:
+        return Path(explicit)
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    if from_env:
+        return Path(from_env)
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.exists() else None
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from defaults, the TOML file, the environment and explicit overrides.
+
+    ``overrides`` win over everything (tests and the CLI use them).
+    """
+    data: dict[str, Any] = {}
+    path = _config_file(config_file)
+    if path is not None:
+        if not path.exists():
+            raise FileNotFoundError(
+                f"settings file {path} does not exist (from {CONFIG_ENV_VAR} or --config); "
+                "create it or unset the variable"
+            )
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    token = _OVERRIDES.set(overrides)
+    try:
+        # Overrides are validated by the same rules as the file and the environment.
+        return Settings(**data)
+    finally:
+        _OVERRIDES.reset(token)

@@ -1,0 +1,232 @@
+"""The data lake: the only module that knows paths.
+
+Layout: ``<root>/<dataset>/run_date=YYYY-MM-DD/<part>.parquet`` where ``<part>`` may contain ``/``
+(e.g. ``svd/shard-0003``) so sharded tasks write side by side. The root is a local folder or any
+URI pyarrow understands (``s3://bucket/prefix``, ``gs://...``), so workers on other machines share it.
+
+Writes are atomic: a file is written under a hidden temporary name (``.tmp-...``) in its final folder
+and then moved into place. Readers list only visible ``*.parquet`` files, so they never see a
+half-written file. Re-writing a part for the same run date replaces it: every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from deepcuts.contracts import SCHEMAS, Dataset
+
+PARQUET = ".parquet"
+_HIDDEN_PREFIXES = (".", "_")
+
+
+class MissingDataError(FileNotFoundError):
+    """A step asked for a dataset partition that an upstream step has not written."""
+
+
+class ContractError(ValueError):
+    """A table does not match its dataset's contract."""
+
+
+def _date(run_date: date | str) -> date:
+    return run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
+
+
+class Lake:
+    """Parquet datasets partitioned by run date, under one root."""
+
+    def __init__(self, root: str | Path) -> None:
+        root = str(root)
+        if "://" in root:
+            self.fs, path = pafs.FileSystem.from_uri(root)
+            self.root = path.rstrip("/")
+        else:
+            self.fs = pafs.LocalFileSystem()
+            self.root = str(Path(root).expanduser().resolve())
+        self.uri = root
+
+    def __repr__(self) -> str:
+        return f"Lake({self.uri!r})"
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    # ---------------------------------------------------------------- paths
+    def dataset_dir(self, dataset: Dataset | str) -> str:
+        return f"{self.root}/{Dataset(dataset).value}"
+
+    def partition_dir(self, dataset: Dataset | str, run_date: date | str) -> str:
+        return f"{self.dataset_dir(dataset)}/run_date={_date(run_date).isoformat()}"
+
+    def file_path(self, dataset: Dataset | str, run_date: date | str, name: str) -> str:
+        if ".." in Path(name).parts or name.startswith("/"):
+            raise ValueError(f"part name {name!r} must be a relative path inside the partition")
+        return f"{self.partition_dir(dataset, run_date)}/{name}"
+
+    def local_dir(self, dataset: Dataset | str, run_date: date | str | None = None) -> Path:
+        """A local folder for libraries that insist on a filesystem path (GX Data Docs, reports)."""
+        if not self.is_local:
+            raise ValueError(f"{self} is not on the local filesystem; use the byte/table API instead")
+        path = Path(self.partition_dir(dataset, run_date) if run_date else self.dataset_dir(dataset))
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # ---------------------------------------------------------------- writes
+    def _atomic_write(self, final: str, payload: bytes) -> str:
+        parent, _, base = final.rpartition("/")
+        self.fs.create_dir(parent, recursive=True)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{base}"
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(payload)
+        # A rename within one folder is atomic on POSIX; on object stores the upload itself is atomic.
+        self.fs.move(tmp, final)
+        return final
+
+    def write_table(
+        self,
+        dataset: Dataset | str,
+        run_date: date | str,
+        data: pd.DataFrame | pa.Table,
+        part: str = "part-0",
+    ) -> str:
+        """Atomically write one part of a partition, enforcing the dataset's schema if it has one."""
+        dataset = Dataset(dataset)
+        table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+        schema = SCHEMAS.get(dataset)
+        if schema is not None:
+            table = conform(table, schema, where=f"{dataset.value} ({run_date})")
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        return self._atomic_write(self.file_path(dataset, run_date, part + PARQUET), buf.getvalue())
+
+    def write_bytes(self, dataset: Dataset | str, run_date: date | str, name: str, payload: bytes) -> str:
+        return self._atomic_write(self.file_path(dataset, run_date, name), payload)
+
+    def write_json(self, dataset: Dataset | str, run_date: date | str, name: str, obj: Any) -> str:
+        text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+        return self.write_bytes(dataset, run_date, name, text.encode())
+
+    def delete_partition(self, dataset: Dataset | str, run_date: date | str) -> None:
+        path = self.partition_dir(dataset, run_date)
+        if self.fs.get_file_info(path).type != pafs.FileType.NotFound:
+            self.fs.delete_dir(path)
+
+    # ---------------------------------------------------------------- reads
+    def _visible_files(self, folder: str) -> list[str]:
+        if self.fs.get_file_info(folder).type != pafs.FileType.Directory:
+            return []
+        infos = self.fs.get_file_info(pafs.FileSelector(folder, recursive=True))
+        files = []
+        for info in infos:
+            rel = info.path[len(folder) + 1 :]
+            if info.type != pafs.FileType.File or not rel.endswith(PARQUET):
+                continue
+            if any(piece.startswith(_HIDDEN_PREFIXES) for piece in rel.split("/")):
+                continue
+            files.append(info.path)
+        return sorted(files)
+
+    def parts(self, dataset: Dataset | str, run_date: date | str, subdir: str = "") -> list[str]:
+        """Visible part names (without ``.parquet``) of one partition, optionally under a sub-folder."""
+        folder = self.partition_dir(dataset, run_date)
+        base = f"{folder}/{subdir}".rstrip("/")
+        return [p[len(folder) + 1 : -len(PARQUET)] for p in self._visible_files(base)]
+
+    def has(self, dataset: Dataset | str, run_date: date | str, part: str | None = None) -> bool:
+        if part is None:
+            return bool(self.parts(dataset, run_date))
+        path = self.file_path(dataset, run_date, part + PARQUET)
+        return self.fs.get_file_info(path).type == pafs.FileType.File
+
+    def read_table(
+        self,
+        dataset: Dataset | str,
+        run_date: date | str,
+        *,
+        subdir: str = "",
+        parts: Iterable[str] | None = None,
+        columns: list[str] | None = None,
+        filter: pads.Expression | None = None,
+    ) -> pa.Table:
+        """Read a partition (or some of its parts) as one Arrow table.
+
+        Raises MissingDataError with the path and the step to run when nothing is there.
+        """
+        dataset = Dataset(dataset)
+        folder = self.partition_dir(dataset, run_date)
+        if parts is not None:
+            files = [self.file_path(dataset, run_date, p + PARQUET) for p in parts]
+            missing = [f for f in files if self.fs.get_file_info(f).type != pafs.FileType.File]
+            if missing:
+                raise MissingDataError(f"missing parts of {dataset.value} for {run_date}: {missing}")
+        else:
+            files = self._visible_files(f"{folder}/{subdir}".rstrip("/"))
+        if not files:
+            raise MissingDataError(
+                f"no data in {dataset.value} for run date {_date(run_date)} (looked in {folder}"
+                f"{'/' + subdir if subdir else ''}); run the step that produces it first"
+            )
+        schema = SCHEMAS.get(dataset)
+        ds = pads.dataset(files, filesystem=self.fs, format="parquet", schema=schema)
+        return ds.to_table(columns=columns, filter=filter)
+
+    def read_df(self, dataset: Dataset | str, run_date: date | str, **kwargs: Any) -> pd.DataFrame:
+        return self.read_table(dataset, run_date, **kwargs).to_pandas()
+
+    def read_bytes(self, dataset: Dataset | str, run_date: date | str, name: str) -> bytes:
+        path = self.file_path(dataset, run_date, name)
+        try:
+            with self.fs.open_input_stream(path) as stream:
+                return stream.read()
+        except FileNotFoundError as exc:
+            raise MissingDataError(f"missing {path}; run the step that produces it first") from exc
+
+    def read_json(self, dataset: Dataset | str, run_date: date | str, name: str) -> Any:
+        return json.loads(self.read_bytes(dataset, run_date, name))
+
+    def exists(self, dataset: Dataset | str, run_date: date | str, name: str) -> bool:
+        return self.fs.get_file_info(self.file_path(dataset, run_date, name)).type == pafs.FileType.File
+
+    def run_dates(self, dataset: Dataset | str) -> list[date]:
+        """Run dates that have a partition of ``dataset``, oldest first."""
+        folder = self.dataset_dir(dataset)
+        if self.fs.get_file_info(folder).type != pafs.FileType.Directory:
+            return []
+        out = []
+        for info in self.fs.get_file_info(pafs.FileSelector(folder)):
+            name = info.base_name
+            if info.type == pafs.FileType.Directory and name.startswith("run_date="):
+                out.append(date.fromisoformat(name.removeprefix("run_date=")))
+        return sorted(out)
+
+    def latest_before(self, dataset: Dataset | str, run_date: date | str) -> date | None:
+        """The newest run date strictly before ``run_date`` that has data, if any."""
+        earlier = [d for d in self.run_dates(dataset) if d < _date(run_date)]
+        return earlier[-1] if earlier else None
+
+
+def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
+    """Select and cast ``table`` to ``schema``; missing columns or impossible casts are errors."""
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise ContractError(f"{where}: missing columns {missing}; expected {schema.names}")
+    try:
+        out = table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise ContractError(f"{where}: cannot cast to the contract schema: {exc}") from exc
+    for field in schema:
+        if not field.nullable and out.column(field.name).null_count:
+            raise ContractError(f"{where}: column {field.name!r} must not contain nulls")
+    return out

@@ -1,0 +1,95 @@
+"""Shared fixtures.
+
+Services: tests that need PostgreSQL or Redis use the `postgres_url` / `redis_url` fixtures. Where the
+server is missing they skip with the reason, except under CI=true, where a missing server is a failure.
+MovieLens: tests marked `movielens` read ../shared/data and skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deepcuts.settings import Settings, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+PG_HOST = os.environ.get("DEEPCUTS_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("DEEPCUTS_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("DEEPCUTS_TEST_PG_USER", "postgres")
+REDIS_HOST = os.environ.get("DEEPCUTS_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("DEEPCUTS_TEST_REDIS_PORT", "6379"))
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (or fail under CI=true) when a server is not reachable."""
+    if _port_open(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message}, and CI=true requires it (start it, see .ci/run)")
+    pytest.skip(f"{message}; start it to run this test")
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a dataset in ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} not present (MovieLens files are not redistributed with the repo)")
+    return path
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    require_service("PostgreSQL", PG_HOST, PG_PORT)
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(
+        f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres", isolation_level="AUTOCOMMIT"
+    )
+    name = f"deepcuts_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture
+def lake_home(tmp_path: Path) -> Path:
+    home = tmp_path / "lake"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def settings(lake_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Default settings with the lake in a temporary folder and no TOML file."""
+    monkeypatch.delenv("DEEPCUTS_CONFIG", raising=False)
+    monkeypatch.setenv("DEEPCUTS_HOME", str(lake_home))
+    return load_settings()

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pytest
+
+from deepcuts.contracts import C, Dataset
+from pipelines.storage import ContractError, Lake, MissingDataError
+
+D1, D2 = date(2026, 3, 1), date(2026, 3, 2)
+
+
+def _interactions(n: int = 3) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            C.USER_ID: range(n),
+            C.ITEM_ID: range(10, 10 + n),
+            C.RATING: [4.0] * n,
+            C.TS: pd.to_datetime(["2026-03-01T10:00:00Z"] * n),
+        }
+    )
+
+
+def test_round_trip_enforces_the_contract_schema(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    lake.write_table(Dataset.INTERACTIONS, D1, _interactions().astype({C.RATING: "int64"}))
+    table = lake.read_table(Dataset.INTERACTIONS, D1)
+    assert table.schema.field(C.RATING).type == pa.float32()
+    assert table.num_rows == 3
+    assert lake.run_dates(Dataset.INTERACTIONS) == [D1]
+
+
+def test_contract_violations_are_clear_errors(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    with pytest.raises(ContractError, match=r"missing columns \['ts'\]"):
+        lake.write_table(Dataset.INTERACTIONS, D1, _interactions().drop(columns=[C.TS]))
+    bad = _interactions()
+    bad[C.USER_ID] = ["a", "b", "c"]
+    with pytest.raises(ContractError, match="cannot cast"):
+        lake.write_table(Dataset.INTERACTIONS, D1, bad)
+    assert not lake.has(Dataset.INTERACTIONS, D1)
+
+
+def test_rewrite_is_idempotent_and_parts_are_separate(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    for _ in range(2):
+        lake.write_table(Dataset.INTERACTIONS, D1, _interactions(3), part="svd/shard-0000")
+        lake.write_table(Dataset.INTERACTIONS, D1, _interactions(2), part="svd/shard-0001")
+    assert lake.parts(Dataset.INTERACTIONS, D1) == ["svd/shard-0000", "svd/shard-0001"]
+    assert lake.read_table(Dataset.INTERACTIONS, D1).num_rows == 5
+    assert lake.read_table(Dataset.INTERACTIONS, D1, parts=["svd/shard-0001"]).num_rows == 2
+
+
+def test_readers_never_see_temporary_files(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    lake.write_table(Dataset.INTERACTIONS, D1, _interactions(3))
+    folder = Path(lake.partition_dir(Dataset.INTERACTIONS, D1))
+    # a writer that crashed mid-write leaves only a hidden temp file behind
+    (folder / ".tmp-deadbeef-part-1.parquet").write_bytes(b"PAR1 half written")
+    assert lake.read_table(Dataset.INTERACTIONS, D1).num_rows == 3
+    assert lake.parts(Dataset.INTERACTIONS, D1) == ["part-0"]
+
+
+def test_missing_partition_names_the_path_and_what_to_do(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    with pytest.raises(MissingDataError, match="run the step that produces it"):
+        lake.read_table(Dataset.CANDIDATES, D1)
+
+
+def test_latest_before_and_json(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    lake.write_json(Dataset.VALIDATION, D1, "summary.json", {"ok": True})
+    lake.write_json(Dataset.VALIDATION, D2, "summary.json", {"ok": False})
+    assert lake.latest_before(Dataset.VALIDATION, D2) == D1
+    assert lake.latest_before(Dataset.VALIDATION, D1) is None
+    assert lake.read_json(Dataset.VALIDATION, D2, "summary.json") == {"ok": False}
+
+
+def test_works_through_a_pyarrow_filesystem_uri(tmp_path: Path) -> None:
+    # file:// goes through pyarrow's URI resolution, the same code path as s3:// or gs://
+    lake = Lake(f"file://{tmp_path}/remote")
+    assert not isinstance(lake.fs, pafs.LocalFileSystem) or lake.root.endswith("/remote")
+    lake.write_table(Dataset.INTERACTIONS, D1, _interactions())
+    assert Lake(f"file://{tmp_path}/remote").read_table(Dataset.INTERACTIONS, D1).num_rows == 3
+    assert (tmp_path / "remote" / "canonical" / "interactions" / "run_date=2026-03-01").is_dir()
+
+
+def test_part_names_cannot_escape_the_partition(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="relative path"):
+        Lake(tmp_path).write_table(Dataset.INTERACTIONS, D1, _interactions(), part="../../etc/x")
