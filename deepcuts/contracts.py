@@ -45,6 +45,10 @@ class C:
     EXPERIMENT: Final = "experiment"
     QUARANTINE_REASON: Final = "quarantine_reason"
     SOURCE_ROW: Final = "source_row"
+    # deep-cut scores carried to serving
+    NOVELTY: Final = "novelty"
+    IS_LONG_TAIL: Final = "is_long_tail"
+    QUALITY: Final = "quality"
 
 
 class EventType(StrEnum):
@@ -120,6 +124,53 @@ CANDIDATES_SCHEMA: Final = pa.schema(
     ]
 )
 
+#: Final per-arm lists after the deep-cut re-ranker (``score`` step), ``list_length`` rows per user and arm.
+RERANKED_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.USER_ID, pa.int64(), nullable=False),
+        pa.field(C.ITEM_ID, pa.int64(), nullable=False),
+        pa.field(C.RANK, pa.int32(), nullable=False),
+        pa.field(C.SCORE, pa.float32(), nullable=False),
+        pa.field(C.ARM, pa.string(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+        pa.field(C.NOVELTY, pa.float32(), nullable=False),
+        pa.field(C.IS_LONG_TAIL, pa.bool_(), nullable=False),
+        pa.field(C.QUALITY, pa.float32(), nullable=False),
+        pa.field(C.REASON, pa.string(), nullable=False),
+    ]
+)
+
+#: Arm and A/B variant per (user, daypart) for the next day, with the bandit's selection probability.
+ASSIGNMENTS_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.USER_ID, pa.int64(), nullable=False),
+        pa.field(C.DAYPART, pa.string(), nullable=False),
+        pa.field(C.SEGMENT, pa.string(), nullable=False),
+        pa.field(C.ARM, pa.string(), nullable=False),
+        pa.field(C.PROPENSITY, pa.float64(), nullable=False),
+        pa.field(C.VARIANT, pa.string(), nullable=False),
+        pa.field(C.EXPERIMENT, pa.string(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+    ]
+)
+
+#: The lists the serving DB publishes: one list per (user, daypart).
+SERVED_LISTS_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.USER_ID, pa.int64(), nullable=False),
+        pa.field(C.DAYPART, pa.string(), nullable=False),
+        pa.field(C.RANK, pa.int32(), nullable=False),
+        pa.field(C.ITEM_ID, pa.int64(), nullable=False),
+        pa.field(C.ARM, pa.string(), nullable=False),
+        pa.field(C.VARIANT, pa.string(), nullable=False),
+        pa.field(C.SCORE, pa.float32(), nullable=False),
+        pa.field(C.NOVELTY, pa.float32(), nullable=False),
+        pa.field(C.IS_LONG_TAIL, pa.bool_(), nullable=False),
+        pa.field(C.REASON, pa.string(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+    ]
+)
+
 
 class Dataset(StrEnum):
     """Datasets in the lake. The value is the dataset's folder under the lake root.
@@ -160,4 +211,7 @@ SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
     Dataset.FEEDBACK_EVENTS: FEEDBACK_SCHEMA,
     Dataset.LANDING_FEEDBACK: FEEDBACK_SCHEMA,
     Dataset.CANDIDATES: CANDIDATES_SCHEMA,
+    Dataset.RERANKED: RERANKED_SCHEMA,
+    Dataset.ASSIGNMENTS: ASSIGNMENTS_SCHEMA,
+    Dataset.SERVED_LISTS: SERVED_LISTS_SCHEMA,
 }

@@ -1,0 +1,257 @@
+"""The one base class every recommender implements, and the shared interaction matrix.
+
+A subclass implements ``_fit(data, items)`` and ``_score(user_rows)``; the base class owns everything
+else: id mapping, batching, excluding seen items, top-N selection with ``argpartition``, cold users,
+and save/load. Scoring is a dense ``(batch x items)`` float32 block per batch of users, so memory is
+bounded by ``batch_users x n_items`` whatever the number of users.
+"""
+
+from __future__ import annotations
+
+import pickle
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from deepcuts.contracts import C
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+#: Format version of saved artefacts; bump when the pickled state changes shape.
+ARTEFACT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class InteractionMatrix:
+    """A users x items sparse rating matrix with the id maps that index it.
+
+    Rows follow ``user_ids`` (sorted), columns follow ``item_ids`` (sorted catalog order). When the same
+    (user, item) pair occurs several times, the latest rating wins.
+    """
+
+    ratings: sp.csr_matrix
+    user_ids: IntArray
+    item_ids: IntArray
+
+    @classmethod
+    def from_frames(cls, interactions: pd.DataFrame, items: pd.DataFrame | None = None) -> Self:
+        frame = interactions
+        if C.TS in frame.columns:
+            frame = frame.sort_values(C.TS, kind="stable")
+        frame = frame.drop_duplicates([C.USER_ID, C.ITEM_ID], keep="last")
+        item_ids = np.unique(
+            np.concatenate(
+                [
+                    frame[C.ITEM_ID].to_numpy(np.int64),
+                    items[C.ITEM_ID].to_numpy(np.int64) if items is not None else np.empty(0, np.int64),
+                ]
+            )
+        )
+        user_ids = np.unique(frame[C.USER_ID].to_numpy(np.int64))
+        rows = np.searchsorted(user_ids, frame[C.USER_ID].to_numpy(np.int64))
+        cols = np.searchsorted(item_ids, frame[C.ITEM_ID].to_numpy(np.int64))
+        ratings = sp.csr_matrix(
+            (frame[C.RATING].to_numpy(np.float32), (rows, cols)),
+            shape=(user_ids.size, item_ids.size),
+            dtype=np.float32,
+        )
+        ratings.sort_indices()
+        return cls(ratings=ratings, user_ids=user_ids, item_ids=item_ids)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_ids.size)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_ids.size)
+
+    @property
+    def binary(self) -> sp.csr_matrix:
+        """1 where the user interacted with the item."""
+        out = self.ratings.copy()
+        out.data = np.ones_like(out.data)
+        return out
+
+    def user_rows(self, user_ids: npt.ArrayLike) -> IntArray:
+        """Row index per user id, -1 for users unknown to the matrix."""
+        ids = np.asarray(user_ids, dtype=np.int64)
+        pos = np.searchsorted(self.user_ids, ids)
+        pos_clipped = np.minimum(pos, max(self.n_users - 1, 0))
+        known = (pos < self.n_users) & (self.user_ids[pos_clipped] == ids) if self.n_users else pos < 0
+        return np.where(known, pos_clipped, -1).astype(np.int64)
+
+    def item_columns(self, item_ids: npt.ArrayLike) -> IntArray:
+        """Column index per item id, -1 for items not in the catalog."""
+        ids = np.asarray(item_ids, dtype=np.int64)
+        pos = np.searchsorted(self.item_ids, ids)
+        pos_clipped = np.minimum(pos, max(self.n_items - 1, 0))
+        known = (pos < self.n_items) & (self.item_ids[pos_clipped] == ids) if self.n_items else pos < 0
+        return np.where(known, pos_clipped, -1).astype(np.int64)
+
+
+def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
+    """Indices and values of the ``n`` largest scores per row, best first; ties broken by lower index.
+
+    ``-inf`` marks excluded entries; they are returned only when a row has fewer than ``n`` valid
+    entries and are then dropped by the caller.
+    """
+    n = min(n, scores.shape[1])
+    if n == 0:
+        return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0), np.float32)
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # lexsort: primary key descending score, secondary ascending index for deterministic ties
+    order = np.lexsort((part, -part_scores), axis=1)
+    idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    return idx, np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+
+
+class Recommender(ABC):
+    """Fit on canonical interactions + items; recommend top-N unseen items for a batch of users.
+
+    Subclasses set ``name`` and implement ``_fit`` and ``_score``. ``_score`` returns a dense float32
+    ``(len(user_rows), n_items)`` block of relevance scores (higher is better) for known users;
+    items a user must not get may be set to ``-inf``. Seen items are removed by the base class.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, config: Any = None, seed: int = 42, batch_users: int = 1024) -> None:
+        self.config = config
+        self.seed = int(seed)
+        self.batch_users = int(batch_users)
+        self.data: InteractionMatrix | None = None
+        self.popularity_: FloatArray | None = None
+
+    # ------------------------------------------------------------------ API
+    def fit(self, interactions: pd.DataFrame, items: pd.DataFrame) -> Self:
+        if interactions.empty:
+            raise ValueError(f"{self.name}: cannot fit on an empty interactions table")
+        self.data = InteractionMatrix.from_frames(interactions, items)
+        counts = np.asarray(self.data.binary.sum(axis=0)).ravel().astype(np.float32)
+        self.popularity_ = counts / max(float(counts.sum()), 1.0)
+        self._fit(self.data, items)
+        return self
+
+    def recommend(self, user_ids: npt.ArrayLike, n: int, exclude_seen: bool = True) -> pd.DataFrame:
+        """Top-``n`` items per user as a long frame (user_id, item_id, rank, score), rank from 1.
+
+        Users unknown to the model get the most popular items (cold start).
+        """
+        data = self._require_fitted()
+        users = np.asarray(user_ids, dtype=np.int64)
+        frames = [self._recommend_batch(data, batch, n, exclude_seen) for batch in self._batches(users)]
+        if not frames:
+            return _empty_recs()
+        return pd.concat(frames, ignore_index=True)
+
+    def score_items(self, user_ids: npt.ArrayLike, item_ids: npt.ArrayLike) -> FloatArray:
+        """Relevance of given (user, item) pairs (same length arrays); unknown pairs get -inf."""
+        data = self._require_fitted()
+        users = np.asarray(user_ids, dtype=np.int64)
+        items = data.item_columns(item_ids)
+        rows = data.user_rows(users)
+        out = np.full(users.size, -np.inf, dtype=np.float32)
+        for start in range(0, users.size, self.batch_users):
+            sl = slice(start, start + self.batch_users)
+            r, c = rows[sl], items[sl]
+            ok = (r >= 0) & (c >= 0)
+            if not ok.any():
+                continue
+            uniq, inverse = np.unique(r[ok], return_inverse=True)
+            block = self._score(uniq)
+            vals = out[sl]
+            vals[ok] = block[inverse, c[ok]]
+            out[sl] = vals
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted model to one file (pickle of a plain state dict; load only your own)."""
+        state = {"version": ARTEFACT_VERSION, "class": type(self).__name__, "state": self.__dict__}
+        Path(path).write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def to_bytes(self) -> bytes:
+        state = {"version": ARTEFACT_VERSION, "class": type(self).__name__, "state": self.__dict__}
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> Self:
+        state = pickle.loads(payload)  # artefacts are written by this pipeline only
+        if state.get("version") != ARTEFACT_VERSION or state.get("class") != cls.__name__:
+            raise ValueError(
+                f"artefact is {state.get('class')} v{state.get('version')}, expected "
+                f"{cls.__name__} v{ARTEFACT_VERSION}; retrain the model for this run date"
+            )
+        obj = cls.__new__(cls)
+        obj.__dict__.update(state["state"])
+        return obj
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        return cls.from_bytes(Path(path).read_bytes())
+
+    # ------------------------------------------------------------ subclass hooks
+    @abstractmethod
+    def _fit(self, data: InteractionMatrix, items: pd.DataFrame) -> None: ...
+
+    @abstractmethod
+    def _score(self, user_rows: IntArray) -> FloatArray: ...
+
+    # ------------------------------------------------------------ internals
+    def _require_fitted(self) -> InteractionMatrix:
+        if self.data is None:
+            raise RuntimeError(f"{self.name}: call fit() before recommend()")
+        return self.data
+
+    def _batches(self, users: IntArray) -> Iterator[IntArray]:
+        for start in range(0, users.size, self.batch_users):
+            yield users[start : start + self.batch_users]
+
+    def _recommend_batch(
+        self, data: InteractionMatrix, users: IntArray, n: int, exclude_seen: bool
+    ) -> pd.DataFrame:
+        rows = data.user_rows(users)
+        known = rows >= 0
+        scores = np.empty((users.size, data.n_items), dtype=np.float32)
+        if known.any():
+            scores[known] = self._score(rows[known])
+        if (~known).any():
+            assert self.popularity_ is not None
+            scores[~known] = self.popularity_
+        if exclude_seen and known.any():
+            seen = data.ratings[rows[known]]
+            block = scores[known]
+            block[seen.nonzero()] = -np.inf
+            scores[known] = block
+        scores[np.isnan(scores)] = -np.inf
+        idx, vals = top_n(scores, n)
+        valid = np.isfinite(vals)
+        ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)
+        return pd.DataFrame(
+            {
+                C.USER_ID: np.repeat(users, idx.shape[1])[valid.ravel()],
+                C.ITEM_ID: data.item_ids[idx[valid]],
+                C.RANK: ranks[valid],
+                C.SCORE: vals[valid],
+            }
+        )
+
+
+def _empty_recs() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            C.USER_ID: np.empty(0, np.int64),
+            C.ITEM_ID: np.empty(0, np.int64),
+            C.RANK: np.empty(0, np.int32),
+            C.SCORE: np.empty(0, np.float32),
+        }
+    )
