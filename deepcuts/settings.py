@@ -47,22 +47,35 @@ class SourceSettings(Section):
     path: str | None = None
     # --- `csv` loader options -----------------------------------------------------------------------
     ratings_file: str = "ratings.csv"
-    items_file: str = "items.csv"
     sep: str = ","
     header: bool = True
     user_col: str = "user_id"
     item_col: str = "item_id"
     rating_col: str = "rating"
+    #: ``None`` (or ``""``) when the file has no time column: every rating gets ``missing_timestamp``.
     timestamp_col: str | None = "timestamp"
+    #: Numeric timestamps are Unix epochs in this unit; text timestamps are parsed as ISO 8601 (UTC).
+    timestamp_unit: Literal["s", "ms", "us", "ns"] = "s"
+    #: The fixed time given to every rating of a file without a time column.
+    missing_timestamp: str = "2000-01-01T00:00:00+00:00"
+    #: Column names of a headerless ratings file, in order; default "0", "1", ... (so ``user_col="0"``).
+    ratings_names: tuple[str, ...] | None = None
     rating_min: float = 1.0
     rating_max: float = 5.0
+    #: Empty: no items file; the catalog is the set of rated item ids (no titles, no genres).
+    items_file: str = "items.csv"
     items_sep: str = ","
     items_header: bool = True
+    #: Column names of a headerless items file, in order (same rule as ``ratings_names``).
+    items_names: tuple[str, ...] | None = None
     item_id_col: str = "item_id"
     title_col: str = "title"
-    genres_col: str = "genres"
+    #: ``None`` (or ``""``) when the items file has no genres column.
+    genres_col: str | None = "genres"
     genre_sep: str = "|"
     encoding: str = "utf-8"
+    #: Rows per chunk when streaming large delimited files.
+    chunk_rows: int = Field(1_000_000, ge=1)
 
 
 class WorldSettings(Section):
