@@ -70,10 +70,13 @@ class Lake:
     def partition_dir(self, dataset: Dataset | str, run_date: date | str) -> str:
         return f"{self.dataset_dir(dataset)}/run_date={_date(run_date).isoformat()}"
 
-    def file_path(self, dataset: Dataset | str, run_date: date | str, name: str) -> str:
+    def file_path(self, dataset: Dataset | str, run_date: date | str | None, name: str) -> str:
+        """Path of a file inside a partition, or at the dataset's top level when ``run_date`` is None
+        (for the few files that span run dates, such as the report index)."""
         if ".." in Path(name).parts or name.startswith("/"):
             raise ValueError(f"part name {name!r} must be a relative path inside the partition")
-        return f"{self.partition_dir(dataset, run_date)}/{name}"
+        folder = self.dataset_dir(dataset) if run_date is None else self.partition_dir(dataset, run_date)
+        return f"{folder}/{name}"
 
     def local_dir(self, dataset: Dataset | str, run_date: date | str | None = None) -> Path:
         """A local folder for libraries that insist on a filesystem path (GX Data Docs, reports)."""
@@ -111,10 +114,12 @@ class Lake:
         pq.write_table(table, buf, compression="zstd")
         return self._atomic_write(self.file_path(dataset, run_date, part + PARQUET), buf.getvalue())
 
-    def write_bytes(self, dataset: Dataset | str, run_date: date | str, name: str, payload: bytes) -> str:
+    def write_bytes(
+        self, dataset: Dataset | str, run_date: date | str | None, name: str, payload: bytes
+    ) -> str:
         return self._atomic_write(self.file_path(dataset, run_date, name), payload)
 
-    def write_json(self, dataset: Dataset | str, run_date: date | str, name: str, obj: Any) -> str:
+    def write_json(self, dataset: Dataset | str, run_date: date | str | None, name: str, obj: Any) -> str:
         text = json.dumps(obj, indent=2, sort_keys=True, default=str)
         return self.write_bytes(dataset, run_date, name, text.encode())
 
@@ -185,7 +190,7 @@ class Lake:
     def read_df(self, dataset: Dataset | str, run_date: date | str, **kwargs: Any) -> pd.DataFrame:
         return self.read_table(dataset, run_date, **kwargs).to_pandas()
 
-    def read_bytes(self, dataset: Dataset | str, run_date: date | str, name: str) -> bytes:
+    def read_bytes(self, dataset: Dataset | str, run_date: date | str | None, name: str) -> bytes:
         path = self.file_path(dataset, run_date, name)
         try:
             with self.fs.open_input_stream(path) as stream:
@@ -193,10 +198,10 @@ class Lake:
         except FileNotFoundError as exc:
             raise MissingDataError(f"missing {path}; run the step that produces it first") from exc
 
-    def read_json(self, dataset: Dataset | str, run_date: date | str, name: str) -> Any:
+    def read_json(self, dataset: Dataset | str, run_date: date | str | None, name: str) -> Any:
         return json.loads(self.read_bytes(dataset, run_date, name))
 
-    def exists(self, dataset: Dataset | str, run_date: date | str, name: str) -> bool:
+    def exists(self, dataset: Dataset | str, run_date: date | str | None, name: str) -> bool:
         return self.fs.get_file_info(self.file_path(dataset, run_date, name)).type == pafs.FileType.File
 
     def run_dates(self, dataset: Dataset | str) -> list[date]:

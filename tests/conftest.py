@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from deepcuts.settings import Settings, load_settings
+# Airflow reads its configuration once, at first import: point it at a throw-away home for the whole
+# test session before any test imports it (the tests never touch a real Airflow installation).
+_AIRFLOW_TEST_HOME = Path(tempfile.mkdtemp(prefix="deepcuts-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_TEST_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "deepcuts-test-secret-" + "x" * 48)
+
+from deepcuts.settings import Settings, load_settings  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -78,6 +88,24 @@ def postgres_url() -> Iterator[str]:
 def redis_url() -> str:
     require_service("Redis", REDIS_HOST, REDIS_PORT)
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata DB (SQLite) in the session's Airflow home."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"airflow db migrate failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+    return _AIRFLOW_TEST_HOME
 
 
 @pytest.fixture

@@ -1,0 +1,188 @@
+"""deepcuts_nightly: the nightly deep-cut recommendation run. Wiring only.
+
+Every task calls one function in ``pipelines/`` with the settings and the run date, so reruns and
+backfills (``airflow dags backfill deepcuts_nightly ...``) are idempotent per run date. Heavy imports
+happen inside the tasks: parsing this file imports Airflow and nothing else.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from deepcuts.airflow_support import (
+    NIGHTLY_REPORT,
+    PUBLISH_POOL,
+    SERVING_TABLES,
+    DeepcutsFailureNotifier,
+    resolve_run_date,
+)
+
+DEFAULT_ARMS = ["svd", "lightfm", "graph", "item_cf", "long_tail", "serendipity", "popularity"]
+
+
+@dag(
+    dag_id="deepcuts_nightly",
+    description="Ingest, train, re-rank, bandit, evaluate, monitor and publish deep-cut recommendations",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=6),
+    tags=["deepcuts", "nightly"],
+    default_args={
+        "owner": "deepcuts",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+        "on_failure_callback": DeepcutsFailureNotifier("nightly task failed"),
+    },
+    on_failure_callback=DeepcutsFailureNotifier("nightly run failed"),
+    params={
+        "run_date": Param(
+            None, type=["null", "string"], format="date", description="Override the run date (YYYY-MM-DD)"
+        ),
+        "arms": Param(DEFAULT_ARMS, type="array", description="Recommenders to train this night"),
+        "n_shards": Param(
+            None, type=["null", "integer"], minimum=1, description="User shards (default: settings)"
+        ),
+    },
+    doc_md=__doc__,
+)
+def deepcuts_nightly() -> None:
+    @task
+    def plan(**context: Any) -> dict[str, Any]:
+        """Resolve the run date, arms and shards once, so every task of the run agrees."""
+        from deepcuts.settings import load_settings
+
+        params = context["params"]
+        settings = load_settings()
+        arms = list(params.get("arms") or settings.arms.enabled)
+        n_shards = int(params.get("n_shards") or settings.arms.user_shards)
+        return {
+            "run_date": resolve_run_date(context, params.get("run_date")),
+            "arms": arms,
+            "n_shards": n_shards,
+            "shards": list(range(n_shards)),
+        }
+
+    @task
+    def arms_of(p: dict[str, Any]) -> list[str]:
+        return p["arms"]
+
+    @task
+    def shards_of(p: dict[str, Any]) -> list[int]:
+        return p["shards"]
+
+    @task
+    def ingest(p: dict[str, Any]) -> dict[str, Any]:
+        from deepcuts.settings import load_settings
+        from pipelines.ingest import ingest
+
+        return ingest(load_settings(), p["run_date"])
+
+    @task(map_index_template="{{ task.op_kwargs['arm'] }}")
+    def train(p: dict[str, Any], arm: str) -> dict[str, Any]:
+        from deepcuts.settings import load_settings
+        from pipelines.train import train_arm
+
+        return train_arm(load_settings(), p["run_date"], arm)
+
+    @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    def candidates(p: dict[str, Any], shard: int) -> dict[str, Any]:
+        from deepcuts.settings import load_settings
+        from pipelines.candidates import candidates_shard
+
+        return candidates_shard(load_settings(), p["run_date"], shard, p["n_shards"])
+
+    @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
+    def score(p: dict[str, Any], shard: int) -> dict[str, Any]:
+        from deepcuts.settings import load_settings
+        from pipelines.score import score_shard
+
+        return score_shard(load_settings(), p["run_date"], shard, p["n_shards"])
+
+    @task
+    def bandit_update(p: dict[str, Any]) -> dict[str, Any]:
+        from deepcuts.settings import load_settings
+        from pipelines.bandit_update import bandit_update
+
+        return bandit_update(load_settings(), p["run_date"])
+
+    @task
+    def assign(p: dict[str, Any]) -> dict[str, Any]:
+        from deepcuts.settings import load_settings
+        from pipelines.assign import assign
+
+        return assign(load_settings(), p["run_date"])
+
+    @task
+    def evaluate(p: dict[str, Any]) -> dict[str, Any]:
+        from deepcuts.settings import load_settings
+        from pipelines.evaluate import evaluate_night
+
+        return evaluate_night(load_settings(), p["run_date"])
+
+    @task
+    def ab_analysis(p: dict[str, Any]) -> dict[str, Any]:
+        from deepcuts.settings import load_settings
+        from pipelines.ab_analysis import ab_analysis
+
+        return ab_analysis(load_settings(), p["run_date"])
+
+    @task
+    def ope(p: dict[str, Any]) -> dict[str, Any]:
+        from deepcuts.settings import load_settings
+        from pipelines.ope import ope
+
+        return ope(load_settings(), p["run_date"])
+
+    @task
+    def monitor(p: dict[str, Any]) -> dict[str, Any]:
+        from deepcuts.settings import load_settings
+        from pipelines.monitor import monitor
+
+        return monitor(load_settings(), p["run_date"])
+
+    # One writer at a time on the serving DB, whatever else runs in parallel (backfills included).
+    @task(pool=PUBLISH_POOL, outlets=[SERVING_TABLES], retries=1)
+    def publish(p: dict[str, Any]) -> dict[str, Any]:
+        from deepcuts.settings import load_settings
+        from pipelines.publish import publish
+
+        return publish(load_settings(), p["run_date"])
+
+    @task(outlets=[NIGHTLY_REPORT])
+    def report(p: dict[str, Any]) -> dict[str, Any]:
+        from deepcuts.settings import load_settings
+        from pipelines.report import report
+
+        return report(load_settings(), p["run_date"])
+
+    p = plan()
+    ingested = ingest(p)
+    arms = arms_of(p)
+    shards = shards_of(p)
+    ingested >> [arms, shards]
+    trained = train.partial(p=p).expand(arm=arms)
+    shard_candidates = candidates.partial(p=p).expand(shard=shards)
+    trained >> shard_candidates
+    scored = score.partial(p=p).expand(shard=shards)
+    shard_candidates >> scored
+    updated = bandit_update(p)
+    scored >> updated
+    assigned = assign(p)
+    updated >> assigned
+    checks = [evaluate(p), ab_analysis(p), ope(p)]
+    assigned >> checks
+    monitored = monitor(p)
+    checks >> monitored
+    published = publish(p)
+    monitored >> published
+    published >> report(p)
+
+
+deepcuts_nightly()

@@ -1,0 +1,61 @@
+"""The little that the DAG files share: assets, run-date resolution and the failure notifier.
+
+Kept out of ``dags/`` so DAG files stay pure wiring, and out of ``pipelines/`` because it imports Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from typing import Any
+
+from airflow.sdk import Asset, BaseNotifier
+
+log = logging.getLogger("deepcuts.airflow")
+
+#: The serving tables (the current version the app reads), updated by the nightly publish.
+SERVING_TABLES = Asset(name="deepcuts_serving_tables", uri="deepcuts://serving/current", group="deepcuts")
+#: The nightly HTML report.
+NIGHTLY_REPORT = Asset(name="deepcuts_nightly_report", uri="deepcuts://reports/nightly", group="deepcuts")
+
+PUBLISH_POOL = "deepcuts_publish"
+
+
+def resolve_run_date(context: Any, override: str | None = None) -> str:
+    """The run date a DAG run works on, as ISO text.
+
+    Precedence: the ``run_date`` param of a manual trigger; the logical date (``ds``) of scheduled runs
+    and backfills; the date of ``run_after`` for manual runs without a logical date (Airflow 3 allows
+    ``logical_date=None``).
+    """
+    if override:
+        return date.fromisoformat(str(override)).isoformat()
+    ds = context.get("ds")
+    if ds:
+        return str(ds)
+    run_after: datetime = context["dag_run"].run_after
+    return run_after.date().isoformat()
+
+
+class DeepcutsFailureNotifier(BaseNotifier):
+    """Sends a critical alert when a task of a deepcuts DAG fails (log always; webhook/email if set)."""
+
+    def __init__(self, what: str = "task failed") -> None:
+        super().__init__()
+        self.what = what
+
+    def notify(self, context: Any) -> None:
+        from deepcuts.settings import load_settings
+        from pipelines.alerting import send_alerts
+
+        ti = context.get("ti") or context.get("task_instance")
+        dag_run = context.get("dag_run")
+        task_id = f"{getattr(ti, 'dag_id', '?')}.{getattr(ti, 'task_id', '?')}"
+        where = f"{task_id} run {getattr(dag_run, 'run_id', '?')}"
+        error = context.get("exception")
+        alert = {
+            "check": "airflow_task_failure",
+            "severity": "critical",
+            "message": f"{self.what}: {where}: {error!r}",
+        }
+        send_alerts(load_settings(), [alert])

@@ -1,0 +1,84 @@
+"""DAG integrity: the DAG files parse, and the nightly DAG has the wiring operators rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
+
+
+@pytest.fixture(scope="module")
+def dagbag():  # type: ignore[no-untyped-def]
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS_FOLDER))
+
+
+def test_no_import_errors(dagbag) -> None:  # type: ignore[no-untyped-def]
+    assert dagbag.import_errors == {}
+    assert {"deepcuts_nightly", "deepcuts_reports"} <= set(dagbag.dag_ids)
+
+
+def test_nightly_schedule_retries_and_tags(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.get_dag("deepcuts_nightly")
+    assert dag.max_active_runs == 1
+    assert "deepcuts" in dag.tags
+    assert set(dag.params.keys()) >= {"run_date", "arms", "n_shards"}
+    for t in dag.tasks:
+        assert t.retries >= 1, f"{t.task_id} has no retries"
+        assert t.on_failure_callback, f"{t.task_id} has no failure notifier"
+    assert dag.get_task("publish").pool == "deepcuts_publish"
+
+
+def _downstream(dag, task_id: str) -> set[str]:  # type: ignore[no-untyped-def]
+    return set(dag.get_task(task_id).downstream_task_ids)
+
+
+def test_nightly_edges(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.get_dag("deepcuts_nightly")
+    assert "ingest" in _downstream(dag, "plan")
+    assert "train" in _downstream(dag, "arms_of")
+    assert "candidates" in _downstream(dag, "train")
+    assert "score" in _downstream(dag, "candidates")
+    assert "bandit_update" in _downstream(dag, "score")
+    assert "assign" in _downstream(dag, "bandit_update")
+    assert {"evaluate", "ab_analysis", "ope"} <= _downstream(dag, "assign")
+    for check in ("evaluate", "ab_analysis", "ope"):
+        assert "monitor" in _downstream(dag, check)
+    assert _downstream(dag, "monitor") == {"publish"}
+    assert _downstream(dag, "publish") == {"report"}
+
+
+def test_mapped_tasks(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    dag = dagbag.get_dag("deepcuts_nightly")
+    for task_id in ("train", "candidates", "score"):
+        assert isinstance(dag.get_task(task_id), MappedOperator), task_id
+
+
+def test_report_dag_is_triggered_by_the_serving_asset(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from deepcuts.airflow_support import SERVING_TABLES
+
+    nightly = dagbag.get_dag("deepcuts_nightly")
+    assert SERVING_TABLES in nightly.get_task("publish").outlets
+    reports = dagbag.get_dag("deepcuts_reports")
+    assert list(reports.timetable.asset_condition.objects) == [SERVING_TABLES]
+
+
+def test_dag_files_import_nothing_heavy_at_top_level() -> None:
+    import ast
+
+    heavy = {"pandas", "numpy", "pyarrow", "scipy", "lightfm", "great_expectations", "pipelines", "models"}
+    for path in DAGS_FOLDER.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in heavy, f"{path.name} imports {name} at top level"
