@@ -49,6 +49,14 @@ class C:
     NOVELTY: Final = "novelty"
     IS_LONG_TAIL: Final = "is_long_tail"
     QUALITY: Final = "quality"
+    # A/B analysis (eval/ab): long-format summary and the per-user running totals of the experiment
+    SCOPE: Final = "scope"
+    METRIC: Final = "metric"
+    VALUE: Final = "value"
+    IMPRESSIONS: Final = "impressions"
+    CLICKS: Final = "clicks"
+    RATING_SUM: Final = "rating_sum"
+    RATING_COUNT: Final = "rating_count"
 
 
 class EventType(StrEnum):

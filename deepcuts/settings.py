@@ -232,15 +232,33 @@ class BanditSettings(Section):
 
 
 class ABSettings(Section):
+    """A/B test of the baseline (control) against bandit + re-ranker (treatment); docs/ab-testing.md."""
+
+    #: Experiment name and salt of the user hash split; changing either starts a new experiment (the
+    #: sequential test's running state is reset).
     experiment: str = "deepcuts-ab-1"
     salt: str = "deepcuts-2026"
     treatment_share: float = Field(0.5, gt=0, lt=1)
     #: Control arm: the single best-accuracy arm, served without re-ranking.
     baseline_arm: str = "svd"
+    #: Significance level of the always-valid (mSPRT) test and the confidence level of the CIs (1 - alpha).
     alpha: float = Field(0.05, gt=0, lt=1)
-    #: mSPRT mixing variance (on the scale of the CTR difference squared).
-    msprt_tau2: float = 1e-4
-    srm_alpha: float = 0.001
+    #: mSPRT mixing variance tau^2 of the N(0, tau^2) prior on the CTR difference (absolute CTR units
+    #: squared): 1e-4 puts the prior's scale at a 1-point CTR difference, the effect size we care about.
+    msprt_tau2: float = Field(1e-4, gt=0)
+    #: The sample-ratio-mismatch chi-square fires below this p-value (strict: a false SRM voids a test).
+    srm_alpha: float = Field(0.001, gt=0, lt=1)
+    #: No verdict other than "keep running" before each variant has this many exposed users.
+    min_users_per_variant: int = Field(100, ge=2)
+    # --- guardrails: treatment may not be worse than control by more than these margins -------------
+    #: Mean observed rating (absolute points on the dataset's rating scale).
+    guardrail_rating_drop: float = Field(0.1, ge=0)
+    #: Long-tail share of the served lists (absolute share).
+    guardrail_long_tail_drop: float = Field(0.05, ge=0)
+    #: Distinct genres per served list.
+    guardrail_genres_drop: float = Field(0.5, ge=0)
+    #: Catalog coverage of the served lists (absolute share of the catalog).
+    guardrail_coverage_drop: float = Field(0.02, ge=0)
 
 
 class MonitorSettings(Section):

@@ -1,0 +1,497 @@
+"""Nightly step ``ab_analysis``: the A/B test of baseline (control) against bandit + re-ranker (treatment).
+
+For run date ``D`` it reads the canonical ``feedback_events(D)`` (written by ingest, late events counted on
+the day they arrive), adds them to the experiment's running per-user totals of the previous analysed
+night, and computes on the cumulative totals (statistics in ``models.ab_stats``):
+
+* CTR per variant with users as the unit (delta method), difference and relative lift with
+  ``1 - alpha`` confidence intervals;
+* the always-valid mSPRT p-value, ``p_D = min(p_{D-1}, 1 / Lambda_D)``, so that a verdict may be read
+  every night without inflating false positives (the running ``p`` is the step's state);
+* the sample-ratio-mismatch chi-square on exposed users per variant against ``ab.treatment_share``;
+* guardrails, treatment against control: mean observed rating, and over the lists users saw on ``D``
+  (``served_lists`` of the previous run date; tonight's on the very first night) the long-tail share,
+  distinct genres per list and catalog coverage.
+
+Verdict (plain language, first rule that applies):
+
+1. ``invalid (SRM)`` if the SRM check fires: the split is broken and no comparison can be trusted;
+2. ``keep running`` while a variant has fewer than ``ab.min_users_per_variant`` exposed users;
+3. ``treatment wins`` if ``p <= alpha``, the difference is positive and no guardrail fails;
+4. ``control wins`` if ``p <= alpha`` and the difference is negative;
+5. ``keep running`` otherwise (including a significant win that breaks a guardrail, said in the message).
+
+Writes to ``Dataset.AB_RESULTS`` for ``D``: ``summary.parquet`` (long format: scope, variant, metric,
+value), ``verdict.json`` (the decision, the test statistics and the running state) and
+``state/user_totals.parquet`` (cumulative per-user counts, read back by the next night). Re-running a
+night reads the same previous state and rewrites the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset, EventType, Variant
+from deepcuts.progress import get_logger
+from deepcuts.settings import ABSettings, Settings
+from models.ab_stats import Comparison, RatioEstimate, compare, msprt_p_value, srm_test, user_ctr
+from pipelines.storage import Lake, MissingDataError
+
+log = get_logger(__name__)
+
+SUMMARY_PART: Final = "summary"
+STATE_PART: Final = "state/user_totals"
+VERDICT_FILE: Final = "verdict.json"
+VARIANTS: Final = (Variant.CONTROL.value, Variant.TREATMENT.value)
+
+
+class Verdict(StrEnum):
+    KEEP_RUNNING = "keep running"
+    TREATMENT_WINS = "treatment wins"
+    CONTROL_WINS = "control wins"
+    INVALID = "invalid (SRM)"
+
+
+class Scope(StrEnum):
+    NIGHT = "night"  # feedback of the run date only
+    CUMULATIVE = "cumulative"  # since the experiment started
+    LISTS = "lists"  # the served lists users saw on the run date
+
+
+class ABMetric(StrEnum):
+    USERS = "users"
+    IMPRESSIONS = "impressions"
+    CLICKS = "clicks"
+    CTR = "ctr"
+    CTR_SE = "ctr_se"
+    MEAN_RATING = "mean_rating"
+    RATINGS = "ratings"
+    LONG_TAIL_SHARE = "long_tail_share"
+    GENRES_PER_LIST = "genres_per_list"
+    COVERAGE = "coverage"
+    LISTS = "lists"
+
+
+#: ``eval/ab`` summary: one row per (scope, variant, metric).
+AB_SUMMARY_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+        pa.field(C.EXPERIMENT, pa.string(), nullable=False),
+        pa.field(C.SCOPE, pa.string(), nullable=False),
+        pa.field(C.VARIANT, pa.string(), nullable=False),
+        pa.field(C.METRIC, pa.string(), nullable=False),
+        pa.field(C.VALUE, pa.float64()),
+    ]
+)
+
+#: ``eval/ab`` running state: cumulative totals per exposed user since the experiment started.
+USER_TOTALS_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.USER_ID, pa.int64(), nullable=False),
+        pa.field(C.VARIANT, pa.string(), nullable=False),
+        pa.field(C.IMPRESSIONS, pa.int64(), nullable=False),
+        pa.field(C.CLICKS, pa.int64(), nullable=False),
+        pa.field(C.RATING_SUM, pa.float64(), nullable=False),
+        pa.field(C.RATING_COUNT, pa.int64(), nullable=False),
+    ]
+)
+
+
+# ----------------------------------------------------------------------------- per-user totals
+@dataclass(frozen=True)
+class TotalsResult:
+    totals: pd.DataFrame
+    #: Events without a known variant (not part of the experiment), ignored.
+    unlabelled_events: int
+    #: Users whose events carry both variants (a split bug); counted in the variant of most events.
+    crossover_users: int
+
+
+def user_totals(feedback: pd.DataFrame) -> TotalsResult:
+    """Per-user impressions, clicks and rating sums/counts of one batch of feedback events.
+
+    Impressions and clicks are event counts (ingest has already removed duplicate event ids); a user
+    belongs to the variant that most of their events carry (ties: control).
+    """
+    known = feedback[C.VARIANT].isin(VARIANTS)
+    unlabelled = int((~known).sum())
+    fb = feedback.loc[known, [C.USER_ID, C.VARIANT, C.EVENT_TYPE, C.RATING]]
+    if fb.empty:
+        return TotalsResult(_empty_totals(), unlabelled, 0)
+    kind = fb[C.EVENT_TYPE]
+    is_rating = (kind == EventType.RATING.value) & fb[C.RATING].notna()
+    frame = pd.DataFrame(
+        {
+            C.USER_ID: fb[C.USER_ID].to_numpy(np.int64),
+            C.IMPRESSIONS: (kind == EventType.IMPRESSION.value).to_numpy(np.int64),
+            C.CLICKS: (kind == EventType.CLICK.value).to_numpy(np.int64),
+            C.RATING_SUM: np.where(is_rating, fb[C.RATING].astype("float64").fillna(0.0), 0.0),
+            C.RATING_COUNT: is_rating.to_numpy(np.int64),
+            "_treated": (fb[C.VARIANT] == Variant.TREATMENT.value).to_numpy(np.int64),
+        }
+    )
+    grouped = frame.groupby(C.USER_ID, sort=True).agg(
+        **{
+            C.IMPRESSIONS: (C.IMPRESSIONS, "sum"),
+            C.CLICKS: (C.CLICKS, "sum"),
+            C.RATING_SUM: (C.RATING_SUM, "sum"),
+            C.RATING_COUNT: (C.RATING_COUNT, "sum"),
+            "_treated": ("_treated", "sum"),
+            "_events": ("_treated", "size"),
+        }
+    )
+    treated, events = grouped.pop("_treated"), grouped.pop("_events")
+    crossover = int(((treated > 0) & (treated < events)).sum())
+    grouped.insert(
+        0, C.VARIANT, np.where(treated * 2 > events, Variant.TREATMENT.value, Variant.CONTROL.value)
+    )
+    return TotalsResult(_typed_totals(grouped.reset_index()), unlabelled, crossover)
+
+
+def combine_totals(previous: pd.DataFrame, today: pd.DataFrame) -> pd.DataFrame:
+    """Add today's per-user totals to the running ones; a user keeps the variant first seen."""
+    if previous.empty:
+        return _typed_totals(today)
+    if today.empty:
+        return _typed_totals(previous)
+    both = pd.concat([previous, today], ignore_index=True)
+    sums = both.groupby(C.USER_ID, sort=True)[[C.IMPRESSIONS, C.CLICKS, C.RATING_SUM, C.RATING_COUNT]].sum()
+    first_variant = both.groupby(C.USER_ID, sort=True)[C.VARIANT].first()
+    sums.insert(0, C.VARIANT, first_variant)
+    return _typed_totals(sums.reset_index())
+
+
+def _empty_totals() -> pd.DataFrame:
+    return USER_TOTALS_SCHEMA.empty_table().to_pandas()
+
+
+def _typed_totals(frame: pd.DataFrame) -> pd.DataFrame:
+    table = pa.Table.from_pandas(frame[USER_TOTALS_SCHEMA.names], preserve_index=False)
+    return table.cast(USER_TOTALS_SCHEMA).to_pandas().sort_values(C.USER_ID, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- statistics
+@dataclass(frozen=True)
+class TestResult:
+    """Everything the verdict is made of, for one look at the cumulative data."""
+
+    estimates: dict[str, RatioEstimate]
+    comparison: Comparison
+    p_value: float
+    srm_p_value: float
+    srm_chi2: float
+    srm_mismatch: bool
+    enough_users: bool
+
+
+def run_test(totals: pd.DataFrame, ab: ABSettings, previous_p: float = 1.0) -> TestResult:
+    """CTR per variant, lift with CIs, the updated always-valid p-value and the SRM check.
+
+    The running p-value only moves once both variants have ``ab.min_users_per_variant`` exposed users:
+    a plug-in variance from a handful of users is too noisy for the normal approximation.
+    """
+    estimates = {}
+    exposed = {}
+    for variant in VARIANTS:
+        rows = totals[totals[C.VARIANT] == variant]
+        estimates[variant] = user_ctr(rows[C.CLICKS].to_numpy(), rows[C.IMPRESSIONS].to_numpy())
+        exposed[variant] = estimates[variant].n_users
+    control, treatment = estimates[Variant.CONTROL.value], estimates[Variant.TREATMENT.value]
+    comparison = compare(control, treatment, alpha=ab.alpha)
+    enough = min(exposed.values()) >= ab.min_users_per_variant
+    p = previous_p
+    if enough:
+        p = msprt_p_value(comparison.diff, treatment.variance + control.variance, ab.msprt_tau2, previous_p)
+    shares = {Variant.CONTROL.value: 1.0 - ab.treatment_share, Variant.TREATMENT.value: ab.treatment_share}
+    srm = srm_test(exposed, shares, alpha=ab.srm_alpha)
+    return TestResult(estimates, comparison, p, srm.p_value, srm.chi2, srm.mismatch, enough)
+
+
+def guardrails(
+    rating: dict[str, float], lists: dict[str, dict[str, float]], ab: ABSettings
+) -> dict[str, dict[str, Any]]:
+    """Treatment may not be worse than control by more than the margin; unknown when a side is missing.
+
+    ``rating`` is the mean observed rating per variant, ``lists`` the list metrics per variant.
+    """
+    margins = {
+        ABMetric.MEAN_RATING.value: ab.guardrail_rating_drop,
+        ABMetric.LONG_TAIL_SHARE.value: ab.guardrail_long_tail_drop,
+        ABMetric.GENRES_PER_LIST.value: ab.guardrail_genres_drop,
+        ABMetric.COVERAGE.value: ab.guardrail_coverage_drop,
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for name, margin in margins.items():
+        if name == ABMetric.MEAN_RATING.value:
+            ctl, trt = rating.get(Variant.CONTROL.value), rating.get(Variant.TREATMENT.value)
+        else:
+            ctl = lists.get(Variant.CONTROL.value, {}).get(name)
+            trt = lists.get(Variant.TREATMENT.value, {}).get(name)
+        known = _finite(ctl) and _finite(trt)
+        passed = (trt >= ctl - margin) if known else None  # type: ignore[operator]
+        out[name] = {"control": _num(ctl), "treatment": _num(trt), "margin": margin, "pass": passed}
+    return out
+
+
+def decide(result: TestResult, rails: dict[str, dict[str, Any]], ab: ABSettings) -> tuple[Verdict, str]:
+    """The verdict and one plain-language sentence explaining it (rules in the module docstring)."""
+    cmp_ = result.comparison
+    if result.srm_mismatch:
+        return Verdict.INVALID, (
+            f"Sample ratio mismatch (chi-square p = {result.srm_p_value:.2g} < {ab.srm_alpha}): the observed "
+            "user split does not match the design, so the comparison cannot be trusted. Check the "
+            "assignment and the feedback logging before reading any result."
+        )
+    users = {v: e.n_users for v, e in result.estimates.items()}
+    if not result.enough_users:
+        return Verdict.KEEP_RUNNING, (
+            f"Not enough exposed users yet ({users}; need {ab.min_users_per_variant} per variant)."
+        )
+    lift_txt = _lift_text(cmp_, ab.alpha)
+    if result.p_value <= ab.alpha and cmp_.diff > 0:
+        failed = [name for name, rail in rails.items() if rail["pass"] is False]
+        if failed:
+            return Verdict.KEEP_RUNNING, (
+                f"Treatment is ahead on CTR ({lift_txt}, always-valid p = {result.p_value:.3g}) but fails "
+                f"the guardrail(s) {', '.join(failed)}; do not ship it as is."
+            )
+        return Verdict.TREATMENT_WINS, (
+            f"Treatment wins: {lift_txt}, always-valid p = {result.p_value:.3g} <= {ab.alpha}; "
+            "guardrails hold."
+        )
+    if result.p_value <= ab.alpha and cmp_.diff < 0:
+        return Verdict.CONTROL_WINS, (
+            f"Control wins: {lift_txt}, always-valid p = {result.p_value:.3g} <= {ab.alpha}."
+        )
+    return Verdict.KEEP_RUNNING, (
+        f"No significant difference yet ({lift_txt}, always-valid p = {result.p_value:.3g} > {ab.alpha}); "
+        "keep running."
+    )
+
+
+def _lift_text(cmp_: Comparison, alpha: float) -> str:
+    if not math.isfinite(cmp_.lift):
+        return "lift not measurable yet"
+    level = round(100 * (1 - alpha))
+    ci = f"{level}% CI {cmp_.lift_ci_low:+.1%} to {cmp_.lift_ci_high:+.1%}"
+    return f"relative CTR lift {cmp_.lift:+.1%} ({ci})"
+
+
+# ----------------------------------------------------------------------------- list guardrails
+def list_metrics(lists: pd.DataFrame, items: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per variant: long-tail share, mean distinct genres per (user, daypart) list, catalog coverage.
+
+    coverage = |distinct items in the variant's lists| / |catalog|.
+    """
+    out: dict[str, dict[str, float]] = {}
+    catalog = max(int(items[C.ITEM_ID].nunique()), 1) if not items.empty else 0
+    genres = items[[C.ITEM_ID, C.GENRES]].explode(C.GENRES).dropna() if not items.empty else None
+    for variant in VARIANTS:
+        rows = lists[lists[C.VARIANT] == variant]
+        if rows.empty:
+            continue
+        metrics = {
+            ABMetric.LISTS.value: float(rows.groupby([C.USER_ID, C.DAYPART]).ngroups),
+            ABMetric.LONG_TAIL_SHARE.value: float(rows[C.IS_LONG_TAIL].astype(bool).mean()),
+            ABMetric.COVERAGE.value: rows[C.ITEM_ID].nunique() / catalog if catalog else math.nan,
+        }
+        if genres is not None:
+            merged = rows[[C.USER_ID, C.DAYPART, C.ITEM_ID]].merge(genres, on=C.ITEM_ID, how="left")
+            per_list = merged.groupby([C.USER_ID, C.DAYPART])[C.GENRES].nunique()
+            metrics[ABMetric.GENRES_PER_LIST.value] = float(per_list.mean())
+        out[variant] = metrics
+    return out
+
+
+# ----------------------------------------------------------------------------- the step
+def ab_analysis(settings: Settings, run_date: date) -> dict[str, Any]:
+    """Analyse the A/B test on the feedback up to ``run_date``; write ``eval/ab(D)``; return a summary."""
+    ab = settings.ab
+    lake = Lake(settings.home)
+    feedback = _read_feedback(lake, run_date)
+    today = user_totals(feedback)
+    prev_state, previous_p, looks = _previous_state(lake, run_date, ab)
+    totals = combine_totals(prev_state, today.totals)
+    result = run_test(totals, ab, previous_p)
+
+    rating = {v: _mean_rating(totals, v) for v in VARIANTS}
+    lists_date, lists = _shown_lists(lake, run_date)
+    items = _read_items(lake, run_date)
+    list_stats = list_metrics(lists, items) if not lists.empty else {}
+    rails = guardrails(rating, list_stats, ab)
+    verdict, message = decide(result, rails, ab)
+    cmp_ = result.comparison
+    if verdict is not Verdict.KEEP_RUNNING or looks == 0:
+        log.info("ab_analysis %s: %s", run_date, message)
+
+    summary = _summary_rows(run_date, ab.experiment, today.totals, totals, rating, list_stats)
+    record = {
+        "run_date": run_date.isoformat(),
+        "experiment": ab.experiment,
+        "verdict": verdict.value,
+        "message": message,
+        "p_value": result.p_value,
+        "alpha": ab.alpha,
+        "msprt_tau2": ab.msprt_tau2,
+        "looks": looks + 1,
+        "enough_users": result.enough_users,
+        "diff": cmp_.diff,
+        "diff_ci_low": cmp_.diff_ci_low,
+        "diff_ci_high": cmp_.diff_ci_high,
+        "lift": cmp_.lift,
+        "ci_low": cmp_.lift_ci_low,
+        "ci_high": cmp_.lift_ci_high,
+        "z_p_value_fixed_horizon": cmp_.z_p_value,
+        "srm_p_value": result.srm_p_value,
+        "srm_chi2": result.srm_chi2,
+        "srm_mismatch": result.srm_mismatch,
+        "ctr": {v: e.as_dict() for v, e in result.estimates.items()},
+        "guardrails": rails,
+        "lists_run_date": lists_date.isoformat() if lists_date else None,
+        "night_events": len(feedback),
+        "unlabelled_events": today.unlabelled_events,
+        "crossover_users": today.crossover_users,
+    }
+    record = _json_safe(record)
+    lake.write_table(
+        Dataset.AB_RESULTS,
+        run_date,
+        pa.Table.from_pandas(totals, schema=USER_TOTALS_SCHEMA, preserve_index=False),
+        STATE_PART,
+    )
+    lake.write_table(Dataset.AB_RESULTS, run_date, summary, SUMMARY_PART)
+    lake.write_json(Dataset.AB_RESULTS, run_date, VERDICT_FILE, record)
+    return {
+        "run_date": record["run_date"],
+        "verdict": record["verdict"],
+        "p_value": record["p_value"],
+        "lift": record["lift"],
+        "ci_low": record["ci_low"],
+        "ci_high": record["ci_high"],
+        "srm_p_value": record["srm_p_value"],
+        "users": {v: e.n_users for v, e in result.estimates.items()},
+        "night_events": record["night_events"],
+    }
+
+
+def read_verdict(settings: Settings, run_date: date) -> dict[str, Any]:
+    """The ``verdict.json`` written by :func:`ab_analysis` for ``run_date`` (reports, the simulator)."""
+    return Lake(settings.home).read_json(Dataset.AB_RESULTS, run_date, VERDICT_FILE)
+
+
+def _read_feedback(lake: Lake, run_date: date) -> pd.DataFrame:
+    try:
+        return lake.read_df(Dataset.FEEDBACK_EVENTS, run_date)
+    except MissingDataError:
+        # No app traffic yet (the first night of a deployment): an empty look, nothing to add.
+        log.info("ab_analysis %s: no canonical feedback events for this night", run_date)
+        return FEEDBACK_SCHEMA.empty_table().to_pandas()
+
+
+def _previous_state(lake: Lake, run_date: date, ab: ABSettings) -> tuple[pd.DataFrame, float, int]:
+    """Running totals, p-value and number of looks of the latest analysed night before ``run_date``."""
+    prev = lake.latest_before(Dataset.AB_RESULTS, run_date)
+    if prev is None or not lake.exists(Dataset.AB_RESULTS, prev, VERDICT_FILE):
+        return _empty_totals(), 1.0, 0
+    record = lake.read_json(Dataset.AB_RESULTS, prev, VERDICT_FILE)
+    if record.get("experiment") != ab.experiment:
+        log.warning(
+            "ab_analysis %s: experiment changed (%r on %s -> %r); starting a new sequential test",
+            run_date,
+            record.get("experiment"),
+            prev,
+            ab.experiment,
+        )
+        return _empty_totals(), 1.0, 0
+    totals = lake.read_df(Dataset.AB_RESULTS, prev, parts=[STATE_PART])
+    p = record.get("p_value")
+    return totals, float(p) if p is not None else 1.0, int(record.get("looks", 0))
+
+
+def _shown_lists(lake: Lake, run_date: date) -> tuple[date | None, pd.DataFrame]:
+    """The lists users saw on ``run_date``: served_lists of the previous run date (else tonight's)."""
+    cols = [C.USER_ID, C.DAYPART, C.ITEM_ID, C.VARIANT, C.IS_LONG_TAIL]
+    for candidate in (lake.latest_before(Dataset.SERVED_LISTS, run_date), run_date):
+        if candidate is not None and lake.has(Dataset.SERVED_LISTS, candidate):
+            return candidate, lake.read_df(Dataset.SERVED_LISTS, candidate, columns=cols)
+    return None, pd.DataFrame(columns=cols)
+
+
+def _read_items(lake: Lake, run_date: date) -> pd.DataFrame:
+    for candidate in (run_date, lake.latest_before(Dataset.ITEMS, run_date)):
+        if candidate is not None and lake.has(Dataset.ITEMS, candidate):
+            return lake.read_df(Dataset.ITEMS, candidate, columns=[C.ITEM_ID, C.GENRES])
+    return pd.DataFrame(columns=[C.ITEM_ID, C.GENRES])
+
+
+def _mean_rating(totals: pd.DataFrame, variant: str) -> float:
+    rows = totals[totals[C.VARIANT] == variant]
+    count = int(rows[C.RATING_COUNT].sum())
+    return float(rows[C.RATING_SUM].sum()) / count if count else math.nan
+
+
+def _summary_rows(
+    run_date: date,
+    experiment: str,
+    night: pd.DataFrame,
+    cumulative: pd.DataFrame,
+    rating: dict[str, float],
+    list_stats: dict[str, dict[str, float]],
+) -> pa.Table:
+    rows: list[tuple[str, str, str, float]] = []
+    for scope, frame in ((Scope.NIGHT, night), (Scope.CUMULATIVE, cumulative)):
+        for variant in VARIANTS:
+            part = frame[frame[C.VARIANT] == variant]
+            est = user_ctr(part[C.CLICKS].to_numpy(), part[C.IMPRESSIONS].to_numpy())
+            ratings = int(part[C.RATING_COUNT].sum())
+            mean_rating = (
+                rating[variant]
+                if scope is Scope.CUMULATIVE
+                else (float(part[C.RATING_SUM].sum()) / ratings if ratings else math.nan)
+            )
+            values = {
+                ABMetric.USERS: est.n_users,
+                ABMetric.IMPRESSIONS: est.impressions,
+                ABMetric.CLICKS: est.clicks,
+                ABMetric.CTR: est.ctr,
+                ABMetric.CTR_SE: est.se,
+                ABMetric.RATINGS: ratings,
+                ABMetric.MEAN_RATING: mean_rating,
+            }
+            rows += [(scope.value, variant, m.value, float(v)) for m, v in values.items()]
+    for variant, metrics in sorted(list_stats.items()):
+        rows += [(Scope.LISTS.value, variant, m, float(v)) for m, v in sorted(metrics.items())]
+    frame = pd.DataFrame(rows, columns=[C.SCOPE, C.VARIANT, C.METRIC, C.VALUE])
+    # NaN (e.g. no rating yet) is stored as null by Arrow's pandas conversion
+    frame.insert(0, C.EXPERIMENT, experiment)
+    frame.insert(0, C.RUN_DATE, run_date)
+    return pa.Table.from_pandas(frame, schema=AB_SUMMARY_SCHEMA, preserve_index=False)
+
+
+def _finite(x: Any) -> bool:
+    return x is not None and isinstance(x, int | float) and math.isfinite(x)
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if _finite(x) else None
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN and infinities become ``null`` (strict JSON); numpy scalars become Python numbers."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

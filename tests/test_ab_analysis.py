@@ -1,0 +1,237 @@
+"""The ``ab_analysis`` step on a tiny lake with hand-computed answers."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepcuts.contracts import C, Dataset, EventType, Variant
+from deepcuts.settings import Settings, load_settings
+from pipelines.ab_analysis import (
+    STATE_PART,
+    SUMMARY_PART,
+    VERDICT_FILE,
+    Verdict,
+    ab_analysis,
+    combine_totals,
+    list_metrics,
+    read_verdict,
+    user_totals,
+)
+from pipelines.storage import Lake
+
+D1 = date(2026, 3, 1)
+D2 = date(2026, 3, 2)
+CTL, TRT = Variant.CONTROL.value, Variant.TREATMENT.value
+
+
+def _settings(home: Path, **ab: object) -> Settings:
+    return load_settings(home=str(home), ab={"min_users_per_variant": 2, **ab})
+
+
+def _events(day: date, users: list[tuple[int, str, int, int, list[float]]]) -> pd.DataFrame:
+    """Feedback rows: per (user, variant, impressions, clicks, ratings)."""
+    rows = []
+    ts = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    for uid, variant, imps, clicks, ratings in users:
+        kinds = (
+            [EventType.IMPRESSION.value] * imps
+            + [EventType.CLICK.value] * clicks
+            + [EventType.RATING.value] * len(ratings)
+        )
+        values = [None] * (imps + clicks) + ratings
+        for k, (kind, rating) in enumerate(zip(kinds, values, strict=True)):
+            rows.append(
+                {
+                    C.EVENT_ID: f"{day}-{uid}-{k}",
+                    C.EVENT_TS: ts + timedelta(seconds=k),
+                    C.USER_ID: uid,
+                    C.ITEM_ID: 100 + k,
+                    C.EVENT_TYPE: kind,
+                    C.POSITION: k % 10 + 1,
+                    C.RATING: rating,
+                    C.ARM: "svd",
+                    C.LIST_VERSION: "v1",
+                    C.VARIANT: variant,
+                    C.SEGMENT: "casual",
+                    C.DAYPART: "evening",
+                    C.PROPENSITY: 1.0,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _write_feedback(home: Path, day: date, users: list[tuple[int, str, int, int, list[float]]]) -> None:
+    Lake(home).write_table(Dataset.FEEDBACK_EVENTS, day, _events(day, users))
+
+
+def test_user_totals_counts_events_and_flags_crossovers() -> None:
+    fb = _events(D1, [(1, CTL, 4, 1, [4.0, 5.0]), (2, TRT, 2, 0, [])])
+    # user 3 shows up in both variants: 2 treatment events vs 1 control event -> treatment
+    extra = _events(D1, [(3, TRT, 2, 0, []), (3, CTL, 1, 0, [])])
+    extra[C.EVENT_ID] = extra[C.EVENT_ID] + "x" + extra.index.astype(str)
+    unlabelled = _events(D1, [(4, "", 3, 0, [])])
+    out = user_totals(pd.concat([fb, extra, unlabelled], ignore_index=True))
+    t = out.totals.set_index(C.USER_ID)
+    assert list(t.index) == [1, 2, 3]
+    assert t.loc[1, C.IMPRESSIONS] == 4 and t.loc[1, C.CLICKS] == 1
+    assert t.loc[1, C.RATING_SUM] == 9.0 and t.loc[1, C.RATING_COUNT] == 2
+    assert t.loc[3, C.VARIANT] == TRT and t.loc[3, C.IMPRESSIONS] == 3
+    assert out.crossover_users == 1 and out.unlabelled_events == 3
+
+
+def test_combine_totals_adds_and_keeps_first_variant() -> None:
+    a = user_totals(_events(D1, [(1, CTL, 2, 1, []), (2, TRT, 1, 0, [3.0])])).totals
+    b = user_totals(_events(D2, [(2, TRT, 3, 2, []), (5, CTL, 1, 1, [])])).totals
+    both = combine_totals(a, b).set_index(C.USER_ID)
+    assert both.loc[2, C.IMPRESSIONS] == 4 and both.loc[2, C.CLICKS] == 2
+    assert both.loc[2, C.RATING_COUNT] == 1
+    assert sorted(both.index) == [1, 2, 5]
+
+
+def test_step_hand_computed_ctr_and_cumulative_state(lake_home: Path) -> None:
+    s = _settings(lake_home)
+    # night 1: control users 1, 2 (CTR 2/8), treatment users 3, 4 (CTR 3/8)
+    _write_feedback(
+        lake_home,
+        D1,
+        [(1, CTL, 4, 1, [4.0]), (2, CTL, 4, 1, []), (3, TRT, 4, 2, [5.0]), (4, TRT, 4, 1, [])],
+    )
+    out1 = ab_analysis(s, D1)
+    assert out1["users"] == {CTL: 2, TRT: 2}
+    v1 = read_verdict(s, D1)
+    assert v1["ctr"][CTL]["ctr"] == pytest.approx(0.25)
+    assert v1["ctr"][TRT]["ctr"] == pytest.approx(0.375)
+    assert v1["diff"] == pytest.approx(0.125)
+    assert v1["lift"] == pytest.approx(0.5)
+    # treatment delta variance: residuals (2 - 1.5, 1 - 1.5) -> 0.5 / (1 * 2 * 16) = 1/64; control 0
+    assert v1["ctr"][TRT]["variance"] == pytest.approx(1 / 64)
+    assert v1["ctr"][CTL]["variance"] == pytest.approx(0.0)
+    assert v1["looks"] == 1
+    assert v1["guardrails"]["mean_rating"] == {
+        "control": 4.0,
+        "treatment": 5.0,
+        "margin": 0.1,
+        "pass": True,
+    }
+
+    # night 2 adds to the running totals
+    _write_feedback(lake_home, D2, [(1, CTL, 4, 0, []), (5, TRT, 2, 2, [])])
+    ab_analysis(s, D2)
+    v2 = read_verdict(s, D2)
+    assert v2["looks"] == 2
+    assert v2["ctr"][CTL]["ctr"] == pytest.approx(2 / 12)
+    assert v2["ctr"][TRT]["ctr"] == pytest.approx(5 / 10)
+    assert v2["p_value"] <= v1["p_value"]
+    state = Lake(lake_home).read_df(Dataset.AB_RESULTS, D2, parts=[STATE_PART]).set_index(C.USER_ID)
+    assert state.loc[1, C.IMPRESSIONS] == 8 and state.loc[5, C.CLICKS] == 2
+
+    summary = Lake(lake_home).read_df(Dataset.AB_RESULTS, D2, parts=[SUMMARY_PART])
+    night_ctr = summary[
+        (summary[C.SCOPE] == "night") & (summary[C.METRIC] == "ctr") & (summary[C.VARIANT] == TRT)
+    ][C.VALUE]
+    assert night_ctr.item() == pytest.approx(1.0)
+    # no ratings on night 2 in control: stored as null
+    night_rating = summary[
+        (summary[C.SCOPE] == "night") & (summary[C.METRIC] == "mean_rating") & (summary[C.VARIANT] == CTL)
+    ][C.VALUE]
+    assert math.isnan(night_rating.item())
+
+
+def test_step_is_idempotent(lake_home: Path) -> None:
+    s = _settings(lake_home)
+    _write_feedback(lake_home, D1, [(1, CTL, 3, 1, []), (2, TRT, 3, 2, [4.5]), (3, TRT, 2, 0, [])])
+    ab_analysis(s, D1)
+    lake = Lake(lake_home)
+    first = {
+        p: lake.read_bytes(Dataset.AB_RESULTS, D1, p)
+        for p in (VERDICT_FILE, SUMMARY_PART + ".parquet", STATE_PART + ".parquet")
+    }
+    ab_analysis(s, D1)
+    for name, payload in first.items():
+        assert lake.read_bytes(Dataset.AB_RESULTS, D1, name) == payload
+
+
+def _many_users(n: int, variant: str, start: int, ctr: float, rng: np.random.Generator) -> list:
+    return [(start + i, variant, 10, int(rng.binomial(10, ctr)), []) for i in range(n)]
+
+
+def test_verdicts_treatment_control_and_srm(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    strong_t = _many_users(300, CTL, 0, 0.05, rng) + _many_users(300, TRT, 1000, 0.30, rng)
+    home = tmp_path / "t"
+    _write_feedback(home, D1, strong_t)
+    assert ab_analysis(_settings(home), D1)["verdict"] == Verdict.TREATMENT_WINS.value
+
+    strong_c = _many_users(300, CTL, 0, 0.30, rng) + _many_users(300, TRT, 1000, 0.05, rng)
+    home = tmp_path / "c"
+    _write_feedback(home, D1, strong_c)
+    assert ab_analysis(_settings(home), D1)["verdict"] == Verdict.CONTROL_WINS.value
+
+    # 200 vs 400 users on a 50/50 design: chi2 = 2 * 100^2 / 300 = 66.7, SRM beats everything
+    srm = _many_users(200, CTL, 0, 0.05, rng) + _many_users(400, TRT, 1000, 0.30, rng)
+    home = tmp_path / "s"
+    _write_feedback(home, D1, srm)
+    out = ab_analysis(_settings(home), D1)
+    assert out["verdict"] == Verdict.INVALID.value and out["srm_p_value"] < 1e-10
+
+    home = tmp_path / "few"
+    _write_feedback(home, D1, strong_t)
+    out = ab_analysis(_settings(home, min_users_per_variant=1000), D1)
+    assert out["verdict"] == Verdict.KEEP_RUNNING.value and out["p_value"] == 1.0
+
+
+def test_guardrail_failure_blocks_a_treatment_win(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    users = _many_users(300, CTL, 0, 0.05, rng) + _many_users(300, TRT, 1000, 0.30, rng)
+    # ratings: control 4.5, treatment 3.5 -> the mean-rating guardrail fails
+    users = [(u, v, i, c, [4.5] if v == CTL else [3.5]) for u, v, i, c, _ in users]
+    _write_feedback(tmp_path, D1, users)
+    out = ab_analysis(_settings(tmp_path), D1)
+    record = read_verdict(_settings(tmp_path), D1)
+    assert out["verdict"] == Verdict.KEEP_RUNNING.value
+    assert record["guardrails"]["mean_rating"]["pass"] is False
+    assert "mean_rating" in record["message"]
+
+
+def test_experiment_change_resets_the_sequential_state(lake_home: Path) -> None:
+    _write_feedback(lake_home, D1, [(1, CTL, 4, 1, []), (2, TRT, 4, 2, [])])
+    ab_analysis(_settings(lake_home), D1)
+    _write_feedback(lake_home, D2, [(1, CTL, 4, 1, []), (2, TRT, 4, 2, [])])
+    ab_analysis(_settings(lake_home, experiment="other"), D2)
+    record = read_verdict(_settings(lake_home), D2)
+    assert record["looks"] == 1 and record["ctr"][CTL]["impressions"] == 4
+
+
+def test_night_without_feedback_keeps_running(lake_home: Path) -> None:
+    out = ab_analysis(_settings(lake_home), D1)
+    assert out["verdict"] == Verdict.KEEP_RUNNING.value
+    assert out["night_events"] == 0 and out["lift"] is None
+
+
+def test_list_metrics_hand_computed() -> None:
+    items = pd.DataFrame(
+        {C.ITEM_ID: [1, 2, 3, 4], C.GENRES: [["Anime", "Drama"], ["Drama"], ["Western"], []]}
+    )
+    lists = pd.DataFrame(
+        {
+            C.USER_ID: [1, 1, 2, 2, 3, 3],
+            C.DAYPART: ["evening"] * 6,
+            C.ITEM_ID: [1, 2, 1, 3, 2, 4],
+            C.VARIANT: [CTL, CTL, TRT, TRT, TRT, TRT],
+            C.IS_LONG_TAIL: [False, False, True, True, False, True],
+        }
+    )
+    out = list_metrics(lists, items)
+    assert out[CTL]["genres_per_list"] == 2.0  # Anime, Drama
+    assert out[CTL]["long_tail_share"] == 0.0
+    assert out[CTL]["coverage"] == 0.5
+    # treatment lists: {Anime, Drama, Western} = 3 and {Drama} = 1 -> 2.0
+    assert out[TRT]["genres_per_list"] == 2.0
+    assert out[TRT]["long_tail_share"] == pytest.approx(0.75)
+    assert out[TRT]["coverage"] == 1.0
