@@ -286,6 +286,19 @@ class PublishSettings(Section):
     max_changed_share: float = Field(1.0, ge=0, le=1)
 
 
+class EvaluateSettings(Section):
+    """Offline evaluation (``deepcuts evaluate`` and the nightly ``evaluate`` step); docs/metrics.md."""
+
+    #: List length scored by every top-k metric.
+    k: int = Field(10, ge=1)
+    #: ``--protocol stratified``: train share per item (Microsoft Recommenders python_stratified_split).
+    stratified_ratio: float = Field(0.75, gt=0, lt=1)
+    #: Seed of the stratified split (42 reproduces the published ML-100k split byte for byte).
+    split_seed: int = 42
+    #: ``--protocol temporal``: share of each user's latest ratings held out.
+    temporal_test_share: float = Field(0.2, gt=0, lt=1)
+
+
 _OVERRIDES: ContextVar[dict[str, Any] | None] = ContextVar("deepcuts_settings_overrides", default=None)
 
 
@@ -321,6 +334,7 @@ class Settings(BaseSettings):
     ab: ABSettings = ABSettings()
     monitor: MonitorSettings = MonitorSettings()
     publish: PublishSettings = PublishSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
 
     @classmethod
     def settings_customise_sources(
