@@ -57,6 +57,9 @@ class C:
     CLICKS: Final = "clicks"
     RATING_SUM: Final = "rating_sum"
     RATING_COUNT: Final = "rating_count"
+    # offline evaluation (eval/offline)
+    LIST_SOURCE: Final = "list_source"
+    N_USERS: Final = "n_users"
 
 
 class EventType(StrEnum):
@@ -180,6 +183,22 @@ SERVED_LISTS_SCHEMA: Final = pa.schema(
 )
 
 
+#: Offline evaluation of one run date (``evaluate`` step), long format: one row per (list source, arm,
+#: metric). ``list_source`` is ``previous_candidates`` (yesterday's top-k scored against the ratings that
+#: arrived today) or ``candidates`` / ``reranked`` (beyond-accuracy metrics of today's top-k lists).
+#: ``value`` is null when a metric is undefined (e.g. mean hit rating without any hit).
+EVAL_OFFLINE_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.LIST_SOURCE, pa.string(), nullable=False),
+        pa.field(C.ARM, pa.string(), nullable=False),
+        pa.field(C.METRIC, pa.string(), nullable=False),
+        pa.field(C.VALUE, pa.float64()),
+        pa.field(C.N_USERS, pa.int64(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+    ]
+)
+
+
 class Dataset(StrEnum):
     """Datasets in the lake. The value is the dataset's folder under the lake root.
 
@@ -222,4 +241,5 @@ SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
     Dataset.RERANKED: RERANKED_SCHEMA,
     Dataset.ASSIGNMENTS: ASSIGNMENTS_SCHEMA,
     Dataset.SERVED_LISTS: SERVED_LISTS_SCHEMA,
+    Dataset.EVAL_OFFLINE: EVAL_OFFLINE_SCHEMA,
 }
