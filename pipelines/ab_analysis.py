@@ -312,8 +312,12 @@ def list_metrics(lists: pd.DataFrame, items: pd.DataFrame) -> dict[str, dict[str
 
 
 # ----------------------------------------------------------------------------- the step
-def ab_analysis(settings: Settings, run_date: date) -> dict[str, Any]:
-    """Analyse the A/B test on the feedback up to ``run_date``; write ``eval/ab(D)``; return a summary."""
+def ab_analysis(settings: Settings, run_date: date | str) -> dict[str, Any]:
+    """Analyse the A/B test on the feedback up to ``run_date``; write ``eval/ab(D)``; return a summary.
+
+    ``run_date`` may be ISO text (the DAG passes ``ds``).
+    """
+    run_date = _as_date(run_date)
     ab = settings.ab
     lake = Lake(settings.home)
     feedback = _read_feedback(lake, run_date)
@@ -382,9 +386,13 @@ def ab_analysis(settings: Settings, run_date: date) -> dict[str, Any]:
     }
 
 
-def read_verdict(settings: Settings, run_date: date) -> dict[str, Any]:
+def read_verdict(settings: Settings, run_date: date | str) -> dict[str, Any]:
     """The ``verdict.json`` written by :func:`ab_analysis` for ``run_date`` (reports, the simulator)."""
-    return Lake(settings.home).read_json(Dataset.AB_RESULTS, run_date, VERDICT_FILE)
+    return Lake(settings.home).read_json(Dataset.AB_RESULTS, _as_date(run_date), VERDICT_FILE)
+
+
+def _as_date(run_date: date | str) -> date:
+    return run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
 
 
 def _read_feedback(lake: Lake, run_date: date) -> pd.DataFrame:

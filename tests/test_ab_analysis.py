@@ -152,7 +152,7 @@ def test_step_is_idempotent(lake_home: Path) -> None:
         p: lake.read_bytes(Dataset.AB_RESULTS, D1, p)
         for p in (VERDICT_FILE, SUMMARY_PART + ".parquet", STATE_PART + ".parquet")
     }
-    ab_analysis(s, D1)
+    ab_analysis(s, D1.isoformat())  # the DAG passes ISO text
     for name, payload in first.items():
         assert lake.read_bytes(Dataset.AB_RESULTS, D1, name) == payload
 

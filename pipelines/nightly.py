@@ -1,0 +1,132 @@
+"""``run_night``: every nightly step of the step registry (docs/architecture.md), in the DAG's order, in
+one process.
+
+The simulator, the benchmarks and the tests use it; the Airflow DAG does not (it calls the same functions
+as separate, mapped tasks). Per-arm and per-shard steps run one after the other here.
+
+A step whose module is not part of the code base yet (``ModuleNotFoundError`` for the module itself, or
+the module lacks the function) is skipped with a WARNING naming it, and listed under ``"skipped"`` in the
+result; with ``strict=True`` it is an error instead. Any other failure inside a step propagates: a broken
+step must stop the night, exactly as it stops the DAG.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+
+from deepcuts.progress import get_logger, progress
+from deepcuts.settings import Settings
+
+log = get_logger(__name__)
+
+Fanout = Literal["once", "per_arm", "per_shard"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One row of the step registry."""
+
+    name: str
+    module: str
+    function: str
+    fanout: Fanout = "once"
+
+
+#: The step registry of docs/architecture.md, in the order the DAG runs it.
+STEPS: tuple[Step, ...] = (
+    Step("ingest", "pipelines.ingest", "ingest"),
+    Step("train", "pipelines.train", "train_arm", "per_arm"),
+    Step("candidates", "pipelines.candidates", "candidates_shard", "per_shard"),
+    Step("score", "pipelines.score", "score_shard", "per_shard"),
+    Step("bandit_update", "pipelines.bandit_update", "bandit_update"),
+    Step("assign", "pipelines.assign", "assign"),
+    Step("evaluate", "pipelines.evaluate", "evaluate_night"),
+    Step("ab_analysis", "pipelines.ab_analysis", "ab_analysis"),
+    Step("ope", "pipelines.ope", "ope"),
+    Step("monitor", "pipelines.monitor", "monitor"),
+    Step("publish", "pipelines.publish", "publish"),
+    Step("report", "pipelines.report", "report"),
+)
+STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
+
+
+class StepMissingError(RuntimeError):
+    """A registry step has no implementation in this code base (raised only with ``strict=True``)."""
+
+
+def resolve(step: Step) -> Callable[..., Any] | None:
+    """The step's function, or ``None`` when its module or function does not exist (yet)."""
+    try:
+        module = importlib.import_module(step.module)
+    except ModuleNotFoundError as exc:
+        if exc.name != step.module:
+            raise  # the module exists but one of its own imports is missing: a real error
+        return None
+    return getattr(module, step.function, None)
+
+
+def run_night(
+    settings: Settings,
+    run_date: date,
+    n_shards: int | None = None,
+    *,
+    skip: Collection[str] = (),
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Run every registry step for ``run_date`` in order; return the steps' results and timings.
+
+    ``n_shards`` defaults to ``settings.arms.user_shards``; arms are ``settings.arms.enabled``.
+    ``skip`` names steps not to run (e.g. ``{"report"}`` in a long simulation); unknown names are an
+    error. Returns ``{"run_date", "results": {step: result}, "seconds": {step: s}, "skipped":
+    {step: reason}, "total_seconds"}`` where per-arm results are a dict by arm and per-shard results a
+    list by shard.
+    """
+    unknown = sorted(set(skip) - set(STEP_NAMES))
+    if unknown:
+        raise ValueError(f"run_night: unknown steps to skip {unknown}; the steps are {list(STEP_NAMES)}")
+    shards = int(n_shards or settings.arms.user_shards)
+    if shards < 1:
+        raise ValueError(f"run_night: n_shards must be >= 1, got {shards}")
+    arms = list(settings.arms.enabled)
+    results: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    start = time.monotonic()
+    log.info("night %s: %d steps, arms %s, %d user shards", run_date, len(STEPS), arms, shards)
+    for step in progress(STEPS, desc=f"night {run_date}", logger=log):
+        if step.name in skip:
+            skipped[step.name] = "skipped on request"
+            continue
+        func = resolve(step)
+        if func is None:
+            reason = f"{step.module}.{step.function} is not importable (not implemented yet)"
+            if strict:
+                raise StepMissingError(f"night {run_date}: step {step.name!r}: {reason}")
+            log.warning("night %s: SKIPPING STEP %r: %s", run_date, step.name, reason)
+            skipped[step.name] = reason
+            continue
+        t0 = time.monotonic()
+        if step.fanout == "per_arm":
+            results[step.name] = {arm: func(settings, run_date, arm) for arm in arms}
+        elif step.fanout == "per_shard":
+            results[step.name] = [func(settings, run_date, shard, shards) for shard in range(shards)]
+        else:
+            results[step.name] = func(settings, run_date)
+        seconds[step.name] = round(time.monotonic() - t0, 3)
+        log.info("night %s: %s done in %.1fs", run_date, step.name, seconds[step.name])
+    total = round(time.monotonic() - start, 3)
+    if skipped:
+        log.warning("night %s: steps not run: %s", run_date, skipped)
+    log.info("night %s: finished in %.1fs", run_date, total)
+    return {
+        "run_date": run_date.isoformat(),
+        "results": results,
+        "seconds": seconds,
+        "skipped": skipped,
+        "total_seconds": total,
+    }
