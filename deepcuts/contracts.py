@@ -60,6 +60,22 @@ class C:
     # offline evaluation (eval/offline)
     LIST_SOURCE: Final = "list_source"
     N_USERS: Final = "n_users"
+    # bandit posterior, policy and off-policy evaluation (docs/bandit.md)
+    ALPHA: Final = "alpha"
+    BETA: Final = "beta"
+    MEAN: Final = "mean"
+    TRIALS: Final = "trials"
+    SUCCESSES: Final = "successes"
+    THOMPSON_PROBABILITY: Final = "thompson_probability"
+    SELECTION_PROBABILITY: Final = "selection_probability"
+    POLICY: Final = "policy"
+    ESTIMATOR: Final = "estimator"
+    ESTIMATE: Final = "estimate"
+    CI_LOW: Final = "ci_low"
+    CI_HIGH: Final = "ci_high"
+    N_TRIALS: Final = "n_trials"
+    ESS: Final = "ess"
+    THIN_SUPPORT: Final = "thin_support"
 
 
 class EventType(StrEnum):
@@ -182,6 +198,53 @@ SERVED_LISTS_SCHEMA: Final = pa.schema(
     ]
 )
 
+#: Beta posterior per (segment, daypart, arm) after run date D's feedback; ``trials``/``successes`` are the
+#: evidence added on D (late-click corrections included in ``successes``), before the discount of D+1.
+BANDIT_POSTERIOR_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.SEGMENT, pa.string(), nullable=False),
+        pa.field(C.DAYPART, pa.string(), nullable=False),
+        pa.field(C.ARM, pa.string(), nullable=False),
+        pa.field(C.ALPHA, pa.float64(), nullable=False),
+        pa.field(C.BETA, pa.float64(), nullable=False),
+        pa.field(C.TRIALS, pa.float64(), nullable=False),
+        pa.field(C.SUCCESSES, pa.float64(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+    ]
+)
+
+#: The policy served on D+1: per context and arm the posterior, its mean, the raw Thompson probability
+#: P(arm is the argmax of the Beta draws) and the selection probability after the exploration floor.
+BANDIT_POLICY_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.SEGMENT, pa.string(), nullable=False),
+        pa.field(C.DAYPART, pa.string(), nullable=False),
+        pa.field(C.ARM, pa.string(), nullable=False),
+        pa.field(C.ALPHA, pa.float64(), nullable=False),
+        pa.field(C.BETA, pa.float64(), nullable=False),
+        pa.field(C.MEAN, pa.float64(), nullable=False),
+        pa.field(C.THOMPSON_PROBABILITY, pa.float64(), nullable=False),
+        pa.field(C.SELECTION_PROBABILITY, pa.float64(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+    ]
+)
+
+#: Off-policy estimates of the CTR per list impression: one row per (policy, estimator).
+#: ``policy`` is ``logging``, ``posterior`` or ``arm:<name>``; ``estimator`` is ``ips``, ``snips`` or ``dr``.
+OPE_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.POLICY, pa.string(), nullable=False),
+        pa.field(C.ESTIMATOR, pa.string(), nullable=False),
+        pa.field(C.ESTIMATE, pa.float64()),
+        pa.field(C.CI_LOW, pa.float64()),
+        pa.field(C.CI_HIGH, pa.float64()),
+        pa.field(C.N_TRIALS, pa.int64(), nullable=False),
+        pa.field(C.ESS, pa.float64()),
+        pa.field(C.THIN_SUPPORT, pa.bool_(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+    ]
+)
+
 
 #: Offline evaluation of one run date (``evaluate`` step), long format: one row per (list source, arm,
 #: metric). ``list_source`` is ``previous_candidates`` (yesterday's top-k scored against the ratings that
@@ -242,4 +305,7 @@ SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
     Dataset.ASSIGNMENTS: ASSIGNMENTS_SCHEMA,
     Dataset.SERVED_LISTS: SERVED_LISTS_SCHEMA,
     Dataset.EVAL_OFFLINE: EVAL_OFFLINE_SCHEMA,
+    Dataset.BANDIT_POSTERIOR: BANDIT_POSTERIOR_SCHEMA,
+    Dataset.BANDIT_POLICY: BANDIT_POLICY_SCHEMA,
+    Dataset.OPE: OPE_SCHEMA,
 }

@@ -107,60 +107,107 @@ class IngestSettings(Section):
 
 
 class SVDSettings(Section):
-    factors: int = 64
+    """PureSVD with popularity debiasing (models/svd.py); defaults chosen on the ML-100k split."""
+
+    #: Number of singular vectors kept (k=20: nDCG@10 0.472; k=50: 0.43, more factors overfit).
+    factors: int = Field(20, ge=1)
     #: Popularity debiasing exponent applied to item columns before the SVD (0 = none).
-    popularity_exponent: float = 0.3
+    popularity_exponent: float = Field(0.1, ge=0)
+    #: Fixed seed overriding the derived one (None = derive from arms.seed and the run date).
     seed: int | None = None
 
 
 class LightFMSettings(Section):
-    components: int = 64
+    """LightFM hybrid matrix factorisation (models/lightfm_warp.py)."""
+
+    components: int = Field(64, ge=1)
     loss: Literal["warp", "bpr", "warp-kos", "logistic"] = "warp"
-    epochs: int = 30
-    learning_rate: float = 0.05
-    item_alpha: float = 1e-6
-    user_alpha: float = 1e-6
+    epochs: int = Field(30, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    item_alpha: float = Field(1e-6, ge=0)
+    user_alpha: float = Field(1e-6, ge=0)
     #: Ratings at or above this value are positives for the implicit LightFM model.
     positive_threshold: float = 0.0
+    #: Item features = identity + genre indicators (hybrid) when true, identity only when false.
     use_genre_features: bool = True
-    threads: int = 2
+    #: Weight of each genre feature relative to the identity feature (rows are then L1-normalised).
+    genre_feature_weight: float = Field(1.0, ge=0)
+    #: WARP: maximum negatives sampled per positive.
+    max_sampled: int = Field(10, ge=1)
+    #: Hogwild threads. Only 1 thread gives bit-identical models for a seed; >1 is faster, not exact.
+    threads: int = Field(1, ge=1)
+    #: Fixed seed overriding the derived one (None = derive from arms.seed and the run date).
     seed: int | None = None
 
 
 class GraphSettings(Section):
-    """RP3beta random walk (Paudel et al., 2017)."""
+    """RP3beta random walk (Paudel et al., 2017), models/graph.py."""
 
-    alpha: float = 1.0
-    beta: float = 0.5
-    top_k: int = 200
+    #: Exponent on the transition probabilities (1 = plain P3).
+    alpha: float = Field(0.8, gt=0)
+    #: Popularity penalty exponent on the arrival item (0 = P3alpha).
+    beta: float = Field(0.6, ge=0)
+    #: Neighbours kept per item row of the item-item matrix.
+    top_k: int = Field(200, ge=1)
+    #: Item rows computed per block (memory ~ block_items x n_items float64).
+    block_items: int = Field(1024, ge=1)
 
 
 class ItemCFSettings(Section):
-    """Shrunk-cosine item-item neighbourhood model."""
+    """Item-item model (models/item_cf.py): EASE^R on catalogs that fit, shrunk cosine top-k otherwise."""
 
-    neighbours: int = 200
-    shrinkage: float = 10.0
+    #: "auto" = EASE^R when n_items <= ease_max_items, else shrunk cosine.
+    method: Literal["auto", "ease", "cosine"] = "auto"
+    #: EASE^R L2 penalty (ML-100k split: 100 -> 0.462, 300 -> 0.484, 800 -> 0.481 nDCG@10).
+    ease_lambda: float = Field(300.0, gt=0)
+    #: Largest catalog for EASE^R's dense items x items inverse (8000 items ~ 1.5 GB peak).
+    ease_max_items: int = Field(8000, ge=1)
+    #: Shrunk cosine: neighbours kept per item (ML-100k: 20 -> 0.408, 200 -> 0.399).
+    neighbours: int = Field(20, ge=1)
+    #: Shrunk cosine: shrinkage term h in c_ij / (n_i n_j + h).
+    shrinkage: float = Field(10.0, ge=0)
+    #: Shrunk cosine: item rows computed per block (memory ~ block_items x n_items float64).
+    block_items: int = Field(1024, ge=1)
+
+
+BaseArm = Literal["item_cf", "svd", "graph", "lightfm"]
 
 
 class LongTailSettings(Section):
+    """Long-tail arm (models/long_tail.py): base relevance boosted toward the tail, quality-floored."""
+
     #: Share of interactions held by the short head; items outside it are long tail.
     head_share: float = Field(0.8, gt=0, lt=1)
-    #: Multiplicative boost of long-tail items' relevance.
-    tail_boost: float = 2.0
+    #: Multiplicative boost of long-tail items' normalised relevance (ML-100k, EASE^R base:
+    #: 2.0 -> nDCG@10 0.415 / tail share 0.20; 2.3 -> 0.365 / 0.36; 3.0 -> 0.229 / 0.68).
+    tail_boost: float = Field(2.3, ge=1)
+    #: Relevance model whose scores are boosted.
+    base: BaseArm = "item_cf"
 
 
 class SerendipitySettings(Section):
-    #: Weight of unexpectedness versus relevance.
-    unexpectedness_weight: float = 1.0
+    """Serendipity arm (models/serendipity.py): relevance x exp(weight x unexpectedness)."""
+
+    #: Weight of unexpectedness versus relevance (log-odds scale; ML-100k: 2.0 -> nDCG@10 0.33).
+    unexpectedness_weight: float = Field(2.0, ge=0)
+    #: Share of unexpectedness from "not popular" (1 - popularity percentile); the rest is genre distance.
+    popularity_mix: float = Field(0.7, ge=0, le=1)
+    #: Relevance model whose scores are re-weighted.
+    base: BaseArm = "item_cf"
 
 
 class QualitySettings(Section):
     """Bayesian (shrunk) mean rating used as the quality of an item everywhere."""
 
     #: Pseudo-count of the prior: an item with few ratings is pulled toward the global mean.
-    prior_weight: float = 10.0
+    prior_weight: float = Field(10.0, gt=0)
     #: Quality floor on a 5-point scale; scaled linearly to other rating scales.
     floor_5pt: float = 4.0
+    #: Per-item floor of the long_tail and serendipity arms (5-point scale, scaled linearly): items whose
+    #: shrunk mean is below it are never candidates. Lower than floor_5pt because a shrunk mean of 4.0
+    #: is rare in the tail (ML-100k: 10 tail items reach 4.0, 266 reach 3.5); the re-ranker enforces the
+    #: list-mean floor.
+    item_floor_5pt: float = 3.5
 
 
 class ArmsSettings(Section):
@@ -213,22 +260,53 @@ class RerankSettings(Section):
 
 
 class BanditSettings(Section):
+    """Contextual Thompson-sampling bandit over the arms (docs/bandit.md)."""
+
     arms: tuple[str, ...] = BANDIT_ARMS
+    #: Beta prior of every (context, arm): Beta(prior_alpha, prior_beta); 1, 1 = uniform on the CTR.
     prior_alpha: float = Field(1.0, gt=0)
     prior_beta: float = Field(1.0, gt=0)
-    #: Daily discount of past evidence (1 = stationary).
+    #: Daily discount of past evidence (1 = stationary): alpha <- a0 + discount * (alpha - a0), same for beta,
+    #: before the day's evidence is added.
     discount: float = Field(0.98, gt=0, le=1)
-    #: Minimum selection probability of every arm in every context.
+    #: Minimum selection probability of every arm in every context (mixed with uniform).
     exploration_floor: float = Field(0.02, ge=0, lt=1)
+    #: How P(arm wins) is computed: exact numerical integration (default) or Monte Carlo.
+    selection_method: Literal["exact", "monte_carlo"] = "exact"
+    #: Grid points per arm for the exact integration (placed over each arm's own posterior support).
+    integration_points: int = Field(2000, ge=200)
     #: Monte Carlo draws for selection probabilities (40k draws give +-0.005 at 95%).
     mc_draws: int = Field(40_000, ge=1000)
     seed: int = 1234
     #: Segments: new (< new_max_ratings), power (>= power_min_ratings and active in recency_days), casual.
-    new_max_ratings: int = 5
-    power_min_ratings: int = 100
-    power_recency_days: int = 30
+    new_max_ratings: int = Field(5, ge=1)
+    power_min_ratings: int = Field(100, ge=1)
+    power_recency_days: int = Field(30, ge=1)
     #: Daypart start hours (UTC): morning, afternoon, evening, night.
     daypart_starts: tuple[int, int, int, int] = (6, 12, 18, 23)
+    #: Off-policy evaluation: bootstrap replicates (resampling users) for the 95% intervals.
+    ope_bootstrap: int = Field(500, ge=50)
+    #: An OPE estimate whose effective sample size is below this is flagged as thin support.
+    ope_min_ess: float = Field(100.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> BanditSettings:
+        if not self.arms or len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"bandit.arms must be non-empty and unique, got {list(self.arms)}")
+        unknown = sorted(set(self.arms) - set(ALL_ARMS))
+        if unknown:
+            raise ValueError(f"bandit.arms has unknown arms {unknown}; choose from {list(ALL_ARMS)}")
+        if self.exploration_floor * len(self.arms) > 1:
+            raise ValueError(
+                f"bandit.exploration_floor={self.exploration_floor} x {len(self.arms)} arms exceeds 1; "
+                f"lower it to at most {1 / len(self.arms):.4f}"
+            )
+        starts = self.daypart_starts
+        if any(not 0 <= h < 24 for h in starts) or len(set(starts)) != 4:
+            raise ValueError(f"bandit.daypart_starts must be 4 distinct hours in [0, 24), got {starts}")
+        if self.new_max_ratings > self.power_min_ratings:
+            raise ValueError("bandit.new_max_ratings must be <= bandit.power_min_ratings")
+        return self
 
 
 class ABSettings(Section):

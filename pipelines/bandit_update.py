@@ -1,0 +1,306 @@
+"""Nightly step ``bandit_update``: posterior(D) = update(posterior(D-1), feedback_events(D)).
+
+Attribution rule (docs/bandit.md has the full text and the reasons):
+
+- unit (one Bernoulli trial): one list impression = one ``(user_id, daypart, list_version)`` key of the
+  treatment variant; its context is the logged (segment, daypart) and its arm the logged arm;
+- reward: 1 if any ``click`` event carries the same key, else 0; positions are logged but do not weight
+  the reward; ``rating`` events and control-variant events do not train the bandit;
+- duplicates: events are de-duplicated by ``event_id`` across the look-back window (the first arrival
+  counts), so a replayed or duplicated log line can never count twice;
+- arrival: a key counts as a trial on the first run date whose partition holds any of its events, with
+  the reward seen in that partition. A click arriving on a later day D for a key already counted as a
+  failure on day D-k converts that failure: ``alpha += d**k``, ``beta -= d**k`` — exactly the posterior
+  the click would have produced on time, since the failure has been discounted ``k`` times since.
+  Clicks are looked up ``settings.ingest.late_window_days + 1`` days back (older keys are unseen and
+  their clicks count as new successful trials).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepcuts.contracts import C, Dataset, EventType, Variant
+from deepcuts.progress import get_logger
+from deepcuts.settings import Settings
+from models.bandit import BanditConfig, discount_toward_prior, posterior_mean
+from models.context import CONTEXTS, context_index
+from pipelines.storage import Lake, MissingDataError
+
+log = get_logger(__name__)
+
+_EVENT_COLUMNS = [
+    C.EVENT_ID,
+    C.EVENT_TS,
+    C.USER_ID,
+    C.EVENT_TYPE,
+    C.ARM,
+    C.LIST_VERSION,
+    C.VARIANT,
+    C.SEGMENT,
+    C.DAYPART,
+    C.PROPENSITY,
+]
+#: Column of the per-key frame: days between the run date and the partition of the key's first event.
+FIRST_OFFSET = "first_offset"
+#: Column: days between the run date and the partition of the key's first click (-1 = no click).
+CLICK_OFFSET = "click_offset"
+CONTEXT = "context"
+ARM_INDEX = "arm_index"
+REWARD = "reward"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The day's evidence per (context, arm) and how it was attributed."""
+
+    trials: np.ndarray  # contexts x arms: new list impressions counted on D
+    successes: np.ndarray  # contexts x arms: their clicks + late-click corrections (weights d**k)
+    stats: dict[str, int | float]
+
+
+def read_feedback_window(lake: Lake, run_date: date, days_back: int) -> pd.DataFrame:
+    """Feedback events of partitions ``run_date - days_back`` .. ``run_date`` with an ``offset`` column.
+
+    ``offset`` = days between ``run_date`` and the event's partition (0 = arrived on ``run_date``).
+    Missing partitions are empty days.
+    """
+    frames = []
+    for offset in range(days_back, -1, -1):
+        day = run_date - timedelta(days=offset)
+        try:
+            frame = lake.read_df(Dataset.FEEDBACK_EVENTS, day, columns=_EVENT_COLUMNS)
+        except MissingDataError:
+            continue
+        frames.append(frame.assign(offset=offset))
+    if not frames:
+        return pd.DataFrame({col: pd.Series(dtype=object) for col in [*_EVENT_COLUMNS, "offset"]})
+    return pd.concat(frames, ignore_index=True)
+
+
+def attribute_list_impressions(
+    events: pd.DataFrame, arms: tuple[str, ...]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One row per treatment list impression key, with its context, arm, propensity and click offsets.
+
+    ``events`` are feedback rows with an ``offset`` column (see :func:`read_feedback_window`). Returns
+    (frame with ``user_id, daypart, list_version, context, arm_index, propensity, first_offset,
+    click_offset``, sorted by key; counters of what was dropped and why).
+    """
+    stats: dict[str, int] = {"events_in": len(events)}
+    if events.empty:
+        empty = pd.DataFrame(
+            {
+                C.USER_ID: np.empty(0, np.int64),
+                C.DAYPART: np.empty(0, object),
+                C.LIST_VERSION: np.empty(0, object),
+                CONTEXT: np.empty(0, np.int64),
+                ARM_INDEX: np.empty(0, np.int64),
+                C.PROPENSITY: np.empty(0, np.float64),
+                FIRST_OFFSET: np.empty(0, np.int64),
+                CLICK_OFFSET: np.empty(0, np.int64),
+            }
+        )
+        return empty, stats | {"duplicate_events": 0, "unattributable_events": 0, "control_events": 0}
+    frame = events
+    # earliest arrival first, impressions before clicks, then time and id: "first" is well defined
+    frame = frame.assign(_is_click=(frame[C.EVENT_TYPE] == EventType.CLICK.value))
+    frame = frame.sort_values(
+        ["offset", "_is_click", C.EVENT_TS, C.EVENT_ID],
+        ascending=[False, True, True, True],
+        kind="stable",
+    )
+    before = len(frame)
+    frame = frame.drop_duplicates(C.EVENT_ID, keep="first")
+    stats["duplicate_events"] = before - len(frame)
+    is_treatment = frame[C.VARIANT] == Variant.TREATMENT.value
+    stats["control_events"] = int((~is_treatment).sum())
+    relevant = frame[C.EVENT_TYPE].isin([EventType.IMPRESSION.value, EventType.CLICK.value])
+    frame = frame[is_treatment & relevant].copy()
+    frame[CONTEXT] = context_index(frame[C.SEGMENT].to_numpy(object), frame[C.DAYPART].to_numpy(object))
+    arm_codes = pd.Categorical(frame[C.ARM].to_numpy(object), categories=list(arms)).codes
+    frame[ARM_INDEX] = np.asarray(arm_codes, dtype=np.int64)
+    ok = (
+        (frame[CONTEXT] >= 0)
+        & (frame[ARM_INDEX] >= 0)
+        & frame[C.LIST_VERSION].notna()
+        & frame[C.PROPENSITY].notna()
+    )
+    stats["unattributable_events"] = int((~ok).sum())
+    frame = frame[ok]
+    frame = frame.assign(_click_off=np.where(frame["_is_click"], frame["offset"], -1))
+    keys = [C.USER_ID, C.DAYPART, C.LIST_VERSION]
+    grouped = frame.groupby(keys, sort=True)
+    out = grouped.agg(
+        **{
+            CONTEXT: (CONTEXT, "first"),
+            ARM_INDEX: (ARM_INDEX, "first"),
+            C.PROPENSITY: (C.PROPENSITY, "first"),
+            FIRST_OFFSET: ("offset", "max"),
+            CLICK_OFFSET: ("_click_off", "max"),
+            "_arms": (ARM_INDEX, "nunique"),
+        }
+    ).reset_index()
+    stats["keys_with_conflicting_arms"] = int((out.pop("_arms") > 1).sum())
+    out[C.USER_ID] = out[C.USER_ID].astype(np.int64)
+    for col in (CONTEXT, ARM_INDEX, FIRST_OFFSET, CLICK_OFFSET):
+        out[col] = out[col].astype(np.int64)
+    out[C.PROPENSITY] = out[C.PROPENSITY].astype(np.float64)
+    return out, stats
+
+
+def daily_evidence(keys: pd.DataFrame, n_arms: int, discount: float) -> Evidence:
+    """Trials and successes per (context, arm) that arrive on the run date (offset 0), by the rule above."""
+    shape = (len(CONTEXTS), n_arms)
+    first = keys[FIRST_OFFSET].to_numpy(np.int64)
+    click = keys[CLICK_OFFSET].to_numpy(np.int64)
+    ctx = keys[CONTEXT].to_numpy(np.int64)
+    arm = keys[ARM_INDEX].to_numpy(np.int64)
+    new = first == 0
+    success = new & (click == 0)
+    late = (first > 0) & (click == 0)
+    trials = np.zeros(shape)
+    successes = np.zeros(shape)
+    np.add.at(trials, (ctx[new], arm[new]), 1.0)
+    np.add.at(successes, (ctx[success], arm[success]), 1.0)
+    np.add.at(successes, (ctx[late], arm[late]), discount ** first[late].astype(np.float64))
+    stats: dict[str, int | float] = {
+        "trials": int(new.sum()),
+        "clicked_trials": int(success.sum()),
+        "late_click_corrections": int(late.sum()),
+    }
+    return Evidence(trials=trials, successes=successes, stats=stats)
+
+
+def posterior_frame(
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    arms: tuple[str, ...],
+    run_date: date,
+    trials: np.ndarray | None = None,
+    successes: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Long table (contexts x arms rows, canonical order) following BANDIT_POSTERIOR_SCHEMA."""
+    n_ctx, n_arms = alpha.shape
+    zeros = np.zeros_like(alpha)
+    return pd.DataFrame(
+        {
+            C.SEGMENT: np.repeat([s for s, _ in CONTEXTS], n_arms),
+            C.DAYPART: np.repeat([d for _, d in CONTEXTS], n_arms),
+            C.ARM: np.tile(np.asarray(arms, dtype=object), n_ctx),
+            C.ALPHA: alpha.ravel(),
+            C.BETA: beta.ravel(),
+            C.TRIALS: (zeros if trials is None else trials).ravel(),
+            C.SUCCESSES: (zeros if successes is None else successes).ravel(),
+            C.RUN_DATE: np.full(n_ctx * n_arms, run_date),
+        }
+    )
+
+
+def posterior_arrays(
+    frame: pd.DataFrame, arms: tuple[str, ...], config: BanditConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, beta) as contexts x arms arrays; (context, arm) pairs absent from ``frame`` get the prior."""
+    alpha = np.full((len(CONTEXTS), len(arms)), config.prior_alpha)
+    beta = np.full((len(CONTEXTS), len(arms)), config.prior_beta)
+    if frame.empty:
+        return alpha, beta
+    ctx = context_index(frame[C.SEGMENT].to_numpy(object), frame[C.DAYPART].to_numpy(object))
+    arm = np.asarray(pd.Categorical(frame[C.ARM].to_numpy(object), categories=list(arms)).codes, np.int64)
+    ok = (ctx >= 0) & (arm >= 0)
+    alpha[ctx[ok], arm[ok]] = frame[C.ALPHA].to_numpy(np.float64)[ok]
+    beta[ctx[ok], arm[ok]] = frame[C.BETA].to_numpy(np.float64)[ok]
+    return alpha, beta
+
+
+def load_posterior(
+    lake: Lake, run_date: date, arms: tuple[str, ...], config: BanditConfig
+) -> tuple[np.ndarray, np.ndarray, date | None]:
+    """The newest posterior snapshot strictly before ``run_date`` (prior if none), as arrays, and its date."""
+    previous = lake.latest_before(Dataset.BANDIT_POSTERIOR, run_date)
+    if previous is None:
+        alpha, beta = posterior_arrays(pd.DataFrame(), arms, config)
+        return alpha, beta, None
+    alpha, beta = posterior_arrays(lake.read_df(Dataset.BANDIT_POSTERIOR, previous), arms, config)
+    return alpha, beta, previous
+
+
+def bandit_update(settings: Settings, run_date: date) -> dict[str, Any]:
+    """Update the Beta posteriors with the feedback that arrived on ``run_date``; write the snapshot.
+
+    ``alpha(D) = a0 + d**g (alpha(P) - a0) + successes(D)``, ``beta(D) = b0 + d**g (beta(P) - b0) +
+    trials(D) - successes(D)``, where ``P`` is the newest earlier snapshot and ``g = D - P`` in days
+    (``g = 1`` normally; the prior when no snapshot exists). Idempotent: the output depends only on the
+    lake's inputs, so a rerun writes the same bytes.
+    """
+    cfg = settings.bandit
+    config = BanditConfig.from_settings(cfg)
+    arms = tuple(cfg.arms)
+    lake = Lake(settings.home)
+
+    alpha, beta, previous = load_posterior(lake, run_date, arms, config)
+    if previous is None:
+        log.info("bandit_update %s: no earlier posterior snapshot, starting from the prior", run_date)
+        gap = 1
+    else:
+        gap = (run_date - previous).days
+        if gap > 1:
+            log.warning(
+                "bandit_update %s: newest earlier posterior is from %s (%d days back); the feedback of "
+                "the days in between was not counted (run bandit_update for them first to include it)",
+                run_date,
+                previous,
+                gap,
+            )
+    alpha, beta = discount_toward_prior(
+        alpha, beta, config.prior_alpha, config.prior_beta, config.discount, gap
+    )
+
+    feedback_today = lake.has(Dataset.FEEDBACK_EVENTS, run_date)
+    if not feedback_today:
+        log.warning(
+            "bandit_update %s: no feedback_events partition for this date; no evidence added", run_date
+        )
+    events = read_feedback_window(lake, run_date, settings.ingest.late_window_days + 1)
+    keys, stats = attribute_list_impressions(events, arms)
+    evidence = daily_evidence(keys, len(arms), config.discount)
+
+    alpha = alpha + evidence.successes
+    beta = beta + evidence.trials - evidence.successes
+    clipped = int((beta < config.prior_beta - 1e-12).sum())
+    if clipped:
+        # only possible when a late click converts a failure whose snapshot was never written
+        log.warning(
+            "bandit_update %s: %d beta values below the prior after late corrections, clipped",
+            run_date,
+            clipped,
+        )
+        beta = np.maximum(beta, config.prior_beta)
+
+    frame = posterior_frame(alpha, beta, arms, run_date, evidence.trials, evidence.successes)
+    path = lake.write_table(Dataset.BANDIT_POSTERIOR, run_date, frame)
+    means = posterior_mean(alpha, beta)
+    result: dict[str, Any] = {
+        "run_date": run_date.isoformat(),
+        "previous_snapshot": previous.isoformat() if previous else None,
+        "feedback_partition_present": feedback_today,
+        **stats,
+        **evidence.stats,
+        "clipped_beta": clipped,
+        "best_mean_ctr": float(means.max()),
+        "path": path,
+    }
+    log.info(
+        "bandit_update %s: %d trials, %d clicks, %d late corrections, %d duplicate events dropped",
+        run_date,
+        evidence.stats["trials"],
+        evidence.stats["clicked_trials"],
+        evidence.stats["late_click_corrections"],
+        stats.get("duplicate_events", 0),
+    )
+    return result
