@@ -49,6 +49,20 @@ class C:
     NOVELTY: Final = "novelty"
     IS_LONG_TAIL: Final = "is_long_tail"
     QUALITY: Final = "quality"
+    # deep-cut scores per candidate (scored) and per list (list_metrics); docs/deep-cuts.md
+    RELEVANCE: Final = "relevance"
+    POPULARITY_PERCENTILE: Final = "popularity_percentile"
+    UNEXPECTEDNESS_GENRE: Final = "unexpectedness_genre"
+    UNEXPECTEDNESS_EMBEDDING: Final = "unexpectedness_embedding"
+    UNEXPECTEDNESS: Final = "unexpectedness"
+    SERENDIPITY: Final = "serendipity"
+    IS_NICHE: Final = "is_niche"
+    N_ITEMS: Final = "n_items"
+    ILD: Final = "ild"
+    N_GENRES: Final = "n_genres"
+    LONG_TAIL_SHARE: Final = "long_tail_share"
+    MEAN_QUALITY: Final = "mean_quality"
+    CALIBRATION_KL: Final = "calibration_kl"
     # A/B analysis (eval/ab): long-format summary and the per-user running totals of the experiment
     SCOPE: Final = "scope"
     METRIC: Final = "metric"
@@ -164,6 +178,48 @@ RERANKED_SCHEMA: Final = pa.schema(
         pa.field(C.IS_LONG_TAIL, pa.bool_(), nullable=False),
         pa.field(C.QUALITY, pa.float32(), nullable=False),
         pa.field(C.REASON, pa.string(), nullable=False),
+    ]
+)
+
+#: Every candidate of every arm with its deep-cut scores (``score`` step), parts ``{arm}/shard-NNNN``.
+#: ``unexpectedness_embedding`` is null when no item embedding (svd artefact) was available.
+SCORED_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.USER_ID, pa.int64(), nullable=False),
+        pa.field(C.ITEM_ID, pa.int64(), nullable=False),
+        pa.field(C.ARM, pa.string(), nullable=False),
+        pa.field(C.RANK, pa.int32(), nullable=False),
+        pa.field(C.SCORE, pa.float32(), nullable=False),
+        pa.field(C.RELEVANCE, pa.float32(), nullable=False),
+        pa.field(C.NOVELTY, pa.float32(), nullable=False),
+        pa.field(C.IS_LONG_TAIL, pa.bool_(), nullable=False),
+        pa.field(C.POPULARITY_PERCENTILE, pa.float32(), nullable=False),
+        pa.field(C.QUALITY, pa.float32(), nullable=False),
+        pa.field(C.UNEXPECTEDNESS_GENRE, pa.float32(), nullable=False),
+        pa.field(C.UNEXPECTEDNESS_EMBEDDING, pa.float32()),
+        pa.field(C.UNEXPECTEDNESS, pa.float32(), nullable=False),
+        pa.field(C.SERENDIPITY, pa.float32(), nullable=False),
+        pa.field(C.IS_NICHE, pa.bool_(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+    ]
+)
+
+#: One row per (user, arm, list source): ``candidates`` = the arm's own top-L, ``reranked`` = the
+#: re-ranker's list. ``ild`` is null for lists with fewer than 2 items.
+LIST_METRICS_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.USER_ID, pa.int64(), nullable=False),
+        pa.field(C.ARM, pa.string(), nullable=False),
+        pa.field(C.LIST_SOURCE, pa.string(), nullable=False),
+        pa.field(C.N_ITEMS, pa.int32(), nullable=False),
+        pa.field(C.ILD, pa.float32()),
+        pa.field(C.N_GENRES, pa.int32(), nullable=False),
+        pa.field(C.LONG_TAIL_SHARE, pa.float32(), nullable=False),
+        pa.field(C.MEAN_QUALITY, pa.float32(), nullable=False),
+        pa.field(C.CALIBRATION_KL, pa.float32(), nullable=False),
+        pa.field(C.NOVELTY, pa.float32(), nullable=False),
+        pa.field(C.SERENDIPITY, pa.float32(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
     ]
 )
 
@@ -302,6 +358,8 @@ SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
     Dataset.LANDING_FEEDBACK: FEEDBACK_SCHEMA,
     Dataset.CANDIDATES: CANDIDATES_SCHEMA,
     Dataset.RERANKED: RERANKED_SCHEMA,
+    Dataset.SCORED: SCORED_SCHEMA,
+    Dataset.LIST_METRICS: LIST_METRICS_SCHEMA,
     Dataset.ASSIGNMENTS: ASSIGNMENTS_SCHEMA,
     Dataset.SERVED_LISTS: SERVED_LISTS_SCHEMA,
     Dataset.EVAL_OFFLINE: EVAL_OFFLINE_SCHEMA,

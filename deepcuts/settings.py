@@ -234,20 +234,33 @@ class ArmsSettings(Section):
 
 
 class RerankSettings(Section):
-    """Deep-cut re-ranker targets."""
+    """Deep-cut scores and re-ranker targets (models/rerank.py, pipelines/score.py, docs/deep-cuts.md)."""
 
     list_length: int = Field(10, ge=1)
     #: Mean quality floor on a 5-point scale (scaled to the dataset's rating scale).
     quality_floor: float = 4.0
+    #: Band of the long-tail share of a list: [ceil(min * L), floor(max * L)] long-tail items.
     long_tail_min: float = Field(0.35, ge=0, le=1)
     long_tail_max: float = Field(0.40, ge=0, le=1)
+    #: Distinct genres wanted in a list (capped by the genres among the user's candidates).
     min_genres: int = Field(6, ge=1)
     #: MMR trade-off: weight of relevance versus diversity.
     mmr_lambda: float = Field(0.7, ge=0, le=1)
-    #: Steck's calibration trade-off.
+    #: Steck's calibration trade-off: weight of the KL term versus the MMR term.
     calibration_lambda: float = Field(0.3, ge=0, le=1)
+    #: Steck's smoothing of the list's genre mix toward the profile (keeps the KL finite).
+    calibration_alpha: float = Field(0.01, gt=0, le=1)
     niche_genres: tuple[str, ...] = ("Anime", "Documentary", "Film-Noir", "Western", "Musical")
-    niche_boost: float = 0.2
+    #: Gain added to niche-genre candidates for users with a niche appetite.
+    niche_boost: float = Field(0.2, ge=0)
+    #: A user has a niche appetite when at least this share of their history is niche-genre items.
+    niche_appetite_min: float = Field(0.05, ge=0, le=1)
+    #: Weight of the embedding distance in the combined unexpectedness (0 = genre distance only).
+    embedding_weight: float = Field(0.5, ge=0, le=1)
+    #: Users re-ranked per numpy block (memory is about batch * candidates * genres * 32 bytes).
+    batch_users: int = Field(1024, ge=1)
+    #: Re-rank the lists of these arms (empty: every arm that has candidates).
+    arms: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _anime_is_niche(self) -> RerankSettings:
