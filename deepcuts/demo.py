@@ -1,0 +1,144 @@
+"""``make run``: the main job on the embedded default, through the real Airflow DAG.
+
+Builds the synthetic world (once), then for each night runs ``deepcuts_nightly`` with ``dag.test()``
+against a local SQLite metadata DB under the lake, and between nights lets the simulator play the app:
+it serves the published lists to the world's users and writes their feedback to the landing zone,
+which the next night ingests. Ends with a summary a person can read.
+
+This module imports Airflow, so it lives beside the DAG support code, not in ``pipelines/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from deepcuts.settings import Settings
+
+log = logging.getLogger("deepcuts.demo")
+
+DAG_ID = "deepcuts_nightly"
+
+
+@dataclass
+class NightSummary:
+    run_date: str
+    seconds: float
+    state: str
+    feedback: dict[str, Any] = field(default_factory=dict)
+
+
+def default_dags_folder() -> Path:
+    """The repository's ``dags/`` (editable installs and the repo checkout), or Airflow's setting."""
+    configured = os.environ.get("AIRFLOW__CORE__DAGS_FOLDER")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[1] / "dags"
+
+
+def configure_airflow(home: Path, dags_folder: Path, quiet: bool = True) -> Path:
+    """Point Airflow at a SQLite metadata DB under the lake. Must run before Airflow is imported."""
+    if "airflow" in sys.modules:
+        raise RuntimeError("configure_airflow() must run before Airflow is imported in this process")
+    airflow_home = home / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        }
+    )
+    if quiet:
+        # Task logs of a dag.test() run go to the terminal; keep warnings and our own progress lines.
+        os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", os.urandom(32).hex())
+    return airflow_home
+
+
+def migrate_metadata_db(airflow_home: Path) -> None:
+    """``airflow db migrate`` in a subprocess (idempotent; a second call is a no-op)."""
+    log_file = airflow_home / "db-migrate.log"
+    with log_file.open("wb") as out:
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed (exit {result.returncode}); see {log_file}")
+
+
+def ensure_world(settings: Settings) -> dict[str, Any]:
+    """Generate the synthetic world once; later runs reuse it (same seed, same bytes)."""
+    from pipelines.world import generate_world
+
+    world_dir = Path(settings.source_path)
+    meta = world_dir / "world.json"
+    if not meta.exists():
+        print(
+            f"deepcuts: generating the synthetic world in {world_dir} "
+            f"({settings.world.users} users x {settings.world.items} items)",
+            flush=True,
+        )
+        generate_world(world_dir, settings.world)
+    return json.loads(meta.read_text())
+
+
+def run_demo(settings: Settings, nights: int, dags_folder: Path) -> list[NightSummary]:
+    if settings.source.dataset != "synthetic":
+        raise ValueError(
+            f"the demo runs on the synthetic world; source.dataset is {settings.source.dataset!r} "
+            "(unset DEEPCUTS_SOURCE__DATASET or use `deepcuts simulate --world movielens`)"
+        )
+    if not settings.is_local_home:
+        raise ValueError(f"the demo needs a local lake; DEEPCUTS_HOME is {settings.home!r}")
+    home = Path(settings.home).resolve()
+    # Tasks read their settings from the environment: pin the lake to the absolute path.
+    os.environ["DEEPCUTS_HOME"] = str(home)
+    airflow_home = configure_airflow(home, dags_folder)
+    print(f"deepcuts: Airflow metadata DB under {airflow_home}", flush=True)
+    migrate_metadata_db(airflow_home)
+    world = ensure_world(settings)
+    first = date.fromisoformat(world["first_run_date"])
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipelines.simulate import simulate_day
+
+    bag = DagBag(dag_folder=str(dags_folder))
+    if bag.import_errors:
+        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+    dag = bag.get_dag(DAG_ID)
+    summaries: list[NightSummary] = []
+    for night in range(nights):
+        run_date = first + timedelta(days=night)
+        print(f"deepcuts: night {night + 1}/{nights} ({run_date}): running {DAG_ID} ...", flush=True)
+        start = time.monotonic()
+        dag_run = dag.test(logical_date=datetime(run_date.year, run_date.month, run_date.day, tzinfo=UTC))
+        state = str(getattr(dag_run.state, "value", dag_run.state))
+        seconds = time.monotonic() - start
+        if state != "success":
+            failed = [ti.task_id for ti in dag_run.get_task_instances() if ti.state == "failed"]
+            raise RuntimeError(
+                f"{DAG_ID} for {run_date} ended {state}; failed tasks: {failed}. "
+                f"Task logs are above; rerun with `make run` once fixed (every step is idempotent)."
+            )
+        print(
+            f"deepcuts: night {night + 1} published in {seconds:.0f}s; simulating the next day ...",
+            flush=True,
+        )
+        feedback = simulate_day(settings, run_date)
+        summaries.append(NightSummary(run_date.isoformat(), seconds, state, feedback))
+    return summaries
