@@ -1,0 +1,107 @@
+"""Long-tail arm: a base relevance model's scores boosted toward long-tail items, under a quality floor.
+
+For user ``u`` the base model's scores over the items the user has not seen are min-max normalised to
+``r_ui in [0, 1]`` (so the boost means the same for every base model and every user), then
+
+    score(u, i) = r_ui * tail_boost   if i is long tail     (item_stats.long_tail_mask, head_share)
+                  r_ui                otherwise
+    score(u, i) = -inf                if quality_i < floor  (shrunk mean rating, item_stats.bayesian_mean)
+
+``floor`` is ``QualitySettings.item_floor_5pt`` mapped linearly onto the rating scale. A large
+``tail_boost`` (> 1 / min positive r) restricts the list to the tail. On the ML-100k split with the
+EASE^R base: boost 2.3 -> nDCG@10 0.365, long-tail share 0.36 (EASE^R alone: 0.484, 0.001).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from deepcuts.settings import LongTailSettings, QualitySettings
+from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
+from models.item_stats import ItemStats
+
+
+def scale_floor(floor_5pt: float, rating_scale: tuple[float, float]) -> float:
+    """A 5-point floor mapped linearly onto ``[rating_min, rating_max]``: ``lo + (f - 1) (hi - lo) / 4``."""
+    lo, hi = rating_scale
+    if hi <= lo:
+        raise ValueError(f"rating scale {rating_scale} is empty; set source.rating_min < source.rating_max")
+    return lo + (floor_5pt - 1.0) * (hi - lo) / 4.0
+
+
+def normalise_rows(scores: FloatArray, seen: np.ndarray | None = None) -> FloatArray:
+    """Min-max normalise each row to [0, 1] over its finite, unseen entries; others become -inf.
+
+    ``r = (s - min) / (max - min)``; a constant row becomes all zeros.
+    """
+    out = np.array(scores, dtype=np.float32, copy=True)
+    if seen is not None:
+        out[seen] = -np.inf
+    finite = np.isfinite(out)
+    lo = np.where(finite, out, np.inf).min(axis=1, keepdims=True)
+    hi = np.where(finite, out, -np.inf).max(axis=1, keepdims=True)
+    lo = np.where(np.isfinite(lo), lo, 0.0)
+    span = np.where(np.isfinite(hi), hi - lo, 0.0)
+    out = (out - lo) / np.maximum(span, 1e-12)
+    out[~finite] = -np.inf
+    return out.astype(np.float32, copy=False)
+
+
+class QualityFloorMixin:
+    """Shared state of the deep-cut arms: a base model, item statistics and the item quality floor."""
+
+    base: Recommender
+    quality: QualitySettings
+    rating_scale: tuple[float, float]
+    stats_: ItemStats | None
+    data: InteractionMatrix | None
+    below_floor_: np.ndarray | None
+
+    def _fit_base(self, data: InteractionMatrix, items: pd.DataFrame, head_share: float) -> None:
+        # The base sees the same frames through the same InteractionMatrix, so its columns line up.
+        self.base.data = data
+        self.base.popularity_ = self.popularity_  # type: ignore[attr-defined]
+        self.base._fit(data, items)
+        self.stats_ = ItemStats.from_matrix(data, self.quality.prior_weight, head_share)
+        self.below_floor_ = self.stats_.quality < scale_floor(self.quality.item_floor_5pt, self.rating_scale)
+
+    def _relevance(self, user_rows: IntArray) -> FloatArray:
+        assert self.data is not None
+        seen = self.data.ratings[user_rows].toarray() != 0
+        return normalise_rows(self.base._score(user_rows), seen)
+
+
+class LongTailRecommender(QualityFloorMixin, Recommender):
+    """Base relevance x long-tail boost, items under the quality floor excluded."""
+
+    name = "long_tail"
+    config: LongTailSettings
+
+    def __init__(
+        self,
+        config: LongTailSettings | None = None,
+        seed: int = 42,
+        batch_users: int = 1024,
+        *,
+        base: Recommender,
+        quality: QualitySettings | None = None,
+        rating_scale: tuple[float, float] = (1.0, 5.0),
+    ) -> None:
+        super().__init__(config or LongTailSettings(), seed, batch_users)
+        self.base = base
+        self.quality = quality or QualitySettings()
+        self.rating_scale = (float(rating_scale[0]), float(rating_scale[1]))
+        self.stats_ = None
+        self.below_floor_: np.ndarray | None = None
+
+    def _fit(self, data: InteractionMatrix, items: pd.DataFrame) -> None:
+        self._fit_base(data, items, self.config.head_share)
+
+    def _score(self, user_rows: IntArray) -> FloatArray:
+        assert self.stats_ is not None and self.below_floor_ is not None
+        rel = self._relevance(user_rows)
+        boost = np.where(self.stats_.is_long_tail, self.config.tail_boost, 1.0).astype(np.float32)
+        out = rel * boost[None, :]
+        out[:, self.below_floor_] = -np.inf
+        return out

@@ -1,0 +1,80 @@
+"""Arm name -> recommender class, and one factory that builds an arm from the settings.
+
+``build_recommender(arm, settings, seed)`` is the only place that knows which settings section and
+which base model belong to which arm; the train step, ``deepcuts evaluate`` and the benchmarks all go
+through it so an arm means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from deepcuts.settings import ALL_ARMS, Settings
+from models.base import Recommender
+from models.graph import GraphRecommender
+from models.item_cf import ItemCFRecommender
+from models.lightfm_warp import LightFMRecommender
+from models.long_tail import LongTailRecommender
+from models.popularity import PopularityRecommender
+from models.serendipity import SerendipityRecommender
+from models.svd import SVDRecommender
+
+#: Every arm's class, keyed by the arm name used in settings, the lake and the candidates table.
+ARM_CLASSES: dict[str, type[Recommender]] = {
+    "svd": SVDRecommender,
+    "lightfm": LightFMRecommender,
+    "graph": GraphRecommender,
+    "item_cf": ItemCFRecommender,
+    "long_tail": LongTailRecommender,
+    "serendipity": SerendipityRecommender,
+    "popularity": PopularityRecommender,
+}
+
+#: The arms that only rank by relevance (usable as the base of long_tail / serendipity).
+RELEVANCE_ARMS: tuple[str, ...] = ("svd", "lightfm", "graph", "item_cf")
+
+assert set(ARM_CLASSES) == set(ALL_ARMS), "ARM_CLASSES and settings.ALL_ARMS disagree"
+
+
+def _relevance_model(arm: str, settings: Settings, seed: int) -> Recommender:
+    arms = settings.arms
+    if arm == "svd":
+        return SVDRecommender(arms.svd, seed=arms.svd.seed if arms.svd.seed is not None else seed)
+    if arm == "lightfm":
+        lf_seed = arms.lightfm.seed if arms.lightfm.seed is not None else seed
+        return LightFMRecommender(arms.lightfm, seed=lf_seed)
+    if arm == "graph":
+        return GraphRecommender(arms.graph, seed=seed)
+    if arm == "item_cf":
+        return ItemCFRecommender(arms.item_cf, seed=seed)
+    raise ValueError(f"{arm!r} is not a relevance arm; choose one of {list(RELEVANCE_ARMS)}")
+
+
+def build_recommender(arm: str, settings: Settings, seed: int) -> Recommender:
+    """An unfitted recommender for ``arm`` configured from ``settings.arms``.
+
+    ``seed`` is the arm's seed (the train step derives it from ``arms.seed`` and the run date);
+    ``arms.svd.seed`` / ``arms.lightfm.seed`` override it when set.
+    """
+    if arm not in ARM_CLASSES:
+        raise ValueError(f"unknown arm {arm!r}; choose one of {list(ARM_CLASSES)} (settings.arms.enabled)")
+    arms = settings.arms
+    scale = (settings.source.rating_min, settings.source.rating_max)
+    if arm == "popularity":
+        return PopularityRecommender(None, seed=seed)
+    if arm == "long_tail":
+        return LongTailRecommender(
+            arms.long_tail,
+            seed=seed,
+            base=_relevance_model(arms.long_tail.base, settings, seed),
+            quality=arms.quality,
+            rating_scale=scale,
+        )
+    if arm == "serendipity":
+        return SerendipityRecommender(
+            arms.serendipity,
+            seed=seed,
+            base=_relevance_model(arms.serendipity.base, settings, seed),
+            quality=arms.quality,
+            rating_scale=scale,
+            head_share=arms.long_tail.head_share,
+        )
+    return _relevance_model(arm, settings, seed)
