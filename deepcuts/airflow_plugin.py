@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from airflow.api_fastapi.core_api.security import get_user
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 URL_PREFIX = "/deepcuts"
 
@@ -36,23 +36,25 @@ def _safe(path: str) -> str:
     return "/".join(parts)
 
 
-def _serve(run_date: str | None, name: str) -> Response:
+def _serve(name: str) -> Response:
     from deepcuts.contracts import Dataset
     from pipelines.storage import MissingDataError
 
     try:
-        payload = _lake().read_bytes(Dataset.REPORTS, run_date, _safe(name))
+        payload = _lake().read_bytes(Dataset.REPORTS, None, _safe(name))
     except (MissingDataError, FileNotFoundError, ValueError):
         raise HTTPException(
             status_code=404,
-            detail=f"no report file {name!r}{' for ' + run_date if run_date else ''}; "
-            "has the deepcuts_nightly DAG run its report task?",
+            detail=f"no report file {name!r}; has the deepcuts_nightly DAG run its report task?",
         ) from None
     media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return Response(content=payload, media_type=media_type)
 
 
 def create_reports_app() -> FastAPI:
+    """Serve the lake's ``reports/`` folder as-is, so relative links work the same on disk and here:
+    ``/deepcuts/`` is the index of all nights, ``/deepcuts/run_date=YYYY-MM-DD/`` one night's report,
+    ``/deepcuts/gx/...`` the Great Expectations Data Docs."""
     app = FastAPI(
         title="deepcuts reports",
         description="Nightly deepcuts reports (offline metrics, diversity, bandit, A/B, OPE, alerts).",
@@ -61,35 +63,15 @@ def create_reports_app() -> FastAPI:
 
     @app.get("/")
     def index() -> Response:
-        return _serve(None, "index.html")
+        return _serve("index.html")
 
-    @app.get("/nights/{run_date}")
-    def night_redirect(run_date: str) -> RedirectResponse:
-        return RedirectResponse(url=f"{run_date}/")
-
-    @app.get("/nights/{run_date}/")
-    def night(run_date: str) -> Response:
-        return _serve(_valid_date(run_date), "index.html")
-
-    @app.get("/nights/{run_date}/{path:path}")
-    def night_file(run_date: str, path: str) -> Response:
-        return _serve(_valid_date(run_date), path)
-
-    @app.get("/files/{path:path}")
-    def shared_file(path: str) -> Response:
-        """Files that span nights, e.g. the Great Expectations Data Docs under ``gx/``."""
-        return _serve(None, path)
+    @app.get("/{path:path}")
+    def report_file(path: str) -> Response:
+        if path.endswith("/") or "." not in PurePosixPath(path).name:
+            return _serve(f"{path.rstrip('/')}/index.html")
+        return _serve(path)
 
     return app
-
-
-def _valid_date(text: str) -> str:
-    from datetime import date
-
-    try:
-        return date.fromisoformat(text).isoformat()
-    except ValueError:
-        raise HTTPException(status_code=404, detail=f"{text!r} is not a run date (YYYY-MM-DD)") from None
 
 
 class DeepcutsPlugin(AirflowPlugin):

@@ -31,7 +31,7 @@ def _token(role: str = "viewer") -> str:
     return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="analyst", role=role))
 
 
-@pytest.mark.parametrize("path", ["/deepcuts/", "/deepcuts/nights/2026-03-01/", "/deepcuts/files/index.html"])
+@pytest.mark.parametrize("path", ["/deepcuts/", "/deepcuts/run_date=2026-03-01/", "/deepcuts/gx/index.html"])
 def test_anonymous_requests_are_refused(client, path: str) -> None:  # type: ignore[no-untyped-def]
     response = client.get(path)
     assert response.status_code == 401
@@ -47,7 +47,7 @@ def test_authenticated_user_sees_reports(client) -> None:  # type: ignore[no-unt
     headers = {"Authorization": f"Bearer {_token()}"}
     index = client.get("/deepcuts/", headers=headers)
     assert index.status_code == 200 and "deepcuts index" in index.text
-    night = client.get("/deepcuts/nights/2026-03-01/", headers=headers)
+    night = client.get("/deepcuts/run_date=2026-03-01/", headers=headers)
     assert night.status_code == 200 and "night 2026-03-01" in night.text
     # the browser inside the Airflow UI authenticates with the session cookie instead
     cookie = client.get("/deepcuts/", cookies={"_token": _token()})
@@ -56,11 +56,10 @@ def test_authenticated_user_sees_reports(client) -> None:  # type: ignore[no-unt
 
 def test_missing_night_and_path_traversal_are_404(client) -> None:  # type: ignore[no-untyped-def]
     headers = {"Authorization": f"Bearer {_token()}"}
-    missing = client.get("/deepcuts/nights/2026-01-01/", headers=headers)
+    missing = client.get("/deepcuts/run_date=2026-01-01/", headers=headers)
     assert missing.status_code == 404 and "report task" in missing.text
-    assert client.get("/deepcuts/nights/not-a-date/", headers=headers).status_code == 404
-    assert client.get("/deepcuts/files/..%2F..%2Fetc/passwd", headers=headers).status_code == 404
-    assert client.get("/deepcuts/files/.tmp-x-index.html", headers=headers).status_code == 404
+    assert client.get("/deepcuts/..%2F..%2Fetc/passwd", headers=headers).status_code == 404
+    assert client.get("/deepcuts/.tmp-x-index.html", headers=headers).status_code == 404
 
 
 def test_plugin_registers_a_nav_view() -> None:
