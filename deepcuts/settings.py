@@ -79,14 +79,36 @@ class SourceSettings(Section):
 
 
 class WorldSettings(Section):
-    """Size of the synthetic world built by ``deepcuts generate`` (the embedded default)."""
+    """The synthetic world built by ``deepcuts generate`` (the embedded default); docs/synthetic-world.md."""
 
     users: int = Field(2000, ge=10)
     items: int = Field(1500, ge=20)
+    #: Target mean number of ratings per user in the history (new users have 1-4, power users >= 100).
     ratings_per_user: float = Field(40.0, gt=0)
+    #: The history covers the ``history_days`` days before ``start_date``; its last day is the first run date.
     history_days: int = Field(180, ge=1)
     start_date: str = "2026-01-01"
     seed: int = 7
+    #: Ratings are on 1..5 in steps of ``rating_step`` (1 = integers as in ML-100k, 0.5 = halves).
+    rating_step: Literal[0.5, 1.0] = 1.0
+    #: Dimension of the latent taste factors.
+    factors: int = Field(16, ge=2, le=128)
+    #: Zipf exponent of exposure: the item of exposure rank r gets a share proportional to r^-alpha.
+    popularity_alpha: float = Field(1.0, gt=0)
+    #: Correlation between true quality and log exposure; low values leave room for hidden gems.
+    quality_exposure_corr: float = Field(0.3, ge=-1, le=1)
+    #: Shares of new / casual / power users.
+    segment_shares: tuple[float, float, float] = (0.15, 0.65, 0.20)
+    #: Users generated per random block: blocks have their own seeds, so the bytes do not depend on memory.
+    users_per_block: int = Field(256, ge=1)
+    #: Daypart start hours (UTC): morning, afternoon, evening, night (keep equal to bandit.daypart_starts).
+    daypart_starts: tuple[int, int, int, int] = (6, 12, 18, 23)
+
+    @model_validator(mode="after")
+    def _valid_shares(self) -> WorldSettings:
+        if any(s < 0 for s in self.segment_shares) or abs(sum(self.segment_shares) - 1.0) > 1e-6:
+            raise ValueError(f"world.segment_shares must be >= 0 and sum to 1, got {self.segment_shares}")
+        return self
 
 
 class IngestSettings(Section):
@@ -353,28 +375,69 @@ class ABSettings(Section):
 
 
 class MonitorSettings(Section):
-    long_tail_min: float = 0.2
-    long_tail_max: float = 0.6
-    min_genres_per_list: float = 4.0
-    min_coverage: float = 0.05
-    max_gini: float = 0.95
+    """Nightly health checks (``pipelines.monitor``; docs/monitoring.md). A failed check is an alert with
+    severity ``critical`` if its name is in ``critical_checks``, else ``warning``; a critical alert blocks
+    the publish of its run date (the app keeps the previous version)."""
+
+    #: Band for the share of served slots that are long-tail items.
+    long_tail_min: float = Field(0.2, ge=0, le=1)
+    long_tail_max: float = Field(0.6, ge=0, le=1)
+    #: Mean number of distinct genres per served list.
+    min_genres_per_list: float = Field(4.0, ge=0)
+    #: Catalog coverage: distinct served items / catalog size.
+    min_coverage: float = Field(0.05, ge=0, le=1)
+    #: Gini of item exposure over the whole catalog (1 = all exposure on one item).
+    max_gini: float = Field(0.95, ge=0, le=1)
+    #: Floor for the mean predicted (Bayesian item quality of served items) and the mean observed rating,
+    #: on a 5-point scale (mapped linearly to the source's rating scale).
     min_mean_quality: float = 3.8
-    max_ctr_drop: float = 0.3
-    arm_floor: float = 0.01
-    arm_ceiling: float = 0.95
-    min_feedback_ratio: float = 0.2
-    max_quarantine_share: float = 0.05
-    max_feedback_age_hours: float = 36.0
-    #: Webhook URL for alerts (empty = log only).
+    #: Relative CTR drop against the trailing window: 1 - CTR(D) / CTR(D-w..D-1).
+    max_ctr_drop: float = Field(0.3, ge=0, le=1)
+    ctr_trailing_days: int = Field(7, ge=1)
+    #: Impressions needed on D and in the trailing window before the CTR check is judged.
+    min_impressions_for_ctr: int = Field(200, ge=1)
+    #: Selection-probability band of every arm in every (segment, daypart) context of the policy.
+    arm_floor: float = Field(0.01, ge=0, le=1)
+    arm_ceiling: float = Field(0.95, ge=0, le=1)
+    #: Feedback events on D / median of the trailing ``ctr_trailing_days`` days.
+    min_feedback_ratio: float = Field(0.2, ge=0)
+    #: Quarantined / incoming rows in the ingest validation summary.
+    max_quarantine_share: float = Field(0.05, ge=0, le=1)
+    #: Newest feedback event must be at most this old at the end of the run date.
+    max_feedback_age_hours: float = Field(36.0, gt=0)
+    #: OPE: estimates must lie in [0, 1] and inside their CI; ESS below this is a warning.
+    min_ope_ess: float = Field(30.0, ge=0)
+    #: Checks whose failure is critical (blocks the publish); all others are warnings.
+    critical_checks: tuple[str, ...] = (
+        "served_lists_present",
+        "mean_predicted_quality",
+        "arm_floor",
+    )
+    #: Webhook URL for alerts (empty = log only); JSON POST of the alerts.
     webhook_url: str = ""
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    #: Comma-separated e-mail recipients (empty = none); sent through ``smtp_host``.
     email_to: str = ""
+    email_from: str = "deepcuts@localhost"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
 
 
 class PublishSettings(Section):
+    """Versioned publish to the serving DB (``pipelines.publish``; docs/serving.md)."""
+
+    #: Versions whose tables are kept (the live one included); older ones are dropped.
     keep_versions: int = Field(7, ge=1)
     #: Plausible band for the share of users whose list changed since the last version.
     min_changed_share: float = Field(0.0, ge=0, le=1)
     max_changed_share: float = Field(1.0, ge=0, le=1)
+    #: PostgreSQL: how long the view switch may wait for readers' locks before it fails (and is retried).
+    switch_lock_timeout_ms: int = Field(5000, ge=100)
+    switch_attempts: int = Field(3, ge=1)
+    #: Rows per COPY / executemany chunk while loading a version (bounds the client's memory).
+    load_chunk_rows: int = Field(200_000, ge=1000)
+    #: Publishing a run date older than the live one (a backfill) loads nothing and keeps the live one.
+    skip_older_run_dates: bool = True
 
 
 class EvaluateSettings(Section):

@@ -1,0 +1,614 @@
+"""The serving database layer: engines, schema, per-version tables, the view switch and rollback.
+
+The app reads stable views (``current_recommendations``, ``current_assignments``,
+``current_bandit_policy``, ``current_version``). Each publish writes a new *version*: three tables
+``recommendations_v<NNNNNN>``, ``assignments_v<NNNNNN>``, ``bandit_policy_v<NNNNNN>`` that the app cannot
+see, loaded and indexed outside any reader's path. Switching is one transaction that re-points the
+views and flips ``publish_log`` statuses, so a reader sees the old version or the new one, never a mix.
+Version ``0`` is the empty version the views point at before the first publish.
+
+All DDL lives in ``sql/<dialect>/*.sql``. The only values ever formatted into SQL text are the version
+suffix (from an integer), the ``list_version`` label (a date and an integer) and role/database names
+checked against ``^[a-z_][a-z0-9_]*$``; data always travels as bound parameters (or COPY on PostgreSQL).
+
+SQLite: pysqlite does not emit ``BEGIN`` before DDL, so DDL would autocommit statement by statement.
+:func:`make_engine` applies SQLAlchemy's documented recipe (``isolation_level = None`` on connect and an
+explicit ``BEGIN`` in the ``begin`` event), which makes DDL transactional; the writer engine uses
+``BEGIN IMMEDIATE`` to take the write lock up front. The database runs in WAL mode so readers never block
+the writer and never see uncommitted DDL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import re
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from deepcuts.progress import get_logger
+from deepcuts.settings import Settings
+
+log = get_logger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+QUERY_DIR = SQL_DIR / "queries"
+
+#: The empty version the views point at until the first publish.
+EMPTY_VERSION = 0
+EMPTY_LABEL = "none"
+
+#: The per-version tables, in load order, and the view that exposes each.
+VERSION_TABLES: tuple[str, ...] = ("recommendations", "assignments", "bandit_policy")
+VIEWS: tuple[str, ...] = (
+    "current_recommendations",
+    "current_assignments",
+    "current_bandit_policy",
+    "current_version",
+)
+
+#: Columns of each per-version table, in DDL order (see sql/<dialect>/version.sql).
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "recommendations": (
+        "user_id",
+        "daypart",
+        "rank",
+        "item_id",
+        "arm",
+        "variant",
+        "score",
+        "novelty",
+        "is_long_tail",
+        "reason",
+        "segment",
+        "propensity",
+        "experiment",
+    ),
+    "assignments": ("user_id", "daypart", "segment", "arm", "propensity", "variant", "experiment"),
+    "bandit_policy": (
+        "segment",
+        "daypart",
+        "arm",
+        "alpha",
+        "beta",
+        "mean",
+        "thompson_probability",
+        "selection_probability",
+    ),
+}
+
+#: Statuses in publish_log. ``live``: the views point here. ``retired``: was live, tables kept for
+#: rollback. ``replaced``: superseded by a republish of the same run date. ``dropped``: tables removed by
+#: retention. ``loading``/``ready``: in flight (left over only by a crash; cleaned by the next publish).
+RETAINED = ("live", "retired")
+IN_FLIGHT = ("loading", "ready")
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+_LABEL = re.compile(r"^(none|\d{4}-\d{2}-\d{2}\.v\d+)$")
+_VERSION_TABLE = re.compile(r"^(recommendations|assignments|bandit_policy)_v(\d{6,})$")
+_PUBLISH_LOCK_KEY = zlib.crc32(b"deepcuts-serving-publish")
+
+
+class ServingError(RuntimeError):
+    """A serving-database operation could not be done; the message says what to do."""
+
+
+# --------------------------------------------------------------------------- names and SQL files
+def version_suffix(version: int) -> str:
+    """Table suffix of a version: ``v000012``. Accepts only a non-negative integer."""
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ValueError(f"version must be a non-negative int, got {version!r}")
+    return f"v{version:06d}"
+
+
+def list_version_label(run_date: date, version: int) -> str:
+    """The ``list_version`` the app logs back: ``<run date>.v<version>``, e.g. ``2026-03-01.v12``."""
+    return f"{run_date.isoformat()}.v{int(version)}"
+
+
+def dialect_dir(engine_or_conn: Engine | Connection) -> str:
+    name = engine_or_conn.dialect.name
+    if name == "postgresql":
+        return "postgres"
+    if name == "sqlite":
+        return "sqlite"
+    raise ServingError(f"unsupported serving database dialect {name!r}; use postgresql or sqlite")
+
+
+def read_sql(dialect: str, name: str) -> str:
+    path = SQL_DIR / dialect / name
+    if not path.exists():
+        raise ServingError(f"missing SQL file {path}; the repository checkout is incomplete")
+    return path.read_text()
+
+
+def read_query(name: str) -> str:
+    """Text of an app query in ``sql/queries`` (e.g. ``user_list.sql``), without comments and final ``;``.
+
+    Comment lines are removed because ``sqlalchemy.text`` would read ``:name`` in them as a parameter.
+    """
+    lines = [ln for ln in (QUERY_DIR / name).read_text().splitlines() if not ln.strip().startswith("--")]
+    return "\n".join(lines).strip().rstrip(";")
+
+
+def split_statements(text: str) -> list[str]:
+    """Split a .sql file into statements on ``;`` at line ends, keeping ``$$`` blocks whole.
+
+    Comment-only chunks are dropped. Our files never put ``;`` inside string literals.
+    """
+    statements: list[str] = []
+    current: list[str] = []
+    in_dollar = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("--")):
+            continue
+        current.append(line)
+        if line.count("$$") % 2 == 1:
+            in_dollar = not in_dollar
+        if not in_dollar and stripped.endswith(";"):
+            statement = "\n".join(current).strip().rstrip(";").strip()
+            if statement:
+                statements.append(statement)
+            current = []
+    tail = "\n".join(current).strip()
+    if tail:
+        statements.append(tail)
+    return statements
+
+
+def _render(text: str, **values: str) -> str:
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+def run_sql_file(conn: Connection, name: str, **values: str) -> None:
+    """Execute every statement of ``sql/<dialect>/<name>`` on ``conn`` (inside its transaction)."""
+    for statement in split_statements(_render(read_sql(dialect_dir(conn), name), **values)):
+        conn.exec_driver_sql(statement)
+
+
+def check_identifier(name: str, what: str) -> str:
+    if not _IDENT.match(name):
+        raise ValueError(f"{what} {name!r} is not a plain lower-case SQL identifier (^[a-z_][a-z0-9_]*$)")
+    return name
+
+
+# --------------------------------------------------------------------------- engines
+def make_engine(url: str, *, writer: bool = False, **kwargs: Any) -> Engine:
+    """A SQLAlchemy engine for the serving database.
+
+    SQLite: creates the parent folder, WAL journal, a 30 s busy timeout and transactional DDL (the
+    documented SQLAlchemy recipe: disable pysqlite's own BEGIN handling and emit BEGIN in the ``begin``
+    event). ``writer=True`` begins with ``BEGIN IMMEDIATE`` so a writer never fails on lock upgrade.
+    PostgreSQL: ``pool_pre_ping`` so a reader survives a server restart.
+    """
+    sa_url = sa.engine.make_url(url)
+    if sa_url.get_backend_name() == "sqlite":
+        database = sa_url.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args.setdefault("timeout", 30.0)
+        connect_args.setdefault("check_same_thread", False)
+        engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+        begin_sql = "BEGIN IMMEDIATE" if writer else "BEGIN"
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Disable pysqlite's implicit transaction handling entirely ...
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # ... and emit BEGIN ourselves, so DDL is inside the transaction too.
+            conn.exec_driver_sql(begin_sql)
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return sa.create_engine(url, **kwargs)
+
+
+def serving_engine(settings: Settings, *, writer: bool = False) -> Engine:
+    return make_engine(settings.effective_serving_url, writer=writer)
+
+
+# --------------------------------------------------------------------------- schema
+def view_exists(conn: Connection, name: str) -> bool:
+    return name in sa.inspect(conn).get_view_names()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create the base tables, the empty version 0 and the views, in one transaction (idempotent)."""
+    with engine.begin() as conn:
+        run_sql_file(conn, "schema.sql")
+        if not view_exists(conn, "current_recommendations"):
+            suffix = version_suffix(EMPTY_VERSION)
+            run_sql_file(conn, "version.sql", v=suffix)
+            run_sql_file(conn, "indexes.sql", v=suffix)
+            run_sql_file(conn, "views.sql", v=suffix, list_version=EMPTY_LABEL)
+
+
+def create_version_tables(conn: Connection, version: int) -> None:
+    run_sql_file(conn, "version.sql", v=version_suffix(version))
+
+
+def index_version_tables(conn: Connection, version: int) -> None:
+    run_sql_file(conn, "indexes.sql", v=version_suffix(version))
+
+
+def drop_version_tables(conn: Connection, version: int) -> None:
+    if version == EMPTY_VERSION:
+        raise ServingError("version 0 is the empty fallback version and is never dropped")
+    run_sql_file(conn, "drop_version.sql", v=version_suffix(version))
+
+
+def version_table_names(conn: Connection) -> dict[int, list[str]]:
+    """Per-version tables that exist, by version number."""
+    out: dict[int, list[str]] = {}
+    for name in sa.inspect(conn).get_table_names():
+        match = _VERSION_TABLE.match(name)
+        if match:
+            out.setdefault(int(match.group(2)), []).append(name)
+    return out
+
+
+# --------------------------------------------------------------------------- bulk load
+def bulk_insert(conn: Connection, table: str, frame: pd.DataFrame, chunk_rows: int = 200_000) -> int:
+    """Append ``frame`` (columns in ``TABLE_COLUMNS`` order) to ``<table>_v<N>``; returns rows written.
+
+    PostgreSQL: ``COPY ... FROM STDIN (FORMAT csv)`` in chunks (psycopg2 or psycopg 3).
+    SQLite: ``executemany`` with ``?`` bound parameters in chunks.
+    """
+    match = _VERSION_TABLE.match(table)
+    if not match:
+        raise ValueError(f"{table!r} is not a per-version table name")
+    columns = list(TABLE_COLUMNS[match.group(1)])
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"cannot load {table}: frame lacks columns {missing}")
+    frame = frame[columns]
+    total = 0
+    if conn.dialect.name == "postgresql":
+        copy_sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
+        raw = conn.connection.driver_connection
+        for start in range(0, len(frame), chunk_rows):
+            chunk = frame.iloc[start : start + chunk_rows]
+            buf = io.StringIO()
+            chunk.to_csv(buf, index=False, header=False)
+            payload = buf.getvalue()
+            cursor = raw.cursor()
+            try:
+                if hasattr(cursor, "copy_expert"):  # psycopg2
+                    cursor.copy_expert(copy_sql, io.StringIO(payload))
+                else:  # psycopg 3
+                    with cursor.copy(copy_sql) as copy:
+                        copy.write(payload)
+            finally:
+                cursor.close()
+            total += len(chunk)
+        return total
+    placeholders = ", ".join("?" for _ in columns)
+    insert_sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
+    for start in range(0, len(frame), chunk_rows):
+        chunk = frame.iloc[start : start + chunk_rows]
+        values = [chunk[c].astype(object).tolist() for c in columns]
+        conn.exec_driver_sql(insert_sql, list(zip(*values, strict=True)))
+        total += len(chunk)
+    return total
+
+
+# --------------------------------------------------------------------------- versions
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    run_date: date
+    list_version: str | None
+    status: str
+    checksum: str
+    dropped: bool
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def list_versions(conn: Connection) -> list[VersionInfo]:
+    """Every publish_log row, newest first."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT version, run_date, list_version, status, checksum, dropped_at "
+            "FROM publish_log ORDER BY version DESC"
+        )
+    ).all()
+    return [
+        VersionInfo(
+            version=int(r.version),
+            run_date=_as_date(r.run_date),
+            list_version=r.list_version,
+            status=r.status,
+            checksum=r.checksum,
+            dropped=r.dropped_at is not None,
+        )
+        for r in rows
+    ]
+
+
+def live_version(conn: Connection) -> VersionInfo | None:
+    for info in list_versions(conn):
+        if info.status == "live":
+            return info
+    return None
+
+
+def switch_views(conn: Connection, version: int, label: str, lock_timeout_ms: int = 5000) -> None:
+    """Inside the caller's transaction: point the views at ``version`` and make it the live one.
+
+    The previously live version becomes ``retired`` (kept for rollback). On PostgreSQL a lock timeout
+    bounds how long the switch may queue behind a long-running reader (queued readers wait behind it).
+    """
+    if not _LABEL.match(label):
+        raise ValueError(f"list_version label {label!r} is not '<YYYY-MM-DD>.v<N>'")
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+        # Lock the views in the order readers use them, so the switch never deadlocks with a reader.
+        conn.exec_driver_sql(
+            "LOCK TABLE current_recommendations, current_assignments, current_bandit_policy "
+            "IN ACCESS EXCLUSIVE MODE"
+        )
+    run_sql_file(conn, "views.sql", v=version_suffix(version), list_version=label)
+    conn.execute(
+        sa.text(
+            "UPDATE publish_log SET status = 'retired', retired_at = CURRENT_TIMESTAMP "
+            "WHERE status = 'live' AND version <> :v"
+        ),
+        {"v": version},
+    )
+    updated = conn.execute(
+        sa.text(
+            "UPDATE publish_log SET status = 'live', switched_at = CURRENT_TIMESTAMP, retired_at = NULL "
+            "WHERE version = :v AND dropped_at IS NULL"
+        ),
+        {"v": version},
+    ).rowcount
+    if updated != 1:
+        raise ServingError(f"version {version} is not in publish_log (or its tables were dropped)")
+
+
+def rollback_to(engine: Engine, to: int | None = None, lock_timeout_ms: int = 5000) -> dict[str, Any]:
+    """Switch the views back to a retained version in one transaction.
+
+    ``to=None`` picks the newest retained (``retired``, tables present) version older than the live one.
+    """
+    with engine.begin() as conn:
+        versions = list_versions(conn)
+        live = next((v for v in versions if v.status == "live"), None)
+        retained = [v for v in versions if v.status == "retired" and not v.dropped]
+        if to is None:
+            older = [v for v in retained if live is None or v.version < live.version]
+            if not older:
+                raise ServingError(
+                    "no older retained version to roll back to; list versions with "
+                    "`deepcuts rollback --list` or pass --to VERSION"
+                )
+            target = older[0]
+        else:
+            target = next((v for v in versions if v.version == to), None)
+            if target is None:
+                raise ServingError(f"version {to} does not exist; see `deepcuts rollback --list`")
+            if target.status == "live":
+                return {"status": "unchanged", "version": target.version, "list_version": target.list_version}
+            if target.status != "retired" or target.dropped:
+                dropped = " (tables dropped)" if target.dropped else ""
+                raise ServingError(
+                    f"version {to} has status {target.status!r}{dropped}; only retained versions "
+                    "(status 'retired') can be switched to"
+                )
+        assert target.list_version is not None
+        switch_views(conn, target.version, target.list_version, lock_timeout_ms)
+    log.info(
+        "rolled back serving views from %s to %s",
+        live.list_version if live else None,
+        target.list_version,
+    )
+    return {
+        "status": "rolled_back",
+        "from_version": live.version if live else None,
+        "version": target.version,
+        "list_version": target.list_version,
+        "run_date": target.run_date.isoformat(),
+    }
+
+
+def rollback(settings: Settings, to: int | None = None) -> dict[str, Any]:
+    """``deepcuts rollback [--to VERSION]``: switch the app back to a retained version."""
+    engine = serving_engine(settings, writer=True)
+    try:
+        ensure_schema(engine)
+        with writer_lock(engine):
+            return rollback_to(engine, to, settings.publish.switch_lock_timeout_ms)
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def writer_lock(engine: Engine) -> Iterator[None]:
+    """Only one writer (publish or rollback) at a time.
+
+    PostgreSQL: a session advisory lock (released by the server if the process dies).
+    SQLite: an ``flock`` on ``<db>.lock`` (released by the kernel if the process dies).
+    """
+    if engine.dialect.name == "postgresql":
+        conn = engine.connect()
+        try:
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _PUBLISH_LOCK_KEY}).scalar()
+            conn.commit()
+            if not got:
+                raise ServingError(
+                    "another publish or rollback holds the serving writer lock; wait for it to finish "
+                    "(the DAG runs publish in a single-writer pool)"
+                )
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PUBLISH_LOCK_KEY})
+                conn.commit()
+        finally:
+            conn.close()
+        return
+    database = engine.url.database or ""
+    if not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).with_suffix(Path(database).suffix + ".lock")
+    with lock_path.open("a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ServingError(
+                f"another publish or rollback holds {lock_path}; wait for it to finish"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- reads
+def read_user_list(conn: Connection, user_id: int, daypart: str) -> list[dict[str, Any]]:
+    """Run the app's query (sql/queries/user_list.sql) for one user and daypart."""
+    rows = conn.execute(sa.text(read_query("user_list.sql")), {"user_id": int(user_id), "daypart": daypart})
+    return [dict(r._mapping) for r in rows]
+
+
+# --------------------------------------------------------------------------- alerts
+ALERT_COLUMNS: tuple[str, ...] = (
+    "run_date",
+    "check_name",
+    "category",
+    "severity",
+    "value",
+    "threshold",
+    "message",
+    "source",
+)
+
+
+def replace_alerts(engine: Engine, run_date: date, source: str, alerts: Sequence[dict[str, Any]]) -> int:
+    """Replace the alerts of ``source`` for ``run_date`` (idempotent per run date) in one transaction.
+
+    Acknowledgements of alerts with the same check name survive a re-run.
+    """
+    with engine.begin() as conn:
+        acked = {
+            r.check_name: (r.acknowledged_at, r.acknowledged_by)
+            for r in conn.execute(
+                sa.text(
+                    "SELECT check_name, acknowledged_at, acknowledged_by FROM alerts "
+                    "WHERE run_date = :d AND source = :s AND acknowledged_at IS NOT NULL"
+                ),
+                {"d": run_date.isoformat(), "s": source},
+            )
+        }
+        conn.execute(
+            sa.text("DELETE FROM alerts WHERE run_date = :d AND source = :s"),
+            {"d": run_date.isoformat(), "s": source},
+        )
+        for alert in alerts:
+            params = {k: alert.get(k) for k in ALERT_COLUMNS}
+            params["run_date"] = run_date.isoformat()
+            params["source"] = source
+            if params["value"] is not None:
+                params["value"] = float(params["value"])
+            if params["threshold"] is not None and not isinstance(params["threshold"], str):
+                params["threshold"] = json.dumps(params["threshold"])
+            ack_at, ack_by = acked.get(str(params["check_name"]), (None, None))
+            params["acknowledged_at"], params["acknowledged_by"] = ack_at, ack_by
+            conn.execute(
+                sa.text(
+                    "INSERT INTO alerts (run_date, check_name, category, severity, value, threshold, "
+                    "message, source, acknowledged_at, acknowledged_by) VALUES (:run_date, :check_name, "
+                    ":category, :severity, :value, :threshold, :message, :source, :acknowledged_at, "
+                    ":acknowledged_by)"
+                ),
+                params,
+            )
+    return len(alerts)
+
+
+def open_critical_alerts(conn: Connection, run_date: date) -> list[dict[str, Any]]:
+    """Unacknowledged critical alerts of ``run_date`` (these block the publish)."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT check_name, message, source FROM alerts WHERE run_date = :d "
+            "AND severity = 'critical' AND acknowledged_at IS NULL ORDER BY alert_id"
+        ),
+        {"d": run_date.isoformat()},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def acknowledge_alerts(engine: Engine, run_date: date, by: str, check_name: str | None = None) -> int:
+    """Mark alerts of ``run_date`` acknowledged (an operator accepts them; they stop blocking publish)."""
+    sql = (
+        "UPDATE alerts SET acknowledged_at = CURRENT_TIMESTAMP, acknowledged_by = :by "
+        "WHERE run_date = :d AND acknowledged_at IS NULL"
+    )
+    params: dict[str, Any] = {"by": by, "d": run_date.isoformat()}
+    if check_name is not None:
+        sql += " AND check_name = :c"
+        params["c"] = check_name
+    with engine.begin() as conn:
+        return int(conn.execute(sa.text(sql), params).rowcount)
+
+
+# --------------------------------------------------------------------------- roles (PostgreSQL)
+def apply_roles(admin_engine: Engine, reader: str, writer: str) -> None:
+    """Create the reader/writer roles and their database/schema rights (run as a superuser).
+
+    Run :func:`grant_reader` after the writer has created the schema.
+    """
+    if admin_engine.dialect.name != "postgresql":
+        raise ServingError("roles exist only on PostgreSQL; SQLite has no users")
+    database = check_identifier(admin_engine.url.database or "", "database")
+    with admin_engine.begin() as conn:
+        run_sql_file(
+            conn,
+            "roles.sql",
+            reader=check_identifier(reader, "reader role"),
+            writer=check_identifier(writer, "writer role"),
+            database=database,
+        )
+
+
+def grant_reader(engine: Engine, reader: str) -> None:
+    """Give the read-only role SELECT on the views (run as the writer, after ensure_schema)."""
+    with engine.begin() as conn:
+        run_sql_file(conn, "grants.sql", reader=check_identifier(reader, "reader role"))
+
+
+def drop_roles(admin_engine: Engine, reader: str, writer: str) -> None:
+    """Drop both roles and what they own in this database (tests, decommissioning)."""
+    with admin_engine.begin() as conn:
+        run_sql_file(
+            conn,
+            "drop_roles.sql",
+            reader=check_identifier(reader, "reader role"),
+            writer=check_identifier(writer, "writer role"),
+        )

@@ -1,0 +1,58 @@
+-- deepcuts serving database, PostgreSQL (production).
+-- Applied by pipelines.serving.ensure_schema() in one transaction; every statement is idempotent.
+--
+-- Layout:
+--   publish_log            one row per publish attempt (the version registry)
+--   alerts                 monitoring findings (written by the monitor step and by rejected publishes)
+--   *_v<NNNNNN>            per-version data tables (see version.sql); v000000 is the empty version
+--   current_*              stable views the app reads; re-pointed to a version in one transaction
+--   current_version        the live version (version number, run date, list_version label)
+
+CREATE TABLE IF NOT EXISTS publish_log (
+    version             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_date            DATE NOT NULL,
+    list_version        TEXT,
+    status              TEXT NOT NULL CHECK (status IN
+                            ('loading', 'ready', 'live', 'retired', 'replaced', 'rejected', 'failed',
+                             'dropped')),
+    checksum            TEXT NOT NULL,
+    n_recommendations   BIGINT,
+    n_assignments       BIGINT,
+    n_policy            BIGINT,
+    n_users             BIGINT,
+    changed_share       DOUBLE PRECISION,
+    gate_report         TEXT,
+    error               TEXT,
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    loaded_at           TIMESTAMPTZ,
+    switched_at         TIMESTAMPTZ,
+    retired_at          TIMESTAMPTZ,
+    dropped_at          TIMESTAMPTZ
+);
+
+CREATE INDEX IF NOT EXISTS publish_log_run_date_idx ON publish_log (run_date, status);
+
+-- At most one live version, enforced by the database, not only by the code.
+CREATE UNIQUE INDEX IF NOT EXISTS publish_log_one_live_idx ON publish_log (status) WHERE status = 'live';
+
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_date            DATE NOT NULL,
+    check_name          TEXT NOT NULL,
+    category            TEXT NOT NULL,
+    severity            TEXT NOT NULL CHECK (severity IN ('warning', 'critical')),
+    value               DOUBLE PRECISION,
+    threshold           TEXT,
+    message             TEXT NOT NULL,
+    source              TEXT NOT NULL,
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    acknowledged_at     TIMESTAMPTZ,
+    acknowledged_by     TEXT
+);
+
+CREATE INDEX IF NOT EXISTS alerts_run_date_idx ON alerts (run_date, severity);
+
+CREATE OR REPLACE VIEW current_version AS
+    SELECT version, run_date, list_version, switched_at
+    FROM publish_log
+    WHERE status = 'live';

@@ -1,0 +1,52 @@
+-- deepcuts serving database, SQLite (the embedded default: <home>/serving/serving.db).
+-- Applied by pipelines.serving.ensure_schema() in one transaction (the engine emits BEGIN itself, see
+-- pipelines/serving.py, so this DDL is transactional); every statement is idempotent.
+-- Dates are ISO-8601 TEXT, timestamps 'YYYY-MM-DD HH:MM:SS' UTC TEXT (CURRENT_TIMESTAMP).
+
+CREATE TABLE IF NOT EXISTS publish_log (
+    version             INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so table names never collide
+    run_date            TEXT NOT NULL,
+    list_version        TEXT,
+    status              TEXT NOT NULL CHECK (status IN
+                            ('loading', 'ready', 'live', 'retired', 'replaced', 'rejected', 'failed',
+                             'dropped')),
+    checksum            TEXT NOT NULL,
+    n_recommendations   INTEGER,
+    n_assignments       INTEGER,
+    n_policy            INTEGER,
+    n_users             INTEGER,
+    changed_share       REAL,
+    gate_report         TEXT,
+    error               TEXT,
+    created_at          TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    loaded_at           TEXT,
+    switched_at         TEXT,
+    retired_at          TEXT,
+    dropped_at          TEXT
+);
+
+CREATE INDEX IF NOT EXISTS publish_log_run_date_idx ON publish_log (run_date, status);
+
+CREATE UNIQUE INDEX IF NOT EXISTS publish_log_one_live_idx ON publish_log (status) WHERE status = 'live';
+
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_date            TEXT NOT NULL,
+    check_name          TEXT NOT NULL,
+    category            TEXT NOT NULL,
+    severity            TEXT NOT NULL CHECK (severity IN ('warning', 'critical')),
+    value               REAL,
+    threshold           TEXT,
+    message             TEXT NOT NULL,
+    source              TEXT NOT NULL,
+    created_at          TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    acknowledged_at     TEXT,
+    acknowledged_by     TEXT
+);
+
+CREATE INDEX IF NOT EXISTS alerts_run_date_idx ON alerts (run_date, severity);
+
+CREATE VIEW IF NOT EXISTS current_version AS
+    SELECT version, run_date, list_version, switched_at
+    FROM publish_log
+    WHERE status = 'live';
