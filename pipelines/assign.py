@@ -1,0 +1,257 @@
+"""Nightly step ``assign``: an arm, a propensity and an A/B variant per (user, daypart) for day D+1.
+
+For every user in ``interactions(D)`` and every daypart:
+
+- context = (segment from the user's history as of the end of D, daypart);
+- variant = ``deepcuts.experiment.variant_of`` (salted hash of the user id, stable across nights);
+- treatment: arm drawn from the context's selection probabilities (Thompson probabilities of
+  ``posterior(D)`` mixed with the exploration floor); propensity = that arm's selection probability.
+  The draw is ``u = splitmix64(seed(D), 4 * user_id + daypart_index)`` mapped through the cumulative
+  probabilities, so it is reproducible from (run date, seed) and a user's draw never depends on
+  which other users exist;
+- control: ``settings.ab.baseline_arm`` with propensity 1.0 (a fixed policy).
+
+Writes ``assignments(D)``, ``bandit/policy(D)`` (one row per context and arm) and ``served_lists(D)``:
+control lists are the baseline arm's candidates (top ``rerank.list_length`` by rank, no re-ranking,
+reason ``baseline``; novelty and the long-tail flag from ``scored(D)``), treatment lists are
+the re-ranked lists of the chosen arm.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepcuts.contracts import C, Dataset, Variant
+from deepcuts.experiment import variant_of
+from deepcuts.progress import get_logger
+from deepcuts.seeds import derive_seed, rng_for
+from deepcuts.settings import Settings
+from models.bandit import BanditConfig, posterior_mean, sample_arms, selection_probabilities, uniform_hash
+from models.context import CONTEXTS, DAYPARTS, SEGMENTS, user_segments
+from pipelines.bandit_update import posterior_arrays
+from pipelines.storage import Lake, MissingDataError
+
+log = get_logger(__name__)
+
+#: Reason written on control rows (the baseline is served as the arm ranked it).
+BASELINE_REASON = "baseline"
+
+
+def active_arms(settings: Settings, lake: Lake, run_date: date) -> tuple[list[str], list[str]]:
+    """(arms the policy may choose tonight, arms dropped and why-able): bandit arms that are enabled and
+    have re-ranked lists for ``run_date``. Dropping an arm keeps every logged propensity exact."""
+    enabled = [a for a in settings.bandit.arms if a in settings.arms.enabled]
+    available = [a for a in enabled if lake.parts(Dataset.RERANKED, run_date, subdir=a)]
+    dropped = [a for a in settings.bandit.arms if a not in available]
+    if not available:
+        raise MissingDataError(
+            f"assign {run_date}: no re-ranked lists for any bandit arm {list(settings.bandit.arms)} "
+            f"(looked in {lake.partition_dir(Dataset.RERANKED, run_date)}); run the score step first"
+        )
+    return available, dropped
+
+
+def policy_table(
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    thompson: np.ndarray,
+    selection: np.ndarray,
+    arms: list[str],
+    run_date: date,
+) -> pd.DataFrame:
+    """BANDIT_POLICY_SCHEMA rows: contexts (canonical order) x arms."""
+    n_ctx, n_arms = alpha.shape
+    return pd.DataFrame(
+        {
+            C.SEGMENT: np.repeat([s for s, _ in CONTEXTS], n_arms),
+            C.DAYPART: np.repeat([d for _, d in CONTEXTS], n_arms),
+            C.ARM: np.tile(np.asarray(arms, dtype=object), n_ctx),
+            C.ALPHA: alpha.ravel(),
+            C.BETA: beta.ravel(),
+            C.MEAN: posterior_mean(alpha, beta).ravel(),
+            C.THOMPSON_PROBABILITY: thompson.ravel(),
+            C.SELECTION_PROBABILITY: selection.ravel(),
+            C.RUN_DATE: np.full(n_ctx * n_arms, run_date),
+        }
+    )
+
+
+def draw_assignments(
+    settings: Settings, run_date: date, segments: pd.DataFrame, selection: np.ndarray, arms: list[str]
+) -> pd.DataFrame:
+    """ASSIGNMENTS_SCHEMA rows, users (sorted) x dayparts (canonical order)."""
+    users = segments[C.USER_ID].to_numpy(np.int64)
+    n_users, n_dayparts = users.size, len(DAYPARTS)
+    seg_idx = np.asarray(pd.Categorical(segments[C.SEGMENT], categories=list(SEGMENTS)).codes, np.int64)
+    user_col = np.repeat(users, n_dayparts)
+    day_idx = np.tile(np.arange(n_dayparts, dtype=np.int64), n_users)
+    ctx = np.repeat(seg_idx, n_dayparts) * n_dayparts + day_idx
+    seed = derive_seed(settings.bandit.seed, run_date, "bandit.assign")
+    uniforms = uniform_hash(user_col * n_dayparts + day_idx, seed)
+    arm_idx = sample_arms(selection, ctx, uniforms)
+
+    ab = settings.ab
+    variant = np.repeat(variant_of(users, ab.experiment, ab.salt, ab.treatment_share), n_dayparts)
+    treated = variant == Variant.TREATMENT.value
+    arm_names = np.asarray(arms, dtype=object)
+    arm = np.where(treated, arm_names[arm_idx], ab.baseline_arm)
+    propensity = np.where(treated, selection[ctx, arm_idx], 1.0)
+    return pd.DataFrame(
+        {
+            C.USER_ID: user_col,
+            C.DAYPART: np.asarray(DAYPARTS, dtype=object)[day_idx],
+            C.SEGMENT: np.asarray(SEGMENTS, dtype=object)[np.repeat(seg_idx, n_dayparts)],
+            C.ARM: arm,
+            C.PROPENSITY: propensity.astype(np.float64),
+            C.VARIANT: variant.astype(object),
+            C.EXPERIMENT: ab.experiment,
+            C.RUN_DATE: np.full(user_col.size, run_date),
+        }
+    )
+
+
+def _baseline_lists(settings: Settings, lake: Lake, run_date: date) -> pd.DataFrame:
+    """Top ``list_length`` candidates of the baseline arm, as ranked by the arm, with novelty and the
+    long-tail flag: from ``scored(D)`` (every candidate of every arm, with its deep-cut scores); when the
+    score step did not cover the baseline arm, from ``candidates(D)`` and :mod:`models.item_stats`."""
+    arm = settings.ab.baseline_arm
+    length = settings.rerank.list_length
+    columns = [C.USER_ID, C.ITEM_ID, C.RANK, C.SCORE]
+    if lake.parts(Dataset.SCORED, run_date, subdir=arm):
+        scored = lake.read_df(
+            Dataset.SCORED, run_date, subdir=arm, columns=[*columns, C.NOVELTY, C.IS_LONG_TAIL]
+        )
+        top = scored[scored[C.RANK] <= length]
+        return top.assign(**{C.ARM: arm, C.REASON: BASELINE_REASON})
+
+    from models.deepcut_scores import novelty
+    from models.item_stats import ItemStats
+
+    log.info(
+        "assign %s: no scored candidates for baseline arm %r, using candidates + item stats", run_date, arm
+    )
+    cand = lake.read_df(Dataset.CANDIDATES, run_date, subdir=arm, columns=columns)
+    cand = cand[cand[C.RANK] <= length]
+    items = lake.read_df(Dataset.ITEMS, run_date, columns=[C.ITEM_ID])
+    interactions = lake.read_df(Dataset.INTERACTIONS, run_date)
+    stats = ItemStats.from_frames(
+        interactions, items, settings.arms.quality.prior_weight, settings.arms.long_tail.head_share
+    )
+    ids = cand[C.ITEM_ID].to_numpy(np.int64)
+    pos = np.minimum(np.searchsorted(stats.item_ids, ids), max(stats.item_ids.size - 1, 0))
+    known = stats.item_ids[pos] == ids
+    share = np.where(known, stats.popularity_share[pos], 0.0)
+    return cand.assign(
+        **{
+            C.ARM: arm,
+            C.NOVELTY: novelty(share, int(stats.counts.sum())),
+            C.IS_LONG_TAIL: np.where(known, stats.is_long_tail[pos], True),
+            C.REASON: BASELINE_REASON,
+        }
+    )
+
+
+def _treatment_lists(lake: Lake, run_date: date, arms: list[str]) -> pd.DataFrame:
+    columns = [C.USER_ID, C.ITEM_ID, C.RANK, C.SCORE, C.ARM, C.NOVELTY, C.IS_LONG_TAIL, C.REASON]
+    frames = [lake.read_df(Dataset.RERANKED, run_date, subdir=arm, columns=columns) for arm in arms]
+    return pd.concat(frames, ignore_index=True)
+
+
+def build_served_lists(
+    assignments: pd.DataFrame, control_lists: pd.DataFrame, treatment_lists: pd.DataFrame, run_date: date
+) -> tuple[pd.DataFrame, int]:
+    """SERVED_LISTS_SCHEMA rows for every assignment (user, daypart) that has a list; and the number
+    of assignments left without one."""
+    keys = [C.USER_ID, C.DAYPART, C.ARM, C.VARIANT]
+    served = []
+    for variant, lists in (
+        (Variant.CONTROL.value, control_lists),
+        (Variant.TREATMENT.value, treatment_lists),
+    ):
+        chosen = assignments.loc[assignments[C.VARIANT] == variant, keys]
+        served.append(chosen.merge(lists, on=[C.USER_ID, C.ARM], how="inner", sort=False))
+    out = pd.concat(served, ignore_index=True)
+    out[C.RUN_DATE] = run_date
+    day_code = pd.Categorical(out[C.DAYPART], categories=list(DAYPARTS)).codes
+    out = (
+        out.assign(_day=day_code)
+        .sort_values([C.USER_ID, "_day", C.RANK], kind="stable")
+        .drop(columns="_day")
+        .reset_index(drop=True)
+    )
+    have = out[[C.USER_ID, C.DAYPART]].drop_duplicates()
+    missing = len(assignments) - len(have)
+    return out, missing
+
+
+def assign(settings: Settings, run_date: date) -> dict[str, Any]:
+    """Assign arms and variants for D+1; write assignments, the policy table and the served lists."""
+    cfg = settings.bandit
+    lake = Lake(settings.home)
+    if not lake.has(Dataset.BANDIT_POSTERIOR, run_date):
+        raise MissingDataError(
+            f"assign {run_date}: no bandit posterior for this run date "
+            f"({lake.partition_dir(Dataset.BANDIT_POSTERIOR, run_date)}); run bandit_update first"
+        )
+    arms, dropped = active_arms(settings, lake, run_date)
+    if dropped:
+        log.warning(
+            "assign %s: arms %s are disabled or have no re-ranked lists; not served tonight",
+            run_date,
+            dropped,
+        )
+
+    config = BanditConfig.from_settings(cfg)
+    alpha, beta = posterior_arrays(lake.read_df(Dataset.BANDIT_POSTERIOR, run_date), tuple(arms), config)
+    thompson, selection = selection_probabilities(
+        alpha, beta, config, rng_for(cfg.seed, run_date, "bandit.selection_mc")
+    )
+    policy = policy_table(alpha, beta, thompson, selection, arms, run_date)
+
+    interactions = lake.read_df(Dataset.INTERACTIONS, run_date, columns=[C.USER_ID, C.TS])
+    segments = user_segments(interactions, run_date, cfg)
+    assignments = draw_assignments(settings, run_date, segments, selection, arms)
+
+    control = _baseline_lists(settings, lake, run_date)
+    treatment = _treatment_lists(lake, run_date, arms)
+    served, missing = build_served_lists(assignments, control, treatment, run_date)
+    if missing:
+        log.warning(
+            "assign %s: %d (user, daypart) assignments have no list (the arm wrote none for the user)",
+            run_date,
+            missing,
+        )
+
+    paths = {
+        "assignments": lake.write_table(Dataset.ASSIGNMENTS, run_date, assignments),
+        "policy": lake.write_table(Dataset.BANDIT_POLICY, run_date, policy),
+        "served_lists": lake.write_table(Dataset.SERVED_LISTS, run_date, served),
+    }
+    treated = assignments[assignments[C.VARIANT] == Variant.TREATMENT.value]
+    arm_share = (treated[C.ARM].value_counts(normalize=True).reindex(arms, fill_value=0.0)).round(4)
+    result = {
+        "run_date": run_date.isoformat(),
+        "users": int(segments.shape[0]),
+        "assignments": len(assignments),
+        "treatment_assignments": len(treated),
+        "segments": {k: int(v) for k, v in segments[C.SEGMENT].value_counts().sort_index().items()},
+        "arms": arms,
+        "arms_dropped": dropped,
+        "treatment_arm_share": {k: float(v) for k, v in arm_share.items()},
+        "served_rows": len(served),
+        "assignments_without_list": int(missing),
+        "paths": paths,
+    }
+    log.info(
+        "assign %s: %d users, %d assignments (%d treatment), %d served rows",
+        run_date,
+        result["users"],
+        result["assignments"],
+        result["treatment_assignments"],
+        result["served_rows"],
+    )
+    return result
