@@ -1,0 +1,122 @@
+"""One contract every arm honours (in the spirit of implicit's shared RecommenderBase tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from deepcuts.contracts import C
+from deepcuts.settings import ALL_ARMS
+from models.registry import ARM_CLASSES, build_recommender
+from tests.models.world import HELD_OUT, block_world, random_world, tiny_settings
+
+ARMS = list(ALL_ARMS)
+
+
+@pytest.fixture(scope="module")
+def world() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return block_world()
+
+
+@pytest.fixture(scope="module")
+def fitted(world: tuple[pd.DataFrame, pd.DataFrame]) -> dict:
+    interactions, items = world
+    settings = tiny_settings()
+    return {arm: build_recommender(arm, settings, seed=11).fit(interactions, items) for arm in ARMS}
+
+
+def _check_lists(recs: pd.DataFrame, interactions: pd.DataFrame, n: int) -> None:
+    seen = set(zip(interactions[C.USER_ID], interactions[C.ITEM_ID], strict=True))
+    pairs = list(zip(recs[C.USER_ID], recs[C.ITEM_ID], strict=True))
+    assert not seen.intersection(pairs), "a seen item was recommended"
+    assert len(pairs) == len(set(pairs)), "duplicate (user, item) in a list"
+    for _, group in recs.groupby(C.USER_ID):
+        assert len(group) <= n
+        assert group[C.RANK].tolist() == list(range(1, len(group) + 1))
+        scores = group.sort_values(C.RANK)[C.SCORE].to_numpy()
+        assert np.all(np.diff(scores) <= 0), "scores not sorted descending"
+        assert np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_lists_are_valid(arm: str, fitted: dict, world: tuple) -> None:
+    interactions, _ = world
+    users = np.unique(interactions[C.USER_ID])
+    for n in (1, 3, 50):
+        recs = fitted[arm].recommend(users, n)
+        _check_lists(recs, interactions, n)
+        assert set(recs[C.USER_ID]) <= set(users)
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_held_out_checkerboard_item_comes_first(arm: str, fitted: dict) -> None:
+    user, item = HELD_OUT
+    recs = fitted[arm].recommend([user], 3)
+    assert recs[C.ITEM_ID].iloc[0] == item, recs
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_deterministic_with_the_seed(arm: str, world: tuple) -> None:
+    interactions, items = world
+    users = np.unique(interactions[C.USER_ID])
+    settings = tiny_settings()
+    a = build_recommender(arm, settings, seed=5).fit(interactions, items).recommend(users, 5)
+    b = build_recommender(arm, settings, seed=5).fit(interactions, items).recommend(users, 5)
+    pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_save_load_round_trip(arm: str, fitted: dict, world: tuple, tmp_path: Path) -> None:
+    interactions, _ = world
+    users = np.append(np.unique(interactions[C.USER_ID]), 999)
+    model = fitted[arm]
+    expected = model.recommend(users, 4)
+    cls = ARM_CLASSES[arm]
+    pd.testing.assert_frame_equal(cls.from_bytes(model.to_bytes()).recommend(users, 4), expected)
+    path = tmp_path / f"{arm}.pkl"
+    model.save(path)
+    pd.testing.assert_frame_equal(cls.load(path).recommend(users, 4), expected)
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_cold_users_get_a_list(arm: str, fitted: dict) -> None:
+    recs = fitted[arm].recommend([999, 1000], 3)
+    assert recs.groupby(C.USER_ID).size().to_dict() == {999: 3, 1000: 3}
+    # cold start = the most popular items: items 1..4 (12 ratings each) in catalog order
+    assert recs[recs[C.USER_ID] == 999][C.ITEM_ID].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_score_items_agrees_with_recommend(arm: str, fitted: dict) -> None:
+    model = fitted[arm]
+    recs = model.recommend([1, 13], 3)
+    scores = model.score_items(recs[C.USER_ID], recs[C.ITEM_ID])
+    np.testing.assert_allclose(scores, recs[C.SCORE].to_numpy(), rtol=1e-5)
+
+
+def test_loading_another_arms_artefact_is_an_error(fitted: dict) -> None:
+    with pytest.raises(ValueError, match="retrain"):
+        ARM_CLASSES["svd"].from_bytes(fitted["graph"].to_bytes())
+
+
+def test_unknown_arm_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown arm"):
+        build_recommender("knn", tiny_settings(), seed=1)
+
+
+CHEAP_ARMS = ["svd", "graph", "item_cf", "long_tail", "serendipity", "popularity"]
+
+
+@hsettings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 30), arm=st.sampled_from(CHEAP_ARMS))
+def test_invariants_on_random_worlds(seed: int, n: int, arm: str) -> None:
+    interactions, items = random_world(seed)
+    model = build_recommender(arm, tiny_settings(), seed=seed).fit(interactions, items)
+    users = np.append(np.unique(interactions[C.USER_ID]), [10_001])
+    _check_lists(model.recommend(users, n), interactions, n)
