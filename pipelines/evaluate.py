@@ -1,0 +1,477 @@
+"""Offline evaluation: the ``deepcuts evaluate`` protocol and the nightly ``evaluate`` step.
+
+Two entry points share :mod:`deepcuts.metrics`:
+
+- :func:`evaluate_offline` fits every arm on a training frame, recommends the top k unseen items to
+  every test user with a training history, and scores the lists against the held-out ratings (every
+  test rating is relevant). :func:`evaluate_dataset` adds loading and splitting for the CLI.
+- :func:`evaluate_night` (step registry: ``evaluate``) scores the candidate lists of the previous run
+  against the ratings that arrived since, plus beyond-accuracy metrics of today's lists, and writes
+  ``eval/offline``.
+
+Re-ranker hook: pass ``list_transform`` to :func:`evaluate_offline`; it receives each arm's name and its
+top-``n_candidates`` list and returns the served list, which is scored under ``"served"`` next to
+``"arms"`` (docs/metrics.md, "Hook for re-ranked lists").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from deepcuts.contracts import C, Dataset
+from deepcuts.metrics import ListContext, score_lists
+from deepcuts.progress import get_logger, progress
+from deepcuts.seeds import derive_seed
+from deepcuts.settings import ALL_ARMS, Settings, SourceSettings
+
+if TYPE_CHECKING:
+    from models.base import Recommender
+
+log = get_logger(__name__)
+
+Protocol = Literal["stratified", "temporal", "given"]
+#: ``(arm, candidates) -> served lists``; candidates are (user_id, item_id, rank, score), top
+#: ``n_candidates`` per user; the result needs (user_id, item_id, rank).
+ListTransform = Callable[[str, pd.DataFrame], pd.DataFrame]
+#: Builds an unfitted recommender for an arm name.
+RecommenderFactory = Callable[[str], "Recommender"]
+
+#: Items file per dataset kind, for finding the catalog of a ``--train/--test`` split.
+_ITEMS_FILES = {"ml-100k": "u.item", "ml-1m": "movies.dat", "ml-latest-small": "movies.csv"}
+
+
+class EvaluationError(ValueError):
+    """The evaluation cannot run on the given data (say what, where and what to do)."""
+
+
+# ------------------------------------------------------------------------------------------ splits
+def stratified_split(
+    interactions: pd.DataFrame, ratio: float = 0.75, seed: int = 42, by: str = C.ITEM_ID
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Microsoft Recommenders' ``python_stratified_split(filter_by="item", ratio, seed)``.
+
+    Every row draws ``u ~ U(0, 1)`` from ``numpy.random.RandomState(seed).rand(n)`` in input order;
+    within each ``by`` group, ordered by ``u``, the first ``round(ratio * n_group)`` rows (half to even)
+    are train, the rest test. On MovieLens-100K in file order with seed 42 this reproduces the
+    published split (75,066 / 24,934 rows) pair for pair.
+    """
+    if not 0.0 < ratio < 1.0:
+        raise EvaluationError(f"stratified split ratio must be in (0, 1) (got {ratio})")
+    frame = interactions.reset_index(drop=True)
+    draw = np.random.RandomState(seed).rand(len(frame))
+    order = np.lexsort((draw, frame[by].to_numpy()))
+    groups = frame[by].to_numpy()[order]
+    # position within the group (0-based) in draw order, and group size, without a Python loop
+    starts = np.r_[True, groups[1:] != groups[:-1]] if len(groups) else np.empty(0, bool)
+    group_id = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    sizes = np.diff(np.r_[first, len(groups)])
+    rank = np.arange(len(groups)) - first[group_id] + 1
+    in_train = np.empty(len(frame), dtype=bool)
+    in_train[order] = rank <= np.round(ratio * sizes[group_id])
+    return frame[in_train].reset_index(drop=True), frame[~in_train].reset_index(drop=True)
+
+
+def temporal_split(interactions: pd.DataFrame, test_share: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out each user's latest ratings: with a user's n ratings ordered by time (ties by item id),
+    position ``p`` (1-based) is test when ``p / n > 1 - test_share`` (Recommenders' chrono split rule).
+
+    A user with a single rating has only test data and is later skipped as having no train history.
+    """
+    if not 0.0 < test_share < 1.0:
+        raise EvaluationError(f"temporal test share must be in (0, 1) (got {test_share})")
+    if C.TS not in interactions.columns:
+        raise EvaluationError(f"--protocol temporal needs a {C.TS!r} column; this dataset has no times")
+    frame = interactions.sort_values([C.USER_ID, C.TS, C.ITEM_ID], kind="stable").reset_index(drop=True)
+    grouped = frame.groupby(C.USER_ID, sort=False)
+    position = grouped.cumcount().to_numpy() + 1
+    size = grouped[C.USER_ID].transform("size").to_numpy()
+    in_test = position / size > 1.0 - test_share + 1e-12
+    return frame[~in_test].reset_index(drop=True), frame[in_test].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------ holdout
+@dataclass(frozen=True)
+class Holdout:
+    """Train, relevant test ratings and the users the lists are scored for."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    users: np.ndarray
+    n_skipped_users: int
+    n_seen_test_pairs: int
+
+
+def clean_interactions(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Drop rows with a null id or rating (loaders keep them for ingest to quarantine) and cast ids."""
+    needed = [C.USER_ID, C.ITEM_ID, C.RATING]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise EvaluationError(f"{where}: missing columns {missing}; expected canonical interactions")
+    ok = frame[needed].notna().all(axis=1)
+    if not ok.all():
+        log.warning("%s: ignoring %d rows with a null id or rating", where, int((~ok).sum()))
+    out = frame[ok].copy()
+    out[C.USER_ID] = out[C.USER_ID].astype(np.int64)
+    out[C.ITEM_ID] = out[C.ITEM_ID].astype(np.int64)
+    return out.reset_index(drop=True)
+
+
+def make_holdout(train: pd.DataFrame, test: pd.DataFrame) -> Holdout:
+    """Keep test ratings of users with a train history; drop test pairs already seen in train.
+
+    Seen items can never be recommended (every arm removes them), so they are not relevant either.
+    """
+    if train.empty:
+        raise EvaluationError("the training split is empty; check the files or the split protocol")
+    train_users = np.unique(train[C.USER_ID].to_numpy(np.int64))
+    test_users = np.unique(test[C.USER_ID].to_numpy(np.int64))
+    kept = test[test[C.USER_ID].isin(train_users)]
+    seen = kept.merge(
+        train[[C.USER_ID, C.ITEM_ID]].drop_duplicates(), on=[C.USER_ID, C.ITEM_ID], how="left", indicator=True
+    )["_merge"].eq("both")
+    kept = kept[~seen.to_numpy()].reset_index(drop=True)
+    users = np.unique(kept[C.USER_ID].to_numpy(np.int64))
+    return Holdout(
+        train=train,
+        test=kept,
+        users=users,
+        n_skipped_users=int(np.setdiff1d(test_users, train_users).size),
+        n_seen_test_pairs=int(seen.sum()),
+    )
+
+
+# ------------------------------------------------------------------------------------------ offline
+def long_tail_ids(train: pd.DataFrame, items: pd.DataFrame, settings: Settings) -> np.ndarray:
+    """Long-tail items of ``train`` by the models' own definition (``models.item_stats``)."""
+    from models.item_stats import ItemStats
+
+    stats = ItemStats.from_frames(
+        train, items, settings.arms.quality.prior_weight, settings.arms.long_tail.head_share
+    )
+    return stats.item_ids[stats.is_long_tail]
+
+
+def _public_metrics(scored: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in scored.items() if key not in ("n_lists", "n_users")}
+
+
+def evaluate_offline(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    items: pd.DataFrame,
+    arms: Mapping[str, Callable[[], Recommender]],
+    *,
+    k: int = 10,
+    head_share: float = 0.8,
+    long_tail_item_ids: np.ndarray | None = None,
+    list_transform: ListTransform | None = None,
+    n_candidates: int | None = None,
+) -> dict[str, Any]:
+    """Fit each arm on ``train``, recommend top-k unseen items to every test user, score the lists.
+
+    ``arms`` maps an arm name to a zero-argument factory of an unfitted recommender (so a failing arm
+    does not cost the memory of all the others). Returns ``{"k", "n_users", "n_items",
+    "n_skipped_users", "n_test_ratings", "arms": {name: metrics}}`` and, with ``list_transform``,
+    ``"served": {name: metrics}`` for the transformed lists (built from the top ``n_candidates``,
+    default ``max(k, 100)``). Each arm's metrics hold ``precision@k``, ``recall@k``, ``ndcg@k``,
+    ``map``, the beyond-accuracy metrics, ``fit_seconds`` and ``recommend_seconds``.
+    """
+    holdout = make_holdout(train, test)
+    if holdout.users.size == 0:
+        raise EvaluationError("no test user has a training history: nothing to evaluate")
+    ctx = ListContext.build(
+        k=k,
+        train=holdout.train,
+        items=items,
+        head_share=head_share,
+        truth=holdout.test,
+        long_tail_item_ids=long_tail_item_ids,
+    )
+    n_lists = max(k, n_candidates or 100) if list_transform is not None else k
+    result: dict[str, Any] = {
+        "k": k,
+        "n_users": int(holdout.users.size),
+        "n_items": int(ctx.catalog_item_ids.size),
+        "n_skipped_users": holdout.n_skipped_users,
+        "n_test_ratings": len(holdout.test),
+        "n_seen_test_pairs_dropped": holdout.n_seen_test_pairs,
+        "arms": {},
+    }
+    if list_transform is not None:
+        result["served"] = {}
+    for name in progress(list(arms), desc="evaluate: fitting arms", total=len(arms), log_every_s=0.0):
+        started = time.perf_counter()
+        model = arms[name]().fit(holdout.train, items)
+        fitted = time.perf_counter()
+        recs = model.recommend(holdout.users, n_lists, exclude_seen=True)
+        done = time.perf_counter()
+        metrics = _public_metrics(score_lists(recs, ctx, users=holdout.users))
+        metrics["fit_seconds"] = round(fitted - started, 3)
+        metrics["recommend_seconds"] = round(done - fitted, 3)
+        result["arms"][name] = metrics
+        log.info(
+            "%s: ndcg@%d=%.4f fit %.2fs recommend %.2fs",
+            name,
+            k,
+            metrics[f"ndcg@{k}"],
+            metrics["fit_seconds"],
+            metrics["recommend_seconds"],
+        )
+        if list_transform is not None:
+            started = time.perf_counter()
+            served = list_transform(name, recs)
+            served_metrics = _public_metrics(score_lists(served, ctx, users=holdout.users))
+            served_metrics["transform_seconds"] = round(time.perf_counter() - started, 3)
+            result["served"][name] = served_metrics
+    return result
+
+
+def resolve_arms(spec: str | None) -> list[str]:
+    """``"all"``/``None`` -> every arm; else a comma list of known arm names, in the given order."""
+    if spec is None or spec.strip() in ("", "all"):
+        return list(ALL_ARMS)
+    names = [a.strip() for a in spec.split(",") if a.strip()]
+    unknown = [a for a in names if a not in ALL_ARMS]
+    if unknown:
+        raise EvaluationError(f"unknown arms {unknown} in --arms; choose from {list(ALL_ARMS)} or 'all'")
+    return list(dict.fromkeys(names))
+
+
+def registry_factories(names: list[str], settings: Settings) -> dict[str, Callable[[], Recommender]]:
+    """Factories from ``models.registry.build_recommender`` with a derived seed per arm."""
+    from models.registry import build_recommender
+
+    def factory(arm: str) -> Callable[[], Recommender]:
+        seed = derive_seed(settings.arms.seed, "offline-evaluation", arm)
+        return lambda: build_recommender(arm, settings, seed)
+
+    return {name: factory(name) for name in names}
+
+
+def _find_items_root(kind: str, options: SourceSettings, start: Path) -> Path:
+    """The nearest folder at or above ``start`` holding the dataset's items file."""
+    items_file = _ITEMS_FILES.get(kind, options.items_file)
+    for folder in (start, *start.parents):
+        if (folder / items_file).is_file():
+            return folder
+    raise EvaluationError(
+        f"no {items_file} found in {start} or its parents for --dataset {kind}; "
+        "pass --path DIR with the dataset folder that holds the items file"
+    )
+
+
+def load_evaluation_data(
+    kind: str,
+    settings: Settings,
+    *,
+    path: str | Path | None = None,
+    train_file: str | Path | None = None,
+    test_file: str | Path | None = None,
+    protocol: str = "stratified",
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    """Load ``(train, test, items, protocol)`` for ``deepcuts evaluate``.
+
+    With ``train_file``/``test_file`` those exact files are used (tab-separated user, item, rating,
+    unix time, no header) and the protocol is ``given``; items come from the dataset folder ``path``
+    (default: the nearest parent folder of the train file holding the items file). Otherwise the
+    dataset at ``path`` is split by ``protocol`` (``stratified`` or ``temporal``).
+    """
+    from pipelines.loaders import load_dataset, load_split
+
+    options = settings.source
+    if (train_file is None) != (test_file is None):
+        raise EvaluationError("give both --train and --test, or neither (then --path)")
+    if train_file is not None and test_file is not None:
+        root = Path(path) if path else _find_items_root(kind, options, Path(train_file).resolve().parent)
+        items = load_dataset(kind, root, options).items
+        train, test = load_split(train_file, test_file)
+        return (
+            clean_interactions(train, str(train_file)),
+            clean_interactions(test, str(test_file)),
+            items,
+            "given",
+        )
+    if path is None:
+        raise EvaluationError("give --path DIR (the dataset folder) or --train FILE --test FILE")
+    data = load_dataset(kind, path, options)
+    interactions = clean_interactions(data.interactions, str(path))
+    if protocol == "stratified":
+        cfg = settings.evaluate
+        train, test = stratified_split(interactions, cfg.stratified_ratio, cfg.split_seed)
+    elif protocol == "temporal":
+        train, test = temporal_split(interactions, settings.evaluate.temporal_test_share)
+    else:
+        raise EvaluationError(f"unknown protocol {protocol!r}; choose stratified or temporal")
+    return train, test, data.items, protocol
+
+
+def evaluate_dataset(
+    kind: str,
+    settings: Settings,
+    *,
+    path: str | Path | None = None,
+    train_file: str | Path | None = None,
+    test_file: str | Path | None = None,
+    protocol: str = "stratified",
+    k: int | None = None,
+    arms: str | list[str] | None = "all",
+    factory: RecommenderFactory | None = None,
+    list_transform: ListTransform | None = None,
+) -> dict[str, Any]:
+    """Load, split, evaluate: the JSON document of ``deepcuts evaluate``.
+
+    ``factory(arm)`` builds an unfitted recommender (default: ``models.registry.build_recommender``
+    with a seed derived from ``arms.seed``).
+    """
+    k = k or settings.evaluate.k
+    names = resolve_arms(arms) if isinstance(arms, str) or arms is None else list(arms)
+    train, test, items, used_protocol = load_evaluation_data(
+        kind, settings, path=path, train_file=train_file, test_file=test_file, protocol=protocol
+    )
+    if factory is None:
+        factories = registry_factories(names, settings)
+    else:
+        factories = {name: (lambda arm=name: factory(arm)) for name in names}
+    result = evaluate_offline(
+        train,
+        test,
+        items,
+        factories,
+        k=k,
+        head_share=settings.arms.long_tail.head_share,
+        long_tail_item_ids=long_tail_ids(train, items, settings),
+        list_transform=list_transform,
+        n_candidates=settings.arms.candidates_n,
+    )
+    return {"dataset": kind, "protocol": used_protocol, **result}
+
+
+# ------------------------------------------------------------------------------------------ nightly
+def _top_k(frame: pd.DataFrame, k: int) -> pd.DataFrame:
+    return frame[frame[C.RANK] <= k]
+
+
+def _rows(source: str, arm: str, metrics: Mapping[str, Any], n_users: int, run_date: date) -> list[dict]:
+    return [
+        {
+            C.LIST_SOURCE: source,
+            C.ARM: arm,
+            C.METRIC: metric,
+            C.VALUE: None if value is None else float(value),
+            C.N_USERS: int(n_users),
+            C.RUN_DATE: run_date,
+        }
+        for metric, value in metrics.items()
+    ]
+
+
+def new_ratings(current: pd.DataFrame, previous: pd.DataFrame | None, run_date: date) -> pd.DataFrame:
+    """Ratings in ``current`` that are not in ``previous`` (by user, item, ts and rating).
+
+    Without a previous snapshot: the ratings stamped on ``run_date`` (UTC).
+    """
+    if previous is None:
+        day = current[C.TS].dt.date == run_date
+        return current[day.to_numpy()].reset_index(drop=True)
+    keys = [C.USER_ID, C.ITEM_ID, C.TS, C.RATING]
+    merged = current.merge(previous[keys].drop_duplicates(), on=keys, how="left", indicator=True)
+    return merged[merged["_merge"].eq("left_only")].drop(columns="_merge").reset_index(drop=True)
+
+
+def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
+    """Nightly offline evaluation of run date ``D`` (cheap and honest).
+
+    1. Accuracy: the previous run's candidate lists per arm (top k of ``candidates(D')``, ``D'`` the
+       latest earlier run with candidates) against the ratings that arrived since, i.e.
+       ``interactions(D) \\ interactions(D')`` (canonical interactions are a snapshot of the history).
+       Every new rating is relevant; only users with a previous list and a new rating are scored.
+    2. Beyond accuracy of today's lists: ``candidates(D)`` top k per arm, and ``reranked(D)`` when the
+       score step wrote it, against today's history and catalog.
+
+    Writes ``eval/offline(D)``: ``part-0.parquet`` (long table, ``EVAL_OFFLINE_SCHEMA``) and
+    ``summary.json``. On the first night there is no previous list: only beyond-accuracy metrics, and
+    the summary says so.
+    """
+    from pipelines.storage import Lake
+
+    run_date = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
+    lake = Lake(settings.home)
+    k = settings.evaluate.k
+    interactions = clean_interactions(lake.read_df(Dataset.INTERACTIONS, run_date), "interactions")
+    items = lake.read_df(Dataset.ITEMS, run_date)
+    tail = long_tail_ids(interactions, items, settings)
+    rows: list[dict] = []
+    summary: dict[str, Any] = {"run_date": run_date.isoformat(), "k": k, "accuracy": {}, "beyond": {}}
+
+    previous_date = lake.latest_before(Dataset.CANDIDATES, run_date)
+    if previous_date is None:
+        summary["accuracy_note"] = (
+            "first night: no candidate lists from an earlier run, so only beyond-accuracy metrics"
+        )
+    else:
+        previous = (
+            lake.read_df(Dataset.INTERACTIONS, previous_date)
+            if lake.has(Dataset.INTERACTIONS, previous_date)
+            else None
+        )
+        arrived = new_ratings(interactions, previous, run_date)
+        prev_lists = _top_k(lake.read_df(Dataset.CANDIDATES, previous_date), k)
+        history = previous if previous is not None else interactions
+        ctx = ListContext.build(
+            k=k,
+            train=history,
+            items=items,
+            head_share=settings.arms.long_tail.head_share,
+            truth=arrived,
+            long_tail_item_ids=tail,
+        )
+        summary["previous_run_date"] = previous_date.isoformat()
+        summary["new_ratings"] = len(arrived)
+        for arm, lists in prev_lists.groupby(C.ARM, sort=True):
+            users = np.intersect1d(lists[C.USER_ID].unique(), arrived[C.USER_ID].unique())
+            scored = score_lists(lists, ctx, users=users)
+            metrics = _public_metrics(scored)
+            summary["accuracy"][str(arm)] = metrics
+            rows += _rows("previous_candidates", str(arm), metrics, scored.get("n_users", 0), run_date)
+        if arrived.empty:
+            summary["accuracy_note"] = f"no ratings arrived since {previous_date}: accuracy is empty"
+
+    ctx_today = ListContext.build(
+        k=k,
+        train=interactions,
+        items=items,
+        head_share=settings.arms.long_tail.head_share,
+        long_tail_item_ids=tail,
+    )
+    sources = [("candidates", Dataset.CANDIDATES)]
+    if lake.has(Dataset.RERANKED, run_date):
+        sources.append(("reranked", Dataset.RERANKED))
+    for source, dataset in sources:
+        today = _top_k(lake.read_df(dataset, run_date), k)
+        summary["beyond"][source] = {}
+        for arm, lists in today.groupby(C.ARM, sort=True):
+            scored = score_lists(lists, ctx_today)
+            metrics = _public_metrics(scored)
+            summary["beyond"][source][str(arm)] = metrics
+            rows += _rows(source, str(arm), metrics, scored["n_lists"], run_date)
+
+    table = pd.DataFrame(rows, columns=[C.LIST_SOURCE, C.ARM, C.METRIC, C.VALUE, C.N_USERS, C.RUN_DATE])
+    parquet_path = lake.write_table(Dataset.EVAL_OFFLINE, run_date, table)
+    lake.write_json(Dataset.EVAL_OFFLINE, run_date, "summary.json", summary)
+    return {
+        "run_date": run_date.isoformat(),
+        "rows": len(table),
+        "path": parquet_path,
+        "previous_run_date": summary.get("previous_run_date"),
+        "new_ratings": summary.get("new_ratings", 0),
+        "note": summary.get("accuracy_note"),
+    }
