@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pandas as pd
+
+from deepcuts.contracts import C, Dataset
+from deepcuts.settings import Settings
+from pipelines.report import build_index, report
+from pipelines.storage import Lake
+
+D1 = date(2026, 3, 1)
+D2 = D1 + timedelta(days=1)
+
+
+def _items() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            C.ITEM_ID: [1, 2, 3, 4],
+            C.TITLE: ["a", "b", "c", "d"],
+            C.GENRES: [["Anime"], ["Drama", "Anime"], ["Comedy"], ["Western"]],
+            C.YEAR: [2000, 2001, 2002, 2003],
+        }
+    )
+
+
+def _served(run_date: date) -> pd.DataFrame:
+    # user 1 treatment: items 1,2 (one long tail); user 2 control: items 3,4 (none long tail)
+    return pd.DataFrame(
+        {
+            C.USER_ID: [1, 1, 2, 2],
+            C.DAYPART: ["evening"] * 4,
+            C.RANK: [1, 2, 1, 2],
+            C.ITEM_ID: [1, 2, 3, 4],
+            C.ARM: ["graph", "graph", "svd", "svd"],
+            C.VARIANT: ["treatment", "treatment", "control", "control"],
+            C.SCORE: [0.9, 0.8, 0.7, 0.6],
+            C.NOVELTY: [5.0, 3.0, 1.0, 1.0],
+            C.IS_LONG_TAIL: [True, False, False, False],
+            C.REASON: ["hidden_gem", "x", "baseline", "baseline"],
+            C.RUN_DATE: [run_date] * 4,
+        }
+    )
+
+
+def _write_night(lake: Lake, run_date: date, lift: float) -> None:
+    lake.write_table(Dataset.ITEMS, run_date, _items())
+    lake.write_table(Dataset.SERVED_LISTS, run_date, _served(run_date))
+    lake.write_json(
+        Dataset.AB_RESULTS,
+        run_date,
+        "verdict.json",
+        {
+            "verdict": "keep_running",
+            "message": "not enough evidence yet",
+            "lift": lift,
+            "ci_low": lift - 0.1,
+            "ci_high": lift + 0.1,
+            "p_value": 0.4,
+            "srm_p_value": 0.9,
+            "looks": 1,
+            "enough_users": True,
+        },
+    )
+
+
+def test_report_renders_sections_and_says_what_is_missing(settings: Settings) -> None:
+    lake = Lake(settings.home)
+    _write_night(lake, D1, 0.02)
+    _write_night(lake, D2, 0.05)
+    report(settings, D1)
+    out = report(settings, D2.isoformat())
+    assert out["nights"] == 2
+    page = lake.read_bytes(Dataset.REPORTS, D2, "index.html").decode()
+    assert "deepcuts night 2026-03-02" in page
+    assert "keep_running" in page and "not enough evidence yet" in page
+    assert page.count("data:image/png;base64,") >= 2  # A/B lift and diversity plots
+    # sections whose upstream data is absent say so instead of failing the night
+    assert "OPE estimates not available" in page
+    assert "monitoring alerts not available" in page
+    stats = lake.read_json(Dataset.REPORTS, D2, "stats.json")
+    assert stats["served"]["treatment"]["long_tail_share"] == 0.5
+    assert stats["served"]["control"]["long_tail_share"] == 0.0
+    # treatment list of user 1 covers Anime + Drama = 2 genres; coverage 2 of 4 items
+    assert stats["served"]["treatment"]["genres_per_list"] == 2.0
+    assert stats["served"]["treatment"]["coverage"] == 0.5
+
+
+def test_index_lists_nights_newest_first_and_links_relatively(settings: Settings) -> None:
+    lake = Lake(settings.home)
+    _write_night(lake, D1, 0.02)
+    _write_night(lake, D2, 0.05)
+    report(settings, D1)
+    report(settings, D2)
+    index = lake.read_bytes(Dataset.REPORTS, None, "index.html").decode()
+    assert index.index("run_date=2026-03-02/") < index.index("run_date=2026-03-01/")
+    assert 'href="/' not in index
+    assert build_index(settings)["nights"] == 2
+
+
+def test_report_is_idempotent(settings: Settings) -> None:
+    lake = Lake(settings.home)
+    _write_night(lake, D1, 0.02)
+    report(settings, D1)
+    first = lake.read_bytes(Dataset.REPORTS, D1, "stats.json")
+    report(settings, D1)
+    assert lake.read_bytes(Dataset.REPORTS, D1, "stats.json") == first
