@@ -36,15 +36,17 @@ assert set(ARM_CLASSES) == set(ALL_ARMS), "ARM_CLASSES and settings.ALL_ARMS dis
 
 def _relevance_model(arm: str, settings: Settings, seed: int) -> Recommender:
     arms = settings.arms
+    batch = arms.batch_users
     if arm == "svd":
-        return SVDRecommender(arms.svd, seed=arms.svd.seed if arms.svd.seed is not None else seed)
+        svd_seed = arms.svd.seed if arms.svd.seed is not None else seed
+        return SVDRecommender(arms.svd, seed=svd_seed, batch_users=batch)
     if arm == "lightfm":
         lf_seed = arms.lightfm.seed if arms.lightfm.seed is not None else seed
-        return LightFMRecommender(arms.lightfm, seed=lf_seed)
+        return LightFMRecommender(arms.lightfm, seed=lf_seed, batch_users=batch)
     if arm == "graph":
-        return GraphRecommender(arms.graph, seed=seed)
+        return GraphRecommender(arms.graph, seed=seed, batch_users=batch)
     if arm == "item_cf":
-        return ItemCFRecommender(arms.item_cf, seed=seed)
+        return ItemCFRecommender(arms.item_cf, seed=seed, batch_users=batch)
     raise ValueError(f"{arm!r} is not a relevance arm; choose one of {list(RELEVANCE_ARMS)}")
 
 
@@ -59,11 +61,12 @@ def build_recommender(arm: str, settings: Settings, seed: int) -> Recommender:
     arms = settings.arms
     scale = (settings.source.rating_min, settings.source.rating_max)
     if arm == "popularity":
-        return PopularityRecommender(None, seed=seed)
+        return PopularityRecommender(None, seed=seed, batch_users=arms.batch_users)
     if arm == "long_tail":
         return LongTailRecommender(
             arms.long_tail,
             seed=seed,
+            batch_users=arms.batch_users,
             base=_relevance_model(arms.long_tail.base, settings, seed),
             quality=arms.quality,
             rating_scale=scale,
@@ -72,6 +75,7 @@ def build_recommender(arm: str, settings: Settings, seed: int) -> Recommender:
         return SerendipityRecommender(
             arms.serendipity,
             seed=seed,
+            batch_users=arms.batch_users,
             base=_relevance_model(arms.serendipity.base, settings, seed),
             quality=arms.quality,
             rating_scale=scale,

@@ -1,0 +1,92 @@
+"""Nightly step ``candidates``: top-``candidates_n`` items per user and enabled arm, for one user shard.
+
+Sharding rule (used by ``score`` and anything else that splits users): a user belongs to shard
+``user_id % n_shards`` (:func:`user_shard`). The users of a run date are the users of
+``canonical/interactions`` for that date; a user with no history gets no candidates (there is nothing
+to personalise, and the app's cold-start list is the popularity baseline).
+
+For each arm in ``settings.arms.enabled`` the model trained for the run date is loaded and the shard's
+users are scored ``arms.batch_users`` at a time (one dense ``batch x n_items`` float32 block per arm at
+a time), seen items removed, and the rows (user_id, item_id, rank, score, arm, run_date;
+``CANDIDATES_SCHEMA``) written to ``candidates/run_date=D/<arm>/shard-NNNN.parquet``. Peak memory:
+one scoring block plus the shard's output rows. Idempotent: a rerun rewrites the same parts with the
+same rows.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from deepcuts.contracts import CANDIDATES_SCHEMA, C, Dataset
+from deepcuts.progress import get_logger, progress
+from deepcuts.settings import Settings
+from pipelines.storage import Lake
+from pipelines.train import load_model
+
+log = get_logger(__name__)
+
+
+def user_shard(user_ids: npt.ArrayLike, n_shards: int) -> npt.NDArray[np.int64]:
+    """Shard of each user id: ``user_id % n_shards`` (always in ``0 .. n_shards - 1``)."""
+    if n_shards < 1:
+        raise ValueError(f"n_shards must be >= 1 (got {n_shards}); see settings.arms.user_shards")
+    return np.mod(np.asarray(user_ids, dtype=np.int64), n_shards)
+
+
+def shard_part(arm: str, shard: int) -> str:
+    """Part name of one arm's candidates for one shard: ``<arm>/shard-NNNN``."""
+    return f"{arm}/shard-{shard:04d}"
+
+
+def shard_users(lake: Lake, run_date: date, shard: int, n_shards: int) -> npt.NDArray[np.int64]:
+    """Sorted ids of the run date's users that fall in ``shard``."""
+    users = lake.read_table(Dataset.INTERACTIONS, run_date, columns=[C.USER_ID]).column(C.USER_ID)
+    ids = np.unique(users.to_numpy())
+    return ids[user_shard(ids, n_shards) == shard]
+
+
+def candidates_shard(settings: Settings, run_date: date | str, shard: int, n_shards: int) -> dict[str, Any]:
+    """Write every enabled arm's top-N candidates for the users of ``shard`` (see the module docstring)."""
+    day = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} is outside 0..{n_shards - 1} (n_shards={n_shards})")
+    lake = Lake(settings.home)
+    users = shard_users(lake, day, shard, n_shards)
+    n = settings.arms.candidates_n
+    batch = settings.arms.batch_users
+    rows: dict[str, int] = {}
+    for arm in settings.arms.enabled:
+        model = load_model(lake, day, arm)
+        tables = []
+        batches = [users[i : i + batch] for i in range(0, users.size, batch)]
+        for chunk in progress(batches, desc=f"candidates {arm} shard {shard}", total=len(batches)):
+            recs = model.recommend(chunk, n)
+            tables.append(
+                pa.table(
+                    {
+                        C.USER_ID: pa.array(recs[C.USER_ID].to_numpy(np.int64)),
+                        C.ITEM_ID: pa.array(recs[C.ITEM_ID].to_numpy(np.int64)),
+                        C.RANK: pa.array(recs[C.RANK].to_numpy(np.int32)),
+                        C.SCORE: pa.array(recs[C.SCORE].to_numpy(np.float32)),
+                        C.ARM: pa.array([arm] * len(recs), pa.string()),
+                        C.RUN_DATE: pa.array([day] * len(recs), pa.date32()),
+                    },
+                    schema=CANDIDATES_SCHEMA,
+                )
+            )
+        table = pa.concat_tables(tables) if tables else CANDIDATES_SCHEMA.empty_table()
+        lake.write_table(Dataset.CANDIDATES, day, table, part=shard_part(arm, shard))
+        rows[arm] = table.num_rows
+    log.info("candidates %s shard %d/%d: %d users, rows %s", day, shard, n_shards, users.size, rows)
+    return {
+        "run_date": day.isoformat(),
+        "shard": shard,
+        "n_shards": n_shards,
+        "users": int(users.size),
+        "rows": rows,
+    }

@@ -1,0 +1,93 @@
+"""Nightly step ``train``: fit one arm on the canonical tables of the run date, store the artefact.
+
+Reads ``canonical/items`` and ``canonical/interactions`` of the run date (the interactions partition of
+``D`` is the history up to ``D`` as written by ingest), fits ``models.registry.build_recommender(arm)``
+with the seed ``derive_seed(settings.arms.seed, D, "train/<arm>")`` and writes
+
+- ``models/run_date=D/<arm>/model.pkl``: ``Recommender.to_bytes()`` (load with
+  ``ARM_CLASSES[arm].from_bytes`` or :func:`load_model`);
+- ``models/run_date=D/<arm>/meta.json``: fit seconds, sizes, seed, class, artefact bytes.
+
+Idempotent: a rerun for ``D`` rewrites both files; ``model.pkl`` is byte-identical for deterministic arms
+(all arms, with ``arms.lightfm.threads = 1``); only the timing in ``meta.json`` changes.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from typing import Any
+
+from deepcuts.contracts import C, Dataset
+from deepcuts.progress import get_logger
+from deepcuts.seeds import derive_seed
+from deepcuts.settings import ALL_ARMS, Settings
+from models.base import ARTEFACT_VERSION, Recommender
+from models.registry import ARM_CLASSES, build_recommender
+from pipelines.storage import Lake
+
+log = get_logger(__name__)
+
+MODEL_FILE = "model.pkl"
+META_FILE = "meta.json"
+
+
+def _run_date(run_date: date | str) -> date:
+    return run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
+
+
+def arm_seed(settings: Settings, run_date: date | str, arm: str) -> int:
+    """The fit seed of ``arm`` for ``run_date``: ``derive_seed(arms.seed, run_date, "train/<arm>")``."""
+    return derive_seed(settings.arms.seed, _run_date(run_date), f"train/{arm}")
+
+
+def model_path(arm: str, name: str = MODEL_FILE) -> str:
+    """Name of an arm's file inside the ``models`` partition of a run date."""
+    return f"{arm}/{name}"
+
+
+def load_model(lake: Lake, run_date: date | str, arm: str) -> Recommender:
+    """The fitted ``arm`` stored for ``run_date`` (raises MissingDataError if train has not run)."""
+    if arm not in ARM_CLASSES:
+        raise ValueError(f"unknown arm {arm!r}; choose one of {list(ARM_CLASSES)}")
+    return ARM_CLASSES[arm].from_bytes(lake.read_bytes(Dataset.MODELS, _run_date(run_date), model_path(arm)))
+
+
+def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, Any]:
+    """Fit ``arm`` on the run date's canonical tables and write its artefact and metadata to the lake."""
+    day = _run_date(run_date)
+    if arm not in ALL_ARMS:
+        raise ValueError(f"unknown arm {arm!r}; choose one of {list(ALL_ARMS)} (settings.arms.enabled)")
+    lake = Lake(settings.home)
+    items = lake.read_df(Dataset.ITEMS, day)
+    interactions = lake.read_df(Dataset.INTERACTIONS, day, columns=[C.USER_ID, C.ITEM_ID, C.RATING, C.TS])
+    if interactions.empty:
+        raise ValueError(
+            f"train {arm}: canonical/interactions for {day} is empty; check the ingest step's output"
+        )
+    seed = arm_seed(settings, day, arm)
+    model = build_recommender(arm, settings, seed)
+    start = time.perf_counter()
+    model.fit(interactions, items)
+    fit_seconds = time.perf_counter() - start
+    payload = model.to_bytes()
+    assert model.data is not None
+    meta = {
+        "arm": arm,
+        "class": type(model).__name__,
+        "artefact_version": ARTEFACT_VERSION,
+        "run_date": day.isoformat(),
+        "seed": seed,
+        "fit_seconds": round(fit_seconds, 3),
+        "n_users": model.data.n_users,
+        "n_items": model.data.n_items,
+        "n_interactions": int(model.data.ratings.nnz),
+        "artefact_bytes": len(payload),
+    }
+    path = lake.write_bytes(Dataset.MODELS, day, model_path(arm), payload)
+    lake.write_json(Dataset.MODELS, day, model_path(arm, META_FILE), meta)
+    log.info(
+        "train %s for %s: %d users x %d items in %.2fs, %d bytes",
+        arm, day, meta["n_users"], meta["n_items"], fit_seconds, len(payload),
+    )  # fmt: skip
+    return {**meta, "path": path}
