@@ -238,6 +238,9 @@ class ArmsSettings(Section):
     candidates_n: int = Field(100, ge=10)
     #: Number of user shards for candidate generation and scoring (each shard can be its own task).
     user_shards: int = Field(4, ge=1)
+    #: Users scored per block when recommending (peak memory ~ batch_users x n_items x 4 bytes per arm).
+    batch_users: int = Field(1024, ge=1)
+    #: Master seed of the arms; each arm's fit seed is derive_seed(seed, run_date, "train/<arm>").
     seed: int = 42
     svd: SVDSettings = SVDSettings()
     lightfm: LightFMSettings = LightFMSettings()
