@@ -94,7 +94,7 @@ class WorldSettings(Section):
     #: Dimension of the latent taste factors.
     factors: int = Field(16, ge=2, le=128)
     #: Zipf exponent of exposure: the item of exposure rank r gets a share proportional to r^-alpha.
-    popularity_alpha: float = Field(1.0, gt=0)
+    popularity_alpha: float = Field(1.2, gt=0)
     #: Correlation between true quality and log exposure; low values leave room for hidden gems.
     quality_exposure_corr: float = Field(0.3, ge=-1, le=1)
     #: Shares of new / casual / power users.
