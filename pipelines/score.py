@@ -1,0 +1,537 @@
+"""Nightly step ``score``: deep-cut scores of every candidate, the re-ranked lists, per-list metrics.
+
+For one user shard and every arm with candidates on the run date:
+
+1. reads ``candidates(D)/<arm>/shard-NNNN``, the catalog ``items(D)`` and the history
+   ``interactions(D)`` (a snapshot of the whole history);
+2. scores each candidate (:mod:`models.deepcut_scores`: novelty, long-tail flag, popularity percentile,
+   quality, genre/embedding unexpectedness, serendipity, niche flag) -> ``scored(D)/<arm>/shard-NNNN``;
+3. re-ranks each user's candidates (:mod:`models.rerank`) -> ``reranked(D)/<arm>/shard-NNNN`` with a
+   machine-readable reason per item;
+4. measures the arm's own top-L and the re-ranked list (ILD, genres, long-tail share, mean quality,
+   calibration KL, novelty, serendipity) -> ``list_metrics(D)/<arm>/shard-NNNN``.
+
+Item statistics come from :class:`models.item_stats.ItemStats` (the arms' own definitions of quality
+and long tail), genres from :class:`deepcuts.metrics.GenreMatrix` (the evaluation's). The embedding
+distance uses the item factors of the ``svd`` arm's artefact when the train step left one for the run
+date (``models(D)/svd...``); otherwise unexpectedness is the genre distance alone and the
+``unexpectedness_embedding`` column is null.
+
+Reason format (``reason`` column): ``<kind>|genre=<genre>|rating=<quality, 1 decimal>`` where kind is
+``hidden_gem`` (long tail and quality >= the floor), ``deep_cut`` (long tail), ``new_genre`` (none of the
+item's genres is in the user's history), or ``top_pick``; genre is the item's niche genre when it has
+one (in ``rerank.niche_genres`` order), else its genre least present in the user's profile for the
+first three kinds and most present for ``top_pick``; ``none`` for an item without genres. ``|`` and
+``=`` inside genre names become ``_``. Example: ``hidden_gem|genre=Anime|rating=4.4``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from deepcuts.contracts import C, Dataset
+from deepcuts.progress import get_logger, progress
+from deepcuts.settings import Settings
+from models import deepcut_scores as ds
+from models.base import InteractionMatrix
+from models.item_stats import ItemStats
+from models.rerank import RerankParams, RerankResult, rerank
+
+log = get_logger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+#: Placeholder run date of lists re-ranked inside an offline evaluation (the column is dropped there).
+_EVALUATION_DATE = date(1970, 1, 1)
+LIST_SOURCE_CANDIDATES = "candidates"
+LIST_SOURCE_RERANKED = "reranked"
+#: Arm whose item factors give the embedding distance.
+EMBEDDING_ARM = "svd"
+
+
+class ScoreError(ValueError):
+    """The score step cannot run on its inputs (says what, where and what to do)."""
+
+
+# ------------------------------------------------------------------------------------------ context
+@dataclass(frozen=True)
+class ScoringContext:
+    """Catalog arrays (rows follow ``history.item_ids``) and the user history, built once per shard."""
+
+    history: InteractionMatrix
+    stats: ItemStats
+    genres: FloatArray
+    genre_names: tuple[str, ...]
+    genre_unit: FloatArray
+    novelty: FloatArray
+    niche: BoolArray
+    #: Unit item factors aligned with the catalog rows, or None (genre distance only).
+    item_factors: FloatArray | None
+    params: RerankParams
+    embedding_weight: float
+    niche_genres: tuple[str, ...]
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        interactions: pd.DataFrame,
+        items: pd.DataFrame,
+        item_factors: tuple[IntArray, FloatArray] | None = None,
+    ) -> ScoringContext:
+        """Everything the scores need from the history and the catalog.
+
+        ``item_factors`` is ``(item_ids, factors)`` of an embedding model (e.g. the svd arm); items it
+        does not cover get a zero vector (cosine 0 with everything).
+        """
+        if interactions.empty:
+            raise ScoreError("interactions are empty: nothing to score against; run ingest first")
+        history = InteractionMatrix.from_frames(interactions, items)
+        stats = ItemStats.from_matrix(
+            history, settings.arms.quality.prior_weight, settings.arms.long_tail.head_share
+        )
+        genres, names = ds.genre_matrix(items, history.item_ids)
+        factors = None
+        if item_factors is not None:
+            ids, vectors = item_factors
+            vectors = np.asarray(vectors, dtype=np.float32)
+            aligned = np.zeros((history.n_items, vectors.shape[1]), dtype=np.float32)
+            cols = history.item_columns(ids)
+            aligned[cols[cols >= 0]] = vectors[cols >= 0]
+            factors = ds.unit_rows(aligned)
+        rating_min, rating_max = settings.source.rating_min, settings.source.rating_max
+        return cls(
+            history=history,
+            stats=stats,
+            genres=genres,
+            genre_names=names,
+            genre_unit=ds.unit_rows(genres),
+            novelty=ds.novelty(stats.popularity_share, int(stats.counts.sum())),
+            niche=ds.niche_flags(genres, names, settings.rerank.niche_genres),
+            item_factors=factors,
+            params=RerankParams.from_settings(settings, rating_min, rating_max),
+            embedding_weight=settings.rerank.embedding_weight,
+            niche_genres=settings.rerank.niche_genres,
+        )
+
+
+@dataclass(frozen=True)
+class CandidateBlock:
+    """One arm's candidates as ``(users, K)`` arrays, best arm rank first; ``-1``/NaN where padded."""
+
+    users: IntArray
+    columns: IntArray  # catalog rows
+    scores: FloatArray
+    ranks: npt.NDArray[np.int32]
+    n_unknown_items: int
+
+    @property
+    def valid(self) -> BoolArray:
+        return self.columns >= 0
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, history: InteractionMatrix) -> CandidateBlock:
+        """Pivot a long candidates frame (user_id, item_id, rank, score); unknown items are dropped."""
+        cols = history.item_columns(frame[C.ITEM_ID].to_numpy(np.int64))
+        known = cols >= 0
+        f = frame.loc[known, [C.USER_ID, C.RANK, C.SCORE]].assign(_col=cols[known])
+        f = f.sort_values([C.USER_ID, C.RANK], kind="stable")
+        users, first = np.unique(f[C.USER_ID].to_numpy(np.int64), return_index=True)
+        user_code = np.searchsorted(users, f[C.USER_ID].to_numpy(np.int64))
+        slot = np.arange(len(f)) - first[user_code]
+        width = int(slot.max()) + 1 if len(f) else 0
+        columns = np.full((users.size, width), -1, dtype=np.int64)
+        scores = np.full((users.size, width), np.nan, dtype=np.float32)
+        ranks = np.zeros((users.size, width), dtype=np.int32)
+        columns[user_code, slot] = f["_col"].to_numpy(np.int64)
+        scores[user_code, slot] = f[C.SCORE].to_numpy(np.float32)
+        ranks[user_code, slot] = f[C.RANK].to_numpy(np.int32)
+        return cls(users, columns, scores, ranks, int((~known).sum()))
+
+
+@dataclass(frozen=True)
+class UserFeatures:
+    """Per-user history summaries (rows follow ``CandidateBlock.users``)."""
+
+    profile: FloatArray  # Steck's p_u(g)
+    genre_mean_unit: FloatArray  # mean of unit genre vectors of the history
+    factor_mean_unit: FloatArray | None  # mean of unit item factors of the history
+    niche_appetite: FloatArray  # share of history items with a niche genre
+    has_history: BoolArray
+
+    @classmethod
+    def build(cls, ctx: ScoringContext, users: IntArray) -> UserFeatures:
+        rows = ctx.history.user_rows(users)
+        binary = ctx.history.binary
+        known = rows >= 0
+        # unknown users get an empty history row
+        picked = binary[np.where(known, rows, 0)]
+        hist = picked.multiply(known[:, None].astype(np.float32)).tocsr()
+        hist.eliminate_zeros()
+        factor_mean = ds.history_means(hist, ctx.item_factors) if ctx.item_factors is not None else None
+        return cls(
+            profile=ds.genre_profiles(hist, ctx.genres),
+            genre_mean_unit=ds.history_means(hist, ctx.genre_unit),
+            factor_mean_unit=factor_mean,
+            niche_appetite=ds.history_means(hist, ctx.niche.astype(np.float32)[:, None])[:, 0],
+            has_history=np.diff(hist.indptr) > 0,
+        )
+
+
+# ------------------------------------------------------------------------------------------ scoring
+@dataclass(frozen=True)
+class CandidateScores:
+    """Per-candidate deep-cut scores as ``(users, K)`` arrays."""
+
+    relevance: FloatArray
+    unexpectedness_genre: FloatArray
+    unexpectedness_embedding: FloatArray | None
+    unexpectedness: FloatArray
+    serendipity: FloatArray
+
+
+def score_candidates(ctx: ScoringContext, block: CandidateBlock, feats: UserFeatures) -> CandidateScores:
+    """Relevance, unexpectedness and serendipity of every candidate (formulas: models.deepcut_scores)."""
+    valid = block.valid
+    idx = np.where(valid, block.columns, 0)
+    n_users, k = idx.shape
+    relevance = ds.normalise_relevance(block.scores, valid)
+    user_rep = np.repeat(np.arange(n_users), k)
+    genre_unexp = ds.cosine_unexpectedness(
+        feats.genre_mean_unit[user_rep], ctx.genre_unit[idx.ravel()]
+    ).reshape(n_users, k)
+    genre_unexp = np.where(feats.has_history[:, None], genre_unexp, 1.0).astype(np.float32)
+    emb_unexp = None
+    if ctx.item_factors is not None and feats.factor_mean_unit is not None:
+        raw = ds.cosine_unexpectedness(feats.factor_mean_unit[user_rep], ctx.item_factors[idx.ravel()])
+        emb_unexp = np.where(feats.has_history[:, None], raw.reshape(n_users, k) / 2.0, 1.0).astype(
+            np.float32
+        )
+    unexp = ds.combined_unexpectedness(genre_unexp, emb_unexp, ctx.embedding_weight)
+    return CandidateScores(relevance, genre_unexp, emb_unexp, unexp, (relevance * unexp).astype(np.float32))
+
+
+def scored_frame(
+    ctx: ScoringContext, block: CandidateBlock, scores: CandidateScores, arm: str, run_date: date
+) -> pd.DataFrame:
+    """The ``scored`` rows (SCORED_SCHEMA) of one arm's block, in (user, arm rank) order."""
+    valid = block.valid
+    cols = block.columns[valid]
+    n = int(valid.sum())
+    emb = (
+        scores.unexpectedness_embedding[valid]
+        if scores.unexpectedness_embedding is not None
+        else np.full(n, np.nan, dtype=np.float32)
+    )
+    return pd.DataFrame(
+        {
+            C.USER_ID: np.broadcast_to(block.users[:, None], valid.shape)[valid],
+            C.ITEM_ID: ctx.history.item_ids[cols],
+            C.ARM: arm,
+            C.RANK: block.ranks[valid],
+            C.SCORE: block.scores[valid],
+            C.RELEVANCE: scores.relevance[valid],
+            C.NOVELTY: ctx.novelty[cols],
+            C.IS_LONG_TAIL: ctx.stats.is_long_tail[cols],
+            C.POPULARITY_PERCENTILE: ctx.stats.popularity_percentile[cols],
+            C.QUALITY: ctx.stats.quality[cols],
+            C.UNEXPECTEDNESS_GENRE: scores.unexpectedness_genre[valid],
+            C.UNEXPECTEDNESS_EMBEDDING: emb,  # NaN -> null in Arrow
+            C.UNEXPECTEDNESS: scores.unexpectedness[valid],
+            C.SERENDIPITY: scores.serendipity[valid],
+            C.IS_NICHE: ctx.niche[cols],
+            C.RUN_DATE: run_date,
+        }
+    )
+
+
+def rerank_block(
+    ctx: ScoringContext, block: CandidateBlock, feats: UserFeatures, relevance: FloatArray
+) -> RerankResult:
+    """Run :func:`models.rerank.rerank` on one arm's block."""
+    return rerank(
+        candidates=block.columns,
+        relevance=relevance,
+        genres=ctx.genres,
+        quality=ctx.stats.quality,
+        long_tail=ctx.stats.is_long_tail,
+        niche=ctx.niche,
+        profile=feats.profile,
+        niche_appetite=feats.niche_appetite,
+        params=ctx.params,
+    )
+
+
+def _clean_genre(name: str) -> str:
+    return name.replace("|", "_").replace("=", "_")
+
+
+def reasons(ctx: ScoringContext, cols: IntArray, profile_rows: FloatArray) -> np.ndarray:
+    """The reason string of each ``(item row, user profile)`` pair (format: module docstring)."""
+    g = ctx.genres[cols] > 0
+    q = ctx.stats.quality[cols]
+    tail = ctx.stats.is_long_tail[cols]
+    overlap = (g * (profile_rows > 0)).any(axis=1)
+    has_profile = profile_rows.sum(axis=1) > 0
+    floor = ctx.params.quality_floor
+    kind = np.where(
+        tail & (q >= floor - 1e-6),
+        "hidden_gem",
+        np.where(tail, "deep_cut", np.where(has_profile & ~overlap, "new_genre", "top_pick")),
+    )
+    names = np.asarray([_clean_genre(n) for n in ctx.genre_names] + ["none"], dtype=object)
+    n_genres = len(ctx.genre_names)
+    # genre choice: niche genre first (settings order), else least / most present in the profile
+    if n_genres:
+        least = np.argmin(np.where(g, profile_rows, np.inf), axis=1)
+        most = np.argmax(np.where(g, profile_rows, -1.0), axis=1)
+        chosen = np.where(g.any(axis=1), np.where(kind == "top_pick", most, least), n_genres)
+    else:
+        chosen = np.zeros(cols.size, dtype=np.int64)
+    lower = [n.casefold() for n in ctx.genre_names]
+    for niche_name in reversed(ctx.niche_genres):
+        if niche_name.casefold() in lower:
+            j = lower.index(niche_name.casefold())
+            chosen = np.where(g[:, j], j, chosen)
+    rating = np.char.mod("%.1f", q.astype(np.float64))
+    return (
+        pd.Series(kind, dtype=object)
+        + "|genre="
+        + pd.Series(names[np.asarray(chosen, dtype=np.int64)], dtype=object)
+        + "|rating="
+        + pd.Series(rating, dtype=object)
+    ).to_numpy(dtype=object)
+
+
+def reranked_frame(
+    ctx: ScoringContext,
+    block: CandidateBlock,
+    feats: UserFeatures,
+    scores: CandidateScores,
+    result: RerankResult,
+    arm: str,
+    run_date: date,
+) -> pd.DataFrame:
+    """The ``reranked`` rows (RERANKED_SCHEMA): rank from 1, score = the greedy marginal gain."""
+    pos = result.positions
+    chosen = pos >= 0
+    user_idx = np.broadcast_to(np.arange(block.users.size)[:, None], pos.shape)[chosen]
+    cand_pos = pos[chosen]
+    cols = block.columns[user_idx, cand_pos]
+    rank = np.broadcast_to(np.arange(1, pos.shape[1] + 1, dtype=np.int32), pos.shape)[chosen]
+    return pd.DataFrame(
+        {
+            C.USER_ID: block.users[user_idx],
+            C.ITEM_ID: ctx.history.item_ids[cols],
+            C.RANK: rank,
+            C.SCORE: result.gains[chosen],
+            C.ARM: arm,
+            C.RUN_DATE: run_date,
+            C.NOVELTY: ctx.novelty[cols],
+            C.IS_LONG_TAIL: ctx.stats.is_long_tail[cols],
+            C.QUALITY: ctx.stats.quality[cols],
+            C.REASON: reasons(ctx, cols, feats.profile[user_idx]),
+        }
+    )
+
+
+def list_metrics(
+    ctx: ScoringContext,
+    block: CandidateBlock,
+    feats: UserFeatures,
+    scores: CandidateScores,
+    positions: IntArray,
+    arm: str,
+    source: str,
+    run_date: date,
+) -> pd.DataFrame:
+    """LIST_METRICS rows for lists given as ``(users, L)`` positions into the candidate block."""
+    mask = positions >= 0
+    safe = np.where(mask, positions, 0)
+    cols = np.take_along_axis(np.where(block.valid, block.columns, 0), safe, axis=1)
+    g = ctx.genres[cols]
+    return pd.DataFrame(
+        {
+            C.USER_ID: block.users,
+            C.ARM: arm,
+            C.LIST_SOURCE: source,
+            C.N_ITEMS: mask.sum(axis=1).astype(np.int32),
+            C.ILD: ds.intra_list_diversity(ctx.genre_unit[cols], mask),
+            C.N_GENRES: ds.distinct_genres(g, mask).astype(np.int32),
+            C.LONG_TAIL_SHARE: ds.masked_mean(ctx.stats.is_long_tail[cols], mask),
+            C.MEAN_QUALITY: ds.masked_mean(ctx.stats.quality[cols], mask),
+            C.CALIBRATION_KL: ds.calibration_kl(
+                feats.profile, ds.genre_distribution(g), mask, ctx.params.calibration_alpha
+            ),
+            C.NOVELTY: ds.masked_mean(ctx.novelty[cols], mask),
+            C.SERENDIPITY: ds.masked_mean(np.take_along_axis(scores.serendipity, safe, axis=1), mask),
+            C.RUN_DATE: run_date,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class ArmOutput:
+    scored: pd.DataFrame
+    reranked: pd.DataFrame
+    list_metrics: pd.DataFrame
+    rerank_seconds: float
+
+
+def process_arm(ctx: ScoringContext, candidates: pd.DataFrame, arm: str, run_date: date) -> ArmOutput:
+    """Score, re-rank and measure one arm's candidates (a long frame: user_id, item_id, rank, score)."""
+    block = CandidateBlock.from_frame(candidates, ctx.history)
+    if block.n_unknown_items:
+        log.warning(
+            "%s: %d candidate rows name items outside the catalog of %s; they are dropped",
+            arm,
+            block.n_unknown_items,
+            run_date,
+        )
+    feats = UserFeatures.build(ctx, block.users)
+    scores = score_candidates(ctx, block, feats)
+    started = time.perf_counter()
+    result = rerank_block(ctx, block, feats, scores.relevance)
+    seconds = time.perf_counter() - started
+    length = min(ctx.params.list_length, block.columns.shape[1])
+    arm_top = np.where(block.valid[:, :length], np.arange(length)[None, :], -1)
+    metrics = pd.concat(
+        [
+            list_metrics(ctx, block, feats, scores, arm_top, arm, LIST_SOURCE_CANDIDATES, run_date),
+            list_metrics(ctx, block, feats, scores, result.positions, arm, LIST_SOURCE_RERANKED, run_date),
+        ],
+        ignore_index=True,
+    )
+    return ArmOutput(
+        scored=scored_frame(ctx, block, scores, arm, run_date),
+        reranked=reranked_frame(ctx, block, feats, scores, result, arm, run_date),
+        list_metrics=metrics,
+        rerank_seconds=seconds,
+    )
+
+
+# ------------------------------------------------------------------------------------------ step
+def shard_part(arm: str, shard: int) -> str:
+    """Part name of one arm's shard, shared by candidates, scored, reranked and list_metrics."""
+    return f"{arm}/shard-{shard:04d}"
+
+
+def load_item_factors(lake: Any, run_date: date) -> tuple[IntArray, FloatArray] | None:
+    """``(item_ids, factors)`` of the svd arm's artefact for the run date, or None if there is none."""
+    from models.svd import SVDRecommender
+
+    names = [n for n in _artefact_names(lake, run_date) if n.split("/")[0] == EMBEDDING_ARM]
+    for name in names:
+        try:
+            model = SVDRecommender.from_bytes(lake.read_bytes(Dataset.MODELS, run_date, name))
+        except (ValueError, KeyError, EOFError) as exc:
+            log.warning(
+                "cannot read %s artefact %s (%s); using genre distance only", EMBEDDING_ARM, name, exc
+            )
+            continue
+        if model.data is not None and model.item_factors_ is not None:
+            return model.data.item_ids, model.item_factors_
+    return None
+
+
+def _artefact_names(lake: Any, run_date: date) -> list[str]:
+    """Files under ``models(D)/`` (any name: the train step owns the naming)."""
+    import pyarrow.fs as pafs
+
+    folder = lake.partition_dir(Dataset.MODELS, run_date)
+    if lake.fs.get_file_info(folder).type != pafs.FileType.Directory:
+        return []
+    infos = lake.fs.get_file_info(pafs.FileSelector(folder, recursive=True))
+    out = []
+    for info in infos:
+        rel = info.path[len(folder) + 1 :]
+        if info.type == pafs.FileType.File and not any(p.startswith((".", "_")) for p in rel.split("/")):
+            out.append(rel)
+    return sorted(out)
+
+
+def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: int) -> dict[str, Any]:
+    """Score and re-rank one user shard of every arm's candidates for ``run_date``.
+
+    Writes ``scored``, ``reranked`` and ``list_metrics`` parts ``<arm>/shard-NNNN``; rerunning rewrites
+    the same parts with the same bytes. Returns counts and the mean list metrics per arm.
+    """
+    from pipelines.storage import Lake
+
+    run_date = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
+    if not 0 <= shard < n_shards:
+        raise ScoreError(f"shard {shard} is outside 0..{n_shards - 1}; pass 0 <= shard < n_shards")
+    lake = Lake(settings.home)
+    suffix = f"shard-{shard:04d}"
+    parts = [p for p in lake.parts(Dataset.CANDIDATES, run_date) if p.rsplit("/", 1)[-1] == suffix]
+    wanted = set(settings.rerank.arms)
+    arms = sorted(p.rsplit("/", 1)[0] for p in parts if not wanted or p.rsplit("/", 1)[0] in wanted)
+    if not arms:
+        raise ScoreError(
+            f"no candidates for shard {shard} on {run_date} in "
+            f"{lake.partition_dir(Dataset.CANDIDATES, run_date)} "
+            f"(arms filter: {sorted(wanted) or 'all'}); run the candidates step for this shard first"
+        )
+    interactions = lake.read_df(Dataset.INTERACTIONS, run_date)
+    items = lake.read_df(Dataset.ITEMS, run_date)
+    factors = load_item_factors(lake, run_date)
+    ctx = ScoringContext.build(settings, interactions, items, factors)
+    summary: dict[str, Any] = {
+        "run_date": run_date.isoformat(),
+        "shard": shard,
+        "n_shards": n_shards,
+        "embedding": EMBEDDING_ARM if factors is not None else None,
+        "arms": {},
+    }
+    for arm in progress(arms, desc=f"score shard {shard}", total=len(arms)):
+        part = shard_part(arm, shard)
+        candidates = lake.read_df(Dataset.CANDIDATES, run_date, parts=[part])
+        out = process_arm(ctx, candidates, arm, run_date)
+        lake.write_table(Dataset.SCORED, run_date, out.scored, part=part)
+        lake.write_table(Dataset.RERANKED, run_date, out.reranked, part=part)
+        lake.write_table(Dataset.LIST_METRICS, run_date, out.list_metrics, part=part)
+        summary["arms"][arm] = {
+            "users": int(out.list_metrics[C.USER_ID].nunique()),
+            "scored_rows": len(out.scored),
+            "reranked_rows": len(out.reranked),
+            "rerank_seconds": round(out.rerank_seconds, 3),
+            **_metric_means(out.list_metrics),
+        }
+    return summary
+
+
+def _metric_means(frame: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    cols = [C.ILD, C.N_GENRES, C.LONG_TAIL_SHARE, C.MEAN_QUALITY, C.CALIBRATION_KL, C.NOVELTY]
+    out: dict[str, dict[str, float | None]] = {}
+    for source, group in frame.groupby(C.LIST_SOURCE, sort=True):
+        means = group[cols].mean(numeric_only=True, skipna=True)
+        out[str(source)] = {c: (None if pd.isna(v) else round(float(v), 4)) for c, v in means.items()}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def rerank_transform(
+    settings: Settings, train: pd.DataFrame, items: pd.DataFrame
+) -> Callable[[str, pd.DataFrame], pd.DataFrame]:
+    """A ``list_transform`` for :func:`pipelines.evaluate.evaluate_offline`: each arm's top candidates
+    (user_id, item_id, rank, score) re-ranked against ``train`` -> (user_id, item_id, rank, score).
+
+    Genre distance only (the evaluation does not keep the svd arm's factors).
+    """
+    ctx = ScoringContext.build(settings, train, items)
+
+    def transform(arm: str, candidates: pd.DataFrame) -> pd.DataFrame:
+        out = process_arm(ctx, candidates, arm, _EVALUATION_DATE)
+        return out.reranked[[C.USER_ID, C.ITEM_ID, C.RANK, C.SCORE]]
+
+    return transform
