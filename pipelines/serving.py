@@ -25,6 +25,7 @@ import fcntl
 import io
 import json
 import re
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -448,17 +449,25 @@ def rollback(settings: Settings, to: int | None = None) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def writer_lock(engine: Engine) -> Iterator[None]:
-    """Only one writer (publish or rollback) at a time.
+def writer_lock(engine: Engine, wait_s: float = 30.0) -> Iterator[None]:
+    """Only one writer (publish or rollback) at a time; waits up to ``wait_s`` for the lock.
 
-    PostgreSQL: a session advisory lock (released by the server if the process dies).
+    PostgreSQL: a session advisory lock (released by the server when the holder's connection ends,
+    which after a killed client takes a moment: hence the wait).
     SQLite: an ``flock`` on ``<db>.lock`` (released by the kernel if the process dies).
     """
+    deadline = time.monotonic() + wait_s
     if engine.dialect.name == "postgresql":
         conn = engine.connect()
         try:
-            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _PUBLISH_LOCK_KEY}).scalar()
-            conn.commit()
+            while True:
+                got = conn.execute(
+                    sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _PUBLISH_LOCK_KEY}
+                ).scalar()
+                conn.commit()
+                if got or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
             if not got:
                 raise ServingError(
                     "another publish or rollback holds the serving writer lock; wait for it to finish "
@@ -478,12 +487,16 @@ def writer_lock(engine: Engine) -> Iterator[None]:
         return
     lock_path = Path(database).with_suffix(Path(database).suffix + ".lock")
     with lock_path.open("a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise ServingError(
-                f"another publish or rollback holds {lock_path}; wait for it to finish"
-            ) from exc
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as exc:
+                if time.monotonic() > deadline:
+                    raise ServingError(
+                        f"another publish or rollback holds {lock_path}; wait for it to finish"
+                    ) from exc
+                time.sleep(0.2)
         try:
             yield
         finally:
