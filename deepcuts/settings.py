@@ -377,6 +377,25 @@ class ABSettings(Section):
     guardrail_coverage_drop: float = Field(0.02, ge=0)
 
 
+class SimulatorSettings(Section):
+    """The closed-loop simulator (``deepcuts simulate``); docs/simulator.md."""
+
+    #: Registry steps that ``run_night`` skips during a simulation (e.g. ``["report"]`` to save time).
+    skip_steps: tuple[str, ...] = ()
+    #: Synthetic world: probability that a simulated user rates an item they clicked.
+    rating_probability: float = Field(0.5, ge=0, le=1)
+    #: MovieLens replay: a shown item the user rates within this many days after the served day is
+    #: a response to the list.
+    replay_window_days: int = Field(7, ge=1)
+    #: MovieLens replay: such a rating counts as a click when >= this value (5-point scale, scaled).
+    replay_click_rating: float = Field(4.0, ge=1, le=5)
+    #: MovieLens replay: night 1 is this date (ISO); empty = the ``replay_cut_quantile`` of rating times.
+    replay_cut: str | None = None
+    replay_cut_quantile: float = Field(0.7, gt=0, lt=1)
+    #: Write the PNG of the main curves next to sim.json.
+    plot: bool = True
+
+
 class MonitorSettings(Section):
     """Nightly health checks (``pipelines.monitor``; docs/monitoring.md). A failed check is an alert with
     severity ``critical`` if its name is in ``critical_checks``, else ``warning``; a critical alert blocks
@@ -489,6 +508,7 @@ class Settings(BaseSettings):
     rerank: RerankSettings = RerankSettings()
     bandit: BanditSettings = BanditSettings()
     ab: ABSettings = ABSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
     monitor: MonitorSettings = MonitorSettings()
     publish: PublishSettings = PublishSettings()
     evaluate: EvaluateSettings = EvaluateSettings()

@@ -6,12 +6,22 @@ import logging
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from deepcuts.contracts import Dataset
+from deepcuts.contracts import C, Dataset
 from deepcuts.settings import load_settings
 from pipelines import nightly
 from pipelines.nightly import STEP_NAMES, Step, StepMissingError, resolve, run_night
+from pipelines.simulate import (
+    ReplayWorld,
+    SimWorld,
+    arm_shares,
+    by_variant_metrics,
+    feedback_events,
+    truth_metrics,
+)
 from pipelines.storage import Lake
 
 D1 = date(2026, 3, 1)
@@ -52,3 +62,153 @@ def test_run_night_warns_loudly_about_a_missing_step(
     assert any("SKIPPING STEP 'ghost'" in r.getMessage() for r in caplog.records)
     with pytest.raises(StepMissingError, match="ghost"):
         run_night(settings, D1, skip=others, strict=True)
+
+
+# ------------------------------------------------------------------------------------ simulator parts
+SERVED = date(2026, 3, 2)
+HOURS = {"morning": 6, "afternoon": 12, "evening": 18, "night": 23}
+
+
+def _shown() -> pd.DataFrame:
+    """Two visits (user 1 evening, control; user 2 night, treatment) of two positions each."""
+    return pd.DataFrame(
+        {
+            C.USER_ID: [1, 1, 2, 2],
+            C.DAYPART: ["evening", "evening", "night", "night"],
+            C.RANK: [1, 2, 1, 2],
+            C.ITEM_ID: [10, 11, 12, 13],
+            C.ARM: ["svd", "svd", "graph", "graph"],
+            C.VARIANT: ["control", "control", "treatment", "treatment"],
+            C.IS_LONG_TAIL: [False, True, True, True],
+            C.SEGMENT: ["casual", "casual", "power", "power"],
+            C.PROPENSITY: [1.0, 1.0, 0.4, 0.4],
+            C.LIST_VERSION: ["2026-03-01.v1"] * 4,
+        }
+    )
+
+
+def test_feedback_events_follow_the_contract(lake_home: Path) -> None:
+    clicked = np.array([True, False, False, True])
+    ratings = np.array([4.0, np.nan, np.nan, np.nan])
+    events = feedback_events(_shown(), clicked, ratings, SERVED, HOURS, np.random.default_rng(0))
+    counts = events[C.EVENT_TYPE].value_counts().to_dict()
+    assert counts == {"impression": 4, "click": 2, "rating": 1}
+    assert events[C.EVENT_ID].is_unique
+    assert "sim:2026-03-02:1:evening:1:click" in set(events[C.EVENT_ID])
+    rating = events[events[C.EVENT_TYPE] == "rating"].iloc[0]
+    assert rating[C.RATING] == 4.0 and rating[C.ITEM_ID] == 10 and rating[C.POSITION] == 1
+    ts = pd.to_datetime(events[C.EVENT_TS], utc=True)
+    assert (ts.dt.date == SERVED).all()
+    night = events[events[C.DAYPART] == "night"]
+    assert (pd.to_datetime(night[C.EVENT_TS], utc=True).dt.hour == 23).all()
+    assert set(events.loc[events[C.USER_ID] == 2, C.PROPENSITY]) == {0.4}
+    # the landing dataset enforces FEEDBACK_SCHEMA on write
+    Lake(lake_home).write_table(Dataset.LANDING_FEEDBACK, SERVED, events)
+    # same inputs, same bytes of ids and times
+    again = feedback_events(_shown(), clicked, ratings, SERVED, HOURS, np.random.default_rng(0))
+    pd.testing.assert_frame_equal(events, again)
+
+
+def test_by_variant_metrics_and_arm_shares_hand_computed() -> None:
+    genres = pd.DataFrame(
+        {C.ITEM_ID: [10, 11, 12, 13], C.GENRES: [["Drama"], ["Drama", "Anime"], ["Western"], []]}
+    )
+    clicked = np.array([True, False, False, True])
+    ratings = np.array([4.0, np.nan, np.nan, np.nan])
+    out = by_variant_metrics(_shown(), clicked, ratings, genres)
+    assert out["control"] == {
+        "impressions": 2,
+        "clicks": 1,
+        "ctr": 0.5,
+        "lists": 1,
+        "ratings": 1,
+        "mean_rating": 4.0,
+        "long_tail_share": 0.5,
+        "genres_per_list": 2.0,
+    }
+    assert out["treatment"]["genres_per_list"] == 1.0 and out["treatment"]["mean_rating"] is None
+    visits = pd.DataFrame(
+        {
+            C.USER_ID: [1, 2, 3, 4],
+            C.DAYPART: ["night"] * 4,
+            C.SEGMENT: ["power", "power", "power", "new"],
+            C.ARM: ["graph", "graph", "svd", "svd"],
+        }
+    )
+    assert arm_shares(visits) == {
+        "new/night": {"svd": 1.0},
+        "power/night": {"graph": pytest.approx(2 / 3), "svd": pytest.approx(1 / 3)},
+    }
+
+
+class _ItemWorld(SimWorld):
+    """A world with known click probabilities: P(click on item i) = i / 100 at every position."""
+
+    name = "item-world"
+    has_truth = True
+
+    @property
+    def first_night(self) -> date:
+        return D1
+
+    def visits(self, day_index: int, served_day: date, rng: np.random.Generator) -> pd.DataFrame:
+        return pd.DataFrame({C.USER_ID: [1, 2], C.DAYPART: ["evening", "evening"]})
+
+    def respond(self, shown, day_index, served_day, rng):  # type: ignore[no-untyped-def]
+        return np.zeros(len(shown), bool), np.full(len(shown), np.nan)
+
+    def expected_reward(self, lists: pd.DataFrame, day_index: int) -> pd.Series:
+        p = lists[C.ITEM_ID].to_numpy() / 100.0
+        frame = lists[[C.USER_ID, C.DAYPART, C.ARM]].assign(_m=np.log1p(-p))
+        return -np.expm1(frame.groupby([C.USER_ID, C.DAYPART, C.ARM])["_m"].sum())
+
+
+def test_truth_metrics_best_arm_share_and_regret() -> None:
+    # arm "a" shows item 50 (reward 0.5), arm "b" shows items 10 and 20 (1 - 0.9 * 0.8 = 0.28)
+    lists = pd.DataFrame(
+        {
+            C.USER_ID: [1, 1, 1, 2, 2, 2],
+            C.ARM: ["a", "b", "b", "a", "b", "b"],
+            C.RANK: [1, 1, 2, 1, 1, 2],
+            C.ITEM_ID: [50, 10, 20, 50, 10, 20],
+        }
+    )
+    visits = pd.DataFrame(
+        {
+            C.USER_ID: [1, 2],
+            C.DAYPART: ["evening", "evening"],
+            C.SEGMENT: ["casual", "casual"],
+            C.ARM: ["a", "b"],
+        }
+    )
+    out = truth_metrics(_ItemWorld(), visits, lists, 1)
+    assert out.best_arm == {"casual/evening": "a"}
+    assert out.best_arm_share == {"casual/evening": 0.5}
+    assert out.expected_reward["casual/evening"] == {"a": pytest.approx(0.5), "b": pytest.approx(0.28)}
+    assert out.regret == pytest.approx(0.5 - 0.28)
+
+
+def test_replay_world_clicks_are_future_high_ratings() -> None:
+    ts = pd.to_datetime(
+        ["2026-03-02 19:00", "2026-03-02 20:00", "2026-03-05 10:00", "2026-03-20 10:00", "2026-03-02 07:00"],
+        utc=True,
+    )
+    ratings = pd.DataFrame(
+        {
+            C.USER_ID: [1, 1, 1, 1, 2],
+            C.ITEM_ID: [10, 11, 12, 13, 20],
+            C.RATING: [5.0, 2.0, 4.0, 5.0, 3.0],
+            C.TS: ts,
+        }
+    )
+    settings = load_settings()
+    from models.context import daypart_of
+
+    world = ReplayWorld(ratings, D1, 7, 4.0, lambda t: daypart_of(t, settings.bandit))
+    visits = world.visits(1, SERVED, np.random.default_rng(0))
+    assert visits.to_dict("list") == {C.USER_ID: [1, 2], C.DAYPART: ["evening", "morning"]}
+    shown = pd.DataFrame({C.USER_ID: [1, 1, 1, 1, 1], C.ITEM_ID: [10, 11, 12, 13, 99]})
+    clicked, rated = world.respond(shown, 1, SERVED, np.random.default_rng(0))
+    # item 10 rated 5 today: click; 11 rated 2: no; 12 rated 4 within 7 days: click; 13 too late; 99 never
+    assert clicked.tolist() == [True, False, True, False, False]
+    assert rated[0] == 5.0 and rated[2] == 4.0 and np.isnan(rated[1])

@@ -1,0 +1,688 @@
+"""The closed-loop simulator: the real nightly steps, then a simulated app and simulated users, N times.
+
+Night ``k`` (1..N) has run date ``D_k = first_night + (k - 1)``:
+
+1. ``run_night(settings, D_k)`` runs every step of the registry (ingest of ``landing/feedback_events(D_k)``
+   written by the previous day of the simulation, train, candidates, score, bandit update, assign, the
+   evaluations, monitor, publish, report);
+2. the app serves day ``S = D_k + 1``: each visiting user gets the *live* list for their daypart — the
+   served lists of the last run date whose publish succeeded (what the serving DB's
+   ``current_recommendations`` view returns; if publish rejects a night, yesterday's lists stay live);
+3. users respond (a :class:`SimWorld`): in the synthetic world from the ground truth
+   (``pipelines.world.TruthModel``: visits per daypart, clicks with position bias, novelty appetite and
+   day-to-day noise, ratings of clicked items); in MovieLens mode by replay (an item of the shown list
+   that the user rates ``>= replay_click_rating`` within ``replay_window_days`` days after ``S`` counts as
+   a click, with that rating);
+4. the feedback is written as ``FEEDBACK_SCHEMA`` rows to ``landing/feedback_events(S)``: an impression
+   per shown position, a click per clicked position, a rating per rated click; arm, variant, segment and
+   propensity from the live assignment; deterministic event ids. Night ``k + 1`` ingests it, so it goes
+   through the same validation as real logs.
+
+Per night the simulator records (``sim.json``, docs/simulator.md): impressions, clicks, CTR, mean
+rating, long-tail share and genres per list by variant (from what was served on ``S``); the arm share
+per context (``"segment/daypart"``) of treatment traffic; in the synthetic world the share of each
+context's treatment traffic on its true best arm and the cumulative regret; and the A/B verdict of the
+night. Truth-based quantities use the bandit's reward unit, a list impression with at least one click:
+``reward(list) = 1 - prod_k (1 - P(click at position k))``. The true best arm of a context is the arm
+whose re-ranked lists have the highest mean expected reward over that night's treatment visits in the
+context; regret of a visit = reward(best arm's list) - reward(served list), summed over visits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import numpy as np
+import pandas as pd
+
+from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset, EventType, Variant
+from deepcuts.progress import get_logger, progress
+from deepcuts.seeds import rng_for
+from deepcuts.settings import Settings
+from pipelines.nightly import run_night
+from pipelines.storage import Lake, MissingDataError
+
+log = get_logger(__name__)
+
+WorldKind = Literal["synthetic", "movielens"]
+VARIANTS: Final = (Variant.CONTROL.value, Variant.TREATMENT.value)
+#: Minutes after the daypart's start hour within which a visit happens (events stay in the same day).
+_VISIT_MINUTES: Final = 45
+_CLICK_DELAY_S: Final = 20
+_RATING_DELAY_S: Final = 300
+
+
+# ================================================================================== worlds
+class SimWorld(ABC):
+    """Who visits on a served day and how they respond to the lists they are shown."""
+
+    name: str
+    #: True when the world knows expected click probabilities (best arm, regret).
+    has_truth: bool = False
+
+    @property
+    @abstractmethod
+    def first_night(self) -> date:
+        """Run date of night 1."""
+
+    @abstractmethod
+    def visits(self, day_index: int, served_day: date, rng: np.random.Generator) -> pd.DataFrame:
+        """``user_id``, ``daypart`` of every visit on ``served_day`` (day ``day_index`` after night 1)."""
+
+    @abstractmethod
+    def respond(
+        self, shown: pd.DataFrame, day_index: int, served_day: date, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per shown row (``user_id``, ``daypart``, ``rank``, ``item_id``): clicked flag and rating (NaN
+        when not rated)."""
+
+    def expected_reward(self, lists: pd.DataFrame, day_index: int) -> pd.Series:
+        """Expected bandit reward per (``user_id``, ``daypart``, ``arm``) list; only with a truth."""
+        raise NotImplementedError(f"the {self.name} world has no ground truth")
+
+
+class SyntheticWorld(SimWorld):
+    """Users and responses from the ground truth of a world built by ``pipelines.world.generate_world``."""
+
+    name = "synthetic"
+    has_truth = True
+
+    def __init__(self, world_dir: str | Path, rating_probability: float) -> None:
+        from pipelines.world import TruthModel
+
+        self.truth = TruthModel.load(world_dir)
+        self.rating_probability = rating_probability
+
+    @property
+    def first_night(self) -> date:
+        return self.truth.first_run_date
+
+    def visits(self, day_index: int, served_day: date, rng: np.random.Generator) -> pd.DataFrame:
+        from pipelines.world import DAYPARTS
+
+        if self.truth.date_of(day_index) != served_day:
+            raise ValueError(f"day index {day_index} is {self.truth.date_of(day_index)}, not {served_day}")
+        frames = [
+            pd.DataFrame({C.USER_ID: self.truth.active_users(day_index, d, rng), C.DAYPART: d})
+            for d in DAYPARTS
+        ]
+        return pd.concat(frames, ignore_index=True)
+
+    def click_probability(self, shown: pd.DataFrame, day_index: int) -> np.ndarray:
+        out = np.zeros(len(shown))
+        for daypart, idx in shown.groupby(C.DAYPART, sort=True).indices.items():
+            rows = shown.iloc[idx]
+            out[idx] = self.truth.click_probability(
+                rows[C.USER_ID].to_numpy(np.int64),
+                rows[C.ITEM_ID].to_numpy(np.int64),
+                rows[C.RANK].to_numpy(np.int64),
+                str(daypart),
+                day_index,
+            )
+        return out
+
+    def respond(
+        self, shown: pd.DataFrame, day_index: int, served_day: date, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        p = self.click_probability(shown, day_index)
+        clicked = rng.random(len(shown)) < p
+        rated = clicked & (rng.random(len(shown)) < self.rating_probability)
+        ratings = np.full(len(shown), np.nan)
+        if rated.any():
+            rows = shown[rated]
+            ratings[rated] = self.truth.sample_ratings(
+                rows[C.USER_ID].to_numpy(np.int64), rows[C.ITEM_ID].to_numpy(np.int64), rng
+            )
+        return clicked, ratings
+
+    def expected_reward(self, lists: pd.DataFrame, day_index: int) -> pd.Series:
+        p = np.clip(self.click_probability(lists, day_index), 0.0, 1.0 - 1e-12)
+        frame = lists[[C.USER_ID, C.DAYPART, C.ARM]].assign(_log_miss=np.log1p(-p))
+        log_miss = frame.groupby([C.USER_ID, C.DAYPART, C.ARM], sort=True)["_log_miss"].sum()
+        return -np.expm1(log_miss)
+
+
+class ReplayWorld(SimWorld):
+    """MovieLens replay: the ratings after the cut are the truth (see the module docstring)."""
+
+    name = "movielens"
+
+    def __init__(
+        self,
+        interactions: pd.DataFrame,
+        first_night: date,
+        window_days: int,
+        click_rating: float,
+        daypart_of: Callable[[pd.Series], np.ndarray],
+    ) -> None:
+        self.ratings = interactions[[C.USER_ID, C.ITEM_ID, C.RATING, C.TS]].copy()
+        self.ratings["_day"] = pd.to_datetime(self.ratings[C.TS], utc=True).dt.date
+        self._first_night = first_night
+        self.window_days = window_days
+        self.click_rating = click_rating
+        self.daypart_of = daypart_of
+
+    @property
+    def first_night(self) -> date:
+        return self._first_night
+
+    def visits(self, day_index: int, served_day: date, rng: np.random.Generator) -> pd.DataFrame:
+        day = self.ratings[self.ratings["_day"] == served_day].sort_values([C.USER_ID, C.TS])
+        first = day.drop_duplicates(C.USER_ID, keep="first")
+        return pd.DataFrame(
+            {C.USER_ID: first[C.USER_ID].to_numpy(np.int64), C.DAYPART: self.daypart_of(first[C.TS])}
+        )
+
+    def respond(
+        self, shown: pd.DataFrame, day_index: int, served_day: date, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        end = served_day + timedelta(days=self.window_days)
+        window = self.ratings[(self.ratings["_day"] >= served_day) & (self.ratings["_day"] < end)]
+        window = window.sort_values(C.TS).drop_duplicates([C.USER_ID, C.ITEM_ID], keep="first")
+        merged = shown[[C.USER_ID, C.ITEM_ID]].merge(
+            window[[C.USER_ID, C.ITEM_ID, C.RATING]], on=[C.USER_ID, C.ITEM_ID], how="left"
+        )
+        rating = merged[C.RATING].to_numpy(np.float64)
+        clicked = np.nan_to_num(rating, nan=-np.inf) >= self.click_rating
+        return clicked, np.where(clicked, rating, np.nan)
+
+
+# ================================================================================== feedback
+def feedback_events(
+    shown: pd.DataFrame,
+    clicked: np.ndarray,
+    ratings: np.ndarray,
+    served_day: date,
+    daypart_hours: dict[str, int],
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """FEEDBACK_SCHEMA rows for the shown lists: impressions, clicks, ratings with deterministic ids.
+
+    ``shown`` has one row per shown position with ``user_id``, ``daypart``, ``rank``, ``item_id``,
+    ``arm``, ``variant``, ``segment``, ``propensity`` and ``list_version``. A visit happens at a random
+    minute of its daypart's first ``_VISIT_MINUTES``; a click follows its impression by
+    ``_CLICK_DELAY_S`` seconds per position, a rating follows its click by ``_RATING_DELAY_S``.
+    """
+    if shown.empty:
+        return FEEDBACK_SCHEMA.empty_table().to_pandas()
+    visit_keys = shown[[C.USER_ID, C.DAYPART]].drop_duplicates().reset_index(drop=True)
+    minutes = rng.integers(0, _VISIT_MINUTES, size=len(visit_keys))
+    base = pd.Timestamp(datetime(served_day.year, served_day.month, served_day.day, tzinfo=UTC))
+    hours = visit_keys[C.DAYPART].map(daypart_hours).to_numpy(np.int64)
+    visit_keys["_visit_ts"] = base + pd.to_timedelta(hours * 3600 + minutes * 60, unit="s")
+    frame = shown.merge(visit_keys, on=[C.USER_ID, C.DAYPART], how="left")
+    rank = frame[C.RANK].to_numpy(np.int64)
+    key = (
+        "sim:"
+        + served_day.isoformat()
+        + ":"
+        + frame[C.USER_ID].astype(str)
+        + ":"
+        + frame[C.DAYPART].astype(str)
+        + ":"
+        + frame[C.RANK].astype(str)
+        + ":"
+    )
+    common = {
+        C.USER_ID: frame[C.USER_ID].to_numpy(np.int64),
+        C.ITEM_ID: frame[C.ITEM_ID].to_numpy(np.int64),
+        C.POSITION: rank.astype(np.int32),
+        C.ARM: frame[C.ARM].to_numpy(object),
+        C.LIST_VERSION: frame[C.LIST_VERSION].to_numpy(object),
+        C.VARIANT: frame[C.VARIANT].to_numpy(object),
+        C.SEGMENT: frame[C.SEGMENT].to_numpy(object),
+        C.DAYPART: frame[C.DAYPART].to_numpy(object),
+        C.PROPENSITY: frame[C.PROPENSITY].to_numpy(np.float64),
+    }
+    visit_ts = frame["_visit_ts"]
+    click_ts = visit_ts + pd.to_timedelta(rank * _CLICK_DELAY_S, unit="s")
+    parts = []
+    for kind, mask, ts in (
+        (EventType.IMPRESSION, np.ones(len(frame), bool), visit_ts),
+        (EventType.CLICK, clicked, click_ts),
+        (EventType.RATING, ~np.isnan(ratings), click_ts + pd.Timedelta(seconds=_RATING_DELAY_S)),
+    ):
+        part = pd.DataFrame({k: v[mask] for k, v in common.items()})
+        part.insert(0, C.EVENT_ID, (key[mask] + kind.value).to_numpy(object))
+        part.insert(1, C.EVENT_TS, ts[mask].to_numpy())
+        part.insert(4, C.EVENT_TYPE, kind.value)
+        part[C.RATING] = ratings[mask] if kind is EventType.RATING else np.nan
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True).sort_values([C.EVENT_TS, C.EVENT_ID], ignore_index=True)
+    return out[FEEDBACK_SCHEMA.names]
+
+
+# ================================================================================== metrics
+def by_variant_metrics(
+    shown: pd.DataFrame, clicked: np.ndarray, ratings: np.ndarray, genres: pd.DataFrame
+) -> dict[str, dict[str, float | int | None]]:
+    """Per variant: impressions, clicks, ctr, lists shown, mean rating, long-tail share, genres per list."""
+    frame = shown.assign(_clicked=clicked, _rating=ratings)
+    exploded = genres.explode(C.GENRES).dropna() if not genres.empty else genres
+    out: dict[str, dict[str, float | int | None]] = {}
+    for variant in VARIANTS:
+        rows = frame[frame[C.VARIANT] == variant]
+        imps, clicks = len(rows), int(rows["_clicked"].sum())
+        n_ratings = int(rows["_rating"].notna().sum())
+        per_list = None
+        if not rows.empty and not exploded.empty:
+            merged = rows[[C.USER_ID, C.DAYPART, C.ITEM_ID]].merge(exploded, on=C.ITEM_ID, how="left")
+            per_list = float(merged.groupby([C.USER_ID, C.DAYPART])[C.GENRES].nunique().mean())
+        out[variant] = {
+            "impressions": imps,
+            "clicks": clicks,
+            "ctr": clicks / imps if imps else None,
+            "lists": int(rows.groupby([C.USER_ID, C.DAYPART]).ngroups) if imps else 0,
+            "ratings": n_ratings,
+            "mean_rating": float(rows["_rating"].mean()) if n_ratings else None,
+            "long_tail_share": float(rows[C.IS_LONG_TAIL].astype(bool).mean()) if imps else None,
+            "genres_per_list": per_list,
+        }
+    return out
+
+
+def context_key(segment: str, daypart: str) -> str:
+    return f"{segment}/{daypart}"
+
+
+def arm_shares(treatment_visits: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Context -> arm -> share of that context's treatment visits (list impressions) on the arm."""
+    out: dict[str, dict[str, float]] = {}
+    if treatment_visits.empty:
+        return out
+    counts = treatment_visits.groupby([C.SEGMENT, C.DAYPART, C.ARM]).size()
+    for (segment, daypart), per_arm in counts.groupby(level=[0, 1]):
+        total = float(per_arm.sum())
+        out[context_key(segment, daypart)] = {
+            arm: float(n) / total for (_, _, arm), n in sorted(per_arm.items())
+        }
+    return out
+
+
+@dataclass(frozen=True)
+class TruthMetrics:
+    best_arm: dict[str, str]
+    best_arm_share: dict[str, float]
+    expected_reward: dict[str, dict[str, float]]
+    regret: float
+
+
+def truth_metrics(
+    world: SimWorld, treatment_visits: pd.DataFrame, arm_lists: pd.DataFrame, day_index: int
+) -> TruthMetrics:
+    """True best arm per context, the share of treatment traffic on it, and the night's regret.
+
+    ``treatment_visits``: ``user_id``, ``daypart``, ``segment``, ``arm`` (served) per treatment visit;
+    ``arm_lists``: re-ranked lists of every bandit arm (``user_id``, ``arm``, ``rank``, ``item_id``).
+    """
+    if treatment_visits.empty or arm_lists.empty:
+        return TruthMetrics({}, {}, {}, 0.0)
+    visits = treatment_visits[[C.USER_ID, C.DAYPART, C.SEGMENT, C.ARM]].rename(columns={C.ARM: "_served"})
+    lists = visits[[C.USER_ID, C.DAYPART]].drop_duplicates().merge(arm_lists, on=C.USER_ID)
+    reward = world.expected_reward(lists, day_index).rename("_reward").reset_index()
+    per_visit = visits.merge(reward, on=[C.USER_ID, C.DAYPART], how="left")
+    per_visit = per_visit.dropna(subset=["_reward"])
+    means = per_visit.groupby([C.SEGMENT, C.DAYPART, C.ARM])["_reward"].mean()
+    best_arm: dict[str, str] = {}
+    expected: dict[str, dict[str, float]] = {}
+    for (segment, daypart), per_arm in means.groupby(level=[0, 1]):
+        key = context_key(segment, daypart)
+        values = {arm: float(v) for (_, _, arm), v in per_arm.items()}
+        expected[key] = dict(sorted(values.items()))
+        best_arm[key] = max(sorted(values), key=lambda a: values[a])
+    visits_ctx = visits.assign(
+        _ctx=[context_key(s, d) for s, d in zip(visits[C.SEGMENT], visits[C.DAYPART], strict=True)]
+    )
+    visits_ctx["_best"] = visits_ctx["_ctx"].map(best_arm)
+    share = (
+        visits_ctx.assign(_on=visits_ctx["_served"] == visits_ctx["_best"])
+        .groupby("_ctx")["_on"]
+        .mean()
+        .to_dict()
+    )
+    served = per_visit[per_visit[C.ARM] == per_visit["_served"]].set_index([C.USER_ID, C.DAYPART])["_reward"]
+    per_visit["_ctx"] = [
+        context_key(s, d) for s, d in zip(per_visit[C.SEGMENT], per_visit[C.DAYPART], strict=True)
+    ]
+    best_rows = per_visit[per_visit[C.ARM] == per_visit["_ctx"].map(best_arm)]
+    best = best_rows.set_index([C.USER_ID, C.DAYPART])["_reward"]
+    regret = float((best - served.reindex(best.index)).fillna(0.0).sum())
+    return TruthMetrics(best_arm, {k: float(v) for k, v in sorted(share.items())}, expected, regret)
+
+
+# ================================================================================== the loop
+def prepare_world(settings: Settings, kind: WorldKind) -> SimWorld:
+    """Build (or reuse) the synthetic world, or load the MovieLens ratings for replay."""
+    sim = settings.simulator
+    if kind == "synthetic":
+        if settings.source.dataset != "synthetic":
+            raise ValueError(
+                f"--world synthetic needs source.dataset = 'synthetic', got {settings.source.dataset!r}"
+            )
+        from pipelines.world import generate_world
+
+        world_dir = Path(settings.source_path)
+        meta_path = world_dir / "world.json"
+        wanted = settings.world.model_dump(mode="json")
+        if meta_path.exists() and json.loads(meta_path.read_text()).get("settings") == wanted:
+            log.info("simulate: reusing the synthetic world in %s", world_dir)
+        else:
+            log.info("simulate: generating the synthetic world in %s", world_dir)
+            generate_world(world_dir, settings.world)
+        return SyntheticWorld(world_dir, sim.rating_probability)
+    if settings.source.dataset == "synthetic":
+        raise ValueError("--world movielens needs a MovieLens dataset (--dataset ml-100k|ml-1m|...)")
+    from models.context import daypart_of
+    from pipelines.loaders import load_dataset
+
+    source = load_dataset(settings.source.dataset, settings.source_path, settings.source)
+    ts = pd.to_datetime(source.interactions[C.TS], utc=True)
+    if sim.replay_cut:
+        cut = date.fromisoformat(sim.replay_cut)
+    else:
+        cut = ts.quantile(sim.replay_cut_quantile).date()
+    scale = (source.rating_max - source.rating_min) / 4.0
+    threshold = source.rating_min + (sim.replay_click_rating - 1.0) * scale
+    log.info("simulate: MovieLens replay from cut %s, clicks = ratings >= %.2f", cut, threshold)
+    return ReplayWorld(
+        source.interactions,
+        cut,
+        sim.replay_window_days,
+        threshold,
+        lambda t: daypart_of(t, settings.bandit),
+    )
+
+
+def simulate(
+    settings: Settings,
+    world: WorldKind,
+    days: int,
+    out: str | Path | None = None,
+    n_shards: int | None = None,
+) -> dict[str, Any]:
+    """Run ``days`` nights in a closed loop; write ``out`` (sim.json) and a PNG next to it; return it."""
+    if days < 1:
+        raise ValueError(f"days must be >= 1, got {days}")
+    started = time.monotonic()
+    sim_world = prepare_world(settings, world)
+    lake = Lake(settings.home)
+    hours = _daypart_hours(settings)
+    first = sim_world.first_night
+    record: dict[str, Any] = {
+        "world": world,
+        "days": days,
+        "seed": settings.seed,
+        "first_night": first.isoformat(),
+        "home": settings.home,
+        "nights": [],
+    }
+    live: tuple[date, str] | None = None
+    cumulative_regret = 0.0
+    for k in progress(range(1, days + 1), desc="simulated nights", logger=log, log_every_s=0.0):
+        run_date = first + timedelta(days=k - 1)
+        served_day = run_date + timedelta(days=1)
+        t0 = time.monotonic()
+        night, live, publish_note = _run_night_keep_live(settings, run_date, n_shards, live)
+        if live is None:
+            raise RuntimeError(f"night {k} ({run_date}): nothing has ever been published; cannot serve")
+        shown, visits = _serve(lake, sim_world, live, k, served_day, settings)
+        clicked, ratings = sim_world.respond(
+            shown, k, served_day, rng_for(settings.seed, served_day, "sim/respond")
+        )
+        events = feedback_events(
+            shown, clicked, ratings, served_day, hours, rng_for(settings.seed, served_day, "sim/times")
+        )
+        lake.write_table(Dataset.LANDING_FEEDBACK, served_day, events)
+        metrics = by_variant_metrics(shown, clicked, ratings, _genres(lake, run_date))
+        treatment = shown[shown[C.VARIANT] == Variant.TREATMENT.value].drop_duplicates([C.USER_ID, C.DAYPART])
+        entry: dict[str, Any] = {
+            "night": k,
+            "run_date": run_date.isoformat(),
+            "served_day": served_day.isoformat(),
+            "live_run_date": live[0].isoformat(),
+            "list_version": live[1],
+            "visits": len(visits),
+            "visits_without_list": int(len(visits) - shown.groupby([C.USER_ID, C.DAYPART]).ngroups),
+            "events": len(events),
+        }
+        for name in (
+            "impressions",
+            "clicks",
+            "ctr",
+            "lists",
+            "mean_rating",
+            "long_tail_share",
+            "genres_per_list",
+        ):
+            entry[name] = {v: metrics[v][name] for v in VARIANTS}
+        entry["arm_share"] = arm_shares(treatment)
+        if sim_world.has_truth:
+            truth = truth_metrics(sim_world, treatment, _arm_lists(lake, live[0], settings), k)
+            cumulative_regret += truth.regret
+            entry["best_arm"] = truth.best_arm
+            entry["best_arm_share"] = truth.best_arm_share
+            entry["expected_reward"] = truth.expected_reward
+            entry["regret"] = truth.regret
+            entry["cumulative_regret"] = cumulative_regret
+        else:
+            entry["best_arm_share"] = None
+            entry["cumulative_regret"] = None
+        entry["ab"] = _ab_entry(lake, run_date)
+        entry["publish"] = publish_note
+        entry["skipped_steps"] = night.get("skipped", {})
+        entry["step_seconds"] = night.get("seconds", {})
+        entry["night_seconds"] = round(time.monotonic() - t0, 3)
+        record["nights"].append(_json_safe(entry))
+        log.info(
+            "night %d/%d %s: CTR control %s treatment %s, verdict %s",
+            k,
+            days,
+            run_date,
+            _fmt(entry["ctr"][Variant.CONTROL.value]),
+            _fmt(entry["ctr"][Variant.TREATMENT.value]),
+            entry["ab"].get("verdict"),
+        )
+        if out is not None:
+            _write_json_atomic(Path(out), record)  # partial results survive an interrupted run
+    record["total_seconds"] = round(time.monotonic() - started, 1)
+    record["summary"] = summarise(record)
+    if out is not None:
+        path = Path(out)
+        _write_json_atomic(path, record)
+        if settings.simulator.plot:
+            record["plot"] = str(plot_simulation(record, path.with_suffix(".png")))
+            _write_json_atomic(path, record)
+    return record
+
+
+def _run_night_keep_live(
+    settings: Settings, run_date: date, n_shards: int | None, live: tuple[date, str] | None
+) -> tuple[dict[str, Any], tuple[date, str] | None, dict[str, Any]]:
+    """Run the night; return its result, the (run date, list version) now live, and a publish note.
+
+    A night whose publish is rejected by a gate keeps yesterday's lists live, as in production.
+    """
+    try:
+        from pipelines.publish import PublishRejectedError
+    except ModuleNotFoundError:  # publish not in this code base: tonight's lists go live directly
+        PublishRejectedError = ()  # type: ignore[assignment]
+    try:
+        night = run_night(settings, run_date, n_shards, skip=settings.simulator.skip_steps)
+    except PublishRejectedError as exc:  # type: ignore[misc]
+        log.warning("night %s: publish rejected, yesterday's lists stay live: %s", run_date, exc)
+        return {"skipped": {}, "seconds": {}}, live, {"status": "rejected", "detail": str(exc)}
+    pub = night["results"].get("publish")
+    if pub is None:
+        return night, (run_date, f"{run_date.isoformat()}.v0"), {"status": "not run"}
+    note = {"status": pub.get("status"), "version": pub.get("version")}
+    if pub.get("status") in ("published", "unchanged"):
+        return night, (run_date, str(pub["list_version"])), note
+    return night, live, note
+
+
+def _serve(
+    lake: Lake, world: SimWorld, live: tuple[date, str], k: int, served_day: date, settings: Settings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The shown rows (one per position of every visit that has a live list) and all visits."""
+    live_date, version = live
+    lists = lake.read_df(
+        Dataset.SERVED_LISTS,
+        live_date,
+        columns=[C.USER_ID, C.DAYPART, C.RANK, C.ITEM_ID, C.ARM, C.VARIANT, C.IS_LONG_TAIL],
+    )
+    assignments = lake.read_df(
+        Dataset.ASSIGNMENTS, live_date, columns=[C.USER_ID, C.DAYPART, C.SEGMENT, C.PROPENSITY]
+    )
+    visits = world.visits(k, served_day, rng_for(settings.seed, served_day, "sim/visits"))
+    shown = (
+        visits.merge(lists, on=[C.USER_ID, C.DAYPART], how="inner")
+        .merge(assignments, on=[C.USER_ID, C.DAYPART], how="left")
+        .sort_values([C.USER_ID, C.DAYPART, C.RANK], ignore_index=True)
+    )
+    shown[C.LIST_VERSION] = version
+    if shown[C.PROPENSITY].isna().any():
+        raise ValueError(f"served_lists({live_date}) has (user, daypart) pairs without an assignment")
+    return shown, visits
+
+
+def _arm_lists(lake: Lake, live_date: date, settings: Settings) -> pd.DataFrame:
+    """Re-ranked lists of every bandit arm for the live run date (for the truth metrics)."""
+    try:
+        frame = lake.read_df(Dataset.RERANKED, live_date, columns=[C.USER_ID, C.ITEM_ID, C.RANK, C.ARM])
+    except MissingDataError:
+        return pd.DataFrame(columns=[C.USER_ID, C.ITEM_ID, C.RANK, C.ARM])
+    keep = frame[C.ARM].isin(settings.bandit.arms) & (frame[C.RANK] <= settings.rerank.list_length)
+    return frame[keep].reset_index(drop=True)
+
+
+def _genres(lake: Lake, run_date: date) -> pd.DataFrame:
+    for day in (run_date, lake.latest_before(Dataset.ITEMS, run_date)):
+        if day is not None and lake.has(Dataset.ITEMS, day):
+            return lake.read_df(Dataset.ITEMS, day, columns=[C.ITEM_ID, C.GENRES])
+    return pd.DataFrame(columns=[C.ITEM_ID, C.GENRES])
+
+
+def _ab_entry(lake: Lake, run_date: date) -> dict[str, Any]:
+    from pipelines.ab_analysis import VERDICT_FILE
+
+    keys = ("verdict", "p_value", "lift", "ci_low", "ci_high", "srm_p_value")
+    if not lake.exists(Dataset.AB_RESULTS, run_date, VERDICT_FILE):
+        return dict.fromkeys(keys)
+    verdict = lake.read_json(Dataset.AB_RESULTS, run_date, VERDICT_FILE)
+    return {k: verdict.get(k) for k in keys}
+
+
+def summarise(record: dict[str, Any]) -> dict[str, Any]:
+    """Headline numbers: CTR over the run, best-arm share at night 14 and at the end, regret growth."""
+    nights = record["nights"]
+    out: dict[str, Any] = {}
+    for variant in VARIANTS:
+        imps = sum(n["impressions"][variant] or 0 for n in nights)
+        clicks = sum(n["clicks"][variant] or 0 for n in nights)
+        out[f"ctr_{variant}"] = clicks / imps if imps else None
+    if nights and nights[-1].get("best_arm_share") is not None:
+        for label, idx in (("night_14", min(14, len(nights)) - 1), ("last_night", len(nights) - 1)):
+            shares = nights[idx]["best_arm_share"]
+            out[f"best_arm_share_{label}"] = {
+                "night": idx + 1,
+                "min": min(shares.values()) if shares else None,
+                "mean": float(np.mean(list(shares.values()))) if shares else None,
+                "contexts_at_or_above_70pct": sum(v >= 0.7 for v in shares.values()),
+                "contexts": len(shares),
+            }
+        regret = [n["regret"] for n in nights]
+        half = len(regret) // 2
+        if half:
+            out["regret_first_half_per_night"] = float(np.mean(regret[:half]))
+            out["regret_second_half_per_night"] = float(np.mean(regret[half:]))
+        out["cumulative_regret"] = nights[-1]["cumulative_regret"]
+    out["final_ab"] = nights[-1]["ab"] if nights else None
+    return out
+
+
+def plot_simulation(record: dict[str, Any], path: Path) -> Path:
+    """A 2x2 PNG: CTR by variant, best-arm share, cumulative regret, long-tail share and A/B p-value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nights = record["nights"]
+    x = [n["night"] for n in nights]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    ax = axes[0, 0]
+    for variant in VARIANTS:
+        ax.plot(x, [_nan(n["ctr"][variant]) for n in nights], marker=".", label=variant)
+    ax.set(title="CTR per impression", xlabel="night")
+    ax.legend()
+    ax = axes[0, 1]
+    if nights and nights[0].get("best_arm_share") is not None:
+        contexts = sorted({c for n in nights for c in (n["best_arm_share"] or {})})
+        for ctx in contexts:
+            ax.plot(x, [_nan((n["best_arm_share"] or {}).get(ctx)) for n in nights], lw=0.8, alpha=0.6)
+        mean = [np.nanmean(list((n["best_arm_share"] or {}).values()) or [np.nan]) for n in nights]
+        ax.plot(x, mean, color="black", lw=2, label="mean over contexts")
+        ax.axhline(0.7, color="grey", ls="--", lw=1)
+        ax.legend()
+    ax.set(title="treatment traffic on the true best arm (per context)", xlabel="night", ylim=(0, 1.02))
+    ax = axes[1, 0]
+    if nights and nights[0].get("cumulative_regret") is not None:
+        ax.plot(x, [n["cumulative_regret"] for n in nights], marker=".")
+    ax.set(title="cumulative regret (expected list rewards)", xlabel="night")
+    ax = axes[1, 1]
+    for variant in VARIANTS:
+        ax.plot(
+            x, [_nan(n["long_tail_share"][variant]) for n in nights], marker=".", label=f"long tail {variant}"
+        )
+    ax.set(title="long-tail share of shown items; A/B p-value", xlabel="night", ylim=(0, 1.02))
+    ax2 = ax.twinx()
+    ax2.plot(x, [_nan(n["ab"]["p_value"]) for n in nights], color="black", ls=":", label="mSPRT p")
+    ax2.set(ylim=(0, 1.02), ylabel="always-valid p")
+    ax.legend(loc="upper left")
+    fig.suptitle(f"deepcuts simulation: {record['world']} world, seed {record['seed']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _daypart_hours(settings: Settings) -> dict[str, int]:
+    from deepcuts.contracts import Daypart
+
+    return {d.value: h for d, h in zip(Daypart, settings.bandit.daypart_starts, strict=True)}
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False, allow_nan=False))
+    tmp.replace(path)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
