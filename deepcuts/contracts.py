@@ -90,6 +90,13 @@ class C:
     N_TRIALS: Final = "n_trials"
     ESS: Final = "ess"
     THIN_SUPPORT: Final = "thin_support"
+    # monitoring checks and alerts (docs/monitoring.md)
+    CHECK_NAME: Final = "check_name"
+    CATEGORY: Final = "category"
+    STATUS: Final = "status"
+    SEVERITY: Final = "severity"
+    THRESHOLD: Final = "threshold"
+    MESSAGE: Final = "message"
 
 
 class EventType(StrEnum):
@@ -317,6 +324,34 @@ EVAL_OFFLINE_SCHEMA: Final = pa.schema(
     ]
 )
 
+#: One row per monitoring check of a run date (``monitor`` step). ``status`` is ``ok``, ``warning``,
+#: ``critical`` or ``skipped`` (not judged: too little data); ``value`` is null when not computable.
+MONITOR_CHECKS_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.CHECK_NAME, pa.string(), nullable=False),
+        pa.field(C.CATEGORY, pa.string(), nullable=False),
+        pa.field(C.STATUS, pa.string(), nullable=False),
+        pa.field(C.VALUE, pa.float64()),
+        pa.field(C.THRESHOLD, pa.string(), nullable=False),
+        pa.field(C.MESSAGE, pa.string(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+    ]
+)
+
+#: The failed checks of a run date (``monitor`` step); ``severity`` is ``warning`` or ``critical``.
+#: The same rows go to the serving DB's ``alerts`` table; a critical one blocks the publish.
+ALERTS_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.CHECK_NAME, pa.string(), nullable=False),
+        pa.field(C.CATEGORY, pa.string(), nullable=False),
+        pa.field(C.SEVERITY, pa.string(), nullable=False),
+        pa.field(C.VALUE, pa.float64()),
+        pa.field(C.THRESHOLD, pa.string(), nullable=False),
+        pa.field(C.MESSAGE, pa.string(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+    ]
+)
+
 
 class Dataset(StrEnum):
     """Datasets in the lake. The value is the dataset's folder under the lake root.
@@ -366,4 +401,6 @@ SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
     Dataset.BANDIT_POSTERIOR: BANDIT_POSTERIOR_SCHEMA,
     Dataset.BANDIT_POLICY: BANDIT_POLICY_SCHEMA,
     Dataset.OPE: OPE_SCHEMA,
+    Dataset.MONITOR_CHECKS: MONITOR_CHECKS_SCHEMA,
+    Dataset.ALERTS: ALERTS_SCHEMA,
 }
