@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from scipy import special
 
 from deepcuts.contracts import C, Dataset, Segment
-from deepcuts.settings import BanditSettings, Settings
+from deepcuts.settings import BanditSettings, Settings, load_settings
 from models.bandit import (
     BanditConfig,
     apply_floor,
@@ -270,3 +270,47 @@ def test_late_click_converts_the_failure(settings: Settings) -> None:
     # day 0: Beta(1, 2); day 1: discount -> (1, 1 + d), then the failure becomes a success: +d, -d
     assert svd[C.ALPHA] == pytest.approx(1 + d)
     assert svd[C.BETA] == pytest.approx(1.0)
+
+
+@hsettings(max_examples=10, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),  # day the impressions arrive
+            st.one_of(st.none(), st.integers(0, 3)),  # day the click arrives (None: no click)
+            st.sampled_from(["svd", "graph"]),
+            st.booleans(),  # the click is delivered twice
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_arrival_pattern_never_changes_the_stationary_totals(keys: list[tuple]) -> None:
+    """With discount 1, after all days: alpha - 1 = clicked lists, beta - 1 = unclicked lists, per arm,
+    whatever the order in which impressions and (late, duplicated) clicks arrive."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as home:
+        s = load_settings(home=home, bandit={"discount": 1.0})
+        lake = Lake(home)
+        per_day: dict[int, list[dict]] = {d: [] for d in range(4)}
+        for k, (imp_day, click_day, arm, dup) in enumerate(keys):
+            rows = _events(f"k{k}", k, arm, f"v{k}", clicks=0)
+            per_day[imp_day] += rows
+            if click_day is not None:
+                click = {C.EVENT_ID: f"k{k}-click", C.USER_ID: k, C.EVENT_TYPE: "click", C.ARM: arm}
+                click[C.LIST_VERSION] = f"v{k}"
+                per_day[click_day] += [click] * (2 if dup else 1)
+        for day in range(4):
+            if per_day[day]:
+                lake.write_table(
+                    Dataset.FEEDBACK_EVENTS, D + timedelta(days=day), feedback_frame(per_day[day])
+                )
+            bandit_update(s, D + timedelta(days=day))
+        post = _posterior(s, D + timedelta(days=3))
+        for arm in ("svd", "graph"):
+            clicked = sum(1 for _, c, a, _ in keys if a == arm and c is not None)
+            unclicked = sum(1 for _, c, a, _ in keys if a == arm and c is None)
+            row = post.loc[("casual", "morning", arm)]
+            assert row[C.ALPHA] - 1 == pytest.approx(clicked)
+            assert row[C.BETA] - 1 == pytest.approx(unclicked)
