@@ -28,7 +28,7 @@ import pandas as pd
 from deepcuts.contracts import C, Dataset, EventType, Variant
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
-from models.bandit import BanditConfig, discount_toward_prior, posterior_mean
+from models.bandit import BanditConfig, discount_toward_prior
 from models.context import CONTEXTS, context_index
 from pipelines.storage import Lake, MissingDataError
 
@@ -284,7 +284,7 @@ def bandit_update(settings: Settings, run_date: date) -> dict[str, Any]:
 
     frame = posterior_frame(alpha, beta, arms, run_date, evidence.trials, evidence.successes)
     path = lake.write_table(Dataset.BANDIT_POSTERIOR, run_date, frame)
-    means = posterior_mean(alpha, beta)
+    trials_today = evidence.stats["trials"]
     result: dict[str, Any] = {
         "run_date": run_date.isoformat(),
         "previous_snapshot": previous.isoformat() if previous else None,
@@ -292,7 +292,7 @@ def bandit_update(settings: Settings, run_date: date) -> dict[str, Any]:
         **stats,
         **evidence.stats,
         "clipped_beta": clipped,
-        "best_mean_ctr": float(means.max()),
+        "observed_ctr": (evidence.stats["clicked_trials"] / trials_today) if trials_today else None,
         "path": path,
     }
     log.info(
