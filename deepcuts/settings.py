@@ -144,8 +144,9 @@ class LightFMSettings(Section):
 
     components: int = Field(64, ge=1)
     loss: Literal["warp", "bpr", "warp-kos", "logistic"] = "warp"
-    epochs: int = Field(30, ge=1)
-    learning_rate: float = Field(0.05, gt=0)
+    #: 20 epochs at rate 0.07 (ML-100k nDCG@10 0.461) cost 2/3 of 30 at 0.05 (0.461-0.466).
+    epochs: int = Field(20, ge=1)
+    learning_rate: float = Field(0.07, gt=0)
     item_alpha: float = Field(1e-6, ge=0)
     user_alpha: float = Field(1e-6, ge=0)
     #: Ratings at or above this value are positives for the implicit LightFM model.
