@@ -114,14 +114,14 @@ class ItemStats:
         return cls.from_matrix(InteractionMatrix.from_frames(interactions, items), prior_weight, head_share)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per item: item_id, popularity share, quality, long-tail flag, percentile, count."""
+        """One row per item: item_id, rating_count, popularity_share, quality, is_long_tail, percentile."""
         return pd.DataFrame(
             {
                 C.ITEM_ID: self.item_ids,
-                "n_ratings": self.counts,
-                "popularity_share": self.popularity_share,
+                C.RATING_COUNT: self.counts,
+                C.POPULARITY_SHARE: self.popularity_share,
                 C.QUALITY: self.quality,
                 C.IS_LONG_TAIL: self.is_long_tail,
-                "popularity_percentile": self.popularity_percentile,
+                C.POPULARITY_PERCENTILE: self.popularity_percentile,
             }
         )
