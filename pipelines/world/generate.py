@@ -42,7 +42,7 @@ HEAD_SHARE = 0.8
 #: Quality quantile above which a tail item is a hidden gem.
 GEM_QUALITY_QUANTILE = 0.8
 #: Users sampled (first blocks) for the population mean rating of each item in the truth.
-POPULATION_SAMPLE_USERS = 1024
+POPULATION_SAMPLE_USERS = 256
 #: Rows buffered before a Parquet row group is written.
 ROW_GROUP_ROWS = 500_000
 #: Ratings a new user has at most, and at least for a power user (cf. bandit.new_max_ratings, ...).
@@ -346,10 +346,16 @@ def _write_history(
     sums = np.zeros(n_items, dtype=np.float64)
     pop_sum = np.zeros(n_items, dtype=np.float64)
     pop_n = 0
-    log_exposure = np.log(items.exposure).astype(np.float32)
-    item_term = (model.quality_weight * items.quality).astype(np.float32)
-    choice_item = (model.choice_quality * items.quality).astype(np.float32)
-    q = items.factors.astype(np.float32)
+    # The choice logits of a block are one matrix product of augmented factors:
+    # [ca p_u, e_u, 1] . [q_i, log pi_i, cq theta_i - ca c] = e_u log pi_i + ca a_ui + cq theta_i.
+    ca = model.choice_affinity
+    item_side = np.column_stack(
+        [
+            items.factors,
+            np.log(items.exposure),
+            model.choice_quality * items.quality - ca * model.affinity_center,
+        ]
+    ).astype(np.float32)
     origin_us = _epoch_us(start - timedelta(days=settings.history_days))
     end_us = _epoch_us(start)
     hours = _daypart_hours(settings.daypart_starts)
@@ -362,22 +368,29 @@ def _write_history(
         for b in progress(range(n_blocks), desc="generating rating history", total=n_blocks):
             lo, hi = b * block, min((b + 1) * block, n_users)
             rng = rng_for(settings.seed, None, f"world/history/{b}")
-            p = users.factors[lo:hi].astype(np.float32)
-            affinity = p @ q.T - np.float32(model.affinity_center)  # (B, M)
-            taste = affinity + item_term[None, :]
-            logits = users.history_exponent[lo:hi, None].astype(np.float32) * log_exposure[None, :]
-            logits += np.float32(model.choice_affinity) * affinity + choice_item[None, :]
-            logits += rng.gumbel(size=logits.shape).astype(np.float32)
+            user_side = np.column_stack(
+                [ca * users.factors[lo:hi], users.history_exponent[lo:hi], np.ones(hi - lo)]
+            ).astype(np.float32)
+            keys = user_side @ item_side.T  # (B, M) choice logits
+            # Gumbel top-k: log w + Gumbel = log w - log E with E ~ Exp(1) (one log, float32).
+            noise = rng.standard_exponential(size=keys.shape, dtype=np.float32)
+            np.maximum(noise, np.float32(1e-30), out=noise)  # a float32 draw can be exactly 0
+            np.log(noise, out=noise)
+            keys -= noise
+            del noise
             n_u = users.n_ratings[lo:hi]
-            picks = _top_k_rows(logits, n_u)  # list of item index arrays per user
+            picks = _top_k_rows(keys, n_u)  # item indices per user, a sample without replacement
+            del keys
             rows = np.repeat(np.arange(hi - lo), n_u)
             cols = np.concatenate(picks)
-            m = model.mu + users.bias[lo + rows] + taste[rows, cols].astype(np.float64)
+            u_rows = lo + rows
+            m = latent_mean(
+                model, users.factors[u_rows], users.bias[u_rows], items.factors[cols], items.quality[cols]
+            )
             ratings = model.sample_ratings(m, rng)
             ts = _timestamps(rng, users, lo, rows, hours, origin_us, end_us)
             if pop_n < POPULATION_SAMPLE_USERS:
-                m_all = model.mu + users.bias[lo:hi, None] + taste.astype(np.float64)
-                pop_sum += model.expected_rating(m_all).sum(axis=0)
+                pop_sum += _population_rating_sum(model, users, items, lo, hi)
                 pop_n += hi - lo
             np.add.at(counts, cols, 1)
             np.add.at(sums, cols, ratings.astype(np.float64))
@@ -402,6 +415,17 @@ def _write_history(
     return counts, sums, pop_sum / max(pop_n, 1)
 
 
+def _population_rating_sum(model: WorldModel, users: _Users, items: _Items, lo: int, hi: int) -> np.ndarray:
+    """``sum_u E[r_ui]`` over users ``lo..hi-1`` for every item, 16 users at a time to bound memory."""
+    total = np.zeros(len(items.quality))
+    for a in range(lo, hi, 16):
+        b = min(a + 16, hi)
+        affinity = users.factors[a:b] @ items.factors.T - model.affinity_center
+        m = model.mu + users.bias[a:b, None] + model.quality_weight * items.quality[None, :] + affinity
+        total += model.expected_rating(m).sum(axis=0)
+    return total
+
+
 def _top_k_rows(keys: np.ndarray, k: np.ndarray) -> list[np.ndarray]:
     """Per row ``r``, the indices of its ``k[r]`` largest keys in decreasing key order (Gumbel top-k:
     a weighted sample without replacement with weights ``exp(logits)``)."""
@@ -409,7 +433,8 @@ def _top_k_rows(keys: np.ndarray, k: np.ndarray) -> list[np.ndarray]:
     if kmax >= keys.shape[1]:
         top = np.argsort(-keys, axis=1, kind="stable")
     else:
-        part = np.argpartition(-keys, kmax - 1, axis=1)[:, :kmax]
+        m = keys.shape[1]
+        part = np.argpartition(keys, m - kmax, axis=1)[:, m - kmax :]  # the kmax largest, unordered
         vals = np.take_along_axis(keys, part, axis=1)
         top = np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
     return [top[r, : k[r]] for r in range(keys.shape[0])]
