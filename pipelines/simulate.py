@@ -465,6 +465,10 @@ def simulate(
         ):
             entry[name] = {v: metrics[v][name] for v in VARIANTS}
         entry["arm_share"] = arm_shares(treatment)
+        entry["context_visits"] = {
+            context_key(seg, dp): int(n)
+            for (seg, dp), n in treatment.groupby([C.SEGMENT, C.DAYPART]).size().items()
+        }
         if sim_world.has_truth:
             truth = truth_metrics(sim_world, treatment, _arm_lists(lake, live[0], settings), k)
             cumulative_regret += truth.regret
