@@ -29,12 +29,24 @@ DAYPARTS: tuple[str, ...] = tuple(d.value for d in Daypart)
 CONTEXTS: tuple[tuple[str, str], ...] = tuple((s, d) for s in SEGMENTS for d in DAYPARTS)
 
 
+def category_codes(
+    values: npt.ArrayLike | pd.Series, categories: tuple[str, ...] | list[str]
+) -> npt.NDArray[np.int64]:
+    """Position of each value in ``categories``; -1 for values not in it (or null).
+
+    Hash-based (``pd.factorize`` then a lookup of the few distinct values), so it stays fast on
+    millions of strings.
+    """
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    index = {name: i for i, name in enumerate(categories)}
+    lookup = np.array([index.get(u, -1) for u in uniques] + [-1], dtype=np.int64)
+    return lookup[codes]  # the sentinel -1 picks the trailing -1
+
+
 def context_index(segments: npt.ArrayLike, dayparts: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Index into :data:`CONTEXTS` per (segment, daypart) pair; -1 where either value is unknown or null."""
-    seg = pd.Categorical(np.asarray(segments, dtype=object), categories=list(SEGMENTS)).codes
-    day = pd.Categorical(np.asarray(dayparts, dtype=object), categories=list(DAYPARTS)).codes
-    seg = np.asarray(seg, dtype=np.int64)
-    day = np.asarray(day, dtype=np.int64)
+    seg = category_codes(segments, SEGMENTS)
+    day = category_codes(dayparts, DAYPARTS)
     return np.where((seg >= 0) & (day >= 0), seg * len(DAYPARTS) + day, -1)
 
 

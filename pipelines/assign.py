@@ -31,7 +31,7 @@ from deepcuts.progress import get_logger
 from deepcuts.seeds import derive_seed, rng_for
 from deepcuts.settings import Settings
 from models.bandit import BanditConfig, posterior_mean, sample_arms, selection_probabilities, uniform_hash
-from models.context import CONTEXTS, DAYPARTS, SEGMENTS, user_segments
+from models.context import CONTEXTS, DAYPARTS, SEGMENTS, category_codes, user_segments
 from pipelines.bandit_update import posterior_arrays
 from pipelines.storage import Lake, MissingDataError
 
@@ -86,7 +86,7 @@ def draw_assignments(
     """ASSIGNMENTS_SCHEMA rows, users (sorted) x dayparts (canonical order)."""
     users = segments[C.USER_ID].to_numpy(np.int64)
     n_users, n_dayparts = users.size, len(DAYPARTS)
-    seg_idx = np.asarray(pd.Categorical(segments[C.SEGMENT], categories=list(SEGMENTS)).codes, np.int64)
+    seg_idx = category_codes(segments[C.SEGMENT].to_numpy(object), SEGMENTS)
     user_col = np.repeat(users, n_dayparts)
     day_idx = np.tile(np.arange(n_dayparts, dtype=np.int64), n_users)
     ctx = np.repeat(seg_idx, n_dayparts) * n_dayparts + day_idx
@@ -176,7 +176,7 @@ def build_served_lists(
         served.append(chosen.merge(lists, on=[C.USER_ID, C.ARM], how="inner", sort=False))
     out = pd.concat(served, ignore_index=True)
     out[C.RUN_DATE] = run_date
-    day_code = pd.Categorical(out[C.DAYPART], categories=list(DAYPARTS)).codes
+    day_code = category_codes(out[C.DAYPART].to_numpy(object), DAYPARTS)
     out = (
         out.assign(_day=day_code)
         .sort_values([C.USER_ID, "_day", C.RANK], kind="stable")

@@ -29,7 +29,7 @@ from deepcuts.contracts import C, Dataset, EventType, Variant
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
 from models.bandit import BanditConfig, discount_toward_prior
-from models.context import CONTEXTS, context_index
+from models.context import CONTEXTS, category_codes, context_index
 from pipelines.storage import Lake, MissingDataError
 
 log = get_logger(__name__)
@@ -108,11 +108,12 @@ def attribute_list_impressions(
         )
         return empty, stats | {"duplicate_events": 0, "unattributable_events": 0, "control_events": 0}
     frame = events
-    # earliest arrival first, impressions before clicks, then time and id: "first" is well defined
+    # earliest arrival first, impressions before clicks, then time: "first" is well defined
     frame = frame.assign(_is_click=(frame[C.EVENT_TYPE] == EventType.CLICK.value))
+    # (a stable sort keeps the read order, which is deterministic, among exact ties)
     frame = frame.sort_values(
-        ["offset", "_is_click", C.EVENT_TS, C.EVENT_ID],
-        ascending=[False, True, True, True],
+        ["offset", "_is_click", C.EVENT_TS],
+        ascending=[False, True, True],
         kind="stable",
     )
     before = len(frame)
@@ -123,8 +124,7 @@ def attribute_list_impressions(
     relevant = frame[C.EVENT_TYPE].isin([EventType.IMPRESSION.value, EventType.CLICK.value])
     frame = frame[is_treatment & relevant].copy()
     frame[CONTEXT] = context_index(frame[C.SEGMENT].to_numpy(object), frame[C.DAYPART].to_numpy(object))
-    arm_codes = pd.Categorical(frame[C.ARM].to_numpy(object), categories=list(arms)).codes
-    frame[ARM_INDEX] = np.asarray(arm_codes, dtype=np.int64)
+    frame[ARM_INDEX] = category_codes(frame[C.ARM].to_numpy(object), arms)
     ok = (
         (frame[CONTEXT] >= 0)
         & (frame[ARM_INDEX] >= 0)
@@ -211,7 +211,7 @@ def posterior_arrays(
     if frame.empty:
         return alpha, beta
     ctx = context_index(frame[C.SEGMENT].to_numpy(object), frame[C.DAYPART].to_numpy(object))
-    arm = np.asarray(pd.Categorical(frame[C.ARM].to_numpy(object), categories=list(arms)).codes, np.int64)
+    arm = category_codes(frame[C.ARM].to_numpy(object), arms)
     ok = (ctx >= 0) & (arm >= 0)
     alpha[ctx[ok], arm[ok]] = frame[C.ALPHA].to_numpy(np.float64)[ok]
     beta[ctx[ok], arm[ok]] = frame[C.BETA].to_numpy(np.float64)[ok]

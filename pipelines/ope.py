@@ -26,7 +26,7 @@ from deepcuts.progress import get_logger
 from deepcuts.seeds import rng_for
 from deepcuts.settings import Settings
 from models.bandit import BanditConfig, posterior_mean, selection_probabilities
-from models.context import CONTEXTS, context_index
+from models.context import CONTEXTS, category_codes, context_index
 from models.ope import LoggedTrials, evaluate_policies
 from pipelines.bandit_update import (
     ARM_INDEX,
@@ -48,7 +48,7 @@ def policy_matrix(frame: pd.DataFrame, arms: tuple[str, ...]) -> np.ndarray:
     absent from the table -> uniform)."""
     out = np.zeros((len(CONTEXTS), len(arms)))
     ctx = context_index(frame[C.SEGMENT].to_numpy(object), frame[C.DAYPART].to_numpy(object))
-    arm = np.asarray(pd.Categorical(frame[C.ARM].to_numpy(object), categories=list(arms)).codes, np.int64)
+    arm = category_codes(frame[C.ARM].to_numpy(object), arms)
     ok = (ctx >= 0) & (arm >= 0)
     out[ctx[ok], arm[ok]] = frame[C.SELECTION_PROBABILITY].to_numpy(np.float64)[ok]
     empty = out.sum(axis=1) <= 0
