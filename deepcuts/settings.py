@@ -420,6 +420,8 @@ class MonitorSettings(Section):
     ctr_trailing_days: int = Field(7, ge=1)
     #: Impressions needed on D and in the trailing window before the CTR check is judged.
     min_impressions_for_ctr: int = Field(200, ge=1)
+    #: Ratings in the app's feedback needed on D before the observed-rating check is judged.
+    min_ratings_for_quality: int = Field(30, ge=1)
     #: Selection-probability band of every arm in every (segment, daypart) context of the policy.
     arm_floor: float = Field(0.01, ge=0, le=1)
     arm_ceiling: float = Field(0.95, ge=0, le=1)

@@ -1,0 +1,274 @@
+"""Monitoring: metric formulas on hand-computed cases, each check firing, missing inputs, the publish veto."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from deepcuts.contracts import C, Dataset
+from deepcuts.settings import Settings
+from pipelines import serving
+from pipelines.alerting import send_alerts
+from pipelines.monitor import diversity_metrics, gini, monitor, quarantine_counts, scale_5pt
+from pipelines.publish import PublishRejectedError, publish
+from pipelines.storage import Lake
+from tests.serving_fixtures import D1, make_settings, night_frames, write_night
+
+D0 = D1 - timedelta(days=1)
+
+
+# --------------------------------------------------------------------------- formulas
+def test_gini_hand_computed() -> None:
+    assert gini(np.array([5, 5, 5, 5])) == pytest.approx(0.0)
+    # one item gets everything among 4: (n - 1) / n
+    assert gini(np.array([0, 0, 0, 8])) == pytest.approx(0.75)
+    # x = 1, 3 sorted: (2*1-2-1)*1 + (2*2-2-1)*3 = -1 + 3 = 2; / (2 * 4) = 0.25
+    assert gini(np.array([3, 1])) == pytest.approx(0.25)
+    assert gini(np.array([])) == 0.0 and gini(np.zeros(3)) == 0.0
+
+
+@given(st.lists(st.integers(0, 1000), min_size=1, max_size=50), st.integers(1, 5))
+def test_gini_is_bounded_and_scale_invariant(counts: list[int], factor: int) -> None:
+    x = np.array(counts)
+    g = gini(x)
+    assert 0.0 <= g <= (len(counts) - 1) / len(counts) + 1e-12
+    assert gini(x * factor) == pytest.approx(g)
+
+
+def test_diversity_metrics_hand_computed() -> None:
+    items = pd.DataFrame(
+        {C.ITEM_ID: [1, 2, 3, 4], C.GENRES: [["Anime"], ["Drama", "Anime"], ["Western"], []]}
+    )
+    served = pd.DataFrame(
+        {
+            C.USER_ID: [1, 1, 2, 2],
+            C.DAYPART: ["morning"] * 4,
+            C.ITEM_ID: [1, 2, 1, 3],
+            C.IS_LONG_TAIL: [True, False, True, False],
+        }
+    )
+    m = diversity_metrics(served, items)
+    assert m["long_tail_share"] == pytest.approx(0.5)
+    assert m["genres_per_list"] == pytest.approx((2 + 2) / 2)  # {Anime, Drama}, {Anime, Western}
+    assert m["coverage"] == pytest.approx(3 / 4)
+    assert m["gini"] == pytest.approx(gini(np.array([2, 1, 1, 0])))
+
+
+def test_quarantine_counts_reads_nested_summaries() -> None:
+    doc = {
+        "feedback_events": {"rows_in": 100, "accepted": 90, "quarantined": 10, "reasons": {"x": 10}},
+        "interactions": {"rows_in": 50, "accepted": 50, "quarantined": 0},
+        "note": "text",
+    }
+    assert quarantine_counts(doc) == (150, 10)
+    assert scale_5pt(3.8, 1.0, 10.0) == pytest.approx(1 + 2.8 * 9 / 4)
+
+
+# --------------------------------------------------------------------------- the step
+def _feedback(day: date, impressions: int, clicks: int, ratings: list[float], hour: int = 20) -> pd.DataFrame:
+    ts = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+    rows: list[dict[str, Any]] = []
+    kinds = ["impression"] * impressions + ["click"] * clicks + ["rating"] * len(ratings)
+    values = [None] * (impressions + clicks) + ratings
+    for i, (kind, rating) in enumerate(zip(kinds, values, strict=True)):
+        rows.append(
+            {
+                C.EVENT_ID: f"{day}-{i}",
+                C.EVENT_TS: ts,
+                C.USER_ID: 1,
+                C.ITEM_ID: 100,
+                C.EVENT_TYPE: kind,
+                C.POSITION: 1,
+                C.RATING: rating,
+                C.ARM: "svd",
+                C.LIST_VERSION: "x",
+                C.VARIANT: "control",
+                C.SEGMENT: "casual",
+                C.DAYPART: "evening",
+                C.PROPENSITY: 0.5,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _healthy_lake(tmp_path: Path, **overrides: Any) -> tuple[Settings, Lake]:
+    url = f"sqlite:///{tmp_path / 'serving' / 'serving.db'}"
+    defaults: dict[str, Any] = {
+        "rerank": {"list_length": 3},
+        "monitor": {
+            "min_genres_per_list": 2.0,
+            "min_coverage": 0.1,
+            "max_gini": 0.9,
+            "min_impressions_for_ctr": 100,
+            "min_ratings_for_quality": 5,
+        },
+    }
+    for key, value in overrides.items():
+        defaults[key] = {**defaults.get(key, {}), **value} if isinstance(value, dict) else value
+    settings = make_settings(tmp_path / "lake", url, **defaults)
+    lake = Lake(settings.home)
+    frames = night_frames(D1)
+    write_night(lake, D1, frames)
+    genres = ["Anime", "Drama", "Western", "Comedy", "Noir"]
+    items = pd.DataFrame(
+        {
+            C.ITEM_ID: np.arange(0, 160, dtype=np.int64),
+            C.TITLE: [f"t{i}" for i in range(160)],
+            C.GENRES: [[genres[i % 5], genres[(i + 1) % 5]] for i in range(160)],
+            C.YEAR: [2000] * 160,
+        }
+    )
+    lake.write_table(Dataset.ITEMS, D1, items)
+    for back in range(1, 8):
+        lake.write_table(Dataset.FEEDBACK_EVENTS, D1 - timedelta(days=back), _feedback(D1, 200, 20, []))
+    lake.write_table(Dataset.FEEDBACK_EVENTS, D1, _feedback(D1, 200, 19, [5.0] * 10))
+    lake.write_json(Dataset.VALIDATION, D1, "summary.json", {"feedback": {"rows_in": 229, "quarantined": 1}})
+    return settings, lake
+
+
+def _checks(lake: Lake) -> dict[str, str]:
+    frame = lake.read_df(Dataset.MONITOR_CHECKS, D1)
+    return dict(zip(frame[C.CHECK_NAME], frame[C.STATUS], strict=True))
+
+
+def test_healthy_night_has_no_alerts(tmp_path: Path) -> None:
+    settings, lake = _healthy_lake(tmp_path)
+    out = monitor(settings, D1)
+    statuses = _checks(lake)
+    assert out["critical"] == 0 and out["warning"] == 0, lake.read_df(Dataset.MONITOR_CHECKS, D1).to_dict(
+        "records"
+    )
+    assert statuses["ope_sanity"] == "skipped"  # no OPE output: not judged
+    assert statuses["ctr_drop"] == "ok" and statuses["quarantine_share"] == "ok"
+    assert lake.read_df(Dataset.ALERTS, D1).empty
+    assert publish(settings, D1)["status"] == "published"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "check"),
+    [
+        ({"monitor": {"long_tail_min": 0.6}}, "long_tail_share"),  # served share is 1/3
+        ({"monitor": {"min_genres_per_list": 9.0}}, "genres_per_list"),
+        ({"monitor": {"min_coverage": 0.9}}, "coverage"),
+        ({"monitor": {"max_gini": 0.1}}, "gini"),
+        ({"monitor": {"min_mean_quality": 4.5}}, "mean_predicted_quality"),  # everything rated 4.0
+        ({"monitor": {"max_ctr_drop": 0.01}}, "ctr_drop"),  # 0.095 vs 0.1: drop 0.05
+        ({"monitor": {"arm_floor": 0.6}}, "arm_floor"),  # every probability is 0.5
+        ({"monitor": {"arm_ceiling": 0.4}}, "arm_ceiling"),
+        ({"monitor": {"min_feedback_ratio": 1.5}}, "feedback_volume"),  # 229 / 220
+        ({"monitor": {"max_feedback_age_hours": 1.0}}, "feedback_freshness"),  # newest 20:00 -> 4 h
+        ({"monitor": {"max_quarantine_share": 0.001}}, "quarantine_share"),  # 1 / 229
+    ],
+)
+def test_each_check_fires_on_its_threshold(tmp_path: Path, overrides: dict[str, Any], check: str) -> None:
+    settings, lake = _healthy_lake(tmp_path, **overrides)
+    out = monitor(settings, D1)
+    assert out["failed"] == {check: "critical" if check in settings.monitor.critical_checks else "warning"}
+    alerts = lake.read_df(Dataset.ALERTS, D1)
+    assert alerts[C.CHECK_NAME].tolist() == [check]
+
+
+def test_observed_rating_and_ope_sanity(tmp_path: Path) -> None:
+    settings, lake = _healthy_lake(tmp_path, monitor={"min_mean_quality": 4.2})
+    lake.write_table(Dataset.FEEDBACK_EVENTS, D1, _feedback(D1, 200, 20, [1.0] * 10))
+    ope = pd.DataFrame(
+        {
+            C.POLICY: ["logging", "posterior"],
+            C.ESTIMATOR: ["ips", "ips"],
+            C.ESTIMATE: [0.1, 1.4],
+            C.CI_LOW: [0.05, 0.2],
+            C.CI_HIGH: [0.15, 0.3],
+            C.N_TRIALS: [500, 500],
+            C.ESS: [400.0, 12.0],
+            C.THIN_SUPPORT: [False, True],
+            C.RUN_DATE: [D1, D1],
+        }
+    )
+    lake.write_table(Dataset.OPE, D1, ope)
+    out = monitor(settings, D1)
+    assert out["failed"]["mean_observed_rating"] == "warning"  # mean 1.0 < 4.2
+    assert out["failed"]["ope_sanity"] == "warning"  # 1.4 outside [0, 1]
+    assert "ope_support" not in out["failed"]  # the logging policy's ESS is 400
+
+
+def test_missing_inputs_are_findings_not_crashes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'serving' / 'serving.db'}"
+    settings = make_settings(tmp_path / "lake", url)
+    out = monitor(settings, D1)
+    assert out["failed"]["served_lists_present"] == "critical"
+    assert out["failed"]["feedback_present"] == "warning"
+    assert out["blocks_publish"] is True
+    statuses = _checks(Lake(settings.home))
+    assert statuses["gini"] == "skipped" and statuses["ctr_drop"] == "skipped"
+
+
+def test_critical_alert_blocks_publish_and_the_app_keeps_yesterday(tmp_path: Path) -> None:
+    settings, lake = _healthy_lake(tmp_path)
+    write_night(lake, D0, night_frames(D0, shift=3))
+    assert publish(settings, D0)["status"] == "published"
+    bad = make_settings(
+        tmp_path / "lake",
+        settings.effective_serving_url,
+        rerank={"list_length": 3},
+        monitor={
+            "min_mean_quality": 4.5,
+            "min_genres_per_list": 2.0,
+            "min_coverage": 0.1,
+            "max_gini": 0.9,
+            "min_impressions_for_ctr": 100,
+        },
+    )
+    assert monitor(bad, D1)["blocks_publish"] is True
+    with pytest.raises(PublishRejectedError, match="mean_predicted_quality"):
+        publish(bad, D1)
+    engine = serving.make_engine(settings.effective_serving_url)
+    with engine.connect() as conn:
+        assert serving.live_version(conn).run_date == D0  # type: ignore[union-attr]
+    engine.dispose()
+    # once fixed, a monitor re-run replaces the alerts and the publish goes through
+    assert monitor(settings, D1)["blocks_publish"] is False
+    serving.acknowledge_alerts(
+        serving.make_engine(settings.effective_serving_url), D1, "ops", "publish_gates"
+    )
+    assert publish(settings, D1)["status"] == "published"
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []  # noqa: RUF012
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_alerts_are_posted_to_the_webhook(tmp_path: Path) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/alerts"
+        settings = make_settings(tmp_path / "lake", "sqlite://", monitor={"webhook_url": url})
+        alert = {"check_name": "gini", "severity": "critical", "message": "too concentrated"}
+        out = send_alerts(settings, [alert])
+        assert out == {"logged": 1, "webhook": 204, "email": None}
+        assert _Hook.received[-1] == {"source": "deepcuts", "alerts": [alert]}
+        # an unreachable webhook is logged and reported, never raised
+        dead = make_settings(tmp_path / "lake", "sqlite://", monitor={"webhook_url": "http://127.0.0.1:9/x"})
+        assert str(send_alerts(dead, [alert])["webhook"]).startswith("error")
+    finally:
+        server.shutdown()
