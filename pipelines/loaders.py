@@ -365,6 +365,7 @@ def _read_delimited(
     if path.stat().st_size == 0:
         raise SourceError(f"{path} is empty; expected a delimited file with data rows")
     handle: io.TextIOBase = path.open("r", encoding=encoding, errors="strict", newline="")
+    shown_sep = sep
     if len(sep) > 1:
         handle = _SeparatorTranslator(handle, sep, _MULTI_SEP_STANDIN)
         sep = _MULTI_SEP_STANDIN
@@ -396,7 +397,9 @@ def _read_delimited(
             f"{path}: not valid {encoding} text ({exc}); set source.encoding (MovieLens uses latin-1)"
         ) from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise SourceError(f"{path}: cannot parse with separator {sep!r}: {exc}") from exc
+        raise SourceError(
+            f"{path}: cannot parse with separator {shown_sep!r}: {exc}; check source.sep / source.header"
+        ) from exc
     frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
     if names is None and not header:
         frame.columns = [str(c) for c in frame.columns]

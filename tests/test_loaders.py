@@ -261,3 +261,10 @@ def test_load_source_dispatches_on_settings(tmp_path: Path, monkeypatch: pytest.
 )
 def test_year_from_title(title: str | None, year: int | None) -> None:
     assert year_from_title(title) == year
+
+
+def test_ragged_rows_name_the_separator(tmp_path: Path) -> None:
+    (tmp_path / "ratings.dat").write_text("1::2::3::4\n1::2::3::4::5::6\n")
+    (tmp_path / "movies.dat").write_text("2::Two (2000)::Drama\n")
+    with pytest.raises(SourceError, match=r"ratings\.dat: cannot parse with separator '::'"):
+        load_dataset("ml-1m", tmp_path)
