@@ -394,6 +394,9 @@ class SimulatorSettings(Section):
     #: MovieLens replay: night 1 is this date (ISO); empty = the ``replay_cut_quantile`` of rating times.
     replay_cut: str | None = None
     replay_cut_quantile: float = Field(0.7, gt=0, lt=1)
+    #: When a night's publish is rejected, the simulated operator acknowledges that night's alerts and
+    #: publishes again (recorded in the night's ``publish`` note); false = yesterday's lists stay live.
+    acknowledge_critical_alerts: bool = True
     #: Write the PNG of the main curves next to sim.json.
     plot: bool = True
 

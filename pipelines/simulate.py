@@ -89,6 +89,10 @@ class SimWorld(ABC):
         """Expected bandit reward per (``user_id``, ``daypart``, ``arm``) list; only with a truth."""
         raise NotImplementedError(f"the {self.name} world has no ground truth")
 
+    def visit_weight(self, pairs: pd.DataFrame, day_index: int) -> np.ndarray:
+        """Probability that each (``user_id``, ``daypart``) visits on day ``day_index``; only with a truth."""
+        raise NotImplementedError(f"the {self.name} world has no ground truth")
+
 
 class SyntheticWorld(SimWorld):
     """Users and responses from the ground truth of a world built by ``pipelines.world.generate_world``."""
@@ -143,6 +147,13 @@ class SyntheticWorld(SimWorld):
                 rows[C.USER_ID].to_numpy(np.int64), rows[C.ITEM_ID].to_numpy(np.int64), rng
             )
         return clicked, ratings
+
+    def visit_weight(self, pairs: pd.DataFrame, day_index: int) -> np.ndarray:
+        out = np.zeros(len(pairs))
+        for daypart, idx in pairs.groupby(C.DAYPART, sort=True).indices.items():
+            p = self.truth.visit_probability(day_index, str(daypart))
+            out[idx] = p[pairs[C.USER_ID].to_numpy(np.int64)[idx] - 1]
+        return out
 
     def expected_reward(self, lists: pd.DataFrame, day_index: int) -> pd.Series:
         p = np.clip(self.click_probability(lists, day_index), 0.0, 1.0 - 1e-12)
@@ -317,45 +328,52 @@ class TruthMetrics:
 
 
 def truth_metrics(
-    world: SimWorld, treatment_visits: pd.DataFrame, arm_lists: pd.DataFrame, day_index: int
+    world: SimWorld,
+    treatment_visits: pd.DataFrame,
+    arm_lists: pd.DataFrame,
+    population: pd.DataFrame,
+    day_index: int,
 ) -> TruthMetrics:
     """True best arm per context, the share of treatment traffic on it, and the night's regret.
 
     ``treatment_visits``: ``user_id``, ``daypart``, ``segment``, ``arm`` (served) per treatment visit;
-    ``arm_lists``: re-ranked lists of every bandit arm (``user_id``, ``arm``, ``rank``, ``item_id``).
+    ``arm_lists``: re-ranked lists of every bandit arm (``user_id``, ``arm``, ``rank``, ``item_id``);
+    ``population``: ``user_id``, ``daypart``, ``segment`` of every treatment assignment. The value of arm
+    ``a`` in context ``c`` is the mean expected reward of its lists over the population of ``c``, each
+    (user, daypart) weighted by its visit probability (``SimWorld.visit_weight``): the traffic the
+    context will get, not only the handful of visits of one night, so the best arm is not noise.
     """
-    if treatment_visits.empty or arm_lists.empty:
+    if treatment_visits.empty or arm_lists.empty or population.empty:
         return TruthMetrics({}, {}, {}, 0.0)
-    visits = treatment_visits[[C.USER_ID, C.DAYPART, C.SEGMENT, C.ARM]].rename(columns={C.ARM: "_served"})
-    lists = visits[[C.USER_ID, C.DAYPART]].drop_duplicates().merge(arm_lists, on=C.USER_ID)
+    pop = population[[C.USER_ID, C.DAYPART, C.SEGMENT]].drop_duplicates([C.USER_ID, C.DAYPART])
+    pop = pop.assign(_weight=world.visit_weight(pop, day_index))
+    lists = pop[[C.USER_ID, C.DAYPART]].merge(arm_lists, on=C.USER_ID)
     reward = world.expected_reward(lists, day_index).rename("_reward").reset_index()
-    per_visit = visits.merge(reward, on=[C.USER_ID, C.DAYPART], how="left")
-    per_visit = per_visit.dropna(subset=["_reward"])
-    means = per_visit.groupby([C.SEGMENT, C.DAYPART, C.ARM])["_reward"].mean()
+    per_pair = pop.merge(reward, on=[C.USER_ID, C.DAYPART], how="inner")
+    per_pair["_wr"] = per_pair["_weight"] * per_pair["_reward"]
+    sums = per_pair.groupby([C.SEGMENT, C.DAYPART, C.ARM])[["_wr", "_weight"]].sum()
     best_arm: dict[str, str] = {}
     expected: dict[str, dict[str, float]] = {}
-    for (segment, daypart), per_arm in means.groupby(level=[0, 1]):
+    for (segment, daypart), per_arm in sums.groupby(level=[0, 1]):
         key = context_key(segment, daypart)
-        values = {arm: float(v) for (_, _, arm), v in per_arm.items()}
+        values = {
+            arm: float(row["_wr"] / row["_weight"]) if row["_weight"] > 0 else 0.0
+            for (_, _, arm), row in per_arm.iterrows()
+        }
         expected[key] = dict(sorted(values.items()))
         best_arm[key] = max(sorted(values), key=lambda a: values[a])
-    visits_ctx = visits.assign(
+
+    visits = treatment_visits[[C.USER_ID, C.DAYPART, C.SEGMENT, C.ARM]].rename(columns={C.ARM: "_served"})
+    visits = visits.assign(
         _ctx=[context_key(s, d) for s, d in zip(visits[C.SEGMENT], visits[C.DAYPART], strict=True)]
     )
-    visits_ctx["_best"] = visits_ctx["_ctx"].map(best_arm)
-    share = (
-        visits_ctx.assign(_on=visits_ctx["_served"] == visits_ctx["_best"])
-        .groupby("_ctx")["_on"]
-        .mean()
-        .to_dict()
-    )
-    served = per_visit[per_visit[C.ARM] == per_visit["_served"]].set_index([C.USER_ID, C.DAYPART])["_reward"]
-    per_visit["_ctx"] = [
-        context_key(s, d) for s, d in zip(per_visit[C.SEGMENT], per_visit[C.DAYPART], strict=True)
-    ]
-    best_rows = per_visit[per_visit[C.ARM] == per_visit["_ctx"].map(best_arm)]
-    best = best_rows.set_index([C.USER_ID, C.DAYPART])["_reward"]
-    regret = float((best - served.reindex(best.index)).fillna(0.0).sum())
+    visits["_best"] = visits["_ctx"].map(best_arm)
+    share = visits.assign(_on=visits["_served"] == visits["_best"]).groupby("_ctx")["_on"].mean()
+    rewards = per_pair.set_index([C.USER_ID, C.DAYPART, C.ARM])["_reward"]
+    keys = list(zip(visits[C.USER_ID], visits[C.DAYPART], strict=True))
+    served = rewards.reindex([(*k, a) for k, a in zip(keys, visits["_served"], strict=True)]).to_numpy()
+    best = rewards.reindex([(*k, a) for k, a in zip(keys, visits["_best"], strict=True)]).to_numpy()
+    regret = float(np.nansum(best - served))
     return TruthMetrics(best_arm, {k: float(v) for k, v in sorted(share.items())}, expected, regret)
 
 
@@ -470,7 +488,9 @@ def simulate(
             for (seg, dp), n in treatment.groupby([C.SEGMENT, C.DAYPART]).size().items()
         }
         if sim_world.has_truth:
-            truth = truth_metrics(sim_world, treatment, _arm_lists(lake, live[0], settings), k)
+            truth = truth_metrics(
+                sim_world, treatment, _arm_lists(lake, live[0], settings), _population(lake, live[0]), k
+            )
             cumulative_regret += truth.regret
             entry["best_arm"] = truth.best_arm
             entry["best_arm_share"] = truth.best_arm_share
@@ -513,24 +533,83 @@ def _run_night_keep_live(
 ) -> tuple[dict[str, Any], tuple[date, str] | None, dict[str, Any]]:
     """Run the night; return its result, the (run date, list version) now live, and a publish note.
 
-    A night whose publish is rejected by a gate keeps yesterday's lists live, as in production.
+    The steps before publish run through ``run_night``; publish is called here so that a rejection can
+    be handled as production would: yesterday's lists stay live. With
+    ``simulator.acknowledge_critical_alerts`` the simulated operator first acknowledges the night's
+    alerts (``pipelines.serving.acknowledge_alerts``, the documented operator route) and publishes
+    again; a rejection by a data gate stands. The steps after publish (report) run last.
     """
-    try:
-        from pipelines.publish import PublishRejectedError
-    except ModuleNotFoundError:  # publish not in this code base: tonight's lists go live directly
-        PublishRejectedError = ()  # type: ignore[assignment]
-    try:
-        night = run_night(settings, run_date, n_shards, skip=settings.simulator.skip_steps)
-    except PublishRejectedError as exc:  # type: ignore[misc]
-        log.warning("night %s: publish rejected, yesterday's lists stay live: %s", run_date, exc)
-        return {"skipped": {}, "seconds": {}}, live, {"status": "rejected", "detail": str(exc)}
-    pub = night["results"].get("publish")
-    if pub is None:
+    from pipelines.nightly import STEP_NAMES, STEPS, resolve
+
+    skip = list(settings.simulator.skip_steps)
+    cut = STEP_NAMES.index("publish")
+    before, after = STEP_NAMES[:cut], STEP_NAMES[cut + 1 :]
+    night = run_night(settings, run_date, n_shards, skip=[*skip, *STEP_NAMES[cut:]])
+    for name in STEP_NAMES[cut:]:
+        night["skipped"].pop(name, None)
+    publish = resolve(STEPS[cut])
+    if "publish" in skip or publish is None:
+        rest = run_night(settings, run_date, n_shards, skip=[*skip, *before])
+        _merge_night(night, rest)
         return night, (run_date, f"{run_date.isoformat()}.v0"), {"status": "not run"}
-    note = {"status": pub.get("status"), "version": pub.get("version")}
-    if pub.get("status") in ("published", "unchanged"):
-        return night, (run_date, str(pub["list_version"])), note
-    return night, live, note
+
+    from pipelines.publish import PublishRejectedError
+
+    t0 = time.monotonic()
+    note: dict[str, Any]
+    new_live = live
+    try:
+        pub = publish(settings, run_date)
+        note = {"status": pub.get("status"), "version": pub.get("version")}
+        if pub.get("status") in ("published", "unchanged"):
+            new_live = (run_date, str(pub["list_version"]))
+    except PublishRejectedError as exc:
+        note = {"status": "rejected", "detail": str(exc)}
+        if settings.simulator.acknowledge_critical_alerts:
+            new_live = _acknowledge_and_publish(settings, run_date, note, live)
+        else:
+            log.warning("night %s: publish rejected, yesterday's lists stay live: %s", run_date, exc)
+    night["seconds"]["publish"] = round(time.monotonic() - t0, 3)
+    night["results"]["publish"] = note
+    if any(step not in skip for step in after):
+        _merge_night(night, run_night(settings, run_date, n_shards, skip=[*skip, *before, "publish"]))
+    return night, new_live, note
+
+
+def _acknowledge_and_publish(
+    settings: Settings, run_date: date, note: dict[str, Any], live: tuple[date, str] | None
+) -> tuple[date, str] | None:
+    from pipelines import serving
+    from pipelines.publish import PublishRejectedError, publish
+
+    engine = serving.serving_engine(settings, writer=True)
+    try:
+        note["acknowledged_alerts"] = serving.acknowledge_alerts(engine, run_date, by="simulator")
+    finally:
+        engine.dispose()
+    try:
+        pub = publish(settings, run_date)
+    except PublishRejectedError as again:
+        log.warning("night %s: publish rejected even after acknowledging alerts: %s", run_date, again)
+        note["detail"] = str(again)
+        return live
+    log.warning(
+        "night %s: publish was rejected (%s); the simulated operator acknowledged %d alert(s) and published",
+        run_date,
+        note["detail"],
+        note["acknowledged_alerts"],
+    )
+    note.update(status="published after acknowledging alerts", version=pub.get("version"))
+    return (run_date, str(pub["list_version"]))
+
+
+def _merge_night(night: dict[str, Any], rest: dict[str, Any]) -> None:
+    """Add a later ``run_night`` call's results; a step keeps the first reason it was skipped for."""
+    night["results"].update(rest["results"])
+    night["seconds"].update(rest["seconds"])
+    for name, reason in rest["skipped"].items():
+        if name not in night["results"] and name not in night["skipped"]:
+            night["skipped"][name] = reason
 
 
 def _serve(
@@ -566,6 +645,12 @@ def _arm_lists(lake: Lake, live_date: date, settings: Settings) -> pd.DataFrame:
         return pd.DataFrame(columns=[C.USER_ID, C.ITEM_ID, C.RANK, C.ARM])
     keep = frame[C.ARM].isin(settings.bandit.arms) & (frame[C.RANK] <= settings.rerank.list_length)
     return frame[keep].reset_index(drop=True)
+
+
+def _population(lake: Lake, live_date: date) -> pd.DataFrame:
+    """Treatment assignments (``user_id``, ``daypart``, ``segment``) of the live run date."""
+    frame = lake.read_df(Dataset.ASSIGNMENTS, live_date, columns=[C.USER_ID, C.DAYPART, C.SEGMENT, C.VARIANT])
+    return frame[frame[C.VARIANT] == Variant.TREATMENT.value].drop(columns=[C.VARIANT])
 
 
 def _genres(lake: Lake, run_date: date) -> pd.DataFrame:

@@ -157,6 +157,9 @@ class _ItemWorld(SimWorld):
     def respond(self, shown, day_index, served_day, rng):  # type: ignore[no-untyped-def]
         return np.zeros(len(shown), bool), np.full(len(shown), np.nan)
 
+    def visit_weight(self, pairs: pd.DataFrame, day_index: int) -> np.ndarray:
+        return np.ones(len(pairs))
+
     def expected_reward(self, lists: pd.DataFrame, day_index: int) -> pd.Series:
         p = lists[C.ITEM_ID].to_numpy() / 100.0
         frame = lists[[C.USER_ID, C.DAYPART, C.ARM]].assign(_m=np.log1p(-p))
@@ -181,7 +184,8 @@ def test_truth_metrics_best_arm_share_and_regret() -> None:
             C.ARM: ["a", "b"],
         }
     )
-    out = truth_metrics(_ItemWorld(), visits, lists, 1)
+    population = visits[[C.USER_ID, C.DAYPART, C.SEGMENT]]
+    out = truth_metrics(_ItemWorld(), visits, lists, population, 1)
     assert out.best_arm == {"casual/evening": "a"}
     assert out.best_arm_share == {"casual/evening": 0.5}
     assert out.expected_reward["casual/evening"] == {"a": pytest.approx(0.5), "b": pytest.approx(0.28)}
