@@ -270,10 +270,10 @@ class RerankSettings(Section):
     long_tail_max: float = Field(0.40, ge=0, le=1)
     #: Distinct genres wanted in a list (capped by the genres among the user's candidates).
     min_genres: int = Field(6, ge=1)
-    #: MMR trade-off: weight of relevance versus diversity.
-    mmr_lambda: float = Field(0.7, ge=0, le=1)
-    #: Steck's calibration trade-off: weight of the KL term versus the MMR term.
-    calibration_lambda: float = Field(0.3, ge=0, le=1)
+    #: MMR trade-off: weight of relevance versus diversity (0.9 chosen on ML-100k, docs/benchmarks.md).
+    mmr_lambda: float = Field(0.9, ge=0, le=1)
+    #: Steck's calibration trade-off: weight of the KL term versus the MMR term (0.1, same benchmark).
+    calibration_lambda: float = Field(0.1, ge=0, le=1)
     #: Steck's smoothing of the list's genre mix toward the profile (keeps the KL finite).
     calibration_alpha: float = Field(0.01, gt=0, le=1)
     niche_genres: tuple[str, ...] = ("Anime", "Documentary", "Film-Noir", "Western", "Musical")

@@ -326,17 +326,24 @@ def evaluate_dataset(
     arms: str | list[str] | None = "all",
     factory: RecommenderFactory | None = None,
     list_transform: ListTransform | None = None,
+    rerank: bool = True,
 ) -> dict[str, Any]:
     """Load, split, evaluate: the JSON document of ``deepcuts evaluate``.
 
     ``factory(arm)`` builds an unfitted recommender (default: ``models.registry.build_recommender``
-    with a seed derived from ``arms.seed``).
+    with a seed derived from ``arms.seed``). With ``rerank`` and no ``list_transform``, every arm's
+    top ``arms.candidates_n`` go through the deep-cut re-ranker (``pipelines.score.rerank_transform``,
+    lists of length k) and are scored under ``"served"``.
     """
     k = k or settings.evaluate.k
     names = resolve_arms(arms) if isinstance(arms, str) or arms is None else list(arms)
     train, test, items, used_protocol = load_evaluation_data(
         kind, settings, path=path, train_file=train_file, test_file=test_file, protocol=protocol
     )
+    if list_transform is None and rerank:
+        from pipelines.score import rerank_transform
+
+        list_transform = rerank_transform(settings, train, items, length=k)
     if factory is None:
         factories = registry_factories(names, settings)
     else:
@@ -391,7 +398,8 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
     """Nightly offline evaluation of run date ``D`` (cheap and honest).
 
     1. Accuracy: the previous run's candidate lists per arm (top k of ``candidates(D')``, ``D'`` the
-       latest earlier run with candidates) against the ratings that arrived since, i.e.
+       latest earlier run with candidates; also ``reranked(D')`` when it exists) against the ratings
+       that arrived since, i.e.
        ``interactions(D) \\ interactions(D')`` (canonical interactions are a snapshot of the history).
        Every new rating is relevant; only users with a previous list and a new rating are scored.
     2. Beyond accuracy of today's lists: ``candidates(D)`` top k per arm, and ``reranked(D)`` when the
@@ -424,7 +432,6 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
             else None
         )
         arrived = new_ratings(interactions, previous, run_date)
-        prev_lists = _top_k(lake.read_df(Dataset.CANDIDATES, previous_date), k)
         history = previous if previous is not None else interactions
         ctx = ListContext.build(
             k=k,
@@ -436,12 +443,18 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
         )
         summary["previous_run_date"] = previous_date.isoformat()
         summary["new_ratings"] = len(arrived)
-        for arm, lists in prev_lists.groupby(C.ARM, sort=True):
-            users = np.intersect1d(lists[C.USER_ID].unique(), arrived[C.USER_ID].unique())
-            scored = score_lists(lists, ctx, users=users)
-            metrics = _public_metrics(scored)
-            summary["accuracy"][str(arm)] = metrics
-            rows += _rows("previous_candidates", str(arm), metrics, scored.get("n_users", 0), run_date)
+        previous_sources = [("previous_candidates", Dataset.CANDIDATES)]
+        if lake.has(Dataset.RERANKED, previous_date):
+            previous_sources.append(("previous_reranked", Dataset.RERANKED))
+        for source, dataset in previous_sources:
+            prev_lists = _top_k(lake.read_df(dataset, previous_date), k)
+            summary["accuracy"][source] = {}
+            for arm, lists in prev_lists.groupby(C.ARM, sort=True):
+                users = np.intersect1d(lists[C.USER_ID].unique(), arrived[C.USER_ID].unique())
+                scored = score_lists(lists, ctx, users=users)
+                metrics = _public_metrics(scored)
+                summary["accuracy"][source][str(arm)] = metrics
+                rows += _rows(source, str(arm), metrics, scored.get("n_users", 0), run_date)
         if arrived.empty:
             summary["accuracy_note"] = f"no ratings arrived since {previous_date}: accuracy is empty"
 

@@ -521,13 +521,18 @@ def _metric_means(frame: pd.DataFrame) -> dict[str, dict[str, float | None]]:
 
 # ------------------------------------------------------------------------------------------ evaluation
 def rerank_transform(
-    settings: Settings, train: pd.DataFrame, items: pd.DataFrame
+    settings: Settings, train: pd.DataFrame, items: pd.DataFrame, length: int | None = None
 ) -> Callable[[str, pd.DataFrame], pd.DataFrame]:
     """A ``list_transform`` for :func:`pipelines.evaluate.evaluate_offline`: each arm's top candidates
     (user_id, item_id, rank, score) re-ranked against ``train`` -> (user_id, item_id, rank, score).
 
-    Genre distance only (the evaluation does not keep the svd arm's factors).
+    ``length`` overrides ``rerank.list_length`` (the evaluation's k). The unexpectedness is the genre
+    distance only (the evaluation does not keep the svd arm's factors); it does not affect the lists.
     """
+    if length is not None:
+        settings = settings.model_copy(
+            update={"rerank": settings.rerank.model_copy(update={"list_length": int(length)})}
+        )
     ctx = ScoringContext.build(settings, train, items)
 
     def transform(arm: str, candidates: pd.DataFrame) -> pd.DataFrame:
