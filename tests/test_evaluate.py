@@ -246,10 +246,15 @@ def test_evaluate_night_first_night_then_accuracy(settings: Settings) -> None:
     lake.write_table(Dataset.CANDIDATES, D1, _candidates({1: [5, 4], 2: [5, 3]}, "popularity", D1), "pop")
     lake.write_table(Dataset.CANDIDATES, D2, _candidates({1: [2, 4], 2: [3, 5]}, "svd", D2), "svd/shard-0000")
 
+    reranked = _candidates({1: [3, 2]}, "svd", D1).assign(
+        **{C.NOVELTY: 1.0, C.IS_LONG_TAIL: False, C.QUALITY: 4.0, C.REASON: "because"}
+    )
+    lake.write_table(Dataset.RERANKED, D1, reranked, "shard-0000")
+
     first = evaluate_night(settings, D1)
     assert first["previous_run_date"] is None and "first night" in first["note"]
     table = lake.read_df(Dataset.EVAL_OFFLINE, D1)
-    assert set(table[C.LIST_SOURCE]) == {"candidates"}
+    assert set(table[C.LIST_SOURCE]) == {"candidates", "reranked"}  # no "previous_*" on night one
 
     out = evaluate_night(settings, D2.isoformat())
     assert out["previous_run_date"] == D1.isoformat() and out["new_ratings"] == 3
@@ -261,10 +266,14 @@ def test_evaluate_night_first_night_then_accuracy(settings: Settings) -> None:
     assert prev[("svd", "ndcg@10")] == pytest.approx(1 / math.log2(3))
     assert prev[("popularity", "recall@10")] == pytest.approx(0.0)
     assert math.isnan(prev[("popularity", "mean_hit_rating")])
+    served = table[table[C.LIST_SOURCE] == "previous_reranked"].set_index(C.METRIC)[C.VALUE]
+    # re-ranked svd list on D1: user 1 [3, 2] hits 3 at position 1; user 2 had no re-ranked list
+    assert served["ndcg@10"] == pytest.approx(1.0)
+    assert (table.loc[table[C.LIST_SOURCE] == "previous_reranked", C.N_USERS] == 1).all()
     today = table[table[C.LIST_SOURCE] == "candidates"].set_index(C.METRIC)[C.VALUE]
     assert today["catalog_coverage"] == pytest.approx(4 / 5)
     summary = lake.read_json(Dataset.EVAL_OFFLINE, D2, "summary.json")
-    assert summary["accuracy"]["svd"]["map"] == pytest.approx(0.5)
+    assert summary["accuracy"]["previous_candidates"]["svd"]["map"] == pytest.approx(0.5)
     # idempotent: a rerun writes the same table
     evaluate_night(settings, D2)
     pd.testing.assert_frame_equal(lake.read_df(Dataset.EVAL_OFFLINE, D2), table)
