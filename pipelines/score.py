@@ -427,37 +427,27 @@ def shard_part(arm: str, shard: int) -> str:
 
 
 def load_item_factors(lake: Any, run_date: date) -> tuple[IntArray, FloatArray] | None:
-    """``(item_ids, factors)`` of the svd arm's artefact for the run date, or None if there is none."""
-    from models.svd import SVDRecommender
+    """``(item_ids, factors)`` of the svd arm's artefact for the run date, or None if there is none.
 
-    names = [n for n in _artefact_names(lake, run_date) if n.split("/")[0] == EMBEDDING_ARM]
-    for name in names:
-        try:
-            model = SVDRecommender.from_bytes(lake.read_bytes(Dataset.MODELS, run_date, name))
-        except (ValueError, KeyError, EOFError) as exc:
-            log.warning(
-                "cannot read %s artefact %s (%s); using genre distance only", EMBEDDING_ARM, name, exc
-            )
-            continue
-        if model.data is not None and model.item_factors_ is not None:
-            return model.data.item_ids, model.item_factors_
-    return None
+    Read with :func:`pipelines.train.load_model` (``models(D)/svd/model.pkl``); a missing or unreadable
+    artefact only costs the embedding distance, so it is logged, not raised.
+    """
+    from pipelines.train import load_model, model_path
 
-
-def _artefact_names(lake: Any, run_date: date) -> list[str]:
-    """Files under ``models(D)/`` (any name: the train step owns the naming)."""
-    import pyarrow.fs as pafs
-
-    folder = lake.partition_dir(Dataset.MODELS, run_date)
-    if lake.fs.get_file_info(folder).type != pafs.FileType.Directory:
-        return []
-    infos = lake.fs.get_file_info(pafs.FileSelector(folder, recursive=True))
-    out = []
-    for info in infos:
-        rel = info.path[len(folder) + 1 :]
-        if info.type == pafs.FileType.File and not any(p.startswith((".", "_")) for p in rel.split("/")):
-            out.append(rel)
-    return sorted(out)
+    if not lake.exists(Dataset.MODELS, run_date, model_path(EMBEDDING_ARM)):
+        log.info("no %s artefact for %s: unexpectedness is the genre distance only", EMBEDDING_ARM, run_date)
+        return None
+    try:
+        model = load_model(lake, run_date, EMBEDDING_ARM)
+    except (ValueError, KeyError, EOFError, AttributeError) as exc:
+        log.warning(
+            "cannot read the %s artefact of %s (%s); genre distance only", EMBEDDING_ARM, run_date, exc
+        )
+        return None
+    factors = getattr(model, "item_factors_", None)
+    if model.data is None or factors is None:
+        return None
+    return model.data.item_ids, np.asarray(factors, dtype=np.float32)
 
 
 def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: int) -> dict[str, Any]:

@@ -209,3 +209,16 @@ def test_reason_for_a_hidden_gem_in_anime(small_settings: Settings) -> None:
     assert reasons(ctx, np.array([row]), profile).tolist() == ["hidden_gem|genre=Anime|rating=4.4"]
     ctx.stats.quality[row] = 3.0
     assert reasons(ctx, np.array([row]), profile).tolist() == ["deep_cut|genre=Anime|rating=3.0"]
+
+
+def test_score_shard_uses_the_svd_artefact_for_the_embedding_distance(small_settings: Settings) -> None:
+    from pipelines.train import train_arm
+
+    lake = _world(small_settings)
+    train_arm(small_settings, RUN, "svd")
+    out = score_shard(small_settings, RUN, 0, 1)
+    assert out["embedding"] == "svd"
+    scored = lake.read_df(Dataset.SCORED, RUN, parts=["long_tail/shard-0000"])
+    known = scored[scored[C.USER_ID] != 7]  # the cold user has no history to be distant from
+    assert known[C.UNEXPECTEDNESS_EMBEDDING].notna().all()
+    assert known[C.UNEXPECTEDNESS_EMBEDDING].between(0, 1).all()
