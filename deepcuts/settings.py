@@ -157,6 +157,9 @@ class LightFMSettings(Section):
     genre_feature_weight: float = Field(1.0, ge=0)
     #: WARP: maximum negatives sampled per positive.
     max_sampled: int = Field(10, ge=1)
+    #: Training budget in epochs x positives: large histories run fewer epochs (at least 1) so the arm
+    #: fits the nightly window (ML-100k: 75k x 20 = 1.5M, unaffected; ML-1M size: 3 epochs).
+    max_updates: int = Field(3_000_000, ge=1)
     #: Hogwild threads. Only 1 thread gives bit-identical models for a seed; >1 is faster, not exact.
     threads: int = Field(1, ge=1)
     #: Fixed seed overriding the derived one (None = derive from arms.seed and the run date).

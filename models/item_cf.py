@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.linalg import lapack
 
 from deepcuts.settings import ItemCFSettings
 from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
@@ -31,12 +32,20 @@ def ease_weights(X: sp.spmatrix, lam: float) -> FloatArray:
     """Closed-form EASE^R item-item weights ``B`` (dense, zero diagonal) for a binary matrix ``X``."""
     if lam <= 0:
         raise ValueError(f"EASE lambda must be > 0 (got {lam}); set arms.item_cf.ease_lambda")
-    gram = (X.T @ X).toarray().astype(np.float64)
+    gram = np.asarray((X.T @ X).toarray(), dtype=np.float32)
     gram[np.diag_indices_from(gram)] += lam
-    P = np.linalg.inv(gram)
+    # X^T X + lambda I is symmetric positive definite: invert it through its Cholesky factor
+    # (potrf + potri, ~n^3 flops, in float32: about 4x less work than a float64 LU inverse).
+    factor, info = lapack.spotrf(gram, lower=1, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: X^T X + {lam} I is not positive definite (potrf info={info})")
+    P, info = lapack.spotri(factor, lower=1, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: inverse failed (potri info={info})")
+    P = np.tril(P) + np.tril(P, -1).T  # potri fills the lower triangle only
     B = -P / np.diag(P)[None, :]
     np.fill_diagonal(B, 0.0)
-    return B.astype(np.float32)
+    return B.astype(np.float32, copy=False)
 
 
 def topk_block(block: np.ndarray, start: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ item feature matrix ``F`` (items x features), feature embeddings ``E`` and biase
 
 (the user bias is constant per user and dropped: it does not change a ranking). Positives are the
 interactions with rating >= ``positive_threshold``; WARP samples up to ``max_sampled`` negatives per
-positive until one is ranked above it. Training uses LightFM's Cython SGD (Hogwild with ``threads`` > 1,
+positive until one is ranked above it. Epochs are capped at ``max_updates / n_positives`` (at least 1)
+so large histories fit the nightly window. Training uses LightFM's Cython SGD (Hogwild with ``threads`` > 1,
 which is faster but not bit-reproducible; 1 thread is exact for a seed). Scoring is one batched
 ``(batch x d) @ (d x items)`` product on the item representations cached after fitting.
 """
@@ -75,6 +76,7 @@ class LightFMRecommender(Recommender):
         self.item_embeddings_: FloatArray | None = None
         self.item_biases_: FloatArray | None = None
         self.genre_vocabulary_: list[str] = []
+        self.epochs_run_ = 0
 
     def _fit(self, data: InteractionMatrix, items: pd.DataFrame) -> None:
         from lightfm import LightFM  # heavy Cython import only when this arm trains
@@ -98,7 +100,9 @@ class LightFMRecommender(Recommender):
             max_sampled=c.max_sampled,
             random_state=np.random.RandomState(self.seed),
         )
-        model.fit(interactions, item_features=features, epochs=c.epochs, num_threads=c.threads)
+        # the update budget caps the epochs on large histories (the nightly window is fixed)
+        self.epochs_run_ = max(1, min(c.epochs, c.max_updates // max(interactions.nnz, 1)))
+        model.fit(interactions, item_features=features, epochs=self.epochs_run_, num_threads=c.threads)
         biases, embeddings = model.get_item_representations(features)
         self.item_embeddings_ = np.ascontiguousarray(embeddings, dtype=np.float32)
         self.item_biases_ = np.asarray(biases, dtype=np.float32)

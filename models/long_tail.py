@@ -48,6 +48,21 @@ def normalise_rows(scores: FloatArray, seen: np.ndarray | None = None) -> FloatA
     return out.astype(np.float32, copy=False)
 
 
+def same_matrix(a: InteractionMatrix | None, b: InteractionMatrix) -> bool:
+    """True when ``a`` holds the same users, items and ratings as ``b``."""
+    if a is None:
+        return False
+    if a is b:
+        return True
+    return (
+        a.ratings.shape == b.ratings.shape
+        and np.array_equal(a.user_ids, b.user_ids)
+        and np.array_equal(a.item_ids, b.item_ids)
+        and a.ratings.nnz == b.ratings.nnz
+        and (a.ratings != b.ratings).nnz == 0
+    )
+
+
 class QualityFloorMixin:
     """Shared state of the deep-cut arms: a base model, item statistics and the item quality floor."""
 
@@ -59,10 +74,15 @@ class QualityFloorMixin:
     below_floor_: np.ndarray | None
 
     def _fit_base(self, data: InteractionMatrix, items: pd.DataFrame, head_share: float) -> None:
-        # The base sees the same frames through the same InteractionMatrix, so its columns line up.
+        # A base already fitted on exactly this matrix (the base arm's artefact of the same night) is
+        # reused as is; otherwise it is fitted here on the same InteractionMatrix, so columns line up.
+        reuse = same_matrix(self.base.data, data)
+        # share one matrix and popularity vector with the base (one copy in the artefact, and the same
+        # bytes whether the base was reused or fitted here)
         self.base.data = data
         self.base.popularity_ = self.popularity_  # type: ignore[attr-defined]
-        self.base._fit(data, items)
+        if not reuse:
+            self.base._fit(data, items)
         self.stats_ = ItemStats.from_matrix(data, self.quality.prior_weight, head_share)
         self.below_floor_ = self.stats_.quality < scale_floor(self.quality.item_floor_5pt, self.rating_scale)
 

@@ -50,14 +50,29 @@ def _relevance_model(arm: str, settings: Settings, seed: int) -> Recommender:
     raise ValueError(f"{arm!r} is not a relevance arm; choose one of {list(RELEVANCE_ARMS)}")
 
 
-def build_recommender(arm: str, settings: Settings, seed: int) -> Recommender:
-    """An unfitted recommender for ``arm`` configured from ``settings.arms``.
+def base_arm(arm: str, settings: Settings) -> str | None:
+    """The relevance arm whose scores ``arm`` re-weights (long_tail, serendipity), else None."""
+    if arm == "long_tail":
+        return settings.arms.long_tail.base
+    if arm == "serendipity":
+        return settings.arms.serendipity.base
+    return None
+
+
+def build_recommender(
+    arm: str, settings: Settings, seed: int, *, base: Recommender | None = None
+) -> Recommender:
+    """A recommender for ``arm`` configured from ``settings.arms`` (unfitted unless ``base`` is).
 
     ``seed`` is the arm's seed (the train step derives it from ``arms.seed`` and the run date);
-    ``arms.svd.seed`` / ``arms.lightfm.seed`` override it when set.
+    ``arms.svd.seed`` / ``arms.lightfm.seed`` override it when set. For long_tail and serendipity,
+    ``base`` is the relevance model to re-weight (default: a new ``base_arm`` model with ``seed``); a
+    base already fitted on the same interactions is reused by ``fit`` instead of being refitted.
     """
     if arm not in ARM_CLASSES:
         raise ValueError(f"unknown arm {arm!r}; choose one of {list(ARM_CLASSES)} (settings.arms.enabled)")
+    if base is not None and base_arm(arm, settings) is None:
+        raise ValueError(f"arm {arm!r} has no base model; pass base only for long_tail or serendipity")
     arms = settings.arms
     scale = (settings.source.rating_min, settings.source.rating_max)
     if arm == "popularity":
@@ -67,7 +82,7 @@ def build_recommender(arm: str, settings: Settings, seed: int) -> Recommender:
             arms.long_tail,
             seed=seed,
             batch_users=arms.batch_users,
-            base=_relevance_model(arms.long_tail.base, settings, seed),
+            base=base if base is not None else _relevance_model(arms.long_tail.base, settings, seed),
             quality=arms.quality,
             rating_scale=scale,
         )
@@ -76,7 +91,7 @@ def build_recommender(arm: str, settings: Settings, seed: int) -> Recommender:
             arms.serendipity,
             seed=seed,
             batch_users=arms.batch_users,
-            base=_relevance_model(arms.serendipity.base, settings, seed),
+            base=base if base is not None else _relevance_model(arms.serendipity.base, settings, seed),
             quality=arms.quality,
             rating_scale=scale,
             head_share=arms.long_tail.head_share,

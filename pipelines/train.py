@@ -8,8 +8,12 @@ with the seed ``derive_seed(settings.arms.seed, D, "train/<arm>")`` and writes
   ``ARM_CLASSES[arm].from_bytes`` or :func:`load_model`);
 - ``models/run_date=D/<arm>/meta.json``: fit seconds, sizes, seed, class, artefact bytes.
 
+The long_tail and serendipity arms re-weight a relevance arm (``arms.<arm>.base``) seeded like that arm;
+if that arm's artefact of ``D`` already exists with the same settings it is reused instead of refitted.
+
 Idempotent: a rerun for ``D`` rewrites both files; ``model.pkl`` is byte-identical for deterministic arms
-(all arms, with ``arms.lightfm.threads = 1``); only the timing in ``meta.json`` changes.
+(all arms, with ``arms.lightfm.threads = 1``); only the timing in ``meta.json`` changes. (A deep-cut arm
+fitted before vs after its base artefact existed scores identically but may pickle differently.)
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from deepcuts.progress import get_logger
 from deepcuts.seeds import derive_seed
 from deepcuts.settings import ALL_ARMS, Settings
 from models.base import ARTEFACT_VERSION, Recommender
-from models.registry import ARM_CLASSES, build_recommender
+from models.registry import ARM_CLASSES, base_arm, build_recommender
 from pipelines.storage import Lake
 
 log = get_logger(__name__)
@@ -53,6 +57,23 @@ def load_model(lake: Lake, run_date: date | str, arm: str) -> Recommender:
     return ARM_CLASSES[arm].from_bytes(lake.read_bytes(Dataset.MODELS, _run_date(run_date), model_path(arm)))
 
 
+def _base_model(lake: Lake, settings: Settings, day: date, name: str) -> Recommender:
+    """The relevance model a deep-cut arm re-weights, seeded like the ``name`` arm itself.
+
+    If tonight's ``name`` artefact exists and was built with the same settings and seed, it is reused
+    (its fit is skipped when it was fitted on the same interactions); otherwise a new, unfitted model.
+    Either way the deep-cut arm is the same model (identical scores), so task order does not matter;
+    only the pickle's layout may differ between the two paths, and a rerun takes the same path.
+    """
+    fresh = build_recommender(name, settings, arm_seed(settings, day, name))
+    if lake.exists(Dataset.MODELS, day, model_path(name)):
+        stored = load_model(lake, day, name)
+        if stored.config == fresh.config and stored.seed == fresh.seed:
+            log.info("reusing tonight's %s model as the base", name)
+            return stored
+    return fresh
+
+
 def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, Any]:
     """Fit ``arm`` on the run date's canonical tables and write its artefact and metadata to the lake."""
     day = _run_date(run_date)
@@ -66,7 +87,9 @@ def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, A
             f"train {arm}: canonical/interactions for {day} is empty; check the ingest step's output"
         )
     seed = arm_seed(settings, day, arm)
-    model = build_recommender(arm, settings, seed)
+    base_name = base_arm(arm, settings)
+    base = _base_model(lake, settings, day, base_name) if base_name else None
+    model = build_recommender(arm, settings, seed, base=base)
     start = time.perf_counter()
     model.fit(interactions, items)
     fit_seconds = time.perf_counter() - start

@@ -262,3 +262,20 @@ def test_interaction_matrix_ids_line_up_with_stats() -> None:
     data = InteractionMatrix.from_frames(interactions, items)
     stats = ItemStats.from_matrix(data, 1.0, 0.8)
     assert stats.item_ids.tolist() == data.item_ids.tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_lightfm_update_budget_caps_the_epochs() -> None:
+    from deepcuts.settings import LightFMSettings
+    from models.lightfm_warp import LightFMRecommender
+
+    interactions, items = _quality_world()  # 40 positives
+    capped = LightFMRecommender(LightFMSettings(components=4, epochs=20, max_updates=100)).fit(
+        interactions, items
+    )
+    assert capped.epochs_run_ == 2  # 100 // 40
+    floor = LightFMRecommender(LightFMSettings(components=4, epochs=20, max_updates=1)).fit(
+        interactions, items
+    )
+    assert floor.epochs_run_ == 1
+    full = LightFMRecommender(LightFMSettings(components=4, epochs=3)).fit(interactions, items)
+    assert full.epochs_run_ == 3

@@ -132,3 +132,31 @@ def test_candidates_errors(world_settings: Settings) -> None:
         candidates_shard(world_settings, DAY, 3, 3)
     with pytest.raises(MissingDataError):
         candidates_shard(world_settings, DAY, 0, 1)  # no model trained yet
+
+
+@pytest.mark.parametrize("arm", ["long_tail", "serendipity"])
+def test_deep_cut_arms_reuse_tonights_base(arm: str, tmp_path: Path) -> None:
+    # base = svd (seeded): the model must not depend on whether svd was trained first
+    overrides = {arm: {"base": "svd"}}
+    alone = tiny_settings(home=str(tmp_path / "a"), arms=overrides)
+    after_base = tiny_settings(home=str(tmp_path / "b"), arms=overrides)
+    write_world(Path(alone.home))
+    write_world(Path(after_base.home))
+    train_arm(alone, DAY, arm)
+    train_arm(after_base, DAY, "svd")
+    train_arm(after_base, DAY, arm)
+    users = np.arange(1, 22)
+    fresh = load_model(Lake(alone.home), DAY, arm)
+    reused = load_model(Lake(after_base.home), DAY, arm)
+    assert reused.base.seed == fresh.base.seed == arm_seed(alone, DAY, "svd")  # type: ignore[attr-defined]
+    expected = fresh.recommend(users, 6)
+    pd.testing.assert_frame_equal(reused.recommend(users, 6), expected)
+    # a rerun with the base present writes the same bytes
+    first = Lake(after_base.home).read_bytes(Dataset.MODELS, DAY, model_path(arm))
+    train_arm(after_base, DAY, arm)
+    assert Lake(after_base.home).read_bytes(Dataset.MODELS, DAY, model_path(arm)) == first
+    # a base artefact trained with other settings is not reused
+    other = tiny_settings(home=after_base.home, arms={**overrides, "svd": {"factors": 1}})
+    train_arm(other, DAY, "svd")
+    train_arm(after_base, DAY, arm)
+    pd.testing.assert_frame_equal(load_model(Lake(after_base.home), DAY, arm).recommend(users, 6), expected)
