@@ -44,6 +44,7 @@ from models import deepcut_scores as ds
 from models.base import InteractionMatrix
 from models.item_stats import ItemStats
 from models.rerank import RerankParams, RerankResult, rerank
+from pipelines.candidates import shard_part
 
 log = get_logger(__name__)
 
@@ -421,11 +422,6 @@ def process_arm(ctx: ScoringContext, candidates: pd.DataFrame, arm: str, run_dat
 
 
 # ------------------------------------------------------------------------------------------ step
-def shard_part(arm: str, shard: int) -> str:
-    """Part name of one arm's shard, shared by candidates, scored, reranked and list_metrics."""
-    return f"{arm}/shard-{shard:04d}"
-
-
 def load_item_factors(lake: Any, run_date: date) -> tuple[IntArray, FloatArray] | None:
     """``(item_ids, factors)`` of the svd arm's artefact for the run date, or None if there is none.
 
