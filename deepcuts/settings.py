@@ -126,6 +126,9 @@ class IngestSettings(Section):
     volume_lookback_days: int = Field(7, ge=1)
     #: A day whose quarantine share exceeds this fails the step (something upstream is broken).
     max_quarantine_share: float = Field(0.5, ge=0, le=1)
+    #: Columns outside the contract fail the batch (a changed producer format should be noticed);
+    #: true drops them from the canonical table (the quarantine still keeps them as text).
+    allow_extra_columns: bool = False
 
 
 class SVDSettings(Section):

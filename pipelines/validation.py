@@ -27,6 +27,8 @@ the size of the batch rather than of the catalog.
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -57,6 +59,9 @@ if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
 
 log = get_logger(__name__)
+# GX logs its start-up at INFO (functions it skips, temporary folders): noise in task logs.
+for _name in ("great_expectations", "great_expectations.data_context.types.base"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 #: Largest value of the contract's int32 ``position`` column.
 INT32_MAX = 2**31 - 1
@@ -208,6 +213,7 @@ def gx_context() -> AbstractDataContext:
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
             ctx = gx.get_context(mode="ephemeral")
+            logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
             # Airflow logs are not a terminal: no metric progress bars.
             ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
             source = ctx.data_sources.add_pandas("deepcuts")
@@ -684,8 +690,14 @@ def quarantine_table(quarantine: pd.DataFrame) -> pa.Table:
     fields = [pa.field(C.SOURCE_ROW, pa.int64()), pa.field(C.QUARANTINE_REASON, pa.string())]
     fields += [pa.field(str(c), pa.string()) for c in quarantine.columns if c not in {f.name for f in fields}]
     schema = pa.schema(fields)
-    arrays = [pa.array(quarantine[f.name].tolist() if len(quarantine) else [], type=f.type) for f in schema]
+    arrays = [pa.array([_null_or(v) for v in quarantine[f.name].tolist()], type=f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _null_or(value: Any) -> Any:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
 
 
 def day_bounds(run_date: date) -> tuple[pd.Timestamp, pd.Timestamp]:
