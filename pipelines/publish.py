@@ -437,8 +437,17 @@ def publish(settings: Settings, run_date: date | str, on_stage: StageHook | None
     ``MissingDataError`` when an input is missing. ``on_stage`` is called after each of :data:`STAGES`.
     """
     run_date = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
-    hook = on_stage or (lambda _stage: None)
     started = time.monotonic()
+    stage_seconds: dict[str, float] = {}
+    last = [started]
+
+    def hook(stage: str) -> None:
+        now = time.monotonic()
+        stage_seconds[stage] = round(now - last[0], 3)
+        last[0] = now
+        if on_stage is not None:
+            on_stage(stage)
+
     lake = Lake(settings.home)
     cfg = settings.publish
 
@@ -546,6 +555,7 @@ def publish(settings: Settings, run_date: date | str, on_stage: StageHook | None
                 raise
             result["recovered"] = recovered
             result["seconds"] = round(time.monotonic() - started, 3)
+            result["stage_seconds"] = stage_seconds
             return result
     finally:
         engine.dispose()

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -291,13 +293,19 @@ def bulk_insert(conn: Connection, table: str, frame: pd.DataFrame, chunk_rows: i
         raw = conn.connection.driver_connection
         for start in range(0, len(frame), chunk_rows):
             chunk = frame.iloc[start : start + chunk_rows]
-            buf = io.StringIO()
-            chunk.to_csv(buf, index=False, header=False)
+            # Arrow's C++ CSV writer is ~10x faster than DataFrame.to_csv; quoting ("" escapes) and
+            # booleans (true/false) match PostgreSQL's CSV COPY format.
+            buf = io.BytesIO()
+            pa_csv.write_csv(
+                pa.Table.from_pandas(chunk, preserve_index=False),
+                buf,
+                write_options=pa_csv.WriteOptions(include_header=False),
+            )
             payload = buf.getvalue()
             cursor = raw.cursor()
             try:
                 if hasattr(cursor, "copy_expert"):  # psycopg2
-                    cursor.copy_expert(copy_sql, io.StringIO(payload))
+                    cursor.copy_expert(copy_sql, io.BytesIO(payload))
                 else:  # psycopg 3
                     with cursor.copy(copy_sql) as copy:
                         copy.write(payload)

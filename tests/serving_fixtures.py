@@ -67,7 +67,7 @@ def night_frames(
                         C.SCORE: 1.0 / r,
                         C.NOVELTY: 0.1 * r,
                         C.IS_LONG_TAIL: r % 2 == 0,
-                        C.REASON: f"because you liked {u}",
+                        C.REASON: f'because you liked "{u}", a classic\nof its kind',  # COPY escaping
                         C.RUN_DATE: run_date,
                     }
                 )

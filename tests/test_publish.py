@@ -108,6 +108,7 @@ def test_publish_loads_a_version_the_app_can_read(tmp_path: Path, serving_url: s
         "exp-1",
     )
     assert first["propensity"] == pytest.approx(0.5)
+    assert first["reason"] == 'because you liked "5", a classic\nof its kind'  # quotes, comma, newline
     assert first["item_id"] == 100 + (5 * 5 + 1 * 3 + 1) % 60
     assert bool(rows[1]["is_long_tail"]) is True and bool(first["is_long_tail"]) is False
     assert n_policy == 24 and p_sum == pytest.approx(12.0)
