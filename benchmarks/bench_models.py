@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from deepcuts.contracts import C  # noqa: E402
 from deepcuts.metrics import ListContext, score_lists  # noqa: E402
 from deepcuts.settings import ALL_ARMS, load_settings  # noqa: E402
-from models.registry import build_recommender  # noqa: E402
+from models.registry import base_arm, build_recommender  # noqa: E402
 from pipelines.loaders import load_dataset, load_split  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "ml-100k"
@@ -43,13 +43,18 @@ OUT = ROOT / "benchmarks" / "out"
 def run_arms(train: pd.DataFrame, items: pd.DataFrame, users: np.ndarray, k: int) -> dict[str, dict]:
     settings = load_settings()
     results: dict[str, dict] = {}
+    fitted = {}
     for arm in ALL_ARMS:
-        model = build_recommender(arm, settings, seed=42)
+        # as in the nightly train step, long_tail / serendipity reuse the fitted base arm (ALL_ARMS
+        # lists the relevance arms first)
+        base = fitted.get(base_arm(arm, settings) or "")
+        model = build_recommender(arm, settings, seed=42, base=base)
         t0 = time.perf_counter()
         model.fit(train, items)
         t1 = time.perf_counter()
         recs = model.recommend(users, k)
         t2 = time.perf_counter()
+        fitted[arm] = model
         results[arm] = {"recs": recs, "fit_seconds": t1 - t0, "recommend_seconds": t2 - t1}
         print(f"{arm:12s} fit {t1 - t0:6.2f}s  recommend {t2 - t1:5.2f}s", flush=True)
     return results

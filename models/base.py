@@ -81,6 +81,15 @@ class InteractionMatrix:
         out.data = np.ones_like(out.data)
         return out
 
+    def binary_rows(self, rows: npt.ArrayLike) -> sp.csr_matrix:
+        """``binary`` restricted to some rows, without copying the whole matrix (for scoring batches).
+
+        Every stored entry counts as an interaction, an explicit 0 rating included.
+        """
+        out = self.ratings[np.asarray(rows, dtype=np.int64)]
+        out.data = np.ones_like(out.data)
+        return out
+
     def user_rows(self, user_ids: npt.ArrayLike) -> IntArray:
         """Row index per user id, -1 for users unknown to the matrix."""
         ids = np.asarray(user_ids, dtype=np.int64)
@@ -228,9 +237,10 @@ class Recommender(ABC):
             assert self.popularity_ is not None
             scores[~known] = self.popularity_
         if exclude_seen and known.any():
-            seen = data.ratings[rows[known]]
+            # stored entries, not nonzero values: an item rated 0 on a 0-based scale is seen too
+            seen = data.ratings[rows[known]].tocoo()
             block = scores[known]
-            block[seen.nonzero()] = -np.inf
+            block[seen.row, seen.col] = -np.inf
             scores[known] = block
         scores[np.isnan(scores)] = -np.inf
         idx, vals = top_n(scores, n)

@@ -122,7 +122,7 @@ class ItemCFRecommender(Recommender):
 
     def _score(self, user_rows: IntArray) -> FloatArray:
         assert self.data is not None and self.weights_ is not None
-        history = self.data.binary[user_rows]
+        history = self.data.binary_rows(user_rows)
         out = history @ self.weights_
         if sp.issparse(out):
             out = out.toarray()

@@ -88,7 +88,7 @@ class QualityFloorMixin:
 
     def _relevance(self, user_rows: IntArray) -> FloatArray:
         assert self.data is not None
-        seen = self.data.ratings[user_rows].toarray() != 0
+        seen = self.data.binary_rows(user_rows).toarray() > 0
         return normalise_rows(self.base._score(user_rows), seen)
 
 

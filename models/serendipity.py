@@ -65,7 +65,7 @@ class SerendipityRecommender(QualityFloorMixin, Recommender):
     def unexpectedness(self, user_rows: IntArray) -> FloatArray:
         """``unexp_ui`` for a batch of user rows (see the module docstring), shape (batch, n_items)."""
         assert self.data is not None and self.genres_ is not None and self.stats_ is not None
-        history = self.data.binary[user_rows]
+        history = self.data.binary_rows(user_rows)
         profile = np.asarray(history @ self.genres_, dtype=np.float32)
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
         genre_distance = 1.0 - profile @ self.genres_.T

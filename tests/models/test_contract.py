@@ -120,3 +120,19 @@ def test_invariants_on_random_worlds(seed: int, n: int, arm: str) -> None:
     model = build_recommender(arm, tiny_settings(), seed=seed).fit(interactions, items)
     users = np.append(np.unique(interactions[C.USER_ID]), [10_001])
     _check_lists(model.recommend(users, n), interactions, n)
+
+
+@pytest.mark.parametrize("arm", CHEAP_ARMS)
+def test_an_item_rated_zero_is_seen(arm: str, world: tuple) -> None:
+    # on a 0-based scale a 0 rating is still an interaction: user 1 rated the held-out item 0
+    interactions, items = world
+    zero = pd.DataFrame(
+        {
+            C.USER_ID: [1],
+            C.ITEM_ID: [5],
+            C.RATING: np.float32(0.0),
+            C.TS: [interactions[C.TS].max() + pd.Timedelta(minutes=1)],
+        }
+    )
+    model = build_recommender(arm, tiny_settings(), seed=3).fit(pd.concat([interactions, zero]), items)
+    assert 5 not in model.recommend([1], 10)[C.ITEM_ID].tolist()
