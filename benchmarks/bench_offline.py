@@ -240,18 +240,21 @@ def render(result: dict[str, Any]) -> str:
         "items removed; all rows scored by `deepcuts.metrics` in the same run. Ratios are nDCG@10 over "
         "the peer's nDCG@10.",
         "",
-        "| system | nDCG@10 | MAP | P@10 | R@10 | long-tail share | coverage | fit s | "
+        "| system | nDCG@10 | MAP | P@10 | R@10 | long-tail share | coverage | mean hit rating | fit s | "
         "/ ALS tuned | / SAR measured | / SAR published |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         lt = r.get("long_tail_share")
         cov = r.get("catalog_coverage")
         fit = r.get("fit_seconds")
+        hit_rating = r.get("mean_hit_rating")
         lines.append(
             f"| {name} | {r['ndcg@10']:.4f} | {r['map']:.4f} | {r['precision@10']:.4f} | "
             f"{r['recall@10']:.4f} | {'-' if lt is None else f'{lt:.3f}'} | "
-            f"{'-' if cov is None else f'{cov:.3f}'} | {'-' if fit is None else f'{fit:.2f}'} | "
+            f"{'-' if cov is None else f'{cov:.3f}'} | "
+            f"{'-' if hit_rating is None else f'{hit_rating:.3f}'} | "
+            f"{'-' if fit is None else f'{fit:.2f}'} | "
             f"{ratio(r['ndcg@10'], als)} | {ratio(r['ndcg@10'], sar_measured)} | "
             f"{ratio(r['ndcg@10'], sar_published)} |"
         )
@@ -362,6 +365,8 @@ def main() -> int:
         long_tail_item_ids=long_tail_ids(train, items, settings),
     )
     rows: dict[str, dict[str, Any]] = {f"deepcuts {name}": m for name, m in ours["arms"].items()}
+    # the deep-cut re-ranker's lists built from each arm's candidates (what the product serves)
+    rows.update({f"deepcuts {name} re-ranked": m for name, m in ours.get("served", {}).items()})
 
     als_params = {"implicit ALS (defaults)": ALS_DEFAULTS, "implicit ALS (tuned)": tune_als(train)}
     for name, params in als_params.items():

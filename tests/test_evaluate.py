@@ -208,8 +208,13 @@ def test_cli_evaluate_writes_json_and_table(
         "recommend_seconds",
     ):
         assert key in metrics
+    # the deep-cut re-ranker's lists are scored next to the raw arm
+    assert set(result["served"]) == {"popularity"}
+    assert "ndcg@5" in result["served"]["popularity"]
     printed = capsys.readouterr().out
-    assert "popularity" in printed and "ndcg@5" in printed and "30 users evaluated" in printed
+    assert "popularity (served)" in printed and "ndcg@5" in printed and "30 users evaluated" in printed
+    assert cli_main([*args, "--arms", "popularity", "--no-rerank", "--out", str(out)]) == 0
+    assert "served" not in json.loads(out.read_text())
 
 
 def test_cli_evaluate_explains_missing_inputs(tmp_path: Path, settings: Settings) -> None:

@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--k", type=int, default=None, help="list length (default: evaluate.k, 10)")
     parser.add_argument("--arms", default="all", help="'all' or a comma list, e.g. svd,lightfm,popularity")
     parser.add_argument("--out", required=True, help="JSON results file to write")
+    parser.add_argument(
+        "--no-rerank",
+        dest="rerank",
+        action="store_false",
+        help='skip the deep-cut re-ranker (no "served" entries next to "arms")',
+    )
     # csv loader options (override the [source] section of the settings)
     csv = parser.add_argument_group("csv loader options (see `deepcuts config`, section [source])")
     for flag, dest, help_text in (
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             protocol=args.protocol,
             k=args.k,
             arms=args.arms,
+            rerank=args.rerank,
         )
     except EvaluationError as exc:
         print(f"deepcuts evaluate: {exc}", file=sys.stderr)
