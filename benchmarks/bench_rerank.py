@@ -196,6 +196,7 @@ def speed_benchmark(seed: int = 7, users: int = 6040, items: int = 3706, arms: i
     p = popularity / popularity.sum()
     timings = []
     params = RerankParams()
+    load_before = round(os.getloadavg()[0], 2)
     for _ in range(arms):
         cand = np.argsort(-(np.log(p)[None, :] + rng.gumbel(size=(users, items))), axis=1)[:, :k]
         rel = np.sort(rng.random((users, k)).astype(np.float32), axis=1)[:, ::-1].copy()
@@ -204,6 +205,8 @@ def speed_benchmark(seed: int = 7, users: int = 6040, items: int = 3706, arms: i
         timings.append(time.perf_counter() - started)
         sel = np.take_along_axis(cand, out.positions, axis=1)
     return {
+        "load_average_1min_before": load_before,
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
         "users": users,
         "items": items,
         "candidates": k,
