@@ -546,7 +546,8 @@ def _run_night_keep_live(
     before, after = STEP_NAMES[:cut], STEP_NAMES[cut + 1 :]
     night = run_night(settings, run_date, n_shards, skip=[*skip, *STEP_NAMES[cut:]])
     for name in STEP_NAMES[cut:]:
-        night["skipped"].pop(name, None)
+        if name not in skip:  # they run below
+            night["skipped"].pop(name, None)
     publish = resolve(STEPS[cut])
     if "publish" in skip or publish is None:
         rest = run_night(settings, run_date, n_shards, skip=[*skip, *before])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date
 from pathlib import Path
@@ -216,3 +217,47 @@ def test_replay_world_clicks_are_future_high_ratings() -> None:
     # item 10 rated 5 today: click; 11 rated 2: no; 12 rated 4 within 7 days: click; 13 too late; 99 never
     assert clicked.tolist() == [True, False, True, False, False]
     assert rated[0] == 5.0 and rated[2] == 4.0 and np.isnan(rated[1])
+
+
+# ------------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_two_night_synthetic_simulation_end_to_end(tmp_path: Path) -> None:
+    """The real steps, a tiny world, two nights: feedback lands, is ingested and analysed next night."""
+    pytest.importorskip("pipelines.ingest", reason="the ingest step is not in this code base yet")
+    from pipelines.simulate import simulate
+
+    home = tmp_path / "lake"
+    settings = load_settings(
+        home=str(home),
+        seed=5,
+        world={"users": 60, "items": 200, "history_days": 30, "ratings_per_user": 12.0, "seed": 5},
+        arms={"candidates_n": 60, "user_shards": 2},
+        simulator={"skip_steps": ["report"]},
+    )
+    out = tmp_path / "sim.json"
+    record = simulate(settings, "synthetic", 2, out=out)
+    saved = json.loads(out.read_text())
+    assert saved["world"] == "synthetic" and saved["days"] == 2 and saved["seed"] == 5
+    assert [n["night"] for n in saved["nights"]] == [1, 2]
+    assert out.with_suffix(".png").exists()
+    required = {
+        "impressions", "clicks", "ctr", "arm_share", "best_arm_share", "cumulative_regret",
+        "long_tail_share", "genres_per_list", "mean_rating", "ab",
+    }  # fmt: skip
+    for night in saved["nights"]:
+        assert required <= set(night)
+        assert set(night["impressions"]) == {"control", "treatment"}
+        assert set(night["ab"]) == {"verdict", "p_value", "lift", "ci_low", "ci_high", "srm_p_value"}
+        assert night["skipped_steps"] == {"report": "skipped on request"}
+        for shares in night["arm_share"].values():
+            assert sum(shares.values()) == pytest.approx(1.0)
+    first, second = saved["nights"]
+    assert first["cumulative_regret"] <= second["cumulative_regret"] + 1e-9
+    # night 1's served-day feedback went through ingest on night 2 and into the A/B analysis
+    lake = Lake(home)
+    landed = lake.read_df(Dataset.LANDING_FEEDBACK, date.fromisoformat(first["served_day"]))
+    assert len(landed) == first["events"] > 0
+    ingested = lake.read_df(Dataset.FEEDBACK_EVENTS, date.fromisoformat(second["run_date"]))
+    assert 0 < len(ingested) <= len(landed)
+    assert second["ab"]["srm_p_value"] is not None
+    assert record["summary"]["ctr_control"] is not None
