@@ -253,3 +253,33 @@ def test_score_lists_combines_everything() -> None:
     # baseline top-2 of unseen by popularity (1 > 2 > 3): user 1 gets [2, 3], user 2 gets [3]
     assert out["serendipity"] == pytest.approx(0.0)
     assert out["catalog_coverage"] == pytest.approx(2 / 3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lists=lists_strategy,
+    train_pairs=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 15)), min_size=1, max_size=40),
+    k=st.integers(1, 5),
+)
+def test_beyond_accuracy_invariants(
+    lists: dict[int, list[int]], train_pairs: list[tuple[int, int]], k: int
+) -> None:
+    """Shares in [0, 1], Gini in [0, 1); the popularity baseline never repeats or shows seen items."""
+    recs = recs_frame(lists) if lists else recs_frame({0: []})
+    train = pd.DataFrame(train_pairs, columns=[C.USER_ID, C.ITEM_ID]).assign(**{C.RATING: 4.0})
+    truth = train.sample(frac=0.5, random_state=1)
+    genres = [["A"], ["A", "B"], ["C"], []]
+    items = pd.DataFrame({C.ITEM_ID: np.arange(16), C.GENRES: [genres[i % 4] for i in range(16)]})
+    ctx = ListContext.build(k=k, train=train, items=items, head_share=0.8, truth=truth)
+    out = score_lists(recs, ctx)
+    for key in ("catalog_coverage", "ild", "long_tail_share"):
+        assert 0.0 <= out[key] <= 1.0 + 1e-12
+    assert 0.0 <= out["gini"] < 1.0
+    assert out["genres_per_list"] <= 3
+    if out["serendipity"] is not None:
+        assert 0.0 <= out["serendipity"] <= 1.0
+    base = popularity_baseline(train, [0, 1, 2, 99], k)
+    assert not base.duplicated([C.USER_ID, C.ITEM_ID]).any()
+    assert (base.groupby(C.USER_ID).size() <= k).all()
+    seen = base.merge(train[[C.USER_ID, C.ITEM_ID]].drop_duplicates(), on=[C.USER_ID, C.ITEM_ID])
+    assert seen.empty
