@@ -222,3 +222,46 @@ def test_score_shard_uses_the_svd_artefact_for_the_embedding_distance(small_sett
     known = scored[scored[C.USER_ID] != 7]  # the cold user has no history to be distant from
     assert known[C.UNEXPECTEDNESS_EMBEDDING].notna().all()
     assert known[C.UNEXPECTEDNESS_EMBEDDING].between(0, 1).all()
+
+
+def test_rerank_transform_serves_deep_cuts_in_the_offline_evaluation(small_settings: Settings) -> None:
+    from models.popularity import PopularityRecommender
+    from pipelines.evaluate import evaluate_offline
+    from pipelines.score import rerank_transform
+
+    lake = _world(small_settings)
+    train = lake.read_df(Dataset.INTERACTIONS, RUN)
+    items = lake.read_df(Dataset.ITEMS, RUN)
+    seen = set(zip(train[C.USER_ID], train[C.ITEM_ID], strict=True))
+    test = pd.DataFrame(
+        [(u, i, 4.0) for u in range(1, 7) for i in range(1, 13) if (u, i) not in seen],
+        columns=[C.USER_ID, C.ITEM_ID, C.RATING],
+    )
+    result = evaluate_offline(
+        train,
+        test,
+        items,
+        {"popularity": lambda: PopularityRecommender(None, seed=1)},
+        k=4,
+        list_transform=rerank_transform(small_settings, train, items, length=4),
+        n_candidates=12,
+    )
+    raw, served = result["arms"]["popularity"], result["served"]["popularity"]
+    assert set(served) >= {"ndcg@4", "long_tail_share", "genres_per_list", "transform_seconds"}
+    assert served["catalog_coverage"] >= raw["catalog_coverage"]
+    # the transform alone: 35-40 % of 4 items has no integer, so 2 long-tail items (the count nearest
+    # the band's middle), relaxed to what each user's candidates hold
+    transform = rerank_transform(small_settings, train, items, length=4)
+    cands = PopularityRecommender(None, seed=1).fit(train, items).recommend(np.arange(1, 7), 12)
+    lists = transform("popularity", cands)
+    sizes = lists.groupby(C.USER_ID).size()
+    assert sizes.eq(cands.groupby(C.USER_ID).size().clip(upper=4)).all()
+    ctx = ScoringContext.build(small_settings, train, items)
+    tail_ids = set(ctx.history.item_ids[ctx.stats.is_long_tail].tolist())
+    for user, group in cands.groupby(C.USER_ID):
+        n_tail = int(group[C.ITEM_ID].isin(tail_ids).sum())
+        length = min(4, len(group))
+        band = {1: (0, 0), 2: (1, 1), 3: (1, 1), 4: (2, 2)}[length]  # RerankParams.long_tail_counts
+        lo, hi = min(band[0], n_tail), max(band[1], length - (len(group) - n_tail))
+        got = int(lists.loc[lists[C.USER_ID] == user, C.ITEM_ID].isin(tail_ids).sum())
+        assert lo <= got <= hi
