@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from deepcuts.contracts import ALERTS_SCHEMA, MONITOR_CHECKS_SCHEMA, C, Dataset, EventType
+from deepcuts.contracts import ALERTS_SCHEMA, MONITOR_CHECKS_SCHEMA, C, Dataset, EventType, Variant
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
 from pipelines import serving
@@ -104,6 +104,32 @@ def diversity_metrics(served: pd.DataFrame, items: pd.DataFrame) -> dict[str, fl
     out["coverage"] = float(served[C.ITEM_ID].nunique() / len(catalog)) if len(catalog) else math.nan
     out["gini"] = gini(exposure.to_numpy())
     return out
+
+
+def product_lists(served: pd.DataFrame) -> pd.DataFrame:
+    """The deep-cut product's lists: the treatment variant (control serves the un-re-ranked baseline
+    arm by design, so its diversity and quality are the A/B comparison, not a health problem).
+    All lists when nobody is in treatment."""
+    treatment = served[served[C.VARIANT] == Variant.TREATMENT.value]
+    return treatment if len(treatment) else served
+
+
+def _which(product: pd.DataFrame, served: pd.DataFrame) -> str:
+    return "treatment-list" if len(product) < len(served) else "served"
+
+
+def ope_insane(ope: pd.DataFrame) -> np.ndarray:
+    """Rows of an OPE table that cannot be right: a non-finite estimate without the thin-support flag,
+    a SNIPS estimate outside [0, 1] (it is a weighted mean of 0/1 rewards), or ``ci_low > ci_high``.
+    IPS and DR may legitimately leave [0, 1] on small samples, so their range is not judged."""
+    est, lo, hi = (ope[c].astype(float).to_numpy() for c in (C.ESTIMATE, C.CI_LOW, C.CI_HIGH))
+    thin = ope[C.THIN_SUPPORT].astype(bool).to_numpy()
+    snips = (ope[C.ESTIMATOR] == "snips").to_numpy()
+    finite = np.isfinite(est)
+    bad = ~finite & ~thin
+    bad |= finite & snips & ((est < -1e-12) | (est > 1 + 1e-12))
+    bad |= np.isfinite(lo) & np.isfinite(hi) & (lo > hi + 1e-12)
+    return bad
 
 
 # --------------------------------------------------------------------------- reading the lake
@@ -250,7 +276,10 @@ def run_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
     # diversity health -------------------------------------------------------------------------------
     div_names = ("long_tail_share", "genres_per_list", "coverage", "gini")
     if served is not None and len(served) and items is not None and len(items):
-        m = diversity_metrics(served, items)
+        product = product_lists(served)
+        m = diversity_metrics(product, items)
+        whole = diversity_metrics(served, items)
+        m["coverage"], m["gini"] = whole["coverage"], whole["gini"]
         checks += [
             _band(
                 "long_tail_share",
@@ -258,7 +287,7 @@ def run_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
                 m["long_tail_share"],
                 cfg.long_tail_min,
                 cfg.long_tail_max,
-                "share of served slots that are long-tail items",
+                f"share of {_which(product, served)} slots that are long-tail items",
             ),
             _band(
                 "genres_per_list",
@@ -266,7 +295,7 @@ def run_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
                 m["genres_per_list"],
                 cfg.min_genres_per_list,
                 None,
-                "mean distinct genres per (user, daypart) list",
+                f"mean distinct genres per (user, daypart) list ({_which(product, served)})",
             ),
             _band(
                 "coverage",
@@ -287,7 +316,9 @@ def run_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
     stats = _item_rating_stats(lake, run_date)
     if served is not None and len(served) and stats is not None and len(stats):
         q, mu = bayesian_quality(stats["sum"], stats["count"], settings.arms.quality.prior_weight)
-        slot_q = served[C.ITEM_ID].map(q).fillna(mu)
+        product = product_lists(served)
+        slot_q = product[C.ITEM_ID].map(q).fillna(mu)
+        overall = float(served[C.ITEM_ID].map(q).fillna(mu).mean())
         checks.append(
             _band(
                 "mean_predicted_quality",
@@ -295,7 +326,7 @@ def run_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
                 float(slot_q.mean()),
                 floor,
                 None,
-                "mean Bayesian quality of served items",
+                f"mean Bayesian quality of {_which(product, served)} items (all served lists: {overall:.3f})",
             )
         )
     else:
@@ -461,22 +492,16 @@ def run_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
     # OPE sanity -------------------------------------------------------------------------------------
     ope = _read(lake, Dataset.OPE, run_date)
     if ope is not None and len(ope):
-        est, lo, hi = (ope[c].astype(float).to_numpy() for c in (C.ESTIMATE, C.CI_LOW, C.CI_HIGH))
-        valid = np.isfinite(est)
-        bad = valid & (
-            (est < 0)
-            | (est > 1)
-            | (np.isfinite(lo) & (lo > est + 1e-12))
-            | (np.isfinite(hi) & (hi < est - 1e-12))
-        )
+        bad = ope_insane(ope)
         checks.append(
             Check(
                 "ope_sanity",
                 "ope",
                 not bad.any(),
                 float(bad.sum()),
-                "0 estimates outside [0, 1] or their CI",
-                f"{int(bad.sum())} of {int(valid.sum())} OPE estimates outside [0, 1] or their interval"
+                "0 insane estimates",
+                f"{int(bad.sum())} of {len(ope)} OPE estimates are insane (non-finite with support, "
+                "SNIPS outside [0, 1], or ci_low > ci_high)"
                 + (
                     f", e.g. {ope.loc[bad, [C.POLICY, C.ESTIMATOR, C.ESTIMATE]].head(3).to_dict('records')}"
                     if bad.any()
@@ -487,8 +512,11 @@ def run_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
         logging_rows = ope[ope[C.POLICY] == "logging"]
         ess = logging_rows[C.ESS].astype(float) if len(logging_rows) else ope[C.ESS].astype(float)
         ess_value = float(ess.min()) if ess.notna().any() else math.nan
+        trials = int(ope[C.N_TRIALS].max()) if len(ope) else 0
         checks.append(
-            _band(
+            _skip("ope_support", "ope", f">= {cfg.min_ope_ess:g}", "no logged list impressions yet")
+            if trials == 0
+            else _band(
                 "ope_support",
                 "ope",
                 ess_value,

@@ -19,7 +19,15 @@ from deepcuts.contracts import C, Dataset
 from deepcuts.settings import Settings
 from pipelines import serving
 from pipelines.alerting import send_alerts
-from pipelines.monitor import diversity_metrics, gini, monitor, quarantine_counts, scale_5pt
+from pipelines.monitor import (
+    diversity_metrics,
+    gini,
+    monitor,
+    ope_insane,
+    product_lists,
+    quarantine_counts,
+    scale_5pt,
+)
 from pipelines.publish import PublishRejectedError, publish
 from pipelines.storage import Lake
 from tests.serving_fixtures import D1, make_settings, night_frames, write_night
@@ -72,6 +80,26 @@ def test_quarantine_counts_reads_nested_summaries() -> None:
     }
     assert quarantine_counts(doc) == (150, 10)
     assert scale_5pt(3.8, 1.0, 10.0) == pytest.approx(1 + 2.8 * 9 / 4)
+
+
+def test_ope_insane_flags_only_impossible_estimates() -> None:
+    ope = pd.DataFrame(
+        {
+            C.ESTIMATOR: ["ips", "dr", "snips", "snips", "ips", "ips"],
+            C.ESTIMATE: [1.3, -0.05, 0.2, 1.2, np.nan, np.nan],
+            C.CI_LOW: [0.9, -0.2, 0.3, 1.0, np.nan, np.nan],
+            C.CI_HIGH: [1.6, 0.1, 0.1, 1.4, np.nan, np.nan],
+            C.THIN_SUPPORT: [False, False, False, False, True, False],
+        }
+    )
+    # IPS > 1 and DR < 0 are legal on small samples; CI inverted; SNIPS > 1; NaN without thin support
+    assert ope_insane(ope).tolist() == [False, False, True, True, False, True]
+
+
+def test_product_lists_are_the_treatment_lists() -> None:
+    served = pd.DataFrame({C.VARIANT: ["control", "treatment", "treatment"], C.ITEM_ID: [1, 2, 3]})
+    assert product_lists(served)[C.ITEM_ID].tolist() == [2, 3]
+    assert len(product_lists(served[served[C.VARIANT] == "control"])) == 1  # nobody in treatment: all
 
 
 # --------------------------------------------------------------------------- the step
@@ -184,7 +212,7 @@ def test_observed_rating_and_ope_sanity(tmp_path: Path) -> None:
     ope = pd.DataFrame(
         {
             C.POLICY: ["logging", "posterior"],
-            C.ESTIMATOR: ["ips", "ips"],
+            C.ESTIMATOR: ["ips", "snips"],
             C.ESTIMATE: [0.1, 1.4],
             C.CI_LOW: [0.05, 0.2],
             C.CI_HIGH: [0.15, 0.3],
@@ -197,7 +225,7 @@ def test_observed_rating_and_ope_sanity(tmp_path: Path) -> None:
     lake.write_table(Dataset.OPE, D1, ope)
     out = monitor(settings, D1)
     assert out["failed"]["mean_observed_rating"] == "warning"  # mean 1.0 < 4.2
-    assert out["failed"]["ope_sanity"] == "warning"  # 1.4 outside [0, 1]
+    assert out["failed"]["ope_sanity"] == "warning"  # SNIPS 1.4 outside [0, 1]
     assert "ope_support" not in out["failed"]  # the logging policy's ESS is 400
 
 
