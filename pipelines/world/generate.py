@@ -281,22 +281,30 @@ def _make_users(settings: WorldSettings, model: WorldModel, genre_vectors: np.nd
 
 
 def _rating_counts(settings: WorldSettings, segment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Ratings per user: new 1-4, power ``max(100, 2.7 R LN(0, 0.35))``, casual log-normal whose mean
-    makes the overall mean ``R = ratings_per_user``; all capped at half the catalog."""
+    """Ratings per user: new uniform on 1..4, power ``max(100, 2.7 R LN(0, 0.35))``, casual
+    ``clip(round(s Z), 5, max(99, 2R))`` with ``Z ~ LN(-0.245, 0.7)`` (mean 1) and the scale ``s``
+    found by bisection so that the realised overall mean is ``R = ratings_per_user``; all capped at half
+    the catalog."""
     n, r = len(segment), settings.ratings_per_user
     cap = max(1, settings.items // 2)
-    shares = np.bincount(segment, minlength=3) / n
-    power = np.maximum(POWER_MIN_RATINGS, np.round(2.7 * r * rng.lognormal(0.0, 0.35, size=n)))
-    power_mean = float(np.minimum(power, cap).mean())
-    new_mean = (1 + NEW_MAX_RATINGS) / 2
-    casual_mean = (r - shares[0] * new_mean - shares[2] * power_mean) / max(shares[1], 1e-9)
-    casual_mean = max(casual_mean, 8.0)
     sigma = 0.7
-    casual = np.round(casual_mean * rng.lognormal(-(sigma**2) / 2, sigma, size=n))
-    casual = np.clip(casual, 5, max(POWER_MIN_RATINGS - 1, 2 * r))
+    power = np.maximum(POWER_MIN_RATINGS, np.round(2.7 * r * rng.lognormal(0.0, 0.35, size=n)))
+    z = rng.lognormal(-(sigma**2) / 2, sigma, size=n)
     new = rng.integers(1, NEW_MAX_RATINGS + 1, size=n)
-    counts = np.choose(segment, [new, casual, power]).astype(np.int64)
-    return np.clip(counts, 1, cap)
+    casual_cap = max(POWER_MIN_RATINGS - 1, 2 * r)
+
+    def counts_for(scale: float) -> np.ndarray:
+        casual = np.clip(np.round(scale * z), 5, casual_cap)
+        return np.clip(np.choose(segment, [new, casual, power]), 1, cap).astype(np.int64)
+
+    lo, hi = 0.0, 4.0 * casual_cap
+    for _ in range(60):  # the mean is non-decreasing in the scale
+        mid = (lo + hi) / 2
+        if counts_for(mid).mean() < r:
+            lo = mid
+        else:
+            hi = mid
+    return counts_for(hi)
 
 
 # --------------------------------------------------------------------------------------- calibration
