@@ -219,12 +219,74 @@ def speed_benchmark(seed: int = 7, users: int = 6040, items: int = 3706, arms: i
     }
 
 
+def step_benchmark(seed: int = 11, users: int = 6040, items: int = 3706, ratings: int = 1_000_000) -> dict:
+    """The whole ``score_shard`` (read, score, re-rank, write) on an ML-1M-sized synthetic lake, 1 shard."""
+    import tempfile
+
+    from deepcuts.contracts import Dataset
+    from pipelines.score import score_shard
+    from pipelines.storage import Lake
+
+    rng = np.random.default_rng(seed)
+    run_date = datetime(2026, 1, 31, tzinfo=UTC).date()
+    names = [f"G{j:02d}" for j in range(17)] + ["Anime"]
+    genre_lists = [sorted(set(rng.choice(names, rng.integers(1, 4)).tolist())) for _ in range(items)]
+    catalog = pd.DataFrame(
+        {C.ITEM_ID: np.arange(1, items + 1), C.TITLE: "t", C.GENRES: genre_lists, C.YEAR: 2000}
+    )
+    popularity = rng.pareto(1.2, items) + 1
+    p = popularity / popularity.sum()
+    pairs = np.unique(
+        rng.integers(1, users + 1, ratings) * 10_000 + rng.choice(np.arange(1, items + 1), ratings, p=p)
+    )
+    inter = pd.DataFrame(
+        {
+            C.USER_ID: pairs // 10_000,
+            C.ITEM_ID: pairs % 10_000,
+            C.RATING: rng.integers(1, 6, pairs.size).astype(np.float32),
+            C.TS: pd.Timestamp("2026-01-15", tz="UTC"),
+        }
+    )
+    with tempfile.TemporaryDirectory() as home:
+        settings = load_settings(home=home)
+        lake = Lake(home)
+        lake.write_table(Dataset.ITEMS, run_date, catalog)
+        lake.write_table(Dataset.INTERACTIONS, run_date, inter)
+        all_users = np.arange(1, users + 1)
+        for arm in ("svd", "lightfm", "graph", "item_cf", "long_tail", "serendipity"):
+            cand = np.argsort(-(np.log(p)[None, :] + rng.gumbel(size=(users, items))), axis=1)[:, :100] + 1
+            frame = pd.DataFrame(
+                {
+                    C.USER_ID: np.repeat(all_users, 100),
+                    C.ITEM_ID: cand.ravel(),
+                    C.RANK: np.tile(np.arange(1, 101), users),
+                    C.SCORE: np.tile(np.linspace(1, 0, 100), users),
+                    C.ARM: arm,
+                    C.RUN_DATE: run_date,
+                }
+            )
+            lake.write_table(Dataset.CANDIDATES, run_date, frame, part=f"{arm}/shard-0000")
+        started = time.perf_counter()
+        out = score_shard(settings, run_date, 0, 1)
+        seconds = time.perf_counter() - started
+    return {
+        "users": users,
+        "items": items,
+        "interactions": int(pairs.size),
+        "arms": len(out["arms"]),
+        "score_shard_seconds": round(seconds, 2),
+        "rerank_seconds": {arm: v["rerank_seconds"] for arm, v in out["arms"].items()},
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", default="svd,item_cf,graph")
     parser.add_argument("--pool", type=int, default=300, help="candidates per user for the sweep")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--step", action="store_true", help="also time the whole score step (ML-1M size)")
     args = parser.parse_args()
     report: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -251,8 +313,14 @@ def main() -> None:
         speed = speed_benchmark()
         report["speed"] = speed
         print(f"\nML-1M size re-ranking: {speed}")
+    if args.step:
+        step = step_benchmark()
+        report["step"] = step
+        print(f"\nML-1M size score step: {step}")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "bench_rerank.json").write_text(json.dumps(report, indent=2))
+    path = OUT / "bench_rerank.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    (OUT / "bench_rerank.json").write_text(json.dumps({**previous, **report}, indent=2))
 
 
 if __name__ == "__main__":

@@ -265,3 +265,15 @@ def test_rerank_transform_serves_deep_cuts_in_the_offline_evaluation(small_setti
         lo, hi = min(band[0], n_tail), max(band[1], length - (len(group) - n_tail))
         got = int(lists.loc[lists[C.USER_ID] == user, C.ITEM_ID].isin(tail_ids).sum())
         assert lo <= got <= hi
+
+
+def test_catalog_without_genres_still_reranks(small_settings: Settings) -> None:
+    lake = _world(small_settings)
+    items = lake.read_df(Dataset.ITEMS, RUN)
+    items[C.GENRES] = [[] for _ in range(len(items))]
+    ctx = ScoringContext.build(small_settings, lake.read_df(Dataset.INTERACTIONS, RUN), items)
+    assert ctx.genres.shape == (12, 0)
+    out = process_arm(ctx, lake.read_df(Dataset.CANDIDATES, RUN, parts=["svd/shard-0000"]), "svd", RUN)
+    assert out.reranked.groupby(C.USER_ID).size().eq(5).all()
+    assert out.reranked[C.REASON].str.contains("genre=none").all()
+    assert out.list_metrics[C.N_GENRES].eq(0).all()
