@@ -1,0 +1,266 @@
+"""The nightly ingest on a tiny hand-made source and hand-written landing logs, with known answers.
+
+Source: 6 items (ids 1..6), 8 ratings by users 1..3 spread over 2026-03-01..2026-03-12, one with an
+unknown item and one from 1980. Nights: D1 = 2026-03-09 (first night), D2 = 03-10, D3 = 03-11.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepcuts.cli import main as cli_main
+from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset
+from deepcuts.settings import Settings, load_settings
+from pipelines.ingest import SEEN_PART, SUMMARY_FILE, ingest, ingest_source
+from pipelines.loaders import SourceData
+from pipelines.storage import Lake
+from pipelines.validation import ValidationFailed
+
+D1, D2, D3 = date(2026, 3, 9), date(2026, 3, 10), date(2026, 3, 11)
+
+
+def source() -> SourceData:
+    items = pd.DataFrame(
+        {
+            C.ITEM_ID: np.arange(1, 7, dtype=np.int64),
+            C.TITLE: [f"Film {i} (1999)" for i in range(1, 7)],
+            C.GENRES: [["Anime"], ["Drama"], ["Comedy"], ["Anime", "Drama"], [], ["Western"]],
+            C.YEAR: pd.array([1999] * 6, dtype="Int32"),
+        }
+    )
+    rows = [
+        # user, item, rating, ts
+        (1, 1, 4.0, "2026-03-01 10:00"),
+        (2, 2, 5.0, "2026-03-08 23:59"),
+        (3, 9, 3.0, "2026-03-09 08:00"),  # unknown item -> quarantined on D1
+        (1, 3, 2.0, "1980-01-01 00:00"),  # ancient -> quarantined on D1
+        (2, 4, 4.5, "2026-03-09 12:00"),
+        (3, 5, 1.0, "2026-03-10 07:00"),  # D2 delta
+        (1, 6, 3.5, "2026-03-10 22:00"),  # D2 delta
+        (2, 1, 4.0, "2026-03-12 09:00"),  # after D3: never ingested in these tests
+    ]
+    inter = pd.DataFrame(rows, columns=[C.USER_ID, C.ITEM_ID, C.RATING, C.TS])
+    inter[C.USER_ID] = inter[C.USER_ID].astype(np.int64)
+    inter[C.ITEM_ID] = inter[C.ITEM_ID].astype(np.int64)
+    inter[C.RATING] = inter[C.RATING].astype(np.float32)
+    inter[C.TS] = pd.to_datetime(inter[C.TS], utc=True).astype("datetime64[us, UTC]")
+    return SourceData(items, inter, 1.0, 5.0, "tiny")
+
+
+def events(day: date, n: int, prefix: str, **overrides: list) -> pd.DataFrame:
+    """``n`` valid events on ``day`` (text, as the app logs them): impression, click, rating, ..."""
+    kinds = ["impression", "click", "rating"]
+    start = pd.Timestamp(day.isoformat(), tz="UTC")
+    frame = pd.DataFrame(
+        {
+            C.EVENT_ID: [f"{prefix}-{i}" for i in range(n)],
+            C.EVENT_TS: [(start + pd.Timedelta(minutes=30 * i)).isoformat() for i in range(n)],
+            C.USER_ID: [str(1 + i % 3) for i in range(n)],
+            C.ITEM_ID: [str(1 + i % 6) for i in range(n)],
+            C.EVENT_TYPE: [kinds[i % 3] for i in range(n)],
+            C.POSITION: [str(i % 10) for i in range(n)],
+            C.RATING: ["5" if kinds[i % 3] == "rating" else "" for i in range(n)],
+            C.ARM: ["graph"] * n,
+            C.LIST_VERSION: ["v1"] * n,
+            C.VARIANT: ["treatment"] * n,
+            C.SEGMENT: ["power"] * n,
+            C.DAYPART: ["night"] * n,
+            C.PROPENSITY: ["0.4"] * n,
+        }
+    )
+    for column, values in overrides.items():
+        frame[column] = values
+    return frame
+
+
+def land(settings: Settings, day: date, frame: pd.DataFrame, name: str = "app-0001.csv") -> None:
+    Lake(settings.home).write_bytes(Dataset.LANDING_FEEDBACK, day, name, frame.to_csv(index=False).encode())
+
+
+def written_files(home: Path, day: date) -> dict[str, bytes]:
+    """Every file of every dataset partition for ``day`` (reports/ excluded: GX pages carry times)."""
+    out = {}
+    for path in sorted(home.rglob(f"run_date={day.isoformat()}/*")):
+        if path.is_file() and "landing" not in path.parts:
+            out[str(path.relative_to(home))] = path.read_bytes()
+    return out
+
+
+def test_three_nights(settings: Settings, lake_home: Path) -> None:
+    lake = Lake(settings.home)
+    src = source()
+    # --- D1: first night, no landing logs (allowed), all source ratings before the end of D1.
+    r1 = ingest_source(settings, D1, src)
+    assert r1["first_night"] and r1["items"] == 6
+    assert (r1["new_interactions"], r1["interactions_quarantined"], r1["feedback_in"]) == (3, 2, 0)
+    q1 = lake.read_df(Dataset.QUARANTINE_INTERACTIONS, D1)
+    assert dict(zip(q1[C.SOURCE_ROW], q1[C.QUARANTINE_REASON], strict=True)) == {
+        2: f"unknown:{C.ITEM_ID}",
+        3: f"ancient:{C.TS}",
+    }
+    assert lake.read_df(Dataset.INTERACTIONS, D1)[C.ITEM_ID].tolist() == [1, 2, 4]
+    assert (lake_home / "reports" / "gx" / "index.html").is_file()
+
+    # --- D2: the D2 source delta (2 rows) + 9 events, one of them late (2 days) and one too old.
+    fb = events(D2, 9, "d2")
+    fb.loc[3, C.EVENT_TS] = "2026-03-08T09:00:00+00:00"  # late, inside the 3-day window: accepted
+    fb.loc[4, C.EVENT_TS] = "2026-03-01T09:00:00+00:00"  # older than the window: quarantined
+    land(settings, D2, fb)
+    r2 = ingest_source(settings, D2, src)
+    assert (r2["new_interactions"], r2["feedback_accepted"], r2["feedback_quarantined"]) == (2, 8, 1)
+    assert r2["feedback_late_accepted"] == 1
+    summary = lake.read_json(Dataset.VALIDATION, D2, SUMMARY_FILE)
+    assert summary["interactions"]["rows_in"] == 2  # only the delta was validated
+    assert summary["feedback"]["reasons"] == {f"too_old:{C.EVENT_TS}": 1}
+    # interactions(D2) = interactions(D1) (3) + delta (2) + rating events (rows 2, 5, 8) = 8
+    inter2 = lake.read_df(Dataset.INTERACTIONS, D2)
+    assert len(inter2) == r2["interactions_total"] == 8
+    assert r2["ratings_from_feedback"] == 3
+    feedback2 = lake.read_df(Dataset.FEEDBACK_EVENTS, D2)
+    assert sorted(feedback2[C.EVENT_ID]) == sorted(f"d2-{i}" for i in range(9) if i != 4)
+    seen = lake.read_df(Dataset.VALIDATION, D2, parts=[SEEN_PART])
+    assert len(seen) == 8
+
+    # --- D3: a re-sent D2 event is a duplicate across days; a new user is unknown.
+    fb3 = events(D3, 9, "d3")
+    fb3.loc[0, C.EVENT_ID] = "d2-1"
+    fb3.loc[1, C.USER_ID] = "42"
+    land(settings, D3, fb3)
+    r3 = ingest_source(settings, D3, src)
+    q3 = lake.read_df(Dataset.QUARANTINE_FEEDBACK, D3)
+    assert dict(zip(q3[C.SOURCE_ROW], q3[C.QUARANTINE_REASON], strict=True)) == {
+        0: f"seen_before:{C.EVENT_ID}",
+        1: f"unknown:{C.USER_ID}",
+    }
+    assert r3["feedback_in"] == r3["feedback_accepted"] + r3["feedback_quarantined"] == 9
+    assert r3["new_interactions"] == 0  # the 03-12 rating is not due yet
+
+    # --- idempotence: rerunning D2 after D3 rewrites the same bytes.
+    before = written_files(lake_home, D2)
+    assert before
+    ingest_source(settings, D2, src)
+    assert written_files(lake_home, D2) == before
+
+
+def test_missing_landing_after_first_night_fails_and_writes_nothing(settings: Settings) -> None:
+    lake = Lake(settings.home)
+    ingest_source(settings, D1, source())
+    with pytest.raises(ValidationFailed, match="no feedback landed"):
+        ingest_source(settings, D2, source())
+    for dataset in (Dataset.ITEMS, Dataset.INTERACTIONS, Dataset.FEEDBACK_EVENTS, Dataset.VALIDATION):
+        assert not lake.has(dataset, D2) and not lake.exists(Dataset.VALIDATION, D2, SUMMARY_FILE)
+
+
+def test_volume_collapse(settings: Settings) -> None:
+    lake = Lake(settings.home)
+    ingest_source(settings, D1, source())
+    land(settings, D2, events(D2, 30, "d2"))
+    ingest_source(settings, D2, source())
+    # 20% of the trailing median 30 is 6: five events are a collapse.
+    land(settings, D3, events(D3, 5, "d3"))
+    with pytest.raises(ValidationFailed, match=r"volume collapse: 5 rows, fewer than the floor 6"):
+        ingest_source(settings, D3, source())
+    assert not lake.has(Dataset.INTERACTIONS, D3) and not lake.has(Dataset.FEEDBACK_EVENTS, D3)
+    # Six events pass the floor.
+    land(settings, D3, events(D3, 6, "d3"))
+    assert ingest_source(settings, D3, source())["feedback_accepted"] == 6
+
+
+def test_wrong_schema_in_landing_fails(settings: Settings) -> None:
+    ingest_source(settings, D1, source())
+    land(settings, D2, events(D2, 6, "d2").drop(columns=[C.SEGMENT]))
+    with pytest.raises(ValidationFailed, match=r"missing columns \['segment'\]"):
+        ingest_source(settings, D2, source())
+    assert not Lake(settings.home).has(Dataset.INTERACTIONS, D2)
+
+
+def test_landing_files_of_a_day_are_concatenated(settings: Settings) -> None:
+    import pyarrow as pa
+
+    lake = Lake(settings.home)
+    ingest_source(settings, D1, source())
+    land(settings, D2, events(D2, 4, "a"), "a.csv")
+    typed = events(D2, 3, "b")
+    typed[C.EVENT_TS] = pd.to_datetime(typed[C.EVENT_TS], utc=True)
+    typed[C.RATING] = pd.to_numeric(typed[C.RATING])
+    lake.write_table(Dataset.LANDING_FEEDBACK, D2, pa.Table.from_pandas(typed, preserve_index=False))
+    result = ingest_source(settings, D2, source())
+    assert (result["feedback_in"], result["feedback_accepted"]) == (7, 7)
+    assert lake.read_json(Dataset.VALIDATION, D2, SUMMARY_FILE)["feedback"]["landing_files"] == [
+        "a.csv",
+        "part-0.parquet",
+    ]
+
+
+def test_ingest_with_the_csv_loader(tmp_path: Path, lake_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real entry point: ``ingest(settings, D)`` loads the configured source itself."""
+    monkeypatch.delenv("DEEPCUTS_CONFIG", raising=False)
+    data = tmp_path / "src"
+    data.mkdir()
+    (data / "ratings.csv").write_text(
+        "user_id,item_id,rating,timestamp\n1,1,8,1773014400\n2,2,11,1773018000\n2,1,6,1773021600\n"
+    )
+    (data / "items.csv").write_text(
+        "item_id,title,genres\n1,Alpha (1990),Anime|Drama\n2,Beta (2001),Comedy\n"
+    )
+    settings = load_settings(
+        home=str(lake_home),
+        source={"dataset": "csv", "path": str(data), "rating_min": 1, "rating_max": 10},
+    )
+    result = ingest(settings, "2026-03-09")
+    assert (result["new_interactions"], result["interactions_quarantined"]) == (2, 1)
+    q = Lake(settings.home).read_df(Dataset.QUARANTINE_INTERACTIONS, D1)
+    assert q[C.QUARANTINE_REASON].tolist() == [f"out_of_range:{C.RATING}"] and q[C.RATING].tolist() == [
+        "11.0"
+    ]
+
+
+def test_cli_validate(settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ingest_source(settings, D1, source())
+    good = tmp_path / "good.csv"
+    # user 3's only rating on D1 was quarantined, so users 1 and 2 are the known ones.
+    known = {C.USER_ID: ["1", "2"] * 3}
+    events(D2, 6, "g", **known).to_csv(good, index=False)
+    assert cli_main(["validate", str(good), "--kind", "feedback", "--run-date", D2.isoformat()]) == 0
+    assert "rows in 6 = accepted 6 + quarantined 0" in capsys.readouterr().out
+
+    bad = tmp_path / "bad.csv"
+    events(D2, 6, "b", **known, **{C.DAYPART: ["night", "brunch", *["night"] * 4]}).to_csv(bad, index=False)
+    assert cli_main(["validate", str(bad), "--kind", "feedback", "--run-date", D2.isoformat()]) == 1
+    out = capsys.readouterr().out
+    assert f"bad_value:{C.DAYPART}" in out and "row 1: daypart='brunch'" in out
+    q = Lake(settings.home).read_df(Dataset.QUARANTINE_FEEDBACK, D2, parts=["validate-bad"])
+    assert q[C.SOURCE_ROW].tolist() == [1]
+
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"PAR1" + bytes(range(256)))
+    assert cli_main(["validate", str(garbage), "--kind", "feedback"]) == 2
+    assert "not a readable Parquet" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_entry_point(tmp_path: Path) -> None:
+    """The installed console script runs the command (exit code 2 on an empty file)."""
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    exe = Path(sys.executable).with_name("deepcuts")
+    proc = subprocess.run(
+        [str(exe), "validate", str(empty), "--kind", "items"],
+        capture_output=True,
+        text=True,
+        env={"DEEPCUTS_HOME": str(tmp_path / "lake"), "PATH": ""},
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "missing columns" in proc.stdout
+
+
+def test_feedback_schema_matches_contract() -> None:
+    assert events(D2, 3, "x").columns.tolist() == FEEDBACK_SCHEMA.names
