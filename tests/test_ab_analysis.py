@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from deepcuts.contracts import C, Dataset, EventType, Variant
+from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset, EventType, Variant
 from deepcuts.settings import Settings, load_settings
 from pipelines.ab_analysis import (
     STATE_PART,
@@ -63,6 +65,8 @@ def _events(day: date, users: list[tuple[int, str, int, int, list[float]]]) -> p
                     C.PROPENSITY: 1.0,
                 }
             )
+    if not rows:
+        return FEEDBACK_SCHEMA.empty_table().to_pandas()
     return pd.DataFrame(rows)
 
 
@@ -235,3 +239,27 @@ def test_list_metrics_hand_computed() -> None:
     assert out[TRT]["genres_per_list"] == 2.0
     assert out[TRT]["long_tail_share"] == pytest.approx(0.75)
     assert out[TRT]["coverage"] == 1.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(1, 6),
+            st.sampled_from([CTL, TRT]),
+            st.integers(0, 4),
+            st.integers(0, 2),
+            st.lists(st.sampled_from([1.0, 3.0, 5.0]), max_size=2),
+        ),
+        max_size=12,
+        unique_by=lambda r: r[0],
+    ),
+    cut=st.integers(0, 12),
+)
+def test_running_totals_do_not_depend_on_how_nights_are_split(rows: list, cut: int) -> None:
+    """Adding night by night gives the same per-user totals as one look at all events."""
+    first, second = rows[:cut], rows[cut:]
+    nightly = combine_totals(user_totals(_events(D1, first)).totals, user_totals(_events(D2, second)).totals)
+    at_once = user_totals(pd.concat([_events(D1, first), _events(D2, second)], ignore_index=True)).totals
+    pd.testing.assert_frame_equal(nightly.reset_index(drop=True), at_once.reset_index(drop=True))
+    assert int(nightly[C.IMPRESSIONS].sum()) == sum(r[2] for r in rows)
