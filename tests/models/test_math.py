@@ -279,3 +279,18 @@ def test_lightfm_update_budget_caps_the_epochs() -> None:
     assert floor.epochs_run_ == 1
     full = LightFMRecommender(LightFMSettings(components=4, epochs=3)).fit(interactions, items)
     assert full.epochs_run_ == 3
+
+
+@hsettings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 9), st.integers(1, 12))
+def test_blockwise_item_item_matrices_do_not_depend_on_the_block_size(seed: int, k: int, block: int) -> None:
+    rng = np.random.default_rng(seed)
+    X = sp.csr_matrix((rng.random((15, 10)) < 0.35).astype(np.float32))
+    for build in (
+        lambda b: shrunk_cosine_topk(X, neighbours=k, shrinkage=2.0, block_items=b),
+        lambda b: rp3beta_weights(X, alpha=0.8, beta=0.6, top_k=k, block_items=b),
+    ):
+        one, many = build(block).toarray(), build(1000).toarray()
+        np.testing.assert_allclose(one, many, rtol=1e-6)
+        assert ((one > 0).sum(axis=1) <= k).all()
+        assert np.all(np.diag(one) == 0)
