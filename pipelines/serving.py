@@ -573,14 +573,20 @@ def replace_alerts(engine: Engine, run_date: date, source: str, alerts: Sequence
     return len(alerts)
 
 
-def open_critical_alerts(conn: Connection, run_date: date) -> list[dict[str, Any]]:
-    """Unacknowledged critical alerts of ``run_date`` (these block the publish)."""
+def open_critical_alerts(
+    conn: Connection, run_date: date, exclude_source: str | None = "publish"
+) -> list[dict[str, Any]]:
+    """Unacknowledged critical alerts of ``run_date`` (these block the publish).
+
+    The publish step's own past rejections (source ``publish``) are excluded by default: once the
+    upstream data is fixed, re-running publish must not be blocked by the report of its last attempt.
+    """
     rows = conn.execute(
         sa.text(
             "SELECT check_name, message, source FROM alerts WHERE run_date = :d "
-            "AND severity = 'critical' AND acknowledged_at IS NULL ORDER BY alert_id"
+            "AND severity = 'critical' AND acknowledged_at IS NULL AND source <> :x ORDER BY alert_id"
         ),
-        {"d": run_date.isoformat()},
+        {"d": run_date.isoformat(), "x": exclude_source or ""},
     )
     return [dict(r._mapping) for r in rows]
 

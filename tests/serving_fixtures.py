@@ -120,3 +120,15 @@ def serving_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'serving' / 'serving.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+def url_for(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    """The serving URL of ``backend`` (for tests parametrized over backends with per-case marks)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'serving' / 'serving.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+#: Fault-injection cases: every stage on SQLite; on PostgreSQL every stage too, the ones around the
+#: loads and the switch in the default run and the rest marked slow (each needs its own database).
+PG_FAST_STAGES = ("register", "load_recommendations", "gates", "switch")
