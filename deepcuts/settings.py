@@ -237,6 +237,8 @@ class QualitySettings(Section):
     #: is rare in the tail (ML-100k: 10 tail items reach 4.0, 266 reach 3.5); the re-ranker enforces the
     #: list-mean floor.
     item_floor_5pt: float = 3.5
+    #: Items with fewer ratings than this are under the floor too (their quality is mostly the prior).
+    min_ratings: int = Field(1, ge=0)
 
 
 class ArmsSettings(Section):

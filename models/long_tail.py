@@ -6,6 +6,7 @@ For user ``u`` the base model's scores over the items the user has not seen are 
     score(u, i) = r_ui * tail_boost   if i is long tail     (item_stats.long_tail_mask, head_share)
                   r_ui                otherwise
     score(u, i) = -inf                if quality_i < floor  (shrunk mean rating, item_stats.bayesian_mean)
+                                         or n_i < min_ratings (no evidence: the quality is the prior)
 
 ``floor`` is ``QualitySettings.item_floor_5pt`` mapped linearly onto the rating scale. A large
 ``tail_boost`` (> 1 / min positive r) restricts the list to the tail. On the ML-100k split with the
@@ -84,7 +85,8 @@ class QualityFloorMixin:
         if not reuse:
             self.base._fit(data, items)
         self.stats_ = ItemStats.from_matrix(data, self.quality.prior_weight, head_share)
-        self.below_floor_ = self.stats_.quality < scale_floor(self.quality.item_floor_5pt, self.rating_scale)
+        floor = scale_floor(self.quality.item_floor_5pt, self.rating_scale)
+        self.below_floor_ = (self.stats_.quality < floor) | (self.stats_.counts < self.quality.min_ratings)
 
     def _relevance(self, user_rows: IntArray) -> FloatArray:
         assert self.data is not None

@@ -294,3 +294,23 @@ def test_blockwise_item_item_matrices_do_not_depend_on_the_block_size(seed: int,
         np.testing.assert_allclose(one, many, rtol=1e-6)
         assert ((one > 0).sum(axis=1) <= k).all()
         assert np.all(np.diag(one) == 0)
+
+
+def test_unrated_items_are_under_the_floor_of_the_deep_cut_arms() -> None:
+    from tests.models.world import block_world
+
+    interactions, items = block_world()  # item 11 is in the catalog, never rated
+    for cls, config in (
+        (LongTailRecommender, LongTailSettings(tail_boost=50.0)),
+        (SerendipityRecommender, None),
+    ):
+        model = cls(config, base=ItemCFRecommender(ItemCFSettings(ease_lambda=1.0))).fit(interactions, items)
+        assert model.below_floor_ is not None and model.below_floor_[-1]
+        recs = model.recommend(np.arange(1, 21), 50)
+        assert 11 not in set(recs[C.ITEM_ID])
+        lenient = cls(
+            config,
+            base=ItemCFRecommender(ItemCFSettings(ease_lambda=1.0)),
+            quality=QualitySettings(min_ratings=0),
+        ).fit(interactions, items)
+        assert lenient.below_floor_ is not None and not lenient.below_floor_[-1]  # quality = the global mean
