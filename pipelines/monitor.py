@@ -149,18 +149,14 @@ def _items_upto(lake: Lake, run_date: date) -> pd.DataFrame | None:
 
 
 def _item_rating_stats(lake: Lake, run_date: date) -> pd.DataFrame | None:
-    """Per item: sum and count of ratings in canonical interactions dated <= run_date (aggregated per
-    partition, so memory is bounded by the number of items)."""
-    parts = []
-    for day in lake.run_dates(Dataset.INTERACTIONS):
-        if day > run_date:
-            break
-        table = lake.read_table(Dataset.INTERACTIONS, day, columns=[C.ITEM_ID, C.RATING])
-        agg = table.group_by(C.ITEM_ID).aggregate([(C.RATING, "sum"), (C.RATING, "count")])
-        parts.append(agg.to_pandas())
-    if not parts:
+    """Per item: sum and count of ratings in the history as of ``run_date`` (the newest interactions
+    partition at or before it: partitions are cumulative snapshots, see pipelines/ingest.py)."""
+    days = [d for d in lake.run_dates(Dataset.INTERACTIONS) if d <= run_date]
+    if not days:
         return None
-    stats = pd.concat(parts).groupby(C.ITEM_ID)[[f"{C.RATING}_sum", f"{C.RATING}_count"]].sum()
+    table = lake.read_table(Dataset.INTERACTIONS, days[-1], columns=[C.ITEM_ID, C.RATING])
+    agg = table.group_by(C.ITEM_ID).aggregate([(C.RATING, "sum"), (C.RATING, "count")]).to_pandas()
+    stats = agg.set_index(C.ITEM_ID)[[f"{C.RATING}_sum", f"{C.RATING}_count"]]
     return stats.rename(columns={f"{C.RATING}_sum": "sum", f"{C.RATING}_count": "count"})
 
 
@@ -194,6 +190,19 @@ def _validation_summaries(lake: Lake, run_date: date) -> list[dict[str, Any]]:
         if info.type == pafs.FileType.File and rel.endswith(".json") and not rel.startswith((".", "_")):
             docs.append(lake.read_json(Dataset.VALIDATION, run_date, rel))
     return docs
+
+
+def quarantine_by_kind(doc: Any) -> dict[str, tuple[int, int]]:
+    """(rows_in, quarantined) per top-level key of a validation summary that holds batch counts
+    (``items``, ``interactions``, ``feedback`` in ingest's ``summary.json``)."""
+    if not isinstance(doc, dict):
+        return {}
+    out = {}
+    for key, value in doc.items():
+        rows_in, quarantined = quarantine_counts(value)
+        if rows_in:
+            out[str(key)] = (rows_in, quarantined)
+    return out
 
 
 def quarantine_counts(doc: Any) -> tuple[int, int]:
@@ -312,6 +321,10 @@ def run_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
 
     # quality ----------------------------------------------------------------------------------------
     rmin, rmax = settings.source.rating_min, settings.source.rating_max
+    for doc in validation:  # ingest records the scale the loader actually found
+        scale = doc.get("rating_scale") if isinstance(doc, dict) else None
+        if isinstance(scale, list) and len(scale) == 2:
+            rmin, rmax = float(scale[0]), float(scale[1])
     floor = scale_5pt(cfg.min_mean_quality, rmin, rmax)
     stats = _item_rating_stats(lake, run_date)
     if served is not None and len(served) and stats is not None and len(stats):
@@ -469,17 +482,24 @@ def run_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
                 "no feedback events",
             )
         )
-    if validation:
-        rows_in, quarantined = map(sum, zip(*(quarantine_counts(d) for d in validation), strict=True))
-        share = quarantined / rows_in if rows_in else 0.0
+    kinds: dict[str, tuple[int, int]] = {}
+    for doc in validation:
+        for kind, (rows_in, quarantined) in quarantine_by_kind(doc).items():
+            before = kinds.get(kind, (0, 0))
+            kinds[kind] = (before[0] + rows_in, before[1] + quarantined)
+    if kinds:
+        # The worst table decides: a bad feedback day must not hide behind a big, clean catalog.
+        shares = {k: q / n for k, (n, q) in kinds.items()}
+        worst = max(shares, key=lambda k: shares[k])
+        detail = ", ".join(f"{k} {q}/{n}" for k, (n, q) in sorted(kinds.items()))
         checks.append(
             _band(
                 "quarantine_share",
                 "data_health",
-                share,
+                shares[worst],
                 None,
                 cfg.max_quarantine_share,
-                f"quarantined {quarantined} of {rows_in} incoming rows",
+                f"highest quarantined share ({worst}); quarantined/incoming rows: {detail}",
             )
         )
     else:

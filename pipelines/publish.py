@@ -111,21 +111,18 @@ def checksum(*frames: pd.DataFrame) -> str:
 
 
 def seen_pairs(lake: Lake, run_date: date, user_ids: np.ndarray) -> pd.DataFrame:
-    """Distinct (user_id, item_id) pairs in canonical interactions up to and including ``run_date``.
+    """Distinct (user_id, item_id) pairs of the users' rating history as of ``run_date``.
 
-    Reads every interactions partition dated ``<= run_date`` (daily deltas or snapshots alike), only
-    the two id columns and only the users being published.
+    ``canonical/interactions(D)`` is a cumulative snapshot (everything up to the end of D, see
+    pipelines/ingest.py), so the newest partition at or before ``run_date`` is the whole history; only
+    the two id columns of the users being published are read.
     """
-    frames = []
-    users = pc.field(C.USER_ID).isin(np.unique(user_ids))
-    for day in lake.run_dates(Dataset.INTERACTIONS):
-        if day > run_date:
-            break
-        table = lake.read_table(Dataset.INTERACTIONS, day, columns=[C.USER_ID, C.ITEM_ID], filter=users)
-        frames.append(table.to_pandas())
-    if not frames:
+    days = [d for d in lake.run_dates(Dataset.INTERACTIONS) if d <= run_date]
+    if not days:
         return pd.DataFrame({C.USER_ID: pd.Series(dtype="int64"), C.ITEM_ID: pd.Series(dtype="int64")})
-    return pd.concat(frames, ignore_index=True).drop_duplicates()
+    users = pc.field(C.USER_ID).isin(np.unique(user_ids))
+    table = lake.read_table(Dataset.INTERACTIONS, days[-1], columns=[C.USER_ID, C.ITEM_ID], filter=users)
+    return table.to_pandas().drop_duplicates()
 
 
 # --------------------------------------------------------------------------- gates

@@ -25,6 +25,7 @@ from pipelines.monitor import (
     monitor,
     ope_insane,
     product_lists,
+    quarantine_by_kind,
     quarantine_counts,
     scale_5pt,
 )
@@ -79,6 +80,7 @@ def test_quarantine_counts_reads_nested_summaries() -> None:
         "note": "text",
     }
     assert quarantine_counts(doc) == (150, 10)
+    assert quarantine_by_kind(doc) == {"feedback_events": (100, 10), "interactions": (50, 0)}
     assert scale_5pt(3.8, 1.0, 10.0) == pytest.approx(1 + 2.8 * 9 / 4)
 
 
@@ -160,7 +162,12 @@ def _healthy_lake(tmp_path: Path, **overrides: Any) -> tuple[Settings, Lake]:
     for back in range(1, 8):
         lake.write_table(Dataset.FEEDBACK_EVENTS, D1 - timedelta(days=back), _feedback(D1, 200, 20, []))
     lake.write_table(Dataset.FEEDBACK_EVENTS, D1, _feedback(D1, 200, 19, [5.0] * 10))
-    lake.write_json(Dataset.VALIDATION, D1, "summary.json", {"feedback": {"rows_in": 229, "quarantined": 1}})
+    summary = {
+        "rating_scale": [1.0, 5.0],
+        "items": {"rows_in": 160, "accepted": 160, "quarantined": 0},
+        "feedback": {"rows_in": 229, "accepted": 228, "quarantined": 1, "volume": {"median": 220}},
+    }
+    lake.write_json(Dataset.VALIDATION, D1, "summary.json", summary)
     return settings, lake
 
 
