@@ -295,6 +295,8 @@ class RerankSettings(Section):
     batch_users: int = Field(1024, ge=1)
     #: Re-rank the lists of these arms (empty: every arm that has candidates).
     arms: tuple[str, ...] = ()
+    #: Top up candidate lists shorter than list_length with the most popular unrated items.
+    fill_short_lists: bool = True
 
     @model_validator(mode="after")
     def _anime_is_niche(self) -> RerankSettings:

@@ -17,11 +17,16 @@ distance uses the item factors of the ``svd`` arm's artefact when the train step
 date (``models(D)/svd...``); otherwise unexpectedness is the genre distance alone and the
 ``unexpectedness_embedding`` column is null.
 
+Short candidate lists (fewer than ``rerank.list_length`` items, e.g. an arm whose quality floor left
+few items) are topped up with the most popular unrated items (``rerank.fill_short_lists``), so that
+every served list has ``list_length`` items as RERANKED_SCHEMA promises; filled items are not written
+to ``scored`` and carry the reason kind ``fill``.
+
 Reason format (``reason`` column): ``<kind>|genre=<genre>|rating=<quality, 1 decimal>`` where kind is
-``hidden_gem`` (long tail and quality >= the floor), ``deep_cut`` (long tail), ``new_genre`` (none of the
-item's genres is in the user's history), or ``top_pick``; genre is the item's niche genre when it has
-one (in ``rerank.niche_genres`` order), else its genre least present in the user's profile for the
-first three kinds and most present for ``top_pick``; ``none`` for an item without genres. ``|`` and
+``fill`` (see above), ``hidden_gem`` (long tail and quality >= the floor), ``deep_cut`` (long tail),
+``new_genre`` (none of the item's genres is in the user's history), or ``top_pick``; genre is the
+item's niche genre when it has one (in ``rerank.niche_genres`` order), else its genre least present in
+the user's profile (most present for ``top_pick``); ``none`` for an item without genres. ``|`` and
 ``=`` inside genre names become ``_``. Example: ``hidden_gem|genre=Anime|rating=4.4``.
 """
 
@@ -81,6 +86,7 @@ class ScoringContext:
     params: RerankParams
     embedding_weight: float
     niche_genres: tuple[str, ...]
+    fill_short_lists: bool = True
 
     @classmethod
     def build(
@@ -123,6 +129,7 @@ class ScoringContext:
             params=RerankParams.from_settings(settings, rating_min, rating_max),
             embedding_weight=settings.rerank.embedding_weight,
             niche_genres=settings.rerank.niche_genres,
+            fill_short_lists=settings.rerank.fill_short_lists,
         )
 
 
@@ -135,10 +142,57 @@ class CandidateBlock:
     scores: FloatArray
     ranks: npt.NDArray[np.int32]
     n_unknown_items: int
+    #: True for items added by :meth:`topped_up` (not the arm's own candidates).
+    fill: BoolArray | None = None
 
     @property
     def valid(self) -> BoolArray:
         return self.columns >= 0
+
+    @property
+    def own(self) -> BoolArray:
+        """The arm's own candidates (valid and not filled in)."""
+        return self.valid if self.fill is None else self.valid & ~self.fill
+
+    def topped_up(self, ctx: ScoringContext, length: int) -> CandidateBlock:
+        """Users with fewer than ``length`` candidates get the most popular items they have not rated
+        (and that are not already candidates) appended, so a served list can have ``length`` items.
+
+        Filled items have no arm score (NaN, so relevance 0): the re-ranker takes them only to complete
+        a list. Popularity order is the models' cold-start order (counts descending, ties: catalog order).
+        Only the few short users are visited; the others are untouched.
+        """
+        n_valid = self.valid.sum(axis=1)
+        short = np.flatnonzero(n_valid < length)
+        width = max(self.columns.shape[1], length)
+        columns = np.full((self.users.size, width), -1, dtype=np.int64)
+        scores = np.full((self.users.size, width), np.nan, dtype=np.float32)
+        ranks = np.zeros((self.users.size, width), dtype=np.int32)
+        fill = np.zeros((self.users.size, width), dtype=bool)
+        k = self.columns.shape[1]
+        columns[:, :k], scores[:, :k], ranks[:, :k] = self.columns, self.scores, self.ranks
+        if self.fill is not None:
+            fill[:, :k] = self.fill
+        if short.size:
+            counts = ctx.stats.counts
+            popular = np.lexsort((np.arange(counts.size), -counts))
+            rows = ctx.history.user_rows(self.users[short])
+            for u, row in zip(short, rows, strict=True):
+                have = self.columns[u][self.columns[u] >= 0]
+                seen = (
+                    ctx.history.ratings.indices[
+                        ctx.history.ratings.indptr[row] : ctx.history.ratings.indptr[row + 1]
+                    ]
+                    if row >= 0
+                    else have[:0]
+                )
+                need = length - have.size
+                extra = popular[~np.isin(popular, np.concatenate([have, seen]))][:need]
+                start = have.size
+                columns[u, start : start + extra.size] = extra
+                fill[u, start : start + extra.size] = True
+                ranks[u, start : start + extra.size] = int(self.ranks[u].max()) + 1 + np.arange(extra.size)
+        return CandidateBlock(self.users, columns, scores, ranks, self.n_unknown_items, fill)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, history: InteractionMatrix) -> CandidateBlock:
@@ -225,8 +279,8 @@ def score_candidates(ctx: ScoringContext, block: CandidateBlock, feats: UserFeat
 def scored_frame(
     ctx: ScoringContext, block: CandidateBlock, scores: CandidateScores, arm: str, run_date: date
 ) -> pd.DataFrame:
-    """The ``scored`` rows (SCORED_SCHEMA) of one arm's block, in (user, arm rank) order."""
-    valid = block.valid
+    """The ``scored`` rows (SCORED_SCHEMA) of the arm's own candidates, in (user, arm rank) order."""
+    valid = block.own
     cols = block.columns[valid]
     n = int(valid.sum())
     emb = (
@@ -277,8 +331,11 @@ def _clean_genre(name: str) -> str:
     return name.replace("|", "_").replace("=", "_")
 
 
-def reasons(ctx: ScoringContext, cols: IntArray, profile_rows: FloatArray) -> np.ndarray:
-    """The reason string of each ``(item row, user profile)`` pair (format: module docstring)."""
+def reasons(
+    ctx: ScoringContext, cols: IntArray, profile_rows: FloatArray, filled: BoolArray | None = None
+) -> np.ndarray:
+    """The reason string of each ``(item row, user profile)`` pair (format: module docstring);
+    ``filled`` marks items added to complete a short list (kind ``fill``)."""
     g = ctx.genres[cols] > 0
     q = ctx.stats.quality[cols]
     tail = ctx.stats.is_long_tail[cols]
@@ -290,6 +347,8 @@ def reasons(ctx: ScoringContext, cols: IntArray, profile_rows: FloatArray) -> np
         "hidden_gem",
         np.where(tail, "deep_cut", np.where(has_profile & ~overlap, "new_genre", "top_pick")),
     )
+    if filled is not None:
+        kind = np.where(filled, "fill", kind)
     names = np.asarray([_clean_genre(n) for n in ctx.genre_names] + ["none"], dtype=object)
     n_genres = len(ctx.genre_names)
     # genre choice: niche genre first (settings order), else least / most present in the profile
@@ -341,7 +400,12 @@ def reranked_frame(
             C.NOVELTY: ctx.novelty[cols],
             C.IS_LONG_TAIL: ctx.stats.is_long_tail[cols],
             C.QUALITY: ctx.stats.quality[cols],
-            C.REASON: reasons(ctx, cols, feats.profile[user_idx]),
+            C.REASON: reasons(
+                ctx,
+                cols,
+                feats.profile[user_idx],
+                block.fill[user_idx, cand_pos] if block.fill is not None else None,
+            ),
         }
     )
 
@@ -383,6 +447,7 @@ def list_metrics(
 
 @dataclass(frozen=True)
 class ArmOutput:
+    filled: int  # items appended to short candidate lists
     scored: pd.DataFrame
     reranked: pd.DataFrame
     list_metrics: pd.DataFrame
@@ -399,13 +464,15 @@ def process_arm(ctx: ScoringContext, candidates: pd.DataFrame, arm: str, run_dat
             block.n_unknown_items,
             run_date,
         )
+    if ctx.fill_short_lists:
+        block = block.topped_up(ctx, ctx.params.list_length)
     feats = UserFeatures.build(ctx, block.users)
     scores = score_candidates(ctx, block, feats)
     started = time.perf_counter()
     result = rerank_block(ctx, block, feats, scores.relevance)
     seconds = time.perf_counter() - started
     length = min(ctx.params.list_length, block.columns.shape[1])
-    arm_top = np.where(block.valid[:, :length], np.arange(length)[None, :], -1)
+    arm_top = np.where(block.own[:, :length], np.arange(length)[None, :], -1)
     metrics = pd.concat(
         [
             list_metrics(ctx, block, feats, scores, arm_top, arm, LIST_SOURCE_CANDIDATES, run_date),
@@ -413,7 +480,9 @@ def process_arm(ctx: ScoringContext, candidates: pd.DataFrame, arm: str, run_dat
         ],
         ignore_index=True,
     )
+    n_filled = int(block.fill.sum()) if block.fill is not None else 0
     return ArmOutput(
+        filled=n_filled,
         scored=scored_frame(ctx, block, scores, arm, run_date),
         reranked=reranked_frame(ctx, block, feats, scores, result, arm, run_date),
         list_metrics=metrics,
@@ -490,6 +559,7 @@ def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: 
             "users": int(out.list_metrics[C.USER_ID].nunique()),
             "scored_rows": len(out.scored),
             "reranked_rows": len(out.reranked),
+            "filled_candidates": out.filled,
             "rerank_seconds": round(out.rerank_seconds, 3),
             **_metric_means(out.list_metrics),
         }

@@ -152,7 +152,7 @@ def test_score_shard_writes_scores_lists_and_metrics(small_settings: Settings) -
         assert reranked.groupby(C.USER_ID)[C.RANK].apply(sorted).map(list).eq([[1, 2, 3, 4, 5]] * 7).all()
         assert (
             reranked[C.REASON]
-            .str.fullmatch(r"(hidden_gem|deep_cut|new_genre|top_pick)\|genre=[^|=]+\|rating=\d\.\d")
+            .str.fullmatch(r"(fill|hidden_gem|deep_cut|new_genre|top_pick)\|genre=[^|=]+\|rating=\d\.\d")
             .all()
         )
         assert len(metrics) == 2 * 7 and set(metrics[C.LIST_SOURCE]) == {"candidates", "reranked"}
@@ -277,3 +277,33 @@ def test_catalog_without_genres_still_reranks(small_settings: Settings) -> None:
     assert out.reranked.groupby(C.USER_ID).size().eq(5).all()
     assert out.reranked[C.REASON].str.contains("genre=none").all()
     assert out.list_metrics[C.N_GENRES].eq(0).all()
+
+
+def test_short_candidate_lists_are_topped_up_with_popular_unrated_items(small_settings: Settings) -> None:
+    lake = _world(small_settings)
+    inter = lake.read_df(Dataset.INTERACTIONS, RUN)
+    ctx = ScoringContext.build(small_settings, inter, lake.read_df(Dataset.ITEMS, RUN))
+    # user 1 has two candidates, user 7 (no history) one: the lists need 5 items
+    cands = pd.DataFrame(
+        {C.USER_ID: [1, 1, 7], C.ITEM_ID: [11, 12, 12], C.RANK: [1, 2, 1], C.SCORE: [0.9, 0.8, 0.5]}
+    )
+    out = process_arm(ctx, cands, "long_tail", RUN)
+    seen_1 = set(inter.loc[inter[C.USER_ID] == 1, C.ITEM_ID])
+    fillable_1 = len(set(range(1, 13)) - seen_1 - {11, 12})  # the tiny catalog may run out
+    assert out.filled == min(3, fillable_1) + 4
+    assert out.reranked.groupby(C.USER_ID).size().to_dict() == {1: 2 + min(3, fillable_1), 7: 5}
+    assert len(out.scored) == 3  # filled items are not the arm's candidates
+    user_1 = out.reranked[out.reranked[C.USER_ID] == 1]
+    assert {11, 12} <= set(user_1[C.ITEM_ID])
+    filled = user_1[~user_1[C.ITEM_ID].isin([11, 12])]
+    assert not seen_1 & set(filled[C.ITEM_ID])  # never an item the user rated
+    assert filled[C.REASON].str.startswith("fill|").all()
+    # the arm's own top-L in list_metrics counts only its own candidates
+    own = out.list_metrics[out.list_metrics[C.LIST_SOURCE] == "candidates"].set_index(C.USER_ID)
+    assert own.loc[1, C.N_ITEMS] == 2 and own.loc[7, C.N_ITEMS] == 1
+    off = small_settings.model_copy(
+        update={"rerank": small_settings.rerank.model_copy(update={"fill_short_lists": False})}
+    )
+    ctx_off = ScoringContext.build(off, inter, lake.read_df(Dataset.ITEMS, RUN))
+    short = process_arm(ctx_off, cands, "long_tail", RUN)
+    assert short.filled == 0 and short.reranked.groupby(C.USER_ID).size().to_dict() == {1: 2, 7: 1}
