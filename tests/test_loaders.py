@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,9 @@ def test_separator_translator_equals_replace(fields: list[str], read_size: int) 
 
 
 # -------------------------------------------------------------------------------------------- csv
-def test_csv_ten_point_scale_comma_space_genres_no_header_no_timestamp(tmp_path: Path) -> None:
+def test_csv_ten_point_scale_comma_space_genres_no_header_no_timestamp(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "r.txt").write_text("u1;10;7\n2;10;10\n2;11;1\n3;12;x\n")
     (tmp_path / "m.txt").write_text('id;name;kinds\n10;"Spirited Away (2001)";Anime, Fantasy\n11;Heat;\n')
     options = SourceSettings(
@@ -151,7 +154,9 @@ def test_csv_ten_point_scale_comma_space_genres_no_header_no_timestamp(tmp_path:
         genre_sep=", ",
         missing_timestamp="2020-05-01T00:00:00Z",
     )
-    data = load_dataset("csv", tmp_path, options)
+    with caplog.at_level(logging.INFO, logger="pipelines.loaders"):
+        data = load_dataset("csv", tmp_path, options)
+    assert "no timestamp column: every rating is stamped 2020-05-01T00:00:00+00:00" in caplog.text
     assert (data.rating_min, data.rating_max) == (1.0, 10.0)
     inter = data.interactions
     # nothing dropped: "u1" (not an id) and "x" (not a rating) become nulls for ingest to quarantine
