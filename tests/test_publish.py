@@ -10,7 +10,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +21,10 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from deepcuts.contracts import C
+from deepcuts.contracts import C, Dataset
 from deepcuts.settings import Settings
 from pipelines import serving
-from pipelines.publish import STAGES, PublishRejectedError, checksum, data_gates, publish
+from pipelines.publish import STAGES, PublishRejectedError, checksum, data_gates, publish, seen_pairs
 from pipelines.storage import Lake
 from tests.serving_fixtures import (
     D1,
@@ -161,6 +161,22 @@ def test_checksum_ignores_row_order_but_not_values(order: list[int], changed_row
     altered = frame.copy()
     altered.loc[changed_row, C.ITEM_ID] += 1000
     assert checksum(altered) != checksum(frame)
+
+
+def test_seen_pairs_reads_the_newest_snapshot_up_to_the_run_date(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    for day, pairs in (
+        (D1, [(1, 5)]),
+        (D2, [(1, 5), (1, 6), (2, 7)]),
+        (D3, [(1, 5), (1, 6), (2, 7), (1, 8)]),
+    ):
+        frame = night_frames(day, users=2)["interactions"].iloc[: len(pairs)].copy()
+        frame[C.USER_ID] = [u for u, _ in pairs]
+        frame[C.ITEM_ID] = [i for _, i in pairs]
+        lake.write_table(Dataset.INTERACTIONS, day, frame)
+    got = seen_pairs(lake, D2, np.array([1]))  # D3 is the future; user 2 is not being published
+    assert sorted(map(tuple, got.to_numpy().tolist())) == [(1, 5), (1, 6)]
+    assert seen_pairs(lake, D1 - timedelta(days=1), np.array([1])).empty
 
 
 # --------------------------------------------------------------------------- gates
