@@ -24,8 +24,9 @@ per context (``"segment/daypart"``) of treatment traffic; in the synthetic world
 context's treatment traffic on its true best arm and the cumulative regret; and the A/B verdict of the
 night. Truth-based quantities use the bandit's reward unit, a list impression with at least one click:
 ``reward(list) = 1 - prod_k (1 - P(click at position k))``. The true best arm of a context is the arm
-whose re-ranked lists have the highest mean expected reward over that night's treatment visits in the
-context; regret of a visit = reward(best arm's list) - reward(served list), summed over visits.
+whose re-ranked lists have the highest mean expected reward over the context's treatment population
+(every treatment (user, daypart) of the context, weighted by its visit probability); the regret of a visit is
+the value of the context's best arm minus the value of the served arm (pseudo-regret), summed over visits.
 """
 
 from __future__ import annotations
@@ -369,11 +370,15 @@ def truth_metrics(
     )
     visits["_best"] = visits["_ctx"].map(best_arm)
     share = visits.assign(_on=visits["_served"] == visits["_best"]).groupby("_ctx")["_on"].mean()
-    rewards = per_pair.set_index([C.USER_ID, C.DAYPART, C.ARM])["_reward"]
-    keys = list(zip(visits[C.USER_ID], visits[C.DAYPART], strict=True))
-    served = rewards.reindex([(*k, a) for k, a in zip(keys, visits["_served"], strict=True)]).to_numpy()
-    best = rewards.reindex([(*k, a) for k, a in zip(keys, visits["_best"], strict=True)]).to_numpy()
-    regret = float(np.nansum(best - served))
+    # pseudo-regret of each visit: value of the context's best arm minus value of the served arm (the
+    # bandit chooses per context, so the per-context arm values are what it can learn; never negative)
+    best_value = np.array(
+        [expected.get(c, {}).get(a, np.nan) for c, a in zip(visits["_ctx"], visits["_best"], strict=True)]
+    )
+    served_value = np.array(
+        [expected.get(c, {}).get(a, np.nan) for c, a in zip(visits["_ctx"], visits["_served"], strict=True)]
+    )
+    regret = float(np.nansum(best_value - served_value))
     return TruthMetrics(best_arm, {k: float(v) for k, v in sorted(share.items())}, expected, regret)
 
 
@@ -433,7 +438,6 @@ def simulate(
     started = time.monotonic()
     sim_world = prepare_world(settings, world)
     lake = Lake(settings.home)
-    hours = _daypart_hours(settings)
     first = sim_world.first_night
     record: dict[str, Any] = {
         "world": world,
@@ -447,59 +451,17 @@ def simulate(
     cumulative_regret = 0.0
     for k in progress(range(1, days + 1), desc="simulated nights", logger=log, log_every_s=0.0):
         run_date = first + timedelta(days=k - 1)
-        served_day = run_date + timedelta(days=1)
         t0 = time.monotonic()
         night, live, publish_note = _run_night_keep_live(settings, run_date, n_shards, live)
         if live is None:
-            raise RuntimeError(f"night {k} ({run_date}): nothing has ever been published; cannot serve")
-        shown, visits = _serve(lake, sim_world, live, k, served_day, settings)
-        clicked, ratings = sim_world.respond(
-            shown, k, served_day, rng_for(settings.seed, served_day, "sim/respond")
-        )
-        events = feedback_events(
-            shown, clicked, ratings, served_day, hours, rng_for(settings.seed, served_day, "sim/times")
-        )
-        lake.write_table(Dataset.LANDING_FEEDBACK, served_day, events)
-        metrics = by_variant_metrics(shown, clicked, ratings, _genres(lake, run_date))
-        treatment = shown[shown[C.VARIANT] == Variant.TREATMENT.value].drop_duplicates([C.USER_ID, C.DAYPART])
-        entry: dict[str, Any] = {
-            "night": k,
-            "run_date": run_date.isoformat(),
-            "served_day": served_day.isoformat(),
-            "live_run_date": live[0].isoformat(),
-            "list_version": live[1],
-            "visits": len(visits),
-            "visits_without_list": int(len(visits) - shown.groupby([C.USER_ID, C.DAYPART]).ngroups),
-            "events": len(events),
-        }
-        for name in (
-            "impressions",
-            "clicks",
-            "ctr",
-            "lists",
-            "mean_rating",
-            "long_tail_share",
-            "genres_per_list",
-        ):
-            entry[name] = {v: metrics[v][name] for v in VARIANTS}
-        entry["arm_share"] = arm_shares(treatment)
-        entry["context_visits"] = {
-            context_key(seg, dp): int(n)
-            for (seg, dp), n in treatment.groupby([C.SEGMENT, C.DAYPART]).size().items()
-        }
-        if sim_world.has_truth:
-            truth = truth_metrics(
-                sim_world, treatment, _arm_lists(lake, live[0], settings), _population(lake, live[0]), k
+            raise RuntimeError(
+                f"night {k} ({run_date}): nothing has ever been published, so the app has no lists to "
+                "serve; see the publish gate above (or set simulator.acknowledge_critical_alerts)"
             )
-            cumulative_regret += truth.regret
-            entry["best_arm"] = truth.best_arm
-            entry["best_arm_share"] = truth.best_arm_share
-            entry["expected_reward"] = truth.expected_reward
-            entry["regret"] = truth.regret
+        entry = serve_day(settings, sim_world, k, run_date, live)
+        if entry.get("regret") is not None:
+            cumulative_regret += entry["regret"]
             entry["cumulative_regret"] = cumulative_regret
-        else:
-            entry["best_arm_share"] = None
-            entry["cumulative_regret"] = None
         entry["ab"] = _ab_entry(lake, run_date)
         entry["publish"] = publish_note
         entry["skipped_steps"] = night.get("skipped", {})
@@ -526,6 +488,90 @@ def simulate(
             record["plot"] = str(plot_simulation(record, path.with_suffix(".png")))
             _write_json_atomic(path, record)
     return record
+
+
+def serve_day(
+    settings: Settings, world: SimWorld, night: int, run_date: date, live: tuple[date, str]
+) -> dict[str, Any]:
+    """Serve day ``run_date + 1`` with the live lists, let the users respond, land their feedback.
+
+    ``night`` is ``k`` (the world's day index of the served day); ``live`` is (run date, list_version)
+    of the lists the app serves (:func:`live_lists` reads it from the serving DB). Writes
+    ``landing/feedback_events(run_date + 1)`` and returns the night's record without the A/B entry and
+    timings; ``regret`` is the night's own regret (the caller accumulates it). The Airflow demo calls
+    this between DAG runs; :func:`simulate` calls it after ``run_night``.
+    """
+    lake = Lake(settings.home)
+    served_day = run_date + timedelta(days=1)
+    shown, visits = _serve(lake, world, live, night, served_day, settings)
+    clicked, ratings = world.respond(
+        shown, night, served_day, rng_for(settings.seed, served_day, "sim/respond")
+    )
+    events = feedback_events(
+        shown,
+        clicked,
+        ratings,
+        served_day,
+        _daypart_hours(settings),
+        rng_for(settings.seed, served_day, "sim/times"),
+    )
+    lake.write_table(Dataset.LANDING_FEEDBACK, served_day, events)
+    metrics = by_variant_metrics(shown, clicked, ratings, _genres(lake, run_date))
+    treatment = shown[shown[C.VARIANT] == Variant.TREATMENT.value].drop_duplicates([C.USER_ID, C.DAYPART])
+    entry: dict[str, Any] = {
+        "night": night,
+        "run_date": run_date.isoformat(),
+        "served_day": served_day.isoformat(),
+        "live_run_date": live[0].isoformat(),
+        "list_version": live[1],
+        "visits": len(visits),
+        "visits_without_list": int(len(visits) - shown.groupby([C.USER_ID, C.DAYPART]).ngroups),
+        "events": len(events),
+    }
+    for name in (
+        "impressions",
+        "clicks",
+        "ctr",
+        "lists",
+        "mean_rating",
+        "long_tail_share",
+        "genres_per_list",
+    ):
+        entry[name] = {v: metrics[v][name] for v in VARIANTS}
+    entry["arm_share"] = arm_shares(treatment)
+    entry["context_visits"] = {
+        context_key(seg, dp): int(n)
+        for (seg, dp), n in treatment.groupby([C.SEGMENT, C.DAYPART]).size().items()
+    }
+    if world.has_truth:
+        truth = truth_metrics(
+            world, treatment, _arm_lists(lake, live[0], settings), _population(lake, live[0]), night
+        )
+        entry["best_arm"] = truth.best_arm
+        entry["best_arm_share"] = truth.best_arm_share
+        entry["expected_reward"] = truth.expected_reward
+        entry["regret"] = truth.regret
+    else:
+        entry["best_arm_share"] = None
+        entry["regret"] = None
+        entry["cumulative_regret"] = None
+    return entry
+
+
+def live_lists(settings: Settings) -> tuple[date, str] | None:
+    """(run date, list_version) of the version the serving DB's views point at, or None."""
+    from pipelines import serving
+
+    engine = serving.serving_engine(settings, writer=True)  # ensure_schema may create the empty schema
+    try:
+        serving.ensure_schema(engine)
+        with engine.connect() as conn:
+            info = serving.live_version(conn)
+    finally:
+        engine.dispose()
+    if info is None or info.list_version is None:
+        return None
+    return info.run_date, info.list_version
 
 
 def _run_night_keep_live(

@@ -190,6 +190,7 @@ def test_truth_metrics_best_arm_share_and_regret() -> None:
     assert out.best_arm == {"casual/evening": "a"}
     assert out.best_arm_share == {"casual/evening": 0.5}
     assert out.expected_reward["casual/evening"] == {"a": pytest.approx(0.5), "b": pytest.approx(0.28)}
+    # pseudo-regret: one visit served by "b" in a context whose best arm is "a"
     assert out.regret == pytest.approx(0.5 - 0.28)
 
 
@@ -224,7 +225,7 @@ def test_replay_world_clicks_are_future_high_ratings() -> None:
 def test_two_night_synthetic_simulation_end_to_end(tmp_path: Path) -> None:
     """The real steps, a tiny world, two nights: feedback lands, is ingested and analysed next night."""
     pytest.importorskip("pipelines.ingest", reason="the ingest step is not in this code base yet")
-    from pipelines.simulate import simulate
+    from pipelines.simulate import live_lists, simulate
 
     home = tmp_path / "lake"
     settings = load_settings(
@@ -261,3 +262,5 @@ def test_two_night_synthetic_simulation_end_to_end(tmp_path: Path) -> None:
     assert 0 < len(ingested) <= len(landed)
     assert second["ab"]["srm_p_value"] is not None
     assert record["summary"]["ctr_control"] is not None
+    # the serving DB's live version is what the simulated app served last
+    assert live_lists(settings) == (date.fromisoformat(second["live_run_date"]), second["list_version"])
