@@ -304,7 +304,17 @@ def _rating_counts(settings: WorldSettings, segment: np.ndarray, rng: np.random.
             lo = mid
         else:
             hi = mid
-    return counts_for(hi)
+    counts = counts_for(hi)
+    if abs(counts.mean() - r) > 0.05 * r:
+        log.warning(
+            "world: %.1f ratings per user instead of the requested %.1f: segment floors (new 1-4, casual "
+            ">= 5, power >= %d) and the cap of half the catalog (%d) make the target unreachable",
+            counts.mean(),
+            r,
+            POWER_MIN_RATINGS,
+            cap,
+        )
+    return counts
 
 
 # --------------------------------------------------------------------------------------- calibration
