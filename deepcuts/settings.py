@@ -326,6 +326,11 @@ class BanditSettings(Section):
     integration_points: int = Field(2000, ge=200)
     #: Monte Carlo draws for selection probabilities (40k draws give +-0.005 at 95%).
     mc_draws: int = Field(40_000, ge=1000)
+    #: Share evidence between contexts when choosing: each (context, arm) gets up to ``pooling_strength``
+    #: pseudo-trials at the arm's mean over the other contexts of its group (same segment / all contexts).
+    #: ``none`` = independent contexts. Stored posteriors stay per context (docs/bandit.md).
+    pooling: Literal["none", "segment", "global"] = "none"
+    pooling_strength: float = Field(50.0, ge=0)
     seed: int = 1234
     #: Segments: new (< new_max_ratings), power (>= power_min_ratings and active in recency_days), casual.
     new_max_ratings: int = Field(5, ge=1)

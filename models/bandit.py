@@ -161,6 +161,8 @@ class BanditConfig:
     method: str = "exact"
     points: int = 2000
     mc_draws: int = 40_000
+    pooling: str = "none"
+    pooling_strength: float = 50.0
 
     @classmethod
     def from_settings(cls, cfg: object) -> BanditConfig:
@@ -172,7 +174,51 @@ class BanditConfig:
             method=cfg.selection_method,  # type: ignore[attr-defined]
             points=cfg.integration_points,  # type: ignore[attr-defined]
             mc_draws=cfg.mc_draws,  # type: ignore[attr-defined]
+            pooling=cfg.pooling,  # type: ignore[attr-defined]
+            pooling_strength=cfg.pooling_strength,  # type: ignore[attr-defined]
         )
+
+
+def pool_parameters(
+    alpha: npt.ArrayLike,
+    beta: npt.ArrayLike,
+    groups: npt.ArrayLike | None,
+    prior_alpha: float,
+    prior_beta: float,
+    strength: float,
+) -> tuple[FloatArray, FloatArray]:
+    """Borrow strength from the other contexts of a group (empirical-Bayes shrinkage).
+
+    For context ``c`` in group ``g`` and arm ``k``, with ``s``/``f`` the evidence (``alpha - a0``,
+    ``beta - b0``) summed over the *other* contexts of ``g`` (leave-one-out, so a context never counts
+    its own evidence twice) and ``n = s + f``:
+
+        m = (a0 + s) / (a0 + b0 + n),   w = min(strength, n)
+        alpha_eff = alpha + w m,        beta_eff = beta + w (1 - m)
+
+    i.e. up to ``strength`` pseudo-trials at the group's mean, never more than the group has seen.
+    ``groups`` = None or ``strength`` = 0 returns the inputs unchanged.
+    """
+    a = np.asarray(alpha, dtype=np.float64)
+    b = np.asarray(beta, dtype=np.float64)
+    if groups is None or strength <= 0:
+        return a.copy(), b.copy()
+    g = np.asarray(groups, dtype=np.int64)
+    if g.shape != (a.shape[0],):
+        raise ValueError(f"groups must give one group per context row: {g.shape} vs {a.shape[0]} rows")
+    s_own = np.maximum(a - prior_alpha, 0.0)
+    f_own = np.maximum(b - prior_beta, 0.0)
+    a_eff, b_eff = a.copy(), b.copy()
+    for group in np.unique(g):
+        rows = g == group
+        s = s_own[rows].sum(axis=0, keepdims=True) - s_own[rows]
+        f = f_own[rows].sum(axis=0, keepdims=True) - f_own[rows]
+        n = s + f
+        m = (prior_alpha + s) / (prior_alpha + prior_beta + n)
+        w = np.minimum(strength, n)
+        a_eff[rows] += w * m
+        b_eff[rows] += w * (1.0 - m)
+    return a_eff, b_eff
 
 
 def selection_probabilities(
@@ -228,12 +274,15 @@ def simulate_policy_learning(
     impressions_per_context: int,
     config: BanditConfig,
     seed: int,
+    groups: npt.ArrayLike | None = None,
 ) -> dict[str, FloatArray]:
     """Run the nightly loop on a Bernoulli world and report how fast traffic moves to the best arm.
 
     Night ``t``: serve ``impressions_per_context`` list impressions per context with arms drawn from the
     selection probabilities of the current posterior, draw clicks ``~ Bernoulli(true_ctr[c, arm])``, then
-    update the posterior (discount + evidence). Returns arrays (nights x contexts) of
+    update the posterior (discount + evidence). With ``groups`` (one group id per context row) and
+    ``config.pooling_strength > 0`` the choice uses :func:`pool_parameters`. Returns arrays
+    (nights x contexts) of
     ``best_arm_share`` (realised share of the night's traffic on the true best arm), ``best_arm_probability``
     (its selection probability that night) and ``cumulative_regret`` (expected clicks lost against
     always playing the best arm, summed over contexts and nights; shape ``(nights,)``).
@@ -251,7 +300,10 @@ def simulate_policy_learning(
     regret = np.empty(nights)
     total = 0.0
     for night in range(nights):
-        _, p = selection_probabilities(alpha, beta, config, rng)
+        a_eff, b_eff = pool_parameters(
+            alpha, beta, groups, config.prior_alpha, config.prior_beta, config.pooling_strength
+        )
+        _, p = selection_probabilities(a_eff, b_eff, config, rng)
         counts = np.stack([rng.multinomial(impressions_per_context, p[c]) for c in range(n_ctx)])
         clicks = rng.binomial(counts, ctr)
         share[night] = counts[np.arange(n_ctx), best] / max(impressions_per_context, 1)

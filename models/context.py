@@ -107,3 +107,15 @@ def daypart_of(timestamps: pd.Series | npt.ArrayLike, cfg: BanditSettings) -> np
     """Daypart name per timestamp (converted to UTC)."""
     ts = pd.to_datetime(pd.Series(timestamps), utc=True)
     return daypart_of_hour(ts.dt.hour.to_numpy(np.int64), cfg)
+
+
+def pooling_groups(pooling: str) -> npt.NDArray[np.int64] | None:
+    """Group id per context of :data:`CONTEXTS` for ``BanditSettings.pooling``: ``segment`` (the four
+    dayparts of a segment share), ``global`` (all contexts share) or ``none`` (None)."""
+    if pooling == "none":
+        return None
+    if pooling == "segment":
+        return np.asarray([SEGMENTS.index(s) for s, _ in CONTEXTS], dtype=np.int64)
+    if pooling == "global":
+        return np.zeros(len(CONTEXTS), dtype=np.int64)
+    raise ValueError(f"unknown bandit.pooling {pooling!r}; use none, segment or global")

@@ -30,9 +30,9 @@ from deepcuts.experiment import variant_of
 from deepcuts.progress import get_logger
 from deepcuts.seeds import derive_seed, rng_for
 from deepcuts.settings import Settings
-from models.bandit import BanditConfig, posterior_mean, sample_arms, selection_probabilities, uniform_hash
+from models.bandit import BanditConfig, posterior_mean, sample_arms, uniform_hash
 from models.context import CONTEXTS, DAYPARTS, SEGMENTS, category_codes, user_segments
-from pipelines.bandit_update import posterior_arrays
+from pipelines.bandit_update import policy_probabilities, posterior_arrays
 from pipelines.storage import Lake, MissingDataError
 
 log = get_logger(__name__)
@@ -207,10 +207,10 @@ def assign(settings: Settings, run_date: date) -> dict[str, Any]:
 
     config = BanditConfig.from_settings(cfg)
     alpha, beta = posterior_arrays(lake.read_df(Dataset.BANDIT_POSTERIOR, run_date), tuple(arms), config)
-    thompson, selection = selection_probabilities(
+    a_eff, b_eff, thompson, selection = policy_probabilities(
         alpha, beta, config, rng_for(cfg.seed, run_date, "bandit.selection_mc")
     )
-    policy = policy_table(alpha, beta, thompson, selection, arms, run_date)
+    policy = policy_table(a_eff, b_eff, thompson, selection, arms, run_date)
 
     interactions = lake.read_df(Dataset.INTERACTIONS, run_date, columns=[C.USER_ID, C.TS])
     segments = user_segments(interactions, run_date, cfg)

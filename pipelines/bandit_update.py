@@ -28,8 +28,8 @@ import pandas as pd
 from deepcuts.contracts import C, Dataset, EventType, Variant
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
-from models.bandit import BanditConfig, discount_toward_prior
-from models.context import CONTEXTS, category_codes, context_index
+from models.bandit import BanditConfig, discount_toward_prior, pool_parameters, selection_probabilities
+from models.context import CONTEXTS, category_codes, context_index, pooling_groups
 from pipelines.storage import Lake, MissingDataError
 
 log = get_logger(__name__)
@@ -216,6 +216,19 @@ def posterior_arrays(
     alpha[ctx[ok], arm[ok]] = frame[C.ALPHA].to_numpy(np.float64)[ok]
     beta[ctx[ok], arm[ok]] = frame[C.BETA].to_numpy(np.float64)[ok]
     return alpha, beta
+
+
+def policy_probabilities(
+    alpha: np.ndarray, beta: np.ndarray, config: BanditConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(alpha, beta used for the choice, Thompson probabilities, selection probabilities) per context
+    and arm: the stored posterior, pooled across contexts when ``bandit.pooling`` asks for it."""
+    groups = pooling_groups(config.pooling)
+    a_eff, b_eff = pool_parameters(
+        alpha, beta, groups, config.prior_alpha, config.prior_beta, config.pooling_strength
+    )
+    thompson, selection = selection_probabilities(a_eff, b_eff, config, rng)
+    return a_eff, b_eff, thompson, selection
 
 
 def load_posterior(

@@ -25,7 +25,7 @@ from deepcuts.contracts import C, Dataset
 from deepcuts.progress import get_logger
 from deepcuts.seeds import rng_for
 from deepcuts.settings import Settings
-from models.bandit import BanditConfig, posterior_mean, selection_probabilities
+from models.bandit import BanditConfig, posterior_mean
 from models.context import CONTEXTS, category_codes, context_index
 from models.ope import LoggedTrials, evaluate_policies
 from pipelines.bandit_update import (
@@ -35,6 +35,7 @@ from pipelines.bandit_update import (
     FIRST_OFFSET,
     attribute_list_impressions,
     load_posterior,
+    policy_probabilities,
     posterior_arrays,
     read_feedback_window,
 )
@@ -114,7 +115,7 @@ def ope(settings: Settings, run_date: date) -> dict[str, Any]:
         posterior_pi = policy_matrix(lake.read_df(Dataset.BANDIT_POLICY, run_date), arms)
     elif lake.has(Dataset.BANDIT_POSTERIOR, run_date):
         alpha, beta = posterior_arrays(lake.read_df(Dataset.BANDIT_POSTERIOR, run_date), arms, config)
-        _, posterior_pi = selection_probabilities(
+        *_, posterior_pi = policy_probabilities(
             alpha, beta, config, rng_for(cfg.seed, run_date, "bandit.ope_mc")
         )
     else:

@@ -138,6 +138,21 @@ def test_assign_writes_consistent_tables(settings: Settings) -> None:
     assert first[C.USER_ID] == 1 and first[C.DAYPART] == DAYPARTS[0] and first[C.RANK] == 1
 
 
+def test_pooling_moves_the_policy_and_keeps_propensities_exact(lake_home: object) -> None:
+    s = load_settings(home=str(lake_home), rerank={"list_length": L}, bandit={"pooling": "segment"})
+    _write_world(s)
+    assign(s, D)
+    lake = Lake(s.home)
+    policy = lake.read_df(Dataset.BANDIT_POLICY, D)
+    # each casual context borrows min(50, 3 * 59) = 50 pseudo-trials at the other contexts' graph mean
+    # (s = 177, f = 0: m = 178 / 179) -> alpha = 60 + 50 * 178 / 179
+    row = policy[(policy[C.SEGMENT] == "casual") & (policy[C.ARM] == "graph")].iloc[0]
+    assert row[C.ALPHA] == pytest.approx(60 + 50 * 178 / 179)
+    asg = lake.read_df(Dataset.ASSIGNMENTS, D)
+    treat = asg[asg[C.VARIANT] == Variant.TREATMENT.value].merge(policy, on=[C.SEGMENT, C.DAYPART, C.ARM])
+    assert np.allclose(treat[C.PROPENSITY], treat[C.SELECTION_PROBABILITY])
+
+
 def test_assign_is_idempotent(settings: Settings) -> None:
     _write_world(settings)
     lake = Lake(settings.home)

@@ -19,6 +19,7 @@ from models.bandit import (
     BanditConfig,
     apply_floor,
     discount_toward_prior,
+    pool_parameters,
     sample_arms,
     selection_probabilities,
     simulate_policy_learning,
@@ -27,7 +28,7 @@ from models.bandit import (
     uniform_hash,
     update_posterior,
 )
-from models.context import CONTEXTS, context_index, daypart_of_hour, user_segments
+from models.context import CONTEXTS, context_index, daypart_of_hour, pooling_groups, user_segments
 from pipelines.bandit_update import bandit_update
 from pipelines.storage import Lake
 
@@ -101,6 +102,24 @@ def test_probabilities_sum_to_one_and_respect_floor(params: list[tuple[float, fl
     assert raw.sum() == pytest.approx(1.0)
     assert p.sum() == pytest.approx(1.0)
     assert np.all(p >= floor - 1e-12)
+
+
+def test_pooling_hand_computed() -> None:
+    # prior 1, 1; two contexts in one group, one arm. Context 0 saw 8 clicks / 2 misses, context 1 nothing.
+    alpha = np.array([[9.0], [1.0]])
+    beta = np.array([[3.0], [1.0]])
+    a, b = pool_parameters(alpha, beta, [0, 0], 1.0, 1.0, strength=5.0)
+    # context 1 borrows from context 0: s=8, f=2, n=10, m=9/12, w=min(5, 10)=5 -> +3.75, +1.25
+    assert (a[1, 0], b[1, 0]) == pytest.approx((1 + 5 * 9 / 12, 1 + 5 * 3 / 12))
+    # context 0 borrows from context 1, which has no evidence: w = 0, unchanged
+    assert (a[0, 0], b[0, 0]) == (9.0, 3.0)
+    # separate groups never share; no groups = unchanged
+    a2, b2 = pool_parameters(alpha, beta, [0, 1], 1.0, 1.0, strength=5.0)
+    assert np.array_equal(a2, alpha) and np.array_equal(b2, beta)
+    a3, _ = pool_parameters(alpha, beta, None, 1.0, 1.0, strength=5.0)
+    assert np.array_equal(a3, alpha)
+    assert pooling_groups("segment").tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    assert pooling_groups("none") is None
 
 
 def test_floor_arithmetic() -> None:
