@@ -19,9 +19,9 @@ quarantined, with every reason GX gave for them joined by ``"; "``. A failed tab
 raises :class:`ValidationFailed`. Counts are conserved: ``rows_in = accepted + quarantined`` (asserted).
 
 GX is slow to start, so one ephemeral GX context is shared by the whole process (:func:`gx_context`).
-Big id sets never go into an expectation: ``expect_column_values_to_be_in_set`` gets the intersection
-of the batch's ids with the known ids, which gives the same verdict and keeps suites (and Data Docs)
-the size of the batch rather than of the catalog.
+Big id sets never go into an expectation (GX copies value sets many times per run): membership of an id
+in the known users / items / seen event ids is a boolean helper column of the typed batch
+(``user_id__known``, ``event_id__seen``) that GX checks with ``expect_column_values_to_be_in_set``.
 """
 
 from __future__ import annotations
@@ -342,7 +342,9 @@ def _is_native(series: pd.Series, logical: str) -> bool:
 
 def _as_text(series: pd.Series) -> pd.Series:
     """Values as strings (nulls stay null) for format checks and the quarantine."""
-    if pd.api.types.is_string_dtype(series.dtype) and series.dtype != object:
+    if pd.api.types.is_string_dtype(series.dtype) and (
+        series.dtype != object or pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty")
+    ):
         return series.astype(object).where(series.notna(), None)
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         out = series.astype(object).map(lambda v: v.isoformat() if not pd.isna(v) else None)
@@ -462,17 +464,31 @@ def _raw_suite(kind: Kind, raw: pd.DataFrame, rules: Rules) -> list[Any]:
     return exps
 
 
-def _in_batch(values: pd.Series, known: np.ndarray) -> list[Any]:
-    """Known values that occur in the batch (same verdict as the full set, batch-sized suite)."""
-    present = pd.Series(pd.unique(values.dropna()))
-    hits = present[present.isin(known)]
-    return sorted(v.item() if hasattr(v, "item") else v for v in hits)
+def _membership(values: pd.Series, reference: np.ndarray) -> pd.Series:
+    """Per row: is the value in ``reference``? (null where the value is null, so GX skips it)."""
+    out = values.isin(reference).astype(object)
+    out[values.isna().to_numpy()] = None
+    return out
 
 
-def _typed_suite(kind: Kind, typed: pd.DataFrame, rules: Rules, parsed: set[str]) -> list[Any]:
+def _helper(column: str, what: str) -> str:
+    """Name of a helper column of the typed GX batch (never written anywhere)."""
+    return f"{column}__{what}"
+
+
+def _typed_suite(
+    kind: Kind, typed: pd.DataFrame, rules: Rules, parsed: set[str]
+) -> tuple[list[Any], pd.DataFrame]:
+    """The typed suite and its batch: ``typed`` plus helper columns for the reference-set checks.
+
+    Membership in a big reference set (known users, items, seen event ids) is a boolean helper column
+    ``<column>__known`` / ``<column>__seen`` checked with ``expect_column_values_to_be_in_set``: GX copies
+    an expectation's value set many times per run, so passing 100k ids made a run minutes long.
+    """
     from great_expectations.expectations.row_conditions import Column as GXColumn
 
     exps: list[Any] = []
+    batch = typed.copy()
     # Parsing failures that slipped past the format check (e.g. 2026-02-30) become nulls here; a
     # column that needed no parsing cannot have them.
     for col in columns_of(kind):
@@ -499,23 +515,17 @@ def _typed_suite(kind: Kind, typed: pd.DataFrame, rules: Rules, parsed: set[str]
             between(ts_col, f"future:{ts_col}", max_value=rules.ts_max.to_pydatetime())
     if kind in (Kind.FEEDBACK, Kind.INTERACTIONS):
         between(C.RATING, f"out_of_range:{C.RATING}", min_value=rules.rating_min, max_value=rules.rating_max)
-        if rules.known_items is not None:
-            in_set(C.ITEM_ID, f"unknown:{C.ITEM_ID}", _in_batch(typed[C.ITEM_ID], rules.known_items))
-        if rules.known_users is not None:
-            in_set(C.USER_ID, f"unknown:{C.USER_ID}", _in_batch(typed[C.USER_ID], rules.known_users))
+        for column, known in ((C.ITEM_ID, rules.known_items), (C.USER_ID, rules.known_users)):
+            if known is not None:
+                batch[_helper(column, "known")] = _membership(typed[column], known)
+                in_set(_helper(column, "known"), f"unknown:{column}", [True])
     if kind == Kind.FEEDBACK:
         exps.append(
             _expectation("ExpectColumnValuesToBeUnique", f"duplicate:{C.EVENT_ID}", column=C.EVENT_ID)
         )
         if rules.seen_event_ids is not None:
-            exps.append(
-                _expectation(
-                    "ExpectColumnValuesToNotBeInSet",
-                    f"seen_before:{C.EVENT_ID}",
-                    column=C.EVENT_ID,
-                    value_set=_in_batch(typed[C.EVENT_ID], rules.seen_event_ids),
-                )
-            )
+            batch[_helper(C.EVENT_ID, "seen")] = _membership(typed[C.EVENT_ID], rules.seen_event_ids)
+            in_set(_helper(C.EVENT_ID, "seen"), f"seen_before:{C.EVENT_ID}", [False])
         in_set(C.EVENT_TYPE, f"bad_value:{C.EVENT_TYPE}", [e.value for e in EventType])
         in_set(C.DAYPART, f"bad_value:{C.DAYPART}", [e.value for e in Daypart])
         in_set(C.VARIANT, f"bad_value:{C.VARIANT}", [e.value for e in Variant])
@@ -535,7 +545,7 @@ def _typed_suite(kind: Kind, typed: pd.DataFrame, rules: Rules, parsed: set[str]
     if kind == Kind.ITEMS:
         exps.append(_expectation("ExpectColumnValuesToBeUnique", f"duplicate:{C.ITEM_ID}", column=C.ITEM_ID))
         between(C.YEAR, f"out_of_range:{C.YEAR}", min_value=rules.year_min, max_value=rules.year_max)
-    return exps
+    return exps, batch
 
 
 # ------------------------------------------------------------------------------------------- driver
@@ -582,9 +592,8 @@ def validate_frame(
         typed[col.name] = _parse(
             texts.get(col.name, raw[col.name]), raw[col.name], col.logical, rules.genre_sep
         )
-    typed_results = _run_suite(
-        f"{kind.value}.typed", typed, _typed_suite(kind, typed, rules, set(texts)), run_name, run_time
-    )
+    typed_suite, typed_batch = _typed_suite(kind, typed, rules, set(texts))
+    typed_results = _run_suite(f"{kind.value}.typed", typed_batch, typed_suite, run_name, run_time)
     _raise_table_failures(kind, name, typed_results, raw, rules, n)
 
     position = pd.Series(np.arange(n), index=rows) if n else pd.Series([], dtype=np.int64)
