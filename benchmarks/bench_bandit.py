@@ -5,10 +5,12 @@ cumulative regret grows sublinearly; a 30-night simulation at the default demo s
 minutes on 2 cores.
 
     .venv/bin/python benchmarks/bench_bandit.py [--days 30] [--users 2000] [--items 1500] [--seed 42]
+    .venv/bin/python benchmarks/bench_bandit.py --days 14 --planted-lift 0.3 --tag planted
 
-Writes ``benchmarks/out/bench_bandit.json`` (the sim.json plus the analysis), the simulator's PNG and
-``benchmarks/out/bench_bandit_regret.png``. Sublinearity is measured by the slope ``b`` of
-``log(cumulative regret) = a + b log(night)`` over the second half of the run (``b < 1``: sublinear) and
+Writes ``benchmarks/out/bench_bandit[_TAG].json`` (the analysis and summary), ``..._sim.json`` (the
+simulation record) and ``..._sim.png``. ``--planted-lift`` makes one arm per context truly best by a known
+margin (``simulator.planted_arm_lift``), the premise of the 70% target. Sublinearity is measured by the
+slope ``b`` of ``log(cumulative regret) = a + b log(night)`` over the second half (``b < 1``) and
 by the per-night regret of the first against the second half.
 """
 
@@ -74,12 +76,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip", action="append", default=["report"], help="steps not to run")
     parser.add_argument("--keep", action="store_true", help="keep the simulation lake under out/")
+    parser.add_argument(
+        "--planted-lift",
+        type=float,
+        default=0.0,
+        help="plant a truly best arm per context (click x 1 + lift); 0 = the world as generated",
+    )
+    parser.add_argument("--tag", default="", help="suffix of the output files (run several variants)")
     args = parser.parse_args()
 
     from deepcuts.settings import load_settings
     from pipelines.simulate import plot_simulation, simulate
 
-    home = OUT / "bench_bandit_home"
+    tag = f"_{args.tag}" if args.tag else ""
+    home = OUT / f"bench_bandit{tag}_home"
     if home.exists():
         shutil.rmtree(home)
     base = load_settings()
@@ -89,7 +99,12 @@ def main() -> None:
         world["users"] = args.users
     if args.items:
         world["items"] = args.items
-    simulator = {**base.simulator.model_dump(), "skip_steps": tuple(args.skip), "plot": False}
+    simulator = {
+        **base.simulator.model_dump(),
+        "skip_steps": tuple(args.skip),
+        "plot": False,
+        "planted_arm_lift": args.planted_lift,
+    }
     settings = load_settings(
         home=str(home),
         seed=args.seed,
@@ -98,7 +113,7 @@ def main() -> None:
         simulator=simulator,
     )
     t0 = time.monotonic()
-    record = simulate(settings, "synthetic", args.days, out=OUT / "bench_bandit_sim.json")
+    record = simulate(settings, "synthetic", args.days, out=OUT / f"bench_bandit{tag}_sim.json")
     wall = time.monotonic() - t0
     result = {
         "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
@@ -108,6 +123,8 @@ def main() -> None:
         "items": world["items"],
         "seed": args.seed,
         "skipped_steps": list(args.skip),
+        "planted_arm_lift": args.planted_lift,
+        "planted_arms": record.get("planted_arms"),
         "wall_seconds": round(wall, 1),
         "mean_night_seconds": round(float(np.mean([n["night_seconds"] for n in record["nights"]])), 2),
         "step_seconds_mean": _mean_steps(record),
@@ -115,8 +132,8 @@ def main() -> None:
         "summary": record["summary"],
     }
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "bench_bandit.json").write_text(json.dumps(result, indent=1))
-    plot_simulation(record, OUT / "bench_bandit_sim.png")
+    (OUT / f"bench_bandit{tag}.json").write_text(json.dumps(result, indent=1))
+    plot_simulation(record, OUT / f"bench_bandit{tag}_sim.png")
     if not args.keep:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -135,7 +152,7 @@ def main() -> None:
         f"{_f(a['regret_loglog_slope_second_half'])}"
     )
     print(f"mean step seconds per night: {result['step_seconds_mean']}")
-    print(f"-> {OUT / 'bench_bandit.json'}, {OUT / 'bench_bandit_sim.png'}")
+    print(f"-> {OUT / f'bench_bandit{tag}.json'}, {OUT / f'bench_bandit{tag}_sim.png'}")
 
 
 def _mean_steps(record: dict[str, Any]) -> dict[str, float]:

@@ -412,6 +412,10 @@ class SimulatorSettings(Section):
     #: When a night's publish is rejected, the simulated operator acknowledges that night's alerts and
     #: publishes again (recorded in the night's ``publish`` note); false = yesterday's lists stay live.
     acknowledge_critical_alerts: bool = True
+    #: Synthetic world, bandit validation only: each context gets a planted arm (drawn from the seed)
+    #: whose lists' click probabilities are multiplied by 1 + this lift, so that one arm is truly best
+    #: per context by a known margin. 0 = the world exactly as generated.
+    planted_arm_lift: float = Field(0.0, ge=0)
     #: Write the PNG of the main curves next to sim.json.
     plot: bool = True
 

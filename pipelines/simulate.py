@@ -101,11 +101,20 @@ class SyntheticWorld(SimWorld):
     name = "synthetic"
     has_truth = True
 
-    def __init__(self, world_dir: str | Path, rating_probability: float) -> None:
+    def __init__(
+        self,
+        world_dir: str | Path,
+        rating_probability: float,
+        planted: dict[str, str] | None = None,
+        planted_lift: float = 0.0,
+    ) -> None:
         from pipelines.world import TruthModel
 
         self.truth = TruthModel.load(world_dir)
         self.rating_probability = rating_probability
+        #: Context (``segment/daypart``) -> arm whose lists get click probabilities x (1 + planted_lift).
+        self.planted = dict(planted or {})
+        self.planted_lift = planted_lift
 
     @property
     def first_night(self) -> date:
@@ -133,6 +142,14 @@ class SyntheticWorld(SimWorld):
                 str(daypart),
                 day_index,
             )
+        if self.planted and self.planted_lift:
+            planted = np.array(
+                [
+                    self.planted.get(context_key(seg, dp)) == arm
+                    for seg, dp, arm in zip(shown[C.SEGMENT], shown[C.DAYPART], shown[C.ARM], strict=True)
+                ]
+            )
+            out = np.where(planted, np.minimum(out * (1.0 + self.planted_lift), 1.0), out)
         return out
 
     def respond(
@@ -348,7 +365,7 @@ def truth_metrics(
         return TruthMetrics({}, {}, {}, 0.0)
     pop = population[[C.USER_ID, C.DAYPART, C.SEGMENT]].drop_duplicates([C.USER_ID, C.DAYPART])
     pop = pop.assign(_weight=world.visit_weight(pop, day_index))
-    lists = pop[[C.USER_ID, C.DAYPART]].merge(arm_lists, on=C.USER_ID)
+    lists = pop[[C.USER_ID, C.DAYPART, C.SEGMENT]].merge(arm_lists, on=C.USER_ID)
     reward = world.expected_reward(lists, day_index).rename("_reward").reset_index()
     per_pair = pop.merge(reward, on=[C.USER_ID, C.DAYPART], how="inner")
     per_pair["_wr"] = per_pair["_weight"] * per_pair["_reward"]
@@ -383,6 +400,15 @@ def truth_metrics(
 
 
 # ================================================================================== the loop
+def planted_arms(settings: Settings) -> dict[str, str]:
+    """A planted arm per context, drawn from the master seed among the bandit arms (validation only)."""
+    from models.context import CONTEXTS
+
+    rng = rng_for(settings.seed, None, "sim/planted-arms")
+    arms = sorted(settings.bandit.arms)
+    return {context_key(seg, dp): arms[int(rng.integers(len(arms)))] for seg, dp in CONTEXTS}
+
+
 def prepare_world(settings: Settings, kind: WorldKind) -> SimWorld:
     """Build (or reuse) the synthetic world, or load the MovieLens ratings for replay."""
     sim = settings.simulator
@@ -401,7 +427,10 @@ def prepare_world(settings: Settings, kind: WorldKind) -> SimWorld:
         else:
             log.info("simulate: generating the synthetic world in %s", world_dir)
             generate_world(world_dir, settings.world)
-        return SyntheticWorld(world_dir, sim.rating_probability)
+        planted = planted_arms(settings) if sim.planted_arm_lift > 0 else {}
+        if planted:
+            log.info("simulate: planted best arms (click x %.2f): %s", 1 + sim.planted_arm_lift, planted)
+        return SyntheticWorld(world_dir, sim.rating_probability, planted, sim.planted_arm_lift)
     if settings.source.dataset == "synthetic":
         raise ValueError("--world movielens needs a MovieLens dataset (--dataset ml-100k|ml-1m|...)")
     from models.context import daypart_of
@@ -445,6 +474,8 @@ def simulate(
         "seed": settings.seed,
         "first_night": first.isoformat(),
         "home": settings.home,
+        "planted_arms": getattr(sim_world, "planted", {}) or None,
+        "planted_arm_lift": settings.simulator.planted_arm_lift if world == "synthetic" else None,
         "nights": [],
     }
     live: tuple[date, str] | None = None

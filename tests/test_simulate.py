@@ -264,3 +264,29 @@ def test_two_night_synthetic_simulation_end_to_end(tmp_path: Path) -> None:
     assert record["summary"]["ctr_control"] is not None
     # the serving DB's live version is what the simulated app served last
     assert live_lists(settings) == (date.fromisoformat(second["live_run_date"]), second["list_version"])
+
+
+def test_planted_arm_multiplies_click_probabilities(tmp_path: Path) -> None:
+    from deepcuts.settings import WorldSettings
+    from pipelines.simulate import SyntheticWorld, planted_arms
+    from pipelines.world import generate_world
+
+    generate_world(tmp_path, WorldSettings(users=20, items=40, history_days=10, ratings_per_user=5.0))
+    settings = load_settings(home=str(tmp_path))
+    planted = planted_arms(settings)
+    assert len(planted) == 12 and set(planted.values()) <= set(settings.bandit.arms)
+    assert planted == planted_arms(settings)  # derived from the seed
+    shown = pd.DataFrame(
+        {
+            C.USER_ID: [1, 1],
+            C.ITEM_ID: [3, 3],
+            C.RANK: [1, 1],
+            C.DAYPART: ["evening", "evening"],
+            C.SEGMENT: ["casual", "casual"],
+            C.ARM: [planted["casual/evening"], "other"],
+        }
+    )
+    base = SyntheticWorld(tmp_path, 0.5).click_probability(shown, 1)
+    lifted = SyntheticWorld(tmp_path, 0.5, planted, 0.5).click_probability(shown, 1)
+    assert base[0] == base[1]
+    assert lifted[0] == pytest.approx(min(1.5 * base[0], 1.0)) and lifted[1] == base[1]
