@@ -74,6 +74,50 @@ def scale_timing(n: int, n_boot: int) -> float:
     return time.perf_counter() - start
 
 
+def _world(rng: np.random.Generator, gap: float, structure: str) -> np.ndarray:
+    """12 contexts (3 segments x 4 dayparts) x 6 arms, list CTR ~0.6, one arm ``gap`` above the rest.
+
+    ``structure``: the best arm is the same everywhere (``global``), per segment (``segment``), or drawn
+    per context (``context``)."""
+    ctr = 0.62 + rng.uniform(-0.04, 0.02, size=(12, 6))
+    for c in range(12):
+        k = {"global": 2, "segment": (2, 4, 0)[c // 4], "context": int(rng.integers(6))}[structure]
+        ctr[c, k] = ctr[c].max() + gap
+    return ctr
+
+
+def pooling_comparison(reps: int = 4) -> dict[str, dict[str, float]]:
+    """Best-arm selection probability on night 14 (mean and worst context, averaged over ``reps`` seeds)
+    with and without pooling, at 30 and 100 list impressions per context and night."""
+    rng = np.random.default_rng(5)
+    segments = np.repeat(np.arange(3), 4)
+    out: dict[str, dict[str, float]] = {}
+    print("night-14 probability of the best arm (mean / worst context), gap 0.08 on CTR ~0.62:")
+    for structure in ("global", "segment", "context"):
+        ctr = _world(rng, 0.08, structure)
+        for traffic in (30, 100):
+            for label, config, groups in (
+                ("none", BanditConfig(points=400), None),
+                ("segment", BanditConfig(points=400, pooling_strength=50.0), segments),
+            ):
+                prob = np.mean(
+                    [
+                        simulate_policy_learning(ctr, 14, traffic, config, seed, groups)[
+                            "best_arm_probability"
+                        ][-1]
+                        for seed in range(reps)
+                    ],
+                    axis=0,
+                )
+                key = f"{structure}/{traffic}/{label}"
+                out[key] = {"mean": float(prob.mean()), "worst": float(prob.min())}
+                print(
+                    f"  best arm per {structure:<8} {traffic:>4} lists  pooling={label:<8} "
+                    f"{prob.mean():.2f} / {prob.min():.2f}"
+                )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=300)
@@ -105,6 +149,8 @@ def main() -> None:
         curves[traffic] = out["best_arm_share"].min(axis=1).round(3).tolist()
         print(f"best-arm share (worst context) per night, {traffic} lists/context/night: {curves[traffic]}")
 
+    pooling = pooling_comparison()
+
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "bench_ope.json"
     path.write_text(
@@ -116,6 +162,7 @@ def main() -> None:
                 "coverage_seconds": elapsed,
                 "scale_500k_seconds": t_scale,
                 "policy_learning_worst_context": curves,
+                "pooling_night14": pooling,
             },
             indent=2,
         )
