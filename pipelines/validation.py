@@ -624,7 +624,8 @@ def validate_frame(
     mask[bad_positions] = True
     valid = typed.loc[~mask, [c.name for c in cols]].reset_index(drop=True)
     quarantine = _quarantine_frame(raw, rows, mask, row_reasons, texts)
-    assert len(valid) + len(quarantine) == n, "row count not conserved"
+    if len(valid) + len(quarantine) != n:  # an invariant, checked even under ``python -O``
+        raise RuntimeError(f"{kind.value} {name}: {n} rows in, {len(valid)} + {len(quarantine)} out")
     counts: dict[str, int] = {}
     for reasons in row_reasons.values():
         for r in reasons:

@@ -141,12 +141,27 @@ def test_three_nights(settings: Settings, lake_home: Path) -> None:
     }
     assert r3["feedback_in"] == r3["feedback_accepted"] + r3["feedback_quarantined"] == 9
     assert r3["new_interactions"] == 0  # the 03-12 rating is not due yet
+    # seen(D3) = the 8 ids of D2 (all stamped >= 03-08 = start(D3) - 3 days) + the 7 accepted on D3
+    assert len(lake.read_df(Dataset.VALIDATION, D3, parts=[SEEN_PART])) == 15
 
     # --- idempotence: rerunning D2 after D3 rewrites the same bytes.
     before = written_files(lake_home, D2)
     assert before
     ingest_source(settings, D2, src)
     assert written_files(lake_home, D2) == before
+
+
+def test_seen_ids_are_pruned_to_the_late_window(lake_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEEPCUTS_CONFIG", raising=False)
+    settings = load_settings(home=str(lake_home), ingest={"late_window_days": 0})
+    lake = Lake(settings.home)
+    ingest_source(settings, D1, source())
+    land(settings, D2, events(D2, 6, "d2"))
+    ingest_source(settings, D2, source())
+    land(settings, D3, events(D3, 6, "d3"))
+    ingest_source(settings, D3, source())
+    seen = lake.read_df(Dataset.VALIDATION, D3, parts=[SEEN_PART])
+    assert sorted(seen[C.EVENT_ID]) == sorted(f"d3-{i}" for i in range(6))
 
 
 def test_missing_landing_after_first_night_fails_and_writes_nothing(settings: Settings) -> None:
