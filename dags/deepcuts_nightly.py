@@ -19,6 +19,8 @@ from deepcuts.airflow_support import (
     SERVING_TABLES,
     DeepcutsFailureNotifier,
     resolve_run_date,
+    run_date_of,
+    task_retries,
 )
 
 DEFAULT_ARMS = ["svd", "lightfm", "graph", "item_cf", "long_tail", "serendipity", "popularity"]
@@ -28,14 +30,16 @@ DEFAULT_ARMS = ["svd", "lightfm", "graph", "item_cf", "long_tail", "serendipity"
     dag_id="deepcuts_nightly",
     description="Ingest, train, re-rank, bandit, evaluate, monitor and publish deep-cut recommendations",
     schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # Early, so runs and backfills for any historical run date (MovieLens replays start in 1997) get
+    # task instances; catchup=False keeps the scheduler from creating the missed runs.
+    start_date=pendulum.datetime(1995, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=6),
     tags=["deepcuts", "nightly"],
     default_args={
         "owner": "deepcuts",
-        "retries": 2,
+        "retries": task_retries(),
         "retry_delay": timedelta(minutes=5),
         "retry_exponential_backoff": True,
         "on_failure_callback": DeepcutsFailureNotifier("nightly task failed"),
@@ -82,85 +86,85 @@ def deepcuts_nightly() -> None:
         from deepcuts.settings import load_settings
         from pipelines.ingest import ingest
 
-        return ingest(load_settings(), p["run_date"])
+        return ingest(load_settings(), run_date_of(p))
 
     @task(map_index_template="{{ task.op_kwargs['arm'] }}")
     def train(p: dict[str, Any], arm: str) -> dict[str, Any]:
         from deepcuts.settings import load_settings
         from pipelines.train import train_arm
 
-        return train_arm(load_settings(), p["run_date"], arm)
+        return train_arm(load_settings(), run_date_of(p), arm)
 
     @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
     def candidates(p: dict[str, Any], shard: int) -> dict[str, Any]:
         from deepcuts.settings import load_settings
         from pipelines.candidates import candidates_shard
 
-        return candidates_shard(load_settings(), p["run_date"], shard, p["n_shards"])
+        return candidates_shard(load_settings(), run_date_of(p), shard, p["n_shards"])
 
     @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
     def score(p: dict[str, Any], shard: int) -> dict[str, Any]:
         from deepcuts.settings import load_settings
         from pipelines.score import score_shard
 
-        return score_shard(load_settings(), p["run_date"], shard, p["n_shards"])
+        return score_shard(load_settings(), run_date_of(p), shard, p["n_shards"])
 
     @task
     def bandit_update(p: dict[str, Any]) -> dict[str, Any]:
         from deepcuts.settings import load_settings
         from pipelines.bandit_update import bandit_update
 
-        return bandit_update(load_settings(), p["run_date"])
+        return bandit_update(load_settings(), run_date_of(p))
 
     @task
     def assign(p: dict[str, Any]) -> dict[str, Any]:
         from deepcuts.settings import load_settings
         from pipelines.assign import assign
 
-        return assign(load_settings(), p["run_date"])
+        return assign(load_settings(), run_date_of(p))
 
     @task
     def evaluate(p: dict[str, Any]) -> dict[str, Any]:
         from deepcuts.settings import load_settings
         from pipelines.evaluate import evaluate_night
 
-        return evaluate_night(load_settings(), p["run_date"])
+        return evaluate_night(load_settings(), run_date_of(p))
 
     @task
     def ab_analysis(p: dict[str, Any]) -> dict[str, Any]:
         from deepcuts.settings import load_settings
         from pipelines.ab_analysis import ab_analysis
 
-        return ab_analysis(load_settings(), p["run_date"])
+        return ab_analysis(load_settings(), run_date_of(p))
 
     @task
     def ope(p: dict[str, Any]) -> dict[str, Any]:
         from deepcuts.settings import load_settings
         from pipelines.ope import ope
 
-        return ope(load_settings(), p["run_date"])
+        return ope(load_settings(), run_date_of(p))
 
     @task
     def monitor(p: dict[str, Any]) -> dict[str, Any]:
         from deepcuts.settings import load_settings
         from pipelines.monitor import monitor
 
-        return monitor(load_settings(), p["run_date"])
+        return monitor(load_settings(), run_date_of(p))
 
     # One writer at a time on the serving DB, whatever else runs in parallel (backfills included).
-    @task(pool=PUBLISH_POOL, outlets=[SERVING_TABLES], retries=1)
+    @task(pool=PUBLISH_POOL, outlets=[SERVING_TABLES])
     def publish(p: dict[str, Any]) -> dict[str, Any]:
         from deepcuts.settings import load_settings
         from pipelines.publish import publish
 
-        return publish(load_settings(), p["run_date"])
+        return publish(load_settings(), run_date_of(p))
 
     @task(outlets=[NIGHTLY_REPORT])
     def report(p: dict[str, Any]) -> dict[str, Any]:
         from deepcuts.settings import load_settings
         from pipelines.report import report
 
-        return report(load_settings(), p["run_date"])
+        return report(load_settings(), run_date_of(p))
 
     p = plan()
     ingested = ingest(p)

@@ -12,20 +12,22 @@ from typing import Any
 import pendulum
 from airflow.sdk import dag, task
 
-from deepcuts.airflow_support import SERVING_TABLES, DeepcutsFailureNotifier
+from deepcuts.airflow_support import SERVING_TABLES, DeepcutsFailureNotifier, task_retries
 
 
 @dag(
     dag_id="deepcuts_reports",
     description="Rebuild the deepcuts report index after every publish",
     schedule=[SERVING_TABLES],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # Early, so runs and backfills for any historical run date (MovieLens replays start in 1997) get
+    # task instances; catchup=False keeps the scheduler from creating the missed runs.
+    start_date=pendulum.datetime(1995, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     tags=["deepcuts", "reports"],
     default_args={
         "owner": "deepcuts",
-        "retries": 1,
+        "retries": task_retries(),
         "retry_delay": timedelta(minutes=2),
         "on_failure_callback": DeepcutsFailureNotifier("report index failed"),
     },

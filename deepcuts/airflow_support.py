@@ -6,6 +6,7 @@ Kept out of ``dags/`` so DAG files stay pure wiring, and out of ``pipelines/`` b
 from __future__ import annotations
 
 import logging
+import os
 from datetime import date, datetime
 from typing import Any
 
@@ -19,6 +20,20 @@ SERVING_TABLES = Asset(name="deepcuts_serving_tables", uri="deepcuts://serving/c
 NIGHTLY_REPORT = Asset(name="deepcuts_nightly_report", uri="deepcuts://reports/nightly", group="deepcuts")
 
 PUBLISH_POOL = "deepcuts_publish"
+
+#: Environment variable with the number of retries per task (default 2). ``make run`` sets 0 so that a
+#: broken step fails the demo at once instead of waiting for retry delays.
+RETRIES_ENV = "DEEPCUTS_TASK_RETRIES"
+
+
+def task_retries() -> int:
+    """Retries per task: ``$DEEPCUTS_TASK_RETRIES`` or 2 (read at parse time; no I/O)."""
+    return int(os.environ.get(RETRIES_ENV, "2"))
+
+
+def run_date_of(plan: dict[str, Any]) -> date:
+    """The run date of a plan dict (XCom carries it as ISO text) as a ``date`` for the step functions."""
+    return date.fromisoformat(plan["run_date"])
 
 
 def resolve_run_date(context: Any, override: str | None = None) -> str:

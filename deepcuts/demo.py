@@ -57,6 +57,8 @@ def configure_airflow(home: Path, dags_folder: Path, quiet: bool = True) -> Path
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            # dag.test() would sit out the retry delays of a failing task; fail the demo at once.
+            "DEEPCUTS_TASK_RETRIES": "0",
         }
     )
     if quiet:
