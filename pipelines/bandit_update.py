@@ -2,8 +2,9 @@
 
 Attribution rule (docs/bandit.md has the full text and the reasons):
 
-- unit (one Bernoulli trial): one list impression = one ``(user_id, daypart, list_version)`` key of the
-  treatment variant; its context is the logged (segment, daypart) and its arm the logged arm;
+- unit (one Bernoulli trial): one list impression = one ``(user_id, daypart, list_version, service
+  day)`` key of the treatment variant (the service day runs from the morning start hour to the next,
+  so a night list never splits); its context is the logged (segment, daypart), its arm the logged arm;
 - reward: 1 if any ``click`` event carries the same key, else 0; positions are logged but do not weight
   the reward; ``rating`` events and control-variant events do not train the bandit;
 - duplicates: events are de-duplicated by ``event_id`` across the look-back window (the first arrival
@@ -50,6 +51,8 @@ _EVENT_COLUMNS = [
 FIRST_OFFSET = "first_offset"
 #: Column: days between the run date and the partition of the key's first click (-1 = no click).
 CLICK_OFFSET = "click_offset"
+#: Column: the service day of a list impression (days since 1970-01-01, see :func:`service_day`).
+SERVICE_DAY = "service_day"
 CONTEXT = "context"
 ARM_INDEX = "arm_index"
 REWARD = "reward"
@@ -83,14 +86,26 @@ def read_feedback_window(lake: Lake, run_date: date, days_back: int) -> pd.DataF
     return pd.concat(frames, ignore_index=True)
 
 
-def attribute_list_impressions(
-    events: pd.DataFrame, arms: tuple[str, ...]
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One row per treatment list impression key, with its context, arm, propensity and click offsets.
+def service_day(event_ts: pd.Series, day_start_hour: int) -> np.ndarray:
+    """Days since 1970-01-01 of the "service day" of each timestamp: the day runs from
+    ``day_start_hour`` (the morning start) to the same hour the next day, so the night daypart
+    (23:00-06:00 by default) belongs to the evening before and never splits across two days."""
+    ts = pd.to_datetime(event_ts, utc=True)
+    micros = (ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+    shifted = micros.to_numpy(np.int64) - day_start_hour * 3_600_000_000
+    return np.floor_divide(shifted, 86_400_000_000)
 
+
+def attribute_list_impressions(
+    events: pd.DataFrame, arms: tuple[str, ...], day_start_hour: int
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One row per treatment list impression, with its context, arm, propensity and click offsets.
+
+    A list impression is a ``(user_id, daypart, list_version, service day)`` key (the app may keep a
+    list version for several days when a publish is held back: each day's showing is its own trial).
     ``events`` are feedback rows with an ``offset`` column (see :func:`read_feedback_window`). Returns
-    (frame with ``user_id, daypart, list_version, context, arm_index, propensity, first_offset,
-    click_offset``, sorted by key; counters of what was dropped and why).
+    (frame with ``user_id, daypart, list_version, service_day, context, arm_index, propensity,
+    first_offset, click_offset``, sorted by key; counters of what was dropped and why).
     """
     stats: dict[str, int] = {"events_in": len(events)}
     if events.empty:
@@ -99,6 +114,7 @@ def attribute_list_impressions(
                 C.USER_ID: np.empty(0, np.int64),
                 C.DAYPART: np.empty(0, object),
                 C.LIST_VERSION: np.empty(0, object),
+                SERVICE_DAY: np.empty(0, np.int64),
                 CONTEXT: np.empty(0, np.int64),
                 ARM_INDEX: np.empty(0, np.int64),
                 C.PROPENSITY: np.empty(0, np.float64),
@@ -125,16 +141,21 @@ def attribute_list_impressions(
     frame = frame[is_treatment & relevant].copy()
     frame[CONTEXT] = context_index(frame[C.SEGMENT].to_numpy(object), frame[C.DAYPART].to_numpy(object))
     frame[ARM_INDEX] = category_codes(frame[C.ARM].to_numpy(object), arms)
+    propensity = frame[C.PROPENSITY].to_numpy(np.float64, na_value=np.nan)
     ok = (
         (frame[CONTEXT] >= 0)
         & (frame[ARM_INDEX] >= 0)
         & frame[C.LIST_VERSION].notna()
-        & frame[C.PROPENSITY].notna()
+        & (propensity > 0)
+        & (propensity <= 1)
     )
     stats["unattributable_events"] = int((~ok).sum())
     frame = frame[ok]
-    frame = frame.assign(_click_off=np.where(frame["_is_click"], frame["offset"], -1))
-    keys = [C.USER_ID, C.DAYPART, C.LIST_VERSION]
+    frame = frame.assign(
+        _click_off=np.where(frame["_is_click"], frame["offset"], -1),
+        **{SERVICE_DAY: service_day(frame[C.EVENT_TS], day_start_hour)},
+    )
+    keys = [C.USER_ID, C.DAYPART, C.LIST_VERSION, SERVICE_DAY]
     grouped = frame.groupby(keys, sort=True)
     out = grouped.agg(
         **{
@@ -148,7 +169,7 @@ def attribute_list_impressions(
     ).reset_index()
     stats["keys_with_conflicting_arms"] = int((out.pop("_arms") > 1).sum())
     out[C.USER_ID] = out[C.USER_ID].astype(np.int64)
-    for col in (CONTEXT, ARM_INDEX, FIRST_OFFSET, CLICK_OFFSET):
+    for col in (SERVICE_DAY, CONTEXT, ARM_INDEX, FIRST_OFFSET, CLICK_OFFSET):
         out[col] = out[col].astype(np.int64)
     out[C.PROPENSITY] = out[C.PROPENSITY].astype(np.float64)
     return out, stats
@@ -280,7 +301,7 @@ def bandit_update(settings: Settings, run_date: date) -> dict[str, Any]:
             "bandit_update %s: no feedback_events partition for this date; no evidence added", run_date
         )
     events = read_feedback_window(lake, run_date, settings.ingest.late_window_days + 1)
-    keys, stats = attribute_list_impressions(events, arms)
+    keys, stats = attribute_list_impressions(events, arms, cfg.daypart_starts[0])
     evidence = daily_evidence(keys, len(arms), config.discount)
 
     alpha = alpha + evidence.successes

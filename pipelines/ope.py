@@ -1,10 +1,10 @@
 """Nightly step ``ope``: off-policy CTR estimates per list impression from the logged treatment traffic.
 
 Data: the treatment list impressions that arrived on D (``feedback_events(D)``, attributed exactly like
-``bandit_update``: one trial per ``(user, daypart, list_version)``, reward = any click on it in the same
-partition), each with its logged context, arm and propensity. Control traffic is a deterministic policy
-(the baseline arm, propensity 1) on a different list (not re-ranked), so it cannot support estimates of
-the bandit's arms and is left out.
+``bandit_update``: one trial per ``(user, daypart, list_version, service day)``, reward = any click on
+it in the same partition), each with its logged context, arm and propensity. Control traffic is a
+deterministic policy (the baseline arm, propensity 1) on a different list (not re-ranked), so it cannot
+support estimates of the bandit's arms and is left out.
 
 Target policies: ``logging`` (the policy that served those lists: ``bandit/policy`` of the newest run date
 before D, else reconstructed from the logged propensities), ``posterior`` (``bandit/policy(D)``, the
@@ -75,9 +75,11 @@ def logging_matrix_from_logs(trials: LoggedTrials, n_arms: int) -> np.ndarray:
     return out / out.sum(axis=1, keepdims=True)
 
 
-def _logged_trials(lake: Lake, run_date: date, arms: tuple[str, ...]) -> tuple[LoggedTrials, dict[str, int]]:
+def _logged_trials(
+    lake: Lake, run_date: date, arms: tuple[str, ...], day_start_hour: int
+) -> tuple[LoggedTrials, dict[str, int]]:
     events = read_feedback_window(lake, run_date, 0)
-    keys, stats = attribute_list_impressions(events, arms)
+    keys, stats = attribute_list_impressions(events, arms, day_start_hour)
     keys = keys[keys[FIRST_OFFSET] == 0]
     trials = LoggedTrials(
         context=keys[CONTEXT].to_numpy(np.int64),
@@ -96,7 +98,7 @@ def ope(settings: Settings, run_date: date) -> dict[str, Any]:
     arms = tuple(cfg.arms)
     lake = Lake(settings.home)
 
-    trials, stats = _logged_trials(lake, run_date, arms)
+    trials, stats = _logged_trials(lake, run_date, arms, cfg.daypart_starts[0])
     if trials.n == 0:
         log.warning(
             "ope %s: no treatment list impressions with propensities arrived; estimates are empty", run_date

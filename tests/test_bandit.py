@@ -333,3 +333,41 @@ def test_arrival_pattern_never_changes_the_stationary_totals(keys: list[tuple]) 
             row = post.loc[("casual", "morning", arm)]
             assert row[C.ALPHA] - 1 == pytest.approx(clicked)
             assert row[C.BETA] - 1 == pytest.approx(unclicked)
+
+
+def test_a_list_kept_for_two_days_is_two_trials_and_night_lists_do_not_split(settings: Settings) -> None:
+    lake = Lake(settings.home)
+    d0, d1 = D, D + timedelta(days=1)
+    day0 = _events("a", 1, "svd", "v1", clicks=0)
+    # the publish of d0 was held back: the app shows the same version v1 again on d1 (new event ids)
+    day1 = _events("b", 1, "svd", "v1", clicks=1, **{C.EVENT_TS: datetime(2026, 3, 11, 9, tzinfo=UTC)})
+    # a night list shown at 23:30 and clicked at 00:20 the next calendar day: one trial, clicked
+    night = {C.DAYPART: "night", C.LIST_VERSION: "v1"}
+    day1 += [
+        {
+            C.EVENT_ID: "n-imp",
+            C.USER_ID: 2,
+            C.EVENT_TYPE: "impression",
+            C.ARM: "graph",
+            **night,
+            C.EVENT_TS: datetime(2026, 3, 10, 23, 30, tzinfo=UTC),
+        },
+        {
+            C.EVENT_ID: "n-clk",
+            C.USER_ID: 2,
+            C.EVENT_TYPE: "click",
+            C.ARM: "graph",
+            **night,
+            C.EVENT_TS: datetime(2026, 3, 11, 0, 20, tzinfo=UTC),
+        },
+    ]
+    lake.write_table(Dataset.FEEDBACK_EVENTS, d0, feedback_frame(day0))
+    lake.write_table(Dataset.FEEDBACK_EVENTS, d1, feedback_frame(day1))
+    bandit_update(settings, d0)
+    out = bandit_update(settings, d1)
+    assert out["trials"] == 2 and out["clicked_trials"] == 2 and out["late_click_corrections"] == 0
+    post = _posterior(settings, d1)
+    d = settings.bandit.discount
+    svd = post.loc[("casual", "morning", "svd")]
+    assert (svd[C.ALPHA], svd[C.BETA]) == pytest.approx((2.0, 1 + d))
+    assert tuple(post.loc[("casual", "night", "graph"), [C.ALPHA, C.BETA]]) == pytest.approx((2.0, 1.0))
