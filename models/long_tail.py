@@ -5,8 +5,11 @@ For user ``u`` the base model's scores over the items the user has not seen are 
 
     score(u, i) = r_ui * tail_boost   if i is long tail     (item_stats.long_tail_mask, head_share)
                   r_ui                otherwise
-    score(u, i) = -inf                if quality_i < floor  (shrunk mean rating, item_stats.bayesian_mean)
+    score(u, i) -= span_u + 1         if quality_i < floor  (shrunk mean rating, item_stats.bayesian_mean)
                                          or n_i < min_ratings (no evidence: the quality is the prior)
+
+i.e. items under the floor come after every item above it (``QualityFloorMixin._floor_last``), so
+they only fill a list when the user has seen everything above the floor.
 
 ``floor`` is ``QualitySettings.item_floor_5pt`` mapped linearly onto the rating scale. A large
 ``tail_boost`` (> 1 / min positive r) restricts the list to the tail. On the ML-100k split with the
@@ -93,9 +96,27 @@ class QualityFloorMixin:
         seen = self.data.binary_rows(user_rows).toarray() > 0
         return normalise_rows(self.base._score(user_rows), seen)
 
+    def _floor_last(self, scores: FloatArray) -> FloatArray:
+        """Rank every item under the quality floor after every item above it, in place.
+
+        ``s' = s - (max_row - min_row + 1)`` for items under the floor (finite entries only), so the
+        order inside each group is kept. Excluding them instead would leave a user who has seen every
+        item above the floor (power users, small catalogs) with a short list that no later step can
+        fill; the re-ranker's list-level quality floor still keeps them out of served lists whenever
+        enough good items exist.
+        """
+        assert self.below_floor_ is not None
+        block = scores[:, self.below_floor_]
+        finite = np.isfinite(scores)
+        hi = np.where(finite, scores, -np.inf).max(axis=1, keepdims=True)
+        lo = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
+        shift = np.where(np.isfinite(hi - lo), hi - lo + 1.0, 0.0).astype(np.float32)
+        scores[:, self.below_floor_] = block - shift
+        return scores
+
 
 class LongTailRecommender(QualityFloorMixin, Recommender):
-    """Base relevance x long-tail boost, items under the quality floor excluded."""
+    """Base relevance x long-tail boost, items under the quality floor ranked last."""
 
     name = "long_tail"
     config: LongTailSettings
@@ -124,6 +145,4 @@ class LongTailRecommender(QualityFloorMixin, Recommender):
         assert self.stats_ is not None and self.below_floor_ is not None
         rel = self._relevance(user_rows)
         boost = np.where(self.stats_.is_long_tail, self.config.tail_boost, 1.0).astype(np.float32)
-        out = rel * boost[None, :]
-        out[:, self.below_floor_] = -np.inf
-        return out
+        return self._floor_last(rel * boost[None, :])

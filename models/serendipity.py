@@ -11,7 +11,7 @@ Relevance ``r_ui in [0, 1]`` is the base model's score min-max normalised over t
   ``1 - pct_i`` with ``pct_i`` the item's popularity percentile (item_stats.popularity_percentile).
 
     unexp_ui = (1 - popularity_mix) * d_ui + popularity_mix * (1 - pct_i)   in [0, 1]
-    score(u, i) = r_ui * exp(unexpectedness_weight * unexp_ui)   (-inf below the quality floor)
+    score(u, i) = r_ui * exp(unexpectedness_weight * unexp_ui)   (items below the quality floor ranked last)
 
 The exponential makes the weight a log-odds trade-off: at weight ``w`` an item one unit more unexpected
 may be ``e^w`` times less relevant. On the ML-100k split with the EASE^R base, weight 2, mix 0.7:
@@ -77,5 +77,4 @@ class SerendipityRecommender(QualityFloorMixin, Recommender):
         assert self.below_floor_ is not None
         rel = self._relevance(user_rows)
         out = rel * np.exp(self.config.unexpectedness_weight * self.unexpectedness(user_rows))
-        out[:, self.below_floor_] = -np.inf
-        return out.astype(np.float32, copy=False)
+        return self._floor_last(out.astype(np.float32, copy=False))

@@ -307,10 +307,33 @@ def test_unrated_items_are_under_the_floor_of_the_deep_cut_arms() -> None:
         model = cls(config, base=ItemCFRecommender(ItemCFSettings(ease_lambda=1.0))).fit(interactions, items)
         assert model.below_floor_ is not None and model.below_floor_[-1]
         recs = model.recommend(np.arange(1, 21), 50)
-        assert 11 not in set(recs[C.ITEM_ID])
+        # under the floor: ranked after every item above it, never before
+        for _, user_recs in recs.groupby(C.USER_ID):
+            ranked = user_recs.sort_values(C.RANK)[C.ITEM_ID].tolist()
+            if 11 in ranked:
+                assert ranked.index(11) == len(ranked) - 1 or all(
+                    model.below_floor_[model.data.item_columns([i])[0]] for i in ranked[ranked.index(11) :]
+                )
         lenient = cls(
             config,
             base=ItemCFRecommender(ItemCFSettings(ease_lambda=1.0)),
             quality=QualitySettings(min_ratings=0),
         ).fit(interactions, items)
         assert lenient.below_floor_ is not None and not lenient.below_floor_[-1]  # quality = the global mean
+
+
+def test_deep_cut_arms_fill_lists_with_items_under_the_floor_last() -> None:
+    """A user who has seen every item above the floor still gets a full list (publish needs full lists)."""
+    interactions, items = _quality_world()
+    for cls, config in (
+        (LongTailRecommender, LongTailSettings(head_share=0.8, tail_boost=100.0)),
+        (SerendipityRecommender, SerendipitySettings(unexpectedness_weight=1.0)),
+    ):
+        model = cls(
+            config,
+            base=ItemCFRecommender(ItemCFSettings(ease_lambda=1.0)),
+            quality=QualitySettings(prior_weight=1.0),
+        ).fit(interactions, items)
+        got = model.recommend([1], 4)[C.ITEM_ID].tolist()  # user 1 has seen items 1 and 2 only
+        assert sorted(got) == [3, 4, 5, 6]
+        assert got[-1] == 5  # item 5 is under the floor: last, after every item above it
