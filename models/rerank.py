@@ -253,11 +253,14 @@ class _ClassWindow:
         """
         m = self.member & np.take_along_axis(avail, self.order, axis=1)
         count = np.cumsum(m, axis=1)
-        qm = np.where(m, self.q, 0.0)
-        js = np.arange(max_k + 2)
-        take = m[:, :, None] & (count[:, :, None] <= js[None, None, :])
-        prefix = np.einsum("uw,uwj->uj", qm, take.astype(np.float64))
-        prefix = np.where(count[:, -1:] >= js[None, :], prefix, -np.inf)
+        csum = np.cumsum(np.where(m, self.q, 0.0), axis=1)
+        n_users, width = m.shape
+        # the j-th available member sits where count first reaches j: scatter its running sum to P(j)
+        prefix = np.full((n_users, max_k + 2), -np.inf)
+        prefix[:, 0] = 0.0
+        put = m & (count <= max_k + 1)
+        rows = np.broadcast_to(np.arange(n_users)[:, None], (n_users, width))
+        prefix[rows[put], count[put]] = csum[put]
         return prefix, m, count - 1
 
 
@@ -277,8 +280,16 @@ def _band_max(
     ``tail_base``, ``slots``, ``lo``, ``hi`` are per user (``tail_base`` may carry the candidate axis).
     """
     r_max = tail_part.shape[-1] - 1
-    ks = np.arange(r_max + 1)
     shape = (-1,) + (1,) * (max(tail_part.ndim, head_part.ndim) - 1)
+    if slots.size and (slots == slots.flat[0]).all():
+        # the usual case (lock-step users with full candidate lists): one r for all, plain slicing
+        r = int(slots.flat[0])
+        ks = np.arange(r + 1)
+        vals = tail_part[..., : r + 1] + head_part[..., r::-1]
+        count = np.asarray(tail_base)[..., None] + ks
+        ok = (count >= lo.reshape(shape)) & (count <= hi.reshape(shape))
+        return np.where(ok, vals, -np.inf).max(axis=-1)
+    ks = np.arange(r_max + 1)
     slots_b = slots.reshape(shape)
     rev = np.clip(slots_b - ks, 0, r_max)  # (U, 1.., R + 1): index of the other part
     if head_part.size <= tail_part.size:
@@ -460,7 +471,9 @@ def _rerank_block(
         kl_with = np.where(has_profile[:, None], kl_with, 0.0)
         gain = (1 - lc) * (lm * rel - (1 - lm) * max_sim) - lc * (kl_with - kl_now[:, None]) + boost
         # constraint 1: quality floor and long-tail band (exact look-ahead)
-        slots_after = np.maximum(l_eff - t - 1, 0)
+        # finished users (l_eff <= t) take the common value: their rows are masked, and one shared
+        # slot count lets _band_max use plain slicing
+        slots_after = np.maximum(np.where(active, l_eff, length) - t - 1, 0)
         completion = _best_completion(
             q_cand,
             tail_cand,
