@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from deepcuts.contracts import (
     FEEDBACK_SCHEMA,
@@ -130,7 +131,7 @@ class Column:
 
 
 def columns_of(kind: Kind) -> list[Column]:
-    """The contract columns of ``kind``: name, logical type and whether nulls are rows errors."""
+    """The contract columns of ``kind``: name, logical type and whether a null is a row error."""
     return [Column(f.name, _logical(f.type), not f.nullable) for f in _SCHEMAS[Kind(kind)]]
 
 
@@ -376,8 +377,10 @@ def _parse(text: pd.Series, raw: pd.Series, logical: str, genre_sep: str) -> pd.
         if _is_native(raw, "int"):
             return raw.astype("Int64")
         ok = text.str.fullmatch(INT_REGEX, na=False) if len(text) else text.astype(bool)
-        nums = pd.to_numeric(text.where(ok, None).str.strip(), errors="coerce")
-        return nums.astype("Float64").round().astype("Int64")
+        # Exact (no float round trip: 18-digit ids survive): strip, drop a ".0" tail and a "+" sign.
+        digits = text.where(ok, None).str.strip().str.replace(r"\.0*$", "", regex=True).str.removeprefix("+")
+        ints = pc.cast(pa.array(digits.to_numpy(object), type=pa.string(), from_pandas=True), pa.int64())
+        return pd.Series(ints.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), index=text.index)
     if logical == "float":
         if _is_native(raw, "float"):
             return raw.astype("float64")

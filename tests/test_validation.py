@@ -359,3 +359,14 @@ def test_rows_are_conserved_and_partitioned(edits: list[tuple[int, int]]) -> Non
     assert quarantined <= {row for row, _ in edits}
     assert sum(out.reasons.values()) >= out.quarantined
     assert set(out.valid[C.EVENT_ID]).isdisjoint(set(frame.loc[sorted(quarantined), C.EVENT_ID]))
+
+
+def test_integer_text_is_parsed_exactly() -> None:
+    """Signs, a ``.0`` tail and 18-digit ids parse without a float round trip."""
+    big = 123_456_789_012_345_678
+    frame = good_rows().astype(object)
+    frame.loc[0, C.USER_ID], frame.loc[1, C.USER_ID], frame.loc[2, C.ITEM_ID] = "+2", "3.0", str(big)
+    rules = replace(RULES, known_items=np.array([*range(100, 110), big], dtype=np.int64))
+    out = validate_frame(read_raw(csv_bytes(frame), "ints"), Kind.FEEDBACK, rules)
+    assert out.quarantined == 0
+    assert out.valid[C.USER_ID].tolist()[:2] == [2, 3] and out.valid.loc[2, C.ITEM_ID] == big
