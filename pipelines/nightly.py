@@ -120,8 +120,11 @@ def run_night(
         seconds[step.name] = round(time.monotonic() - t0, 3)
         log.info("night %s: %s done in %.1fs", run_date, step.name, seconds[step.name])
     total = round(time.monotonic() - start, 3)
-    if skipped:
-        log.warning("night %s: steps not run: %s", run_date, skipped)
+    missing = {name: why for name, why in skipped.items() if name not in skip}
+    if missing:
+        log.warning("night %s: steps NOT RUN because they are not implemented: %s", run_date, missing)
+    if len(skipped) > len(missing):
+        log.info("night %s: steps skipped on request: %s", run_date, sorted(set(skipped) - set(missing)))
     log.info("night %s: finished in %.1fs", run_date, total)
     return {
         "run_date": run_date.isoformat(),
