@@ -142,7 +142,7 @@ def test_sampling_follows_probabilities_and_is_keyed() -> None:
 
 def test_policy_learning_reaches_the_best_arm() -> None:
     ctr = np.array([[0.04, 0.05, 0.08, 0.05, 0.03, 0.06], [0.10, 0.06, 0.05, 0.05, 0.04, 0.05]])
-    out = simulate_policy_learning(ctr, nights=14, impressions_per_context=600, config=BanditConfig(), seed=3)
+    out = simulate_policy_learning(ctr, 14, 600, BanditConfig(points=400), seed=3)
     assert out["best_arm_share"][-1].min() >= 0.7
     regret = out["cumulative_regret"]
     # sublinear: the second week adds less regret than the first
