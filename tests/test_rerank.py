@@ -292,3 +292,44 @@ def test_users_are_independent_in_a_batch(problem: dict, length: int) -> None:
     doubled["niche_appetite"] = np.concatenate([problem["niche_appetite"]] * 2)
     together = rerank(**doubled, params=RerankParams(list_length=length, batch_users=64)).positions
     assert together[0].tolist() == alone[0].tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems=st.lists(tiny_problem(), min_size=2, max_size=4), length=st.integers(1, 5))
+def test_users_with_different_candidate_counts_in_one_batch(problems: list[dict], length: int) -> None:
+    """Users whose lists end at different steps (some short of candidates) batch like solo runs."""
+    params = RerankParams(list_length=length)
+    n_items = max(p["genres"].shape[0] for p in problems)
+    k = max(p["candidates"].shape[1] for p in problems)
+
+    def pad_items(p: dict) -> dict:
+        extra = n_items - p["genres"].shape[0]
+        out = dict(p)
+        out["genres"] = np.vstack([p["genres"], np.zeros((extra, p["genres"].shape[1]), np.float32)])
+        out["quality"] = np.concatenate([p["quality"], np.full(extra, 3.0)])
+        out["long_tail"] = np.concatenate([p["long_tail"], np.zeros(extra, bool)])
+        out["niche"] = np.concatenate([p["niche"], np.zeros(extra, bool)])
+        return out
+
+    # one shared catalog: the first problem's items (padded), every user keeps its own candidates
+    catalog = pad_items(problems[0])
+    solo, rows = [], []
+    for p in problems:
+        width = p["candidates"].shape[1]
+        cand = np.full((1, k), -1, np.int64)
+        cand[0, :width] = p["candidates"][0]
+        rel = np.zeros((1, k), np.float32)
+        rel[0, :width] = p["relevance"][0]
+        user = {**catalog, "candidates": cand, "relevance": rel}
+        user["profile"], user["niche_appetite"] = p["profile"], p["niche_appetite"]
+        solo.append(rerank(**user, params=params).positions[0].tolist())
+        rows.append(user)
+    batch = {
+        **catalog,
+        "candidates": np.concatenate([u["candidates"] for u in rows]),
+        "relevance": np.concatenate([u["relevance"] for u in rows]),
+        "profile": np.concatenate([u["profile"] for u in rows]),
+        "niche_appetite": np.concatenate([u["niche_appetite"] for u in rows]),
+    }
+    together = rerank(**batch, params=params).positions
+    assert together.tolist() == solo
