@@ -220,7 +220,7 @@ def _validate_all(
         source.items,
         Kind.ITEMS,
         Rules(year_max=run_date.year + 1, genre_sep=settings.source.genre_sep, **common),
-        name=f"items {source.name}",
+        name=f"items of {source.name}",
         run_date=run_date,
     )
     known_items = items.valid[C.ITEM_ID].to_numpy(np.int64)
@@ -230,7 +230,7 @@ def _validate_all(
         delta,
         Kind.INTERACTIONS,
         Rules(ts_min=ts_min, ts_max=ts_max, known_items=known_items, allow_empty=True, **scale, **common),
-        name=f"interactions {source.name} new rows",
+        name=f"new ratings of {source.name}",
         run_date=run_date,
         source_rows=rows,
     )
@@ -273,7 +273,7 @@ def _validate_all(
             **scale,
             **common,
         ),
-        name=f"feedback {run_date}",
+        name=f"landing {run_date}",
         run_date=run_date,
     )
     return items, inter, feedback, history, landing, volume

@@ -585,7 +585,8 @@ def validate_frame(
         raw_batch[column] = text
     raw_batch[C.SOURCE_ROW] = rows
     run_time = datetime.combine(run_date or date(1970, 1, 1), datetime.min.time(), tzinfo=UTC)
-    run_name = f"{name}-{run_date.isoformat() if run_date else 'adhoc'}"
+    # Data Docs page folder: validations/<kind>/<raw|typed>/<run date>-<batch>/
+    run_name = f"{run_date.isoformat() if run_date else 'adhoc'}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}"
 
     raw_results = _run_suite(f"{kind.value}.raw", raw_batch, _raw_suite(kind, raw, rules), run_name, run_time)
     _raise_table_failures(kind, name, raw_results, raw, rules, n)
