@@ -142,7 +142,9 @@ def test_sampling_follows_probabilities_and_is_keyed() -> None:
 
 def test_policy_learning_reaches_the_best_arm() -> None:
     ctr = np.array([[0.04, 0.05, 0.08, 0.05, 0.03, 0.06], [0.10, 0.06, 0.05, 0.05, 0.04, 0.05]])
-    out = simulate_policy_learning(ctr, 14, 600, BanditConfig(points=400), seed=3)
+    # 1000 list impressions per context and night: seeds 0..7 all end with P(best) >= 0.78
+    out = simulate_policy_learning(ctr, 14, 1000, BanditConfig(points=400), seed=3)
+    assert out["best_arm_probability"][-1].min() >= 0.7
     assert out["best_arm_share"][-1].min() >= 0.7
     regret = out["cumulative_regret"]
     # sublinear: the second week adds less regret than the first
