@@ -290,3 +290,9 @@ def test_planted_arm_multiplies_click_probabilities(tmp_path: Path) -> None:
     lifted = SyntheticWorld(tmp_path, 0.5, planted, 0.5).click_probability(shown, 1)
     assert base[0] == base[1]
     assert lifted[0] == pytest.approx(min(1.5 * base[0], 1.0)) and lifted[1] == base[1]
+
+
+def test_live_lists_is_none_before_any_publish(lake_home: Path) -> None:
+    from pipelines.simulate import live_lists
+
+    assert live_lists(load_settings(home=str(lake_home))) is None
