@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from deepcuts.contracts import INTERACTIONS_SCHEMA, C, Dataset, EventType
+from deepcuts.contracts import FEEDBACK_SCHEMA, INTERACTIONS_SCHEMA, C, Dataset, EventType
 from deepcuts.progress import get_logger, progress
 from pipelines.storage import Lake, MissingDataError, conform
 from pipelines.validation import (
@@ -90,23 +90,24 @@ def read_landing(lake: Lake, run_date: date) -> Landing:
     Files must agree on their column set (else a table-level failure naming the odd file).
     """
     folder = lake.partition_dir(Dataset.LANDING_FEEDBACK, run_date)
-    if lake.fs.get_file_info(folder).type != pafs.FileType.Directory:
-        return Landing(pd.DataFrame(), [], present=False)
-    names = []
-    for info in lake.fs.get_file_info(pafs.FileSelector(folder, recursive=True)):
-        rel = info.path[len(folder) + 1 :]
-        hidden = any(piece.startswith((".", "_")) for piece in rel.split("/"))
-        if info.type == pafs.FileType.File and not hidden and rel.endswith(LANDING_SUFFIXES):
-            names.append(rel)
+    names: list[str] = []
+    if lake.fs.get_file_info(folder).type == pafs.FileType.Directory:
+        for info in lake.fs.get_file_info(pafs.FileSelector(folder, recursive=True)):
+            rel = info.path[len(folder) + 1 :]
+            hidden = any(piece.startswith((".", "_")) for piece in rel.split("/"))
+            if info.type == pafs.FileType.File and not hidden and rel.endswith(LANDING_SUFFIXES):
+                names.append(rel)
     frames: list[pd.DataFrame] = []
     columns: list[str] | None = None
     for rel in progress(sorted(names), desc=f"landing files {run_date}", logger=log):
         where = f"{folder}/{rel}"
         fmt = "parquet" if rel.endswith(".parquet") else "csv"
         frame = read_raw(lake.read_bytes(Dataset.LANDING_FEEDBACK, run_date, rel), where, fmt)
+        if not len(frame.columns):  # a zero-byte file adds no rows
+            continue
         if columns is None:
             columns = list(frame.columns)
-        elif sorted(frame.columns) != sorted(columns) and len(frame.columns):
+        elif sorted(frame.columns) != sorted(columns):
             raise ValidationFailed(
                 Kind.FEEDBACK.value,
                 where,
@@ -115,10 +116,10 @@ def read_landing(lake: Lake, run_date: date) -> Landing:
                     "every landing file of a day must have the same columns"
                 ],
             )
-        if len(frame.columns):
-            frames.append(frame)
-    if not frames:
-        return Landing(pd.DataFrame(), sorted(names), present=bool(names))
+        frames.append(frame)
+    if not frames:  # no files, or only zero-byte ones: a day without rows
+        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in FEEDBACK_SCHEMA.names})
+        return Landing(empty, sorted(names), present=bool(names))
     # Text everywhere keeps a mixed day (typed Parquet + CSV) comparable; GX then checks the formats.
     if len(frames) > 1:
         frames = [f.astype(object) for f in frames]
@@ -254,11 +255,8 @@ def _validate_all(
         )
     floor, volume = _volume_floor(lake, run_date, cfg.volume_lookback_days, cfg.volume_min_ratio)
     seen_ids = _previous_seen(lake, run_date)
-    frame = landing.frame
-    if not landing.present:  # first night without logs: an empty, well-formed day
-        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in _feedback_columns()})
     feedback = validate_frame(
-        frame,
+        landing.frame,
         Kind.FEEDBACK,
         Rules(
             ts_min=ts_min,
@@ -277,12 +275,6 @@ def _validate_all(
         run_date=run_date,
     )
     return items, inter, feedback, history, landing, volume
-
-
-def _feedback_columns() -> list[str]:
-    from deepcuts.contracts import FEEDBACK_SCHEMA
-
-    return FEEDBACK_SCHEMA.names
 
 
 def _source_delta(

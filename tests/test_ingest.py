@@ -196,6 +196,24 @@ def test_wrong_schema_in_landing_fails(settings: Settings) -> None:
     assert not Lake(settings.home).has(Dataset.INTERACTIONS, D2)
 
 
+def test_zero_byte_landing_is_an_empty_day(settings: Settings) -> None:
+    lake = Lake(settings.home)
+    lake.write_bytes(Dataset.LANDING_FEEDBACK, D1, "app.csv", b"")
+    assert ingest_source(settings, D1, source())["feedback_in"] == 0  # allowed on the first night
+    lake.write_bytes(Dataset.LANDING_FEEDBACK, D2, "app.csv", b"")
+    with pytest.raises(ValidationFailed, match="no rows"):
+        ingest_source(settings, D2, source())
+
+
+def test_landing_files_must_agree_on_columns(settings: Settings) -> None:
+    ingest_source(settings, D1, source())
+    land(settings, D2, events(D2, 3, "a"), "a.csv")
+    land(settings, D2, events(D2, 3, "b").drop(columns=[C.ARM]), "b.csv")
+    with pytest.raises(ValidationFailed, match=r"b\.csv") as info:
+        ingest_source(settings, D2, source())
+    assert "every landing file of a day must have the same columns" in str(info.value)
+
+
 def test_landing_files_of_a_day_are_concatenated(settings: Settings) -> None:
     import pyarrow as pa
 
