@@ -10,7 +10,7 @@ DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
 
 
 @pytest.fixture(scope="module")
-def dagbag():  # type: ignore[no-untyped-def]
+def dagbag(airflow_db: Path):  # type: ignore[no-untyped-def]
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(DAGS_FOLDER))
