@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from deepcuts.contracts import FEEDBACK_SCHEMA, INTERACTIONS_SCHEMA, C, Dataset, EventType
@@ -149,7 +150,7 @@ def ingest_source(settings: Settings, run_date: date, source: SourceData) -> dic
     fb = feedback.valid
     from_feedback = fb.loc[fb[C.EVENT_TYPE] == EventType.RATING.value, [C.USER_ID, C.ITEM_ID, C.RATING]]
     from_feedback = from_feedback.assign(**{C.TS: fb.loc[from_feedback.index, C.EVENT_TS]})
-    interactions = _canonical_interactions([history, inter.valid, from_feedback])
+    interactions = _canonical_interactions(history, [inter.valid, from_feedback])
     late = int((fb[C.EVENT_TS] < day_start).sum()) if len(fb) else 0
     seen = _next_seen(lake, run_date, fb, cfg.late_window_days)
 
@@ -170,7 +171,7 @@ def ingest_source(settings: Settings, run_date: date, source: SourceData) -> dic
         "items": items.summary(),
         "interactions": {
             **inter.summary(),
-            "history_rows": len(history),
+            "history_rows": history.num_rows,
             "from_feedback": len(from_feedback),
             "total_rows": len(interactions),
         },
@@ -211,7 +212,7 @@ def _validate_all(
     ts_min: pd.Timestamp,
     ts_max: pd.Timestamp,
     scale: dict[str, float],
-) -> tuple[Outcome, Outcome, Outcome, pd.DataFrame, Landing, dict[str, Any]]:
+) -> tuple[Outcome, Outcome, Outcome, pa.Table, Landing, dict[str, Any]]:
     cfg = settings.ingest
     day_start, day_end = day_bounds(run_date)
     share = cfg.max_quarantine_share
@@ -235,12 +236,11 @@ def _validate_all(
         run_date=run_date,
         source_rows=rows,
     )
-    history = (
-        lake.read_df(Dataset.INTERACTIONS, prev)
-        if prev
-        else pd.DataFrame({f.name: pd.Series(dtype=object) for f in INTERACTIONS_SCHEMA})
+    # The history stays in Arrow: it is the big table (the whole rating history), only appended to.
+    history = lake.read_table(Dataset.INTERACTIONS, prev) if prev else INTERACTIONS_SCHEMA.empty_table()
+    known_users = np.union1d(
+        pc.unique(history.column(C.USER_ID)).to_numpy(), inter.valid[C.USER_ID].to_numpy(np.int64)
     )
-    known_users = np.union1d(history[C.USER_ID].to_numpy(np.int64), inter.valid[C.USER_ID].to_numpy(np.int64))
 
     landing = read_landing(lake, run_date)
     first_night = prev is None
@@ -291,9 +291,10 @@ def _source_delta(
     return interactions.loc[mask], np.flatnonzero(mask).astype(np.int64)
 
 
-def _canonical_interactions(parts: list[pd.DataFrame]) -> pa.Table:
+def _canonical_interactions(history: pa.Table, parts: list[pd.DataFrame]) -> pa.Table:
     """Union of history, new source ratings and feedback ratings, in a stable order (ts, user, item)."""
-    tables = [
+    tables = [history] if history.num_rows else []
+    tables += [
         conform(pa.Table.from_pandas(p, preserve_index=False), INTERACTIONS_SCHEMA, "interactions")
         for p in parts
         if len(p)
