@@ -24,9 +24,10 @@ L = 3
 
 @pytest.fixture
 def settings(lake_home: object, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Default settings in a tmp lake, with lists of L items (the baseline has 5 candidates per user)."""
+    """Settings in a tmp lake: lists of L items (the baseline has 5 candidates per user), independent
+    contexts (no pooling) so the policy can be computed by hand."""
     monkeypatch.delenv("DEEPCUTS_CONFIG", raising=False)
-    return load_settings(home=str(lake_home), rerank={"list_length": L})
+    return load_settings(home=str(lake_home), rerank={"list_length": L}, bandit={"pooling": "none"})
 
 
 def _write_world(settings: Settings, skip_arms: tuple[str, ...] = (), scored: bool = True) -> None:
