@@ -106,7 +106,10 @@ def test_three_nights(settings: Settings, lake_home: Path) -> None:
         3: f"ancient:{C.TS}",
     }
     assert lake.read_df(Dataset.INTERACTIONS, D1)[C.ITEM_ID].tolist() == [1, 2, 4]
-    assert (lake_home / "reports" / "gx" / "index.html").is_file()
+    docs = lake_home / "reports" / "gx"
+    assert (docs / "index.html").is_file()
+    assert {p.parent.name for p in docs.glob("validations/*/*/*")} == {"raw", "typed"}
+    assert any(docs.glob("validations/feedback/typed/2026-03-09-landing-2026-03-09/*/*.html"))
 
     # --- D2: the D2 source delta (2 rows) + 9 events, one of them late (2 days) and one too old.
     fb = events(D2, 9, "d2")
