@@ -782,9 +782,21 @@ def read_raw(payload: bytes, where: str, fmt: str | None = None) -> pd.DataFrame
         raise ValidationFailed(
             "file", where, ["binary content (NUL bytes) in a CSV file; is this really a CSV export?"]
         )
+    options: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_values": [""]}
     try:
-        return pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=False
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        return pd.read_csv(io.StringIO(text), **options)
+    except pd.errors.ParserError:
+        pass  # a line with more fields than the header: re-read it keeping the line (below)
+    except (pd.errors.EmptyDataError, ValueError) as exc:
+        raise ValidationFailed("file", where, [f"not a readable CSV file ({exc})"]) from exc
+    header = pd.read_csv(io.StringIO(text), nrows=0, **options).columns
+
+    def fold(fields: list[str]) -> list[str]:
+        # Extra fields go into the last column, joined back with commas: the row keeps its position
+        # and its text, and the last column's format or value check quarantines it.
+        return [*fields[: len(header) - 1], ",".join(fields[len(header) - 1 :])]
+
+    try:
+        return pd.read_csv(io.StringIO(text), engine="python", on_bad_lines=fold, **options)
+    except (pd.errors.ParserError, ValueError) as exc:
         raise ValidationFailed("file", where, [f"not a readable CSV file ({exc})"]) from exc

@@ -131,6 +131,20 @@ def latin1_in_row_3() -> bytes:
     return text.replace(",v7,", ",caf\u00e9,", 4).encode("latin-1")
 
 
+def ragged_line_in_row_2() -> bytes:
+    """Row 2's line has two fields more than the header."""
+    lines = csv_bytes(good_rows()).decode().splitlines()
+    lines[3] += ",debug,1"
+    return ("\n".join(lines) + "\n").encode()
+
+
+def short_line_in_row_5() -> bytes:
+    """Row 5 (a rating event) stops after the event type: 8 of 13 fields missing."""
+    lines = csv_bytes(good_rows()).decode().splitlines()
+    lines[6] = ",".join(lines[6].split(",")[:5])
+    return ("\n".join(lines) + "\n").encode()
+
+
 CASES = [
     # --- schema and file-level problems (table-level) ------------------------------------------------
     Case("missing column", edited(lambda f: f.drop(columns=[C.PROPENSITY])), error="missing columns"),
@@ -174,6 +188,8 @@ CASES = [
         (1,),
     ),
     Case("non-UTF-8 text", latin1_in_row_3, f"bad_encoding:{C.LIST_VERSION}", (0, 1, 2, 3)),
+    Case("line with extra fields", ragged_line_in_row_2, f"bad_type:{C.PROPENSITY}", (2,)),
+    Case("truncated line", short_line_in_row_5, f"null:{C.RATING}", (5,)),
     # --- duplicates -----------------------------------------------------------------------------------------
     Case(
         "duplicate event id in the file",
