@@ -765,6 +765,7 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
                 "mean": float(np.mean(list(shares.values()))) if shares else None,
                 "contexts_at_or_above_70pct": sum(v >= 0.7 for v in shares.values()),
                 "contexts": len(shares),
+                "traffic_weighted": _json_safe(_weighted_share(nights[idx])),
             }
         regret = [n["regret"] for n in nights]
         half = len(regret) // 2
@@ -797,8 +798,9 @@ def plot_simulation(record: dict[str, Any], path: Path) -> Path:
         for ctx in contexts:
             ax.plot(x, [_nan((n["best_arm_share"] or {}).get(ctx)) for n in nights], lw=0.8, alpha=0.6)
         mean = [np.nanmean(list((n["best_arm_share"] or {}).values()) or [np.nan]) for n in nights]
-        ax.plot(x, mean, color="black", lw=2, label="mean over contexts")
-        ax.axhline(0.7, color="grey", ls="--", lw=1)
+        ax.plot(x, mean, color="grey", lw=1.5, ls="--", label="mean over contexts")
+        ax.plot(x, [_weighted_share(n) for n in nights], color="black", lw=2, label="traffic-weighted")
+        ax.axhline(0.7, color="grey", ls=":", lw=1)
         ax.legend()
     ax.set(title="treatment traffic on the true best arm (per context)", xlabel="night", ylim=(0, 1.02))
     ax = axes[1, 0]
@@ -820,6 +822,13 @@ def plot_simulation(record: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _weighted_share(night: dict[str, Any]) -> float:
+    """Best-arm share over all treatment visits of the night (contexts weighted by their visits)."""
+    shares, visits = night.get("best_arm_share") or {}, night.get("context_visits") or {}
+    total = sum(visits.get(c, 0) for c in shares)
+    return sum(v * visits.get(c, 0) for c, v in shares.items()) / total if total else math.nan
 
 
 def _daypart_hours(settings: Settings) -> dict[str, int]:
