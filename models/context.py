@@ -37,13 +37,16 @@ def category_codes(
     Hash-based (``pd.factorize`` then a lookup of the few distinct values), so it stays fast on
     millions of strings.
     """
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
     index = {name: i for i, name in enumerate(categories)}
     lookup = np.array([index.get(u, -1) for u in uniques] + [-1], dtype=np.int64)
     return lookup[codes]  # the sentinel -1 picks the trailing -1
 
 
-def context_index(segments: npt.ArrayLike, dayparts: npt.ArrayLike) -> npt.NDArray[np.int64]:
+def context_index(
+    segments: npt.ArrayLike | pd.Series, dayparts: npt.ArrayLike | pd.Series
+) -> npt.NDArray[np.int64]:
     """Index into :data:`CONTEXTS` per (segment, daypart) pair; -1 where either value is unknown or null."""
     seg = category_codes(segments, SEGMENTS)
     day = category_codes(dayparts, DAYPARTS)

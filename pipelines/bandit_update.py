@@ -30,7 +30,7 @@ from deepcuts.contracts import C, Dataset, EventType, Variant
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
 from models.bandit import BanditConfig, discount_toward_prior, pool_parameters, selection_probabilities
-from models.context import CONTEXTS, category_codes, context_index, pooling_groups
+from models.context import CONTEXTS, DAYPARTS, category_codes, context_index, pooling_groups
 from pipelines.storage import Lake, MissingDataError
 
 log = get_logger(__name__)
@@ -139,8 +139,8 @@ def attribute_list_impressions(
     stats["control_events"] = int((~is_treatment).sum())
     relevant = frame[C.EVENT_TYPE].isin([EventType.IMPRESSION.value, EventType.CLICK.value])
     frame = frame[is_treatment & relevant].copy()
-    frame[CONTEXT] = context_index(frame[C.SEGMENT].to_numpy(object), frame[C.DAYPART].to_numpy(object))
-    frame[ARM_INDEX] = category_codes(frame[C.ARM].to_numpy(object), arms)
+    frame[CONTEXT] = context_index(frame[C.SEGMENT], frame[C.DAYPART])
+    frame[ARM_INDEX] = category_codes(frame[C.ARM], arms)
     propensity = frame[C.PROPENSITY].to_numpy(np.float64, na_value=np.nan)
     ok = (
         (frame[CONTEXT] >= 0)
@@ -151,11 +151,16 @@ def attribute_list_impressions(
     )
     stats["unattributable_events"] = int((~ok).sum())
     frame = frame[ok]
+    # group on integers only (strings are slow to hash at millions of rows): the daypart is the
+    # context's daypart, the list version its rank among the sorted distinct versions
+    versions, version_names = pd.factorize(frame[C.LIST_VERSION], sort=True)
     frame = frame.assign(
         _click_off=np.where(frame["_is_click"], frame["offset"], -1),
+        _daypart=frame[CONTEXT].to_numpy(np.int64) % len(DAYPARTS),
+        _version=versions,
         **{SERVICE_DAY: service_day(frame[C.EVENT_TS], day_start_hour)},
     )
-    keys = [C.USER_ID, C.DAYPART, C.LIST_VERSION, SERVICE_DAY]
+    keys = [C.USER_ID, "_daypart", "_version", SERVICE_DAY]
     grouped = frame.groupby(keys, sort=True)
     out = grouped.agg(
         **{
@@ -168,6 +173,9 @@ def attribute_list_impressions(
         }
     ).reset_index()
     stats["keys_with_conflicting_arms"] = int((out.pop("_arms") > 1).sum())
+    out.insert(1, C.DAYPART, np.asarray(DAYPARTS, dtype=object)[out.pop("_daypart").to_numpy(np.int64)])
+    names = np.asarray(version_names, dtype=object)
+    out.insert(2, C.LIST_VERSION, names[out.pop("_version").to_numpy(np.int64)])
     out[C.USER_ID] = out[C.USER_ID].astype(np.int64)
     for col in (SERVICE_DAY, CONTEXT, ARM_INDEX, FIRST_OFFSET, CLICK_OFFSET):
         out[col] = out[col].astype(np.int64)
