@@ -37,7 +37,7 @@ import pyarrow.fs as pafs
 
 from deepcuts.contracts import FEEDBACK_SCHEMA, INTERACTIONS_SCHEMA, C, Dataset, EventType
 from deepcuts.progress import get_logger, progress
-from pipelines.storage import Lake, MissingDataError, conform
+from pipelines.storage import Lake, conform
 from pipelines.validation import (
     Kind,
     Outcome,
@@ -363,4 +363,4 @@ def _as_date(run_date: date | str) -> date:
     return run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
 
 
-__all__ = ["Landing", "MissingDataError", "ValidationFailed", "ingest", "ingest_source", "read_landing"]
+__all__ = ["Landing", "ValidationFailed", "ingest", "ingest_source", "read_landing"]

@@ -33,7 +33,7 @@ import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -737,14 +737,6 @@ def day_bounds(run_date: date) -> tuple[pd.Timestamp, pd.Timestamp]:
     """``[start, end)`` of the run date in UTC."""
     start = pd.Timestamp(run_date.isoformat(), tz="UTC")
     return start, start + pd.Timedelta(days=1)
-
-
-def utc_midnight(day: date) -> pd.Timestamp:
-    return pd.Timestamp(day.isoformat(), tz="UTC")
-
-
-def days_before(run_date: date, days: int) -> date:
-    return run_date - timedelta(days=days)
 
 
 # ---------------------------------------------------------------------------------------- reading
