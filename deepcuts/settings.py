@@ -313,8 +313,10 @@ class BanditSettings(Section):
 
     arms: tuple[str, ...] = BANDIT_ARMS
     #: Beta prior of every (context, arm): Beta(prior_alpha, prior_beta); 1, 1 = uniform on the CTR.
-    prior_alpha: float = Field(1.0, gt=0)
-    prior_beta: float = Field(1.0, gt=0)
+    #: At least 0.1: below that, Beta draws and quantiles collapse onto 0.0/1.0 in float64 and the
+    #: selection probabilities lose their accuracy (Jeffreys' 0.5 is fine).
+    prior_alpha: float = Field(1.0, ge=0.1)
+    prior_beta: float = Field(1.0, ge=0.1)
     #: Daily discount of past evidence (1 = stationary): alpha <- a0 + discount * (alpha - a0), same for beta,
     #: before the day's evidence is added.
     discount: float = Field(0.98, gt=0, le=1)

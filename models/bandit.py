@@ -101,7 +101,9 @@ def thompson_probabilities(alpha: npt.ArrayLike, beta: npt.ArrayLike, points: in
     """Exact P(arm is the argmax of independent Beta draws), per row (context) of ``alpha``/``beta``.
 
     Midpoint rule on ``∫_0^1 Π_{j≠i} F_j(Q_i(u)) du`` (module docstring) with ``points`` nodes: the
-    error is at most ``1/points`` per arm before the rows are renormalised to sum to 1.
+    error is at most ``1/points`` per arm before the rows are renormalised to sum to 1. Parameters
+    below ~0.1 put so much mass at 0 and 1 that float64 quantiles round onto the endpoints (the
+    settings forbid such priors; posteriors never fall below their prior).
     """
     a = np.atleast_2d(np.asarray(alpha, dtype=np.float64))
     b = np.atleast_2d(np.asarray(beta, dtype=np.float64))
