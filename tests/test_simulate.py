@@ -296,3 +296,12 @@ def test_live_lists_is_none_before_any_publish(lake_home: Path) -> None:
     from pipelines.simulate import live_lists
 
     assert live_lists(load_settings(home=str(lake_home))) is None
+
+
+def test_cli_rejects_inconsistent_world_options(tmp_path: Path) -> None:
+    from deepcuts.cli import main
+
+    with pytest.raises(SystemExit, match="needs --path"):
+        main(["simulate", "--world", "movielens", "--home", str(tmp_path), "--out", str(tmp_path / "s.json")])
+    with pytest.raises(SystemExit, match="for --world movielens"):
+        main(["simulate", "--world", "synthetic", "--path", "x", "--home", str(tmp_path)])
