@@ -108,15 +108,20 @@ class InteractionMatrix:
 
 
 def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
-    """Indices and values of the ``n`` largest scores per row, best first; ties broken by lower index.
+    """Indices and values of the ``n`` largest scores per row, best first.
 
-    ``-inf`` marks excluded entries; they are returned only when a row has fewer than ``n`` valid
-    entries and are then dropped by the caller.
+    Within the selected ``n`` ties are ordered by lower index; which of several items tied exactly at
+    the n-th value is selected is decided by ``argpartition`` (deterministic for the same input, so
+    reruns agree). ``-inf`` marks excluded entries; they are returned only when a row has fewer than
+    ``n`` valid entries and are then dropped by the caller.
     """
-    n = min(n, scores.shape[1])
+    n_cols = scores.shape[1]
+    n = min(n, n_cols)
     if n == 0:
         return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0), np.float32)
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    # Partition for the n largest directly (no negated copy of the batch x items block: at 27k items
+    # argpartition dominates candidate generation, see docs/benchmarks.md).
+    part = np.argpartition(scores, n_cols - n, axis=1)[:, n_cols - n :]
     part_scores = np.take_along_axis(scores, part, axis=1)
     # lexsort: primary key descending score, secondary ascending index for deterministic ties
     order = np.lexsort((part, -part_scores), axis=1)
