@@ -1,9 +1,11 @@
 """``deepcuts bench``: time every nightly step at MovieLens-1M or -20M shape, through the DAG's code path.
 
 Each task runs in its own process (``deepcuts step ...``), exactly as an Airflow worker runs one task
-instance, so wall time, CPU time and peak RSS are measured per task with ``os.wait4``. Per-arm and
-per-shard tasks are listed individually (``tasks``) and summed per step (``steps``): the total is what
-one worker slot would take; with more slots the per-shard/per-arm tasks run side by side.
+instance, so wall time, CPU time and peak RSS are measured per task with ``os.wait4``. The mapped
+tasks of a step (one per arm, one per user shard) run ``slots`` at a time, like a Celery worker with
+``worker_concurrency = slots``; steps run one after the other, as the DAG orders them. Per step:
+``wall_seconds`` is the step's elapsed time, ``cpu_seconds`` the sum over its tasks, ``peak_rss_mb`` the
+largest single task. Every task is listed in ``tasks`` (the per-shard times that size a deployment).
 World generation is timed separately and is not in the total.
 """
 
@@ -43,15 +45,40 @@ class TaskMeasure:
 
 def measure(cmd: list[str], env: dict[str, str], log_file: Path) -> tuple[float, float, float]:
     """Run ``cmd`` to completion; return (wall s, user+sys CPU s, peak RSS MB) of that process alone."""
-    start = time.monotonic()
+    (result,) = measure_many([cmd], env, log_file, slots=1)
+    return result
+
+
+def measure_many(
+    cmds: list[list[str]], env: dict[str, str], log_file: Path, slots: int
+) -> list[tuple[float, float, float]]:
+    """Run ``cmds`` with at most ``slots`` at a time; per command (wall s, CPU s, peak RSS MB).
+
+    ``os.wait4`` gives each child's own resource usage, so concurrent tasks are measured separately.
+    """
+    results: list[tuple[float, float, float] | None] = [None] * len(cmds)
+    pending = list(enumerate(cmds))
+    running: dict[int, tuple[int, float, subprocess.Popen[bytes]]] = {}
     with log_file.open("ab") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}; see {log_file}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0  # Linux: ru_maxrss in KiB
+        while pending or running:
+            while pending and len(running) < slots:
+                i, cmd = pending.pop(0)
+                proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+                running[proc.pid] = (i, time.monotonic(), proc)
+            pid, status, usage = os.wait4(-1, 0)
+            if pid not in running:
+                continue
+            i, start, proc = running.pop(pid)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode != 0:
+                for _, _, other in running.values():
+                    other.kill()
+                raise RuntimeError(
+                    f"{' '.join(cmds[i])} failed with exit code {proc.returncode}; see {log_file}"
+                )
+            # Linux reports ru_maxrss in KiB
+            results[i] = (time.monotonic() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0)
+    return [r for r in results if r is not None]
 
 
 def machine() -> dict[str, Any]:
@@ -66,8 +93,12 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_bench(shape: str, shards: int, workdir: Path, steps: list[str] | None = None) -> dict[str, Any]:
-    """Generate a world of ``shape`` under ``workdir`` (reused if present) and time one night."""
+def run_bench(
+    shape: str, shards: int, workdir: Path, steps: list[str] | None = None, slots: int | None = None
+) -> dict[str, Any]:
+    """Generate a world of ``shape`` under ``workdir`` (reused if present) and time one night, running
+    the mapped tasks of each step ``slots`` at a time (default: one per CPU)."""
+    slots = int(slots or os.cpu_count() or 1)
     from pipelines.nightly import STEPS
 
     users, items, ratings = SHAPES[shape]
@@ -106,6 +137,7 @@ def run_bench(shape: str, shards: int, workdir: Path, steps: list[str] | None = 
 
     arms = list(load_settings().arms.enabled)
     tasks: list[TaskMeasure] = []
+    per_step: dict[str, dict[str, float]] = {}
     for step in STEPS:
         if steps and step.name not in steps:
             continue
@@ -115,23 +147,28 @@ def run_bench(shape: str, shards: int, workdir: Path, steps: list[str] | None = 
             invocations = [(str(k), ["--shard", str(k), "--n-shards", str(shards)]) for k in range(shards)]
         else:
             invocations = [("", [])]
-        for key, extra in invocations:
-            cmd = [deepcuts_bin, "step", step.name, "--run-date", run_date.isoformat(), *extra]
-            wall, cpu, rss = measure(cmd, env, logs / f"{step.name}.log")
+        cmds = [
+            [deepcuts_bin, "step", step.name, "--run-date", run_date.isoformat(), *extra]
+            for _, extra in invocations
+        ]
+        start = time.monotonic()
+        measured = measure_many(cmds, env, logs / f"{step.name}.log", slots)
+        step_wall = time.monotonic() - start
+        for (key, _), (wall, cpu, rss) in zip(invocations, measured, strict=True):
             tasks.append(TaskMeasure(step.name, key, round(wall, 2), round(cpu, 2), round(rss, 1)))
             log.info("bench %s: %s %s %.1fs wall, %.0f MB peak", shape, step.name, key, wall, rss)
-    per_step: dict[str, dict[str, float]] = {}
-    for t in tasks:
-        agg = per_step.setdefault(t.step, {"wall_seconds": 0.0, "cpu_seconds": 0.0, "peak_rss_mb": 0.0})
-        agg["wall_seconds"] = round(agg["wall_seconds"] + t.wall_seconds, 2)
-        agg["cpu_seconds"] = round(agg["cpu_seconds"] + t.cpu_seconds, 2)
-        agg["peak_rss_mb"] = max(agg["peak_rss_mb"], t.peak_rss_mb)
+        per_step[step.name] = {
+            "wall_seconds": round(step_wall, 2),
+            "cpu_seconds": round(sum(m[1] for m in measured), 2),
+            "peak_rss_mb": round(max(m[2] for m in measured), 1),
+        }
     return {
         "shape": shape,
         "machine": machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "world": {"users": users, "items": items, "ratings_target": ratings, "generation": generation},
         "shards": shards,
+        "slots": slots,
         "steps": per_step,
         "tasks": [asdict(t) for t in tasks],
         "total_wall_seconds": round(sum(s["wall_seconds"] for s in per_step.values()), 2),

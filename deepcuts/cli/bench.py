@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--workdir", type=Path, default=Path(".deepcuts-bench"), help="where worlds and lakes go"
     )
     parser.add_argument("--steps", default="", help="comma-separated subset of steps (default: all)")
+    parser.add_argument(
+        "--slots", type=int, default=None, help="mapped tasks run side by side (default: one per CPU)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.set_defaults(handler=run)
 
@@ -25,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from deepcuts.bench import run_bench
 
     steps = [s for s in args.steps.split(",") if s] or None
-    result = run_bench(args.shape, args.shards, args.workdir, steps)
+    result = run_bench(args.shape, args.shards, args.workdir, steps, args.slots)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"{'step':<14}{'wall s':>10}{'cpu s':>10}{'peak MB':>10}")

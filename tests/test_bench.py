@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from deepcuts.bench import SHAPES, measure_many
+
+
+def test_each_task_is_measured_on_its_own(tmp_path: Path) -> None:
+    big = [sys.executable, "-c", "b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096])"]
+    small = [sys.executable, "-c", "pass"]
+    results = measure_many([big, small, small], dict(os.environ), tmp_path / "log.txt", slots=2)
+    assert len(results) == 3
+    (_, _, rss_big), (_, _, rss_small), _ = results
+    assert rss_big >= 200  # MB touched by the first task
+    assert rss_small < 100  # not confused with its concurrent neighbour
+    assert all(wall > 0 and cpu >= 0 for wall, cpu, _ in results)
+
+
+def test_a_failing_task_names_its_log(tmp_path: Path) -> None:
+    fail = [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"]
+    with pytest.raises(RuntimeError, match=r"exit code 3; see .*log.txt"):
+        measure_many([fail], dict(os.environ), tmp_path / "log.txt", slots=1)
+    assert "boom" in (tmp_path / "log.txt").read_text()
+
+
+def test_shapes_match_the_movielens_releases() -> None:
+    assert SHAPES["ml-1m"] == (6_040, 3_706, 1_000_209)
+    assert SHAPES["ml-20m"] == (138_493, 26_744, 20_000_263)
