@@ -82,22 +82,6 @@ def migrate_metadata_db(airflow_home: Path) -> None:
         raise RuntimeError(f"airflow db migrate failed (exit {result.returncode}); see {log_file}")
 
 
-def ensure_world(settings: Settings) -> dict[str, Any]:
-    """Generate the synthetic world once; later runs reuse it (same seed, same bytes)."""
-    from pipelines.world import generate_world
-
-    world_dir = Path(settings.source_path)
-    meta = world_dir / "world.json"
-    if not meta.exists():
-        print(
-            f"deepcuts: generating the synthetic world in {world_dir} "
-            f"({settings.world.users} users x {settings.world.items} items)",
-            flush=True,
-        )
-        generate_world(world_dir, settings.world)
-    return json.loads(meta.read_text())
-
-
 def run_demo(settings: Settings, nights: int, dags_folder: Path) -> list[NightSummary]:
     if settings.source.dataset != "synthetic":
         raise ValueError(
@@ -112,12 +96,19 @@ def run_demo(settings: Settings, nights: int, dags_folder: Path) -> list[NightSu
     airflow_home = configure_airflow(home, dags_folder)
     print(f"deepcuts: Airflow metadata DB under {airflow_home}", flush=True)
     migrate_metadata_db(airflow_home)
-    world = ensure_world(settings)
-    first = date.fromisoformat(world["first_run_date"])
 
     from airflow.dag_processing.dagbag import DagBag
 
-    from pipelines.simulate import simulate_day
+    from pipelines.simulate import live_lists, prepare_world, serve_day
+
+    print(
+        f"deepcuts: synthetic world in {settings.source_path} "
+        f"({settings.world.users} users x {settings.world.items} items; generated once, then reused)",
+        flush=True,
+    )
+    world = prepare_world(settings, "synthetic")  # generates it once; same seed, same bytes
+    meta = json.loads((Path(settings.source_path) / "world.json").read_text())
+    first = date.fromisoformat(meta["first_run_date"])
 
     bag = DagBag(dag_folder=str(dags_folder))
     if bag.import_errors:
@@ -131,16 +122,25 @@ def run_demo(settings: Settings, nights: int, dags_folder: Path) -> list[NightSu
         dag_run = dag.test(logical_date=datetime(run_date.year, run_date.month, run_date.day, tzinfo=UTC))
         state = str(getattr(dag_run.state, "value", dag_run.state))
         seconds = time.monotonic() - start
+        if not dag_run.get_task_instances():
+            raise RuntimeError(
+                f"{DAG_ID} for {run_date} created no task instances "
+                "(is the run date before the DAG's start_date?)"
+            )
         if state != "success":
             failed = [ti.task_id for ti in dag_run.get_task_instances() if ti.state == "failed"]
             raise RuntimeError(
                 f"{DAG_ID} for {run_date} ended {state}; failed tasks: {failed}. "
                 f"Task logs are above; rerun with `make run` once fixed (every step is idempotent)."
             )
+        live = live_lists(settings)
+        if live is None:
+            raise RuntimeError(f"{DAG_ID} for {run_date} succeeded but the serving DB has no live version")
         print(
-            f"deepcuts: night {night + 1} published in {seconds:.0f}s; simulating the next day ...",
+            f"deepcuts: night {night + 1} done in {seconds:.0f}s (live lists: {live[1]}); "
+            "the simulated app serves the next day ...",
             flush=True,
         )
-        feedback = simulate_day(settings, run_date)
+        feedback = serve_day(settings, world, night + 1, run_date, live)
         summaries.append(NightSummary(run_date.isoformat(), seconds, state, feedback))
     return summaries

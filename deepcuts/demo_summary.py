@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -13,24 +14,30 @@ from deepcuts.settings import Settings
 from pipelines.storage import Lake, MissingDataError
 
 
-def _ctr(feedback: dict[str, Any], variant: str) -> str:
-    impressions = feedback.get("impressions", {}).get(variant, 0)
-    clicks = feedback.get("clicks", {}).get(variant, 0)
-    return f"{clicks / impressions:.3f}" if impressions else "  -  "
+def _fmt(feedback: dict[str, Any], metric: str, variant: str, spec: str = ".3f") -> str:
+    value = feedback.get(metric, {}).get(variant)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
 
 
 def render_summary(settings: Settings, nights: list[dict[str, Any]]) -> str:
     lake = Lake(settings.home)
     lines = ["", "=" * 78, "deepcuts demo: summary", "=" * 78]
+    lines.append("the next day's traffic on each night's lists (simulated users), control vs treatment:")
     lines.append(
-        f"{'night':<12}{'seconds':>8}  {'CTR control':>12}{'CTR treatment':>15}  {'impressions':>12}"
+        f"{'run date':<12}{'DAG s':>6}{'impressions':>13}{'CTR ctl':>9}{'CTR trt':>9}"
+        f"{'long-tail ctl':>15}{'long-tail trt':>15}{'rating trt':>12}"
     )
+    ctl, trt = Variant.CONTROL.value, Variant.TREATMENT.value
     for night in nights:
         fb = night.get("feedback", {})
-        impressions = sum(fb.get("impressions", {}).values())
+        impressions = sum(int(v) for v in fb.get("impressions", {}).values())
         lines.append(
-            f"{night['run_date']:<12}{night['seconds']:>8.0f}  {_ctr(fb, Variant.CONTROL):>12}"
-            f"{_ctr(fb, Variant.TREATMENT):>15}  {impressions:>12}"
+            f"{night['run_date']:<12}{night['seconds']:>6.0f}{impressions:>13}"
+            f"{_fmt(fb, 'ctr', ctl):>9}{_fmt(fb, 'ctr', trt):>9}"
+            f"{_fmt(fb, 'long_tail_share', ctl, '.0%'):>15}{_fmt(fb, 'long_tail_share', trt, '.0%'):>15}"
+            f"{_fmt(fb, 'mean_rating', trt, '.2f'):>12}"
         )
     last = date.fromisoformat(nights[-1]["run_date"])
     lines += ["", *_arm_shares(lake, last), "", *_list_health(lake, last), ""]

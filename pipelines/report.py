@@ -200,6 +200,7 @@ def _bandit_section(lake: Lake, dates: list[date]) -> Section:
         sub = policy[policy["context"] == context].pivot_table(
             index=C.RUN_DATE, columns=C.ARM, values=C.SELECTION_PROBABILITY
         )
+        sub.index = [pd.Timestamp(d).strftime("%m-%d") for d in sub.index]  # categorical day labels
         sub.plot(ax=ax, legend=False, marker=".")
         ax.set_title(context, fontsize=9)
         ax.set_xlabel("")
@@ -208,6 +209,7 @@ def _bandit_section(lake: Lake, dates: list[date]) -> Section:
         ax.axis("off")
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=6, fontsize=8)
+    fig.subplots_adjust(hspace=0.6, top=0.9)
     last = policy[policy[C.RUN_DATE] == policy[C.RUN_DATE].max()]
     wide = last.pivot_table(index="context", columns=C.ARM, values=C.SELECTION_PROBABILITY).round(3)
     return Section("Bandit selection probabilities per context", _png(fig) + _table(wide.reset_index()))
