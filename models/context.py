@@ -14,7 +14,9 @@ Rules (thresholds in :class:`deepcuts.settings.BanditSettings`):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +29,23 @@ from deepcuts.settings import BanditSettings
 SEGMENTS: tuple[str, ...] = tuple(s.value for s in Segment)
 DAYPARTS: tuple[str, ...] = tuple(d.value for d in Daypart)
 CONTEXTS: tuple[tuple[str, str], ...] = tuple((s, d) for s in SEGMENTS for d in DAYPARTS)
+
+
+def context_arm_frame(arms: Sequence[str], run_date: date, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Long table with one row per (context, arm), contexts in canonical order: segment, daypart, arm,
+    each ``(contexts x arms)`` array of ``columns`` raveled, and the run date."""
+    n_ctx, n_arms = len(CONTEXTS), len(arms)
+    frame: dict[str, Any] = {
+        C.SEGMENT: np.repeat([s for s, _ in CONTEXTS], n_arms),
+        C.DAYPART: np.repeat([d for _, d in CONTEXTS], n_arms),
+        C.ARM: np.tile(np.asarray(arms, dtype=object), n_ctx),
+    }
+    for name, values in columns.items():
+        if values.shape != (n_ctx, n_arms):
+            raise ValueError(f"column {name!r} has shape {values.shape}, expected {(n_ctx, n_arms)}")
+        frame[name] = values.ravel()
+    frame[C.RUN_DATE] = np.full(n_ctx * n_arms, run_date)
+    return pd.DataFrame(frame)
 
 
 def category_codes(

@@ -40,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 
 from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset, EventType, Variant
+from deepcuts.jsonsafe import json_safe
 from deepcuts.progress import get_logger
 from deepcuts.settings import ABSettings, Settings
 from models.ab_stats import Comparison, RatioEstimate, compare, msprt_p_value, srm_test, user_ctr
@@ -364,7 +365,7 @@ def ab_analysis(settings: Settings, run_date: date | str) -> dict[str, Any]:
         "unlabelled_events": today.unlabelled_events,
         "crossover_users": today.crossover_users,
     }
-    record = _json_safe(record)
+    record = json_safe(record)
     lake.write_table(
         Dataset.AB_RESULTS,
         run_date,
@@ -490,16 +491,3 @@ def _finite(x: Any) -> bool:
 
 def _num(x: Any) -> float | None:
     return float(x) if _finite(x) else None
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN and infinities become ``null`` (strict JSON); numpy scalars become Python numbers."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

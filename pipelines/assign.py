@@ -31,7 +31,7 @@ from deepcuts.progress import get_logger
 from deepcuts.seeds import derive_seed, rng_for
 from deepcuts.settings import Settings
 from models.bandit import BanditConfig, posterior_mean, sample_arms, uniform_hash
-from models.context import CONTEXTS, DAYPARTS, SEGMENTS, category_codes, user_segments
+from models.context import DAYPARTS, SEGMENTS, category_codes, context_arm_frame, user_segments
 from pipelines.bandit_update import policy_probabilities, posterior_arrays
 from pipelines.storage import Lake, MissingDataError
 
@@ -64,19 +64,16 @@ def policy_table(
     run_date: date,
 ) -> pd.DataFrame:
     """BANDIT_POLICY_SCHEMA rows: contexts (canonical order) x arms."""
-    n_ctx, n_arms = alpha.shape
-    return pd.DataFrame(
+    return context_arm_frame(
+        arms,
+        run_date,
         {
-            C.SEGMENT: np.repeat([s for s, _ in CONTEXTS], n_arms),
-            C.DAYPART: np.repeat([d for _, d in CONTEXTS], n_arms),
-            C.ARM: np.tile(np.asarray(arms, dtype=object), n_ctx),
-            C.ALPHA: alpha.ravel(),
-            C.BETA: beta.ravel(),
-            C.MEAN: posterior_mean(alpha, beta).ravel(),
-            C.THOMPSON_PROBABILITY: thompson.ravel(),
-            C.SELECTION_PROBABILITY: selection.ravel(),
-            C.RUN_DATE: np.full(n_ctx * n_arms, run_date),
-        }
+            C.ALPHA: alpha,
+            C.BETA: beta,
+            C.MEAN: posterior_mean(alpha, beta),
+            C.THOMPSON_PROBABILITY: thompson,
+            C.SELECTION_PROBABILITY: selection,
+        },
     )
 
 

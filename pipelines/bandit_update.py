@@ -30,7 +30,14 @@ from deepcuts.contracts import C, Dataset, EventType, Variant
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
 from models.bandit import BanditConfig, discount_toward_prior, pool_parameters, selection_probabilities
-from models.context import CONTEXTS, DAYPARTS, category_codes, context_index, pooling_groups
+from models.context import (
+    CONTEXTS,
+    DAYPARTS,
+    category_codes,
+    context_arm_frame,
+    context_index,
+    pooling_groups,
+)
 from pipelines.storage import Lake, MissingDataError
 
 log = get_logger(__name__)
@@ -215,19 +222,16 @@ def posterior_frame(
     successes: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Long table (contexts x arms rows, canonical order) following BANDIT_POSTERIOR_SCHEMA."""
-    n_ctx, n_arms = alpha.shape
     zeros = np.zeros_like(alpha)
-    return pd.DataFrame(
+    return context_arm_frame(
+        arms,
+        run_date,
         {
-            C.SEGMENT: np.repeat([s for s, _ in CONTEXTS], n_arms),
-            C.DAYPART: np.repeat([d for _, d in CONTEXTS], n_arms),
-            C.ARM: np.tile(np.asarray(arms, dtype=object), n_ctx),
-            C.ALPHA: alpha.ravel(),
-            C.BETA: beta.ravel(),
-            C.TRIALS: (zeros if trials is None else trials).ravel(),
-            C.SUCCESSES: (zeros if successes is None else successes).ravel(),
-            C.RUN_DATE: np.full(n_ctx * n_arms, run_date),
-        }
+            C.ALPHA: alpha,
+            C.BETA: beta,
+            C.TRIALS: zeros if trials is None else trials,
+            C.SUCCESSES: zeros if successes is None else successes,
+        },
     )
 
 

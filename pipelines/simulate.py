@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset, EventType, Variant
+from deepcuts.jsonsafe import json_safe
 from deepcuts.progress import get_logger, progress
 from deepcuts.seeds import rng_for
 from deepcuts.settings import Settings
@@ -498,7 +499,7 @@ def simulate(
         entry["skipped_steps"] = night.get("skipped", {})
         entry["step_seconds"] = night.get("seconds", {})
         entry["night_seconds"] = round(time.monotonic() - t0, 3)
-        record["nights"].append(_json_safe(entry))
+        record["nights"].append(json_safe(entry))
         log.info(
             "night %d/%d %s: CTR control %s treatment %s, verdict %s",
             k,
@@ -765,7 +766,7 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
                 "mean": float(np.mean(list(shares.values()))) if shares else None,
                 "contexts_at_or_above_70pct": sum(v >= 0.7 for v in shares.values()),
                 "contexts": len(shares),
-                "traffic_weighted": _json_safe(_weighted_share(nights[idx])),
+                "traffic_weighted": json_safe(_weighted_share(nights[idx])),
             }
         regret = [n["regret"] for n in nights]
         half = len(regret) // 2
@@ -842,18 +843,6 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=False, allow_nan=False))
     tmp.replace(path)
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _nan(x: float | None) -> float:
