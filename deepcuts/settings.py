@@ -421,6 +421,9 @@ class SimulatorSettings(Section):
     planted_arm_lift: float = Field(0.0, ge=0)
     #: Write the PNG of the main curves next to sim.json.
     plot: bool = True
+    #: Processes for the per-arm and per-shard calls of a night (like Celery slots); 0 = one per CPU,
+    #: 1 = everything in the simulator's own process.
+    workers: int = Field(0, ge=0)
 
 
 class MonitorSettings(Section):

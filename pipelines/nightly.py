@@ -13,8 +13,12 @@ step must stop the night, exactly as it stops the DAG.
 from __future__ import annotations
 
 import importlib
+import multiprocessing
+import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
@@ -70,6 +74,35 @@ def resolve(step: Step) -> Callable[..., Any] | None:
     return getattr(module, step.function, None)
 
 
+@contextmanager
+def step_pool(workers: int) -> Iterator[Executor | None]:
+    """Worker processes for the fan-out steps (per arm, per shard), like the mapped tasks of the DAG
+    running in ``workers`` Celery slots; ``workers <= 1`` runs them in this process (yields None).
+
+    ``forkserver`` processes: forking a process that holds BLAS threads can deadlock. Reuse one pool for
+    many nights; each worker imports the step modules once.
+    """
+    if workers <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("forkserver")
+    ) as pool:
+        yield pool
+
+
+def resolve_workers(workers: int) -> int:
+    """``0`` means one worker per CPU."""
+    return workers if workers > 0 else (os.cpu_count() or 1)
+
+
+def _fan_out(func: Callable[..., Any], calls: list[tuple[Any, ...]], pool: Executor | None) -> list[Any]:
+    if pool is None:
+        return [func(*args) for args in calls]
+    futures = [pool.submit(func, *args) for args in calls]
+    return [f.result() for f in futures]
+
+
 def run_night(
     settings: Settings,
     run_date: date,
@@ -77,10 +110,13 @@ def run_night(
     *,
     skip: Collection[str] = (),
     strict: bool = False,
+    pool: Executor | None = None,
 ) -> dict[str, Any]:
     """Run every registry step for ``run_date`` in order; return the steps' results and timings.
 
-    ``n_shards`` defaults to ``settings.arms.user_shards``; arms are ``settings.arms.enabled``.
+    ``n_shards`` defaults to ``settings.arms.user_shards``; arms are ``settings.arms.enabled``. With a
+    ``pool`` (:func:`step_pool`) the per-arm and per-shard calls of a step run side by side in it, as the
+    DAG's mapped tasks do; the steps themselves still run one after the other.
     ``skip`` names steps not to run (e.g. ``{"report"}`` in a long simulation); unknown names are an
     error. Returns ``{"run_date", "results": {step: result}, "seconds": {step: s}, "skipped":
     {step: reason}, "total_seconds"}`` where per-arm results are a dict by arm and per-shard results a
@@ -112,9 +148,12 @@ def run_night(
             continue
         t0 = time.monotonic()
         if step.fanout == "per_arm":
-            results[step.name] = {arm: func(settings, run_date, arm) for arm in arms}
+            outputs = _fan_out(func, [(settings, run_date, arm) for arm in arms], pool)
+            results[step.name] = dict(zip(arms, outputs, strict=True))
         elif step.fanout == "per_shard":
-            results[step.name] = [func(settings, run_date, shard, shards) for shard in range(shards)]
+            results[step.name] = _fan_out(
+                func, [(settings, run_date, k, shards) for k in range(shards)], pool
+            )
         else:
             results[step.name] = func(settings, run_date)
         seconds[step.name] = round(time.monotonic() - t0, 3)

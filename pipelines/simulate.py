@@ -37,6 +37,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -50,7 +51,7 @@ from deepcuts.jsonsafe import json_safe
 from deepcuts.progress import get_logger, progress
 from deepcuts.seeds import rng_for
 from deepcuts.settings import Settings
-from pipelines.nightly import run_night
+from pipelines.nightly import resolve_workers, run_night, step_pool
 from pipelines.storage import Lake, MissingDataError
 
 log = get_logger(__name__)
@@ -479,12 +480,36 @@ def simulate(
         "planted_arm_lift": settings.simulator.planted_arm_lift if world == "synthetic" else None,
         "nights": [],
     }
+    with step_pool(resolve_workers(settings.simulator.workers)) as pool:
+        _simulate_nights(settings, sim_world, lake, record, first, days, out, n_shards, pool)
+    record["total_seconds"] = round(time.monotonic() - started, 1)
+    record["summary"] = summarise(record)
+    if out is not None:
+        path = Path(out)
+        _write_json_atomic(path, record)
+        if settings.simulator.plot:
+            record["plot"] = str(plot_simulation(record, path.with_suffix(".png")))
+            _write_json_atomic(path, record)
+    return record
+
+
+def _simulate_nights(
+    settings: Settings,
+    sim_world: SimWorld,
+    lake: Lake,
+    record: dict[str, Any],
+    first: date,
+    days: int,
+    out: str | Path | None,
+    n_shards: int | None,
+    pool: Executor | None,
+) -> None:
     live: tuple[date, str] | None = None
     cumulative_regret = 0.0
     for k in progress(range(1, days + 1), desc="simulated nights", logger=log, log_every_s=0.0):
         run_date = first + timedelta(days=k - 1)
         t0 = time.monotonic()
-        night, live, publish_note = _run_night_keep_live(settings, run_date, n_shards, live)
+        night, live, publish_note = _run_night_keep_live(settings, run_date, n_shards, live, pool)
         if live is None:
             raise RuntimeError(
                 f"night {k} ({run_date}): nothing has ever been published, so the app has no lists to "
@@ -511,15 +536,6 @@ def simulate(
         )
         if out is not None:
             _write_json_atomic(Path(out), record)  # partial results survive an interrupted run
-    record["total_seconds"] = round(time.monotonic() - started, 1)
-    record["summary"] = summarise(record)
-    if out is not None:
-        path = Path(out)
-        _write_json_atomic(path, record)
-        if settings.simulator.plot:
-            record["plot"] = str(plot_simulation(record, path.with_suffix(".png")))
-            _write_json_atomic(path, record)
-    return record
 
 
 def serve_day(
@@ -607,7 +623,11 @@ def live_lists(settings: Settings) -> tuple[date, str] | None:
 
 
 def _run_night_keep_live(
-    settings: Settings, run_date: date, n_shards: int | None, live: tuple[date, str] | None
+    settings: Settings,
+    run_date: date,
+    n_shards: int | None,
+    live: tuple[date, str] | None,
+    pool: Executor | None = None,
 ) -> tuple[dict[str, Any], tuple[date, str] | None, dict[str, Any]]:
     """Run the night; return its result, the (run date, list version) now live, and a publish note.
 
@@ -622,7 +642,7 @@ def _run_night_keep_live(
     skip = list(settings.simulator.skip_steps)
     cut = STEP_NAMES.index("publish")
     before, after = STEP_NAMES[:cut], STEP_NAMES[cut + 1 :]
-    night = run_night(settings, run_date, n_shards, skip=[*skip, *STEP_NAMES[cut:]])
+    night = run_night(settings, run_date, n_shards, skip=[*skip, *STEP_NAMES[cut:]], pool=pool)
     for name in STEP_NAMES[cut:]:
         if name not in skip:  # they run below
             night["skipped"].pop(name, None)

@@ -305,3 +305,26 @@ def test_cli_rejects_inconsistent_world_options(tmp_path: Path) -> None:
         main(["simulate", "--world", "movielens", "--home", str(tmp_path), "--out", str(tmp_path / "s.json")])
     with pytest.raises(SystemExit, match="for --world movielens"):
         main(["simulate", "--world", "synthetic", "--path", "x", "--home", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_worker_processes_change_nothing(tmp_path: Path) -> None:
+    """Per-arm and per-shard calls in worker processes (like mapped tasks) give the same night."""
+    from pipelines.simulate import simulate
+
+    records = {}
+    for workers in (1, 2):
+        settings = load_settings(
+            home=str(tmp_path / f"lake-{workers}"),
+            seed=5,
+            world={"users": 60, "items": 200, "history_days": 30, "ratings_per_user": 12.0, "seed": 5},
+            arms={"candidates_n": 60, "user_shards": 2},
+            simulator={"skip_steps": ["report", "evaluate"], "workers": workers, "plot": False},
+        )
+        records[workers] = simulate(settings, "synthetic", 2)
+        lake = Lake(settings.home)
+        records[workers]["candidates"] = lake.read_df(Dataset.CANDIDATES, records[workers]["first_night"])
+    for a, b in zip(records[1]["nights"], records[2]["nights"], strict=True):
+        for key in ("impressions", "clicks", "arm_share", "long_tail_share", "events"):
+            assert a[key] == b[key], key
+    pd.testing.assert_frame_equal(records[1]["candidates"], records[2]["candidates"])
