@@ -44,7 +44,7 @@ from deepcuts.jsonsafe import json_safe
 from deepcuts.progress import get_logger
 from deepcuts.settings import ABSettings, Settings
 from models.ab_stats import Comparison, RatioEstimate, compare, msprt_p_value, srm_test, user_ctr
-from pipelines.storage import Lake, MissingDataError
+from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = get_logger(__name__)
 
@@ -318,7 +318,7 @@ def ab_analysis(settings: Settings, run_date: date | str) -> dict[str, Any]:
 
     ``run_date`` may be ISO text (the DAG passes ``ds``).
     """
-    run_date = _as_date(run_date)
+    run_date = as_run_date(run_date)
     ab = settings.ab
     lake = Lake(settings.home)
     feedback = _read_feedback(lake, run_date)
@@ -389,11 +389,7 @@ def ab_analysis(settings: Settings, run_date: date | str) -> dict[str, Any]:
 
 def read_verdict(settings: Settings, run_date: date | str) -> dict[str, Any]:
     """The ``verdict.json`` written by :func:`ab_analysis` for ``run_date`` (reports, the simulator)."""
-    return Lake(settings.home).read_json(Dataset.AB_RESULTS, _as_date(run_date), VERDICT_FILE)
-
-
-def _as_date(run_date: date | str) -> date:
-    return run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
+    return Lake(settings.home).read_json(Dataset.AB_RESULTS, as_run_date(run_date), VERDICT_FILE)
 
 
 def _read_feedback(lake: Lake, run_date: date) -> pd.DataFrame:

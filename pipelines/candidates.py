@@ -25,7 +25,7 @@ import pyarrow as pa
 from deepcuts.contracts import CANDIDATES_SCHEMA, C, Dataset
 from deepcuts.progress import get_logger, progress
 from deepcuts.settings import Settings
-from pipelines.storage import Lake
+from pipelines.storage import Lake, as_run_date
 from pipelines.train import load_model
 
 log = get_logger(__name__)
@@ -52,7 +52,7 @@ def shard_users(lake: Lake, run_date: date, shard: int, n_shards: int) -> npt.ND
 
 def candidates_shard(settings: Settings, run_date: date | str, shard: int, n_shards: int) -> dict[str, Any]:
     """Write every enabled arm's top-N candidates for the users of ``shard`` (see the module docstring)."""
-    day = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
+    day = as_run_date(run_date)
     if not 0 <= shard < n_shards:
         raise ValueError(f"shard {shard} is outside 0..{n_shards - 1} (n_shards={n_shards})")
     lake = Lake(settings.home)

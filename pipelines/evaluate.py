@@ -409,9 +409,9 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
     ``summary.json``. On the first night there is no previous list: only beyond-accuracy metrics, and
     the summary says so.
     """
-    from pipelines.storage import Lake
+    from pipelines.storage import Lake, as_run_date
 
-    run_date = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
+    run_date = as_run_date(run_date)
     lake = Lake(settings.home)
     k = settings.evaluate.k
     interactions = clean_interactions(lake.read_df(Dataset.INTERACTIONS, run_date), "interactions")

@@ -37,7 +37,7 @@ import pyarrow.fs as pafs
 
 from deepcuts.contracts import FEEDBACK_SCHEMA, INTERACTIONS_SCHEMA, C, Dataset, EventType
 from deepcuts.progress import get_logger, progress
-from pipelines.storage import Lake, conform
+from pipelines.storage import Lake, as_run_date, conform
 from pipelines.validation import (
     Kind,
     Outcome,
@@ -72,7 +72,7 @@ def ingest(settings: Settings, run_date: date | str) -> dict[str, Any]:
     """The nightly ingest step for ``run_date`` (see the module docstring). Returns counts."""
     from pipelines.loaders import load_source
 
-    return ingest_source(settings, _as_date(run_date), load_source(settings))
+    return ingest_source(settings, as_run_date(run_date), load_source(settings))
 
 
 @dataclass
@@ -357,10 +357,6 @@ def _next_seen(lake: Lake, run_date: date, accepted: pd.DataFrame, late_window_d
     seen = seen[pd.to_datetime(seen[C.EVENT_TS], utc=True) >= keep_from]
     seen = seen.sort_values([C.EVENT_ID, C.EVENT_TS]).drop_duplicates(C.EVENT_ID, keep="first")
     return pa.Table.from_pandas(seen, preserve_index=False).select(schema.names).cast(schema)
-
-
-def _as_date(run_date: date | str) -> date:
-    return run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
 
 
 __all__ = ["Landing", "ValidationFailed", "ingest", "ingest_source", "read_landing"]

@@ -30,7 +30,7 @@ from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
 from pipelines import serving
 from pipelines.alerting import send_alerts
-from pipelines.storage import Lake, MissingDataError
+from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = get_logger(__name__)
 
@@ -572,7 +572,7 @@ def monitor(
     Idempotent: a re-run replaces the run date's Parquet parts and its monitor alerts in the database
     (acknowledgements are kept). Returns counts and the names of the failed checks.
     """
-    run_date = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
+    run_date = as_run_date(run_date)
     lake = Lake(settings.home)
     checks = run_checks(settings, lake, run_date)
     critical = set(settings.monitor.critical_checks)

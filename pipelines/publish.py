@@ -44,7 +44,7 @@ from deepcuts.contracts import C, Dataset, Daypart, Variant
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
 from pipelines import serving
-from pipelines.storage import Lake, MissingDataError
+from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = get_logger(__name__)
 
@@ -433,7 +433,7 @@ def publish(settings: Settings, run_date: date | str, on_stage: StageHook | None
     raises :class:`PublishRejectedError` when a gate fails (the previous version stays live) and
     ``MissingDataError`` when an input is missing. ``on_stage`` is called after each of :data:`STAGES`.
     """
-    run_date = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
+    run_date = as_run_date(run_date)
     started = time.monotonic()
     stage_seconds: dict[str, float] = {}
     last = [started]

@@ -28,7 +28,7 @@ import pandas as pd
 
 from deepcuts.contracts import C, Dataset, Variant
 from deepcuts.settings import Settings
-from pipelines.storage import Lake, MissingDataError
+from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,6 @@ STATS_FILE = "stats.json"
 INDEX_FILE = "index.html"
 GX_DOCS = "gx/index.html"
 AB_VERDICT_FILE = "verdict.json"
-
-
-def _as_date(run_date: date | str) -> date:
-    return run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
 
 
 @dataclass
@@ -303,7 +299,7 @@ def _history(lake: Lake, until: date) -> list[dict[str, Any]]:
 
 def report(settings: Settings, run_date: date | str) -> dict[str, Any]:
     """Render the report of ``run_date`` and refresh the index. Idempotent per run date."""
-    run_date = _as_date(run_date)
+    run_date = as_run_date(run_date)
     lake = Lake(settings.home)
     today = _night_stats(lake, run_date)
     lake.write_json(Dataset.REPORTS, run_date, STATS_FILE, today)

@@ -521,9 +521,9 @@ def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: 
     Writes ``scored``, ``reranked`` and ``list_metrics`` parts ``<arm>/shard-NNNN``; rerunning rewrites
     the same parts with the same bytes. Returns counts and the mean list metrics per arm.
     """
-    from pipelines.storage import Lake
+    from pipelines.storage import Lake, as_run_date
 
-    run_date = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
+    run_date = as_run_date(run_date)
     if not 0 <= shard < n_shards:
         raise ScoreError(f"shard {shard} is outside 0..{n_shards - 1}; pass 0 <= shard < n_shards")
     lake = Lake(settings.home)

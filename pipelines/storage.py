@@ -39,7 +39,8 @@ class ContractError(ValueError):
     """A table does not match its dataset's contract."""
 
 
-def _date(run_date: date | str) -> date:
+def as_run_date(run_date: date | str) -> date:
+    """A run date given as a ``date`` or ISO text (Airflow passes ``ds`` as text) as a ``date``."""
     return run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
 
 
@@ -68,7 +69,7 @@ class Lake:
         return f"{self.root}/{Dataset(dataset).value}"
 
     def partition_dir(self, dataset: Dataset | str, run_date: date | str) -> str:
-        return f"{self.dataset_dir(dataset)}/run_date={_date(run_date).isoformat()}"
+        return f"{self.dataset_dir(dataset)}/run_date={as_run_date(run_date).isoformat()}"
 
     def file_path(self, dataset: Dataset | str, run_date: date | str | None, name: str) -> str:
         """Path of a file inside a partition, or at the dataset's top level when ``run_date`` is None
@@ -180,7 +181,7 @@ class Lake:
             files = self._visible_files(f"{folder}/{subdir}".rstrip("/"))
         if not files:
             raise MissingDataError(
-                f"no data in {dataset.value} for run date {_date(run_date)} (looked in {folder}"
+                f"no data in {dataset.value} for run date {as_run_date(run_date)} (looked in {folder}"
                 f"{'/' + subdir if subdir else ''}); run the step that produces it first"
             )
         schema = SCHEMAS.get(dataset)
@@ -218,7 +219,7 @@ class Lake:
 
     def latest_before(self, dataset: Dataset | str, run_date: date | str) -> date | None:
         """The newest run date strictly before ``run_date`` that has data, if any."""
-        earlier = [d for d in self.run_dates(dataset) if d < _date(run_date)]
+        earlier = [d for d in self.run_dates(dataset) if d < as_run_date(run_date)]
         return earlier[-1] if earlier else None
 
 

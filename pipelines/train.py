@@ -28,7 +28,7 @@ from deepcuts.seeds import derive_seed
 from deepcuts.settings import ALL_ARMS, Settings
 from models.base import ARTEFACT_VERSION, Recommender
 from models.registry import ARM_CLASSES, base_arm, build_recommender
-from pipelines.storage import Lake
+from pipelines.storage import Lake, as_run_date
 
 log = get_logger(__name__)
 
@@ -36,13 +36,9 @@ MODEL_FILE = "model.pkl"
 META_FILE = "meta.json"
 
 
-def _run_date(run_date: date | str) -> date:
-    return run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date))
-
-
 def arm_seed(settings: Settings, run_date: date | str, arm: str) -> int:
     """The fit seed of ``arm`` for ``run_date``: ``derive_seed(arms.seed, run_date, "train/<arm>")``."""
-    return derive_seed(settings.arms.seed, _run_date(run_date), f"train/{arm}")
+    return derive_seed(settings.arms.seed, as_run_date(run_date), f"train/{arm}")
 
 
 def model_path(arm: str, name: str = MODEL_FILE) -> str:
@@ -54,7 +50,9 @@ def load_model(lake: Lake, run_date: date | str, arm: str) -> Recommender:
     """The fitted ``arm`` stored for ``run_date`` (raises MissingDataError if train has not run)."""
     if arm not in ARM_CLASSES:
         raise ValueError(f"unknown arm {arm!r}; choose one of {list(ARM_CLASSES)}")
-    return ARM_CLASSES[arm].from_bytes(lake.read_bytes(Dataset.MODELS, _run_date(run_date), model_path(arm)))
+    return ARM_CLASSES[arm].from_bytes(
+        lake.read_bytes(Dataset.MODELS, as_run_date(run_date), model_path(arm))
+    )
 
 
 def _base_model(lake: Lake, settings: Settings, day: date, name: str) -> Recommender:
@@ -76,7 +74,7 @@ def _base_model(lake: Lake, settings: Settings, day: date, name: str) -> Recomme
 
 def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, Any]:
     """Fit ``arm`` on the run date's canonical tables and write its artefact and metadata to the lake."""
-    day = _run_date(run_date)
+    day = as_run_date(run_date)
     if arm not in ALL_ARMS:
         raise ValueError(f"unknown arm {arm!r}; choose one of {list(ALL_ARMS)} (settings.arms.enabled)")
     lake = Lake(settings.home)
