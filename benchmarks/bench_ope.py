@@ -88,7 +88,9 @@ def _world(rng: np.random.Generator, gap: float, structure: str) -> np.ndarray:
 
 def pooling_comparison(reps: int = 4) -> dict[str, dict[str, float]]:
     """Best-arm selection probability on night 14 (mean and worst context, averaged over ``reps`` seeds)
-    with and without pooling, at 30 and 100 list impressions per context and night."""
+    without pooling, with segment pooling at a fixed 50 pseudo-trials, and with segment pooling capped
+    by the empirical-Bayes concentration (at most 100), at 30 and 100 list impressions per context and
+    night."""
     rng = np.random.default_rng(5)
     segments = np.repeat(np.arange(3), 4)
     out: dict[str, dict[str, float]] = {}
@@ -98,7 +100,12 @@ def pooling_comparison(reps: int = 4) -> dict[str, dict[str, float]]:
         for traffic in (30, 100):
             for label, config, groups in (
                 ("none", BanditConfig(points=400), None),
-                ("segment", BanditConfig(points=400, pooling_strength=50.0), segments),
+                ("fixed50", BanditConfig(points=400, pooling_strength=50.0), segments),
+                (
+                    "eb100",
+                    BanditConfig(points=400, pooling_strength=100.0, pooling_rule="empirical_bayes"),
+                    segments,
+                ),
             ):
                 prob = np.mean(
                     [

@@ -333,7 +333,11 @@ class BanditSettings(Section):
     #: ``none`` = independent contexts. Stored posteriors stay per context. Default ``segment``: in the
     #: synthetic world the best arm is shared by a segment's dayparts and regret fell 40% (docs/bandit.md).
     pooling: Literal["none", "segment", "global"] = "segment"
-    pooling_strength: float = Field(50.0, ge=0)
+    pooling_strength: float = Field(100.0, ge=0)
+    #: How many pseudo-trials a context borrows: ``fixed`` = ``pooling_strength``; ``empirical_bayes`` =
+    #: at most the group's concentration estimated nightly from the evidence (method of moments), so
+    #: contexts whose best arms differ stop pooling instead of copying each other (docs/bandit.md).
+    pooling_rule: Literal["fixed", "empirical_bayes"] = "empirical_bayes"
     seed: int = 1234
     #: Segments: new (< new_max_ratings), power (>= power_min_ratings and active in recency_days), casual.
     new_max_ratings: int = Field(5, ge=1)

@@ -165,6 +165,7 @@ class BanditConfig:
     mc_draws: int = 40_000
     pooling: str = "none"
     pooling_strength: float = 50.0
+    pooling_rule: str = "fixed"
 
     @classmethod
     def from_settings(cls, cfg: object) -> BanditConfig:
@@ -178,7 +179,59 @@ class BanditConfig:
             mc_draws=cfg.mc_draws,  # type: ignore[attr-defined]
             pooling=cfg.pooling,  # type: ignore[attr-defined]
             pooling_strength=cfg.pooling_strength,  # type: ignore[attr-defined]
+            pooling_rule=cfg.pooling_rule,  # type: ignore[attr-defined]
         )
+
+
+POOLING_RULES: tuple[str, ...] = ("fixed", "empirical_bayes")
+
+
+def group_concentration(
+    alpha: npt.ArrayLike, beta: npt.ArrayLike, prior_alpha: float, prior_beta: float
+) -> float:
+    """Method-of-moments concentration ``kappa`` of the contexts of one group (rows), pooled over arms.
+
+    Model: in context ``c`` arm ``k`` has CTR ``p_ck ~ Beta`` with mean ``m_k`` and concentration
+    ``kappa`` (variance ``tau2_k = m_k (1 - m_k) / (kappa + 1)``), and the evidence ``s_ck`` successes in
+    ``n_ck`` trials (``alpha - a0``, ``alpha + beta - a0 - b0``) is binomial given ``p_ck``. Per arm,
+    with ``N = sum_c n_ck``, ``m = sum_c s_ck / N``, ``p_ck = s_ck / n_ck`` and ``C`` contexts with
+    evidence, the weighted spread
+
+        Q_k = sum_c n_ck (p_ck - m_k)**2,
+        E[Q_k] = (C - 1) m_k (1 - m_k) + tau2_k (N - sum_c n_ck**2 / N)
+
+    (the DerSimonian-Laird moment identity for proportions). Summing over arms and solving for a
+    common relative heterogeneity gives
+
+        kappa = V / T - 1,   T = max(0, sum_k [Q_k - (C - 1) m_k (1 - m_k)]) / sum_k D_k,
+        V = sum_k D_k m_k (1 - m_k) / sum_k D_k,   D_k = N - sum_c n_ck**2 / N
+
+    clipped to ``[0, inf]``: ``inf`` when the contexts look alike (no spread beyond binomial noise, or no
+    evidence yet), small when they disagree. The discounted evidence is used as if it were counts.
+    """
+    a = np.atleast_2d(np.asarray(alpha, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(beta, dtype=np.float64))
+    s = np.maximum(a - prior_alpha, 0.0)
+    n = s + np.maximum(b - prior_beta, 0.0)
+    total = n.sum(axis=0)
+    seen = total > 0
+    if a.shape[0] < 2 or not seen.any():
+        return float("inf")
+    s, n, total = s[:, seen], n[:, seen], total[seen]
+    m = s.sum(axis=0) / total
+    p = np.divide(s, n, out=np.broadcast_to(m, n.shape).copy(), where=n > 0)
+    q = (n * (p - m) ** 2).sum(axis=0)
+    contexts = (n > 0).sum(axis=0)
+    within = m * (1.0 - m)
+    d = total - (n**2).sum(axis=0) / total
+    if d.sum() <= 0:  # all evidence in one context: nothing to compare
+        return float("inf")
+    excess = float((q - (contexts - 1) * within).sum())
+    if excess <= 0:
+        return float("inf")
+    tau2 = excess / float(d.sum())
+    v = float((d * within).sum() / d.sum())
+    return max(v / tau2 - 1.0, 0.0)
 
 
 def pool_parameters(
@@ -188,21 +241,28 @@ def pool_parameters(
     prior_alpha: float,
     prior_beta: float,
     strength: float,
+    rule: str = "fixed",
 ) -> tuple[FloatArray, FloatArray]:
-    """Borrow strength from the other contexts of a group (empirical-Bayes shrinkage).
+    """Borrow strength from the other contexts of a group (shrinkage toward the group's mean).
 
     For context ``c`` in group ``g`` and arm ``k``, with ``s``/``f`` the evidence (``alpha - a0``,
     ``beta - b0``) summed over the *other* contexts of ``g`` (leave-one-out, so a context never counts
     its own evidence twice) and ``n = s + f``:
 
-        m = (a0 + s) / (a0 + b0 + n),   w = min(strength, n)
+        m = (a0 + s) / (a0 + b0 + n),   w = min(W_g, n)
         alpha_eff = alpha + w m,        beta_eff = beta + w (1 - m)
 
-    i.e. up to ``strength`` pseudo-trials at the group's mean, never more than the group has seen.
+    i.e. up to ``W_g`` pseudo-trials at the group's mean, never more than the group has seen.
+    ``rule = "fixed"``: ``W_g = strength``. ``rule = "empirical_bayes"``: ``W_g = min(strength, kappa_g)``
+    with ``kappa_g`` the group's concentration estimated from its own evidence
+    (:func:`group_concentration`): contexts that agree borrow up to ``strength``, contexts whose arms
+    rank differently borrow little, so pooling cannot lock a context onto its neighbours' best arm.
     ``groups`` = None or ``strength`` = 0 returns the inputs unchanged.
     """
     a = np.asarray(alpha, dtype=np.float64)
     b = np.asarray(beta, dtype=np.float64)
+    if rule not in POOLING_RULES:
+        raise ValueError(f"unknown pooling rule {rule!r}; use one of {list(POOLING_RULES)}")
     if groups is None or strength <= 0:
         return a.copy(), b.copy()
     g = np.asarray(groups, dtype=np.int64)
@@ -211,16 +271,54 @@ def pool_parameters(
     s_own = np.maximum(a - prior_alpha, 0.0)
     f_own = np.maximum(b - prior_beta, 0.0)
     a_eff, b_eff = a.copy(), b.copy()
-    for group in np.unique(g):
+    for group, weight in pooling_weights(a, b, g, prior_alpha, prior_beta, strength, rule).items():
         rows = g == group
         s = s_own[rows].sum(axis=0, keepdims=True) - s_own[rows]
         f = f_own[rows].sum(axis=0, keepdims=True) - f_own[rows]
         n = s + f
         m = (prior_alpha + s) / (prior_alpha + prior_beta + n)
-        w = np.minimum(strength, n)
+        w = np.minimum(weight, n)
         a_eff[rows] += w * m
         b_eff[rows] += w * (1.0 - m)
     return a_eff, b_eff
+
+
+def pooling_weights(
+    alpha: npt.ArrayLike,
+    beta: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    prior_alpha: float,
+    prior_beta: float,
+    strength: float,
+    rule: str = "fixed",
+) -> dict[int, float]:
+    """Group id -> the cap ``W_g`` on borrowed pseudo-trials (see :func:`pool_parameters`)."""
+    a = np.asarray(alpha, dtype=np.float64)
+    b = np.asarray(beta, dtype=np.float64)
+    g = np.asarray(groups, dtype=np.int64)
+    out: dict[int, float] = {}
+    for group in np.unique(g):
+        rows = g == group
+        cap = float(strength)
+        if rule == "empirical_bayes":
+            cap = min(cap, group_concentration(a[rows], b[rows], prior_alpha, prior_beta))
+        out[int(group)] = cap
+    return out
+
+
+def pool_with(
+    config: BanditConfig, alpha: npt.ArrayLike, beta: npt.ArrayLike, groups: npt.ArrayLike | None
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`pool_parameters` with the prior, strength and rule of ``config``."""
+    return pool_parameters(
+        alpha,
+        beta,
+        groups,
+        config.prior_alpha,
+        config.prior_beta,
+        config.pooling_strength,
+        config.pooling_rule,
+    )
 
 
 def selection_probabilities(
@@ -302,9 +400,7 @@ def simulate_policy_learning(
     regret = np.empty(nights)
     total = 0.0
     for night in range(nights):
-        a_eff, b_eff = pool_parameters(
-            alpha, beta, groups, config.prior_alpha, config.prior_beta, config.pooling_strength
-        )
+        a_eff, b_eff = pool_with(config, alpha, beta, groups)
         _, p = selection_probabilities(a_eff, b_eff, config, rng)
         counts = np.stack([rng.multinomial(impressions_per_context, p[c]) for c in range(n_ctx)])
         clicks = rng.binomial(counts, ctr)

@@ -29,7 +29,13 @@ import pandas as pd
 from deepcuts.contracts import C, Dataset, EventType, Variant
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
-from models.bandit import BanditConfig, discount_toward_prior, pool_parameters, selection_probabilities
+from models.bandit import (
+    BanditConfig,
+    discount_toward_prior,
+    pool_with,
+    pooling_weights,
+    selection_probabilities,
+)
 from models.context import (
     CONTEXTS,
     DAYPARTS,
@@ -257,9 +263,16 @@ def policy_probabilities(
     """(alpha, beta used for the choice, Thompson probabilities, selection probabilities) per context
     and arm: the stored posterior, pooled across contexts when ``bandit.pooling`` asks for it."""
     groups = pooling_groups(config.pooling)
-    a_eff, b_eff = pool_parameters(
-        alpha, beta, groups, config.prior_alpha, config.prior_beta, config.pooling_strength
-    )
+    a_eff, b_eff = pool_with(config, alpha, beta, groups)
+    if groups is not None:
+        a0, b0 = config.prior_alpha, config.prior_beta
+        caps = pooling_weights(alpha, beta, groups, a0, b0, config.pooling_strength, config.pooling_rule)
+        log.info(
+            "bandit policy: %s pooling, %s rule, pseudo-trials borrowed at most %s per group",
+            config.pooling,
+            config.pooling_rule,
+            {k: round(v, 1) for k, v in caps.items()},
+        )
     thompson, selection = selection_probabilities(a_eff, b_eff, config, rng)
     return a_eff, b_eff, thompson, selection
 

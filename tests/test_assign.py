@@ -140,7 +140,8 @@ def test_assign_writes_consistent_tables(settings: Settings) -> None:
 
 
 def test_pooling_moves_the_policy_and_keeps_propensities_exact(lake_home: object) -> None:
-    s = load_settings(home=str(lake_home), rerank={"list_length": L}, bandit={"pooling": "segment"})
+    bandit = {"pooling": "segment", "pooling_rule": "fixed", "pooling_strength": 50.0}
+    s = load_settings(home=str(lake_home), rerank={"list_length": L}, bandit=bandit)
     _write_world(s)
     assign(s, D)
     lake = Lake(s.home)

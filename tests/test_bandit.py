@@ -19,7 +19,9 @@ from models.bandit import (
     BanditConfig,
     apply_floor,
     discount_toward_prior,
+    group_concentration,
     pool_parameters,
+    pooling_weights,
     sample_arms,
     selection_probabilities,
     simulate_policy_learning,
@@ -120,6 +122,53 @@ def test_pooling_hand_computed() -> None:
     assert np.array_equal(a3, alpha)
     assert pooling_groups("segment").tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
     assert pooling_groups("none") is None
+
+
+def test_group_concentration_hand_computed() -> None:
+    # prior 1, 1; one arm; context A 30 clicks in 50 lists (p = 0.6), context B 10 in 50 (p = 0.2).
+    # N = 100, m = 0.4, Q = 50 * 0.2**2 * 2 = 4.0, E[Q | alike] = (2 - 1) * 0.24, D = 100 - 5000 / 100 = 50
+    # tau2 = (4.0 - 0.24) / 50 = 0.0752, kappa = 0.24 / 0.0752 - 1
+    alpha = np.array([[31.0], [11.0]])
+    beta = np.array([[21.0], [41.0]])
+    kappa = 0.24 / 0.0752 - 1
+    assert group_concentration(alpha, beta, 1.0, 1.0) == pytest.approx(kappa)
+    # contexts that agree (or have no evidence yet) have no measurable spread: infinite concentration
+    assert group_concentration(np.array([[31.0], [31.0]]), np.array([[21.0], [21.0]]), 1.0, 1.0) == np.inf
+    assert group_concentration(np.ones((2, 3)), np.ones((2, 3)), 1.0, 1.0) == np.inf
+    # empirical Bayes caps the borrowed pseudo-trials at kappa: B borrows kappa trials at A's mean 31/52
+    a, b = pool_parameters(alpha, beta, [0, 0], 1.0, 1.0, strength=50.0, rule="empirical_bayes")
+    assert (a[1, 0], b[1, 0]) == pytest.approx((11 + kappa * 31 / 52, 41 + kappa * 21 / 52))
+    assert pooling_weights(alpha, beta, [0, 0], 1.0, 1.0, 50.0, "empirical_bayes") == {
+        0: pytest.approx(kappa)
+    }
+    # agreeing contexts borrow the full strength, as with the fixed rule
+    same_a, same_b = np.array([[31.0], [31.0]]), np.array([[21.0], [21.0]])
+    eb = pool_parameters(same_a, same_b, [0, 0], 1.0, 1.0, 50.0, "empirical_bayes")
+    fixed = pool_parameters(same_a, same_b, [0, 0], 1.0, 1.0, 50.0, "fixed")
+    assert np.allclose(eb, fixed)
+    with pytest.raises(ValueError, match="pooling rule"):
+        pool_parameters(alpha, beta, [0, 0], 1.0, 1.0, 50.0, "median")
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 200), st.integers(0, 200)), min_size=8, max_size=8),
+    st.floats(1.0, 200.0),
+)
+def test_empirical_bayes_never_borrows_more_than_fixed(
+    counts: list[tuple[int, int]], strength: float
+) -> None:
+    s = np.array([c[0] for c in counts], dtype=float).reshape(4, 2)
+    f = np.array([c[1] for c in counts], dtype=float).reshape(4, 2)
+    alpha, beta = 1.0 + s, 1.0 + f
+    groups = [0, 0, 1, 1]
+    a_fixed, b_fixed = pool_parameters(alpha, beta, groups, 1.0, 1.0, strength, "fixed")
+    a_eb, b_eb = pool_parameters(alpha, beta, groups, 1.0, 1.0, strength, "empirical_bayes")
+    borrowed_fixed = a_fixed + b_fixed - alpha - beta
+    borrowed_eb = a_eb + b_eb - alpha - beta
+    assert np.all(borrowed_eb >= -1e-9) and np.all(borrowed_eb <= borrowed_fixed + 1e-9)
+    for k in pooling_weights(alpha, beta, groups, 1.0, 1.0, strength, "empirical_bayes").values():
+        assert 0.0 <= k <= strength
 
 
 def test_floor_arithmetic() -> None:
