@@ -99,6 +99,13 @@ class WorldSettings(Section):
     quality_exposure_corr: float = Field(0.3, ge=-1, le=1)
     #: Shares of new / casual / power users.
     segment_shares: tuple[float, float, float] = (0.15, 0.65, 0.20)
+    #: Sign-ups: on each of the ``signup_days`` days from ``start_date`` on, Poisson(``users`` x
+    #: ``daily_signup_rate``) new users join (0.005: 10 a day at 2,000 users) with 1-4 onboarding ratings
+    #: (stamped that day in the rating source, so the nightly ingest picks them up like any new rating)
+    #: and visit from the next day. Without them the new-user segment empties within a few weeks of
+    #: simulated nights as its users rate their way out of it.
+    daily_signup_rate: float = Field(0.005, ge=0)
+    signup_days: int = Field(60, ge=0)
     #: Users generated per random block: blocks have their own seeds, so the bytes do not depend on memory.
     users_per_block: int = Field(256, ge=1)
     #: Daypart start hours (UTC): morning, afternoon, evening, night (keep equal to bandit.daypart_starts).

@@ -597,10 +597,12 @@ def serve_day(
         )
         entry["best_arm"] = truth.best_arm
         entry["best_arm_share"] = truth.best_arm_share
+        entry["best_arm_probability"] = _best_arm_probability(lake, live[0], truth.best_arm)
         entry["expected_reward"] = truth.expected_reward
         entry["regret"] = truth.regret
     else:
         entry["best_arm_share"] = None
+        entry["best_arm_probability"] = None
         entry["regret"] = None
         entry["cumulative_regret"] = None
     return entry
@@ -746,6 +748,21 @@ def _arm_lists(lake: Lake, live_date: date, settings: Settings) -> pd.DataFrame:
     return frame[keep].reset_index(drop=True)
 
 
+def _best_arm_probability(lake: Lake, live_date: date, best_arm: dict[str, str]) -> dict[str, float]:
+    """Context -> the live policy's selection probability of the context's true best arm: the share of
+    the context's traffic the policy puts there, free of the noise of one night's few visits."""
+    cols = [C.SEGMENT, C.DAYPART, C.ARM, C.SELECTION_PROBABILITY]
+    try:
+        policy = lake.read_df(Dataset.BANDIT_POLICY, live_date, columns=cols)
+    except MissingDataError:
+        return {}
+    prob = {
+        (context_key(seg, dp), arm): float(p)
+        for seg, dp, arm, p in policy[cols].itertuples(index=False, name=None)
+    }
+    return {ctx: prob.get((ctx, arm), 0.0) for ctx, arm in sorted(best_arm.items())}
+
+
 def _population(lake: Lake, live_date: date) -> pd.DataFrame:
     """Treatment assignments (``user_id``, ``daypart``, ``segment``) of the live run date."""
     frame = lake.read_df(Dataset.ASSIGNMENTS, live_date, columns=[C.USER_ID, C.DAYPART, C.SEGMENT, C.VARIANT])
@@ -779,15 +796,12 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
         out[f"ctr_{variant}"] = clicks / imps if imps else None
     if nights and nights[-1].get("best_arm_share") is not None:
         for label, idx in (("night_14", min(14, len(nights)) - 1), ("last_night", len(nights) - 1)):
-            shares = nights[idx]["best_arm_share"]
+            night = nights[idx]
             out[f"best_arm_share_{label}"] = {
-                "night": idx + 1,
-                "min": min(shares.values()) if shares else None,
-                "mean": float(np.mean(list(shares.values()))) if shares else None,
-                "contexts_at_or_above_70pct": sum(v >= 0.7 for v in shares.values()),
-                "contexts": len(shares),
-                "traffic_weighted": json_safe(_weighted_share(nights[idx])),
+                **_headline(night["best_arm_share"], idx + 1),
+                "traffic_weighted": json_safe(_weighted_share(night)),
             }
+            out[f"best_arm_probability_{label}"] = _headline(night.get("best_arm_probability"), idx + 1)
         regret = [n["regret"] for n in nights]
         half = len(regret) // 2
         if half:
@@ -796,6 +810,18 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
         out["cumulative_regret"] = nights[-1]["cumulative_regret"]
     out["final_ab"] = nights[-1]["ab"] if nights else None
     return out
+
+
+def _headline(values: dict[str, float] | None, night: int) -> dict[str, Any]:
+    """Min, mean and the number of contexts at or above 70% of a context -> share mapping."""
+    values = values or {}
+    return {
+        "night": night,
+        "min": min(values.values()) if values else None,
+        "mean": float(np.mean(list(values.values()))) if values else None,
+        "contexts_at_or_above_70pct": sum(v >= 0.7 for v in values.values()),
+        "contexts": len(values),
+    }
 
 
 def plot_simulation(record: dict[str, Any], path: Path) -> Path:

@@ -231,7 +231,14 @@ def test_two_night_synthetic_simulation_end_to_end(tmp_path: Path) -> None:
     settings = load_settings(
         home=str(home),
         seed=5,
-        world={"users": 60, "items": 200, "history_days": 30, "ratings_per_user": 12.0, "seed": 5},
+        world={
+            "users": 60,
+            "items": 200,
+            "history_days": 30,
+            "ratings_per_user": 12.0,
+            "seed": 5,
+            "daily_signup_rate": 0.1,
+        },
         arms={"candidates_n": 60, "user_shards": 2},
         simulator={"skip_steps": ["report"]},
     )
@@ -264,6 +271,24 @@ def test_two_night_synthetic_simulation_end_to_end(tmp_path: Path) -> None:
     assert record["summary"]["ctr_control"] is not None
     # the serving DB's live version is what the simulated app served last
     assert live_lists(settings) == (date.fromisoformat(second["live_run_date"]), second["list_version"])
+    # the policy's probability of each context's true best arm is recorded with the realised share
+    assert set(second["best_arm_probability"]) == set(second["best_arm"])
+    assert all(0.0 < p < 1.0 for p in second["best_arm_probability"].values())
+    # sign-ups who joined on night 2's run date (their onboarding ratings are in that day's source
+    # delta) are ingested that night and get lists for the next day; night 1 knew none of them
+    joined = set(
+        lake.read_df(Dataset.INTERACTIONS, date.fromisoformat(second["run_date"])).query(f"{C.USER_ID} > 60")[
+            C.USER_ID
+        ]
+    )
+    assert joined, "the world's sign-ups should have joined on the first served day"
+    assigned = {
+        night["run_date"]: set(
+            lake.read_df(Dataset.ASSIGNMENTS, date.fromisoformat(night["run_date"]))[C.USER_ID]
+        )
+        for night in saved["nights"]
+    }
+    assert joined <= assigned[second["run_date"]] and not joined & assigned[first["run_date"]]
 
 
 def test_planted_arm_multiplies_click_probabilities(tmp_path: Path) -> None:

@@ -84,9 +84,12 @@ def test_regenerating_in_place_gives_the_same_bytes(tmp_path: Path) -> None:
 def test_shape_and_contracts(world: Path) -> None:
     meta = json.loads((world / "world.json").read_text())
     data = load_dataset("synthetic", world)
-    items, inter = data.items, data.interactions
+    items, everything = data.items, data.interactions
+    # the history ends before start_date; the sign-ups' onboarding ratings come after it
+    inter = everything[everything[C.TS] < pd.Timestamp(meta["start_date"], tz="UTC")]
     assert len(items) == 1500 and inter[C.USER_ID].nunique() == 2000
     assert meta["interactions"] == len(inter)
+    assert len(everything) == len(inter) + meta["signups"]["onboarding_ratings"]
     assert list(items.columns) == ITEMS_SCHEMA.names and list(inter.columns) == INTERACTIONS_SCHEMA.names
     assert str(inter[C.TS].dtype) == "datetime64[us, UTC]" and inter[C.RATING].dtype == np.float32
     # ~20 genres with Anime and the other niche genres; every item has 1-3 known genres
@@ -107,6 +110,38 @@ def test_shape_and_contracts(world: Path) -> None:
     assert (data.rating_min, data.rating_max) == (1.0, 5.0)
 
 
+def test_signups_join_with_onboarding_ratings_and_visit_from_the_next_day(tmp_path: Path) -> None:
+    generate_world(tmp_path / "with", SMALL.model_copy(update={"daily_signup_rate": 0.1, "signup_days": 10}))
+    generate_world(tmp_path / "without", SMALL.model_copy(update={"daily_signup_rate": 0.0}))
+    meta = json.loads((tmp_path / "with" / "world.json").read_text())
+    start = pd.Timestamp(meta["start_date"], tz="UTC")
+    inter = load_dataset("synthetic", tmp_path / "with").interactions
+    # sign-ups never change the history: same rows as the world without them
+    history = inter[inter[C.TS] < start].reset_index(drop=True)
+    pd.testing.assert_frame_equal(history, load_dataset("synthetic", tmp_path / "without").interactions)
+    onboarding = inter[inter[C.TS] >= start]
+    n = meta["signups"]["users"]
+    assert 60 < n < 180  # Poisson(120 x 0.1 = 12) a day for 10 days
+    assert len(onboarding) == meta["signups"]["onboarding_ratings"]
+    assert set(onboarding[C.USER_ID]) == set(range(121, 121 + n))  # ids after the history's users
+    by_user = onboarding.groupby(C.USER_ID)[C.TS]
+    assert by_user.size().between(1, 4).all()
+    join = by_user.min().dt.floor("D")
+    assert (by_user.max().dt.floor("D") == join).all()  # all onboarding ratings on the join day
+    assert join.is_monotonic_increasing and join.max() < start + pd.Timedelta(days=10)
+    truth = TruthModel.load(tmp_path / "with")
+    assert truth.n_users == 120 + n and (truth.segment_of(join.index.to_numpy()) == "new").all()
+    # day index counts from the first run date (start - 1): no visit on the join day, visits after it
+    days = (join - pd.Timestamp(meta["first_run_date"], tz="UTC")).dt.days
+    idx = join.index.to_numpy() - 1
+    for k in np.unique(days):
+        joined = idx[days.to_numpy() == k]
+        assert (truth.visit_probability(int(k), "evening")[joined] == 0).all()
+        assert (truth.visit_probability(int(k) + 1, "evening")[joined] > 0).all()
+    assert (truth.visit_probability(1, "evening")[:120] > 0).all()
+    assert np.isfinite(truth.expected_rating(join.index.to_numpy(), np.ones(n, dtype=np.int64))).all()
+
+
 def test_half_star_scale(tmp_path: Path) -> None:
     generate_world(tmp_path, SMALL.model_copy(update={"rating_step": 0.5}))
     data = load_dataset("synthetic", tmp_path)
@@ -116,6 +151,7 @@ def test_half_star_scale(tmp_path: Path) -> None:
 
 def test_segments_match_their_activity(world: Path, truth: TruthModel) -> None:
     inter = load_dataset("synthetic", world).interactions
+    inter = inter[inter[C.USER_ID] <= 2000]  # the history's users (sign-ups: test_signups)
     per_user = inter.groupby(C.USER_ID).size()
     seg = pd.Series(truth.segment_of(per_user.index.to_numpy()), index=per_user.index)
     assert per_user[seg == "new"].max() <= 4
@@ -224,7 +260,7 @@ def test_active_users(truth: TruthModel) -> None:
 
 
 def test_unknown_ids_and_missing_world(truth: TruthModel, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"user ids must be in 1\.\.2000"):
+    with pytest.raises(ValueError, match=rf"user ids must be in 1\.\.{truth.n_users}"):
         truth.expected_rating([0], [1])
     with pytest.raises(ValueError, match=r"item ids must be in 1\.\.1500"):
         truth.expected_rating([1], [1501])
@@ -240,7 +276,8 @@ def test_cli_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     printed = json.loads(capsys.readouterr().out)
     assert printed["users"] == 40 and printed["items"] == 30 and printed["seed"] == 5
     assert printed["history_days"] == 7
-    assert load_dataset("synthetic", out).interactions[C.USER_ID].nunique() == 40
+    inter = load_dataset("synthetic", out).interactions
+    assert inter.loc[inter[C.TS] < pd.Timestamp(printed["start_date"], tz="UTC"), C.USER_ID].nunique() == 40
 
 
 # -------------------------------------------------------------------------------------- properties

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from deepcuts.progress import get_logger, progress
 from deepcuts.seeds import rng_for
 from deepcuts.settings import WorldSettings
 from pipelines.storage import conform
-from pipelines.world.model import DAYPARTS, SEGMENTS, WorldModel
+from pipelines.world.model import DAYPARTS, FIRST_VISIT_DAY, SEGMENTS, WorldModel
 from pipelines.world.names import GENRE_NAMES, GENRES, NICHE_GENRES, make_titles
 
 log = get_logger(__name__)
@@ -105,16 +105,20 @@ def generate_world(out_dir: str | Path, settings: WorldSettings | None = None) -
     )
     items = _make_items(settings, start, genre_vectors)
     users = _make_users(settings, model, genre_vectors)
-    model = _calibrate(settings, model, users, items)
+    signups = _make_signups(settings, model, genre_vectors)
+    model = _calibrate(settings, model, users, items, signups)
 
-    counts, rating_sums, population = _write_history(out, settings, model, users, items, start)
+    counts, rating_sums, population, onboarding = _write_history(
+        out, settings, model, users, items, start, signups
+    )
+    everyone = _concat_users(users, signups)
 
     _write_parquet(out / "items.parquet", _items_table(items, settings))
     _write_parquet(
         out / "truth" / "items.parquet", _truth_items_table(items, counts, rating_sums, population)
     )
-    _write_parquet(out / "truth" / "users.parquet", _truth_users_table(users, settings, start))
-    _write_npy(out / "truth" / "user_factors.npy", users.factors.astype(np.float32))
+    _write_parquet(out / "truth" / "users.parquet", _truth_users_table(everyone, settings, start))
+    _write_npy(out / "truth" / "user_factors.npy", everyone.factors.astype(np.float32))
     _write_npy(out / "truth" / "item_factors.npy", items.factors.astype(np.float32))
     _write_json(out / "truth" / "model.json", model.to_json())
 
@@ -135,6 +139,13 @@ def generate_world(out_dir: str | Path, settings: WorldSettings | None = None) -
         "history_days": settings.history_days,
         "dayparts": _daypart_hours(settings.daypart_starts),
         "segments": {s: int(seg_counts[k]) for k, s in enumerate(SEGMENTS)},
+        "signups": {
+            "users": len(signups.segment),
+            "per_day": settings.users * settings.daily_signup_rate,
+            "days": settings.signup_days,
+            "first_day": start.isoformat(),
+            "onboarding_ratings": onboarding,
+        },
         "hidden_gems": int(items.hidden_gem.sum()),
         "head_items": int(items.is_head.sum()),
         "mean_rating": float(rating_sums.sum() / max(counts.sum(), 1)),
@@ -238,8 +249,27 @@ def _make_users(settings: WorldSettings, model: WorldModel, genre_vectors: np.nd
     """Users: segment, genre taste (sparse Dirichlet), factors, leniency, appetite, habits, activity."""
     rng = rng_for(settings.seed, None, "world/users")
     n = settings.users
-    share = np.array([s for _, s in GENRES])
     segment = rng.choice(3, size=n, p=np.asarray(settings.segment_shares, dtype=np.float64))
+    traits = _user_traits(rng, segment, model, genre_vectors)
+    n_ratings = _rating_counts(settings, segment, rng)
+    h = float(settings.history_days)
+    join = np.empty(n)
+    last = np.full(n, h)
+    new, casual, power = (segment == s for s in range(3))
+    recent = min(14.0, h)
+    join[new] = h - rng.uniform(0.0, recent, size=int(new.sum()))
+    join[power] = rng.uniform(0.0, 0.5 * h, size=int(power.sum()))
+    join[casual] = rng.uniform(0.0, 0.9 * h, size=int(casual.sum()))
+    last[casual] = join[casual] + rng.uniform(0.1, 1.0, size=int(casual.sum())) * (h - join[casual])
+    return _Users(segment=segment, **traits, n_ratings=n_ratings, join_day=join, last_day=last)
+
+
+def _user_traits(
+    rng: np.random.Generator, segment: np.ndarray, model: WorldModel, genre_vectors: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Taste, factors, leniency, appetite, daypart habits, activity and history exponent per user."""
+    n = len(segment)
+    share = np.array([s for _, s in GENRES])
     taste = rng.dirichlet(5.0 * share * len(share) / 4.0 + 0.05, size=n)
     factors = (taste @ genre_vectors) / np.sqrt((taste**2).sum(axis=1))[:, None]
     factors += 0.6 * rng.normal(size=factors.shape)
@@ -254,30 +284,30 @@ def _make_users(settings: WorldSettings, model: WorldModel, genre_vectors: np.nd
     sessions = rates[segment] * rng.lognormal(0.0, 0.3, size=n)
     mean_a = model.appetite_table().mean(axis=1)
     history_exponent = 1.0 - 0.3 * expit(appetite + mean_a[segment])
+    return {
+        "taste": taste,
+        "factors": factors,
+        "bias": bias,
+        "appetite": appetite,
+        "habits": habits,
+        "sessions": sessions,
+        "history_exponent": history_exponent,
+    }
 
-    n_ratings = _rating_counts(settings, segment, rng)
-    h = float(settings.history_days)
-    join = np.empty(n)
-    last = np.full(n, h)
-    new, casual, power = (segment == s for s in range(3))
-    recent = min(14.0, h)
-    join[new] = h - rng.uniform(0.0, recent, size=int(new.sum()))
-    join[power] = rng.uniform(0.0, 0.5 * h, size=int(power.sum()))
-    join[casual] = rng.uniform(0.0, 0.9 * h, size=int(casual.sum()))
-    last[casual] = join[casual] + rng.uniform(0.1, 1.0, size=int(casual.sum())) * (h - join[casual])
-    return _Users(
-        segment=segment,
-        taste=taste,
-        factors=factors,
-        bias=bias,
-        appetite=appetite,
-        habits=habits,
-        sessions=sessions,
-        history_exponent=history_exponent,
-        n_ratings=n_ratings,
-        join_day=join,
-        last_day=last,
-    )
+
+def _make_signups(settings: WorldSettings, model: WorldModel, genre_vectors: np.ndarray) -> _Users:
+    """Users who join after the history: ``Poisson(users x daily_signup_rate)`` on each of the
+    ``signup_days`` days from ``start_date`` on, drawn like new users (own seed stream, so the history
+    does not depend on the sign-ups). Each rates 1..4 titles on the day they join (the sign-up flow's
+    onboarding ratings, in the rating source) and visits from the day after."""
+    rng = rng_for(settings.seed, None, "world/signups")
+    per_day = rng.poisson(settings.users * settings.daily_signup_rate, size=settings.signup_days)
+    day = np.repeat(np.arange(settings.signup_days, dtype=np.float64), per_day)
+    segment = np.zeros(len(day), dtype=np.int64)  # SEGMENTS[0] = new
+    traits = _user_traits(rng, segment, model, genre_vectors)
+    n_ratings = rng.integers(1, NEW_MAX_RATINGS + 1, size=len(day)).astype(np.int64)
+    join = float(settings.history_days) + day
+    return _Users(segment=segment, **traits, n_ratings=n_ratings, join_day=join, last_day=join + 1.0)
 
 
 def _rating_counts(settings: WorldSettings, segment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -318,9 +348,12 @@ def _rating_counts(settings: WorldSettings, segment: np.ndarray, rng: np.random.
 
 
 # --------------------------------------------------------------------------------------- calibration
-def _calibrate(settings: WorldSettings, model: WorldModel, users: _Users, items: _Items) -> WorldModel:
+def _calibrate(
+    settings: WorldSettings, model: WorldModel, users: _Users, items: _Items, signups: _Users
+) -> WorldModel:
     """Scale user factors so that ``sd(a) = affinity_sd`` and centre ``a`` on random pairs; record the
-    mean and sd of ``m`` on random pairs for the click model's standardised relevance."""
+    mean and sd of ``m`` on random pairs for the click model's standardised relevance. Measured on the
+    history users; the sign-ups get the same scale (they are drawn from the same population)."""
     rng = rng_for(settings.seed, None, "world/calibration")
     n_pairs = 50_000
     u = rng.integers(0, settings.users, size=n_pairs)
@@ -328,6 +361,7 @@ def _calibrate(settings: WorldSettings, model: WorldModel, users: _Users, items:
     raw = np.einsum("ij,ij->i", users.factors[u], items.factors[i])
     scale = model.affinity_sd / raw.std()
     users.factors *= scale
+    signups.factors *= scale
     center = float(raw.mean() * scale)
     a = raw * scale - center
     m = model.mu + users.bias[u] + model.quality_weight * items.quality[i] + a
@@ -354,9 +388,12 @@ def _write_history(
     users: _Users,
     items: _Items,
     start: date,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stream the rating history to ``interactions.parquet``; returns per-item counts, rating sums and
-    the population mean expected rating (over the first ``POPULATION_SAMPLE_USERS`` users)."""
+    signups: _Users,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Stream the rating history, then the sign-ups' onboarding ratings (stamped on their join days,
+    after the history), to ``interactions.parquet``; returns per-item counts, rating sums and the
+    population mean expected rating (over the first ``POPULATION_SAMPLE_USERS`` users) of the history,
+    and the number of onboarding ratings."""
     n_users, n_items = settings.users, settings.items
     block = settings.users_per_block
     n_blocks = -(-n_users // block)
@@ -382,55 +419,90 @@ def _write_history(
     tmp = out / ".tmp-interactions.parquet"
     buffer: list[pa.Table] = []
     buffered = 0
+    onboarding = 0
     with pq.ParquetWriter(tmp, INTERACTIONS_SCHEMA, compression=PARQUET_COMPRESSION) as writer:
+
+        def flush(force: bool) -> None:
+            nonlocal buffer, buffered
+            if buffer and (force or buffered >= ROW_GROUP_ROWS):
+                writer.write_table(pa.concat_tables(buffer), row_group_size=ROW_GROUP_ROWS)
+                buffer, buffered = [], 0
+
         for b in progress(range(n_blocks), desc="generating rating history", total=n_blocks):
             lo, hi = b * block, min((b + 1) * block, n_users)
             rng = rng_for(settings.seed, None, f"world/history/{b}")
-            user_side = np.column_stack(
-                [ca * users.factors[lo:hi], users.history_exponent[lo:hi], np.ones(hi - lo)]
-            ).astype(np.float32)
-            keys = user_side @ item_side.T  # (B, M) choice logits
-            # Gumbel top-k: log w + Gumbel = log w - log E with E ~ Exp(1) (one log, float32).
-            noise = rng.standard_exponential(size=keys.shape, dtype=np.float32)
-            np.maximum(noise, np.float32(1e-30), out=noise)  # a float32 draw can be exactly 0
-            np.log(noise, out=noise)
-            keys -= noise
-            del noise
-            n_u = users.n_ratings[lo:hi]
-            picks = _top_k_rows(keys, n_u)  # item indices per user, a sample without replacement
-            del keys
-            rows = np.repeat(np.arange(hi - lo), n_u)
-            cols = np.concatenate(picks)
-            u_rows = lo + rows
-            m = latent_mean(
-                model, users.factors[u_rows], users.bias[u_rows], items.factors[cols], items.quality[cols]
-            )
-            ratings = model.sample_ratings(m, rng)
+            cols, ratings, rows = _choose_and_rate(model, users, items, item_side, lo, hi, rng)
             ts = _timestamps(rng, users, lo, rows, hours, origin_us, end_us)
             if pop_n < POPULATION_SAMPLE_USERS:
                 pop_sum += _population_rating_sum(model, users, items, lo, hi)
                 pop_n += hi - lo
             np.add.at(counts, cols, 1)
             np.add.at(sums, cols, ratings.astype(np.float64))
-            order = np.lexsort((cols, ts, rows))
-            table = pa.table(
-                {
-                    C.USER_ID: pa.array(lo + rows[order] + 1, pa.int64()),
-                    C.ITEM_ID: pa.array(cols[order] + 1, pa.int64()),
-                    C.RATING: pa.array(ratings[order], pa.float32()),
-                    C.TS: pa.array(ts[order], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-                },
-                schema=INTERACTIONS_SCHEMA,
-            )
-            buffer.append(table)
-            buffered += table.num_rows
-            if buffered >= ROW_GROUP_ROWS:
-                writer.write_table(pa.concat_tables(buffer), row_group_size=ROW_GROUP_ROWS)
-                buffer, buffered = [], 0
-        if buffer:
-            writer.write_table(pa.concat_tables(buffer), row_group_size=ROW_GROUP_ROWS)
+            buffer.append(_ratings_table(lo + rows + 1, cols, ratings, ts))
+            buffered += buffer[-1].num_rows
+            flush(force=False)
+        flush(force=True)
+        n_signups = len(signups.segment)
+        for b in range(-(-n_signups // block)):
+            lo, hi = b * block, min((b + 1) * block, n_signups)
+            rng = rng_for(settings.seed, None, f"world/signups/{b}")
+            cols, ratings, rows = _choose_and_rate(model, signups, items, item_side, lo, hi, rng)
+            # Onboarding happens at a uniform time of the join day (a sign-up flow, not a habit).
+            seconds = np.floor((signups.join_day[lo + rows] + rng.random(len(rows))) * 86_400.0)
+            ts = origin_us + seconds.astype(np.int64) * 1_000_000
+            buffer.append(_ratings_table(n_users + lo + rows + 1, cols, ratings, ts))
+            onboarding += len(rows)
+        flush(force=True)
     tmp.replace(final)
-    return counts, sums, pop_sum / max(pop_n, 1)
+    return counts, sums, pop_sum / max(pop_n, 1), onboarding
+
+
+def _choose_and_rate(
+    model: WorldModel,
+    users: _Users,
+    items: _Items,
+    item_side: np.ndarray,
+    lo: int,
+    hi: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Users ``lo:hi`` each pick ``n_ratings`` items (Gumbel top-k on the choice logits) and rate them;
+    returns (item indices, ratings, row within the block) aligned."""
+    ca = model.choice_affinity
+    user_side = np.column_stack(
+        [ca * users.factors[lo:hi], users.history_exponent[lo:hi], np.ones(hi - lo)]
+    ).astype(np.float32)
+    keys = user_side @ item_side.T  # (B, M) choice logits
+    # Gumbel top-k: log w + Gumbel = log w - log E with E ~ Exp(1) (one log, float32).
+    noise = rng.standard_exponential(size=keys.shape, dtype=np.float32)
+    np.maximum(noise, np.float32(1e-30), out=noise)  # a float32 draw can be exactly 0
+    np.log(noise, out=noise)
+    keys -= noise
+    del noise
+    n_u = users.n_ratings[lo:hi]
+    picks = _top_k_rows(keys, n_u)  # item indices per user, a sample without replacement
+    del keys
+    rows = np.repeat(np.arange(hi - lo), n_u)
+    cols = np.concatenate(picks)
+    u_rows = lo + rows
+    m = latent_mean(
+        model, users.factors[u_rows], users.bias[u_rows], items.factors[cols], items.quality[cols]
+    )
+    return cols, model.sample_ratings(m, rng), rows
+
+
+def _ratings_table(user_ids: np.ndarray, cols: np.ndarray, ratings: np.ndarray, ts: np.ndarray) -> pa.Table:
+    """INTERACTIONS_SCHEMA rows ordered by (user, time, item)."""
+    order = np.lexsort((cols, ts, user_ids))
+    return pa.table(
+        {
+            C.USER_ID: pa.array(user_ids[order], pa.int64()),
+            C.ITEM_ID: pa.array(cols[order] + 1, pa.int64()),
+            C.RATING: pa.array(ratings[order], pa.float32()),
+            C.TS: pa.array(ts[order], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        },
+        schema=INTERACTIONS_SCHEMA,
+    )
 
 
 def _population_rating_sum(model: WorldModel, users: _Users, items: _Items, lo: int, hi: int) -> np.ndarray:
@@ -528,8 +600,19 @@ def _truth_items_table(
     )
 
 
+def _concat_users(a: _Users, b: _Users) -> _Users:
+    """The history users followed by the sign-ups (ids ``1..users`` then ``users+1..``)."""
+    return _Users(
+        **{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)]) for f in fields(_Users)}
+    )
+
+
 def _truth_users_table(users: _Users, settings: WorldSettings, start: date) -> pa.Table:
     n = len(users.segment)
+    # A sign-up (join_day >= history_days: joined on start_date + k) first visits the day after
+    # joining, i.e. day index k + 2 counted from the first run date (start_date - 1).
+    h = float(settings.history_days)
+    first_visit = np.where(users.join_day >= h, np.floor(users.join_day - h) + 2, 0).astype(np.int64)
     data: dict[str, pa.Array] = {
         C.USER_ID: pa.array(np.arange(1, n + 1), pa.int64()),
         C.SEGMENT: pa.array(np.asarray(SEGMENTS, dtype=object)[users.segment], pa.string()),
@@ -540,6 +623,7 @@ def _truth_users_table(users: _Users, settings: WorldSettings, start: date) -> p
         "history_ratings": pa.array(users.n_ratings, pa.int64()),
         "join_day": pa.array(users.join_day, pa.float64()),
         "last_day": pa.array(users.last_day, pa.float64()),
+        FIRST_VISIT_DAY: pa.array(first_visit, pa.int64()),
     }
     for k, d in enumerate(DAYPARTS):
         data[f"p_{d}"] = pa.array(users.habits[:, k], pa.float64())

@@ -26,6 +26,9 @@ from deepcuts.contracts import Daypart, Segment
 
 SEGMENTS: tuple[str, ...] = tuple(s.value for s in Segment)  # new, casual, power
 DAYPARTS: tuple[str, ...] = tuple(d.value for d in Daypart)  # morning, afternoon, evening, night
+#: Truth users column: the first day index (from the first run date) on which a user can visit; 0 for
+#: the history's users, ``k + 2`` for a sign-up who joined on ``start_date + k``.
+FIRST_VISIT_DAY = "first_visit_day"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from deepcuts.contracts import C
 from deepcuts.seeds import derive_seed
-from pipelines.world.model import DAYPARTS, SEGMENTS, WorldModel
+from pipelines.world.model import DAYPARTS, FIRST_VISIT_DAY, SEGMENTS, WorldModel
 
 
 class WorldNotFoundError(FileNotFoundError):
@@ -50,6 +50,8 @@ class TruthModel:
         lookup = {s: k for k, s in enumerate(SEGMENTS)}
         self._segment_index = np.array([lookup[s] for s in users[C.SEGMENT]], dtype=np.int64)
         self._habits = np.column_stack([users[f"p_{d}"] for d in DAYPARTS])
+        # Worlds written before sign-ups existed have no such column: everyone can visit from day 0.
+        self._first_visit = np.asarray(users.get(FIRST_VISIT_DAY, np.zeros(self.n_users)), dtype=np.int64)
         self._appetite_table = model.appetite_table()
         self._noise_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -135,11 +137,13 @@ class TruthModel:
 
     def visit_probability(self, day_index: int, daypart: str) -> np.ndarray:
         """``P(u visits in daypart d of day t) = 1 - exp(-s_u h_ud w_t)`` for every user (index = id - 1),
-        with ``w_t = weekend_factor`` on Saturdays and Sundays, else 1."""
+        with ``w_t = weekend_factor`` on Saturdays and Sundays, else 1; 0 before the user's first visit
+        day (sign-ups that have not joined yet, or joined today)."""
         d = self._daypart_index(daypart)
         weekend = self.date_of(day_index).weekday() >= 5
         w = self.model.weekend_factor if weekend else 1.0
-        return 1.0 - np.exp(-self.users["sessions_per_day"] * self._habits[:, d] * w)
+        p = 1.0 - np.exp(-self.users["sessions_per_day"] * self._habits[:, d] * w)
+        return np.where(self._first_visit <= int(day_index), p, 0.0)
 
     def active_users(self, day_index: int, daypart: str, rng: np.random.Generator) -> np.ndarray:
         """Ids (sorted) of the users who visit in ``daypart`` of day ``day_index``."""
