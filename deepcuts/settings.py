@@ -256,6 +256,11 @@ class ArmsSettings(Section):
     user_shards: int = Field(4, ge=1)
     #: Users scored per block when recommending (peak memory ~ batch_users x n_items x 4 bytes per arm).
     batch_users: int = Field(1024, ge=1)
+    #: BLAS/LAPACK threads while an arm fits (train) and scores (candidates); 0 = the library default
+    #: (one per core). One thread is faster here: OpenBLAS's threaded potrf/potri (EASE^R) and the small
+    #: products of ARPACK (svd) spin on thread barriers when the other core is busy, as it is with two
+    #: tasks on two cores (item_cf fit 1.2 s vs 0.2 s CPU at 1,500 items; docs/models.md).
+    blas_threads: int = Field(1, ge=0)
     #: Master seed of the arms; each arm's fit seed is derive_seed(seed, run_date, "train/<arm>").
     seed: int = 42
     svd: SVDSettings = SVDSettings()

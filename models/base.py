@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -105,6 +106,19 @@ class InteractionMatrix:
         pos_clipped = np.minimum(pos, max(self.n_items - 1, 0))
         known = (pos < self.n_items) & (self.item_ids[pos_clipped] == ids) if self.n_items else pos < 0
         return np.where(known, pos_clipped, -1).astype(np.int64)
+
+
+@contextmanager
+def blas_threads(threads: int) -> Iterator[None]:
+    """Cap the BLAS/LAPACK thread pools (OpenBLAS, MKL, ...) of this process at ``threads`` inside the
+    block (``settings.arms.blas_threads``); ``0`` leaves the library default."""
+    if threads <= 0:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield
 
 
 def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:

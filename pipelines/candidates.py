@@ -25,6 +25,7 @@ import pyarrow as pa
 from deepcuts.contracts import CANDIDATES_SCHEMA, C, Dataset
 from deepcuts.progress import get_logger, progress
 from deepcuts.settings import Settings
+from models.base import blas_threads
 from pipelines.storage import Lake, as_run_date
 from pipelines.train import load_model
 
@@ -50,6 +51,33 @@ def shard_users(lake: Lake, run_date: date, shard: int, n_shards: int) -> npt.ND
     return ids[user_shard(ids, n_shards) == shard]
 
 
+def _arm_candidates(
+    lake: Lake, day: date, arm: str, users: npt.NDArray[np.int64], shard: int, n: int, batch: int
+) -> int:
+    """Write one arm's top-``n`` candidates for the shard's ``users``; returns the rows written."""
+    model = load_model(lake, day, arm)
+    tables = []
+    batches = [users[i : i + batch] for i in range(0, users.size, batch)]
+    for chunk in progress(batches, desc=f"candidates {arm} shard {shard}", total=len(batches)):
+        recs = model.recommend(chunk, n)
+        tables.append(
+            pa.table(
+                {
+                    C.USER_ID: pa.array(recs[C.USER_ID].to_numpy(np.int64)),
+                    C.ITEM_ID: pa.array(recs[C.ITEM_ID].to_numpy(np.int64)),
+                    C.RANK: pa.array(recs[C.RANK].to_numpy(np.int32)),
+                    C.SCORE: pa.array(recs[C.SCORE].to_numpy(np.float32)),
+                    C.ARM: pa.array([arm] * len(recs), pa.string()),
+                    C.RUN_DATE: pa.array([day] * len(recs), pa.date32()),
+                },
+                schema=CANDIDATES_SCHEMA,
+            )
+        )
+    table = pa.concat_tables(tables) if tables else CANDIDATES_SCHEMA.empty_table()
+    lake.write_table(Dataset.CANDIDATES, day, table, part=shard_part(arm, shard))
+    return table.num_rows
+
+
 def candidates_shard(settings: Settings, run_date: date | str, shard: int, n_shards: int) -> dict[str, Any]:
     """Write every enabled arm's top-N candidates for the users of ``shard`` (see the module docstring)."""
     day = as_run_date(run_date)
@@ -60,28 +88,9 @@ def candidates_shard(settings: Settings, run_date: date | str, shard: int, n_sha
     n = settings.arms.candidates_n
     batch = settings.arms.batch_users
     rows: dict[str, int] = {}
-    for arm in settings.arms.enabled:
-        model = load_model(lake, day, arm)
-        tables = []
-        batches = [users[i : i + batch] for i in range(0, users.size, batch)]
-        for chunk in progress(batches, desc=f"candidates {arm} shard {shard}", total=len(batches)):
-            recs = model.recommend(chunk, n)
-            tables.append(
-                pa.table(
-                    {
-                        C.USER_ID: pa.array(recs[C.USER_ID].to_numpy(np.int64)),
-                        C.ITEM_ID: pa.array(recs[C.ITEM_ID].to_numpy(np.int64)),
-                        C.RANK: pa.array(recs[C.RANK].to_numpy(np.int32)),
-                        C.SCORE: pa.array(recs[C.SCORE].to_numpy(np.float32)),
-                        C.ARM: pa.array([arm] * len(recs), pa.string()),
-                        C.RUN_DATE: pa.array([day] * len(recs), pa.date32()),
-                    },
-                    schema=CANDIDATES_SCHEMA,
-                )
-            )
-        table = pa.concat_tables(tables) if tables else CANDIDATES_SCHEMA.empty_table()
-        lake.write_table(Dataset.CANDIDATES, day, table, part=shard_part(arm, shard))
-        rows[arm] = table.num_rows
+    with blas_threads(settings.arms.blas_threads):
+        for arm in settings.arms.enabled:
+            rows[arm] = _arm_candidates(lake, day, arm, users, shard, n, batch)
     log.info("candidates %s shard %d/%d: %d users, rows %s", day, shard, n_shards, users.size, rows)
     return {
         "run_date": day.isoformat(),

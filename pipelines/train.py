@@ -26,7 +26,7 @@ from deepcuts.contracts import C, Dataset
 from deepcuts.progress import get_logger
 from deepcuts.seeds import derive_seed
 from deepcuts.settings import ALL_ARMS, Settings
-from models.base import ARTEFACT_VERSION, Recommender
+from models.base import ARTEFACT_VERSION, Recommender, blas_threads
 from models.registry import ARM_CLASSES, base_arm, build_recommender
 from pipelines.storage import Lake, as_run_date
 
@@ -89,7 +89,8 @@ def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, A
     base = _base_model(lake, settings, day, base_name) if base_name else None
     model = build_recommender(arm, settings, seed, base=base)
     start = time.perf_counter()
-    model.fit(interactions, items)
+    with blas_threads(settings.arms.blas_threads):
+        model.fit(interactions, items)
     fit_seconds = time.perf_counter() - start
     payload = model.to_bytes()
     assert model.data is not None

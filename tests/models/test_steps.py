@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -160,3 +161,33 @@ def test_deep_cut_arms_reuse_tonights_base(arm: str, tmp_path: Path) -> None:
     train_arm(other, DAY, "svd")
     train_arm(after_base, DAY, arm)
     pd.testing.assert_frame_equal(load_model(Lake(after_base.home), DAY, arm).recommend(users, 6), expected)
+
+
+@pytest.mark.parametrize("blas_threads", [0, 1])
+def test_train_and_candidates_cap_blas_threads(
+    blas_threads: int, world_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # arms.blas_threads caps the BLAS pools while an arm fits and scores (OpenBLAS's threaded LAPACK
+    # spins when the other core is busy); 0 leaves the process's own setting (here 2 threads)
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from models.svd import SVDRecommender
+
+    seen: list[set[int]] = []
+
+    def spy(method: Any) -> Any:
+        def wrapped(self: SVDRecommender, *args: Any) -> Any:
+            seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+            return method(self, *args)
+
+        return wrapped
+
+    monkeypatch.setattr(SVDRecommender, "_fit", spy(SVDRecommender._fit))
+    monkeypatch.setattr(SVDRecommender, "_score", spy(SVDRecommender._score))
+    settings = tiny_settings(
+        home=world_settings.home, arms={"enabled": ["svd"], "blas_threads": blas_threads}
+    )
+    with threadpool_limits(limits=2, user_api="blas"):
+        train_arm(settings, DAY, "svd")
+        candidates_shard(settings, DAY, 0, 1)
+    assert len(seen) >= 2 and all(threads == {blas_threads or 2} for threads in seen)
