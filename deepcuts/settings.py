@@ -494,6 +494,15 @@ class MonitorSettings(Section):
     smtp_port: int = 25
 
 
+class ReportSettings(Section):
+    """The nightly HTML report (``pipelines.report``; docs/architecture.md)."""
+
+    #: Resolution of the embedded plots.
+    dpi: int = Field(90, ge=20)
+    #: Trend plots label at most this many nights on their x axis (evenly spaced).
+    date_labels: int = Field(8, ge=1)
+
+
 class PublishSettings(Section):
     """Versioned publish to the serving DB (``pipelines.publish``; docs/serving.md)."""
 
@@ -561,6 +570,7 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = MonitorSettings()
     publish: PublishSettings = PublishSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
+    report: ReportSettings = ReportSettings()
 
     @classmethod
     def settings_customise_sources(

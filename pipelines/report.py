@@ -15,6 +15,7 @@ import base64
 import html
 import io
 import logging
+import math
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset, Variant
-from deepcuts.settings import Settings
+from deepcuts.settings import ReportSettings, Settings
 from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,24 @@ class Section:
 
 
 # ----------------------------------------------------------------------------- rendering helpers
-def _png(fig: plt.Figure) -> str:
+def _png(fig: plt.Figure, dpi: int) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _night_axis(ax: plt.Axes, labels: list[str], max_labels: int) -> None:
+    """Label the nights of an axis whose x positions are ``0 .. len(labels) - 1`` with at most
+    ``max_labels`` evenly spaced tick labels.
+
+    Trend plots put nights at integer positions (one per night, gaps kept out) and label only some of
+    them: a label per night is unreadable after a few weeks and its text layout is most of the
+    rendering time of a trend plot (docs/benchmarks.md).
+    """
+    step = max(1, math.ceil(len(labels) / max(max_labels, 1)))
+    ticks = list(range(0, len(labels), step))
+    ax.set_xticks(ticks, [labels[i] for i in ticks])
 
 
 def _table(frame: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
@@ -128,7 +142,7 @@ def _night_stats(lake: Lake, run_date: date) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- sections
-def _offline_section(history: list[dict[str, Any]]) -> Section:
+def _offline_section(history: list[dict[str, Any]], cfg: ReportSettings) -> Section:
     rows = [dict(r, run_date=h["run_date"]) for h in history for r in h.get("offline", [])]
     if not rows:
         return Section("Offline metrics per arm", _missing("offline evaluation", "no nights evaluated yet"))
@@ -143,18 +157,21 @@ def _offline_section(history: list[dict[str, Any]]) -> Section:
             index="run_date", columns=C.ARM, values=C.VALUE, aggfunc="mean"
         )
         fig, ax = plt.subplots(figsize=(8, 3.2))
-        pivot.plot(ax=ax, marker="o")
+        x = np.arange(len(pivot))
+        for arm in pivot.columns:
+            ax.plot(x, pivot[arm].to_numpy(), marker="o", label=arm)
+        _night_axis(ax, [str(d) for d in pivot.index], cfg.date_labels)
         ax.set_title(f"{metric} of yesterday's candidates against today's ratings")
         ax.set_xlabel("run date")
         ax.legend(fontsize=8, ncol=4)
-        parts.append(_png(fig))
+        parts.append(_png(fig, cfg.dpi))
     last = frame[frame["run_date"] == frame["run_date"].max()]
     wide = last.pivot_table(index=[C.LIST_SOURCE, C.ARM], columns=C.METRIC, values=C.VALUE, aggfunc="mean")
     parts.append(_table(wide.reset_index()))
     return Section("Offline metrics per arm", "".join(parts))
 
 
-def _served_section(history: list[dict[str, Any]], today: dict[str, Any]) -> Section:
+def _served_section(history: list[dict[str, Any]], today: dict[str, Any], cfg: ReportSettings) -> Section:
     if "served" not in today:
         return Section("Served list diversity", _missing("served lists", today.get("served_error", "")))
     table = pd.DataFrame(today["served"]).T.reset_index(names="variant")
@@ -162,6 +179,8 @@ def _served_section(history: list[dict[str, Any]], today: dict[str, Any]) -> Sec
     frame = pd.DataFrame(
         [{"run_date": d, "variant": v, **s} for d, v, s in series],
     )
+    nights = sorted(frame["run_date"].unique())
+    frame["x"] = np.searchsorted(nights, frame["run_date"])
     fig, axes = plt.subplots(1, 3, figsize=(12, 3))
     for ax, metric, title in zip(
         axes,
@@ -170,14 +189,15 @@ def _served_section(history: list[dict[str, Any]], today: dict[str, Any]) -> Sec
         strict=True,
     ):
         for variant, rows in frame.groupby("variant"):
-            ax.plot(rows["run_date"], rows[metric], marker="o", label=variant)
+            ax.plot(rows["x"], rows[metric], marker="o", label=variant)
         ax.set_title(title)
+        _night_axis(ax, nights, cfg.date_labels)
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     axes[0].legend(fontsize=8)
-    return Section("Served list diversity", _png(fig) + _table(table))
+    return Section("Served list diversity", _png(fig, cfg.dpi) + _table(table))
 
 
-def _bandit_section(lake: Lake, dates: list[date]) -> Section:
+def _bandit_section(lake: Lake, dates: list[date], cfg: ReportSettings) -> Section:
     frames = []
     for d in dates:
         try:
@@ -196,10 +216,11 @@ def _bandit_section(lake: Lake, dates: list[date]) -> Section:
         sub = policy[policy["context"] == context].pivot_table(
             index=C.RUN_DATE, columns=C.ARM, values=C.SELECTION_PROBABILITY
         )
-        sub.index = [pd.Timestamp(d).strftime("%m-%d") for d in sub.index]  # categorical day labels
-        sub.plot(ax=ax, legend=False, marker=".")
+        x = np.arange(len(sub))
+        for arm in sub.columns:
+            ax.plot(x, sub[arm].to_numpy(), marker=".", label=arm)
+        _night_axis(ax, [pd.Timestamp(d).strftime("%m-%d") for d in sub.index], cfg.date_labels)
         ax.set_title(context, fontsize=9)
-        ax.set_xlabel("")
         ax.tick_params(axis="x", labelrotation=45, labelsize=6)
     for ax in axes.ravel()[len(contexts) :]:
         ax.axis("off")
@@ -208,10 +229,12 @@ def _bandit_section(lake: Lake, dates: list[date]) -> Section:
     fig.subplots_adjust(hspace=0.6, top=0.9)
     last = policy[policy[C.RUN_DATE] == policy[C.RUN_DATE].max()]
     wide = last.pivot_table(index="context", columns=C.ARM, values=C.SELECTION_PROBABILITY).round(3)
-    return Section("Bandit selection probabilities per context", _png(fig) + _table(wide.reset_index()))
+    return Section(
+        "Bandit selection probabilities per context", _png(fig, cfg.dpi) + _table(wide.reset_index())
+    )
 
 
-def _ab_section(history: list[dict[str, Any]], today: dict[str, Any]) -> Section:
+def _ab_section(history: list[dict[str, Any]], today: dict[str, Any], cfg: ReportSettings) -> Section:
     if "ab" not in today:
         return Section("A/B test: baseline vs bandit", _missing("A/B analysis", today.get("ab_error", "")))
     ab = today["ab"]
@@ -229,11 +252,13 @@ def _ab_section(history: list[dict[str, Any]], today: dict[str, Any]) -> Section
         lift = frame["lift"].astype(float)
         low = frame["ci_low"].astype(float)
         high = frame["ci_high"].astype(float)
-        ax.errorbar(frame["run_date"], lift, yerr=[lift - low, high - lift], fmt="o", capsize=3)
+        x = np.arange(len(frame))
+        ax.errorbar(x, lift, yerr=[lift - low, high - lift], fmt="o", capsize=3)
         ax.axhline(0, color="grey", lw=1)
         ax.set_title("relative CTR lift of treatment over control, 95% CI (cumulative)")
+        _night_axis(ax, frame["run_date"].astype(str).tolist(), cfg.date_labels)
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-        body += _png(fig)
+        body += _png(fig, cfg.dpi)
     keys = ["lift", "ci_low", "ci_high", "p_value", "srm_p_value", "looks", "enough_users"]
     body += _table(pd.DataFrame([{k: ab.get(k) for k in keys}]))
     ctr = ab.get("ctr") or {}
@@ -242,7 +267,7 @@ def _ab_section(history: list[dict[str, Any]], today: dict[str, Any]) -> Section
     return Section("A/B test: baseline vs bandit", body)
 
 
-def _ope_section(lake: Lake, run_date: date) -> Section:
+def _ope_section(lake: Lake, run_date: date, cfg: ReportSettings) -> Section:
     try:
         ope = lake.read_df(Dataset.OPE, run_date)
     except MissingDataError as exc:
@@ -256,7 +281,7 @@ def _ope_section(lake: Lake, run_date: date) -> Section:
     ax.errorbar(est, y, xerr=np.nan_to_num(err), fmt="o", capsize=2)
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlabel("estimated CTR per list impression (95% bootstrap CI)")
-    return Section("Off-policy evaluation", _png(fig) + _table(ope))
+    return Section("Off-policy evaluation", _png(fig, cfg.dpi) + _table(ope))
 
 
 def _alerts_section(lake: Lake, run_date: date) -> Section:
@@ -305,12 +330,13 @@ def report(settings: Settings, run_date: date | str) -> dict[str, Any]:
     lake.write_json(Dataset.REPORTS, run_date, STATS_FILE, today)
     history = _history(lake, run_date)
     dates = [date.fromisoformat(h["run_date"]) for h in history]
+    cfg = settings.report
     sections = [
-        _ab_section(history, today),
-        _served_section(history, today),
-        _offline_section(history),
-        _bandit_section(lake, dates),
-        _ope_section(lake, run_date),
+        _ab_section(history, today, cfg),
+        _served_section(history, today, cfg),
+        _offline_section(history, cfg),
+        _bandit_section(lake, dates, cfg),
+        _ope_section(lake, run_date, cfg),
         _alerts_section(lake, run_date),
         _gx_section(lake, run_date),
     ]

@@ -105,3 +105,21 @@ def test_report_is_idempotent(settings: Settings) -> None:
     first = lake.read_bytes(Dataset.REPORTS, D1, "stats.json")
     report(settings, D1)
     assert lake.read_bytes(Dataset.REPORTS, D1, "stats.json") == first
+
+
+def test_trend_axes_label_at_most_date_labels_nights() -> None:
+    # one point per night at x = 0..n-1; a label per night is unreadable after a few weeks (and its
+    # text layout was most of the report's rendering time), so only report.date_labels are written
+    import matplotlib.pyplot as plt
+
+    from pipelines.report import _night_axis
+
+    nights = [(D1 + timedelta(days=i)).isoformat() for i in range(30)]
+    fig, ax = plt.subplots()
+    _night_axis(ax, nights, 8)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[0] == nights[0] and 1 < len(labels) <= 8
+    assert list(ax.get_xticks()) == [nights.index(label) for label in labels]
+    _night_axis(ax, nights[:3], 8)  # few nights: every one labelled
+    assert [t.get_text() for t in ax.get_xticklabels()] == nights[:3]
+    plt.close(fig)
