@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from deepcuts.contracts import C, Dataset
 from deepcuts.metrics import ListContext, score_lists
@@ -34,6 +35,7 @@ from deepcuts.settings import ALL_ARMS, Settings, SourceSettings
 
 if TYPE_CHECKING:
     from models.base import Recommender
+    from pipelines.storage import Lake
 
 log = get_logger(__name__)
 
@@ -363,8 +365,14 @@ def evaluate_dataset(
 
 
 # ------------------------------------------------------------------------------------------ nightly
-def _top_k(frame: pd.DataFrame, k: int) -> pd.DataFrame:
-    return frame[frame[C.RANK] <= k]
+def _read_top_k(lake: Lake, dataset: Dataset, run_date: date, k: int) -> pd.DataFrame:
+    """Every arm's top ``k`` (rank <= k) of a lists dataset, with only the columns the metrics read.
+
+    The filter runs in Arrow while reading: the candidates hold 100 rows per user and arm, of which
+    the metrics need ``k`` (converting all of them to pandas was most of this step's time).
+    """
+    columns = [C.USER_ID, C.ITEM_ID, C.RANK, C.ARM]
+    return lake.read_df(dataset, run_date, columns=columns, filter=pc.field(C.RANK) <= k)
 
 
 def _rows(source: str, arm: str, metrics: Mapping[str, Any], n_users: int, run_date: date) -> list[dict]:
@@ -447,7 +455,7 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
         if lake.has(Dataset.RERANKED, previous_date):
             previous_sources.append(("previous_reranked", Dataset.RERANKED))
         for source, dataset in previous_sources:
-            prev_lists = _top_k(lake.read_df(dataset, previous_date), k)
+            prev_lists = _read_top_k(lake, dataset, previous_date, k)
             summary["accuracy"][source] = {}
             for arm, lists in prev_lists.groupby(C.ARM, sort=True):
                 users = np.intersect1d(lists[C.USER_ID].unique(), arrived[C.USER_ID].unique())
@@ -469,7 +477,7 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
     if lake.has(Dataset.RERANKED, run_date):
         sources.append(("reranked", Dataset.RERANKED))
     for source, dataset in sources:
-        today = _top_k(lake.read_df(dataset, run_date), k)
+        today = _read_top_k(lake, dataset, run_date, k)
         summary["beyond"][source] = {}
         for arm, lists in today.groupby(C.ARM, sort=True):
             scored = score_lists(lists, ctx_today)
