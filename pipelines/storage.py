@@ -112,7 +112,7 @@ class Lake:
         if schema is not None:
             table = conform(table, schema, where=f"{dataset.value} ({run_date})")
         buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
+        pq.write_table(table, buf, compression="zstd", use_dictionary=_dictionary_columns(table.schema))
         return self._atomic_write(self.file_path(dataset, run_date, part + PARQUET), buf.getvalue())
 
     def write_bytes(
@@ -221,6 +221,15 @@ class Lake:
         """The newest run date strictly before ``run_date`` that has data, if any."""
         earlier = [d for d in self.run_dates(dataset) if d < as_run_date(run_date)]
         return earlier[-1] if earlier else None
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding in Parquet: all but the floating-point ones.
+
+    Scores and metrics rarely repeat, so Parquet would build a dictionary and then fall back to plain
+    encoding; skipping it writes the scored lists 2.5x faster and smaller (docs/benchmarks.md).
+    """
+    return [field.name for field in schema if not pa.types.is_floating(field.type)]
 
 
 def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:

@@ -45,6 +45,22 @@ def test_contract_violations_are_clear_errors(tmp_path: Path) -> None:
     assert not lake.has(Dataset.INTERACTIONS, D1)
 
 
+def test_float_columns_are_written_without_a_dictionary(tmp_path: Path) -> None:
+    # scores rarely repeat: a dictionary would be built and abandoned; ids and text keep theirs
+    import pyarrow.parquet as pq
+
+    lake = Lake(tmp_path)
+    path = lake.write_table(Dataset.INTERACTIONS, D1, _interactions(50))
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert not any("DICTIONARY" in e for e in encodings[C.RATING])
+    assert any("DICTIONARY" in e for e in encodings[C.USER_ID])
+    pd.testing.assert_frame_equal(
+        lake.read_df(Dataset.INTERACTIONS, D1)[[C.USER_ID, C.RATING]],
+        _interactions(50)[[C.USER_ID, C.RATING]].astype({C.RATING: "float32"}),
+    )
+
+
 def test_rewrite_is_idempotent_and_parts_are_separate(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
     for _ in range(2):
