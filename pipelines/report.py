@@ -46,9 +46,11 @@ class Section:
 
 
 # ----------------------------------------------------------------------------- rendering helpers
-def _png(fig: plt.Figure, dpi: int) -> str:
+def _png(fig: plt.Figure, dpi: int, tight: bool = True) -> str:
+    """The figure as an embedded PNG; ``tight`` crops it to its content (a second full draw: pass
+    False for a figure whose margins are set by hand)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)
     return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
@@ -226,11 +228,13 @@ def _bandit_section(lake: Lake, dates: list[date], cfg: ReportSettings) -> Secti
         ax.axis("off")
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=6, fontsize=8)
-    fig.subplots_adjust(hspace=0.6, top=0.9)
+    # margins by hand: cropping this 12-panel figure to its content would draw it twice
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.07, top=0.9, hspace=0.6, wspace=0.12)
     last = policy[policy[C.RUN_DATE] == policy[C.RUN_DATE].max()]
     wide = last.pivot_table(index="context", columns=C.ARM, values=C.SELECTION_PROBABILITY).round(3)
     return Section(
-        "Bandit selection probabilities per context", _png(fig, cfg.dpi) + _table(wide.reset_index())
+        "Bandit selection probabilities per context",
+        _png(fig, cfg.dpi, tight=False) + _table(wide.reset_index()),
     )
 
 
