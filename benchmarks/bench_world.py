@@ -54,7 +54,9 @@ def run_one(shape: str) -> dict:
         data = load_dataset("synthetic", tmp)
         truth = TruthModel.load(tmp)
         load_s = time.perf_counter() - start
-        assert len(data.interactions) == summary["interactions"] and truth.n_users == users
+        signups = summary["signups"]
+        assert len(data.interactions) == summary["interactions"] + signups["onboarding_ratings"]
+        assert truth.n_users == users + signups["users"]
     return {
         "shape": shape,
         "users": users,
