@@ -97,6 +97,38 @@ def test_top_k_lists_renumbers_ranks_and_drops_duplicates() -> None:
     assert lists[C.RANK].tolist() == [1, 2]
 
 
+@pytest.mark.parametrize(
+    ("recs", "normalised"),
+    [
+        # already normalised (what the lake holds): ranks 1..n per user, sorted, no repeats
+        (
+            pd.DataFrame({C.USER_ID: [1, 1, 2, 2, 2], C.ITEM_ID: [4, 3, 3, 9, 8], C.RANK: [1, 2, 1, 2, 3]}),
+            True,
+        ),
+        # normalised but longer than k: cut to k
+        (pd.DataFrame({C.USER_ID: [1, 1, 1, 1], C.ITEM_ID: [4, 3, 2, 1], C.RANK: [1, 2, 3, 4]}), False),
+        # contiguous ranks but an item twice in a list: the repeat is dropped and later items move up
+        (pd.DataFrame({C.USER_ID: [1, 1, 1], C.ITEM_ID: [4, 4, 5], C.RANK: [1, 2, 3]}), False),
+        # users out of order
+        (pd.DataFrame({C.USER_ID: [2, 1, 1], C.ITEM_ID: [4, 3, 5], C.RANK: [1, 1, 2]}), False),
+        # a gap in the ranks
+        (pd.DataFrame({C.USER_ID: [1, 1], C.ITEM_ID: [4, 3], C.RANK: [1, 3]}), False),
+    ],
+)
+def test_top_k_lists_shortcut_for_normalised_lists_matches_the_full_path(
+    recs: pd.DataFrame, normalised: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import deepcuts.metrics.accuracy as accuracy
+
+    assert accuracy._is_normalised(recs, 3) is normalised
+    fast = top_k_lists(recs, 3)
+    assert accuracy._is_normalised(fast, 3)  # its own output takes the shortcut next time
+    pd.testing.assert_frame_equal(top_k_lists(fast, 3), fast)
+    monkeypatch.setattr(accuracy, "_is_normalised", lambda *_: False)
+    pd.testing.assert_frame_equal(fast, top_k_lists(recs, 3))
+    pd.testing.assert_frame_equal(fast, top_k_lists(fast, 3))
+
+
 def test_missing_columns_are_explained() -> None:
     with pytest.raises(ValueError, match="missing columns"):
         precision_at_k(RECS.drop(columns=[C.RANK]), TRUTH, K)

@@ -51,11 +51,34 @@ def top_k_lists(recs: pd.DataFrame, k: int) -> pd.DataFrame:
     if k < 1:
         raise ValueError(f"k must be >= 1 (got {k})")
     _require(recs, [C.USER_ID, C.ITEM_ID, C.RANK], "recommendations")
+    if _is_normalised(recs, k):
+        # lists read back from the lake (and lists this function returned) already are: skip the sort
+        return recs[[C.USER_ID, C.ITEM_ID, C.RANK]].astype({C.RANK: np.int32}).reset_index(drop=True)
     frame = recs[[C.USER_ID, C.ITEM_ID, C.RANK]].sort_values([C.USER_ID, C.RANK, C.ITEM_ID], kind="stable")
     frame = frame.drop_duplicates([C.USER_ID, C.ITEM_ID], keep="first")
     position = frame.groupby(C.USER_ID, sort=False).cumcount().to_numpy() + 1
     frame = frame.assign(**{C.RANK: position.astype(np.int32)})
     return frame[frame[C.RANK] <= k].reset_index(drop=True)
+
+
+def _is_normalised(recs: pd.DataFrame, k: int) -> bool:
+    """True when ``recs`` is already what :func:`top_k_lists` returns for ``k``: rows sorted by user,
+    ranks ``1..n`` (``n <= k``) in order within each user, no (user, item) pair twice."""
+    users = recs[C.USER_ID].to_numpy()
+    ranks = recs[C.RANK].to_numpy()
+    if users.size == 0 or users.dtype.kind not in "iu" or ranks.dtype.kind not in "iu":
+        return False
+    if (users[1:] < users[:-1]).any():
+        return False
+    index = np.arange(users.size)
+    starts = np.r_[True, users[1:] != users[:-1]]
+    position = index - np.maximum.accumulate(np.where(starts, index, 0)) + 1
+    if not np.array_equal(ranks, position) or int(position.max()) > k:
+        return False
+    items = recs[C.ITEM_ID].to_numpy()
+    order = np.lexsort((items, users))
+    same = (users[order][1:] == users[order][:-1]) & (items[order][1:] == items[order][:-1])
+    return not same.any()
 
 
 def relevant_pairs(truth: pd.DataFrame) -> pd.DataFrame:
