@@ -330,6 +330,36 @@ def test_cli_rejects_inconsistent_world_options(tmp_path: Path) -> None:
         main(["simulate", "--world", "movielens", "--home", str(tmp_path), "--out", str(tmp_path / "s.json")])
     with pytest.raises(SystemExit, match="for --world movielens"):
         main(["simulate", "--world", "synthetic", "--path", "x", "--home", str(tmp_path)])
+    replay = ["simulate", "--world", "movielens", "--path", "x", "--home", str(tmp_path)]
+    with pytest.raises(SystemExit, match="are for --world synthetic"):
+        main([*replay, "--planted-lift", "1"])
+
+
+def test_cli_bandit_validation_options_reach_the_settings(tmp_path: Path) -> None:
+    import argparse
+
+    from deepcuts.cli.simulate import register, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "simulate",
+            "--home",
+            str(tmp_path),
+            "--users",
+            "6000",
+            "--signup-rate",
+            "0.04",
+            "--planted-lift",
+            "1",
+        ]
+    )
+    settings = settings_from_args(args)
+    assert settings.world.users == 6000 and settings.world.daily_signup_rate == 0.04
+    assert settings.simulator.planted_arm_lift == 1.0 and settings.source.dataset == "synthetic"
+    defaults = settings_from_args(parser.parse_args(["simulate", "--home", str(tmp_path)]))
+    assert defaults.simulator.planted_arm_lift == 0.0 and defaults.world.daily_signup_rate == 0.005
 
 
 @pytest.mark.slow

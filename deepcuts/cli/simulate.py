@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deepcuts.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,12 +36,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--skip", action="append", default=None, metavar="STEP", help="registry step not to run (repeatable)"
     )
+    parser.add_argument(
+        "--signup-rate",
+        type=float,
+        default=None,
+        help="synthetic world: sign-ups a day as a share of --users (world.daily_signup_rate)",
+    )
+    parser.add_argument(
+        "--planted-lift",
+        type=float,
+        default=None,
+        help="synthetic world: make one arm per context truly best, click x (1 + lift) "
+        "(simulator.planted_arm_lift; bandit validation)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepcuts.settings import load_settings
     from pipelines.simulate import simulate
+
+    settings = settings_from_args(args)
+    out = Path(args.out)
+    record = simulate(settings, args.world, args.days, out=out, n_shards=args.shards)
+    print(json.dumps(record["summary"], indent=2))
+    print(f"wrote {out}" + (f" and {record['plot']}" if record.get("plot") else ""))
+    return 0
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings file/environment with the command line's overrides applied."""
+    from deepcuts.settings import load_settings
 
     base = load_settings(getattr(args, "config", None))
     overrides: dict = {}
@@ -65,11 +93,13 @@ def run(args: argparse.Namespace) -> int:
         source["dataset"] = "synthetic"
     if args.skip:
         simulator["skip_steps"] = tuple(args.skip)
-    settings = load_settings(
+    synthetic_only = {"--signup-rate": args.signup_rate, "--planted-lift": args.planted_lift}
+    if args.world != "synthetic" and any(v is not None for v in synthetic_only.values()):
+        raise SystemExit(f"{' and '.join(synthetic_only)} are for --world synthetic (the world has a truth)")
+    if args.signup_rate is not None:
+        world["daily_signup_rate"] = args.signup_rate
+    if args.planted_lift is not None:
+        simulator["planted_arm_lift"] = args.planted_lift
+    return load_settings(
         getattr(args, "config", None), world=world, source=source, simulator=simulator, **overrides
     )
-    out = Path(args.out)
-    record = simulate(settings, args.world, args.days, out=out, n_shards=args.shards)
-    print(json.dumps(record["summary"], indent=2))
-    print(f"wrote {out}" + (f" and {record['plot']}" if record.get("plot") else ""))
-    return 0
