@@ -200,6 +200,30 @@ def test_policy_learning_reaches_the_best_arm() -> None:
     assert regret[13] - regret[6] < regret[6]
 
 
+def test_empirical_bayes_pooling_helps_when_contexts_agree_and_does_not_lock_them_when_they_differ() -> None:
+    # four contexts of one segment, six arms (list CTR ~0.6), one arm at 0.85: the same arm in every
+    # context, or a different one per context; 25 lists per context and night, 14 nights, 4 seeds
+    base = np.array([0.65, 0.65, 0.60, 0.60, 0.63, 0.58])
+
+    def night_14(best: list[int], rule: str | None) -> float:
+        ctr = np.tile(base, (4, 1))
+        ctr[np.arange(4), best] = 0.85
+        config = BanditConfig(points=200, pooling_strength=100.0, pooling_rule=rule or "fixed")
+        groups = None if rule is None else [0, 0, 0, 0]
+        runs = [simulate_policy_learning(ctr, 14, 25, config, s, groups) for s in range(4)]
+        return float(np.mean([r["best_arm_probability"][-1] for r in runs]))
+
+    differ = {rule: night_14([2, 3, 4, 5], rule) for rule in (None, "fixed", "empirical_bayes")}
+    same = {rule: night_14([0, 0, 0, 0], rule) for rule in (None, "empirical_bayes")}
+    # a fixed strength holds each context's own best arm down with its neighbours' evidence
+    assert differ["empirical_bayes"] >= 0.7
+    assert differ["empirical_bayes"] > differ["fixed"] + 0.25
+    assert differ["empirical_bayes"] >= differ[None] - 0.05
+    # where the contexts agree, the cap does not bind: faster than independent contexts
+    assert same["empirical_bayes"] >= 0.85
+    assert same["empirical_bayes"] > same[None] + 0.02
+
+
 # ------------------------------------------------------------------------------------------ contexts
 def test_segments_from_history() -> None:
     cfg = BanditSettings(new_max_ratings=3, power_min_ratings=5, power_recency_days=10)
