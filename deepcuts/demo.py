@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -82,7 +83,35 @@ def migrate_metadata_db(airflow_home: Path) -> None:
         raise RuntimeError(f"airflow db migrate failed (exit {result.returncode}); see {log_file}")
 
 
-def run_demo(settings: Settings, nights: int, dags_folder: Path) -> list[NightSummary]:
+#: What ``--fresh`` keeps in the lake: the generated world (slow to rebuild, same bytes anyway) and the
+#: Airflow metadata DB (``dag.test`` reruns a logical date cleanly).
+KEPT_ON_FRESH = ("world", "airflow")
+
+
+def first_demo_night(live_run_date: date | None, first_run_date: date) -> int:
+    """Index (0 = the world's first run date) of the night a demo starts at: after the newest published
+    night when the lake already holds an earlier demo, so a second ``make run`` continues the story
+    (its app has been serving that night's lists) instead of replaying old nights against newer lists."""
+    if live_run_date is None or live_run_date < first_run_date:
+        return 0
+    return (live_run_date - first_run_date).days + 1
+
+
+def reset_demo_lake(home: Path) -> list[str]:
+    """Remove everything in the demo lake but :data:`KEPT_ON_FRESH`; returns the removed names."""
+    removed = []
+    for child in sorted(home.iterdir()) if home.exists() else []:
+        if child.name in KEPT_ON_FRESH:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+        removed.append(child.name)
+    return removed
+
+
+def run_demo(settings: Settings, nights: int, dags_folder: Path, fresh: bool = False) -> list[NightSummary]:
     if settings.source.dataset != "synthetic":
         raise ValueError(
             f"the demo runs on the synthetic world; source.dataset is {settings.source.dataset!r} "
@@ -91,6 +120,9 @@ def run_demo(settings: Settings, nights: int, dags_folder: Path) -> list[NightSu
     if not settings.is_local_home:
         raise ValueError(f"the demo needs a local lake; DEEPCUTS_HOME is {settings.home!r}")
     home = Path(settings.home).resolve()
+    if fresh:
+        removed = reset_demo_lake(home)
+        print(f"deepcuts: --fresh: removed {', '.join(removed) or 'nothing'} from {home}", flush=True)
     # Tasks read their settings from the environment: pin the lake to the absolute path.
     os.environ["DEEPCUTS_HOME"] = str(home)
     airflow_home = configure_airflow(home, dags_folder)
@@ -115,9 +147,18 @@ def run_demo(settings: Settings, nights: int, dags_folder: Path) -> list[NightSu
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(DAG_ID)
     summaries: list[NightSummary] = []
-    for night in range(nights):
+    previous = live_lists(settings)
+    start_night = first_demo_night(previous[0] if previous else None, first)
+    if start_night:
+        print(
+            f"deepcuts: this lake already ran the demo up to {previous[0]} (live lists {previous[1]}); "
+            f"continuing with the next {nights} nights (`deepcuts demo --fresh` starts over)",
+            flush=True,
+        )
+    for night in range(start_night, start_night + nights):
         run_date = first + timedelta(days=night)
-        print(f"deepcuts: night {night + 1}/{nights} ({run_date}): running {DAG_ID} ...", flush=True)
+        step = f"{night - start_night + 1}/{nights}"
+        print(f"deepcuts: night {night + 1} ({step}, {run_date}): running {DAG_ID} ...", flush=True)
         start = time.monotonic()
         dag_run = dag.test(logical_date=datetime(run_date.year, run_date.month, run_date.day, tzinfo=UTC))
         state = str(getattr(dag_run.state, "value", dag_run.state))

@@ -18,6 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dags-folder", type=Path, default=None, help="DAG folder (default: the repo's dags/)"
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over from the world's first night: clear the demo lake except the world and the "
+        "Airflow DB (default: continue after the last published night)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -27,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if args.nights < 1:
         raise SystemExit("--nights must be at least 1")
     settings = settings_from(args)
-    summaries = run_demo(settings, args.nights, args.dags_folder or default_dags_folder())
+    summaries = run_demo(settings, args.nights, args.dags_folder or default_dags_folder(), args.fresh)
     _print_summary(settings, [s.__dict__ for s in summaries])
     return 0
 

@@ -1,0 +1,32 @@
+"""``make run`` (``deepcuts demo``): where a rerun starts, and what ``--fresh`` clears."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from deepcuts.demo import KEPT_ON_FRESH, first_demo_night, reset_demo_lake
+
+FIRST = date(2025, 12, 31)
+
+
+def test_a_second_demo_continues_after_the_last_published_night() -> None:
+    assert first_demo_night(None, FIRST) == 0  # empty lake: the world's first night
+    assert first_demo_night(date(2025, 12, 1), FIRST) == 0  # a version older than this world
+    assert first_demo_night(FIRST, FIRST) == 1
+    assert first_demo_night(date(2026, 1, 3), FIRST) == 4  # four nights published: night 5 is next
+
+
+def test_fresh_clears_everything_but_the_world_and_the_airflow_db(tmp_path: Path) -> None:
+    home = tmp_path / "lake"
+    for name in ("world", "airflow", "serving", "candidates/run_date=2025-12-31", "landing"):
+        (home / name).mkdir(parents=True)
+    (home / "world" / "world.json").write_text("{}")
+    (home / "airflow" / "airflow.db").write_bytes(b"db")
+    (home / "serving" / "serving.db").write_bytes(b"x")
+    (home / "stray.txt").write_text("x")
+    assert reset_demo_lake(home) == ["candidates", "landing", "serving", "stray.txt"]
+    assert sorted(p.name for p in home.iterdir()) == sorted(KEPT_ON_FRESH)
+    assert (home / "world" / "world.json").read_text() == "{}"
+    assert (home / "airflow" / "airflow.db").read_bytes() == b"db"
+    assert reset_demo_lake(home) == [] and reset_demo_lake(tmp_path / "missing") == []
