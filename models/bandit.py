@@ -261,17 +261,29 @@ def pool_parameters(
     """
     a = np.asarray(alpha, dtype=np.float64)
     b = np.asarray(beta, dtype=np.float64)
-    if rule not in POOLING_RULES:
-        raise ValueError(f"unknown pooling rule {rule!r}; use one of {list(POOLING_RULES)}")
     if groups is None or strength <= 0:
+        _check_rule(rule)
         return a.copy(), b.copy()
-    g = np.asarray(groups, dtype=np.int64)
-    if g.shape != (a.shape[0],):
-        raise ValueError(f"groups must give one group per context row: {g.shape} vs {a.shape[0]} rows")
+    caps = pooling_weights(a, b, groups, prior_alpha, prior_beta, strength, rule)
+    return shrink_toward_groups(a, b, groups, prior_alpha, prior_beta, caps)
+
+
+def shrink_toward_groups(
+    alpha: npt.ArrayLike,
+    beta: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    prior_alpha: float,
+    prior_beta: float,
+    caps: dict[int, float],
+) -> tuple[FloatArray, FloatArray]:
+    """The shrinkage of :func:`pool_parameters` with the caps ``W_g`` given (:func:`pooling_weights`)."""
+    a = np.asarray(alpha, dtype=np.float64)
+    b = np.asarray(beta, dtype=np.float64)
+    g = _group_ids(groups, a)
     s_own = np.maximum(a - prior_alpha, 0.0)
     f_own = np.maximum(b - prior_beta, 0.0)
     a_eff, b_eff = a.copy(), b.copy()
-    for group, weight in pooling_weights(a, b, g, prior_alpha, prior_beta, strength, rule).items():
+    for group, weight in caps.items():
         rows = g == group
         s = s_own[rows].sum(axis=0, keepdims=True) - s_own[rows]
         f = f_own[rows].sum(axis=0, keepdims=True) - f_own[rows]
@@ -293,9 +305,10 @@ def pooling_weights(
     rule: str = "fixed",
 ) -> dict[int, float]:
     """Group id -> the cap ``W_g`` on borrowed pseudo-trials (see :func:`pool_parameters`)."""
+    _check_rule(rule)
     a = np.asarray(alpha, dtype=np.float64)
     b = np.asarray(beta, dtype=np.float64)
-    g = np.asarray(groups, dtype=np.int64)
+    g = _group_ids(groups, a)
     out: dict[int, float] = {}
     for group in np.unique(g):
         rows = g == group
@@ -306,19 +319,30 @@ def pooling_weights(
     return out
 
 
+def _group_ids(groups: npt.ArrayLike, alpha: FloatArray) -> npt.NDArray[np.int64]:
+    g = np.asarray(groups, dtype=np.int64)
+    if g.shape != (alpha.shape[0],):
+        raise ValueError(f"groups must give one group per context row: {g.shape} vs {alpha.shape[0]} rows")
+    return g
+
+
+def _check_rule(rule: str) -> None:
+    if rule not in POOLING_RULES:
+        raise ValueError(f"unknown pooling rule {rule!r}; use one of {list(POOLING_RULES)}")
+
+
 def pool_with(
     config: BanditConfig, alpha: npt.ArrayLike, beta: npt.ArrayLike, groups: npt.ArrayLike | None
-) -> tuple[FloatArray, FloatArray]:
-    """:func:`pool_parameters` with the prior, strength and rule of ``config``."""
-    return pool_parameters(
-        alpha,
-        beta,
-        groups,
-        config.prior_alpha,
-        config.prior_beta,
-        config.pooling_strength,
-        config.pooling_rule,
-    )
+) -> tuple[FloatArray, FloatArray, dict[int, float]]:
+    """:func:`pool_parameters` with the prior, strength and rule of ``config``; also returns the caps
+    ``W_g`` it used (empty without pooling), computed once."""
+    a0, b0 = config.prior_alpha, config.prior_beta
+    if groups is None or config.pooling_strength <= 0:
+        a, b = pool_parameters(alpha, beta, None, a0, b0, config.pooling_strength, config.pooling_rule)
+        return a, b, {}
+    caps = pooling_weights(alpha, beta, groups, a0, b0, config.pooling_strength, config.pooling_rule)
+    a_eff, b_eff = shrink_toward_groups(alpha, beta, groups, a0, b0, caps)
+    return a_eff, b_eff, caps
 
 
 def selection_probabilities(
@@ -400,7 +424,7 @@ def simulate_policy_learning(
     regret = np.empty(nights)
     total = 0.0
     for night in range(nights):
-        a_eff, b_eff = pool_with(config, alpha, beta, groups)
+        a_eff, b_eff, _ = pool_with(config, alpha, beta, groups)
         _, p = selection_probabilities(a_eff, b_eff, config, rng)
         counts = np.stack([rng.multinomial(impressions_per_context, p[c]) for c in range(n_ctx)])
         clicks = rng.binomial(counts, ctr)

@@ -33,7 +33,6 @@ from models.bandit import (
     BanditConfig,
     discount_toward_prior,
     pool_with,
-    pooling_weights,
     selection_probabilities,
 )
 from models.context import (
@@ -263,10 +262,8 @@ def policy_probabilities(
     """(alpha, beta used for the choice, Thompson probabilities, selection probabilities) per context
     and arm: the stored posterior, pooled across contexts when ``bandit.pooling`` asks for it."""
     groups = pooling_groups(config.pooling)
-    a_eff, b_eff = pool_with(config, alpha, beta, groups)
-    if groups is not None:
-        a0, b0 = config.prior_alpha, config.prior_beta
-        caps = pooling_weights(alpha, beta, groups, a0, b0, config.pooling_strength, config.pooling_rule)
+    a_eff, b_eff, caps = pool_with(config, alpha, beta, groups)
+    if caps:
         log.info(
             "bandit policy: %s pooling, %s rule, pseudo-trials borrowed at most %s per group",
             config.pooling,
