@@ -72,6 +72,8 @@ class C:
     CLICKS: Final = "clicks"
     RATING_SUM: Final = "rating_sum"
     RATING_COUNT: Final = "rating_count"
+    NICHE_IMPRESSIONS: Final = "niche_impressions"  # impressions of items with a niche genre
+    NICHE_CLICKS: Final = "niche_clicks"  # clicks on items with a niche genre
     # offline evaluation (eval/offline)
     LIST_SOURCE: Final = "list_source"
     N_USERS: Final = "n_users"

@@ -414,6 +414,23 @@ class ABSettings(Section):
     guardrail_coverage_drop: float = Field(0.02, ge=0)
 
 
+class TargetsSettings(Section):
+    """The product's promise in numbers: the scoreboard of ``ab_analysis`` (docs/metrics.md).
+
+    Only the targets that exist nowhere else live here; the others are the re-ranker's own settings, so
+    that the scoreboard judges the lists against the very numbers they are built for:
+    long-tail share ``[rerank.long_tail_min, rerank.long_tail_max]``, genres per list
+    ``>= rerank.min_genres`` and mean rating ``>= rerank.quality_floor`` (5-point scale, scaled).
+    """
+
+    #: Relative CTR lift of treatment over control (cumulative, item impressions): met at or above this.
+    ctr_lift_min: float = 0.15
+    #: Upper end of the promised lift band (+15-20%); shown with the target, a lift above it is still met.
+    ctr_lift_goal: float = 0.20
+    #: Niche-genre clicks per exposed user, treatment / control (``rerank.niche_genres``): met at or above.
+    niche_click_ratio_min: float = Field(3.0, gt=0)
+
+
 class SimulatorSettings(Section):
     """The closed-loop simulator (``deepcuts simulate``); docs/simulator.md."""
 
@@ -566,6 +583,7 @@ class Settings(BaseSettings):
     rerank: RerankSettings = RerankSettings()
     bandit: BanditSettings = BanditSettings()
     ab: ABSettings = ABSettings()
+    targets: TargetsSettings = TargetsSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     monitor: MonitorSettings = MonitorSettings()
     publish: PublishSettings = PublishSettings()

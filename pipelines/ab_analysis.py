@@ -11,7 +11,12 @@ night, and computes on the cumulative totals (statistics in ``models.ab_stats``)
 * the sample-ratio-mismatch chi-square on exposed users per variant against ``ab.treatment_share``;
 * guardrails, treatment against control: mean observed rating, and over the lists users saw on ``D``
   (``served_lists`` of the previous run date; tonight's on the very first night) the long-tail share,
-  distinct genres per list and catalog coverage.
+  distinct genres per list and catalog coverage;
+* niche discovery: impressions and clicks of items with a niche genre (``rerank.niche_genres``, decided by
+  ``models.deepcut_scores.niche_flags``), niche clicks per exposed user per variant and the treatment /
+  control ratio of that mean with a delta-method CI (``models.ab_stats.ratio_with_ci``);
+* the product's scoreboard (:func:`scoreboard`): CTR lift, long-tail share, genres per list, mean rating
+  and niche click ratio, each against its target (``targets`` and ``rerank`` settings) with ``met``.
 
 Verdict (plain language, first rule that applies):
 
@@ -36,6 +41,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
@@ -43,7 +49,17 @@ from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset, EventType, Variant
 from deepcuts.jsonsafe import json_safe
 from deepcuts.progress import get_logger
 from deepcuts.settings import ABSettings, Settings
-from models.ab_stats import Comparison, RatioEstimate, compare, msprt_p_value, srm_test, user_ctr
+from models.ab_stats import (
+    Comparison,
+    RatioEstimate,
+    compare,
+    msprt_p_value,
+    per_user_mean,
+    ratio_with_ci,
+    srm_test,
+    user_ctr,
+)
+from models.deepcut_scores import genre_matrix, niche_flags
 from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = get_logger(__name__)
@@ -52,6 +68,14 @@ SUMMARY_PART: Final = "summary"
 STATE_PART: Final = "state/user_totals"
 VERDICT_FILE: Final = "verdict.json"
 VARIANTS: Final = (Variant.CONTROL.value, Variant.TREATMENT.value)
+#: The scoreboard's metrics in display order (JSON files store keys sorted).
+SCOREBOARD_METRICS: Final = (
+    "ctr_lift",
+    "long_tail_share",
+    "genres_per_list",
+    "mean_rating",
+    "niche_click_ratio",
+)
 
 
 class Verdict(StrEnum):
@@ -79,6 +103,9 @@ class ABMetric(StrEnum):
     GENRES_PER_LIST = "genres_per_list"
     COVERAGE = "coverage"
     LISTS = "lists"
+    NICHE_IMPRESSIONS = "niche_impressions"
+    NICHE_CLICKS = "niche_clicks"
+    NICHE_CLICKS_PER_USER = "niche_clicks_per_user"
 
 
 #: ``eval/ab`` summary: one row per (scope, variant, metric).
@@ -102,8 +129,12 @@ USER_TOTALS_SCHEMA: Final = pa.schema(
         pa.field(C.CLICKS, pa.int64(), nullable=False),
         pa.field(C.RATING_SUM, pa.float64(), nullable=False),
         pa.field(C.RATING_COUNT, pa.int64(), nullable=False),
+        pa.field(C.NICHE_IMPRESSIONS, pa.int64(), nullable=False),
+        pa.field(C.NICHE_CLICKS, pa.int64(), nullable=False),
     ]
 )
+#: The per-user counts that add up from night to night.
+_COUNTS: Final = (C.IMPRESSIONS, C.CLICKS, C.RATING_SUM, C.RATING_COUNT, C.NICHE_IMPRESSIONS, C.NICHE_CLICKS)
 
 
 # ----------------------------------------------------------------------------- per-user totals
@@ -116,38 +147,49 @@ class TotalsResult:
     crossover_users: int
 
 
-def user_totals(feedback: pd.DataFrame) -> TotalsResult:
-    """Per-user impressions, clicks and rating sums/counts of one batch of feedback events.
+def niche_item_ids(items: pd.DataFrame, niche_genres: tuple[str, ...]) -> npt.NDArray[np.int64]:
+    """Sorted ids of the catalog items with at least one niche genre (``models.deepcut_scores.niche_flags``,
+    the one rule the scores and the re-ranker use too)."""
+    if items.empty:
+        return np.empty(0, dtype=np.int64)
+    ids = np.unique(items[C.ITEM_ID].to_numpy(np.int64))
+    genres, names = genre_matrix(items, ids)
+    return ids[niche_flags(genres, names, niche_genres)]
 
-    Impressions and clicks are event counts (ingest has already removed duplicate event ids); a user
-    belongs to the variant that most of their events carry (ties: control).
+
+def user_totals(feedback: pd.DataFrame, niche_items: npt.ArrayLike = ()) -> TotalsResult:
+    """Per-user impressions, clicks, rating sums/counts and niche impressions/clicks of one batch of events.
+
+    Impressions and clicks are event counts (ingest has already removed duplicate event ids); niche ones
+    are those whose item is in ``niche_items`` (:func:`niche_item_ids`). A user belongs to the variant
+    that most of their events carry (ties: control).
     """
     known = feedback[C.VARIANT].isin(VARIANTS)
     unlabelled = int((~known).sum())
-    fb = feedback.loc[known, [C.USER_ID, C.VARIANT, C.EVENT_TYPE, C.RATING]]
+    fb = feedback.loc[known, [C.USER_ID, C.ITEM_ID, C.VARIANT, C.EVENT_TYPE, C.RATING]]
     if fb.empty:
         return TotalsResult(_empty_totals(), unlabelled, 0)
     kind = fb[C.EVENT_TYPE]
     is_rating = (kind == EventType.RATING.value) & fb[C.RATING].notna()
+    impression = (kind == EventType.IMPRESSION.value).to_numpy()
+    click = (kind == EventType.CLICK.value).to_numpy()
+    niche = np.isin(fb[C.ITEM_ID].to_numpy(np.int64), np.asarray(niche_items, dtype=np.int64))
     frame = pd.DataFrame(
         {
             C.USER_ID: fb[C.USER_ID].to_numpy(np.int64),
-            C.IMPRESSIONS: (kind == EventType.IMPRESSION.value).to_numpy(np.int64),
-            C.CLICKS: (kind == EventType.CLICK.value).to_numpy(np.int64),
+            C.IMPRESSIONS: impression.astype(np.int64),
+            C.CLICKS: click.astype(np.int64),
             C.RATING_SUM: np.where(is_rating, fb[C.RATING].astype("float64").fillna(0.0), 0.0),
             C.RATING_COUNT: is_rating.to_numpy(np.int64),
+            C.NICHE_IMPRESSIONS: (impression & niche).astype(np.int64),
+            C.NICHE_CLICKS: (click & niche).astype(np.int64),
             "_treated": (fb[C.VARIANT] == Variant.TREATMENT.value).to_numpy(np.int64),
         }
     )
     grouped = frame.groupby(C.USER_ID, sort=True).agg(
-        **{
-            C.IMPRESSIONS: (C.IMPRESSIONS, "sum"),
-            C.CLICKS: (C.CLICKS, "sum"),
-            C.RATING_SUM: (C.RATING_SUM, "sum"),
-            C.RATING_COUNT: (C.RATING_COUNT, "sum"),
-            "_treated": ("_treated", "sum"),
-            "_events": ("_treated", "size"),
-        }
+        **{name: (name, "sum") for name in _COUNTS},
+        _treated=("_treated", "sum"),
+        _events=("_treated", "size"),
     )
     treated, events = grouped.pop("_treated"), grouped.pop("_events")
     crossover = int(((treated > 0) & (treated < events)).sum())
@@ -164,7 +206,7 @@ def combine_totals(previous: pd.DataFrame, today: pd.DataFrame) -> pd.DataFrame:
     if today.empty:
         return _typed_totals(previous)
     both = pd.concat([previous, today], ignore_index=True)
-    sums = both.groupby(C.USER_ID, sort=True)[[C.IMPRESSIONS, C.CLICKS, C.RATING_SUM, C.RATING_COUNT]].sum()
+    sums = both.groupby(C.USER_ID, sort=True)[list(_COUNTS)].sum()
     first_variant = both.groupby(C.USER_ID, sort=True)[C.VARIANT].first()
     sums.insert(0, C.VARIANT, first_variant)
     return _typed_totals(sums.reset_index())
@@ -214,6 +256,108 @@ def run_test(totals: pd.DataFrame, ab: ABSettings, previous_p: float = 1.0) -> T
     shares = {Variant.CONTROL.value: 1.0 - ab.treatment_share, Variant.TREATMENT.value: ab.treatment_share}
     srm = srm_test(exposed, shares, alpha=ab.srm_alpha)
     return TestResult(estimates, comparison, p, srm.p_value, srm.chi2, srm.mismatch, enough)
+
+
+@dataclass(frozen=True)
+class NicheResult:
+    """Niche discovery per variant on the cumulative totals, and treatment / control with a CI.
+
+    ``per_user[v]`` is the mean niche clicks per exposed user (a user with at least one impression) of
+    variant ``v`` with its delta-method variance; ``ratio`` = treatment mean / control mean.
+    """
+
+    impressions: dict[str, int]
+    clicks: dict[str, int]
+    per_user: dict[str, RatioEstimate]
+    ratio: float
+    ratio_ci_low: float
+    ratio_ci_high: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "niche_impressions": self.impressions,
+            "niche_clicks": self.clicks,
+            "exposed_users": {v: e.n_users for v, e in self.per_user.items()},
+            "niche_clicks_per_user": {v: e.ctr for v, e in self.per_user.items()},
+            "niche_clicks_per_user_se": {v: e.se for v, e in self.per_user.items()},
+            "ratio": self.ratio,
+            "ci_low": self.ratio_ci_low,
+            "ci_high": self.ratio_ci_high,
+        }
+
+
+def niche_test(totals: pd.DataFrame, alpha: float) -> NicheResult:
+    """Niche impressions, clicks and clicks per exposed user per variant; their ratio with a CI."""
+    impressions, clicks, per_user = {}, {}, {}
+    for variant in VARIANTS:
+        rows = totals[totals[C.VARIANT] == variant]
+        impressions[variant] = int(rows[C.NICHE_IMPRESSIONS].sum())
+        clicks[variant] = int(rows[C.NICHE_CLICKS].sum())
+        exposed = rows[rows[C.IMPRESSIONS] > 0]
+        per_user[variant] = per_user_mean(exposed[C.NICHE_CLICKS].to_numpy())
+    ratio, low, high = ratio_with_ci(
+        per_user[Variant.CONTROL.value], per_user[Variant.TREATMENT.value], alpha
+    )
+    return NicheResult(impressions, clicks, per_user, ratio, low, high)
+
+
+def scoreboard(
+    result: TestResult,
+    niche: NicheResult,
+    rating: dict[str, float],
+    lists: dict[str, dict[str, float]],
+    settings: Settings,
+) -> dict[str, dict[str, Any]]:
+    """The product's targets, control against treatment, each with ``target`` (text) and ``met``.
+
+    ``met`` judges the treatment (the product) and is false while a value is not measurable. Targets:
+    ``targets.ctr_lift_min`` and ``targets.niche_click_ratio_min``; the re-ranker's own
+    ``rerank.long_tail_min/max``, ``rerank.min_genres`` and ``rerank.quality_floor`` (scaled to the
+    rating scale) for the lists and the ratings. Lifts and ratios carry ``value``, ``ci_low``, ``ci_high``.
+    """
+    tg, rr = settings.targets, settings.rerank
+    ctl, trt = Variant.CONTROL.value, Variant.TREATMENT.value
+    floor = settings.quality_floor_scaled(settings.source.rating_min, settings.source.rating_max)
+
+    def side(name: str) -> dict[str, float | None]:
+        return {v: _num(lists.get(v, {}).get(name)) for v in VARIANTS}
+
+    def entry(values: dict[str, float | None], target: str, met: bool, **extra: Any) -> dict[str, Any]:
+        return {"control": values[ctl], "treatment": values[trt], **extra, "target": target, "met": met}
+
+    cmp_ = result.comparison
+    lift = _num(cmp_.lift)
+    tail, genres = side(ABMetric.LONG_TAIL_SHARE.value), side(ABMetric.GENRES_PER_LIST.value)
+    ratings = {v: _num(rating.get(v)) for v in VARIANTS}
+    ratio = _num(niche.ratio)
+    board = {
+        "ctr_lift": entry(
+            {v: _num(e.ctr) for v, e in result.estimates.items()},
+            f">= {tg.ctr_lift_min:+.0%} (promise {tg.ctr_lift_min:+.0%} to {tg.ctr_lift_goal:+.0%})",
+            lift is not None and lift >= tg.ctr_lift_min,
+            value=lift,
+            ci_low=_num(cmp_.lift_ci_low),
+            ci_high=_num(cmp_.lift_ci_high),
+        ),
+        "long_tail_share": entry(
+            tail,
+            f"[{rr.long_tail_min:.2f}, {rr.long_tail_max:.2f}]",
+            tail[trt] is not None and rr.long_tail_min <= tail[trt] <= rr.long_tail_max,
+        ),
+        "genres_per_list": entry(
+            genres, f">= {rr.min_genres}", genres[trt] is not None and genres[trt] >= rr.min_genres
+        ),
+        "mean_rating": entry(ratings, f">= {floor:g}", ratings[trt] is not None and ratings[trt] >= floor),
+        "niche_click_ratio": entry(
+            {v: _num(e.ctr) for v, e in niche.per_user.items()},
+            f">= {tg.niche_click_ratio_min:g}x control",
+            ratio is not None and ratio >= tg.niche_click_ratio_min,
+            value=ratio,
+            ci_low=_num(niche.ratio_ci_low),
+            ci_high=_num(niche.ratio_ci_high),
+        ),
+    }
+    return {name: board[name] for name in SCOREBOARD_METRICS}
 
 
 def guardrails(
@@ -322,16 +466,18 @@ def ab_analysis(settings: Settings, run_date: date | str) -> dict[str, Any]:
     ab = settings.ab
     lake = Lake(settings.home)
     feedback = _read_feedback(lake, run_date)
-    today = user_totals(feedback)
+    items = _read_items(lake, run_date)
+    today = user_totals(feedback, niche_item_ids(items, settings.rerank.niche_genres))
     prev_state, previous_p, looks = _previous_state(lake, run_date, ab)
     totals = combine_totals(prev_state, today.totals)
     result = run_test(totals, ab, previous_p)
+    niche = niche_test(totals, ab.alpha)
 
     rating = {v: _mean_rating(totals, v) for v in VARIANTS}
     lists_date, lists = _shown_lists(lake, run_date)
-    items = _read_items(lake, run_date)
     list_stats = list_metrics(lists, items) if not lists.empty else {}
     rails = guardrails(rating, list_stats, ab)
+    board = scoreboard(result, niche, rating, list_stats, settings)
     verdict, message = decide(result, rails, ab)
     cmp_ = result.comparison
     if verdict is not Verdict.KEEP_RUNNING or looks == 0:
@@ -360,6 +506,8 @@ def ab_analysis(settings: Settings, run_date: date | str) -> dict[str, Any]:
         "srm_mismatch": result.srm_mismatch,
         "ctr": {v: e.as_dict() for v, e in result.estimates.items()},
         "guardrails": rails,
+        "niche": niche.as_dict(),
+        "scoreboard": board,
         "lists_run_date": lists_date.isoformat() if lists_date else None,
         "night_events": len(feedback),
         "unlabelled_events": today.unlabelled_events,
@@ -384,6 +532,7 @@ def ab_analysis(settings: Settings, run_date: date | str) -> dict[str, Any]:
         "srm_p_value": record["srm_p_value"],
         "users": {v: e.n_users for v, e in result.estimates.items()},
         "night_events": record["night_events"],
+        "scoreboard_met": {name: entry["met"] for name, entry in board.items()},
     }
 
 
@@ -417,6 +566,9 @@ def _previous_state(lake: Lake, run_date: date, ab: ABSettings) -> tuple[pd.Data
         )
         return _empty_totals(), 1.0, 0
     totals = lake.read_df(Dataset.AB_RESULTS, prev, parts=[STATE_PART])
+    for name in (C.NICHE_IMPRESSIONS, C.NICHE_CLICKS):
+        if name not in totals.columns:  # state written before niche counts existed: they start tonight
+            totals[name] = 0
     p = record.get("p_value")
     return totals, float(p) if p is not None else 1.0, int(record.get("looks", 0))
 
@@ -456,6 +608,7 @@ def _summary_rows(
         for variant in VARIANTS:
             part = frame[frame[C.VARIANT] == variant]
             est = user_ctr(part[C.CLICKS].to_numpy(), part[C.IMPRESSIONS].to_numpy())
+            niche = per_user_mean(part.loc[part[C.IMPRESSIONS] > 0, C.NICHE_CLICKS].to_numpy())
             ratings = int(part[C.RATING_COUNT].sum())
             mean_rating = (
                 rating[variant]
@@ -470,6 +623,9 @@ def _summary_rows(
                 ABMetric.CTR_SE: est.se,
                 ABMetric.RATINGS: ratings,
                 ABMetric.MEAN_RATING: mean_rating,
+                ABMetric.NICHE_IMPRESSIONS: int(part[C.NICHE_IMPRESSIONS].sum()),
+                ABMetric.NICHE_CLICKS: int(part[C.NICHE_CLICKS].sum()),
+                ABMetric.NICHE_CLICKS_PER_USER: niche.ctr,
             }
             rows += [(scope.value, variant, m.value, float(v)) for m, v in values.items()]
     for variant, metrics in sorted(list_stats.items()):
