@@ -298,7 +298,7 @@ def _served_for(day: date) -> pd.DataFrame:
             C.USER_ID: [1] * 5 + [10] * 5,
             C.DAYPART: ["evening"] * 10,
             C.RANK: list(range(1, 6)) * 2,
-            C.ITEM_ID: [3, 4, 3, 4, 3] + [1, 2, 3, 4, 5],
+            C.ITEM_ID: [3, 4, 5, 1, 2, 1, 2, 3, 4, 5],
             C.ARM: ["svd"] * 5 + ["graph"] * 5,
             C.VARIANT: [CTL] * 5 + [TRT] * 5,
             C.SCORE: [1.0] * 10,
@@ -307,7 +307,7 @@ def _served_for(day: date) -> pd.DataFrame:
             C.REASON: ["baseline"] * 10,
             C.RUN_DATE: [day] * 10,
         }
-    ).drop_duplicates([C.USER_ID, C.ITEM_ID])
+    )
 
 
 IMP, CLK, RAT = EventType.IMPRESSION.value, EventType.CLICK.value, EventType.RATING.value
