@@ -301,6 +301,48 @@ def niche_test(totals: pd.DataFrame, alpha: float) -> NicheResult:
     return NicheResult(impressions, clicks, per_user, ratio, low, high)
 
 
+@dataclass(frozen=True)
+class Target:
+    """One scoreboard target: the treatment's value must lie in ``[low, high]`` (``None`` = open)."""
+
+    low: float | None
+    high: float | None
+    text: str
+
+    def met(self, value: float | None) -> bool:
+        """False while the value is not measurable: a target is shown met only when it is."""
+        if value is None or not math.isfinite(value):
+            return False
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+
+def targets(settings: Settings) -> dict[str, Target]:
+    """The scoreboard's targets from settings, in :data:`SCOREBOARD_METRICS` order (one place for the
+    scoreboard, the report's target bands and the monitor's target checks).
+
+    ``targets.ctr_lift_min`` and ``targets.niche_click_ratio_min``; the re-ranker's own
+    ``rerank.long_tail_min/max``, ``rerank.min_genres`` and ``rerank.quality_floor`` (5-point scale,
+    scaled to ``source`` rating scale) for the lists and the ratings.
+    """
+    tg, rr = settings.targets, settings.rerank
+    floor = settings.quality_floor_scaled(settings.source.rating_min, settings.source.rating_max)
+    return {
+        "ctr_lift": Target(
+            tg.ctr_lift_min,
+            None,
+            f">= {tg.ctr_lift_min:+.0%} (promise {tg.ctr_lift_min:+.0%} to {tg.ctr_lift_goal:+.0%})",
+        ),
+        "long_tail_share": Target(
+            rr.long_tail_min, rr.long_tail_max, f"[{rr.long_tail_min:.2f}, {rr.long_tail_max:.2f}]"
+        ),
+        "genres_per_list": Target(float(rr.min_genres), None, f">= {rr.min_genres}"),
+        "mean_rating": Target(floor, None, f">= {floor:g}"),
+        "niche_click_ratio": Target(
+            tg.niche_click_ratio_min, None, f">= {tg.niche_click_ratio_min:g}x control"
+        ),
+    }
+
+
 def scoreboard(
     result: TestResult,
     niche: NicheResult,
@@ -310,54 +352,40 @@ def scoreboard(
 ) -> dict[str, dict[str, Any]]:
     """The product's targets, control against treatment, each with ``target`` (text) and ``met``.
 
-    ``met`` judges the treatment (the product) and is false while a value is not measurable. Targets:
-    ``targets.ctr_lift_min`` and ``targets.niche_click_ratio_min``; the re-ranker's own
-    ``rerank.long_tail_min/max``, ``rerank.min_genres`` and ``rerank.quality_floor`` (scaled to the
-    rating scale) for the lists and the ratings. Lifts and ratios carry ``value``, ``ci_low``, ``ci_high``.
+    ``met`` judges the treatment (the product) against :func:`targets` and is false while a value is not
+    measurable. Per metric, ``control``/``treatment`` are: CTR (cumulative, per item impression); the
+    long-tail share and genres per list of the lists users saw on the run date; the mean rating event
+    (cumulative); niche clicks per exposed user (cumulative). ``ctr_lift`` and ``niche_click_ratio``
+    also carry ``value`` (lift, ratio) with ``ci_low``, ``ci_high`` (``1 - ab.alpha``, delta method).
     """
-    tg, rr = settings.targets, settings.rerank
-    ctl, trt = Variant.CONTROL.value, Variant.TREATMENT.value
-    floor = settings.quality_floor_scaled(settings.source.rating_min, settings.source.rating_max)
+    goals = targets(settings)
 
-    def side(name: str) -> dict[str, float | None]:
-        return {v: _num(lists.get(v, {}).get(name)) for v in VARIANTS}
-
-    def entry(values: dict[str, float | None], target: str, met: bool, **extra: Any) -> dict[str, Any]:
-        return {"control": values[ctl], "treatment": values[trt], **extra, "target": target, "met": met}
+    def side(values: dict[str, Any]) -> dict[str, float | None]:
+        return {v: _num(values.get(v)) for v in VARIANTS}
 
     cmp_ = result.comparison
-    lift = _num(cmp_.lift)
-    tail, genres = side(ABMetric.LONG_TAIL_SHARE.value), side(ABMetric.GENRES_PER_LIST.value)
-    ratings = {v: _num(rating.get(v)) for v in VARIANTS}
-    ratio = _num(niche.ratio)
-    board = {
-        "ctr_lift": entry(
-            {v: _num(e.ctr) for v, e in result.estimates.items()},
-            f">= {tg.ctr_lift_min:+.0%} (promise {tg.ctr_lift_min:+.0%} to {tg.ctr_lift_goal:+.0%})",
-            lift is not None and lift >= tg.ctr_lift_min,
-            value=lift,
-            ci_low=_num(cmp_.lift_ci_low),
-            ci_high=_num(cmp_.lift_ci_high),
-        ),
-        "long_tail_share": entry(
-            tail,
-            f"[{rr.long_tail_min:.2f}, {rr.long_tail_max:.2f}]",
-            tail[trt] is not None and rr.long_tail_min <= tail[trt] <= rr.long_tail_max,
-        ),
-        "genres_per_list": entry(
-            genres, f">= {rr.min_genres}", genres[trt] is not None and genres[trt] >= rr.min_genres
-        ),
-        "mean_rating": entry(ratings, f">= {floor:g}", ratings[trt] is not None and ratings[trt] >= floor),
-        "niche_click_ratio": entry(
-            {v: _num(e.ctr) for v, e in niche.per_user.items()},
-            f">= {tg.niche_click_ratio_min:g}x control",
-            ratio is not None and ratio >= tg.niche_click_ratio_min,
-            value=ratio,
-            ci_low=_num(niche.ratio_ci_low),
-            ci_high=_num(niche.ratio_ci_high),
-        ),
+    sides = {
+        "ctr_lift": side({v: e.ctr for v, e in result.estimates.items()}),
+        "long_tail_share": side({v: m.get(ABMetric.LONG_TAIL_SHARE.value) for v, m in lists.items()}),
+        "genres_per_list": side({v: m.get(ABMetric.GENRES_PER_LIST.value) for v, m in lists.items()}),
+        "mean_rating": side(rating),
+        "niche_click_ratio": side({v: e.ctr for v, e in niche.per_user.items()}),
     }
-    return {name: board[name] for name in SCOREBOARD_METRICS}
+    intervals = {
+        "ctr_lift": (cmp_.lift, cmp_.lift_ci_low, cmp_.lift_ci_high),
+        "niche_click_ratio": (niche.ratio, niche.ratio_ci_low, niche.ratio_ci_high),
+    }
+    board: dict[str, dict[str, Any]] = {}
+    for name in SCOREBOARD_METRICS:
+        entry: dict[str, Any] = dict(sides[name])
+        judged = entry[Variant.TREATMENT.value]
+        if name in intervals:
+            value, low, high = (_num(x) for x in intervals[name])
+            entry.update(value=value, ci_low=low, ci_high=high)
+            judged = value
+        entry.update(target=goals[name].text, met=goals[name].met(judged))
+        board[name] = entry
+    return board
 
 
 def guardrails(
