@@ -388,6 +388,73 @@ def scoreboard(
     return board
 
 
+class Status(StrEnum):
+    MET = "met"
+    OFF = "OFF TARGET"
+    UNKNOWN = "not measurable yet"
+
+
+#: Per scoreboard metric: its name for people, what control / treatment hold, how to print them.
+SCOREBOARD_LABELS: Final = {
+    "ctr_lift": "CTR lift",
+    "long_tail_share": "long-tail share",
+    "genres_per_list": "genres per list",
+    "mean_rating": "mean rating",
+    "niche_click_ratio": "niche click ratio",
+}
+_MEASURED_AS: Final = {
+    "ctr_lift": ("CTR: clicks / item impressions, cumulative", ".4f"),
+    "long_tail_share": ("share of long-tail items in the lists users saw on the run date", ".3f"),
+    "genres_per_list": ("distinct genres per (user, daypart) list users saw on the run date", ".2f"),
+    "mean_rating": ("mean rating event users gave, cumulative", ".2f"),
+    "niche_click_ratio": ("niche-genre clicks per exposed user, cumulative", ".3f"),
+}
+
+
+def scoreboard_rows(board: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    """The scoreboard as text rows (report, ``make run`` summary), in :data:`SCOREBOARD_METRICS` order:
+    metric, control, treatment, lift / ratio with its CI, target, status (a :class:`Status`), measured as."""
+    rows = []
+    for name in SCOREBOARD_METRICS:
+        entry = board.get(name)
+        if entry is None:
+            continue
+        what, spec = _MEASURED_AS[name]
+        judged = entry.get("value", entry.get(Variant.TREATMENT.value))
+        status = Status.MET if entry.get("met") else Status.UNKNOWN if not _finite(judged) else Status.OFF
+        rows.append(
+            {
+                "metric": SCOREBOARD_LABELS[name],
+                "control": _text(entry.get(Variant.CONTROL.value), spec),
+                "treatment": _text(entry.get(Variant.TREATMENT.value), spec),
+                "lift / ratio": interval_text(name, entry) if "value" in entry else "",
+                "target (treatment)": str(entry.get("target", "")),
+                "status": status,
+                "measured as": what,
+            }
+        )
+    return rows
+
+
+def off_target(board: dict[str, dict[str, Any]]) -> list[str]:
+    """Names (for people) of the scoreboard metrics not met, in display order."""
+    return [SCOREBOARD_LABELS[n] for n in SCOREBOARD_METRICS if n in board and not board[n].get("met")]
+
+
+def interval_text(name: str, entry: dict[str, Any]) -> str:
+    """The lift (as a percentage) or ratio (as a multiple) with its CI."""
+    value, low, high = entry.get("value"), entry.get("ci_low"), entry.get("ci_high")
+    if not _finite(value):
+        return "not measurable yet"
+    spec, unit = ("+.1%", "") if name == "ctr_lift" else (".2f", "x")
+    ci = f" (95% CI {low:{spec}} to {high:{spec}})" if _finite(low) and _finite(high) else ""
+    return f"{value:{spec}}{unit}{ci}"
+
+
+def _text(value: Any, spec: str) -> str:
+    return format(value, spec) if _finite(value) else "-"
+
+
 def guardrails(
     rating: dict[str, float], lists: dict[str, dict[str, float]], ab: ABSettings
 ) -> dict[str, dict[str, Any]]:

@@ -29,7 +29,16 @@ import pandas as pd
 
 from deepcuts.contracts import C, Dataset, Variant
 from deepcuts.settings import ReportSettings, Settings
-from pipelines.ab_analysis import SCOREBOARD_METRICS, Target, targets
+from pipelines.ab_analysis import (
+    SCOREBOARD_LABELS,
+    SCOREBOARD_METRICS,
+    Status,
+    Target,
+    interval_text,
+    off_target,
+    scoreboard_rows,
+    targets,
+)
 from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = logging.getLogger(__name__)
@@ -221,63 +230,15 @@ def _night_stats(lake: Lake, run_date: date) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- sections
-#: Scoreboard rows: label, what control/treatment are, how to print them.
-_BOARD_ROWS: dict[str, tuple[str, str, str]] = {
-    "ctr_lift": ("CTR lift", "CTR (clicks / item impressions, cumulative)", ".4f"),
-    "long_tail_share": ("long-tail share", "share of long-tail items in the lists users saw tonight", ".3f"),
-    "genres_per_list": (
-        "genres per list",
-        "distinct genres per (user, daypart) list users saw tonight",
-        ".2f",
-    ),
-    "mean_rating": ("mean rating", "mean rating event users gave (cumulative)", ".2f"),
-    "niche_click_ratio": ("niche click ratio", "niche-genre clicks per exposed user (cumulative)", ".3f"),
+_STATUS_HTML = {
+    Status.MET: "<span class=met>&#10003; met</span>",
+    Status.OFF: "<span class=off>&#10007; OFF TARGET</span>",
+    Status.UNKNOWN: "<span class=unknown>not measurable yet</span>",
 }
 
 
-def _value_text(name: str, entry: dict[str, Any]) -> str:
-    """The lift or ratio with its CI, as read aloud."""
-    value, low, high = entry.get("value"), entry.get("ci_low"), entry.get("ci_high")
-    if _is_missing(value):
-        return "not measurable yet"
-    if name == "ctr_lift":
-        ci = "" if _is_missing(low) or _is_missing(high) else f" (95% CI {low:+.1%} to {high:+.1%})"
-        return f"{value:+.1%}{ci}"
-    ci = "" if _is_missing(low) or _is_missing(high) else f" (95% CI {low:.2f} to {high:.2f})"
-    return f"{value:.2f}x{ci}"
-
-
-def _status_cell(entry: dict[str, Any], judged: Any) -> str:
-    if entry.get("met"):
-        return "<span class=met>&#10003; met</span>"
-    if _is_missing(judged):
-        return "<span class=unknown>not measurable yet</span>"
-    return "<span class=off>&#10007; OFF TARGET</span>"
-
-
-def _fmt(value: Any, spec: str) -> str:
-    return "–" if _is_missing(value) else format(value, spec)
-
-
 def _scoreboard_table(board: dict[str, dict[str, Any]]) -> str:
-    rows = []
-    for name in SCOREBOARD_METRICS:
-        entry = board.get(name)
-        if entry is None:
-            continue
-        label, what, spec = _BOARD_ROWS[name]
-        judged = entry.get("value", entry.get(Variant.TREATMENT.value))
-        rows.append(
-            {
-                "metric": label,
-                "control": _fmt(entry.get(Variant.CONTROL.value), spec),
-                "treatment": _fmt(entry.get(Variant.TREATMENT.value), spec),
-                "lift / ratio": _value_text(name, entry) if "value" in entry else "",
-                "target (treatment)": str(entry.get("target", "")),
-                "status": _status_cell(entry, judged),
-                "measured as": what,
-            }
-        )
+    rows = [dict(row, status=_STATUS_HTML[row["status"]]) for row in scoreboard_rows(board)]
     return _table(pd.DataFrame(rows), raw=("status",))
 
 
@@ -287,7 +248,7 @@ def _scoreboard_section(history: list[dict[str, Any]], today: dict[str, Any], se
     if not board:
         why = today.get("ab_error") or "the A/B analysis of this night has no scoreboard"
         return Section(title, _missing("scoreboard", why))
-    off = [_BOARD_ROWS[n][0] for n in SCOREBOARD_METRICS if n in board and not board[n].get("met")]
+    off = off_target(board)
     headline = (
         f"<p><span class=off>{len(off)} of {len(board)} off target</span> {html.escape(', '.join(off))}</p>"
         if off
@@ -334,7 +295,7 @@ def _scoreboard_trends(history: list[dict[str, Any]], settings: Settings) -> str
             ):
                 ax.plot(x, [_float(e.get(variant)) for e in entries], marker="o", color=color, label=variant)
         _target_band(ax, goals[name])
-        ax.set_title(_BOARD_ROWS[name][0], fontsize=10)
+        ax.set_title(SCOREBOARD_LABELS[name], fontsize=10)
         ax.set_ylabel(ylabels[name], fontsize=8)
         ax.set_xlabel("run date", fontsize=8)
         _night_axis(ax, labels, cfg.date_labels)
@@ -522,9 +483,9 @@ def _ab_section(today: dict[str, Any]) -> Section:
         body += "<h3>Niche discovery (cumulative)</h3>" + _table(per_variant)
         body += _note(
             "Niche items have at least one niche genre (rerank.niche_genres); an exposed user had at "
-            f"least one impression. Treatment / control niche clicks per exposed user: "
-            f"{_fmt(niche.get('ratio'), '.2f')} (95% CI {_fmt(niche.get('ci_low'), '.2f')} to "
-            f"{_fmt(niche.get('ci_high'), '.2f')})."
+            "least one impression. Treatment / control niche clicks per exposed user: "
+            + interval_text("niche_click_ratio", {"value": niche.get("ratio"), **niche})
+            + "."
         )
     return Section(title, body)
 
@@ -673,7 +634,7 @@ def build_index(settings: Settings) -> dict[str, Any]:
         control = night.get("served", {}).get(Variant.CONTROL.value, {})
         ab = night.get("ab", {})
         board = ab.get("scoreboard") or {}
-        off = [_BOARD_ROWS[n][0] for n in SCOREBOARD_METRICS if n in board and not board[n].get("met")]
+        off = off_target(board)
         day = html.escape(str(night["run_date"]))
         rows.append(
             {
