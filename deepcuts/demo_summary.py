@@ -61,16 +61,14 @@ def _pair(feedback: dict[str, Any], metric: str, spec: str) -> str:
 
 def _scoreboard(lake: Lake, run_date: date) -> list[str]:
     """The product scoreboard ``ab_analysis`` computed for the last night, one line per target."""
-    from pipelines.ab_analysis import VERDICT_FILE, Status, off_target, scoreboard_rows
+    from pipelines.ab_analysis import VERDICT_FILE, Status, scoreboard_headline, scoreboard_rows
 
     if not lake.exists(Dataset.AB_RESULTS, run_date, VERDICT_FILE):
         return [f"product scoreboard: no A/B analysis for {run_date}"]
     board = lake.read_json(Dataset.AB_RESULTS, run_date, VERDICT_FILE).get("scoreboard") or {}
     if not board:
         return [f"product scoreboard: the A/B analysis of {run_date} has none"]
-    missed = off_target(board)
-    verdict = f"{len(missed)} off target: {', '.join(missed)}" if missed else "every target met"
-    lines = [f"product scoreboard after night {run_date} (treatment judged; {verdict}):"]
+    lines = [f"product scoreboard after night {run_date} (treatment judged): {scoreboard_headline(board)}"]
     lines.append(
         f"  {'metric':<18}{'control':>8}{'treatment':>10}  {'lift / ratio [95% CI]':<24}status: target"
     )

@@ -436,9 +436,24 @@ def scoreboard_rows(board: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
-def off_target(board: dict[str, dict[str, Any]]) -> list[str]:
-    """Names (for people) of the scoreboard metrics not met, in display order."""
-    return [SCOREBOARD_LABELS[n] for n in SCOREBOARD_METRICS if n in board and not board[n].get("met")]
+def by_status(board: dict[str, dict[str, Any]]) -> dict[Status, list[str]]:
+    """Scoreboard metric names (for people) per status, in display order."""
+    out: dict[Status, list[str]] = {status: [] for status in Status}
+    for row in scoreboard_rows(board):
+        out[row["status"]].append(row["metric"])
+    return out
+
+
+def scoreboard_headline(board: dict[str, dict[str, Any]]) -> str:
+    """One line: every target met, or what is off target and what cannot be judged yet."""
+    groups = by_status(board)
+    parts = [
+        f"{len(groups[status])} {status.value if status is Status.OFF else 'not measurable yet'}: "
+        + ", ".join(groups[status])
+        for status in (Status.OFF, Status.UNKNOWN)
+        if groups[status]
+    ]
+    return "; ".join(parts) if parts else "every target met"
 
 
 def interval_text(name: str, entry: dict[str, Any]) -> str:

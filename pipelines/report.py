@@ -34,8 +34,9 @@ from pipelines.ab_analysis import (
     SCOREBOARD_METRICS,
     Status,
     Target,
+    by_status,
     interval_text,
-    off_target,
+    scoreboard_headline,
     scoreboard_rows,
     targets,
 )
@@ -108,12 +109,14 @@ def _is_missing(value: Any) -> bool:
 
 
 def _integral(column: pd.Series) -> bool:
-    """True when every present value of a column is a whole number (counts stored as floats)."""
-    values = [v for v in column if not _is_missing(v)]
-    return bool(values) and all(
-        isinstance(v, int | np.integer) or (isinstance(v, float | np.floating) and float(v).is_integer())
-        for v in values
-        if not isinstance(v, bool | np.bool_)
+    """True when every present value of a column is a whole number and some exceed 1: counts stored as
+    floats. A column of only 0s and 1s stays decimal: a share of exactly 0 must not read as a count."""
+    values = [v for v in column if not _is_missing(v) and not isinstance(v, bool | np.bool_)]
+    numbers = [float(v) for v in values if isinstance(v, int | float | np.number)]
+    return (
+        len(numbers) == len(values) > 0
+        and all(x.is_integer() for x in numbers)
+        and any(abs(x) > 1 for x in numbers)
     )
 
 
@@ -167,7 +170,8 @@ h1{{font-size:22px}} h2{{font-size:18px;border-bottom:1px solid #ddd;padding-bot
 h3{{font-size:15px;margin:16px 0 6px}}
 table.t{{border-collapse:collapse;font-size:13px}} div.wrap{{overflow-x:auto;max-width:100%}}
 table.t td,table.t th{{padding:3px 8px;border-bottom:1px solid #eee;text-align:left}}
-table.t th{{background:#f6f6f6}} table.t td.num{{text-align:right;font-variant-numeric:tabular-nums}}
+table.t th{{background:#f6f6f6}} table.t td:first-child{{white-space:nowrap}}
+table.t td.num{{text-align:right;font-variant-numeric:tabular-nums}}
 figure{{margin:8px 0 14px}} figcaption,.note{{color:#555;font-size:13px;max-width:1100px}}
 .muted{{color:#888}} .badge{{display:inline-block;padding:2px 8px;border-radius:10px;background:#eef}}
 .met{{color:#16643a;font-weight:600}} .off{{color:#fff;background:#c62828;padding:1px 6px;border-radius:4px;
@@ -248,12 +252,14 @@ def _scoreboard_section(history: list[dict[str, Any]], today: dict[str, Any], se
     if not board:
         why = today.get("ab_error") or "the A/B analysis of this night has no scoreboard"
         return Section(title, _missing("scoreboard", why))
-    off = off_target(board)
-    headline = (
-        f"<p><span class=off>{len(off)} of {len(board)} off target</span> {html.escape(', '.join(off))}</p>"
-        if off
-        else "<p><span class=met>&#10003; every target met</span></p>"
+    css = (
+        "off"
+        if by_status(board)[Status.OFF]
+        else "met"
+        if board and all(e.get("met") for e in board.values())
+        else "unknown"
     )
+    headline = f"<p><span class={css}>{html.escape(scoreboard_headline(board))}</span></p>"
     body = headline + _scoreboard_table(board)
     body += _note(
         "Each target judges the treatment (bandit + deep-cut re-ranker); control is the baseline arm "
@@ -634,14 +640,13 @@ def build_index(settings: Settings) -> dict[str, Any]:
         control = night.get("served", {}).get(Variant.CONTROL.value, {})
         ab = night.get("ab", {})
         board = ab.get("scoreboard") or {}
-        off = off_target(board)
         day = html.escape(str(night["run_date"]))
         rows.append(
             {
                 "night": f'<a href="run_date={day}/">{day}</a>',
                 "verdict": ab.get("verdict", "–"),
-                "CTR lift": ab.get("lift"),
-                "off target": ", ".join(off) if board else "–",
+                "CTR lift": interval_text("ctr_lift", {"value": ab.get("lift")}),
+                "scoreboard": scoreboard_headline(board) if board else "–",
                 "long-tail share of published lists (treatment)": treatment.get("long_tail_share"),
                 "long-tail share of published lists (control)": control.get("long_tail_share"),
                 "genres per published list (treatment)": treatment.get("genres_per_list"),

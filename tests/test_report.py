@@ -112,7 +112,7 @@ def test_report_renders_sections_and_says_what_is_missing(settings: Settings) ->
     # the scoreboard comes first and flags what is off target
     assert page.index("Scoreboard") < page.index("A/B test") < page.index("Served list diversity")
     # lift 0.05 < +15% and long-tail share 0.5 outside [0.35, 0.40]
-    assert "2 of 5 off target" in page and page.count("OFF TARGET") == 2
+    assert "2 OFF TARGET: CTR lift, long-tail share" in page and page.count("OFF TARGET") == 3
     assert page.count("<figcaption>") == page.count(
         "data:image/png;base64,"
     )  # every chart says what it shows
