@@ -90,6 +90,7 @@ def _target_band(ax: plt.Axes, target: Target | None) -> None:
     if target is None or (target.low is None and target.high is None):
         return
     lo, hi = ax.get_ylim()
+    xlim = ax.get_xlim()  # the span's sticky edges would drop the x margins and clip the end points
     edges = [v for v in (target.low, target.high) if v is not None]
     span = max(hi, *edges) - min(lo, *edges)
     lo, hi = min(lo, *edges) - 0.05 * span, max(hi, *edges) + 0.05 * span
@@ -102,6 +103,7 @@ def _target_band(ax: plt.Axes, target: Target | None) -> None:
         label="target",
     )
     ax.set_ylim(lo, hi)
+    ax.set_xlim(xlim)
 
 
 def _is_missing(value: Any) -> bool:
@@ -307,9 +309,13 @@ def _scoreboard_trends(history: list[dict[str, Any]], settings: Settings) -> str
         _night_axis(ax, labels, cfg.date_labels)
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
         ax.tick_params(axis="y", labelsize=7)
-    axes[1].legend(fontsize=7, loc="best")
-    axes[0].legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    # one legend above the panels: inside them it hides points
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(name, handle)
+    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=len(handles), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
     return _figure(
         fig,
         cfg.dpi,
@@ -345,7 +351,7 @@ def _offline_section(history: list[dict[str, Any]], cfg: ReportSettings) -> Sect
         _night_axis(ax, [str(d) for d in pivot.index], cfg.date_labels)
         ax.set_xlabel("run date")
         ax.set_ylabel(metric)
-        ax.legend(fontsize=8, ncol=4)
+        ax.legend(fontsize=8, ncol=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: no overlap
         parts.append(
             _figure(
                 fig,
