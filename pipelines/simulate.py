@@ -52,7 +52,7 @@ from deepcuts.jsonsafe import json_safe
 from deepcuts.progress import get_logger, progress
 from deepcuts.seeds import rng_for
 from deepcuts.settings import Settings
-from pipelines.ab_analysis import SCOREBOARD_METRICS, niche_item_ids
+from pipelines.ab_analysis import SCOREBOARD_METRICS, niche_item_ids, targets
 from pipelines.nightly import resolve_workers, run_night, step_pool
 from pipelines.storage import Lake, MissingDataError
 
@@ -490,6 +490,10 @@ def simulate(
         "home": settings.home,
         "planted_arms": getattr(sim_world, "planted", {}) or None,
         "planted_arm_lift": settings.simulator.planted_arm_lift if world == "synthetic" else None,
+        # the scoreboard's targets (pipelines.ab_analysis.targets), drawn as bands by the plot
+        "targets": {
+            name: {"low": t.low, "high": t.high, "text": t.text} for name, t in targets(settings).items()
+        },
         "nights": [],
     }
     with step_pool(resolve_workers(settings.simulator.workers)) as pool:
@@ -863,7 +867,7 @@ def plot_simulation(record: dict[str, Any], path: Path) -> Path:
     ax = axes[0, 0]
     for variant in VARIANTS:
         ax.plot(x, [_nan(n["ctr"][variant]) for n in nights], marker=".", label=variant)
-    ax.set(title="CTR per impression", xlabel="night")
+    ax.set(title="CTR per impression", xlabel="night", ylabel="clicks / impressions")
     ax.legend()
     ax = axes[0, 1]
     if nights and nights[0].get("best_arm_share") is not None:
@@ -885,7 +889,11 @@ def plot_simulation(record: dict[str, Any], path: Path) -> Path:
         ax.plot(
             x, [_nan(n["long_tail_share"][variant]) for n in nights], marker=".", label=f"long tail {variant}"
         )
+    band = (record.get("targets") or {}).get("long_tail_share")
+    if band:
+        ax.axhspan(band["low"], band["high"], color="tab:green", alpha=0.15, lw=0, label="target band")
     ax.set(title="long-tail share of shown items; A/B p-value", xlabel="night", ylim=(0, 1.02))
+    ax.set_ylabel("long-tail share")
     ax2 = ax.twinx()
     ax2.plot(x, [_nan(n["ab"]["p_value"]) for n in nights], color="black", ls=":", label="mSPRT p")
     ax2.set(ylim=(0, 1.02), ylabel="always-valid p")
