@@ -417,10 +417,10 @@ class ABSettings(Section):
 class TargetsSettings(Section):
     """The product's promise in numbers: the scoreboard of ``ab_analysis`` (docs/metrics.md).
 
-    Only the targets that exist nowhere else live here; the others are the re-ranker's own settings, so
-    that the scoreboard judges the lists against the very numbers they are built for:
-    long-tail share ``[rerank.long_tail_min, rerank.long_tail_max]``, genres per list
-    ``>= rerank.min_genres`` and mean rating ``>= rerank.quality_floor`` (5-point scale, scaled).
+    Only the targets that exist nowhere else live here; the list targets are the re-ranker's own
+    settings, so that the scoreboard judges the lists against the very numbers they are built for:
+    long-tail share ``[rerank.long_tail_min, rerank.long_tail_max]`` and genres per list
+    ``>= rerank.min_genres``.
     """
 
     #: Relative CTR lift of treatment over control (cumulative, item impressions): met at or above this.
@@ -429,6 +429,10 @@ class TargetsSettings(Section):
     ctr_lift_goal: float = 0.20
     #: Niche-genre clicks per exposed user, treatment / control (``rerank.niche_genres``): met at or above.
     niche_click_ratio_min: float = Field(3.0, gt=0)
+    #: Mean rating users give to what they were recommended (rating events, treatment), 5-point scale
+    #: (scaled to the source's): the promise "average rating >= 4.0". Not rerank.quality_floor, which
+    #: judges catalogue means of single items (hidden gems), nor monitor.min_mean_quality, a health floor.
+    mean_rating_min_5pt: float = Field(4.0, ge=1, le=5)
 
 
 class SimulatorSettings(Section):

@@ -320,12 +320,13 @@ def targets(settings: Settings) -> dict[str, Target]:
     """The scoreboard's targets from settings, in :data:`SCOREBOARD_METRICS` order (one place for the
     scoreboard, the report's target bands and the monitor's target checks).
 
-    ``targets.ctr_lift_min`` and ``targets.niche_click_ratio_min``; the re-ranker's own
-    ``rerank.long_tail_min/max``, ``rerank.min_genres`` and ``rerank.quality_floor`` (5-point scale,
-    scaled to ``source`` rating scale) for the lists and the ratings.
+    ``targets.ctr_lift_min``, ``targets.niche_click_ratio_min`` and ``targets.mean_rating_min_5pt``
+    (5-point scale, scaled to the ``source`` rating scale); the re-ranker's own
+    ``rerank.long_tail_min/max`` and ``rerank.min_genres`` for the lists.
     """
     tg, rr = settings.targets, settings.rerank
-    floor = settings.quality_floor_scaled(settings.source.rating_min, settings.source.rating_max)
+    low, high = settings.source.rating_min, settings.source.rating_max
+    floor = low + (tg.mean_rating_min_5pt - 1.0) * (high - low) / 4.0
     return {
         "ctr_lift": Target(
             tg.ctr_lift_min,
