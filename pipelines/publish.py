@@ -6,8 +6,9 @@ the views on the previous complete version, and the next run cleans up and succe
 
 =================  =====================================================================================
 ``read``           read served lists, assignments and the bandit policy of the run date; checksum them
-``recover``        under the writer lock: mark versions left ``loading``/``ready`` by a crash as
-                   ``failed`` and drop their tables, and drop orphan version tables
+``recover``        under the writers' lock: mark versions left ``loading``/``ready`` by a crash as
+                   ``failed`` and drop their tables, and drop orphan version tables; stop here
+                   (``status: pinned``) while an operator's rollback pins a version
 ``validate``       data gates (complete, unique, unseen, finite, known values, valid policy) and the
                    critical-alert gate; nothing is loaded when one fails
 ``register``       insert the ``publish_log`` row (status ``loading``); its id is the version number
@@ -20,7 +21,8 @@ the views on the previous complete version, and the next run cleans up and succe
 =================  =====================================================================================
 
 Publishing a run date whose identical data (same checksum) is already live is a no-op; different data
-for the same run date is a clean replace (the older version of that date becomes ``replaced``).
+for the same run date is a clean replace (the older version of that date becomes ``replaced``); a run
+date older than the newest one ever published is skipped (``skipped_older``), even after a rollback.
 A gate failure marks the version ``rejected``, records an alert, and raises :class:`PublishRejectedError`:
 the app keeps yesterday's version.
 """
@@ -431,9 +433,11 @@ def _retention(engine: Engine, keep_versions: int, lock_timeout_ms: int) -> list
 def publish(settings: Settings, run_date: date | str, on_stage: StageHook | None = None) -> dict[str, Any]:
     """Publish the night's served lists, assignments and policy as a new serving version.
 
-    Returns ``{"status": "published" | "unchanged" | "skipped_older", "version", "list_version", ...}``;
-    raises :class:`PublishRejectedError` when a gate fails (the previous version stays live) and
-    ``MissingDataError`` when an input is missing. ``on_stage`` is called after each of :data:`STAGES`.
+    Returns ``{"status": "published" | "unchanged" | "skipped_older" | "pinned", "version",
+    "list_version", ...}``; raises :class:`PublishRejectedError` when a gate fails (the previous version
+    stays live), ``MissingDataError`` when an input is missing, and a one-line ``ServingError`` when the
+    database is unreachable, the writers' lock stays taken or readers keep the views locked.
+    ``on_stage`` is called after each of :data:`STAGES`.
     """
     run_date = as_run_date(run_date)
     started = time.monotonic()
