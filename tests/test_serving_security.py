@@ -24,7 +24,16 @@ from deepcuts.settings import Settings
 from pipelines import serving
 from pipelines.publish import publish
 from pipelines.storage import Lake
-from tests.serving_fixtures import D1, D2, D3, make_settings, night_frames, serving_url, write_night
+from tests.serving_fixtures import (
+    D1,
+    D2,
+    D3,
+    make_settings,
+    night_frames,
+    publish_nights,
+    serving_url,
+    write_night,
+)
 
 _ = serving_url  # fixture re-exported for pytest
 
@@ -62,16 +71,6 @@ def roles(postgres_url: str) -> Iterator[Roles]:
         admin.dispose()
 
 
-def _nights(tmp_path: Path, url: str, nights: list, **overrides: object) -> Settings:
-    """Publish ``nights`` in order as the writer of ``url``; returns the settings used."""
-    settings = make_settings(tmp_path / "lake", url, rerank={"list_length": 3}, **overrides)
-    lake = Lake(settings.home)
-    for i, day in enumerate(nights):
-        write_night(lake, day, night_frames(day, shift=i))
-        assert publish(settings, day)["status"] == "published"
-    return settings
-
-
 def _live(url: str) -> tuple[int, str]:
     engine = serving.make_engine(url)
     try:
@@ -85,7 +84,7 @@ def _live(url: str) -> tuple[int, str]:
 
 
 def _granted(tmp_path: Path, roles: Roles, nights: list, **overrides: object) -> Settings:
-    settings = _nights(tmp_path, roles.writer_url, nights, **overrides)
+    settings = publish_nights(tmp_path, roles.writer_url, nights, **overrides)
     writer = serving.make_engine(roles.writer_url)
     serving.grant_reader(writer, roles.reader)
     writer.dispose()
@@ -190,7 +189,7 @@ def test_a_long_read_transaction_ends_publish_and_rollback_in_one_clear_error(
 
 
 def test_a_second_writer_waits_a_bounded_time(tmp_path: Path, serving_url: str) -> None:
-    settings = _nights(
+    settings = publish_nights(
         tmp_path, serving_url, [D1], publish={"writer_lock_timeout_ms": 200, "writer_lock_attempts": 2}
     )
     engine = serving.make_engine(serving_url, writer=True)
@@ -235,7 +234,7 @@ def test_publish_and_rollback_with_the_database_down_fail_in_one_line(
 
 # --------------------------------------------------------------------------- pinning
 def test_a_rollback_stays_pinned_until_released(tmp_path: Path, serving_url: str) -> None:
-    settings = _nights(tmp_path, serving_url, [D1, D2, D3])
+    settings = publish_nights(tmp_path, serving_url, [D1, D2, D3])
     assert serving.rollback(settings)["version"] == 2
     assert _live(serving_url) == (2, "2026-03-02.v2")
     # Airflow retries or an operator clears tonight's publish task: the app must stay on the pinned one.
@@ -255,7 +254,7 @@ def test_a_rollback_stays_pinned_until_released(tmp_path: Path, serving_url: str
 
 
 def test_a_rerun_of_an_older_night_never_switches_back(tmp_path: Path, serving_url: str) -> None:
-    settings = _nights(tmp_path, serving_url, [D1, D2, D3])
+    settings = publish_nights(tmp_path, serving_url, [D1, D2, D3])
     serving.rollback(settings, to=1)
     serving.release_pin(settings)
     # D2 is newer than the live D1 but older than the newest published night D3: a stale rerun.
@@ -266,7 +265,7 @@ def test_a_rerun_of_an_older_night_never_switches_back(tmp_path: Path, serving_u
 def test_cli_rollback_pins_and_release_unpins(
     tmp_path: Path, serving_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = _nights(tmp_path, serving_url, [D1, D2])
+    settings = publish_nights(tmp_path, serving_url, [D1, D2])
     monkeypatch.setenv("DEEPCUTS_HOME", str(settings.home))
     monkeypatch.setenv("DEEPCUTS_SERVING_URL", serving_url)
     assert main(["rollback"]) == 0
