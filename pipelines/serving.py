@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -327,7 +328,7 @@ def bulk_insert(conn: Connection, table: str, frame: pd.DataFrame, chunk_rows: i
             # booleans (true/false) match PostgreSQL's CSV COPY format.
             buf = io.BytesIO()
             pa_csv.write_csv(
-                pa.Table.from_pandas(chunk, preserve_index=False),
+                _without_nul(pa.Table.from_pandas(chunk, preserve_index=False), table),
                 buf,
                 write_options=pa_csv.WriteOptions(include_header=False),
             )
@@ -351,6 +352,26 @@ def bulk_insert(conn: Connection, table: str, frame: pd.DataFrame, chunk_rows: i
         conn.exec_driver_sql(insert_sql, list(zip(*values, strict=True)))
         total += len(chunk)
     return total
+
+
+#: What a U+0000 in text becomes on PostgreSQL, whose text type cannot hold it (COPY fails on 0x00).
+NUL_REPLACEMENT = "\ufffd"
+
+
+def _without_nul(table: pa.Table, where: str) -> pa.Table:
+    """``table`` with U+0000 in its text columns replaced by U+FFFD (logged), for PostgreSQL.
+
+    Ingest sanitises text from outside; this keeps one stray NUL from failing every publish anyway.
+    """
+    for i, field in enumerate(table.schema):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        column = table.column(i)
+        hits = pc.sum(pc.count_substring(column, "\x00")).as_py() or 0
+        if hits:
+            log.warning("%s.%s: %d NUL character(s) stored as U+FFFD", where, field.name, hits)
+            table = table.set_column(i, field, pc.replace_substring(column, "\x00", NUL_REPLACEMENT))
+    return table
 
 
 # --------------------------------------------------------------------------- versions

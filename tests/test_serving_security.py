@@ -276,3 +276,26 @@ def test_cli_rollback_pins_and_release_unpins(
     assert "released" in capsys.readouterr().out
     assert main(["rollback", "--release"]) == 0  # nothing pinned: says so, still fine
     assert "nothing is pinned" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- text PostgreSQL cannot hold
+def test_a_nul_in_a_text_value_does_not_break_every_publish(tmp_path: Path, serving_url: str) -> None:
+    """PostgreSQL text cannot hold U+0000 (COPY fails on 0x00): it is stored as U+FFFD, once, and said."""
+    settings = make_settings(tmp_path / "lake", serving_url, rerank={"list_length": 3})
+    frames = night_frames(D1)
+    frames["served"].loc[0, "reason"] = "because you liked Anime\x00Drama"
+    write_night(Lake(settings.home), D1, frames)
+    assert publish(settings, D1)["status"] == "published"
+    engine = serving.make_engine(serving_url)
+    try:
+        with engine.connect() as conn:
+            user, daypart = frames["served"].loc[0, ["user_id", "daypart"]]
+            reason = serving.read_user_list(conn, int(user), str(daypart))[0]["reason"]
+    finally:
+        engine.dispose()
+    want = (
+        "because you liked Anime\x00Drama"
+        if serving_url.startswith("sqlite")
+        else "because you liked Anime\ufffdDrama"
+    )
+    assert reason == want
