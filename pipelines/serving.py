@@ -626,6 +626,8 @@ def writer_lock(engine: Engine, timeout_ms: int = 10_000, attempts: int = 3) -> 
         with engine.connect() as conn:
             for attempt in range(1, attempts + 1):
                 conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
+                # This transaction stays idle for the whole run: a server-wide idle limit must not end it.
+                conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
                 try:
                     conn.exec_driver_sql(f"LOCK TABLE {WRITER_LOCK_TABLE} IN ACCESS EXCLUSIVE MODE")
                     break
