@@ -535,6 +535,10 @@ class PublishSettings(Section):
     #: PostgreSQL: how long the view switch may wait for readers' locks before it fails (and is retried).
     switch_lock_timeout_ms: int = Field(5000, ge=100)
     switch_attempts: int = Field(3, ge=1)
+    #: How long publish/rollback wait for the writers' lock held by another publish/rollback, per
+    #: attempt, and how many attempts before giving up with a clear error (docs/serving.md, "One writer").
+    writer_lock_timeout_ms: int = Field(10_000, ge=100)
+    writer_lock_attempts: int = Field(3, ge=1)
     #: Rows per COPY / executemany chunk while loading a version (bounds the client's memory).
     load_chunk_rows: int = Field(200_000, ge=1000)
     #: Publishing a run date older than the live one (a backfill) loads nothing and keeps the live one.

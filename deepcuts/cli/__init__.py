@@ -43,3 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # Errors whose message says everything (e.g. pipelines.serving.ServingError: the serving DB is
+        # down or busy) end in that one line instead of a traceback of the driver's internals.
+        if not getattr(exc, "user_error", False):
+            raise
+        print(f"deepcuts {args.command}: {exc}", file=sys.stderr)
+        return 1
