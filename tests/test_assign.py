@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from deepcuts.contracts import C, Dataset, Variant
-from deepcuts.experiment import variant_of
+from deepcuts.experiment import ExperimentState, variant_of
 from deepcuts.settings import Settings, load_settings
 from models.bandit import sample_arms, uniform_hash
 from models.context import DAYPARTS
@@ -186,15 +186,17 @@ def test_draws_follow_selection_probabilities(lake_home: object, monkeypatch: py
     segments = pd.DataFrame({C.USER_ID: np.arange(n, dtype=np.int64), C.SEGMENT: "power"})
     probs = np.tile([0.1, 0.2, 0.3, 0.4], (12, 1))
     arms = ["svd", "graph", "item_cf", "long_tail"]
-    asg = draw_assignments(s, D, segments, probs, arms)
+    asg = draw_assignments(s, D, segments, probs, arms, ExperimentState.from_settings(s.ab))
     treat = asg[asg[C.VARIANT] == Variant.TREATMENT.value]
     share = treat[C.ARM].value_counts(normalize=True).reindex(arms).to_numpy()
     assert share == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.01)
     assert treat[C.PROPENSITY].to_numpy() == pytest.approx(probs[0][[arms.index(a) for a in treat[C.ARM]]])
     # reproducible, and another run date draws differently
-    again = draw_assignments(s, D, segments, probs, arms)
+    again = draw_assignments(s, D, segments, probs, arms, ExperimentState.from_settings(s.ab))
     assert again.equals(asg)
-    other = draw_assignments(s, D + timedelta(days=1), segments, probs, arms)
+    other = draw_assignments(
+        s, D + timedelta(days=1), segments, probs, arms, ExperimentState.from_settings(s.ab)
+    )
     assert not (other[C.ARM].to_numpy() == asg[C.ARM].to_numpy()).all()
     # the documented draw: u = splitmix64(seed, 4 * user + daypart) through the cumulative probabilities
     assert sample_arms(probs, [0], uniform_hash([0], 1))[0] in range(4)
