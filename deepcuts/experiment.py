@@ -97,6 +97,13 @@ class ExperimentState:
     def running(self) -> bool:
         return self.status is Status.RUNNING
 
+    @property
+    def split_text(self) -> str:
+        """``"treatment share 0.2"`` while running, ``"everyone gets treatment"`` once ended."""
+        if self.running:
+            return f"treatment share {self.treatment_share:g}"
+        return f"everyone gets {self.shipped_variant}"
+
     def variants(self, user_ids: npt.ArrayLike) -> npt.NDArray[np.str_]:
         """Each user's variant: the salted split while running, the shipped variant once ended."""
         if self.running:
