@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from deepcuts.contracts import Dataset
 from deepcuts.experiment import (
+    Action,
     Command,
     Entry,
     ExperimentError,
@@ -74,6 +75,17 @@ def next_run_date(lake: Lake, today: date) -> date:
     (the day after the latest ``assignments``; ``today`` on a lake without any)."""
     dates = lake.run_dates(Dataset.ASSIGNMENTS)
     return dates[-1] + timedelta(days=1) if dates else today
+
+
+def verdicts(lake: Lake, until: date | None = None) -> list[dict[str, Any]]:
+    """Every ``verdict.json`` written by ``ab_analysis`` (up to ``until``), in run-date order."""
+    from pipelines.ab_analysis import VERDICT_FILE
+
+    return [
+        lake.read_json(Dataset.AB_RESULTS, day, VERDICT_FILE)
+        for day in lake.run_dates(Dataset.AB_RESULTS)
+        if (until is None or day <= until) and lake.exists(Dataset.AB_RESULTS, day, VERDICT_FILE)
+    ]
 
 
 def latest_verdict(lake: Lake, experiment: str) -> dict[str, Any] | None:
@@ -138,3 +150,57 @@ def read_registry(settings: Settings) -> list[Entry]:
             return db_entries(conn)
     finally:
         engine.dispose()
+
+
+# ----------------------------------------------------------------------------- the history (report)
+def experiment_history(
+    entries: list[Entry], default: ExperimentState, verdicts: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per experiment, oldest first: dates, treatment shares, decision and verdicts.
+
+    ``verdicts`` are ``ab_analysis`` verdict records in run-date order; the last one of an experiment
+    gives its verdict (frozen once shipped or stopped). The settings' experiment (the one before the
+    registry's first ``start``) has no start entry: its start is its first analysed night.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(name: str) -> dict[str, Any]:
+        return rows.setdefault(
+            name,
+            {
+                "experiment": name,
+                "from": None,
+                "until": None,
+                "treatment shares": [],
+                "decision": "running",
+                "verdict at decision": None,
+                "verdict": None,
+            },
+        )
+
+    if not entries or entries[0].action is not Action.START:
+        first = next((v["run_date"] for v in verdicts if v.get("experiment") == default.experiment), None)
+        row(default.experiment)["from"] = first
+        rows[default.experiment]["treatment shares"].append(f"{default.treatment_share:g} (settings)")
+    for e in entries:
+        r = row(e.state.experiment)
+        day = e.effective_from.isoformat()
+        if e.action is Action.START:
+            r["from"] = day
+        if e.action in (Action.START, Action.RAMP):
+            r["treatment shares"].append(f"{e.state.treatment_share:g} from {day}")
+        if e.action in (Action.STOP, Action.SHIP):
+            r["until"] = day
+            r["decision"] = "stopped" if e.action is Action.STOP else f"shipped {e.state.shipped_variant}"
+            if e.forced:
+                r["decision"] += f" (forced: {e.reason})"
+            elif e.reason:
+                r["decision"] += f" ({e.reason})"
+            r["verdict at decision"] = e.verdict
+    for v in verdicts:
+        if v.get("experiment") in rows:
+            final = " (final)" if v.get("final") else f" ({v.get('run_date')})"
+            rows[str(v["experiment"])]["verdict"] = f"{v.get('verdict')}{final}"
+    for r in rows.values():
+        r["treatment shares"] = ", ".join(r["treatment shares"])
+    return list(rows.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -324,3 +325,41 @@ def test_a_month_start_ramp_ship_and_a_clean_next_experiment(settings: Settings)
     old = _variants(lake, night[23]) == Variant.TREATMENT.value
     new = _variants(lake, night[28]) == Variant.TREATMENT.value
     assert 0.4 < (old == new).mean() < 0.6  # at 50% vs 50%, a reshuffle agrees on about half
+
+    # the history the report lists: dates, shares, decisions and verdicts
+    from pipelines.experiment_registry import experiment_history
+    from pipelines.experiment_registry import verdicts as all_verdicts
+    from pipelines.report import build_index
+
+    rows = experiment_history(entries, ExperimentState.from_settings(settings.ab), all_verdicts(lake))
+    assert rows == [
+        {
+            "experiment": settings.ab.experiment,
+            "from": "2026-03-01",
+            "until": "2026-03-01",
+            "treatment shares": "0.5 (settings)",
+            "decision": "stopped (replaced by month-1)",
+            "verdict at decision": None,
+            "verdict": "keep running (2026-03-01)",
+        },
+        {
+            "experiment": "month-1",
+            "from": "2026-03-01",
+            "until": "2026-03-25",
+            "treatment shares": "0.1 from 2026-03-01, 0.2 from 2026-03-07, 0.5 from 2026-03-13",
+            "decision": "shipped treatment",
+            "verdict at decision": "treatment wins",
+            "verdict": "treatment wins (final)",
+        },
+        {
+            "experiment": "exp-2",
+            "from": "2026-03-28",
+            "until": None,
+            "treatment shares": "0.5 from 2026-03-28",
+            "decision": "running",
+            "verdict at decision": None,
+            "verdict": f"{verdicts[31]['verdict']} (2026-04-01)",
+        },
+    ]
+    index = Path(build_index(settings)["index"]).read_text()
+    assert "<h2>Experiments</h2>" in index and "0.1 from 2026-03-01, 0.2 from 2026-03-07" in index
