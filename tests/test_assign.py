@@ -200,3 +200,30 @@ def test_draws_follow_selection_probabilities(lake_home: object, monkeypatch: py
     assert not (other[C.ARM].to_numpy() == asg[C.ARM].to_numpy()).all()
     # the documented draw: u = splitmix64(seed, 4 * user + daypart) through the cumulative probabilities
     assert sample_arms(probs, [0], uniform_hash([0], 1))[0] in range(4)
+
+
+def test_assign_serves_the_experiment_in_force_from_the_registry(settings: Settings) -> None:
+    from deepcuts.experiment import Action, Entry, Status
+    from pipelines.experiment_registry import write_lake_copy
+
+    _write_world(settings)
+    lake = Lake(settings.home)
+    ramp = ExperimentState("exp-r", "salt-r", 0.25, "svd")
+    shipped = ExperimentState("exp-r", "salt-r", 0.25, "svd", Status.SHIPPED, Variant.TREATMENT.value)
+    write_lake_copy(lake, [Entry(1, Action.RAMP, ramp, D, "2026-03-09T10:00:00+00:00", "ops")])
+    out = assign(settings, D)
+    asg = lake.read_df(Dataset.ASSIGNMENTS, D)
+    assert out["experiment"] == "exp-r" and out["treatment_share"] == 0.25
+    assert (asg[C.EXPERIMENT] == "exp-r").all()
+    assert (asg[C.VARIANT].to_numpy() == variant_of(asg[C.USER_ID], "exp-r", "salt-r", 0.25)).all()
+    # shipped from D on: everyone gets treatment, an arm the bandit picked
+    entries = [
+        Entry(1, Action.RAMP, ramp, D - timedelta(days=1), "2026-03-08T10:00:00+00:00", "ops"),
+        Entry(2, Action.SHIP, shipped, D, "2026-03-09T11:00:00+00:00", "ops"),
+    ]
+    write_lake_copy(lake, entries)
+    out = assign(settings, D)
+    asg = lake.read_df(Dataset.ASSIGNMENTS, D)
+    assert out["experiment_status"] == "shipped" and out["treatment_share"] is None
+    assert (asg[C.VARIANT] == Variant.TREATMENT.value).all()
+    assert set(asg[C.ARM]) <= set(settings.bandit.arms) and out["treatment_assignments"] == len(asg)

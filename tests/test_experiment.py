@@ -314,6 +314,12 @@ def test_a_month_start_ramp_ship_and_a_clean_next_experiment(settings: Settings)
         pd.testing.assert_frame_equal(
             lake.read_df(Dataset.AB_RESULTS, night[k], parts=[STATE_PART]), totals_at_ship
         )
+    # a frozen night reruns to the same bytes (the step stays idempotent)
+    from pipelines.ab_analysis import VERDICT_FILE, ab_analysis
+
+    before = lake.read_bytes(Dataset.AB_RESULTS, night[26], VERDICT_FILE)
+    ab_analysis(settings, night[26])
+    assert lake.read_bytes(Dataset.AB_RESULTS, night[26], VERDICT_FILE) == before
     # the next experiment starts clean, with a new salt
     first = verdicts[28]
     assert first["experiment"] == "exp-2" and first["looks"] == 1 and not first["final"]
