@@ -387,7 +387,8 @@ class ABSettings(Section):
     """A/B test of the baseline (control) against bandit + re-ranker (treatment); docs/ab-testing.md."""
 
     #: Experiment name and salt of the user hash split; changing either starts a new experiment (the
-    #: sequential test's running state is reset).
+    #: sequential test's running state is reset). These four are the first experiment only: later ones
+    #: are started, ramped, stopped and shipped with `deepcuts experiment` (docs/ab-testing.md).
     experiment: str = "deepcuts-ab-1"
     salt: str = "deepcuts-2026"
     treatment_share: float = Field(0.5, gt=0, lt=1)
