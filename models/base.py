@@ -31,6 +31,36 @@ ARTEFACT_VERSION = 1
 
 
 @dataclass(frozen=True)
+class Preference:
+    """How much a rating says the user *liked* the item, as the weight of its entry in the history.
+
+    ``w(r) = 1`` for ``r >= liked_threshold`` and ``other_weight`` below it; ``other_weight = 1`` is the
+    plain binary history. A history that leans on liked items scores items similar to what the user
+    liked above items similar to what they merely watched, which raises the ratings users give to
+    what they are recommended (docs/deep-cuts.md, "Quality as users experience it").
+    """
+
+    liked_threshold: float
+    other_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.other_weight <= 1.0:
+            raise ValueError(
+                f"other_weight must be in [0, 1] (got {self.other_weight}); fix arms.preference_other_weight"
+            )
+
+    @property
+    def is_binary(self) -> bool:
+        return self.other_weight >= 1.0
+
+    def weigh(self, ratings: sp.csr_matrix) -> sp.csr_matrix:
+        """``ratings`` with every stored entry replaced by its weight ``w(r)`` (structure kept)."""
+        out = ratings.copy()
+        out.data = np.where(out.data >= self.liked_threshold, 1.0, self.other_weight).astype(np.float32)
+        return out
+
+
+@dataclass(frozen=True)
 class InteractionMatrix:
     """A users x items sparse rating matrix with the id maps that index it.
 
@@ -91,6 +121,18 @@ class InteractionMatrix:
         out.data = np.ones_like(out.data)
         return out
 
+    def weighted(self, preference: Preference | None) -> sp.csr_matrix:
+        """The whole matrix weighted by ``preference`` (:class:`Preference`); binary when it is None."""
+        if preference is None or preference.is_binary:
+            return self.binary
+        return preference.weigh(self.ratings)
+
+    def weighted_rows(self, rows: npt.ArrayLike, preference: Preference | None) -> sp.csr_matrix:
+        """History rows weighted by ``preference`` (:class:`Preference`); binary when it is None."""
+        if preference is None or preference.is_binary:
+            return self.binary_rows(rows)
+        return preference.weigh(self.ratings[np.asarray(rows, dtype=np.int64)])
+
     def user_rows(self, user_ids: npt.ArrayLike) -> IntArray:
         """Row index per user id, -1 for users unknown to the matrix."""
         ids = np.asarray(user_ids, dtype=np.int64)
@@ -143,6 +185,30 @@ def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     return idx, np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
 
 
+def top_n_with_quota(
+    scores: FloatArray, n: int, quota: npt.NDArray[np.bool_], quota_n: int
+) -> tuple[IntArray, FloatArray]:
+    """The best ``n`` entries per row holding at least ``quota_n`` columns flagged in ``quota``.
+
+    Per row: the ``q = min(quota_n, finite quota entries)`` best quota columns, plus the best
+    ``n - q`` of the remaining columns (quota or not), all ordered by score descending (ties: lower
+    index), ``-inf`` padded like :func:`top_n`.
+    """
+    n = min(n, scores.shape[1])
+    q_idx, q_val = top_n(np.where(quota[None, :], scores, -np.inf), quota_n)
+    q_ok = np.isfinite(q_val)
+    rest = scores.copy()
+    rows = np.broadcast_to(np.arange(scores.shape[0])[:, None], q_idx.shape)
+    rest[rows[q_ok], q_idx[q_ok]] = -np.inf
+    r_idx, r_val = top_n(rest, n)
+    # the rest fills the n - q slots the quota left over
+    r_val = np.where(np.arange(r_idx.shape[1])[None, :] < n - q_ok.sum(axis=1)[:, None], r_val, -np.inf)
+    idx = np.concatenate([q_idx, r_idx], axis=1)
+    val = np.concatenate([np.where(q_ok, q_val, -np.inf), r_val], axis=1)
+    order = np.lexsort((idx, -val), axis=1)[:, :n]
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(val, order, axis=1)
+
+
 class Recommender(ABC):
     """Fit on canonical interactions + items; recommend top-N unseen items for a batch of users.
 
@@ -159,6 +225,8 @@ class Recommender(ABC):
         self.batch_users = int(batch_users)
         self.data: InteractionMatrix | None = None
         self.popularity_: FloatArray | None = None
+        #: History weighting of the models that score from a user's history row (None: binary).
+        self.preference: Preference | None = None
 
     # ------------------------------------------------------------------ API
     def fit(self, interactions: pd.DataFrame, items: pd.DataFrame) -> Self:
@@ -170,14 +238,35 @@ class Recommender(ABC):
         self._fit(self.data, items)
         return self
 
-    def recommend(self, user_ids: npt.ArrayLike, n: int, exclude_seen: bool = True) -> pd.DataFrame:
+    def recommend(
+        self,
+        user_ids: npt.ArrayLike,
+        n: int,
+        exclude_seen: bool = True,
+        *,
+        quota_items: npt.ArrayLike | None = None,
+        quota_n: int = 0,
+    ) -> pd.DataFrame:
         """Top-``n`` items per user as a long frame (user_id, item_id, rank, score), rank from 1.
 
-        Users unknown to the model get the most popular items (cold start).
+        Users unknown to the model get the most popular items (cold start). With ``quota_items`` (item
+        ids) and ``quota_n``, the list is the best ``n`` items *holding at least ``quota_n`` of
+        ``quota_items``* (as many as the user has unseen): the ``quota_n`` best-scored quota items plus
+        the ``n - quota_n`` best of the rest, ranked by score. The items ranked above the quota items'
+        first forced entry are the plain top-n, so a top-k with ``k <= n - quota_n`` is unchanged.
+        This is how every arm supplies long-tail candidates from its own scorer (docs/deep-cuts.md).
         """
         data = self._require_fitted()
         users = np.asarray(user_ids, dtype=np.int64)
-        frames = [self._recommend_batch(data, batch, n, exclude_seen) for batch in self._batches(users)]
+        quota = None
+        if quota_items is not None and quota_n > 0:
+            cols = data.item_columns(quota_items)
+            quota = np.zeros(data.n_items, dtype=bool)
+            quota[cols[cols >= 0]] = True
+        frames = [
+            self._recommend_batch(data, batch, n, exclude_seen, quota, min(quota_n, n))
+            for batch in self._batches(users)
+        ]
         if not frames:
             return _empty_recs()
         return pd.concat(frames, ignore_index=True)
@@ -244,8 +333,19 @@ class Recommender(ABC):
         for start in range(0, users.size, self.batch_users):
             yield users[start : start + self.batch_users]
 
+    def _history_rows(self, user_rows: IntArray) -> sp.csr_matrix:
+        """The users' history rows as the model scores them (weighted by ``self.preference``)."""
+        assert self.data is not None
+        return self.data.weighted_rows(user_rows, getattr(self, "preference", None))
+
     def _recommend_batch(
-        self, data: InteractionMatrix, users: IntArray, n: int, exclude_seen: bool
+        self,
+        data: InteractionMatrix,
+        users: IntArray,
+        n: int,
+        exclude_seen: bool,
+        quota: npt.NDArray[np.bool_] | None = None,
+        quota_n: int = 0,
     ) -> pd.DataFrame:
         rows = data.user_rows(users)
         known = rows >= 0
@@ -262,7 +362,7 @@ class Recommender(ABC):
             block[seen.row, seen.col] = -np.inf
             scores[known] = block
         scores[np.isnan(scores)] = -np.inf
-        idx, vals = top_n(scores, n)
+        idx, vals = top_n(scores, n) if quota is None else top_n_with_quota(scores, n, quota, quota_n)
         valid = np.isfinite(vals)
         ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)
         return pd.DataFrame(
