@@ -270,6 +270,9 @@ class ArmsSettings(Section):
     #: items at or above the per-item floor (arms.quality.item_floor_5pt), the best of the arm's own
     #: scores, so a served list inside the long-tail band is always feasible (docs/deep-cuts.md).
     tail_candidates: int = Field(40, ge=0)
+    #: Head candidates per user and arm (the same rule for head items): the serendipity arm's own top 100
+    #: can be almost all long tail for users who rated most of the head.
+    head_candidates: int = Field(20, ge=0)
     #: History weight of a rating below preference_liked_5pt (a liked rating weighs 1) in the item_cf,
     #: svd and graph arms: 0.5 leans the scores toward what users liked (ML-100k item_cf: nDCG@10 0.4805
     #: vs 0.4842 binary, mean hit rating 4.00 vs 3.88); 1 = binary history (docs/deep-cuts.md).
@@ -289,6 +292,11 @@ class ArmsSettings(Section):
         unknown = sorted(set(self.enabled) - set(ALL_ARMS))
         if unknown:
             raise ValueError(f"unknown arms {unknown}; choose from {list(ALL_ARMS)}")
+        if self.tail_candidates + self.head_candidates > self.candidates_n:
+            raise ValueError(
+                f"arms.tail_candidates + arms.head_candidates ({self.tail_candidates} + "
+                f"{self.head_candidates}) exceed arms.candidates_n ({self.candidates_n}); lower the quotas"
+            )
         return self
 
 

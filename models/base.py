@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,28 +185,35 @@ def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     return idx, np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
 
 
-def top_n_with_quota(
-    scores: FloatArray, n: int, quota: npt.NDArray[np.bool_], quota_n: int
+def top_n_with_quotas(
+    scores: FloatArray, n: int, quotas: Sequence[tuple[npt.NDArray[np.bool_], int]]
 ) -> tuple[IntArray, FloatArray]:
-    """The best ``n`` entries per row holding at least ``quota_n`` columns flagged in ``quota``.
+    """The best ``n`` entries per row holding at least ``count`` columns of each ``(mask, count)``.
 
-    Per row: the ``q = min(quota_n, finite quota entries)`` best quota columns, plus the best
-    ``n - q`` of the remaining columns (quota or not), all ordered by score descending (ties: lower
-    index), ``-inf`` padded like :func:`top_n`.
+    Per row, quota by quota: the ``min(count, finite entries left)`` best columns of ``mask`` not taken
+    yet; then the best of all remaining columns fill the list to ``n``. The result is ordered by score
+    descending (ties: lower index), ``-inf`` padded like :func:`top_n`. Quotas adding up to more than
+    ``n`` are the caller's error.
     """
     n = min(n, scores.shape[1])
-    q_idx, q_val = top_n(np.where(quota[None, :], scores, -np.inf), quota_n)
-    q_ok = np.isfinite(q_val)
     rest = scores.copy()
-    rows = np.broadcast_to(np.arange(scores.shape[0])[:, None], q_idx.shape)
-    rest[rows[q_ok], q_idx[q_ok]] = -np.inf
-    r_idx, r_val = top_n(rest, n)
-    # the rest fills the n - q slots the quota left over
-    r_val = np.where(np.arange(r_idx.shape[1])[None, :] < n - q_ok.sum(axis=1)[:, None], r_val, -np.inf)
-    idx = np.concatenate([q_idx, r_idx], axis=1)
-    val = np.concatenate([np.where(q_ok, q_val, -np.inf), r_val], axis=1)
-    order = np.lexsort((idx, -val), axis=1)[:, :n]
-    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(val, order, axis=1)
+    rows = np.arange(scores.shape[0])[:, None]
+    taken_idx, taken_val = [], []
+    n_taken = np.zeros(scores.shape[0], dtype=np.int64)
+    for mask, count in quotas:
+        idx, val = top_n(np.where(mask[None, :], rest, -np.inf), min(count, n))
+        ok = np.isfinite(val)
+        rest[np.broadcast_to(rows, idx.shape)[ok], idx[ok]] = -np.inf
+        taken_idx.append(idx)
+        taken_val.append(np.where(ok, val, -np.inf))
+        n_taken += ok.sum(axis=1)
+    idx, val = top_n(rest, n)
+    # the rest fills the slots the quotas left over
+    taken_idx.append(idx)
+    taken_val.append(np.where(np.arange(idx.shape[1])[None, :] < (n - n_taken)[:, None], val, -np.inf))
+    all_idx, all_val = np.concatenate(taken_idx, axis=1), np.concatenate(taken_val, axis=1)
+    order = np.lexsort((all_idx, -all_val), axis=1)[:, :n]
+    return np.take_along_axis(all_idx, order, axis=1), np.take_along_axis(all_val, order, axis=1)
 
 
 class Recommender(ABC):
@@ -244,28 +251,27 @@ class Recommender(ABC):
         n: int,
         exclude_seen: bool = True,
         *,
-        quota_items: npt.ArrayLike | None = None,
-        quota_n: int = 0,
+        quotas: Sequence[tuple[npt.ArrayLike, int]] = (),
     ) -> pd.DataFrame:
         """Top-``n`` items per user as a long frame (user_id, item_id, rank, score), rank from 1.
 
-        Users unknown to the model get the most popular items (cold start). With ``quota_items`` (item
-        ids) and ``quota_n``, the list is the best ``n`` items *holding at least ``quota_n`` of
-        ``quota_items``* (as many as the user has unseen): the ``quota_n`` best-scored quota items plus
-        the ``n - quota_n`` best of the rest, ranked by score. The items ranked above the quota items'
-        first forced entry are the plain top-n, so a top-k with ``k <= n - quota_n`` is unchanged.
-        This is how every arm supplies long-tail candidates from its own scorer (docs/deep-cuts.md).
+        Users unknown to the model get the most popular items (cold start). ``quotas`` are
+        ``(item_ids, count)`` pairs: the list is then the best ``n`` items holding at least ``count``
+        of each group (as many as the user has unseen), the group's best-scored ones, ranked by score
+        (:func:`top_n_with_quotas`). Items scored above every quota-forced item are the plain top-n,
+        so a top-k with ``k <= n - sum(counts)`` is unchanged. This is how every arm supplies head and
+        long-tail candidates from its own scorer (docs/deep-cuts.md).
         """
         data = self._require_fitted()
         users = np.asarray(user_ids, dtype=np.int64)
-        quota = None
-        if quota_items is not None and quota_n > 0:
-            cols = data.item_columns(quota_items)
-            quota = np.zeros(data.n_items, dtype=bool)
-            quota[cols[cols >= 0]] = True
+        masks = []
+        for item_ids, count in quotas:
+            cols = data.item_columns(item_ids)
+            mask = np.zeros(data.n_items, dtype=bool)
+            mask[cols[cols >= 0]] = True
+            masks.append((mask, int(count)))
         frames = [
-            self._recommend_batch(data, batch, n, exclude_seen, quota, min(quota_n, n))
-            for batch in self._batches(users)
+            self._recommend_batch(data, batch, n, exclude_seen, masks) for batch in self._batches(users)
         ]
         if not frames:
             return _empty_recs()
@@ -344,8 +350,7 @@ class Recommender(ABC):
         users: IntArray,
         n: int,
         exclude_seen: bool,
-        quota: npt.NDArray[np.bool_] | None = None,
-        quota_n: int = 0,
+        quotas: Sequence[tuple[npt.NDArray[np.bool_], int]] = (),
     ) -> pd.DataFrame:
         rows = data.user_rows(users)
         known = rows >= 0
@@ -362,7 +367,7 @@ class Recommender(ABC):
             block[seen.row, seen.col] = -np.inf
             scores[known] = block
         scores[np.isnan(scores)] = -np.inf
-        idx, vals = top_n(scores, n) if quota is None else top_n_with_quota(scores, n, quota, quota_n)
+        idx, vals = top_n_with_quotas(scores, n, quotas) if quotas else top_n(scores, n)
         valid = np.isfinite(vals)
         ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)
         return pd.DataFrame(

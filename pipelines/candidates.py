@@ -8,10 +8,10 @@ to personalise, and the app's cold-start list is the popularity baseline).
 For each arm in ``settings.arms.enabled`` the model trained for the run date is loaded and the shard's
 users are scored ``arms.batch_users`` at a time (one dense ``batch x n_items`` float32 block per arm at
 a time), seen items removed, and the rows (user_id, item_id, rank, score, arm, run_date;
-``CANDIDATES_SCHEMA``) written to ``candidates/run_date=D/<arm>/shard-NNNN.parquet``. At least
-``arms.tail_candidates`` of each user's ``candidates_n`` rows are long-tail items at or above the
-per-item quality floor, the arm's own best-scored ones (:func:`tail_quota_ids`), so the re-ranker can
-always fill the long-tail band. Peak memory:
+``CANDIDATES_SCHEMA``) written to ``candidates/run_date=D/<arm>/shard-NNNN.parquet``. Each user's
+``candidates_n`` rows hold at least ``arms.tail_candidates`` long-tail items at or above the per-item
+quality floor and ``arms.head_candidates`` head items, the arm's own best-scored ones
+(:func:`candidate_quotas`), so the re-ranker can always fill the long-tail band. Peak memory:
 one scoring block plus the shard's output rows. Idempotent: a rerun rewrites the same parts with the
 same rows.
 """
@@ -56,14 +56,21 @@ def shard_users(lake: Lake, run_date: date, shard: int, n_shards: int) -> npt.ND
     return ids[user_shard(ids, n_shards) == shard]
 
 
-def tail_quota_ids(data: InteractionMatrix, settings: Settings) -> npt.NDArray[np.int64]:
-    """The long-tail items every arm must offer candidates from: long tail by ``arms.long_tail.head_share``
-    and at or above the per-item floor (``arms.quality.item_floor_5pt``, ``min_ratings``) that the
-    re-ranker applies to long-tail items, so no quota slot goes to an item it would not serve."""
+def candidate_quotas(data: InteractionMatrix, settings: Settings) -> list[tuple[npt.NDArray[np.int64], int]]:
+    """The ``(item_ids, count)`` quotas every arm's candidates hold (``Recommender.recommend``):
+
+    - ``arms.tail_candidates`` long-tail items (``arms.long_tail.head_share``) at or above the per-item
+      floor the re-ranker applies to long-tail items (``arms.quality.item_floor_5pt``, ``min_ratings``),
+      so no quota slot goes to an item it would not serve;
+    - ``arms.head_candidates`` head items, for arms whose own top ranks are mostly long tail (the
+      serendipity arm's top 100 can hold fewer head items than a served list needs).
+    """
     arms = settings.arms
     stats = ItemStats.from_matrix(data, arms.quality.prior_weight, arms.long_tail.head_share)
     scale = (settings.source.rating_min, settings.source.rating_max)
-    return stats.tail_ids(scale_floor(arms.quality.item_floor_5pt, scale), arms.quality.min_ratings)
+    tail = stats.tail_ids(scale_floor(arms.quality.item_floor_5pt, scale), arms.quality.min_ratings)
+    head = stats.item_ids[~stats.is_long_tail]
+    return [(tail, arms.tail_candidates), (head, arms.head_candidates)]
 
 
 def _arm_candidates(
@@ -73,11 +80,11 @@ def _arm_candidates(
     n, batch = settings.arms.candidates_n, settings.arms.batch_users
     model = load_model(lake, day, arm)
     assert model.data is not None
-    quota = tail_quota_ids(model.data, settings)
+    quotas = candidate_quotas(model.data, settings)
     tables = []
     batches = [users[i : i + batch] for i in range(0, users.size, batch)]
     for chunk in progress(batches, desc=f"candidates {arm} shard {shard}", total=len(batches)):
-        recs = model.recommend(chunk, n, quota_items=quota, quota_n=settings.arms.tail_candidates)
+        recs = model.recommend(chunk, n, quotas=quotas)
         tables.append(
             pa.table(
                 {

@@ -17,7 +17,7 @@ top-``n_candidates`` list and returns the served list, which is scored under ``"
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -177,8 +177,7 @@ def evaluate_offline(
     long_tail_item_ids: np.ndarray | None = None,
     list_transform: ListTransform | None = None,
     n_candidates: int | None = None,
-    quota_item_ids: np.ndarray | None = None,
-    quota_n: int = 0,
+    quotas: Sequence[tuple[np.ndarray, int]] = (),
 ) -> dict[str, Any]:
     """Fit each arm on ``train``, recommend top-k unseen items to every test user, score the lists.
 
@@ -186,9 +185,9 @@ def evaluate_offline(
     does not cost the memory of all the others). Returns ``{"k", "n_users", "n_items",
     "n_skipped_users", "n_test_ratings", "arms": {name: metrics}}`` and, with ``list_transform``,
     ``"served": {name: metrics}`` for the transformed lists (built from the top ``n_candidates``,
-    default ``max(k, 100)``, holding at least ``quota_n`` of ``quota_item_ids`` as the nightly
-    candidates do: ``Recommender.recommend``; the arms' own top k are unchanged by the quota as long
-    as ``k <= n_candidates - quota_n``). Each arm's metrics hold ``precision@k``, ``recall@k``, ``ndcg@k``,
+    default ``max(k, 100)``, holding the ``(item_ids, count)`` ``quotas`` as the nightly candidates
+    do: ``Recommender.recommend``; the arms' own top k are unchanged by the quotas as long as
+    ``k <= n_candidates - sum(counts)``). Each arm's metrics hold ``precision@k``, ``recall@k``, ``ndcg@k``,
     ``map``, the beyond-accuracy metrics, ``fit_seconds`` and ``recommend_seconds``.
     """
     holdout = make_holdout(train, test)
@@ -218,9 +217,8 @@ def evaluate_offline(
         started = time.perf_counter()
         model = arms[name]().fit(holdout.train, items)
         fitted = time.perf_counter()
-        quota = quota_n if list_transform is not None else 0
         recs = model.recommend(
-            holdout.users, n_lists, exclude_seen=True, quota_items=quota_item_ids, quota_n=quota
+            holdout.users, n_lists, exclude_seen=True, quotas=quotas if list_transform is not None else ()
         )
         done = time.perf_counter()
         metrics = _public_metrics(score_lists(recs, ctx, users=holdout.users))
@@ -341,7 +339,8 @@ def evaluate_dataset(
 
     ``factory(arm)`` builds an unfitted recommender (default: ``models.registry.build_recommender``
     with a seed derived from ``arms.seed``). With ``rerank`` and no ``list_transform``, every arm's
-    top ``arms.candidates_n`` (with the nightly long-tail quota ``arms.tail_candidates``) go through the deep-cut re-ranker (``pipelines.score.rerank_transform``,
+    top ``arms.candidates_n`` (with the nightly candidate quotas, ``pipelines.candidates``) go through
+    the deep-cut re-ranker (``pipelines.score.rerank_transform``,
     lists of length k) and are scored under ``"served"``.
     """
     k = k or settings.evaluate.k
@@ -349,14 +348,14 @@ def evaluate_dataset(
     train, test, items, used_protocol = load_evaluation_data(
         kind, settings, path=path, train_file=train_file, test_file=test_file, protocol=protocol
     )
-    quota_ids = None
+    quotas: list[tuple[np.ndarray, int]] = []
     if list_transform is None and rerank:
         from models.base import InteractionMatrix
-        from pipelines.candidates import tail_quota_ids
+        from pipelines.candidates import candidate_quotas
         from pipelines.score import rerank_transform
 
         list_transform = rerank_transform(settings, train, items, length=k)
-        quota_ids = tail_quota_ids(InteractionMatrix.from_frames(train, items), settings)
+        quotas = candidate_quotas(InteractionMatrix.from_frames(train, items), settings)
     if factory is None:
         factories = registry_factories(names, settings)
     else:
@@ -371,8 +370,7 @@ def evaluate_dataset(
         long_tail_item_ids=long_tail_ids(train, items, settings),
         list_transform=list_transform,
         n_candidates=settings.arms.candidates_n,
-        quota_item_ids=quota_ids,
-        quota_n=settings.arms.tail_candidates,
+        quotas=quotas,
     )
     return {"dataset": kind, "protocol": used_protocol, **result}
 
