@@ -242,10 +242,11 @@ class QualitySettings(Section):
     prior_weight: float = Field(10.0, gt=0)
     #: Quality floor on a 5-point scale; scaled linearly to other rating scales.
     floor_5pt: float = 4.0
-    #: Per-item floor of the long_tail and serendipity arms (5-point scale, scaled linearly): items whose
-    #: shrunk mean is below it are never candidates. Lower than floor_5pt because a shrunk mean of 4.0
-    #: is rare in the tail (ML-100k: 10 tail items reach 4.0, 266 reach 3.5); the re-ranker enforces the
-    #: list-mean floor.
+    #: Per-item floor (5-point scale, scaled linearly): the long_tail and serendipity arms rank items whose
+    #: shrunk mean is below it last, the candidates' long-tail quota takes none of them and the re-ranker
+    #: never serves a long-tail item below it while other candidates can fill the list (docs/deep-cuts.md).
+    #: Lower than floor_5pt because a shrunk mean of 4.0 is rare in the tail (ML-100k: 10 tail items reach
+    #: 4.0, 266 reach 3.5).
     item_floor_5pt: float = 3.5
     #: Items with fewer ratings than this are under the floor too (their quality is mostly the prior).
     min_ratings: int = Field(1, ge=0)
