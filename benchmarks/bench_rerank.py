@@ -102,9 +102,9 @@ def quality_benchmark(arms: list[str], pool: int) -> dict[str, Any]:
         row["label"] = label
         row["params"] = {
             "long_tail": [params.long_tail_min, params.long_tail_max],
-            "list_quality_floor": params.quality_floor,
-            "quality_weight_5pt": params.quality_weight,
-            "tail_item_floor": params.tail_item_floor,
+            "list_quality_floor": params.quality_floor if np.isfinite(params.quality_floor) else None,
+            "tail_item_floor": params.tail_item_floor if np.isfinite(params.tail_item_floor) else None,
+            "quality_weight": params.quality_weight,
             "mmr_lambda": params.mmr_lambda,
             "calibration_lambda": params.calibration_lambda,
             "niche_boost": params.niche_boost,

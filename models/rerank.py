@@ -1,4 +1,4 @@
-"""Greedy deep-cut re-ranker: relevance + MMR diversity + calibrated genre mix, under constraints.
+"""Greedy deep-cut re-ranker: the arm's order, kept wherever the product's rules allow.
 
 All users of a batch are re-ranked in lock-step: at each of the ``L`` greedy steps the marginal gain of
 every remaining candidate of every user is one numpy expression over a ``(users, candidates)`` block.
@@ -8,6 +8,7 @@ Objective (marginal gain of adding candidate ``i`` to the partial list ``S`` of 
     gain(i) = (1 - lc) * [lm * rel_i - (1 - lm) * max_{j in S} sim(i, j)]
               - lc * [KL(p_u || q~(S + i)) - KL(p_u || q~(S))]
               + boost * niche_i * [u has a niche appetite]
+              + w * quality_i
 
 - ``rel_i`` is the arm's relevance normalised to [0, 1] per user (see
   :func:`models.deepcut_scores.normalise_relevance`);
@@ -15,21 +16,25 @@ Objective (marginal gain of adding candidate ``i`` to the partial list ``S`` of 
 - ``p_u(g)`` is the user's genre profile and ``q(g|S) = sum_{i in S} p(g|i) / |S|`` the list's genre
   mix with ``p(g|i) = 1/|genres(i)|`` for each genre of ``i``; ``q~ = (1 - a) q + a p`` (Steck 2018,
   "Calibrated recommendations", ``a = calibration_alpha``); ``KL(p||q~) = sum_g p(g) log(p(g) / q~(g))``;
-- ``lm = mmr_lambda``, ``lc = calibration_lambda``, ``boost = niche_boost``.
+- ``lm = mmr_lambda``, ``lc = calibration_lambda`` (0.97 / 0.03 by default: the diversity terms only
+  break near-ties of relevance), ``boost = niche_boost``, ``w = quality_weight`` (the quality tilt: per
+  rating-scale point of the item's shrunk mean).
 
-Constraints, in priority order (a higher one is never traded for a lower one):
+Rules, in priority order (a higher one is never traded for a lower one):
 
-1. **quality and long tail (exact)**: the list's mean quality is ``>= quality_floor`` and its number of
-   long-tail items lies in ``[ceil(lt_min * L), floor(lt_max * L)]``. Before each pick the re-ranker
-   checks, for every candidate, that some completion of the list still meets both: with ``r`` slots left
-   after the pick and ``k`` of them long tail, the best completion takes the ``k`` best-quality remaining
-   long-tail items and the ``r - k`` best remaining head items, so the check is
-   ``max_k [Q(S + i) + PL_{-i}(k) + PH_{-i}(r - k)] >= floor * L`` over the ``k`` that keep the count in
-   the band (``PL``/``PH``: prefix sums of sorted remaining qualities, without ``i``). Picking only
-   feasible candidates keeps a feasible completion alive by induction, so when a list meeting both
-   constraints exists, the output meets both. When none exists the targets are relaxed per user to the
-   best attainable: the band is clipped to what the candidates allow and the floor is lowered to the
-   best mean quality reachable inside the band.
+0. **per-item floor**: long-tail candidates with quality below ``tail_item_floor`` are removed before the
+   greedy starts, unless the user would then have fewer candidates than list slots (:func:`_drop_duds`).
+1. **long tail (exact)**, and, when ``quality_floor`` is finite (off by default), the list's mean quality
+   ``>= quality_floor``: the number of long-tail items lies in ``[ceil(lt_min * L), floor(lt_max * L)]``.
+   Before each pick the re-ranker checks, for every candidate, that some completion of the list still
+   meets both: with ``r`` slots left after the pick and ``k`` of them long tail, the best completion
+   takes the ``k`` best-quality remaining long-tail items and the ``r - k`` best remaining head items,
+   so the check is ``max_k [Q(S + i) + PL_{-i}(k) + PH_{-i}(r - k)] >= floor * L`` over the ``k`` that
+   keep the count in the band (``PL``/``PH``: prefix sums of sorted remaining qualities, without
+   ``i``); without a floor it only asks that such a ``k`` exists. Picking only feasible candidates keeps
+   a feasible completion alive by induction, so when a list meeting the rule exists, the output meets
+   it. When none exists the targets are relaxed per user to the best attainable: the band is clipped to
+   what the candidates allow and the floor is lowered to the best mean quality reachable inside the band.
 2. **genres (greedy)**: at least ``min_genres`` distinct genres (capped at the number of genres among the
    user's candidates). A candidate is genre-feasible when
    ``new_i + (slots_left - 1) * max_new >= genres_still_needed`` (``new_i``: genres ``i`` adds;
@@ -38,7 +43,9 @@ Constraints, in priority order (a higher one is never traded for a lower one):
    grows with the shortfall, so an out-of-reach target still yields as many genres as the rule finds.
 
 Among the candidates that pass the checks, the one with the largest gain is taken (ties: the lower
-candidate position, i.e. the arm's better rank).
+candidate position, i.e. the arm's better rank). With the diversity, niche and quality terms off and an
+exact band, the result is the constrained top-k: the best long-tail and the best head items by the arm's
+relevance, in the arm's order (tests/test_rerank.py).
 """
 
 from __future__ import annotations
