@@ -242,6 +242,42 @@ def evaluate_offline(
     return result
 
 
+def served_targets(result: Mapping[str, Any], settings: Settings) -> dict[str, Any] | None:
+    """The product's targets on the ``served`` lists of an evaluation (None without served lists).
+
+    Per deep-cut treatment arm (the bandit's arms, ``bandit.arms``): long-tail share inside
+    ``[rerank.long_tail_min, rerank.long_tail_max]``, at least ``rerank.min_genres`` genres per list and
+    a mean hit rating at or above ``rerank.quality_floor`` (scaled to the rating scale); and the best
+    treatment arm's served nDCG@k over the best raw arm's (``ndcg_ratio``; the product asks >= 0.80).
+    """
+    served = result.get("served")
+    if not served or not result.get("arms"):
+        return None
+    key = f"ndcg@{result['k']}"
+    rs = settings.rerank
+    floor = settings.quality_floor_scaled(settings.source.rating_min, settings.source.rating_max)
+    arms: dict[str, dict[str, Any]] = {}
+    for arm in (a for a in served if a in settings.bandit.arms):
+        m = served[arm]
+        share, genres, rating = m.get("long_tail_share"), m.get("genres_per_list"), m.get("mean_hit_rating")
+        arms[arm] = {
+            "long_tail_in_band": share is not None
+            and rs.long_tail_min - 1e-9 <= share <= rs.long_tail_max + 1e-9,
+            "genres_ok": genres is not None and genres >= rs.min_genres,
+            "mean_hit_rating_ok": rating is not None and rating >= floor - 1e-9,
+        }
+    best_raw = max(result["arms"], key=lambda a: result["arms"][a][key])
+    best_served = max(arms or served, key=lambda a: served[a][key])
+    raw_ndcg = result["arms"][best_raw][key]
+    return {
+        "best_raw_arm": best_raw,
+        "best_served_arm": best_served,
+        "ndcg_ratio": served[best_served][key] / raw_ndcg if raw_ndcg else None,
+        "arms": arms,
+        "all_arms_met": bool(arms) and all(all(v.values()) for v in arms.values()),
+    }
+
+
 def resolve_arms(spec: str | None) -> list[str]:
     """``"all"``/``None`` -> every arm; else a comma list of known arm names, in the given order."""
     if spec is None or spec.strip() in ("", "all"):
@@ -372,7 +408,11 @@ def evaluate_dataset(
         n_candidates=settings.arms.candidates_n,
         quotas=quotas,
     )
-    return {"dataset": kind, "protocol": used_protocol, **result}
+    out = {"dataset": kind, "protocol": used_protocol, **result}
+    targets = served_targets(out, settings)
+    if targets is not None:
+        out["served_targets"] = targets
+    return out
 
 
 # ------------------------------------------------------------------------------------------ nightly

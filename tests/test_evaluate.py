@@ -184,6 +184,44 @@ def test_served_candidates_hold_the_quotas_and_raw_lists_do_not_change() -> None
     }}  # fmt: skip
 
 
+def test_served_targets_by_hand(settings: Settings) -> None:
+    from pipelines.evaluate import served_targets
+
+    def m(ndcg: float, share: float, genres: float, rating: float | None) -> dict:
+        return {
+            "ndcg@10": ndcg,
+            "long_tail_share": share,
+            "genres_per_list": genres,
+            "mean_hit_rating": rating,
+        }
+
+    result = {
+        "k": 10,
+        "arms": {
+            "item_cf": m(0.50, 0.0, 10, 3.9),
+            "svd": m(0.45, 0.0, 10, 3.9),
+            "popularity": m(0.3, 0, 9, 3.8),
+        },
+        "served": {
+            "item_cf": m(0.41, 0.40, 11, 4.05),
+            "svd": m(0.42, 0.41, 6, 4.2),  # just above the band
+            "popularity": m(0.45, 0.0, 3, 3.0),  # not a treatment arm: neither checked nor "best"
+        },
+    }
+    out = served_targets(result, settings)
+    assert out is not None
+    assert (out["best_raw_arm"], out["best_served_arm"]) == ("item_cf", "svd")
+    assert out["ndcg_ratio"] == pytest.approx(0.42 / 0.50)
+    assert out["arms"]["item_cf"] == {
+        "long_tail_in_band": True,
+        "genres_ok": True,
+        "mean_hit_rating_ok": True,
+    }
+    assert out["arms"]["svd"] == {"long_tail_in_band": False, "genres_ok": True, "mean_hit_rating_ok": True}
+    assert set(out["arms"]) == {"item_cf", "svd"} and out["all_arms_met"] is False
+    assert served_targets({"k": 10, "arms": result["arms"]}, settings) is None
+
+
 def test_evaluate_offline_refuses_empty_evaluation() -> None:
     with pytest.raises(EvaluationError, match="no test user"):
         evaluate_offline(ratings([(1, 1, 4)]), ratings([(2, 1, 4)]), ITEMS, {"x": LowestIdFirst}, k=2)
@@ -241,6 +279,8 @@ def test_cli_evaluate_writes_json_and_table(
     assert "popularity (served)" in printed and "ndcg@5" in printed and "30 users evaluated" in printed
     # the quality users experience: the mean rating of hits, for the arm and for its served list
     assert "mean_hit_rating" in printed and "mean_hit_rating" in result["served"]["popularity"]
+    # popularity is not a deep-cut treatment arm: nothing to check against the targets
+    assert result["served_targets"]["arms"] == {} and "served vs targets" in printed
     assert cli_main([*args, "--arms", "popularity", "--no-rerank", "--out", str(out)]) == 0
     assert "served" not in json.loads(out.read_text())
 
