@@ -1,4 +1,4 @@
-"""The little that the DAG files share: assets, run-date resolution and the failure notifier.
+"""The little that the DAG files share: assets, the run's plan, run-date resolution and the failure notifier.
 
 Kept out of ``dags/`` so DAG files stay pure wiring, and out of ``pipelines/`` because it imports Airflow.
 """
@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseNotifier
+
+if TYPE_CHECKING:
+    from deepcuts.settings import Settings
 
 log = logging.getLogger("deepcuts.airflow")
 
@@ -34,6 +38,30 @@ def task_retries() -> int:
 def run_date_of(plan: dict[str, Any]) -> date:
     """The run date of a plan dict (XCom carries it as ISO text) as a ``date`` for the step functions."""
     return date.fromisoformat(plan["run_date"])
+
+
+def night_plan(params: Mapping[str, Any], run_date: str) -> dict[str, Any]:
+    """The plan of one DAG run, decided once by its ``plan`` task (an XCom every task receives).
+
+    ``arms``: the ``arms`` param (default ``arms.enabled``) through :func:`pipelines.plan.plan_arms`
+    (registry order, the A/B control arm always in); ``n_shards``: the param or ``arms.user_shards``.
+    """
+    from deepcuts.settings import load_settings
+    from pipelines.plan import plan_arms
+
+    settings = load_settings()
+    arms = plan_arms(settings, date.fromisoformat(run_date), params.get("arms"))
+    n_shards = int(params.get("n_shards") or settings.arms.user_shards)
+    return {"run_date": run_date, "arms": list(arms), "n_shards": n_shards, "shards": list(range(n_shards))}
+
+
+def settings_of(plan: Mapping[str, Any]) -> Settings:
+    """A task's settings: ``load_settings()`` with ``arms.enabled`` set to the run's planned arms, so
+    every task of a run (mapped or not) works on the same arms whatever the settings file says now."""
+    from deepcuts.settings import load_settings
+    from pipelines.plan import with_arms
+
+    return with_arms(load_settings(), plan["arms"])
 
 
 def resolve_run_date(context: Any, override: str | None = None) -> str:

@@ -19,10 +19,12 @@ EASE^R base (liked-weighted history): boost 2.5 -> nDCG@10 0.373, long-tail shar
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 import numpy as np
 import pandas as pd
 
-from deepcuts.settings import LongTailSettings, QualitySettings
+from deepcuts.settings import LongTailSettings, QualitySettings, Settings
 from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 from models.item_stats import ItemStats
 
@@ -138,6 +140,21 @@ class LongTailRecommender(QualityFloorMixin, Recommender):
         self.rating_scale = (float(rating_scale[0]), float(rating_scale[1]))
         self.stats_ = None
         self.below_floor_: np.ndarray | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, config: Any, seed: int, *, base: Recommender | None = None
+    ) -> Self:
+        if base is None:
+            raise ValueError("long_tail needs its base model (arms.long_tail.base); see models.registry")
+        return cls(
+            config,
+            seed=seed,
+            batch_users=settings.arms.batch_users,
+            base=base,
+            quality=settings.arms.quality,
+            rating_scale=(settings.source.rating_min, settings.source.rating_max),
+        )
 
     def _fit(self, data: InteractionMatrix, items: pd.DataFrame) -> None:
         self._fit_base(data, items, self.config.head_share)

@@ -21,10 +21,12 @@ share: 0.002).
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 import numpy as np
 import pandas as pd
 
-from deepcuts.settings import QualitySettings, SerendipitySettings
+from deepcuts.settings import QualitySettings, SerendipitySettings, Settings
 from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 from models.lightfm_warp import genre_feature_matrix
 from models.long_tail import QualityFloorMixin
@@ -55,6 +57,23 @@ class SerendipityRecommender(QualityFloorMixin, Recommender):
         self.stats_ = None
         self.below_floor_ = None
         self.genres_: np.ndarray | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, config: Any, seed: int, *, base: Recommender | None = None
+    ) -> Self:
+        if base is None:
+            raise ValueError("serendipity needs its base model (arms.serendipity.base); see models.registry")
+        return cls(
+            config,
+            seed=seed,
+            batch_users=settings.arms.batch_users,
+            base=base,
+            quality=settings.arms.quality,
+            rating_scale=(settings.source.rating_min, settings.source.rating_max),
+            # the long-tail set is the long_tail arm's (one definition of the head for every arm)
+            head_share=settings.arms.long_tail.head_share,
+        )
 
     def _fit(self, data: InteractionMatrix, items: pd.DataFrame) -> None:
         self._fit_base(data, items, self.head_share)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from deepcuts.progress import get_logger, progress
 from deepcuts.settings import Settings
+from pipelines.plan import plan_arms, with_arms
 
 log = get_logger(__name__)
 
@@ -111,10 +112,13 @@ def run_night(
     skip: Collection[str] = (),
     strict: bool = False,
     pool: Executor | None = None,
+    arms: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Run every registry step for ``run_date`` in order; return the steps' results and timings.
 
-    ``n_shards`` defaults to ``settings.arms.user_shards``; arms are ``settings.arms.enabled``. With a
+    ``n_shards`` defaults to ``settings.arms.user_shards``; the arms are decided once, as the DAG's
+    ``plan`` task does (:func:`pipelines.plan.plan_arms`: ``arms``, default ``settings.arms.enabled``,
+    plus the A/B control arm), and every step gets settings whose ``arms.enabled`` is that plan. With a
     ``pool`` (:func:`step_pool`) the per-arm and per-shard calls of a step run side by side in it, as the
     DAG's mapped tasks do; the steps themselves still run one after the other.
     ``skip`` names steps not to run (e.g. ``{"report"}`` in a long simulation); unknown names are an
@@ -128,7 +132,9 @@ def run_night(
     shards = int(n_shards or settings.arms.user_shards)
     if shards < 1:
         raise ValueError(f"run_night: n_shards must be >= 1, got {shards}")
-    arms = list(settings.arms.enabled)
+    planned = plan_arms(settings, run_date, arms)
+    settings = with_arms(settings, planned)
+    arms = list(planned)
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     skipped: dict[str, str] = {}

@@ -11,8 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from deepcuts.arms import arm_names
 from deepcuts.contracts import CANDIDATES_SCHEMA, INTERACTIONS_SCHEMA, ITEMS_SCHEMA, C, Dataset
-from deepcuts.settings import ALL_ARMS, Settings
+from deepcuts.settings import Settings
 from models.registry import build_recommender
 from pipelines.candidates import candidates_shard, shard_part, user_shard
 from pipelines.storage import Lake, MissingDataError
@@ -57,7 +58,7 @@ def test_arm_seed_is_derived_per_arm_and_date() -> None:
     assert arm_seed(s, DAY, "svd") != arm_seed(s, date(2026, 3, 2), "svd")
 
 
-@pytest.mark.parametrize("arm", ALL_ARMS)
+@pytest.mark.parametrize("arm", arm_names())
 def test_train_writes_a_loadable_reproducible_artefact(arm: str, world_settings: Settings) -> None:
     lake = Lake(world_settings.home)
     out = train_arm(world_settings, DAY, arm)
