@@ -80,6 +80,29 @@ class QualityFloorMixin:
     data: InteractionMatrix | None
     below_floor_: np.ndarray | None
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, config: Any, seed: int, *, base: Recommender | None = None
+    ) -> Self:
+        """A deep-cut arm re-weights ``base`` (``arms.<arm>.base``, built by ``models.registry``) and
+        floors items by the shared ``arms.quality`` settings on the source's rating scale."""
+        if base is None:
+            raise ValueError(f"{cls.__name__} needs its base model (its section's base); see models.registry")
+        return cls(
+            config,  # type: ignore[call-arg]
+            seed=seed,
+            batch_users=settings.arms.batch_users,
+            base=base,
+            quality=settings.arms.quality,
+            rating_scale=(settings.source.rating_min, settings.source.rating_max),
+            **cls._settings_kwargs(settings),
+        )
+
+    @classmethod
+    def _settings_kwargs(cls, settings: Settings) -> dict[str, Any]:
+        """Further constructor arguments taken from the settings (none by default)."""
+        return {}
+
     def _fit_base(self, data: InteractionMatrix, items: pd.DataFrame, head_share: float) -> None:
         # A base already fitted on exactly this matrix (the base arm's artefact of the same night) is
         # reused as is; otherwise it is fitted here on the same InteractionMatrix, so columns line up.
@@ -140,21 +163,6 @@ class LongTailRecommender(QualityFloorMixin, Recommender):
         self.rating_scale = (float(rating_scale[0]), float(rating_scale[1]))
         self.stats_ = None
         self.below_floor_: np.ndarray | None = None
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, config: Any, seed: int, *, base: Recommender | None = None
-    ) -> Self:
-        if base is None:
-            raise ValueError("long_tail needs its base model (arms.long_tail.base); see models.registry")
-        return cls(
-            config,
-            seed=seed,
-            batch_users=settings.arms.batch_users,
-            base=base,
-            quality=settings.arms.quality,
-            rating_scale=(settings.source.rating_min, settings.source.rating_max),
-        )
 
     def _fit(self, data: InteractionMatrix, items: pd.DataFrame) -> None:
         self._fit_base(data, items, self.config.head_share)

@@ -21,7 +21,7 @@ share: 0.002).
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,21 +59,9 @@ class SerendipityRecommender(QualityFloorMixin, Recommender):
         self.genres_: np.ndarray | None = None
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, config: Any, seed: int, *, base: Recommender | None = None
-    ) -> Self:
-        if base is None:
-            raise ValueError("serendipity needs its base model (arms.serendipity.base); see models.registry")
-        return cls(
-            config,
-            seed=seed,
-            batch_users=settings.arms.batch_users,
-            base=base,
-            quality=settings.arms.quality,
-            rating_scale=(settings.source.rating_min, settings.source.rating_max),
-            # the long-tail set is the long_tail arm's (one definition of the head for every arm)
-            head_share=settings.arms.long_tail.head_share,
-        )
+    def _settings_kwargs(cls, settings: Settings) -> dict[str, Any]:
+        # the long-tail set is the long_tail arm's (one definition of the head for every arm)
+        return {"head_share": settings.arms.long_tail.head_share}
 
     def _fit(self, data: InteractionMatrix, items: pd.DataFrame) -> None:
         self._fit_base(data, items, self.head_share)
