@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -95,3 +95,45 @@ def test_a_night_with_a_subset_of_arms_completes_and_publishes_only_those(tmp_pa
         engine.dispose()
     assert published == set(served[C.ARM]) <= set(planned)
     assert "svd" in published  # control users get the baseline arm's lists
+
+
+@pytest.mark.slow
+def test_the_dag_runs_a_night_with_a_subset_of_arms(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bug this plan fixes: before it, ``train`` followed the ``arms`` param but ``candidates``
+    looped over the settings, so a run triggered with a subset of arms failed (MissingDataError)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipelines.simulate import prepare_world
+
+    env = {
+        "DEEPCUTS_HOME": str(tmp_path / "lake"),
+        "DEEPCUTS_WORLD__USERS": "40",
+        "DEEPCUTS_WORLD__ITEMS": "120",
+        "DEEPCUTS_WORLD__HISTORY_DAYS": "20",
+        "DEEPCUTS_ARMS__USER_SHARDS": "2",
+        "DEEPCUTS_ARMS__CANDIDATES_N": "60",
+        # as in the run_night test above: the tiny world misses the served-quality target
+        "DEEPCUTS_MONITOR__CRITICAL_CHECKS": '["served_lists_present", "arm_floor"]',
+        "DEEPCUTS_TASK_RETRIES": "0",  # fail at once instead of waiting out retry delays
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DEEPCUTS_CONFIG", raising=False)
+    day = prepare_world(load_settings(), "synthetic").first_night
+    dag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags")).get_dag("deepcuts_nightly")
+    run = dag.test(
+        logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC),
+        run_conf={"arms": ["long_tail", "item_cf"]},
+    )
+    states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
+    assert str(getattr(run.state, "value", run.state)) == "success", states
+    assert sorted(i for (task, i) in states if task == "train") == [0, 1, 2]  # svd, item_cf, long_tail
+    lake = Lake(str(tmp_path / "lake"))
+    from pipelines.train import model_path
+
+    trained = {arm for arm in arm_names() if lake.exists(Dataset.MODELS, day, model_path(arm))}
+    assert trained == {"svd", "item_cf", "long_tail"}
+    assert {p.split("/")[0] for p in lake.parts(Dataset.CANDIDATES, day)} == trained
+    assert set(lake.read_df(Dataset.SERVED_LISTS, day)[C.ARM]) <= {"svd", "item_cf", "long_tail"}
