@@ -45,6 +45,9 @@ class C:
     EXPERIMENT: Final = "experiment"
     QUARANTINE_REASON: Final = "quarantine_reason"
     SOURCE_ROW: Final = "source_row"
+    # a CSV line that cannot be parsed as one record: its 1-based line number in its file and its text
+    SOURCE_LINE: Final = "source_line"
+    RAW_LINE: Final = "raw_line"
     # deep-cut scores carried to serving
     NOVELTY: Final = "novelty"
     IS_LONG_TAIL: Final = "is_long_tail"

@@ -39,6 +39,7 @@ from deepcuts.contracts import FEEDBACK_SCHEMA, INTERACTIONS_SCHEMA, C, Dataset,
 from deepcuts.progress import get_logger, progress
 from pipelines.storage import Lake, as_run_date, conform
 from pipelines.validation import (
+    LINE_COLUMNS,
     Kind,
     Outcome,
     Rules,
@@ -106,14 +107,16 @@ def read_landing(lake: Lake, run_date: date) -> Landing:
         frame = read_raw(lake.read_bytes(Dataset.LANDING_FEEDBACK, run_date, rel), where, fmt)
         if not len(frame.columns):  # a zero-byte file adds no rows
             continue
+        # A CSV file with malformed lines has two more columns (their line number and text) for them.
+        own = sorted(set(frame.columns) - set(LINE_COLUMNS))
         if columns is None:
-            columns = list(frame.columns)
-        elif sorted(frame.columns) != sorted(columns):
+            columns = own
+        elif own != columns:
             raise ValidationFailed(
                 Kind.FEEDBACK.value,
                 where,
                 [
-                    f"columns {sorted(frame.columns)} differ from the day's first file's {sorted(columns)}; "
+                    f"columns {own} differ from the day's first file's {columns}; "
                     "every landing file of a day must have the same columns"
                 ],
             )

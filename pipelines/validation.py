@@ -79,6 +79,10 @@ TS_REGEX = (
 #: Bytes that were not valid UTF-8, kept as ``\\xNN`` text by :func:`read_raw` (``backslashreplace``).
 BAD_BYTES_REGEX = r"\\x[89a-fA-F][0-9a-fA-F]"
 
+#: Reason of a CSV line that is not one record (see :func:`read_raw`); the row has only these columns.
+MALFORMED_LINE = "malformed_line"
+LINE_COLUMNS = (C.SOURCE_LINE, C.RAW_LINE)
+
 #: Columns with an allowed-values check.
 ENUM_COLUMNS = frozenset({C.EVENT_TYPE, C.DAYPART, C.VARIANT, C.SEGMENT, C.ARM})
 
@@ -429,10 +433,12 @@ def _raw_suite(kind: Kind, raw: pd.DataFrame, rules: Rules) -> list[Any]:
             "ExpectTableColumnsToMatchSet",
             "schema",
             level="table",
-            column_set=[*expected, C.SOURCE_ROW],
+            column_set=[*expected, C.SOURCE_ROW, *(c for c in LINE_COLUMNS if c in present)],
             exact_match=not rules.allow_extra_columns,
         )
     ]
+    if C.RAW_LINE in present:
+        exps.append(_expectation("ExpectColumnValuesToBeNull", MALFORMED_LINE, column=C.RAW_LINE))
     if not rules.allow_empty:
         exps.append(_expectation("ExpectTableRowCountToBeBetween", "empty", level="table", min_value=1))
     if rules.min_rows > 0:
@@ -619,8 +625,11 @@ def validate_frame(
             continue
         for entry in unexpected:
             row_reasons.setdefault(int(entry[C.SOURCE_ROW]), set()).add(reason)
-    # A required value missing from the input is reported as a null, not also as unparseable.
+    # A required value missing from the input is reported as a null, not also as unparseable; a line
+    # that was not one CSV record has no values to check, only the one reason.
     for reasons in row_reasons.values():
+        if MALFORMED_LINE in reasons:
+            reasons.intersection_update({MALFORMED_LINE})
         for null in [r for r in reasons if r.startswith("null:")]:
             reasons.discard("bad_type:" + null.split(":", 1)[1])
     bad_positions = np.sort(position.loc[list(row_reasons)].to_numpy()) if row_reasons else np.empty(0, int)
@@ -769,26 +778,67 @@ def read_raw(payload: bytes, where: str, fmt: str | None = None) -> pd.DataFrame
         )
     if not payload.strip():
         return pd.DataFrame()
-    text = payload.decode("utf-8", "backslashreplace")
-    if "\x00" in text:
+    return _read_csv(payload.decode("utf-8", "backslashreplace"), where)
+
+
+#: Line breaks as the CSV readers see them (``str.splitlines`` would also split on \x0b, \x1c, ...).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _read_csv(text: str, where: str) -> pd.DataFrame:
+    """One row per physical line of a CSV text: a line that is not one CSV record is kept, not lost.
+
+    Rows in are counted from the raw text (every non-empty line after the header), never from what a
+    parser managed to read: a stray double quote makes a CSV parser swallow every line up to the next
+    quote (1,343 lines read as 1,000 rows, silently). When the fast C parser returns exactly one row per
+    line its result is used; otherwise each line is parsed on its own and a line that is not one
+    record (an unbalanced quote, a quoted field spanning lines) becomes a row with only
+    ``source_line`` (its 1-based line number in the file) and ``raw_line`` (its text) set, which
+    :func:`validate_frame` quarantines as ``malformed_line``. A line with too many fields keeps them
+    (folded into the last column, whose check then fails), a short one gets nulls, as before.
+    """
+    import csv
+    import io
+
+    lines = [(number, line) for number, line in enumerate(_LINE_BREAK.split(text), start=1) if line != ""]
+    header = lines[0][1]
+    if "\x00" in header or re.search(BAD_BYTES_REGEX, header):
         raise ValidationFailed(
-            "file", where, ["binary content (NUL bytes) in a CSV file; is this really a CSV export?"]
+            "file",
+            where,
+            ["binary content (NUL or non-UTF-8 bytes) in the header line; is this a CSV export?"],
         )
+    try:
+        columns = next(csv.reader([header], strict=True))
+    except csv.Error as exc:
+        raise ValidationFailed(
+            "file", where, [f"not a readable CSV header ({exc}): {header[:200]!r}"]
+        ) from exc
     options: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_values": [""]}
     try:
-        return pd.read_csv(io.StringIO(text), **options)
-    except pd.errors.ParserError:
-        pass  # a line with more fields than the header: re-read it keeping the line (below)
-    except (pd.errors.EmptyDataError, ValueError) as exc:
-        raise ValidationFailed("file", where, [f"not a readable CSV file ({exc})"]) from exc
-    header = pd.read_csv(io.StringIO(text), nrows=0, **options).columns
-
-    def fold(fields: list[str]) -> list[str]:
+        frame = pd.read_csv(io.StringIO(text), **options)
+        if len(frame) == len(lines) - 1 and list(frame.columns) == columns:
+            return frame
+    except (pd.errors.ParserError, ValueError):
+        pass  # malformed lines: parse line by line (below)
+    width = len(columns)
+    records: list[list[str | None]] = []
+    malformed: dict[int, tuple[int, str]] = {}
+    for number, line in lines[1:]:
+        try:
+            fields = next(csv.reader([line], strict=True))
+        except csv.Error:
+            malformed[len(records)] = (number, line)
+            records.append([None] * width)
+            continue
         # Extra fields go into the last column, joined back with commas: the row keeps its position
         # and its text, and the last column's format or value check quarantines it.
-        return [*fields[: len(header) - 1], ",".join(fields[len(header) - 1 :])]
-
-    try:
-        return pd.read_csv(io.StringIO(text), engine="python", on_bad_lines=fold, **options)
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise ValidationFailed("file", where, [f"not a readable CSV file ({exc})"]) from exc
+        if len(fields) > width:
+            fields = [*fields[: width - 1], ",".join(fields[width - 1 :])]
+        records.append([f if f != "" else None for f in fields] + [None] * (width - len(fields)))
+    frame = pd.DataFrame(records, columns=columns, dtype=object)
+    if malformed:
+        frame[C.SOURCE_LINE] = pd.Series({i: str(n) for i, (n, _) in malformed.items()}, dtype=object)
+        frame[C.RAW_LINE] = pd.Series({i: line for i, (_, line) in malformed.items()}, dtype=object)
+        frame[[C.SOURCE_LINE, C.RAW_LINE]] = frame[[C.SOURCE_LINE, C.RAW_LINE]].astype(object)
+    return frame

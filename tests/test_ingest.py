@@ -300,3 +300,32 @@ def test_cli_entry_point(tmp_path: Path) -> None:
 
 def test_feedback_schema_matches_contract() -> None:
     assert events(D2, 3, "x").columns.tolist() == FEEDBACK_SCHEMA.names
+
+
+def test_a_stray_quote_in_landing_loses_no_event(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14, finding 2: 1,343 events with a stray quote at row 1000 (was: 1000 in = 1000 + 0)."""
+    ingest_source(settings, D1, source())
+    start = pd.Timestamp(D2.isoformat(), tz="UTC")
+    fb = events(D2, 1343, "q", **{C.USER_ID: ["1", "2", "1"] * 447 + ["2", "1"]})
+    fb[C.EVENT_TS] = [(start + pd.Timedelta(minutes=i)).isoformat() for i in range(1343)]
+    lines = fb.to_csv(index=False).splitlines()
+    lines[1001] = lines[1001].replace(",night,", ',"night,')
+    payload = ("\n".join(lines) + "\n").encode()
+    Lake(settings.home).write_bytes(Dataset.LANDING_FEEDBACK, D2, "app.csv", payload)
+    result = ingest_source(settings, D2, source())
+    assert (result["feedback_in"], result["feedback_accepted"], result["feedback_quarantined"]) == (
+        1343,
+        1342,
+        1,
+    )
+    q = Lake(settings.home).read_df(Dataset.QUARANTINE_FEEDBACK, D2)
+    assert q[[C.SOURCE_ROW, C.QUARANTINE_REASON, C.SOURCE_LINE, C.RAW_LINE]].values.tolist() == [
+        [1000, "malformed_line", "1002", lines[1001]]
+    ]
+    path = tmp_path / "stray.csv"
+    path.write_bytes(payload)
+    assert cli_main(["validate", str(path), "--kind", "feedback", "--run-date", D2.isoformat()]) == 1
+    out = capsys.readouterr().out
+    assert "rows in 1343 = accepted 1342 + quarantined 1" in out and "malformed_line" in out

@@ -10,6 +10,7 @@ case names a phrase of the ``ValidationFailed`` message.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
@@ -386,3 +387,54 @@ def test_integer_text_is_parsed_exactly() -> None:
     out = validate_frame(read_raw(csv_bytes(frame), "ints"), Kind.FEEDBACK, rules)
     assert out.quarantined == 0
     assert out.valid[C.USER_ID].tolist()[:2] == [2, 3] and out.valid.loc[2, C.ITEM_ID] == big
+
+
+# --- CSV lines that cannot be parsed (issue 14, finding 2) ------------------------------------------------
+def minute_rows(n: int) -> pd.DataFrame:
+    """``n`` valid events one minute apart from the start of the run date (any ``n``)."""
+    frame = good_rows(n + n % 2).iloc[:n].copy()
+    frame[C.EVENT_TS] = [(START + pd.Timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(n)]
+    return frame
+
+
+def stray_quote_csv(n: int, at: int) -> tuple[bytes, str]:
+    """``n`` valid rows as CSV with an unbalanced double quote opening row ``at``'s daypart; and that line."""
+    lines = csv_bytes(minute_rows(n)).decode().splitlines()
+    fields = lines[at + 1].split(",")
+    fields[11] = '"' + fields[11]
+    lines[at + 1] = ",".join(fields)
+    return ("\n".join(lines) + "\n").encode(), lines[at + 1]
+
+
+def test_a_stray_quote_quarantines_its_line_and_loses_nothing() -> None:
+    """1,343 rows with a stray quote at row 1000: 1,342 accepted + 1 quarantined (was 1000 + 0)."""
+    payload, line = stray_quote_csv(1343, 1000)
+    out = validate_frame(read_raw(payload, "stray"), Kind.FEEDBACK, RULES, run_date=RUN_DATE)
+    assert (out.rows_in, out.accepted, out.quarantined) == (1343, 1342, 1)
+    row = out.quarantine.iloc[0]
+    assert row[C.SOURCE_ROW] == 1000 and row[C.QUARANTINE_REASON] == "malformed_line"
+    # line 1 is the header, so data row 1000 is line 1002; the text is kept byte for byte
+    assert row[C.SOURCE_LINE] == "1002" and row[C.RAW_LINE] == line
+    assert out.valid[C.EVENT_ID].tolist() == [f"ev-{i}" for i in range(1343) if i != 1000]
+    assert C.RAW_LINE not in out.valid.columns
+    quarantine_table(out.quarantine)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 11), st.sampled_from(['"', '"x"y', "\r", "\n\n"])), max_size=4))
+def test_csv_rows_in_is_the_number_of_physical_lines(damage: list[tuple[int, str]]) -> None:
+    """Quotes and line breaks anywhere: every non-empty line after the header is one row in, none lost."""
+    lines = csv_bytes(minute_rows(12)).decode().splitlines()
+    for row, text in damage:
+        fields = lines[row + 1].split(",")
+        fields[0] = text + fields[0]
+        lines[row + 1] = ",".join(fields)
+    payload = ("\n".join(lines) + "\n").encode()
+    physical = [x for x in re.split(r"\r\n|\r|\n", payload.decode())[1:] if x != ""]
+    out = validate_frame(
+        read_raw(payload, "damaged"),
+        Kind.FEEDBACK,
+        replace(RULES, max_quarantine_share=1.0),
+        run_date=RUN_DATE,
+    )
+    assert out.rows_in == len(physical) == out.accepted + out.quarantined
