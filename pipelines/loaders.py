@@ -123,7 +123,15 @@ def load_split(train: str | Path, test: str | Path) -> tuple[pd.DataFrame, pd.Da
     names = ("user", "item", "rating", "timestamp")
     frames = []
     for path in (Path(train), Path(test)):
-        raw = _read_delimited(path, opts.sep, header=False, names=names, encoding="latin-1", options=opts)
+        raw = _read_delimited(
+            path,
+            opts.sep,
+            header=False,
+            names=names,
+            encoding="latin-1",
+            options=opts,
+            text_columns=names[:2],
+        )
         frames.append(_interactions_from(raw, "user", "item", "rating", "timestamp", opts, where=path))
     return frames[0], frames[1]
 
@@ -138,6 +146,7 @@ def _load_ml_100k(folder: Path, options: SourceSettings) -> SourceData:
         names=("user", "item", "rating", "timestamp"),
         encoding="latin-1",
         options=options,
+        text_columns=("user", "item"),
     )
     inter = _interactions_from(raw, "user", "item", "rating", "timestamp", options, where=folder / "u.data")
     names = ("item", "title", "release", "video_release", "url", *genre_names)
@@ -179,6 +188,7 @@ def _load_ml_1m(folder: Path, options: SourceSettings) -> SourceData:
         names=("user", "item", "rating", "timestamp"),
         encoding="latin-1",
         options=options,
+        text_columns=("user", "item"),
     )
     inter = _interactions_from(
         raw, "user", "item", "rating", "timestamp", options, where=folder / "ratings.dat"
@@ -198,7 +208,14 @@ def _load_ml_1m(folder: Path, options: SourceSettings) -> SourceData:
 
 
 def _load_ml_latest(folder: Path, options: SourceSettings) -> SourceData:
-    raw = _read_delimited(folder / "ratings.csv", ",", header=True, encoding="utf-8", options=options)
+    raw = _read_delimited(
+        folder / "ratings.csv",
+        ",",
+        header=True,
+        encoding="utf-8",
+        options=options,
+        text_columns=("userId", "movieId"),
+    )
     inter = _interactions_from(
         raw, "userId", "movieId", "rating", "timestamp", options, where=folder / "ratings.csv"
     )
@@ -226,6 +243,7 @@ def _load_csv(folder: Path, options: SourceSettings) -> SourceData:
         names=options.ratings_names,
         encoding=options.encoding,
         options=options,
+        text_columns=(options.user_col, options.item_col),
     )
     inter = _interactions_from(
         raw,
@@ -354,6 +372,7 @@ def _read_delimited(
     encoding: str,
     options: SourceSettings,
     as_text: bool = False,
+    text_columns: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Stream a delimited file in chunks of ``options.chunk_rows`` rows and concatenate them.
 
@@ -385,6 +404,11 @@ def _read_delimited(
             kwargs["header"] = 0
     if as_text:
         kwargs["dtype"] = str
+    elif text_columns:
+        # Ids are read as text and parsed exactly by _ids: inferred, a column with one "1.5" or "abc"
+        # cell would be float64 and lose every id above 2^53.
+        positional = names is None and not header
+        kwargs["dtype"] = {(int(c) if positional and c.isdigit() else c): str for c in text_columns}
     if sep == "|":
         kwargs["quoting"] = 3  # csv.QUOTE_NONE: u.item titles hold bare quotes
     chunks: list[pd.DataFrame] = []
@@ -419,9 +443,19 @@ def _require(frame: pd.DataFrame, columns: list[str] | tuple[str, ...], where: P
 
 
 def _ids(values: pd.Series, where: Path, column: str) -> pd.Series:
-    """Integer ids: int64 when every value parses, else nullable Int64 with <NA> for the bad cells."""
-    numeric = pd.to_numeric(values, errors="coerce")
-    bad = numeric.isna() | (numeric.notna() & (numeric != np.floor(numeric.fillna(0))))
+    """Integer ids: int64 when every value parses, else nullable Int64 with <NA> for the bad cells.
+
+    Parsed exactly as 64-bit integers (``pipelines.validation.exact_int64``, the rule ingest applies),
+    never through float64: one bad cell must not round ``9007199254740993`` or merge ``2**62`` and
+    ``2**62 + 1``. Files are read with their id columns as text for the same reason.
+    """
+    from pipelines.validation import exact_int64
+
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype("int64") if not values.isna().any() else values.astype("Int64")
+    text = values.astype(object).map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    numeric = exact_int64(text.where(values.notna(), None))
+    bad = numeric.isna()
     if bad.any():
         log.warning(
             "%s: %d value(s) of %r are not integer ids (first: %r); kept as nulls for ingest to quarantine",
@@ -430,7 +464,7 @@ def _ids(values: pd.Series, where: Path, column: str) -> pd.Series:
             column,
             values[bad].iloc[0],
         )
-        return numeric.where(~bad).astype("Float64").astype("Int64")
+        return numeric
     return numeric.astype("int64")
 
 

@@ -67,9 +67,15 @@ for _name in ("great_expectations", "great_expectations.data_context.types.base"
 #: Largest value of the contract's int32 ``position`` column.
 INT32_MAX = 2**31 - 1
 
+#: Ids and other integers are exact signed 64-bit integers: ``[-2**63, 2**63 - 1]``. Text is parsed
+#: digit by digit (never through a float); a value outside that range is ``bad_type``.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Largest integer a float64 holds exactly: an id in a float column beyond it may have been rounded.
+FLOAT_EXACT_MAX = 2**53
+
 # Text formats of values that must be parsed. They are the type checks GX runs on text columns; the
-# parsers below accept every string these match (ids up to 18 digits always fit in int64).
-INT_REGEX = r"^\s*[+-]?\d{1,18}(?:\.0*)?\s*$"
+# parsers below accept every string these match (19 digits may still overflow int64: then bad_type).
+INT_REGEX = r"^\s*[+-]?\d{1,19}(?:\.0*)?\s*$"
 FLOAT_REGEX = r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?\s*$"
 #: ISO 8601 (date, optional time, optional ``Z``/offset) or whole epoch seconds.
 TS_REGEX = (
@@ -380,11 +386,11 @@ def _parse(text: pd.Series, raw: pd.Series, logical: str, genre_sep: str) -> pd.
     if logical == "int":
         if _is_native(raw, "int"):
             return raw.astype("Int64")
-        ok = text.str.fullmatch(INT_REGEX, na=False) if len(text) else text.astype(bool)
-        # Exact (no float round trip: 18-digit ids survive): strip, drop a ".0" tail and a "+" sign.
-        digits = text.where(ok, None).str.strip().str.replace(r"\.0*$", "", regex=True).str.removeprefix("+")
-        ints = pc.cast(pa.array(digits.to_numpy(object), type=pa.string(), from_pandas=True), pa.int64())
-        return pd.Series(ints.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), index=text.index)
+        ints = exact_int64(text)
+        if pd.api.types.is_float_dtype(raw.dtype):
+            # A float column cannot hold every integer above 2^53: such a value may be a rounded id.
+            ints = ints.where(raw.abs().le(FLOAT_EXACT_MAX).to_numpy(), pd.NA)
+        return ints
     if logical == "float":
         if _is_native(raw, "float"):
             return raw.astype("float64")
@@ -398,6 +404,30 @@ def _parse(text: pd.Series, raw: pd.Series, logical: str, genre_sep: str) -> pd.
     if logical == "list":
         return raw.map(lambda v: _genres(v, genre_sep)).astype(object)
     return text.astype(object)
+
+
+def exact_int64(text: pd.Series) -> pd.Series:
+    """Integers written as text -> nullable ``Int64``, exactly; anything else (or outside int64) -> null.
+
+    Accepts what ``INT_REGEX`` matches: surrounding blanks, a sign, a ``.0`` tail. No float round trip,
+    so ``9007199254740993`` stays itself and ``2**62`` and ``2**62 + 1`` stay distinct.
+    """
+    text = text.astype(object).where(text.notna(), None)
+    as_int = {pa.int64(): pd.Int64Dtype()}.get
+    try:  # fast path: plain digits only (Arrow's cast is exact and refuses an int64 overflow)
+        ints = pc.cast(pa.array(text.to_numpy(object), type=pa.string(), from_pandas=True), pa.int64())
+        return pd.Series(ints.to_pandas(types_mapper=as_int), index=text.index)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    ok = text.str.fullmatch(INT_REGEX, na=False) if len(text) else text.astype(bool)
+    # Strip, drop a ".0" tail and a "+" sign; a 19-digit value may overflow int64: checked exactly.
+    digits = text.where(ok, None).str.strip().str.replace(r"\.0*$", "", regex=True).str.removeprefix("+")
+    long = digits.str.lstrip("-").str.len().ge(19).fillna(False).astype(bool)
+    if long.any():
+        fits = digits[long].map(lambda d: INT64_MIN <= int(d) <= INT64_MAX)
+        digits = digits.where(~long, digits.where(fits.reindex(digits.index, fill_value=True), None))
+    ints = pc.cast(pa.array(digits.to_numpy(object), type=pa.string(), from_pandas=True), pa.int64())
+    return pd.Series(ints.to_pandas(types_mapper=as_int), index=text.index)
 
 
 def _parse_ts(text: pd.Series) -> pd.Series:
@@ -486,7 +516,7 @@ def _helper(column: str, what: str) -> str:
 
 
 def _typed_suite(
-    kind: Kind, typed: pd.DataFrame, rules: Rules, parsed: set[str]
+    kind: Kind, typed: pd.DataFrame, rules: Rules, texts: dict[str, pd.Series]
 ) -> tuple[list[Any], pd.DataFrame]:
     """The typed suite and its batch: ``typed`` plus helper columns for the reference-set checks.
 
@@ -498,12 +528,19 @@ def _typed_suite(
 
     exps: list[Any] = []
     batch = typed.copy()
-    # Parsing failures that slipped past the format check (e.g. 2026-02-30) become nulls here; a
-    # column that needed no parsing cannot have them.
+    # Parsing failures that slipped past the format check (2026-02-30, an int64 overflow, a float id
+    # beyond 2^53) are values that parsed to null: a helper column marks them for every parsed number
+    # or time column (a column that needed no parsing cannot have them).
     for col in columns_of(kind):
-        if col.required and col.name in parsed and col.logical in ("int", "float", "ts"):
+        if col.name in texts and col.logical in ("int", "float", "ts"):
+            batch[_helper(col.name, "parsed")] = texts[col.name].isna().to_numpy() | typed[col.name].notna()
             exps.append(
-                _expectation("ExpectColumnValuesToNotBeNull", f"bad_type:{col.name}", column=col.name)
+                _expectation(
+                    "ExpectColumnValuesToBeInSet",
+                    f"bad_type:{col.name}",
+                    column=_helper(col.name, "parsed"),
+                    value_set=[True],
+                )
             )
 
     def between(column: str, reason: str, **kw: Any) -> None:
@@ -602,7 +639,7 @@ def validate_frame(
         typed[col.name] = _parse(
             texts.get(col.name, raw[col.name]), raw[col.name], col.logical, rules.genre_sep
         )
-    typed_suite, typed_batch = _typed_suite(kind, typed, rules, set(texts))
+    typed_suite, typed_batch = _typed_suite(kind, typed, rules, texts)
     typed_results = _run_suite(f"{kind.value}.typed", typed_batch, typed_suite, run_name, run_time)
     _raise_table_failures(kind, name, typed_results, raw, rules, n)
 

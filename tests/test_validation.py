@@ -438,3 +438,42 @@ def test_csv_rows_in_is_the_number_of_physical_lines(damage: list[tuple[int, str
         run_date=RUN_DATE,
     )
     assert out.rows_in == len(physical) == out.accepted + out.quarantined
+
+
+# --- exact 64-bit ids (issue 14, finding 3) ---------------------------------------------------------------
+P62 = 2**62
+INT64_MAX = 2**63 - 1
+
+
+def test_ids_are_exact_int64_and_outside_int64_is_bad_type() -> None:
+    """2^62 and 2^62+1 stay distinct, 2^53+1 exact, the int64 bounds pass, one past them is ``bad_type``."""
+    ids = [P62, P62 + 1, 2**53 + 1, INT64_MAX, -(2**63)]
+    frame = good_rows().astype(object)
+    for row, value in enumerate(ids):
+        frame.loc[row, C.ITEM_ID] = str(value)
+    frame.loc[5, C.ITEM_ID] = str(INT64_MAX + 1)
+    frame.loc[6, C.ITEM_ID] = "abc"
+    rules = replace(
+        RULES, known_items=np.array([*range(100, 110), *ids], dtype=np.int64), max_quarantine_share=1
+    )
+    out = validate_frame(read_raw(csv_bytes(frame), "ids"), Kind.FEEDBACK, rules, run_date=RUN_DATE)
+    assert out.valid[C.ITEM_ID].tolist()[:5] == ids
+    assert dict(zip(out.quarantine[C.SOURCE_ROW], out.quarantine[C.QUARANTINE_REASON], strict=True)) == {
+        5: f"bad_type:{C.ITEM_ID}",
+        6: f"bad_type:{C.ITEM_ID}",
+    }
+    assert out.quarantine[C.ITEM_ID].tolist() == [str(INT64_MAX + 1), "abc"]
+
+
+def test_float_ids_beyond_2_53_are_not_exact() -> None:
+    """A Parquet id column of doubles: 2^53 + 2 cannot be told from its neighbours, so it is ``bad_type``."""
+    frame = good_rows()
+    frame[C.ITEM_ID] = [float(100 + i) for i in range(N - 1)] + [float(2**53 + 2)]
+    out = validate_frame(
+        read_raw(parquet_bytes(frame), "floats"),
+        Kind.FEEDBACK,
+        replace(RULES, known_items=None),
+        run_date=RUN_DATE,
+    )
+    assert out.quarantine[C.QUARANTINE_REASON].tolist() == [f"bad_type:{C.ITEM_ID}"]
+    assert out.valid[C.ITEM_ID].tolist() == list(range(100, 109))
