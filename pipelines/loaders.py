@@ -9,7 +9,9 @@ Every loader returns a :class:`SourceData` whose two frames follow the canonical
 
 Loaders never drop rows: validation and quarantine are the ingest step's job. A cell that cannot be
 parsed becomes a null (``<NA>`` ids -- the id column then has the nullable ``Int64`` dtype --, ``NaN``
-ratings, ``NaT`` times) so that ingest can quarantine that row with a reason and conserve counts.
+ratings) so that ingest can quarantine that row with a reason and conserve counts; a time column with
+such cells stays text (ISO 8601 for the good cells, the source text for the bad ones) so the quarantine
+shows what the file said. Ids are parsed exactly as 64-bit integers, never through float64.
 Unreadable files and missing columns raise :class:`SourceError` saying which file, what was expected and
 what to do. Large files are streamed in chunks (``SourceSettings.chunk_rows``) with progress reporting.
 """
@@ -496,24 +498,45 @@ def _interactions_from(
             C.USER_ID: _ids(raw[user], where, user),
             C.ITEM_ID: _ids(raw[item], where, item),
             C.RATING: ratings,
-            C.TS: ts.to_numpy() if isinstance(ts, pd.Series) else ts,
+            # text stays text (an object array of strings would be inferred as times and overflow)
+            C.TS: pd.Series(ts.to_numpy(), dtype=object) if ts.dtype == object else ts.to_numpy(),
         }
     )
-    frame[C.TS] = frame[C.TS].astype(TS_DTYPE)
+    if frame[C.TS].dtype != object:  # text when some cells did not parse (see _parse_times)
+        frame[C.TS] = frame[C.TS].astype(TS_DTYPE)
     return frame
 
 
+#: Largest epoch per unit that pandas can represent: a bigger one would silently wrap around (an epoch
+#: in ms read as seconds became 1970-08-04) instead of failing.
+_EPOCH_LIMIT = {u: pd.Timestamp.max.value // pd.Timedelta(1, unit=u).value for u in ("s", "ms", "us", "ns")}
+
+
 def _parse_times(values: pd.Series, unit: str, where: Path) -> pd.Series:
-    """Unix epochs (in ``unit``) when the column is numeric, ISO 8601 text otherwise; bad cells -> NaT."""
+    """Unix epochs (in ``unit``) when the column is numeric, ISO 8601 text otherwise.
+
+    When every cell parses: ``datetime64[us, UTC]``. Otherwise the column is text, ISO 8601 for the
+    cells that parsed and the source text for the others, so ingest quarantines those rows with what the
+    file said (``epoch_unit:ts`` for an epoch in the wrong unit, ``bad_type:ts`` otherwise).
+    """
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().sum() >= max(1, len(values) // 2):
+        numeric = numeric.where(numeric.abs() <= _EPOCH_LIMIT[unit])
         out = pd.to_datetime(numeric, unit=unit, utc=True, errors="coerce")
     else:
         out = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-    n_bad = int(out.isna().sum() - values.isna().sum())
-    if n_bad > 0:
-        log.warning("%s: %d timestamp(s) could not be parsed; kept as NaT for ingest", where, n_bad)
-    return out.astype(TS_DTYPE)
+    bad = (out.isna() & values.notna()).to_numpy()
+    if not bad.any():
+        return out.astype(TS_DTYPE)
+    log.warning(
+        "%s: %d timestamp(s) could not be parsed (first: %r); kept as text for ingest to quarantine",
+        where,
+        int(bad.sum()),
+        values[bad].iloc[0],
+    )
+    text = out.map(lambda t: None if pd.isna(t) else t.isoformat()).astype(object)
+    text[bad] = values[bad].astype(str).to_numpy()
+    return text
 
 
 def _split_genres(values: pd.Series, sep: str) -> list[list[str]]:

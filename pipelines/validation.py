@@ -82,8 +82,11 @@ TS_REGEX = (
     r"^\s*(?:\d{1,11}|\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
     r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,9})?)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?|UTC)?)\s*$"
 )
-#: Bytes that were not valid UTF-8, kept as ``\\xNN`` text by :func:`read_raw` (``backslashreplace``).
-BAD_BYTES_REGEX = r"\\x[89a-fA-F][0-9a-fA-F]"
+#: Text that is not clean UTF-8: bytes that were not valid UTF-8 (kept as ``\\xNN`` text by
+#: :func:`read_raw`, ``backslashreplace``) or a NUL, which PostgreSQL text (and its COPY) cannot hold.
+BAD_BYTES_REGEX = r"\\x[89a-fA-F][0-9a-fA-F]|\x00"
+#: An epoch number of 12 to 19 digits: milliseconds (or finer), never plausible seconds (>= year 5138).
+EPOCH_FINE_REGEX = r"^\s*\d{12,19}\s*$"
 
 #: Reason of a CSV line that is not one record (see :func:`read_raw`); the row has only these columns.
 MALFORMED_LINE = "malformed_line"
@@ -493,6 +496,17 @@ def _raw_suite(kind: Kind, raw: pd.DataFrame, rules: Rules) -> list[Any]:
                     regex=BAD_BYTES_REGEX,
                 )
             )
+        if col.logical == "ts":
+            # Quarantined with the source text kept, not converted: a file mixing units cannot be
+            # told apart from one whose clock is off by a factor of 1000.
+            exps.append(
+                _expectation(
+                    "ExpectColumnValuesToNotMatchRegex",
+                    f"epoch_unit:{col.name}",
+                    column=col.name,
+                    regex=EPOCH_FINE_REGEX,
+                )
+            )
         pattern = {"int": INT_REGEX, "float": FLOAT_REGEX, "ts": TS_REGEX}.get(col.logical)
         if pattern:
             exps.append(
@@ -590,6 +604,12 @@ def _typed_suite(
         )
     if kind == Kind.ITEMS:
         exps.append(_expectation("ExpectColumnValuesToBeUnique", f"duplicate:{C.ITEM_ID}", column=C.ITEM_ID))
+        # Genre names are free text too (a list, so checked here rather than by a regex on a column).
+        bad_bytes = re.compile(BAD_BYTES_REGEX)
+        batch[_helper(C.GENRES, "clean")] = typed[C.GENRES].map(
+            lambda gs: gs is None or not any(bad_bytes.search(g) for g in gs)
+        )
+        in_set(_helper(C.GENRES, "clean"), f"bad_encoding:{C.GENRES}", [True])
         between(C.YEAR, f"out_of_range:{C.YEAR}", min_value=rules.year_min, max_value=rules.year_max)
     return exps, batch
 
@@ -662,13 +682,14 @@ def validate_frame(
             continue
         for entry in unexpected:
             row_reasons.setdefault(int(entry[C.SOURCE_ROW]), set()).add(reason)
-    # A required value missing from the input is reported as a null, not also as unparseable; a line
+    # A required value missing from the input is reported as a null (an epoch in ms as its unit), not
+    # also as unparseable; a line
     # that was not one CSV record has no values to check, only the one reason.
     for reasons in row_reasons.values():
         if MALFORMED_LINE in reasons:
             reasons.intersection_update({MALFORMED_LINE})
-        for null in [r for r in reasons if r.startswith("null:")]:
-            reasons.discard("bad_type:" + null.split(":", 1)[1])
+        for known in [r for r in reasons if r.startswith(("null:", "epoch_unit:"))]:
+            reasons.discard("bad_type:" + known.split(":", 1)[1])
     bad_positions = np.sort(position.loc[list(row_reasons)].to_numpy()) if row_reasons else np.empty(0, int)
     mask = np.zeros(n, dtype=bool)
     mask[bad_positions] = True
@@ -810,12 +831,33 @@ def read_raw(payload: bytes, where: str, fmt: str | None = None) -> pd.DataFrame
             raise ValidationFailed(
                 "file", where, [f"not a readable Parquet file ({exc}); re-export it or check the transfer"]
             ) from exc
-        return table.to_pandas(
-            types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get
-        )
+        return _parquet_frame(table)
     if not payload.strip():
         return pd.DataFrame()
     return _read_csv(payload.decode("utf-8", "backslashreplace"), where)
+
+
+def _parquet_frame(table: pa.Table) -> pd.DataFrame:
+    """A Parquet table as a raw frame; a string column with bytes that are not UTF-8 keeps them as text.
+
+    Arrow does not check UTF-8 when reading, and pandas then fails on the whole file: such a column is
+    decoded value by value with ``backslashreplace`` (``\\xNN``) so that only its bad rows are quarantined
+    (``bad_encoding``), as for a CSV file.
+    """
+    as_string = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get
+    broken: dict[str, pd.Series] = {}
+    for i, spec in enumerate(table.schema):
+        if pa.types.is_string(spec.type) or pa.types.is_large_string(spec.type):
+            column = table.column(i)
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                raw = column.cast(pa.large_binary() if pa.types.is_large_string(spec.type) else pa.binary())
+                broken[spec.name] = pd.Series([_one_text(v) for v in raw.to_pylist()], dtype=object)
+    frame = table.drop_columns(list(broken)).to_pandas(types_mapper=as_string)
+    for name, values in broken.items():
+        frame[name] = values
+    return frame[table.column_names]
 
 
 #: Line breaks as the CSV readers see them (``str.splitlines`` would also split on \x0b, \x1c, ...).
