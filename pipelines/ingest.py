@@ -162,6 +162,8 @@ def ingest_source(settings: Settings, run_date: date, source: SourceData) -> dic
     for outcome in (items, inter, feedback):
         lake.write_table(_QUARANTINE[outcome.kind], run_date, quarantine_table(outcome.quarantine))
     lake.write_table(Dataset.VALIDATION, run_date, seen, part=SEEN_PART)
+    for dataset in (Dataset.ITEMS, Dataset.INTERACTIONS, Dataset.FEEDBACK_EVENTS):
+        lake.mark_complete(dataset, run_date)
     summary = {
         "run_date": run_date.isoformat(),
         "status": "ok",

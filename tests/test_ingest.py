@@ -466,3 +466,10 @@ def test_future_and_millisecond_source_ratings_are_quarantined_and_counted(
     land(settings, D2, events(D2, 3, "d2", **{C.USER_ID: ["1"] * 3, C.ITEM_ID: ["1"] * 3}))
     result2 = ingest(settings, D2)
     assert (result2["new_interactions"], result2["interactions_quarantined"]) == (1, 1)
+
+
+def test_ingest_marks_its_canonical_partitions_complete(settings: Settings) -> None:
+    ingest_source(settings, D1, source())
+    lake = Lake(settings.home)
+    for dataset in (Dataset.ITEMS, Dataset.INTERACTIONS, Dataset.FEEDBACK_EVENTS):
+        assert lake.require_complete(dataset, D1) == ["part-0"]
