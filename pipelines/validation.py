@@ -5,12 +5,16 @@ a loader or Parquet), runs two GX suites on it and splits it into valid rows (ty
 and quarantined rows (every original value as a string, the original row position and the reasons):
 
 1. the **raw** suite runs on the frame as received (plus ``source_row``): the column set (schema), the
-   row count (empty day, volume floor), nulls in required columns, the text format of every value that
-   must be parsed into a number or a timestamp (``bad_type``) and undecodable bytes (``bad_encoding``);
-2. values are parsed into the contract types (a value GX flagged as malformed becomes null);
+   row count (empty day, volume floor), CSV lines that were not one record (``malformed_line``), nulls
+   in required columns, the text format of every value that must be parsed into a number or a
+   timestamp (``bad_type``; ``epoch_unit`` for an epoch in ms) and undecodable bytes or NULs in free
+   text (``bad_encoding``);
+2. values are parsed into the contract types (a value GX flagged as malformed becomes null; ids are
+   exact int64, see :func:`exact_int64`);
 3. the **typed** suite runs on the parsed frame: ranges, allowed values, uniqueness, referential
-   integrity, timestamp windows, and a last not-null check that catches values GX's format check let
-   through but the parser could not read (for example ``2026-02-30``).
+   integrity, timestamp windows, NULs in genre names, and a last check that every parsed column has a
+   value wherever its text had one, which catches what GX's format check let through but the parser
+   could not read (``2026-02-30``, an id outside int64).
 
 Every expectation carries its reason code in ``meta`` (e.g. ``unknown:user_id``) and whether it is a
 table-level or a row-level check. GX runs with ``result_format=COMPLETE`` and
@@ -75,7 +79,7 @@ FLOAT_EXACT_MAX = 2**53
 
 # Text formats of values that must be parsed. They are the type checks GX runs on text columns; the
 # parsers below accept every string these match (19 digits may still overflow int64: then bad_type).
-INT_REGEX = r"^\s*[+-]?\d{1,19}(?:\.0*)?\s*$"
+INT_REGEX = r"^\s*[+-]?[0-9]{1,19}(?:\.0*)?\s*$"  # ASCII digits: \d also matches other scripts' digits
 FLOAT_REGEX = r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?\s*$"
 #: ISO 8601 (date, optional time, optional ``Z``/offset) or whole epoch seconds.
 TS_REGEX = (

@@ -453,6 +453,7 @@ def test_ids_are_exact_int64_and_outside_int64_is_bad_type() -> None:
         frame.loc[row, C.ITEM_ID] = str(value)
     frame.loc[5, C.ITEM_ID] = str(INT64_MAX + 1)
     frame.loc[6, C.ITEM_ID] = "abc"
+    frame.loc[7, C.ITEM_ID] = "\u0661\u0660\u0662"  # Arabic-Indic digits: the regex \\d matches them
     rules = replace(
         RULES, known_items=np.array([*range(100, 110), *ids], dtype=np.int64), max_quarantine_share=1
     )
@@ -461,8 +462,9 @@ def test_ids_are_exact_int64_and_outside_int64_is_bad_type() -> None:
     assert dict(zip(out.quarantine[C.SOURCE_ROW], out.quarantine[C.QUARANTINE_REASON], strict=True)) == {
         5: f"bad_type:{C.ITEM_ID}",
         6: f"bad_type:{C.ITEM_ID}",
+        7: f"bad_type:{C.ITEM_ID}",
     }
-    assert out.quarantine[C.ITEM_ID].tolist() == [str(INT64_MAX + 1), "abc"]
+    assert out.quarantine[C.ITEM_ID].tolist() == [str(INT64_MAX + 1), "abc", "\u0661\u0660\u0662"]
 
 
 def test_float_ids_beyond_2_53_are_not_exact() -> None:

@@ -1,9 +1,10 @@
 """``deepcuts validate FILE --kind feedback|interactions|items [--run-date D]``: check one file.
 
-Runs the same GX suites as the nightly ingest on one Parquet or CSV file, against what the lake knows
-for the run date (catalog, users and already accepted event ids of the newest partitions up to D),
-prints a readable summary, writes the rejected rows to ``quarantine/<kind>(D)/validate-<file>.parquet``
-(next to, never over, the nightly quarantine) and exits with
+Runs the same GX suites with the same rules as the nightly ingest (``pipelines.ingest.rules_for``) on
+one Parquet or CSV file, against what the lake knows for the run date (catalog, users and already
+accepted event ids of the newest partitions up to D), prints a readable summary, writes the rejected
+rows to ``quarantine/<kind>(D)/validate-<file>.parquet`` (next to, never over, the nightly quarantine)
+and exits with
 
 * 0 when every row passed,
 * 1 when rows were quarantined,
