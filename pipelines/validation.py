@@ -547,10 +547,11 @@ def _typed_suite(
     exps: list[Any] = []
     batch = typed.copy()
     # Parsing failures that slipped past the format check (2026-02-30, an int64 overflow, a float id
-    # beyond 2^53) are values that parsed to null: a helper column marks them for every parsed number
-    # or time column (a column that needed no parsing cannot have them).
+    # beyond 2^53) are values that parsed to null: a helper column marks them for every parsed integer
+    # or time column, and required decimals (text FLOAT_REGEX accepts always parses; a column that
+    # needed no parsing cannot have them). Each check costs a pass over the batch, so no more.
     for col in columns_of(kind):
-        if col.name in texts and col.logical in ("int", "float", "ts"):
+        if col.name in texts and (col.logical in ("int", "ts") or (col.logical == "float" and col.required)):
             batch[_helper(col.name, "parsed")] = texts[col.name].isna().to_numpy() | typed[col.name].notna()
             exps.append(
                 _expectation(
