@@ -103,6 +103,29 @@ class C:
     MESSAGE: Final = "message"
 
 
+class Reason(StrEnum):
+    """Row-level quarantine reason codes (docs/data-contracts.md, "Reasons"). A reason about one column
+    is written ``<code>:<column>`` (:meth:`of`); ``malformed_line`` stands alone."""
+
+    MALFORMED_LINE = "malformed_line"
+    NULL = "null"
+    BAD_TYPE = "bad_type"
+    EPOCH_UNIT = "epoch_unit"
+    BAD_ENCODING = "bad_encoding"
+    DUPLICATE = "duplicate"
+    SEEN_BEFORE = "seen_before"
+    BAD_VALUE = "bad_value"
+    OUT_OF_RANGE = "out_of_range"
+    UNKNOWN = "unknown"
+    ANCIENT = "ancient"
+    TOO_OLD = "too_old"
+    FUTURE = "future"
+
+    def of(self, column: str) -> str:
+        """The reason for ``column``, e.g. ``bad_type:user_id``."""
+        return f"{self.value}:{column}"
+
+
 class EventType(StrEnum):
     IMPRESSION = "impression"
     CLICK = "click"

@@ -54,6 +54,7 @@ from deepcuts.contracts import (
     C,
     Daypart,
     EventType,
+    Reason,
     Segment,
     Variant,
 )
@@ -93,7 +94,7 @@ BAD_BYTES_REGEX = r"\\x[89a-fA-F][0-9a-fA-F]|\x00"
 EPOCH_FINE_REGEX = r"^\s*\d{12,19}\s*$"
 
 #: Reason of a CSV line that is not one record (see :func:`read_raw`); the row has only these columns.
-MALFORMED_LINE = "malformed_line"
+MALFORMED_LINE = Reason.MALFORMED_LINE.value
 LINE_COLUMNS = (C.SOURCE_LINE, C.RAW_LINE)
 
 #: Columns with an allowed-values check.
@@ -486,7 +487,9 @@ def _raw_suite(kind: Kind, raw: pd.DataFrame, rules: Rules) -> list[Any]:
         if col.name not in present:
             continue
         if col.required:
-            exps.append(_expectation("ExpectColumnValuesToNotBeNull", f"null:{col.name}", column=col.name))
+            exps.append(
+                _expectation("ExpectColumnValuesToNotBeNull", Reason.NULL.of(col.name), column=col.name)
+            )
         if col.logical == "list" or _is_native(raw[col.name], col.logical):
             continue
         if col.logical == "str" and col.name not in ENUM_COLUMNS:
@@ -495,7 +498,7 @@ def _raw_suite(kind: Kind, raw: pd.DataFrame, rules: Rules) -> list[Any]:
             exps.append(
                 _expectation(
                     "ExpectColumnValuesToNotMatchRegex",
-                    f"bad_encoding:{col.name}",
+                    Reason.BAD_ENCODING.of(col.name),
                     column=col.name,
                     regex=BAD_BYTES_REGEX,
                 )
@@ -506,7 +509,7 @@ def _raw_suite(kind: Kind, raw: pd.DataFrame, rules: Rules) -> list[Any]:
             exps.append(
                 _expectation(
                     "ExpectColumnValuesToNotMatchRegex",
-                    f"epoch_unit:{col.name}",
+                    Reason.EPOCH_UNIT.of(col.name),
                     column=col.name,
                     regex=EPOCH_FINE_REGEX,
                 )
@@ -515,7 +518,10 @@ def _raw_suite(kind: Kind, raw: pd.DataFrame, rules: Rules) -> list[Any]:
         if pattern:
             exps.append(
                 _expectation(
-                    "ExpectColumnValuesToMatchRegex", f"bad_type:{col.name}", column=col.name, regex=pattern
+                    "ExpectColumnValuesToMatchRegex",
+                    Reason.BAD_TYPE.of(col.name),
+                    column=col.name,
+                    regex=pattern,
                 )
             )
     return exps
@@ -556,7 +562,7 @@ def _typed_suite(
             exps.append(
                 _expectation(
                     "ExpectColumnValuesToBeInSet",
-                    f"bad_type:{col.name}",
+                    Reason.BAD_TYPE.of(col.name),
                     column=_helper(col.name, "parsed"),
                     value_set=[True],
                 )
@@ -573,49 +579,55 @@ def _typed_suite(
     ts_col = {Kind.FEEDBACK: C.EVENT_TS, Kind.INTERACTIONS: C.TS}.get(kind)
     if ts_col is not None:
         if rules.ts_min is not None:
-            between(ts_col, f"ancient:{ts_col}", min_value=rules.ts_min.to_pydatetime())
+            between(ts_col, Reason.ANCIENT.of(ts_col), min_value=rules.ts_min.to_pydatetime())
         if rules.window_start is not None:
-            between(ts_col, f"too_old:{ts_col}", min_value=rules.window_start.to_pydatetime())
+            between(ts_col, Reason.TOO_OLD.of(ts_col), min_value=rules.window_start.to_pydatetime())
         if rules.ts_max is not None:
-            between(ts_col, f"future:{ts_col}", max_value=rules.ts_max.to_pydatetime())
+            between(ts_col, Reason.FUTURE.of(ts_col), max_value=rules.ts_max.to_pydatetime())
     if kind in (Kind.FEEDBACK, Kind.INTERACTIONS):
-        between(C.RATING, f"out_of_range:{C.RATING}", min_value=rules.rating_min, max_value=rules.rating_max)
+        between(
+            C.RATING, Reason.OUT_OF_RANGE.of(C.RATING), min_value=rules.rating_min, max_value=rules.rating_max
+        )
         for column, known in ((C.ITEM_ID, rules.known_items), (C.USER_ID, rules.known_users)):
             if known is not None:
                 batch[_helper(column, "known")] = _membership(typed[column], known)
-                in_set(_helper(column, "known"), f"unknown:{column}", [True])
+                in_set(_helper(column, "known"), Reason.UNKNOWN.of(column), [True])
     if kind == Kind.FEEDBACK:
         exps.append(
-            _expectation("ExpectColumnValuesToBeUnique", f"duplicate:{C.EVENT_ID}", column=C.EVENT_ID)
+            _expectation("ExpectColumnValuesToBeUnique", Reason.DUPLICATE.of(C.EVENT_ID), column=C.EVENT_ID)
         )
         if rules.seen_event_ids is not None:
             batch[_helper(C.EVENT_ID, "seen")] = _membership(typed[C.EVENT_ID], rules.seen_event_ids)
-            in_set(_helper(C.EVENT_ID, "seen"), f"seen_before:{C.EVENT_ID}", [False])
-        in_set(C.EVENT_TYPE, f"bad_value:{C.EVENT_TYPE}", [e.value for e in EventType])
-        in_set(C.DAYPART, f"bad_value:{C.DAYPART}", [e.value for e in Daypart])
-        in_set(C.VARIANT, f"bad_value:{C.VARIANT}", [e.value for e in Variant])
-        in_set(C.SEGMENT, f"bad_value:{C.SEGMENT}", [e.value for e in Segment])
-        in_set(C.ARM, f"bad_value:{C.ARM}", ALL_ARMS)
-        between(C.POSITION, f"out_of_range:{C.POSITION}", min_value=0, max_value=INT32_MAX)
+            in_set(_helper(C.EVENT_ID, "seen"), Reason.SEEN_BEFORE.of(C.EVENT_ID), [False])
+        in_set(C.EVENT_TYPE, Reason.BAD_VALUE.of(C.EVENT_TYPE), [e.value for e in EventType])
+        in_set(C.DAYPART, Reason.BAD_VALUE.of(C.DAYPART), [e.value for e in Daypart])
+        in_set(C.VARIANT, Reason.BAD_VALUE.of(C.VARIANT), [e.value for e in Variant])
+        in_set(C.SEGMENT, Reason.BAD_VALUE.of(C.SEGMENT), [e.value for e in Segment])
+        in_set(C.ARM, Reason.BAD_VALUE.of(C.ARM), ALL_ARMS)
+        between(C.POSITION, Reason.OUT_OF_RANGE.of(C.POSITION), min_value=0, max_value=INT32_MAX)
         # Selection probabilities live in (0, 1]: zero would make inverse-propensity weights infinite.
-        between(C.PROPENSITY, f"out_of_range:{C.PROPENSITY}", min_value=0.0, max_value=1.0, strict_min=True)
+        between(
+            C.PROPENSITY, Reason.OUT_OF_RANGE.of(C.PROPENSITY), min_value=0.0, max_value=1.0, strict_min=True
+        )
         exps.append(
             _expectation(
                 "ExpectColumnValuesToNotBeNull",
-                f"null:{C.RATING}",
+                Reason.NULL.of(C.RATING),
                 column=C.RATING,
                 row_condition=GXColumn(C.EVENT_TYPE) == EventType.RATING.value,
             )
         )
     if kind == Kind.ITEMS:
-        exps.append(_expectation("ExpectColumnValuesToBeUnique", f"duplicate:{C.ITEM_ID}", column=C.ITEM_ID))
+        exps.append(
+            _expectation("ExpectColumnValuesToBeUnique", Reason.DUPLICATE.of(C.ITEM_ID), column=C.ITEM_ID)
+        )
         # Genre names are free text too (a list, so checked here rather than by a regex on a column).
         bad_bytes = re.compile(BAD_BYTES_REGEX)
         batch[_helper(C.GENRES, "clean")] = typed[C.GENRES].map(
             lambda gs: gs is None or not any(bad_bytes.search(g) for g in gs)
         )
-        in_set(_helper(C.GENRES, "clean"), f"bad_encoding:{C.GENRES}", [True])
-        between(C.YEAR, f"out_of_range:{C.YEAR}", min_value=rules.year_min, max_value=rules.year_max)
+        in_set(_helper(C.GENRES, "clean"), Reason.BAD_ENCODING.of(C.GENRES), [True])
+        between(C.YEAR, Reason.OUT_OF_RANGE.of(C.YEAR), min_value=rules.year_min, max_value=rules.year_max)
     return exps, batch
 
 
@@ -693,8 +705,8 @@ def validate_frame(
     for reasons in row_reasons.values():
         if MALFORMED_LINE in reasons:
             reasons.intersection_update({MALFORMED_LINE})
-        for known in [r for r in reasons if r.startswith(("null:", "epoch_unit:"))]:
-            reasons.discard("bad_type:" + known.split(":", 1)[1])
+        for known in [r for r in reasons if r.startswith((Reason.NULL.of(""), Reason.EPOCH_UNIT.of("")))]:
+            reasons.discard(Reason.BAD_TYPE.of(known.split(":", 1)[1]))
     bad_positions = np.sort(position.loc[list(row_reasons)].to_numpy()) if row_reasons else np.empty(0, int)
     mask = np.zeros(n, dtype=bool)
     mask[bad_positions] = True

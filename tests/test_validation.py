@@ -479,3 +479,15 @@ def test_float_ids_beyond_2_53_are_not_exact() -> None:
     )
     assert out.quarantine[C.QUARANTINE_REASON].tolist() == [f"bad_type:{C.ITEM_ID}"]
     assert out.valid[C.ITEM_ID].tolist() == list(range(100, 109))
+
+
+def test_every_quarantine_reason_is_documented() -> None:
+    """The reasons table of docs/data-contracts.md lists every code of ``deepcuts.contracts.Reason``."""
+    from pathlib import Path
+
+    from deepcuts.contracts import Reason
+
+    doc = (Path(__file__).parents[1] / "docs" / "data-contracts.md").read_text()
+    table = doc.split("### Reasons (row-level)", 1)[1].split("###", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)", table, flags=re.MULTILINE))
+    assert documented == {r.value for r in Reason}
