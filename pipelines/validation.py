@@ -896,6 +896,7 @@ def _read_csv(text: str, where: str) -> pd.DataFrame:
     import csv
     import io
 
+    text = text.removeprefix("\ufeff")  # a byte order mark is not part of the first column's name
     lines = [(number, line) for number, line in enumerate(_LINE_BREAK.split(text), start=1) if line != ""]
     header = lines[0][1]
     if "\x00" in header or re.search(BAD_BYTES_REGEX, header):

@@ -409,6 +409,7 @@ def stray_quote_csv(n: int, at: int) -> tuple[bytes, str]:
 def test_a_stray_quote_quarantines_its_line_and_loses_nothing() -> None:
     """1,343 rows with a stray quote at row 1000: 1,342 accepted + 1 quarantined (was 1000 + 0)."""
     payload, line = stray_quote_csv(1343, 1000)
+    payload = "\ufeff".encode() + payload  # with a byte order mark, as spreadsheet exports write
     out = validate_frame(read_raw(payload, "stray"), Kind.FEEDBACK, RULES, run_date=RUN_DATE)
     assert (out.rows_in, out.accepted, out.quarantined) == (1343, 1342, 1)
     row = out.quarantine.iloc[0]
