@@ -188,7 +188,7 @@ def test_candidates_writes_the_manifest_of_its_shard(
 
     import pipelines.candidates as candidates
 
-    def fake_arm(lake: Lake, day: date, arm: str, users: object, shard: int, n: int, batch: int) -> int:
+    def fake_arm(lake: Lake, day: date, arm: str, users: object, shard: int, *sizes: object) -> int:
         lake.write_table(Dataset.CANDIDATES, day, _candidates(arm), part=candidates.shard_part(arm, shard))
         return 1
 
