@@ -1,12 +1,12 @@
 """``make ui`` (``deepcuts ui``): the Airflow UI on the demo's lake and metadata DB.
 
-Starts the api-server, the scheduler and the dag-processor as ``python -m airflow ...`` children of this
-process (so nothing depends on ``airflow`` being on ``PATH``), all in ONE process group of their own,
+Starts the api-server, the scheduler, the dag-processor and the triggerer as ``python -m airflow ...``
+children of this process (so nothing depends on ``airflow`` being on ``PATH``), all in ONE process group,
 and on Ctrl-C / SIGTERM stops that group and every process any of them started (Airflow's LocalExecutor
 workers and the api-server's uvicorn workers included). ``airflow standalone`` does neither: it spawns
 ``airflow`` from ``PATH`` and leaves its scheduler and workers behind when it is terminated.
 
-No triggerer: no deepcuts task defers. Like :mod:`deepcuts.demo`, this module must configure Airflow
+Like :mod:`deepcuts.demo`, this module must configure Airflow
 before anything imports it.
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 #: role admin).
 UI_USER = "admin"
 #: The Airflow components ``deepcuts ui`` runs, in start order.
-COMPONENTS = ("api-server", "scheduler", "dag-processor")
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 #: Seconds to wait for the api-server's health endpoint before giving up.
 STARTUP_TIMEOUT_S = 180.0
 #: Seconds the children get to exit after SIGTERM before they are killed.
@@ -92,6 +92,8 @@ class ProcessGroup:
 
     log_dir: Path
     env: dict[str, str]
+    #: Working directory of the children (``None``: ours).
+    cwd: Path | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     #: Every descendant seen so far, so that one that left the group (``setsid``) is still stopped.
     seen: set[int] = field(default_factory=set)
@@ -110,6 +112,7 @@ class ProcessGroup:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
+                cwd=self.cwd,
                 # The first child leads a new group; the others join it. The terminal's Ctrl-C goes to
                 # our group only, and we stop theirs: no child dies half-way through our shutdown.
                 process_group=self.pgid or 0,
@@ -197,6 +200,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 def run_ui(home: Path, dags_folder: Path, port: int, host: str = "127.0.0.1") -> int:
     """Start the UI, print where and how to log in, serve until SIGINT/SIGTERM; returns the exit code."""
     from deepcuts.demo import configure_airflow, migrate_metadata_db
+    from deepcuts.settings import _config_file
 
     started = time.monotonic()
     os.environ["DEEPCUTS_HOME"] = str(home)
@@ -213,7 +217,14 @@ def run_ui(home: Path, dags_folder: Path, port: int, host: str = "127.0.0.1") ->
     if chosen != port:
         print(f"deepcuts ui: port {port} is taken; using {chosen}", flush=True)
     log_dir = airflow_home / "logs" / "ui"
-    group = ProcessGroup(log_dir=log_dir, env=child_environment(chosen))
+    env = child_environment(chosen)
+    config_file = _config_file(None)
+    if config_file is not None:  # the children run elsewhere: keep the same settings file
+        env["DEEPCUTS_CONFIG"] = str(config_file.resolve())
+    # Not the repository: ``python -m`` puts the working directory on sys.path, and the repository's
+    # deepcuts.egg-info (editable install) would register our Airflow plugin a second time
+    # ("Plugin 'deepcuts' already registered": an import error on the UI's home page).
+    group = ProcessGroup(log_dir=log_dir, env=env, cwd=airflow_home)
     stop_requested: list[int] = []
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -227,7 +238,7 @@ def run_ui(home: Path, dags_folder: Path, port: int, host: str = "127.0.0.1") ->
                 argv += ["--port", str(chosen), "--host", host, "--workers", "1"]
             group.start(name, argv)
         url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{chosen}"
-        print(f"deepcuts ui: starting the api-server, scheduler and dag-processor (logs: {log_dir}) ...")
+        print(f"deepcuts ui: starting {', '.join(COMPONENTS)} (logs: {log_dir}) ...", flush=True)
         try:
             wait_until_healthy(
                 f"http://127.0.0.1:{chosen}/api/v2/monitor/health", group, lambda: bool(stop_requested)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from deepcuts.cli._common import UserError, settings_from
@@ -11,7 +12,7 @@ from deepcuts.cli._common import UserError, settings_from
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ui",
-        help="start the Airflow UI (api-server, scheduler, dag-processor) on the demo's lake",
+        help="start the Airflow UI (api-server, scheduler, dag-processor, triggerer) on the demo's lake",
     )
     parser.add_argument(
         "--port", type=int, default=8080, help="port of the UI (default 8080; the next free one if taken)"
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from deepcuts.demo import default_dags_folder
 
     settings = settings_from(args)
+    if args.config:  # the Airflow components (and their tasks) read the same settings file
+        os.environ["DEEPCUTS_CONFIG"] = str(Path(args.config).resolve())
     if not settings.is_local_home:
         raise UserError(f"deepcuts ui runs on a local lake; DEEPCUTS_HOME is {settings.home!r}")
     home = Path(settings.home).resolve()
