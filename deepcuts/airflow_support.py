@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Asset, BaseNotifier
@@ -18,6 +18,8 @@ log = logging.getLogger("deepcuts.airflow")
 SERVING_TABLES = Asset(name="deepcuts_serving_tables", uri="deepcuts://serving/current", group="deepcuts")
 #: The nightly HTML report.
 NIGHTLY_REPORT = Asset(name="deepcuts_nightly_report", uri="deepcuts://reports/nightly", group="deepcuts")
+#: The weekly diversity and performance review (``deepcuts_weekly``), built from the nightly outputs.
+WEEKLY_REVIEW = Asset(name="deepcuts_weekly_review", uri="deepcuts://reports/weekly", group="deepcuts")
 
 PUBLISH_POOL = "deepcuts_publish"
 
@@ -50,6 +52,15 @@ def resolve_run_date(context: Any, override: str | None = None) -> str:
         return str(ds)
     run_after: datetime = context["dag_run"].run_after
     return run_after.date().isoformat()
+
+
+def last_night_of_week(context: Any, override: str | None = None) -> str:
+    """The last night a weekly run reviews, as ISO text: the ``run_date`` param if given, else the
+    night before the run's date (a ``@weekly`` run fires at midnight, when that day's night has not
+    run yet)."""
+    if override:
+        return date.fromisoformat(str(override)).isoformat()
+    return (date.fromisoformat(resolve_run_date(context)) - timedelta(days=1)).isoformat()
 
 
 class DeepcutsFailureNotifier(BaseNotifier):

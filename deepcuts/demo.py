@@ -28,6 +28,12 @@ log = logging.getLogger("deepcuts.demo")
 
 DAG_ID = "deepcuts_nightly"
 REPORTS_DAG_ID = "deepcuts_reports"
+WEEKLY_DAG_ID = "deepcuts_weekly"
+
+
+class DemoNightFailedError(RuntimeError):
+    """A night of the demo did not succeed. Its task logs (with the traceback) are already on the
+    terminal, so ``deepcuts demo`` ends with this one line instead of a second traceback."""
 
 
 @dataclass
@@ -147,7 +153,7 @@ def demo_run_id(run_date: date) -> str:
     return f"{DEMO_RUN_ID_PREFIX}__{run_date.isoformat()}"
 
 
-def run_dag_for_night(dag: Any, run_date: date) -> Any:
+def run_dag_for_night(dag: Any, run_date: date, conf: dict[str, Any] | None = None) -> Any:
     """``dag.test()`` for one night, recorded as an operator expects to read it in the UI.
 
     ``dag.test()`` (Airflow 3.3) names its run after the wall-clock time and records the logical date
@@ -164,7 +170,8 @@ def run_dag_for_night(dag: Any, run_date: date) -> Any:
     started = timezone.utcnow()
     # dag.test() takes no run id: it asks DagRun.generate_run_id for one (and only for its own run).
     with mock.patch.object(DagRun, "generate_run_id", staticmethod(lambda **_: run_id)):
-        dag_run = dag.test(logical_date=datetime(run_date.year, run_date.month, run_date.day, tzinfo=UTC))
+        logical_date = datetime(run_date.year, run_date.month, run_date.day, tzinfo=UTC)
+        dag_run = dag.test(logical_date=logical_date, run_conf=conf)
     with create_session() as session:
         row = session.get(DagRun, dag_run.id)
         if row is not None:
@@ -238,6 +245,7 @@ def run_demo(settings: Settings, nights: int, dags_folder: Path, fresh: bool = F
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(DAG_ID)
     reports_dag = bag.get_dag(REPORTS_DAG_ID)
+    weekly_dag = bag.get_dag(WEEKLY_DAG_ID)
     summaries: list[NightSummary] = []
     previous = live_lists(settings)
     start_night = first_demo_night(previous[0] if previous else None, first)
@@ -262,7 +270,7 @@ def run_demo(settings: Settings, nights: int, dags_folder: Path, fresh: bool = F
             )
         if state != "success":
             failed = [ti.task_id for ti in dag_run.get_task_instances() if ti.state == "failed"]
-            raise RuntimeError(
+            raise DemoNightFailedError(
                 f"{DAG_ID} for {run_date} ended {state}; failed tasks: {failed}. "
                 f"Task logs are above; rerun with `make run` once fixed (every step is idempotent)."
             )
@@ -270,7 +278,7 @@ def run_demo(settings: Settings, nights: int, dags_folder: Path, fresh: bool = F
         # asset-triggered index rebuild the same way, so the UI shows its runs beside the nightly ones.
         reports_run = run_dag_for_night(reports_dag, run_date)
         if str(getattr(reports_run.state, "value", reports_run.state)) != "success":
-            raise RuntimeError(f"{REPORTS_DAG_ID} for {run_date} ended {reports_run.state}; logs above")
+            raise DemoNightFailedError(f"{REPORTS_DAG_ID} for {run_date} ended {reports_run.state}")
         live = live_lists(settings)
         if live is None:
             raise RuntimeError(f"{DAG_ID} for {run_date} succeeded but the serving DB has no live version")
@@ -281,4 +289,11 @@ def run_demo(settings: Settings, nights: int, dags_folder: Path, fresh: bool = F
         )
         feedback = serve_day(settings, world, night + 1, run_date, live)
         summaries.append(NightSummary(run_date.isoformat(), seconds, state, feedback))
+    if summaries:
+        # The weekly review of the nights so far (its page sits next to the nightly reports).
+        last = date.fromisoformat(summaries[-1].run_date)
+        weekly = run_dag_for_night(weekly_dag, last, conf={"run_date": last.isoformat()})
+        if str(getattr(weekly.state, "value", weekly.state)) != "success":
+            raise DemoNightFailedError(f"{WEEKLY_DAG_ID} for the week ending {last} ended {weekly.state}")
+        print(f"deepcuts: weekly review of the week ending {last} written", flush=True)
     return summaries

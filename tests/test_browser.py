@@ -1,10 +1,11 @@
 """The Airflow UI as an operator sees it, in a real headless browser (Debian's chromium + chromedriver).
 
 Runs a one-night demo on a small world, starts ``deepcuts ui`` on it (api-server, scheduler,
-dag-processor), logs in through the login page, and checks the DAG list, the runs of the nightly DAG
-and the nightly report inside the Airflow UI (Browse > Deep-cut reports, deepcuts/airflow_plugin.py).
-Screenshots go to the test's temporary folder. Ctrl-C (SIGINT) to ``deepcuts ui`` must leave no
-process behind. Marked slow (about two minutes); skipped without chromium unless CI=true.
+dag-processor, triggerer), logs in through the login page, and checks the home page, the DAG list, the
+runs of the nightly DAG, the nightly report and the weekly review inside the Airflow UI
+(Browse > Deep-cut reports, deepcuts/airflow_plugin.py). Screenshots go to the test's temporary
+folder. Ctrl-C (SIGINT) to ``deepcuts ui`` must leave no process behind. Marked slow (about two
+minutes); skipped without chromium unless CI=true.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def test_operator_logs_in_and_sees_our_dags_their_runs_and_the_report(
     assert "Plugin Import Error" not in home, home[:1500]
 
     browser.get(base + "/dags")
-    dags = _wait_for_text(browser, "deepcuts_nightly", "deepcuts_reports")
+    dags = _wait_for_text(browser, "deepcuts_nightly", "deepcuts_reports", "deepcuts_weekly")
     browser.save_screenshot(str(tmp_path / "03-dag-list.png"))
     # Ours and nothing else: no example DAGs (load_examples = False in airflow.cfg).
     assert f"{len(list((REPO_ROOT / 'dags').glob('deepcuts_*.py')))} Dags" in dags
@@ -203,7 +204,27 @@ def test_operator_logs_in_and_sees_our_dags_their_runs_and_the_report(
     assert browser.find_elements(By.TAG_NAME, "img"), "the nightly report has no charts"
     browser.switch_to.default_content()
     browser.save_screenshot(str(tmp_path / "06-nightly-report.png"))
-    shots = ("01-login", "02-home", "03-dag-list", "04-nightly-runs", "05-report-index", "06-nightly-report")
+
+    # The weekly review the demo's deepcuts_weekly run wrote, in the same frame (reports/weekly/).
+    browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+    browser.execute_script("window.location.href = '../weekly/';")
+    _wait_for_text(browser, "deepcuts weekly reviews")
+    browser.find_element(By.LINK_TEXT, "2025-12-31").click()
+    weekly = _wait_for_text(browser, "deepcuts weekly review, week ending 2025-12-31")
+    for section in ("Scoreboard trends", "Niche discovery by genre", "Arm shares per context", "A/B status"):
+        assert section in weekly, section
+    assert "long_tail_share" in weekly and "slots treatment" in weekly
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(tmp_path / "07-weekly-review.png"))
+    shots = (
+        "01-login",
+        "02-home",
+        "03-dag-list",
+        "04-nightly-runs",
+        "05-report-index",
+        "06-nightly-report",
+        "07-weekly-review",
+    )
     for name in shots:
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000, name
     print(f"screenshots in {tmp_path}")

@@ -105,3 +105,12 @@ def test_config_origin_prints_each_value_with_where_it_came_from(
     )
     assert "seed = 42" in next(line for line in lines if line.startswith("seed = 42"))
     assert next(line for line in lines if line.startswith("seed = 42")).endswith("# default")
+
+
+def test_step_runs_the_weekly_review_too(settings: object, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["step", "weekly_review", "--run-date", "2026-01-08"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["week_ending"] == "2026-01-08" and summary["nights"] == []  # an empty lake: no nights
+    assert summary["report"].endswith("reports/weekly/week_ending=2026-01-08/index.html")

@@ -22,6 +22,7 @@ from deepcuts import __version__
 #: so the error path imports nothing heavy.
 USER_ERRORS: dict[str, tuple[str, ...]] = {
     "deepcuts.cli._common": ("UserError",),
+    "deepcuts.demo": ("DemoNightFailedError",),  # its task logs, traceback included, are already printed
     "pydantic": ("ValidationError",),  # a bad value in the settings file or a DEEPCUTS_* variable
     "pipelines.storage": ("MissingDataError", "ContractError"),
     "pipelines.world.truth": ("WorldNotFoundError",),

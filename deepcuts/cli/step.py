@@ -11,14 +11,23 @@ import json
 
 from deepcuts.cli._common import UserError, run_date_arg, settings_from
 
+#: Steps outside the nightly registry, run the same way: name -> (module, function), called with
+#: ``(settings, run_date)``. ``weekly_review`` is the task of ``deepcuts_weekly`` (run date: the last
+#: night of the week).
+OTHER_STEPS = {"weekly_review": ("pipelines.weekly_review", "weekly_review")}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from pipelines.nightly import STEP_NAMES
 
     parser = subparsers.add_parser(
-        "step", help="run one nightly step for a run date (as its Airflow task does)"
+        "step", help="run one nightly step (or the weekly review) for a run date, as its Airflow task does"
     )
-    parser.add_argument("name", choices=STEP_NAMES, help="step of the registry (docs/architecture.md)")
+    parser.add_argument(
+        "name",
+        choices=[*STEP_NAMES, *OTHER_STEPS],
+        help="step of the registry (docs/architecture.md), or weekly_review",
+    )
     parser.add_argument("--run-date", required=True, type=run_date_arg, help="run date YYYY-MM-DD")
     parser.add_argument("--arm", help="arm, for per-arm steps (train)")
     parser.add_argument("--shard", type=int, help="user shard, for per-shard steps (candidates, score)")
@@ -30,6 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.nightly import STEPS, resolve
 
     settings = settings_from(args)
+    if args.name in OTHER_STEPS:
+        import importlib
+
+        module, function = OTHER_STEPS[args.name]
+        result = getattr(importlib.import_module(module), function)(settings, args.run_date)
+        print(json.dumps(result, indent=2, default=str))
+        return 0
     step = next(s for s in STEPS if s.name == args.name)
     func = resolve(step)
     if func is None:
