@@ -252,7 +252,8 @@ def run_ui(home: Path, dags_folder: Path, port: int, host: str = "127.0.0.1") ->
         print(
             f"\ndeepcuts ui: Airflow UI at {url}  (up in {time.monotonic() - started:.0f}s)\n"
             f"  login: {UI_USER} / {password}\n"
-            f"  DAGs: deepcuts_nightly, deepcuts_reports (paused: unpause to let the scheduler run them)\n"
+            "  DAGs: deepcuts_nightly, deepcuts_reports, deepcuts_weekly; paused, so the scheduler starts\n"
+            "        no run by itself (trigger a night by hand, or unpause)\n"
             f"  reports: Browse > Deep-cut reports ({url}/deepcuts/)\n"
             f"  Ctrl-C stops every process this command started.",
             flush=True,
