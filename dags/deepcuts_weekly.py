@@ -13,10 +13,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import Param, dag, task
 
 from deepcuts.airflow_support import (
+    EARLIEST_START,
     NIGHTLY_REPORT,
     WEEKLY_REVIEW,
     DeepcutsFailureNotifier,
@@ -29,12 +29,10 @@ from deepcuts.airflow_support import (
     dag_id="deepcuts_weekly",
     description="Weekly diversity and performance review of the deepcuts nights",
     schedule="@weekly",
-    # Early, so manual runs and backfills for any historical week get task instances; catchup=False
-    # keeps the scheduler from creating the missed runs.
-    start_date=pendulum.datetime(1995, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
+    start_date=EARLIEST_START,
+    catchup=False,  # Sundays from now on; a missed week is run by hand (run_date)
     tags=["deepcuts", "weekly", "reports"],
+    max_active_runs=1,
     default_args={
         "owner": "deepcuts",
         "retries": task_retries(),

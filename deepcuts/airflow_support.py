@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Asset, BaseNotifier
@@ -22,6 +22,11 @@ NIGHTLY_REPORT = Asset(name="deepcuts_nightly_report", uri="deepcuts://reports/n
 WEEKLY_REVIEW = Asset(name="deepcuts_weekly_review", uri="deepcuts://reports/weekly", group="deepcuts")
 
 PUBLISH_POOL = "deepcuts_publish"
+
+#: ``start_date`` of the deepcuts DAGs: early, so manual runs and backfills for any historical run date
+#: (MovieLens replays start in 1997) get task instances; each DAG sets ``catchup=False`` so that the
+#: scheduler does not create the missed runs.
+EARLIEST_START = datetime(1995, 1, 1, tzinfo=UTC)
 
 #: Environment variable with the number of retries per task (default 2). ``make run`` sets 0 so that a
 #: broken step fails the demo at once instead of waiting for retry delays.

@@ -65,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The settings file/environment with the command line's overrides applied."""
-    from deepcuts.cli._common import UserError
     from deepcuts.settings import load_settings
 
     base = load_settings(getattr(args, "config", None))
@@ -87,16 +86,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if args.path:
             source["path"] = args.path
         if not source.get("path"):
-            raise UserError("deepcuts simulate --world movielens needs --path DIR (the dataset folder)")
+            raise SystemExit("deepcuts simulate --world movielens needs --path DIR (the dataset folder)")
     else:
         if args.dataset or args.path:
-            raise UserError("--dataset/--path are for --world movielens; the synthetic world is generated")
+            raise SystemExit("--dataset/--path are for --world movielens; the synthetic world is generated")
         source["dataset"] = "synthetic"
     if args.skip:
         simulator["skip_steps"] = tuple(args.skip)
     synthetic_only = {"--signup-rate": args.signup_rate, "--planted-lift": args.planted_lift}
     if args.world != "synthetic" and any(v is not None for v in synthetic_only.values()):
-        raise UserError(f"{' and '.join(synthetic_only)} are for --world synthetic (the world has a truth)")
+        raise SystemExit(f"{' and '.join(synthetic_only)} are for --world synthetic (the world has a truth)")
     if args.signup_rate is not None:
         world["daily_signup_rate"] = args.signup_rate
     if args.planted_lift is not None:
