@@ -72,6 +72,10 @@ class C:
     CLICKS: Final = "clicks"
     RATING_SUM: Final = "rating_sum"
     RATING_COUNT: Final = "rating_count"
+    NICHE_IMPRESSIONS: Final = "niche_impressions"  # impressions of items with a niche genre
+    NICHE_CLICKS: Final = "niche_clicks"  # clicks on items with a niche genre
+    # design treatment share in force when an A/B user was first exposed (the SRM check's expectation)
+    TREATMENT_SHARE: Final = "treatment_share"
     # offline evaluation (eval/offline)
     LIST_SOURCE: Final = "list_source"
     N_USERS: Final = "n_users"
@@ -384,6 +388,7 @@ class Dataset(StrEnum):
     MONITOR_CHECKS = "monitor/checks"
     PUBLISH = "publish"
     REPORTS = "reports"
+    EXPERIMENTS = "experiments"  # lake copy of the experiment registry (one file, not by run date)
 
 
 #: Schemas that the storage module enforces on write, per dataset.

@@ -24,22 +24,23 @@ def _fmt(feedback: dict[str, Any], metric: str, variant: str, spec: str = ".3f")
 def render_summary(settings: Settings, nights: list[dict[str, Any]]) -> str:
     lake = Lake(settings.home)
     lines = ["", "=" * 78, "deepcuts demo: summary", "=" * 78]
-    lines.append("the next day's traffic on each night's lists (simulated users), control vs treatment:")
+    last = date.fromisoformat(nights[-1]["run_date"])
+    lines += [*_scoreboard(lake, last), ""]
+    lines.append("the next day's traffic on each night's lists (simulated users), control / treatment:")
     lines.append(
-        f"{'run date':<12}{'DAG s':>6}{'impressions':>13}{'CTR ctl':>9}{'CTR trt':>9}"
-        f"{'long-tail ctl':>15}{'long-tail trt':>15}{'rating trt':>12}"
+        f"{'run date':<11}{'DAG s':>6}{'impressions':>12}{'CTR':>14}{'shown tail':>12}"
+        f"{'rating':>12}{'niche clicks':>13}"
     )
-    ctl, trt = Variant.CONTROL.value, Variant.TREATMENT.value
     for night in nights:
         fb = night.get("feedback", {})
         impressions = sum(int(v) for v in fb.get("impressions", {}).values())
         lines.append(
-            f"{night['run_date']:<12}{night['seconds']:>6.0f}{impressions:>13}"
-            f"{_fmt(fb, 'ctr', ctl):>9}{_fmt(fb, 'ctr', trt):>9}"
-            f"{_fmt(fb, 'long_tail_share', ctl, '.0%'):>15}{_fmt(fb, 'long_tail_share', trt, '.0%'):>15}"
-            f"{_fmt(fb, 'mean_rating', trt, '.2f'):>12}"
+            f"{night['run_date']:<11}{night['seconds']:>6.0f}{impressions:>12}"
+            f"{_pair(fb, 'ctr', '.3f'):>14}{_pair(fb, 'long_tail_share', '.0%'):>12}"
+            f"{_pair(fb, 'mean_rating', '.2f'):>12}{_pair(fb, 'niche_clicks', 'd'):>13}"
         )
-    last = date.fromisoformat(nights[-1]["run_date"])
+    lines.append("(shown tail: long-tail share of the items shown to the next day's visitors; the report's")
+    lines.append(" served-list diversity counts every published slot, visited or not)")
     lines += ["", *_arm_shares(lake, last), "", *_list_health(lake, last), ""]
     reports = Path(settings.home).resolve() / Dataset.REPORTS.value
     lines.append(f"report for the last night: {reports / f'run_date={last.isoformat()}' / 'index.html'}")
@@ -49,6 +50,34 @@ def render_summary(settings: Settings, nights: list[dict[str, Any]]) -> str:
     lines.append("                           then Browse > Deep-cut reports; Ctrl-C stops it")
     lines += ["", *_app_query_example(settings, lake, last), "=" * 78]
     return "\n".join(lines)
+
+
+def _pair(feedback: dict[str, Any], metric: str, spec: str) -> str:
+    """``control/treatment`` of one metric of a night's feedback."""
+    return "/".join(_fmt(feedback, metric, v, spec) for v in (Variant.CONTROL.value, Variant.TREATMENT.value))
+
+
+def _scoreboard(lake: Lake, run_date: date) -> list[str]:
+    """The product scoreboard ``ab_analysis`` computed for the last night, one line per target."""
+    from pipelines.ab_analysis import VERDICT_FILE, Status, scoreboard_headline, scoreboard_rows
+
+    if not lake.exists(Dataset.AB_RESULTS, run_date, VERDICT_FILE):
+        return [f"product scoreboard: no A/B analysis for {run_date}"]
+    board = lake.read_json(Dataset.AB_RESULTS, run_date, VERDICT_FILE).get("scoreboard") or {}
+    if not board:
+        return [f"product scoreboard: the A/B analysis of {run_date} has none"]
+    lines = [f"product scoreboard after night {run_date} (treatment judged): {scoreboard_headline(board)}"]
+    lines.append(
+        f"  {'metric':<18}{'control':>8}{'treatment':>10}  {'lift / ratio [95% CI]':<24}status: target"
+    )
+    for row in scoreboard_rows(board):
+        flag = {Status.MET: "met", Status.OFF: "OFF TARGET", Status.UNKNOWN: "not measurable"}[row["status"]]
+        target = row["target (treatment)"].split(" (")[0]  # the promised range is in the report
+        interval = row["lift / ratio"].replace(" (95% CI ", " [").replace(" to ", ", ").replace(")", "]")
+        lines.append(
+            f"  {row['metric']:<18}{row['control']:>8}{row['treatment']:>10}  {interval:<24}{flag}: {target}"
+        )
+    return lines
 
 
 def _arm_shares(lake: Lake, run_date: date) -> list[str]:
@@ -81,18 +110,36 @@ def _app_query_example(settings: Settings, lake: Lake, run_date: date) -> list[s
     from pipelines.serving import read_user_list, serving_engine
 
     try:
-        served = lake.read_df(Dataset.SERVED_LISTS, run_date, columns=[C.USER_ID, C.DAYPART])
+        served = lake.read_df(
+            Dataset.SERVED_LISTS, run_date, columns=[C.USER_ID, C.DAYPART, C.VARIANT, C.IS_LONG_TAIL]
+        )
     except MissingDataError:
         return []
-    user_id, daypart = int(served[C.USER_ID].iloc[0]), str(served[C.DAYPART].iloc[0])
+    if served.empty:
+        return []
+    user_id, daypart = deep_cut_example(served)
     engine = serving_engine(settings)
     try:
         with engine.connect() as conn:
             rows = pd.DataFrame(read_user_list(conn, user_id, daypart))
     finally:
         engine.dispose()
+    shown = [c for c in (C.RANK, C.ITEM_ID, C.ARM, C.VARIANT, C.IS_LONG_TAIL, C.REASON) if c in rows.columns]
     return [
         f"the app's query (sql/queries/user_list.sql) for user {user_id}, {daypart}, "
-        f"on {settings.effective_serving_url}:",
-        rows.head(10).to_string(index=False),
+        f"on {settings.effective_serving_url}",
+        f"(a treatment list with the most long-tail items; columns {', '.join(shown)} of the result):",
+        rows[shown].head(settings.rerank.list_length).to_string(index=False)
+        if not rows.empty
+        else "(no rows)",
     ]
+
+
+def deep_cut_example(served: pd.DataFrame) -> tuple[int, str]:
+    """The (user, daypart) whose treatment list holds the most long-tail items (ties: lowest user id,
+    then daypart name): a list that shows the deep-cut reasons. Any list when nobody is in treatment."""
+    treated = served[served[C.VARIANT] == Variant.TREATMENT.value]
+    pool = treated if len(treated) else served
+    tails = pool.groupby([C.USER_ID, C.DAYPART])[C.IS_LONG_TAIL].sum().reset_index()
+    best = tails.sort_values([C.IS_LONG_TAIL, C.USER_ID, C.DAYPART], ascending=[False, True, True]).iloc[0]
+    return int(best[C.USER_ID]), str(best[C.DAYPART])

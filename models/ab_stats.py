@@ -16,6 +16,9 @@ Notation (one variant): user ``i`` of ``N`` saw ``n_i`` impressions and made ``c
 * Difference ``D = R_t - R_c`` with ``Var(D) = Var(R_t) + Var(R_c)`` (independent groups).
 * Relative lift ``L = R_t / R_c - 1`` with the delta method
   ``Var(L) ~= Var(R_t) / R_c^2 + R_t^2 Var(R_c) / R_c^4``.
+* A per-user mean (e.g. niche clicks per exposed user) is the same ratio of sums with one "impression"
+  per user, ``m = sum(x) / N``; the delta variance then reduces to the usual ``s_x^2 / N``. The ratio of
+  two such means, treatment over control, is ``1 + L`` with the lift's CI shifted by one.
 * Always-valid p-value: mixture sequential probability ratio test (mSPRT, Johari, Koomen, Pekelis and
   Walsh 2017, "Peeking at A/B Tests"), normal mixture ``theta ~ N(0, tau^2)`` on the difference. With the
   estimate ``D_n`` and its variance ``V_n`` after the ``n``-th look::
@@ -87,6 +90,16 @@ def user_ctr(clicks: npt.ArrayLike, impressions: npt.ArrayLike) -> RatioEstimate
     return RatioEstimate(users, total_n, total_c, ratio, variance)
 
 
+def per_user_mean(values: npt.ArrayLike) -> RatioEstimate:
+    """Mean of a per-user count over the given (exposed) users, as a :class:`RatioEstimate`.
+
+    ``user_ctr(values, 1 per user)``: the ratio of sums with one unit per user, so the delta variance is
+    ``s^2 / N`` (sample variance over users). ``impressions`` of the result is the number of users.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    return user_ctr(x, np.ones_like(x))
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Treatment minus control: absolute difference and relative lift, each with a two-sided CI."""
@@ -137,6 +150,17 @@ def compare(control: RatioEstimate, treatment: RatioEstimate, alpha: float = 0.0
         lift_ci_high=lift + z * lift_se,
         z_p_value=z_p,
     )
+
+
+def ratio_with_ci(
+    control: RatioEstimate, treatment: RatioEstimate, alpha: float = 0.05
+) -> tuple[float, float, float]:
+    """``R_t / R_c`` and its ``1 - alpha`` delta-method CI: ``1 + L`` with the CI of the lift ``L``.
+
+    NaN when the control ratio is zero or unknown (a ratio to nothing is not measurable).
+    """
+    cmp_ = compare(control, treatment, alpha)
+    return 1.0 + cmp_.lift, 1.0 + cmp_.lift_ci_low, 1.0 + cmp_.lift_ci_high
 
 
 def msprt_log_lambda(diff: float, variance: float, tau2: float) -> float:

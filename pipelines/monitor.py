@@ -550,7 +550,52 @@ def run_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
         checks += [
             _skip(n, "ope", "-", "no OPE output for the run date") for n in ("ope_sanity", "ope_support")
         ]
+    checks += target_checks(settings, lake, run_date)
     return checks
+
+
+#: Scoreboard metrics the monitor watches (docs/monitoring.md): the product promises a nightly alert
+#: can act on. The lift and the niche ratio are cumulative experiment results, read in the report.
+TARGET_CHECKS: dict[str, str] = {
+    "target_long_tail_share": "long_tail_share",
+    "target_mean_rating": "mean_rating",
+}
+
+
+def target_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
+    """The product's long-tail band and rating floor, judged on the scoreboard ``ab_analysis`` wrote for
+    ``run_date`` (treatment), so the alert and the report can never disagree. The mean rating is only
+    judged once the treatment has ``monitor.min_ratings_for_quality`` ratings in the experiment."""
+    from pipelines.ab_analysis import SUMMARY_PART, VERDICT_FILE, ABMetric, Scope, targets
+
+    goals = targets(settings)
+    if not lake.exists(Dataset.AB_RESULTS, run_date, VERDICT_FILE):
+        why = f"no A/B scoreboard for {run_date} (run ab_analysis first)"
+        return [_skip(name, "targets", goals[m].text, why) for name, m in TARGET_CHECKS.items()]
+    board = lake.read_json(Dataset.AB_RESULTS, run_date, VERDICT_FILE).get("scoreboard") or {}
+    summary = _read(lake, Dataset.AB_RESULTS, run_date, parts=[SUMMARY_PART])
+    ratings = 0
+    if summary is not None:
+        rows = summary[
+            (summary[C.SCOPE] == Scope.CUMULATIVE.value)
+            & (summary[C.VARIANT] == Variant.TREATMENT.value)
+            & (summary[C.METRIC] == ABMetric.RATINGS.value)
+        ]
+        ratings = int(rows[C.VALUE].fillna(0).sum())
+    min_ratings = settings.monitor.min_ratings_for_quality
+    out = []
+    for name, metric in TARGET_CHECKS.items():
+        goal, value = goals[metric], (board.get(metric) or {}).get(Variant.TREATMENT.value)
+        if metric == "mean_rating" and ratings < min_ratings:
+            why = f"{ratings} treatment ratings in the experiment < {min_ratings}"
+            out.append(_skip(name, "targets", goal.text, why))
+            continue
+        what = {
+            "long_tail_share": "product target: long-tail share of the treatment lists users saw",
+            "mean_rating": f"product target: mean rating treatment users gave ({ratings} ratings)",
+        }[metric]
+        out.append(_band(name, "targets", value, goal.low, goal.high, what))
+    return out
 
 
 # --------------------------------------------------------------------------- the step

@@ -6,8 +6,9 @@ the views on the previous complete version, and the next run cleans up and succe
 
 =================  =====================================================================================
 ``read``           read served lists, assignments and the bandit policy of the run date; checksum them
-``recover``        under the writer lock: mark versions left ``loading``/``ready`` by a crash as
-                   ``failed`` and drop their tables, and drop orphan version tables
+``recover``        under the writers' lock: mark versions left ``loading``/``ready`` by a crash as
+                   ``failed`` and drop their tables, and drop orphan version tables; stop here
+                   (``status: pinned``) while an operator's rollback pins a version
 ``validate``       data gates (complete, unique, unseen, finite, known values, valid policy) and the
                    critical-alert gate; nothing is loaded when one fails
 ``register``       insert the ``publish_log`` row (status ``loading``); its id is the version number
@@ -20,7 +21,8 @@ the views on the previous complete version, and the next run cleans up and succe
 =================  =====================================================================================
 
 Publishing a run date whose identical data (same checksum) is already live is a no-op; different data
-for the same run date is a clean replace (the older version of that date becomes ``replaced``).
+for the same run date is a clean replace (the older version of that date becomes ``replaced``); a run
+date older than the newest one ever published is skipped (``skipped_older``), even after a rollback.
 A gate failure marks the version ``rejected``, records an alert, and raises :class:`PublishRejectedError`:
 the app keeps yesterday's version.
 """
@@ -67,6 +69,8 @@ STAGES: tuple[str, ...] = (
 StageHook = Callable[[str], None]
 
 _EXAMPLES = 5  # offending rows quoted per failed gate
+#: publish_log statuses of versions that were live at some point (the newest of them bounds backfills).
+_WENT_LIVE = ("live", "retired", "replaced", "dropped")
 
 
 class PublishRejectedError(RuntimeError):
@@ -429,9 +433,11 @@ def _retention(engine: Engine, keep_versions: int, lock_timeout_ms: int) -> list
 def publish(settings: Settings, run_date: date | str, on_stage: StageHook | None = None) -> dict[str, Any]:
     """Publish the night's served lists, assignments and policy as a new serving version.
 
-    Returns ``{"status": "published" | "unchanged" | "skipped_older", "version", "list_version", ...}``;
-    raises :class:`PublishRejectedError` when a gate fails (the previous version stays live) and
-    ``MissingDataError`` when an input is missing. ``on_stage`` is called after each of :data:`STAGES`.
+    Returns ``{"status": "published" | "unchanged" | "skipped_older" | "pinned", "version",
+    "list_version", ...}``; raises :class:`PublishRejectedError` when a gate fails (the previous version
+    stays live), ``MissingDataError`` when an input is missing, and a one-line ``ServingError`` when the
+    database is unreachable, the writers' lock stays taken or readers keep the views locked.
+    ``on_stage`` is called after each of :data:`STAGES`.
     """
     run_date = as_run_date(run_date)
     started = time.monotonic()
@@ -452,110 +458,123 @@ def publish(settings: Settings, run_date: date | str, on_stage: StageHook | None
     digest = checksum(served, assignments, policy)
     hook("read")
 
-    engine = serving.serving_engine(settings, writer=True)
-    try:
-        serving.ensure_schema(engine)
-        with serving.writer_lock(engine):
-            recovered = _recover(engine)
-            hook("recover")
+    with serving.writer_session(settings) as engine:
+        recovered = _recover(engine)
+        hook("recover")
 
-            with engine.connect() as conn:
-                live = serving.live_version(conn)
-                critical = serving.open_critical_alerts(conn, run_date)
-            if live is not None and live.run_date == run_date and live.checksum == digest:
-                log.info(
-                    "publish %s: identical data already live as %s; nothing to do",
-                    run_date,
-                    live.list_version,
-                )
-                return {
-                    "status": "unchanged",
-                    "version": live.version,
-                    "list_version": live.list_version,
-                    "run_date": run_date.isoformat(),
-                    "checksum": digest,
-                }
-            if live is not None and live.run_date > run_date and cfg.skip_older_run_dates:
-                log.warning(
-                    "publish %s: a newer run date (%s) is live; not switching back (backfill). "
-                    "Use `deepcuts rollback` to serve an older version on purpose.",
-                    run_date,
-                    live.run_date,
-                )
-                return {
-                    "status": "skipped_older",
-                    "version": live.version,
-                    "list_version": live.list_version,
-                    "run_date": run_date.isoformat(),
-                    "checksum": digest,
-                }
-
-            seen = seen_pairs(lake, run_date, served[C.USER_ID].to_numpy())
-            gates = data_gates(served, assignments, policy, seen, settings.rerank.list_length)
-            gates.append(
-                _gate(
-                    "no_critical_alert",
-                    not critical,
-                    "ok"
-                    if not critical
-                    else "; ".join(f"{a['check_name']}: {a['message']}" for a in critical),
-                    float(len(critical)),
-                )
+        with engine.connect() as conn:
+            versions = serving.list_versions(conn)
+            live = next((v for v in versions if v.status == "live"), None)
+            critical = serving.open_critical_alerts(conn, run_date)
+            pin = serving.current_pin(conn)
+        newest = max((v.run_date for v in versions if v.status in _WENT_LIVE), default=None)
+        if pin is not None:
+            log.warning(
+                "publish %s: version %s is pinned (%s, %s); loading nothing and leaving the views "
+                "alone. Release it with `deepcuts rollback --release`, then publish again.",
+                run_date,
+                pin.version,
+                pin.reason,
+                pin.pinned_at,
             )
-            hook("validate")
-            if not all(g["passed"] for g in gates):
-                raise _reject(engine, settings, run_date, digest, gates, None)
+            return {
+                "status": "pinned",
+                "version": pin.version,
+                "list_version": live.list_version if live else None,
+                "run_date": run_date.isoformat(),
+                "checksum": digest,
+            }
+        if live is not None and live.run_date == run_date and live.checksum == digest:
+            log.info(
+                "publish %s: identical data already live as %s; nothing to do",
+                run_date,
+                live.list_version,
+            )
+            return {
+                "status": "unchanged",
+                "version": live.version,
+                "list_version": live.list_version,
+                "run_date": run_date.isoformat(),
+                "checksum": digest,
+            }
+        if newest is not None and newest > run_date and cfg.skip_older_run_dates:
+            log.warning(
+                "publish %s: a newer run date (%s) has been published; not switching back (a backfill "
+                "or a stale rerun). Use `deepcuts rollback --to VERSION` to serve an older version "
+                "on purpose.",
+                run_date,
+                newest,
+            )
+            return {
+                "status": "skipped_older",
+                "version": live.version,
+                "list_version": live.list_version,
+                "run_date": run_date.isoformat(),
+                "checksum": digest,
+            }
 
-            recs = _recommendation_rows(served, assignments)
-            with engine.begin() as conn:
-                version = int(
-                    conn.execute(
-                        sa.text(
-                            "INSERT INTO publish_log (run_date, status, checksum, n_recommendations, "
-                            "n_assignments, n_policy, n_users) "
-                            "VALUES (:d, 'loading', :c, :nr, :na, :np, :nu) "
-                            "RETURNING version"
-                        ),
-                        {
-                            "d": run_date.isoformat(),
-                            "c": digest,
-                            "nr": len(recs),
-                            "na": len(assignments),
-                            "np": len(policy),
-                            "nu": int(assignments[C.USER_ID].nunique()),
-                        },
-                    ).scalar_one()
-                )
-            label = serving.list_version_label(run_date, version)
-            suffix = serving.version_suffix(version)
-            hook("register")
-            try:
-                result = _load_gate_switch(
-                    engine,
-                    settings,
-                    run_date,
-                    version,
-                    label,
-                    suffix,
-                    recs,
-                    assignments,
-                    policy,
-                    gates,
-                    digest,
-                    live,
-                    hook,
-                )
-            except PublishRejectedError:
-                raise
-            except BaseException as exc:
-                _mark_failed(engine, version, exc)
-                raise
-            result["recovered"] = recovered
-            result["seconds"] = round(time.monotonic() - started, 3)
-            result["stage_seconds"] = stage_seconds
-            return result
-    finally:
-        engine.dispose()
+        seen = seen_pairs(lake, run_date, served[C.USER_ID].to_numpy())
+        gates = data_gates(served, assignments, policy, seen, settings.rerank.list_length)
+        gates.append(
+            _gate(
+                "no_critical_alert",
+                not critical,
+                "ok" if not critical else "; ".join(f"{a['check_name']}: {a['message']}" for a in critical),
+                float(len(critical)),
+            )
+        )
+        hook("validate")
+        if not all(g["passed"] for g in gates):
+            raise _reject(engine, settings, run_date, digest, gates, None)
+
+        recs = _recommendation_rows(served, assignments)
+        with engine.begin() as conn:
+            version = int(
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO publish_log (run_date, status, checksum, n_recommendations, "
+                        "n_assignments, n_policy, n_users) "
+                        "VALUES (:d, 'loading', :c, :nr, :na, :np, :nu) "
+                        "RETURNING version"
+                    ),
+                    {
+                        "d": run_date.isoformat(),
+                        "c": digest,
+                        "nr": len(recs),
+                        "na": len(assignments),
+                        "np": len(policy),
+                        "nu": int(assignments[C.USER_ID].nunique()),
+                    },
+                ).scalar_one()
+            )
+        label = serving.list_version_label(run_date, version)
+        suffix = serving.version_suffix(version)
+        hook("register")
+        try:
+            result = _load_gate_switch(
+                engine,
+                settings,
+                run_date,
+                version,
+                label,
+                suffix,
+                recs,
+                assignments,
+                policy,
+                gates,
+                digest,
+                live,
+                hook,
+            )
+        except PublishRejectedError:
+            raise
+        except BaseException as exc:
+            _mark_failed(engine, version, exc)
+            raise
+        result["recovered"] = recovered
+        result["seconds"] = round(time.monotonic() - started, 3)
+        result["stage_seconds"] = stage_seconds
+        return result
 
 
 def _mark_failed(engine: Engine, version: int, exc: BaseException) -> None:
@@ -656,24 +675,19 @@ def _load_gate_switch(
         )
     hook("gates")
 
-    for attempt in range(1, cfg.switch_attempts + 1):
-        try:
-            with engine.begin() as conn:
-                serving.switch_views(conn, version, label, cfg.switch_lock_timeout_ms)
-                # A republish of the same run date replaces the older version of that date.
-                conn.execute(
-                    sa.text(
-                        "UPDATE publish_log SET status = 'replaced' WHERE run_date = :d AND version <> :v "
-                        "AND status = 'retired'"
-                    ),
-                    {"d": run_date.isoformat(), "v": version},
-                )
-            break
-        except sa.exc.OperationalError as exc:
-            if attempt == cfg.switch_attempts:
-                raise
-            log.warning("switch to %s attempt %d failed (%s); retrying", label, attempt, exc)
-            time.sleep(0.5 * attempt)
+    def replace_same_night(conn: Connection) -> None:
+        # A republish of the same run date replaces the older version of that date.
+        conn.execute(
+            sa.text(
+                "UPDATE publish_log SET status = 'replaced' WHERE run_date = :d AND version <> :v "
+                "AND status = 'retired'"
+            ),
+            {"d": run_date.isoformat(), "v": version},
+        )
+
+    serving.switch_with_retry(
+        engine, version, label, cfg.switch_lock_timeout_ms, cfg.switch_attempts, also=replace_same_night
+    )
     hook("switch")
 
     dropped = _retention(engine, cfg.keep_versions, cfg.switch_lock_timeout_ms)

@@ -28,7 +28,20 @@ import numpy as np
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset, Variant
+from deepcuts.experiment import ExperimentState
 from deepcuts.settings import ReportSettings, Settings
+from pipelines.ab_analysis import (
+    SCOREBOARD_LABELS,
+    SCOREBOARD_METRICS,
+    Status,
+    Target,
+    by_status,
+    interval_text,
+    scoreboard_headline,
+    scoreboard_rows,
+    targets,
+)
+from pipelines.experiment_registry import experiment_history, lake_entries, verdicts
 from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = logging.getLogger(__name__)
@@ -55,6 +68,11 @@ def _png(fig: plt.Figure, dpi: int, tight: bool = True) -> str:
     return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
+def _figure(fig: plt.Figure, dpi: int, shows: str, tight: bool = True) -> str:
+    """A plot with its one-line caption saying what it shows."""
+    return f"<figure>{_png(fig, dpi, tight)}<figcaption>{html.escape(shows)}</figcaption></figure>"
+
+
 def _night_axis(ax: plt.Axes, labels: list[str], max_labels: int) -> None:
     """Label the nights of an axis whose x positions are ``0 .. len(labels) - 1`` with at most
     ``max_labels`` evenly spaced tick labels.
@@ -68,24 +86,100 @@ def _night_axis(ax: plt.Axes, labels: list[str], max_labels: int) -> None:
     ax.set_xticks(ticks, [labels[i] for i in ticks])
 
 
-def _table(frame: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
+def _target_band(ax: plt.Axes, target: Target | None) -> None:
+    """Shade the target's band (green) on a trend axis, after the data are drawn so the axis limits
+    include both the data and the band; an open band runs to the edge of the axis."""
+    if target is None or (target.low is None and target.high is None):
+        return
+    lo, hi = ax.get_ylim()
+    xlim = ax.get_xlim()  # the span's sticky edges would drop the x margins and clip the end points
+    edges = [v for v in (target.low, target.high) if v is not None]
+    span = max(hi, *edges) - min(lo, *edges)
+    lo, hi = min(lo, *edges) - 0.05 * span, max(hi, *edges) + 0.05 * span
+    ax.axhspan(
+        target.low if target.low is not None else lo,
+        target.high if target.high is not None else hi,
+        color="tab:green",
+        alpha=0.12,
+        lw=0,
+        label="target",
+    )
+    ax.set_ylim(lo, hi)
+    ax.set_xlim(xlim)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def _integral(column: pd.Series) -> bool:
+    """True when every present value of a column is a whole number and some exceed 1: counts stored as
+    floats. A column of only 0s and 1s stays decimal: a share of exactly 0 must not read as a count."""
+    values = [v for v in column if not _is_missing(v) and not isinstance(v, bool | np.bool_)]
+    numbers = [float(v) for v in values if isinstance(v, int | float | np.number)]
+    return (
+        len(numbers) == len(values) > 0
+        and all(x.is_integer() for x in numbers)
+        and any(abs(x) > 1 for x in numbers)
+    )
+
+
+def _cell(value: Any, whole: bool, digits: int) -> str:
+    """Text of one table cell: counts as integers, other numbers with ``digits`` decimals."""
+    if _is_missing(value):
+        return "–"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer) or (whole and isinstance(value, float | np.floating)):
+        return f"{int(value):,}"
+    if isinstance(value, float | np.floating):
+        x = float(value)
+        # a variance of 1e-5 is not "0.0000": small non-zero values keep three significant digits
+        return f"{x:.3g}" if 0 < abs(x) < 10.0**-digits else f"{x:.{digits}f}"
+    return str(value)
+
+
+def _table(frame: pd.DataFrame, digits: int = 4, raw: tuple[str, ...] = ()) -> str:
+    """An HTML table; every value is escaped except in the ``raw`` columns, whose cells the caller
+    has built from escaped parts (links, status badges). Columns of whole numbers print as integers."""
     if frame.empty:
         return "<p class=muted>no rows</p>"
-    formatters = {c: floatfmt.format for c in frame.columns if pd.api.types.is_float_dtype(frame[c])}
-    return frame.to_html(index=False, border=0, classes="t", formatters=formatters, na_rep="–")
+    columns = [str(c) for c in frame.columns]
+    whole = {c: _integral(frame[c]) for c in frame.columns}
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    rows = []
+    for record in frame.itertuples(index=False, name=None):
+        cells = []
+        for col, value in zip(frame.columns, record, strict=True):
+            numeric = isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
+            text = str(value) if col in raw else html.escape(_cell(value, whole[col], digits))
+            cells.append(f"<td class=num>{text}</td>" if numeric else f"<td>{text}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    body = "".join(rows)
+    return f"<div class=wrap><table class=t><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _missing(what: str, error: Exception | str) -> str:
     return f"<p class=muted>{html.escape(what)} not available: {html.escape(str(error))}</p>"
 
 
+def _note(text: str) -> str:
+    return f"<p class=note>{html.escape(text)}</p>"
+
+
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>
-body{{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}}
+body{{font-family:system-ui,sans-serif;margin:24px;max-width:1220px;color:#222}}
 h1{{font-size:22px}} h2{{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}}
-table.t{{border-collapse:collapse;font-size:13px}}
-table.t td,table.t th{{padding:3px 8px;border-bottom:1px solid #eee}}
+h3{{font-size:15px;margin:16px 0 6px}}
+table.t{{border-collapse:collapse;font-size:13px}} div.wrap{{overflow-x:auto;max-width:100%}}
+table.t td,table.t th{{padding:3px 8px;border-bottom:1px solid #eee;text-align:left}}
+table.t th{{background:#f6f6f6}} table.t td:first-child{{white-space:nowrap}}
+table.t td.num{{text-align:right;font-variant-numeric:tabular-nums}}
+figure{{margin:8px 0 14px}} figcaption,.note{{color:#555;font-size:13px;max-width:1100px}}
 .muted{{color:#888}} .badge{{display:inline-block;padding:2px 8px;border-radius:10px;background:#eef}}
+.met{{color:#16643a;font-weight:600}} .off{{color:#fff;background:#c62828;padding:1px 6px;border-radius:4px;
+font-weight:600;white-space:nowrap}} .met{{white-space:nowrap}} .unknown{{color:#8a6d00;font-weight:600}}
 .critical{{background:#fdd}} .warning{{background:#ffe9c7}} nav a{{margin-right:12px}} img{{max-width:100%}}
 </style></head><body>{body}</body></html>"""
 
@@ -144,10 +238,104 @@ def _night_stats(lake: Lake, run_date: date) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- sections
+_STATUS_HTML = {
+    Status.MET: "<span class=met>&#10003; met</span>",
+    Status.OFF: "<span class=off>&#10007; OFF TARGET</span>",
+    Status.UNKNOWN: "<span class=unknown>not measurable yet</span>",
+}
+
+
+def _scoreboard_table(board: dict[str, dict[str, Any]]) -> str:
+    rows = [dict(row, status=_STATUS_HTML[row["status"]]) for row in scoreboard_rows(board)]
+    return _table(pd.DataFrame(rows), raw=("status",))
+
+
+def _scoreboard_section(history: list[dict[str, Any]], today: dict[str, Any], settings: Settings) -> Section:
+    title = "Scoreboard: the product's targets"
+    board = today.get("ab", {}).get("scoreboard")
+    if not board:
+        why = today.get("ab_error") or "the A/B analysis of this night has no scoreboard"
+        return Section(title, _missing("scoreboard", why))
+    css = (
+        "off"
+        if by_status(board)[Status.OFF]
+        else "met"
+        if board and all(e.get("met") for e in board.values())
+        else "unknown"
+    )
+    headline = f"<p><span class={css}>{html.escape(scoreboard_headline(board))}</span></p>"
+    body = headline + _scoreboard_table(board)
+    body += _note(
+        "Each target judges the treatment (bandit + deep-cut re-ranker); control is the baseline arm "
+        "served as is. Lift and ratio CIs are 95% delta-method intervals with users as the unit. "
+        "Niche genres: " + ", ".join(settings.rerank.niche_genres) + "."
+    )
+    body += _scoreboard_trends(history, settings)
+    return Section(title, body)
+
+
+def _scoreboard_trends(history: list[dict[str, Any]], settings: Settings) -> str:
+    nights = [h for h in history if h.get("ab", {}).get("scoreboard")]
+    if not nights:
+        return ""
+    cfg = settings.report
+    goals = targets(settings)
+    labels = [h["run_date"] for h in nights]
+    x = np.arange(len(nights))
+    fig, axes = plt.subplots(1, len(SCOREBOARD_METRICS), figsize=(15, 3.1))
+    ylabels = {
+        "ctr_lift": "relative CTR lift",
+        "long_tail_share": "long-tail share",
+        "genres_per_list": "genres per list",
+        "mean_rating": "mean rating",
+        "niche_click_ratio": "treatment / control",
+    }
+    for ax, name in zip(axes, SCOREBOARD_METRICS, strict=True):
+        entries = [h["ab"]["scoreboard"].get(name, {}) for h in nights]
+        if name in ("ctr_lift", "niche_click_ratio"):
+            value = np.array([_float(e.get("value")) for e in entries])
+            low = np.array([_float(e.get("ci_low")) for e in entries])
+            high = np.array([_float(e.get("ci_high")) for e in entries])
+            err = np.nan_to_num(np.vstack([value - low, high - value]), nan=0.0)
+            ax.errorbar(x, value, yerr=err, fmt="o", capsize=3, color="tab:orange", label="treatment, 95% CI")
+        else:
+            for variant, color in (
+                (Variant.CONTROL.value, "tab:blue"),
+                (Variant.TREATMENT.value, "tab:orange"),
+            ):
+                ax.plot(x, [_float(e.get(variant)) for e in entries], marker="o", color=color, label=variant)
+        _target_band(ax, goals[name])
+        ax.set_title(SCOREBOARD_LABELS[name], fontsize=10)
+        ax.set_ylabel(ylabels[name], fontsize=8)
+        ax.set_xlabel("run date", fontsize=8)
+        _night_axis(ax, labels, cfg.date_labels)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+    # one legend above the panels: inside them it hides points
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(name, handle)
+    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=len(handles), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    return _figure(
+        fig,
+        cfg.dpi,
+        "The scoreboard night by night; the green band is the target. CTR lift and niche click ratio "
+        "are treatment over control with 95% CIs, on the experiment's cumulative data; the list metrics "
+        "are the lists users saw that night; the mean rating is cumulative.",
+    )
+
+
+def _float(value: Any) -> float:
+    return math.nan if _is_missing(value) else float(value)
+
+
 def _offline_section(history: list[dict[str, Any]], cfg: ReportSettings) -> Section:
+    title = "Offline metrics per arm"
     rows = [dict(r, run_date=h["run_date"]) for h in history for r in h.get("offline", [])]
     if not rows:
-        return Section("Offline metrics per arm", _missing("offline evaluation", "no nights evaluated yet"))
+        return Section(title, _missing("offline evaluation", "no nights evaluated yet"))
     frame = pd.DataFrame(rows)
     parts = []
     accuracy = frame[frame[C.LIST_SOURCE] == "previous_candidates"]
@@ -158,24 +346,51 @@ def _offline_section(history: list[dict[str, Any]], cfg: ReportSettings) -> Sect
         pivot = accuracy[accuracy[C.METRIC] == metric].pivot_table(
             index="run_date", columns=C.ARM, values=C.VALUE, aggfunc="mean"
         )
-        fig, ax = plt.subplots(figsize=(8, 3.2))
+        fig, ax = plt.subplots(figsize=(9, 3.2))
         x = np.arange(len(pivot))
         for arm in pivot.columns:
             ax.plot(x, pivot[arm].to_numpy(), marker="o", label=arm)
         _night_axis(ax, [str(d) for d in pivot.index], cfg.date_labels)
-        ax.set_title(f"{metric} of yesterday's candidates against today's ratings")
         ax.set_xlabel("run date")
-        ax.legend(fontsize=8, ncol=4)
-        parts.append(_png(fig, cfg.dpi))
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=8, ncol=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: no overlap
+        parts.append(
+            _figure(
+                fig,
+                cfg.dpi,
+                f"{metric} per arm: each night, yesterday's top-k candidates scored against the ratings "
+                "that arrived since (higher = more accurate).",
+            )
+        )
     last = frame[frame["run_date"] == frame["run_date"].max()]
-    wide = last.pivot_table(index=[C.LIST_SOURCE, C.ARM], columns=C.METRIC, values=C.VALUE, aggfunc="mean")
-    parts.append(_table(wide.reset_index()))
-    return Section("Offline metrics per arm", "".join(parts))
+    parts.append(
+        _note(f"Latest night ({last['run_date'].iloc[0]}): one table per list source, metric by arm.")
+    )
+    sources = {
+        "previous_candidates": "yesterday's candidates against today's ratings (accuracy)",
+        "previous_reranked": "yesterday's re-ranked lists against today's ratings (accuracy)",
+        "candidates": "today's candidates (beyond accuracy)",
+        "reranked": "today's re-ranked lists (beyond accuracy)",
+    }
+    for source in [
+        *[s for s in sources if s in set(last[C.LIST_SOURCE])],
+        *sorted(set(last[C.LIST_SOURCE]) - set(sources)),
+    ]:
+        part = last[last[C.LIST_SOURCE] == source]
+        # transposed (metrics as rows, arms as columns) so that it fits a 1280 px screen
+        wide = part.pivot_table(index=C.METRIC, columns=C.ARM, values=C.VALUE, aggfunc="mean")
+        wide = wide.dropna(how="all")
+        parts.append(f"<h3>{html.escape(str(source))}: {html.escape(sources.get(source, ''))}</h3>")
+        parts.append(_table(wide.reset_index(), digits=3))
+    return Section(title, "".join(parts))
 
 
-def _served_section(history: list[dict[str, Any]], today: dict[str, Any], cfg: ReportSettings) -> Section:
+def _served_section(history: list[dict[str, Any]], today: dict[str, Any], settings: Settings) -> Section:
+    title = "Served list diversity (tonight's published lists)"
     if "served" not in today:
-        return Section("Served list diversity", _missing("served lists", today.get("served_error", "")))
+        return Section(title, _missing("served lists", today.get("served_error", "")))
+    cfg = settings.report
+    goals = targets(settings)
     table = pd.DataFrame(today["served"]).T.reset_index(names="variant")
     series = [(h["run_date"], v, s) for h in history for v, s in h.get("served", {}).items()]
     frame = pd.DataFrame(
@@ -183,20 +398,30 @@ def _served_section(history: list[dict[str, Any]], today: dict[str, Any], cfg: R
     )
     nights = sorted(frame["run_date"].unique())
     frame["x"] = np.searchsorted(nights, frame["run_date"])
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3))
-    for ax, metric, title in zip(
-        axes,
-        ["long_tail_share", "genres_per_list", "coverage"],
-        ["long-tail share", "genres per list", "catalog coverage"],
-        strict=True,
-    ):
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.1))
+    panels = [
+        ("long_tail_share", "long-tail share", "share of long-tail slots", goals["long_tail_share"]),
+        ("genres_per_list", "genres per list", "distinct genres", goals["genres_per_list"]),
+        ("coverage", "catalog coverage", "distinct items / catalog", None),
+    ]
+    for ax, (metric, name, ylabel, target) in zip(axes, panels, strict=True):
         for variant, rows in frame.groupby("variant"):
             ax.plot(rows["x"], rows[metric], marker="o", label=variant)
-        ax.set_title(title)
+        _target_band(ax, target)
+        ax.set_title(name)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("run date")
         _night_axis(ax, nights, cfg.date_labels)
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     axes[0].legend(fontsize=8)
-    return Section("Served list diversity", _png(fig, cfg.dpi) + _table(table))
+    fig.tight_layout()
+    shows = (
+        "Diversity of the lists each night published for the next day, over all users of each variant "
+        "(every slot counts, whether or not the user visits); green = target band. The scoreboard's "
+        "long-tail share is the same measure on the lists users saw on the run date (the previous "
+        "night's publication)."
+    )
+    return Section(title, _figure(fig, cfg.dpi, shows) + _table(table, digits=3))
 
 
 def _bandit_section(lake: Lake, dates: list[date], cfg: ReportSettings) -> Section:
@@ -213,7 +438,7 @@ def _bandit_section(lake: Lake, dates: list[date], cfg: ReportSettings) -> Secti
     contexts = sorted(policy["context"].unique())
     cols = 4
     rows = int(np.ceil(len(contexts) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(13, 2.4 * rows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(13, 2.5 * rows), squeeze=False, sharey=True)
     for ax, context in zip(axes.ravel(), contexts, strict=False):
         sub = policy[policy["context"] == context].pivot_table(
             index=C.RUN_DATE, columns=C.ARM, values=C.SELECTION_PROBABILITY
@@ -224,68 +449,106 @@ def _bandit_section(lake: Lake, dates: list[date], cfg: ReportSettings) -> Secti
         _night_axis(ax, [pd.Timestamp(d).strftime("%m-%d") for d in sub.index], cfg.date_labels)
         ax.set_title(context, fontsize=9)
         ax.tick_params(axis="x", labelrotation=45, labelsize=6)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("P(select)", fontsize=8)
+    for ax in axes[-1, :]:
+        ax.set_xlabel("run date", fontsize=8)
     for ax in axes.ravel()[len(contexts) :]:
         ax.axis("off")
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=6, fontsize=8)
     # margins by hand: cropping this 12-panel figure to its content would draw it twice
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.07, top=0.9, hspace=0.6, wspace=0.12)
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.09, top=0.9, hspace=0.7, wspace=0.12)
     last = policy[policy[C.RUN_DATE] == policy[C.RUN_DATE].max()]
     wide = last.pivot_table(index="context", columns=C.ARM, values=C.SELECTION_PROBABILITY).round(3)
+    shows = (
+        "Per context (segment / daypart), the probability that the bandit's policy serves each arm to "
+        "a treatment user the next day (Thompson sampling with an exploration floor)."
+    )
     return Section(
         "Bandit selection probabilities per context",
-        _png(fig, cfg.dpi, tight=False) + _table(wide.reset_index()),
+        _figure(fig, cfg.dpi, shows, tight=False) + _table(wide.reset_index(), digits=3),
     )
 
 
-def _ab_section(history: list[dict[str, Any]], today: dict[str, Any], cfg: ReportSettings) -> Section:
+def _ab_section(today: dict[str, Any]) -> Section:
+    title = "A/B test: baseline vs bandit"
     if "ab" not in today:
-        return Section("A/B test: baseline vs bandit", _missing("A/B analysis", today.get("ab_error", "")))
+        return Section(title, _missing("A/B analysis", today.get("ab_error", "")))
     ab = today["ab"]
-    header = (
+    body = (
         f"<p><span class=badge>{html.escape(str(ab.get('verdict')))}</span> "
         f"{html.escape(str(ab.get('message', '')))}</p>"
     )
-    points = [
-        dict(h["ab"], run_date=h["run_date"]) for h in history if h.get("ab", {}).get("lift") is not None
-    ]
-    body = header
-    if points:
-        frame = pd.DataFrame(points)
-        fig, ax = plt.subplots(figsize=(8, 3))
-        lift = frame["lift"].astype(float)
-        low = frame["ci_low"].astype(float)
-        high = frame["ci_high"].astype(float)
-        x = np.arange(len(frame))
-        ax.errorbar(x, lift, yerr=[lift - low, high - lift], fmt="o", capsize=3)
-        ax.axhline(0, color="grey", lw=1)
-        ax.set_title("relative CTR lift of treatment over control, 95% CI (cumulative)")
-        _night_axis(ax, frame["run_date"].astype(str).tolist(), cfg.date_labels)
-        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-        body += _png(fig, cfg.dpi)
     keys = ["lift", "ci_low", "ci_high", "p_value", "srm_p_value", "looks", "enough_users"]
     body += _table(pd.DataFrame([{k: ab.get(k) for k in keys}]))
     ctr = ab.get("ctr") or {}
     if ctr:
+        body += "<h3>CTR per variant (clicks / item impressions, cumulative; users are the unit)</h3>"
         body += _table(pd.DataFrame(ctr).T.reset_index(names="variant"))
-    return Section("A/B test: baseline vs bandit", body)
+    niche = ab.get("niche") or {}
+    if niche:
+        per_variant = pd.DataFrame(
+            {
+                key: niche.get(key, {})
+                for key in ("exposed_users", "niche_impressions", "niche_clicks", "niche_clicks_per_user")
+            }
+        ).reset_index(names="variant")
+        body += "<h3>Niche discovery (cumulative)</h3>" + _table(per_variant)
+        body += _note(
+            "Niche items have at least one niche genre (rerank.niche_genres); an exposed user had at "
+            "least one impression. Treatment / control niche clicks per exposed user: "
+            + interval_text("niche_click_ratio", {"value": niche.get("ratio"), **niche})
+            + "."
+        )
+    return Section(title, body)
 
 
-def _ope_section(lake: Lake, run_date: date, cfg: ReportSettings) -> Section:
+def _experiments_section(lake: Lake, until: date | None, settings: Settings) -> Section:
+    """Every experiment with its dates, treatment shares, decision and verdicts (the registry's lake
+    copy and the A/B verdicts of the nights up to ``until``)."""
+    default = ExperimentState.from_settings(settings.ab)
+    rows = experiment_history(lake_entries(lake), default, verdicts(lake, until))
+    body = _table(pd.DataFrame(rows)) + _note(
+        "Run dates: a decision applies from its 'from' / 'until' run date's assignments on. Verdict: the "
+        "last analysed night's, frozen once the experiment is shipped or stopped (final); 'verdict at "
+        "decision' is the one the operator saw (`deepcuts experiment status` shows the full log)."
+    )
+    return Section("Experiments", body)
+
+
+def _ope_section(lake: Lake, run_date: date, cfg: ReportSettings, list_length: int) -> Section:
+    title = "Off-policy evaluation"
     try:
         ope = lake.read_df(Dataset.OPE, run_date)
     except MissingDataError as exc:
-        return Section("Off-policy evaluation", _missing("OPE estimates", exc))
+        return Section(title, _missing("OPE estimates", exc))
     ope = ope.drop(columns=[C.RUN_DATE])
-    fig, ax = plt.subplots(figsize=(9, 3.2))
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.22 * len(ope)))
     labels = ope[C.POLICY] + " · " + ope[C.ESTIMATOR]
     y = np.arange(len(ope))
     est = ope[C.ESTIMATE].astype(float).to_numpy()
     err = np.vstack([est - ope[C.CI_LOW].astype(float), ope[C.CI_HIGH].astype(float) - est])
     ax.errorbar(est, y, xerr=np.nan_to_num(err), fmt="o", capsize=2)
     ax.set_yticks(y, labels, fontsize=7)
-    ax.set_xlabel("estimated CTR per list impression (95% bootstrap CI)")
-    return Section("Off-policy evaluation", _png(fig, cfg.dpi) + _table(ope))
+    ax.invert_yaxis()
+    ax.set_xlabel("estimated list click rate: P(at least one click on a list impression), 95% bootstrap CI")
+    ax.set_ylabel("target policy · estimator")
+    example = 1 - (1 - 0.09) ** list_length
+    units = (
+        "Units: the reward here is per list impression, the bandit's reward: one visit of a user to one "
+        f"list of {list_length} items counts 1 when at least one of its items was clicked. The A/B CTR "
+        "is per item impression (clicks / items shown). With independent clicks the list rate is about "
+        f"1 - (1 - item CTR)^{list_length}: an item CTR of 0.09 gives a list rate of {example:.2f}, so "
+        "the two are not comparable number for number. Only treatment traffic is logged with "
+        "propensities, so these estimates are about the bandit's policies."
+    )
+    shows = (
+        "What the click rate per list impression would have been on the run date's treatment traffic "
+        "under each target policy (logging = what served it, posterior = tomorrow's policy, arm:X = "
+        "always arm X), by IPS, SNIPS and doubly robust estimators."
+    )
+    return Section(title, _note(units) + _figure(fig, cfg.dpi, shows) + _table(ope))
 
 
 def _alerts_section(lake: Lake, run_date: date) -> Section:
@@ -295,26 +558,56 @@ def _alerts_section(lake: Lake, run_date: date) -> Section:
         return Section("Alerts", _missing("monitoring alerts", exc))
     if alerts.empty:
         return Section("Alerts", "<p>No alerts tonight.</p>")
-    return Section("Alerts", _table(alerts))
+    return Section("Alerts", _table(alerts.drop(columns=[C.RUN_DATE], errors="ignore")))
 
 
 def _gx_section(lake: Lake, run_date: date) -> Section:
     parts = []
     if lake.exists(Dataset.REPORTS, None, GX_DOCS):
-        parts.append(f'<p><a href="../{GX_DOCS}">Great Expectations Data Docs</a></p>')
+        parts.append(
+            f'<p><a href="../{GX_DOCS}">Great Expectations Data Docs</a> (every expectation of every '
+            "validation run, with the failing values)</p>"
+        )
     try:
         summary = lake.read_json(Dataset.VALIDATION, run_date, "summary.json")
-        parts.append(f"<pre>{html.escape(_short_json(summary))}</pre>")
     except MissingDataError as exc:
         parts.append(_missing("validation summary", exc))
+        return Section("Data validation", "".join(parts))
+    batches, facts = _validation_tables(summary)
+    if facts:
+        parts.append(_note(" · ".join(f"{name}: {_cell(value, False, 4)}" for name, value in facts.items())))
+    if batches is not None:
+        parts.append(_table(batches))
     return Section("Data validation", "".join(parts))
 
 
-def _short_json(obj: Any, limit: int = 4000) -> str:
-    import json
+def _validation_tables(summary: Any) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """The ingest validation summary as a table with one column per validated table (every entry that
+    counts ``rows_in``) and one row per field, and the remaining top-level facts (name -> value)."""
+    if not isinstance(summary, dict):
+        return None, {"summary": _plain(summary)}
+    batches: dict[str, dict[str, Any]] = {}
+    facts: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, dict) and "rows_in" in value:
+            batches[str(key)] = {k: _plain(v) for k, v in value.items()}
+        else:
+            facts[str(key)] = _plain(value)
+    if not batches:
+        return None, facts
+    frame = pd.DataFrame(batches)
+    first = [f for f in ("status", "rows_in", "accepted", "quarantined", "reasons") if f in frame.index]
+    frame = frame.reindex(first + [f for f in frame.index if f not in first])
+    return frame.reset_index(names="field"), facts
 
-    text = json.dumps(obj, indent=1, default=str)
-    return text if len(text) <= limit else text[:limit] + "\n..."
+
+def _plain(value: Any) -> Any:
+    """A nested value as short readable text (numbers stay numbers)."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_plain(v)}" for k, v in value.items()) or "–"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(_plain(v)) for v in value) or "–"
+    return value
 
 
 # ----------------------------------------------------------------------------- steps
@@ -336,11 +629,13 @@ def report(settings: Settings, run_date: date | str) -> dict[str, Any]:
     dates = [date.fromisoformat(h["run_date"]) for h in history]
     cfg = settings.report
     sections = [
-        _ab_section(history, today, cfg),
-        _served_section(history, today, cfg),
+        _scoreboard_section(history, today, settings),
+        _ab_section(today),
+        _experiments_section(lake, run_date, settings),
+        _served_section(history, today, settings),
         _offline_section(history, cfg),
         _bandit_section(lake, dates, cfg),
-        _ope_section(lake, run_date, cfg),
+        _ope_section(lake, run_date, cfg, settings.rerank.list_length),
         _alerts_section(lake, run_date),
         _gx_section(lake, run_date),
     ]
@@ -366,20 +661,25 @@ def build_index(settings: Settings) -> dict[str, Any]:
         treatment = night.get("served", {}).get(Variant.TREATMENT.value, {})
         control = night.get("served", {}).get(Variant.CONTROL.value, {})
         ab = night.get("ab", {})
+        board = ab.get("scoreboard") or {}
+        day = html.escape(str(night["run_date"]))
         rows.append(
             {
-                "night": f'<a href="run_date={night["run_date"]}/">{night["run_date"]}</a>',
+                "night": f'<a href="run_date={day}/">{day}</a>',
                 "verdict": ab.get("verdict", "–"),
-                "lift": ab.get("lift"),
-                "long-tail share (treatment)": treatment.get("long_tail_share"),
-                "long-tail share (control)": control.get("long_tail_share"),
-                "genres per list (treatment)": treatment.get("genres_per_list"),
+                "CTR lift": interval_text("ctr_lift", {"value": ab.get("lift")}),
+                "scoreboard": scoreboard_headline(board) if board else "–",
+                "long-tail share of published lists (treatment)": treatment.get("long_tail_share"),
+                "long-tail share of published lists (control)": control.get("long_tail_share"),
+                "genres per published list (treatment)": treatment.get("genres_per_list"),
             }
         )
-    table = pd.DataFrame(rows)
     body = (
-        table.to_html(
-            index=False, border=0, classes="t", escape=False, na_rep="–", float_format="{:.3f}".format
+        _table(pd.DataFrame(rows), digits=3, raw=("night",))
+        + _note(
+            "Long-tail share and genres per list: the lists each night published for the next day, over "
+            "all users of the variant (the report's 'Served list diversity'). The scoreboard inside each "
+            "night's report judges the lists users saw that night, published the night before."
         )
         if rows
         else "<p class=muted>no nights reported yet</p>"
@@ -389,6 +689,7 @@ def build_index(settings: Settings) -> dict[str, Any]:
         if lake.exists(Dataset.REPORTS, None, GX_DOCS)
         else ""
     )
-    page = _page("deepcuts reports", links, [Section("Nights", body)])
+    sections = [Section("Nights", body), _experiments_section(lake, None, settings)]
+    page = _page("deepcuts reports", links, sections)
     path = lake.write_bytes(Dataset.REPORTS, None, INDEX_FILE, page)
     return {"index": path, "nights": len(nights)}

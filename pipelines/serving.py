@@ -26,15 +26,15 @@ import io
 import json
 import re
 import time
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -100,11 +100,42 @@ IN_FLIGHT = ("loading", "ready")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _LABEL = re.compile(r"^(none|\d{4}-\d{2}-\d{2}\.v\d+)$")
 _VERSION_TABLE = re.compile(r"^(recommendations|assignments|bandit_policy)_v(\d{6,})$")
-_PUBLISH_LOCK_KEY = zlib.crc32(b"deepcuts-serving-publish")
+#: PostgreSQL: the empty table whose ACCESS EXCLUSIVE lock is the writers' lock (sql/postgres/schema.sql).
+WRITER_LOCK_TABLE = "serving_writer_lock"
+#: SQLSTATE of ``lock_timeout`` expiring (LockNotAvailable).
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 class ServingError(RuntimeError):
     """A serving-database operation could not be done; the message says what to do."""
+
+    #: The message is complete in one line: the CLI prints it instead of a traceback.
+    user_error: ClassVar[bool] = True
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """True for a PostgreSQL ``lock_timeout`` (55P03) or SQLite's "database is locked"."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "pgcode", None) == _LOCK_NOT_AVAILABLE:
+        return True
+    return "database is locked" in str(orig)
+
+
+def check_reachable(engine: Engine) -> None:
+    """Open (and close) one connection, or raise a one-line :class:`ServingError` saying where and why.
+
+    A server that is down otherwise surfaces as a driver traceback of some 40 frames.
+    """
+    try:
+        with engine.connect():
+            pass
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+        raise ServingError(
+            f"cannot connect to the serving database at {engine.url.render_as_string(hide_password=True)}"
+            f" ({reason[0] if reason else type(exc).__name__}); is it running, and is "
+            "DEEPCUTS_SERVING_URL right?"
+        ) from None
 
 
 # --------------------------------------------------------------------------- names and SQL files
@@ -297,7 +328,7 @@ def bulk_insert(conn: Connection, table: str, frame: pd.DataFrame, chunk_rows: i
             # booleans (true/false) match PostgreSQL's CSV COPY format.
             buf = io.BytesIO()
             pa_csv.write_csv(
-                pa.Table.from_pandas(chunk, preserve_index=False),
+                _without_nul(pa.Table.from_pandas(chunk, preserve_index=False), table),
                 buf,
                 write_options=pa_csv.WriteOptions(include_header=False),
             )
@@ -321,6 +352,26 @@ def bulk_insert(conn: Connection, table: str, frame: pd.DataFrame, chunk_rows: i
         conn.exec_driver_sql(insert_sql, list(zip(*values, strict=True)))
         total += len(chunk)
     return total
+
+
+#: What a U+0000 in text becomes on PostgreSQL, whose text type cannot hold it (COPY fails on 0x00).
+NUL_REPLACEMENT = "\ufffd"
+
+
+def _without_nul(table: pa.Table, where: str) -> pa.Table:
+    """``table`` with U+0000 in its text columns replaced by U+FFFD (logged), for PostgreSQL.
+
+    Ingest sanitises text from outside; this keeps one stray NUL from failing every publish anyway.
+    """
+    for i, field in enumerate(table.schema):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        column = table.column(i)
+        hits = pc.sum(pc.count_substring(column, "\x00")).as_py() or 0
+        if hits:
+            log.warning("%s.%s: %d NUL character(s) stored as U+FFFD", where, field.name, hits)
+            table = table.set_column(i, field, pc.replace_substring(column, "\x00", NUL_REPLACEMENT))
+    return table
 
 
 # --------------------------------------------------------------------------- versions
@@ -400,39 +451,92 @@ def switch_views(conn: Connection, version: int, label: str, lock_timeout_ms: in
         raise ServingError(f"version {version} is not in publish_log (or its tables were dropped)")
 
 
-def rollback_to(engine: Engine, to: int | None = None, lock_timeout_ms: int = 5000) -> dict[str, Any]:
-    """Switch the views back to a retained version in one transaction.
+def switch_with_retry(
+    engine: Engine,
+    version: int,
+    label: str,
+    lock_timeout_ms: int,
+    attempts: int,
+    also: Callable[[Connection], None] | None = None,
+) -> None:
+    """:func:`switch_views` in its own transaction (plus ``also(conn)`` in the same one), retried.
+
+    Each attempt waits at most ``lock_timeout_ms`` for the readers' locks on the views. When every
+    attempt times out, raises a one-line :class:`ServingError`: some session keeps a transaction open
+    on the views. Nothing has changed then: the previous version is still live.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as conn:
+                switch_views(conn, version, label, lock_timeout_ms)
+                if also is not None:
+                    also(conn)
+            return
+        except sa.exc.OperationalError as exc:
+            if not is_lock_timeout(exc):
+                raise
+            log.warning("switch to %s: attempt %d of %d timed out on a lock", label, attempt, attempts)
+            if attempt < attempts:
+                time.sleep(0.5 * attempt)
+    raise ServingError(
+        f"could not switch the serving views to {label}: they are in use by another session (a read "
+        f"transaction left open?) through {attempts} attempt(s) of {lock_timeout_ms} ms; find it with "
+        "SELECT pid, usename, state, xact_start FROM pg_stat_activity WHERE state LIKE 'idle in%', end it "
+        "(pg_terminate_backend) or wait, then retry; the previous version is still live"
+    ) from None
+
+
+def rollback_to(
+    engine: Engine, to: int | None = None, lock_timeout_ms: int = 5000, attempts: int = 1
+) -> dict[str, Any]:
+    """Switch the views back to a retained version, and pin it (see :func:`current_pin`).
 
     ``to=None`` picks the newest retained (``retired``, tables present) version older than the live one.
+    Run under :func:`writer_lock`.
     """
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         versions = list_versions(conn)
-        live = next((v for v in versions if v.status == "live"), None)
-        retained = [v for v in versions if v.status == "retired" and not v.dropped]
-        if to is None:
-            older = [v for v in retained if live is None or v.version < live.version]
-            if not older:
-                raise ServingError(
-                    "no older retained version to roll back to; list versions with "
-                    "`deepcuts rollback --list` or pass --to VERSION"
-                )
-            target = older[0]
-        else:
-            target = next((v for v in versions if v.version == to), None)
-            if target is None:
-                raise ServingError(f"version {to} does not exist; see `deepcuts rollback --list`")
-            if target.status == "live":
-                return {"status": "unchanged", "version": target.version, "list_version": target.list_version}
-            if target.status != "retired" or target.dropped:
-                dropped = " (tables dropped)" if target.dropped else ""
-                raise ServingError(
-                    f"version {to} has status {target.status!r}{dropped}; only retained versions "
-                    "(status 'retired') can be switched to"
-                )
-        assert target.list_version is not None
-        switch_views(conn, target.version, target.list_version, lock_timeout_ms)
+    live = next((v for v in versions if v.status == "live"), None)
+    retained = [v for v in versions if v.status == "retired" and not v.dropped]
+    if to is None:
+        older = [v for v in retained if live is None or v.version < live.version]
+        if not older:
+            raise ServingError(
+                "no older retained version to roll back to; list versions with "
+                "`deepcuts rollback --list` or pass --to VERSION"
+            )
+        target = older[0]
+    else:
+        target = next((v for v in versions if v.version == to), None)
+        if target is None:
+            raise ServingError(f"version {to} does not exist; see `deepcuts rollback --list`")
+        if target.status == "live":
+            with engine.begin() as conn:
+                set_pin(conn, target.version, f"deepcuts rollback --to {to}")
+            return {
+                "status": "unchanged",
+                "version": target.version,
+                "list_version": target.list_version,
+                "pinned": True,
+            }
+        if target.status != "retired" or target.dropped:
+            dropped = " (tables dropped)" if target.dropped else ""
+            raise ServingError(
+                f"version {to} has status {target.status!r}{dropped}; only retained versions "
+                "(status 'retired') can be switched to"
+            )
+    assert target.list_version is not None
+    reason = "deepcuts rollback" + (f" --to {to}" if to is not None else "")
+    switch_with_retry(
+        engine,
+        target.version,
+        target.list_version,
+        lock_timeout_ms,
+        attempts,
+        also=lambda conn: set_pin(conn, target.version, reason),
+    )
     log.info(
-        "rolled back serving views from %s to %s",
+        "rolled back serving views from %s to %s; pinned until `deepcuts rollback --release`",
         live.list_version if live else None,
         target.list_version,
     )
@@ -442,69 +546,122 @@ def rollback_to(engine: Engine, to: int | None = None, lock_timeout_ms: int = 50
         "version": target.version,
         "list_version": target.list_version,
         "run_date": target.run_date.isoformat(),
+        "pinned": True,
     }
 
 
-def rollback(settings: Settings, to: int | None = None) -> dict[str, Any]:
-    """``deepcuts rollback [--to VERSION]``: switch the app back to a retained version."""
+@contextlib.contextmanager
+def writer_session(settings: Settings) -> Iterator[Engine]:
+    """The writer's engine, checked reachable, schema ensured, under the writers' lock; disposed after."""
     engine = serving_engine(settings, writer=True)
     try:
+        check_reachable(engine)
         ensure_schema(engine)
-        with writer_lock(engine):
-            return rollback_to(engine, to, settings.publish.switch_lock_timeout_ms)
+        cfg = settings.publish
+        with writer_lock(engine, cfg.writer_lock_timeout_ms, cfg.writer_lock_attempts):
+            yield engine
     finally:
         engine.dispose()
 
 
-@contextlib.contextmanager
-def writer_lock(engine: Engine, wait_s: float = 30.0) -> Iterator[None]:
-    """Only one writer (publish or rollback) at a time; waits up to ``wait_s`` for the lock.
+def rollback(settings: Settings, to: int | None = None) -> dict[str, Any]:
+    """``deepcuts rollback [--to VERSION]``: switch the app back to a retained version and pin it."""
+    with writer_session(settings) as engine:
+        cfg = settings.publish
+        return rollback_to(engine, to, cfg.switch_lock_timeout_ms, cfg.switch_attempts)
 
-    PostgreSQL: a session advisory lock (released by the server when the holder's connection ends,
-    which after a killed client takes a moment: hence the wait).
+
+# --------------------------------------------------------------------------- pinning
+@dataclass(frozen=True)
+class PinInfo:
+    version: int
+    pinned_at: str
+    reason: str
+
+
+def current_pin(conn: Connection) -> PinInfo | None:
+    """The version an operator pinned with ``deepcuts rollback``, if any."""
+    row = conn.execute(sa.text("SELECT version, pinned_at, reason FROM serving_pin WHERE id = 1")).first()
+    return None if row is None else PinInfo(int(row.version), str(row.pinned_at), str(row.reason))
+
+
+def set_pin(conn: Connection, version: int, reason: str) -> None:
+    """Inside the caller's transaction: pin ``version`` (replacing any earlier pin)."""
+    conn.execute(sa.text("DELETE FROM serving_pin"))
+    conn.execute(
+        sa.text("INSERT INTO serving_pin (id, version, reason) VALUES (1, :v, :r)"),
+        {"v": int(version), "r": reason},
+    )
+
+
+def release_pin(settings: Settings) -> dict[str, Any]:
+    """``deepcuts rollback --release``: let publishes switch the views again (switches nothing now)."""
+    with writer_session(settings) as engine, engine.begin() as conn:
+        pin = current_pin(conn)
+        conn.execute(sa.text("DELETE FROM serving_pin"))
+    if pin is None:
+        return {"status": "not_pinned"}
+    log.info("released the pin on version %s; the next publish switches the views again", pin.version)
+    return {"status": "released", "released_version": pin.version}
+
+
+# --------------------------------------------------------------------------- the writers' lock
+@contextlib.contextmanager
+def writer_lock(engine: Engine, timeout_ms: int = 10_000, attempts: int = 3) -> Iterator[None]:
+    """Only one writer (publish or rollback) at a time; waits at most ``attempts`` x ``timeout_ms``.
+
+    PostgreSQL: ``LOCK TABLE serving_writer_lock IN ACCESS EXCLUSIVE MODE`` in a transaction held open
+    on a connection of its own for the whole run (ended by the server if the holder dies). Only the
+    writer has rights on that table, so the app's role can neither take this lock nor hold it against
+    the writer (unlike an advisory lock, which any role may take).
     SQLite: an ``flock`` on ``<db>.lock`` (released by the kernel if the process dies).
+    Raises a one-line :class:`ServingError` when another writer keeps the lock.
     """
-    deadline = time.monotonic() + wait_s
+    busy = (
+        "another publish or rollback holds the serving writer lock ({where}); waited {attempts} x "
+        "{timeout_ms} ms. Wait for it to finish (the DAG runs publish in the single-slot "
+        "deepcuts_publish pool), then retry"
+    )
     if engine.dialect.name == "postgresql":
-        conn = engine.connect()
-        try:
-            while True:
-                got = conn.execute(
-                    sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _PUBLISH_LOCK_KEY}
-                ).scalar()
-                conn.commit()
-                if got or time.monotonic() > deadline:
+        with engine.connect() as conn:
+            for attempt in range(1, attempts + 1):
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
+                # This transaction stays idle for the whole run: a server-wide idle limit must not end it.
+                conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
+                try:
+                    conn.exec_driver_sql(f"LOCK TABLE {WRITER_LOCK_TABLE} IN ACCESS EXCLUSIVE MODE")
                     break
-                time.sleep(0.2)
-            if not got:
+                except sa.exc.OperationalError as exc:
+                    conn.rollback()
+                    if not is_lock_timeout(exc):
+                        raise
+                    log.warning("writer lock: attempt %d of %d timed out", attempt, attempts)
+            else:
                 raise ServingError(
-                    "another publish or rollback holds the serving writer lock; wait for it to finish "
-                    "(the DAG runs publish in a single-writer pool)"
-                )
+                    busy.format(where=WRITER_LOCK_TABLE, attempts=attempts, timeout_ms=timeout_ms)
+                ) from None
             try:
                 yield
             finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PUBLISH_LOCK_KEY})
-                conn.commit()
-        finally:
-            conn.close()
+                conn.rollback()  # ends the transaction: releases the lock
         return
     database = engine.url.database or ""
     if not database or database == ":memory:":
         yield
         return
     lock_path = Path(database).with_suffix(Path(database).suffix + ".lock")
+    deadline = time.monotonic() + attempts * timeout_ms / 1000
     with lock_path.open("a+") as fh:
         while True:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError as exc:
+            except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise ServingError(
-                        f"another publish or rollback holds {lock_path}; wait for it to finish"
-                    ) from exc
-                time.sleep(0.2)
+                        busy.format(where=lock_path, attempts=attempts, timeout_ms=timeout_ms)
+                    ) from None
+                time.sleep(0.1)
         try:
             yield
         finally:
@@ -606,22 +763,44 @@ def acknowledge_alerts(engine: Engine, run_date: date, by: str, check_name: str 
 
 
 # --------------------------------------------------------------------------- roles (PostgreSQL)
-def apply_roles(admin_engine: Engine, reader: str, writer: str) -> None:
+_SCRAM_VERIFIER = re.compile(r"^SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$")
+
+
+def apply_roles(
+    admin_engine: Engine,
+    reader: str,
+    writer: str,
+    *,
+    reader_password: str | None = None,
+    writer_password: str | None = None,
+) -> None:
     """Create the reader/writer roles and their database/schema rights (run as a superuser).
 
-    Run :func:`grant_reader` after the writer has created the schema.
+    A password given is stored as a SCRAM-SHA-256 verifier computed here by libpq (PQencryptPasswordConn):
+    the server, its log and ``pg_stat_activity`` never see the password. ``None`` leaves the role's
+    password as it is. Run :func:`grant_reader` after the writer has created the schema.
     """
     if admin_engine.dialect.name != "postgresql":
         raise ServingError("roles exist only on PostgreSQL; SQLite has no users")
     database = check_identifier(admin_engine.url.database or "", "database")
+    reader = check_identifier(reader, "reader role")
+    writer = check_identifier(writer, "writer role")
     with admin_engine.begin() as conn:
-        run_sql_file(
-            conn,
-            "roles.sql",
-            reader=check_identifier(reader, "reader role"),
-            writer=check_identifier(writer, "writer role"),
-            database=database,
-        )
+        run_sql_file(conn, "roles.sql", reader=reader, writer=writer, database=database)
+        for role, password in ((reader, reader_password), (writer, writer_password)):
+            if password is not None:
+                conn.exec_driver_sql(f"ALTER ROLE {role} PASSWORD '{_scram_verifier(conn, role, password)}'")
+
+
+def _scram_verifier(conn: Connection, role: str, password: str) -> str:
+    from psycopg2.extensions import encrypt_password
+
+    if not password:
+        raise ServingError(f"empty password for role {role}; set a long random one")
+    verifier = encrypt_password(password, role, conn.connection.driver_connection, "scram-sha-256")
+    if not _SCRAM_VERIFIER.match(verifier):  # it is formatted into SQL: only the verifier's alphabet
+        raise ServingError(f"libpq returned an unexpected password verifier for role {role}")
+    return verifier
 
 
 def grant_reader(engine: Engine, reader: str) -> None:

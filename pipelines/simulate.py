@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset, EventType, Variant
@@ -51,6 +52,7 @@ from deepcuts.jsonsafe import json_safe
 from deepcuts.progress import get_logger, progress
 from deepcuts.seeds import rng_for
 from deepcuts.settings import Settings
+from pipelines.ab_analysis import SCOREBOARD_METRICS, niche_item_ids, targets
 from pipelines.nightly import resolve_workers, run_night, step_pool
 from pipelines.storage import Lake, MissingDataError
 
@@ -294,10 +296,17 @@ def feedback_events(
 
 # ================================================================================== metrics
 def by_variant_metrics(
-    shown: pd.DataFrame, clicked: np.ndarray, ratings: np.ndarray, genres: pd.DataFrame
+    shown: pd.DataFrame,
+    clicked: np.ndarray,
+    ratings: np.ndarray,
+    genres: pd.DataFrame,
+    niche_items: npt.ArrayLike = (),
 ) -> dict[str, dict[str, float | int | None]]:
-    """Per variant: impressions, clicks, ctr, lists shown, mean rating, long-tail share, genres per list."""
-    frame = shown.assign(_clicked=clicked, _rating=ratings)
+    """Per variant: impressions, clicks, ctr, lists shown, mean rating, long-tail share, genres per list,
+    exposed (shown) users, and impressions and clicks of the ``niche_items``
+    (``pipelines.ab_analysis.niche_item_ids``)."""
+    niche = np.isin(shown[C.ITEM_ID].to_numpy(np.int64), np.asarray(niche_items, dtype=np.int64))
+    frame = shown.assign(_clicked=clicked, _rating=ratings, _niche=niche)
     exploded = genres.explode(C.GENRES).dropna() if not genres.empty else genres
     out: dict[str, dict[str, float | int | None]] = {}
     for variant in VARIANTS:
@@ -317,6 +326,9 @@ def by_variant_metrics(
             "mean_rating": float(rows["_rating"].mean()) if n_ratings else None,
             "long_tail_share": float(rows[C.IS_LONG_TAIL].astype(bool).mean()) if imps else None,
             "genres_per_list": per_list,
+            "exposed_users": int(rows[C.USER_ID].nunique()),
+            "niche_impressions": int(rows["_niche"].sum()),
+            "niche_clicks": int((rows["_niche"] & rows["_clicked"]).sum()),
         }
     return out
 
@@ -478,6 +490,10 @@ def simulate(
         "home": settings.home,
         "planted_arms": getattr(sim_world, "planted", {}) or None,
         "planted_arm_lift": settings.simulator.planted_arm_lift if world == "synthetic" else None,
+        # the scoreboard's targets (pipelines.ab_analysis.targets), drawn as bands by the plot
+        "targets": {
+            name: {"low": t.low, "high": t.high, "text": t.text} for name, t in targets(settings).items()
+        },
         "nights": [],
     }
     with step_pool(resolve_workers(settings.simulator.workers)) as pool:
@@ -564,7 +580,9 @@ def serve_day(
         rng_for(settings.seed, served_day, "sim/times"),
     )
     lake.write_table(Dataset.LANDING_FEEDBACK, served_day, events)
-    metrics = by_variant_metrics(shown, clicked, ratings, _genres(lake, run_date))
+    items = _genres(lake, run_date)
+    niche = niche_item_ids(items, settings.rerank.niche_genres)
+    metrics = by_variant_metrics(shown, clicked, ratings, items, niche)
     treatment = shown[shown[C.VARIANT] == Variant.TREATMENT.value].drop_duplicates([C.USER_ID, C.DAYPART])
     entry: dict[str, Any] = {
         "night": night,
@@ -584,6 +602,9 @@ def serve_day(
         "mean_rating",
         "long_tail_share",
         "genres_per_list",
+        "exposed_users",
+        "niche_impressions",
+        "niche_clicks",
     ):
         entry[name] = {v: metrics[v][name] for v in VARIANTS}
     entry["arm_share"] = arm_shares(treatment)
@@ -779,7 +800,7 @@ def _genres(lake: Lake, run_date: date) -> pd.DataFrame:
 def _ab_entry(lake: Lake, run_date: date) -> dict[str, Any]:
     from pipelines.ab_analysis import VERDICT_FILE
 
-    keys = ("verdict", "p_value", "lift", "ci_low", "ci_high", "srm_p_value")
+    keys = ("verdict", "p_value", "lift", "ci_low", "ci_high", "srm_p_value", "scoreboard")
     if not lake.exists(Dataset.AB_RESULTS, run_date, VERDICT_FILE):
         return dict.fromkeys(keys)
     verdict = lake.read_json(Dataset.AB_RESULTS, run_date, VERDICT_FILE)
@@ -809,6 +830,15 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
             out["regret_second_half_per_night"] = float(np.mean(regret[half:]))
         out["cumulative_regret"] = nights[-1]["cumulative_regret"]
     out["final_ab"] = nights[-1]["ab"] if nights else None
+    # the last night's scoreboard as ab_analysis computed it (cumulative lift, niche ratio and rating;
+    # list metrics of the lists users saw that night), and per metric the nights it was met
+    out["scoreboard"] = (nights[-1]["ab"] or {}).get("scoreboard") if nights else None
+    boards = [(n["night"], (n.get("ab") or {}).get("scoreboard") or {}) for n in nights]
+    out["scoreboard_nights_met"] = {
+        name: [k for k, board in boards if (board.get(name) or {}).get("met")] for name in SCOREBOARD_METRICS
+    }
+    for key in ("niche_impressions", "niche_clicks"):
+        out[key] = {v: sum(n.get(key, {}).get(v) or 0 for n in nights) for v in VARIANTS}
     return out
 
 
@@ -837,7 +867,7 @@ def plot_simulation(record: dict[str, Any], path: Path) -> Path:
     ax = axes[0, 0]
     for variant in VARIANTS:
         ax.plot(x, [_nan(n["ctr"][variant]) for n in nights], marker=".", label=variant)
-    ax.set(title="CTR per impression", xlabel="night")
+    ax.set(title="CTR per impression", xlabel="night", ylabel="clicks / impressions")
     ax.legend()
     ax = axes[0, 1]
     if nights and nights[0].get("best_arm_share") is not None:
@@ -859,7 +889,11 @@ def plot_simulation(record: dict[str, Any], path: Path) -> Path:
         ax.plot(
             x, [_nan(n["long_tail_share"][variant]) for n in nights], marker=".", label=f"long tail {variant}"
         )
+    band = (record.get("targets") or {}).get("long_tail_share")
+    if band:
+        ax.axhspan(band["low"], band["high"], color="tab:green", alpha=0.15, lw=0, label="target band")
     ax.set(title="long-tail share of shown items; A/B p-value", xlabel="night", ylim=(0, 1.02))
+    ax.set_ylabel("long-tail share")
     ax2 = ax.twinx()
     ax2.plot(x, [_nan(n["ab"]["p_value"]) for n in nights], color="black", ls=":", label="mSPRT p")
     ax2.set(ylim=(0, 1.02), ylabel="always-valid p")

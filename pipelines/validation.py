@@ -306,16 +306,22 @@ def build_data_docs(docs_dir: Path) -> Path:
     """Render GX Data Docs for the validations run since the last call into ``docs_dir``.
 
     The in-memory results are then dropped, so a long process (the simulator) does not accumulate them.
-    Returns the site's ``index.html``.
+    Values from data are HTML-escaped before GX renders them, and the pages are left without script or
+    CDN assets, with a static index (``pipelines.data_docs``). Returns the site's ``index.html``.
     """
+    from pipelines.data_docs import escape_results, secure_site
+
     ctx = gx_context()
     with _GX_LOCK:
         store = ctx.validation_results_store
         keys = list(store.list_keys())
         if keys:
+            escape_results(store)
             ctx.build_data_docs(site_names=[_docs_site(docs_dir)], resource_identifiers=keys)
         for key in keys:
             store.remove_key(key)
+    if keys:
+        return secure_site(docs_dir)
     return docs_dir / "index.html"
 
 

@@ -114,6 +114,18 @@ def write_night(lake: Lake, run_date: date, frames: dict[str, pd.DataFrame]) -> 
     lake.write_table(Dataset.INTERACTIONS, run_date, frames["interactions"])
 
 
+def publish_nights(tmp_path: Path, url: str, nights: list[date], **overrides: Any) -> Settings:
+    """Write and publish ``nights`` in order (night ``i`` shifted by ``i``); returns the settings used."""
+    from pipelines.publish import publish
+
+    settings = make_settings(tmp_path / "lake", url, rerank={"list_length": 3}, **overrides)
+    lake = Lake(settings.home)
+    for i, day in enumerate(nights):
+        write_night(lake, day, night_frames(day, shift=i))
+        assert publish(settings, day)["status"] == "published"
+    return settings
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def serving_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The serving database under test: a SQLite file, or a fresh PostgreSQL database."""

@@ -166,3 +166,19 @@ def test_srm_false_alarm_rate_on_random_50_50_splits() -> None:
         t = int(rng.binomial(20_000, 0.5))
         alarms += srm_test({"control": 20_000 - t, "treatment": t}, shares, alpha=0.001).mismatch
     assert alarms <= 3  # expected 0.5
+
+
+def test_per_user_mean_and_ratio_hand_computed() -> None:
+    from models.ab_stats import per_user_mean, ratio_with_ci
+
+    # control (0, 0, 1): mean 1/3, sample variance 1/3 -> Var(mean) = 1/9; treatment (2, 1, 0): 1, 1/3
+    control, treatment = per_user_mean([0, 0, 1]), per_user_mean([2, 1, 0])
+    assert control.ctr == pytest.approx(1 / 3) and control.variance == pytest.approx(1 / 9)
+    assert treatment.ctr == pytest.approx(1.0) and treatment.variance == pytest.approx(1 / 3)
+    assert control.n_users == 3 and control.impressions == 3  # every user counts, zeros included
+    ratio, low, high = ratio_with_ci(control, treatment, alpha=0.05)
+    # Var(ratio) = Vt / mc^2 + mt^2 Vc / mc^4 = (1/3) * 9 + (1/9) * 81 = 12
+    half = 1.959963984540054 * math.sqrt(12)  # z_0.975
+    assert ratio == pytest.approx(3.0) and (low, high) == pytest.approx((3.0 - half, 3.0 + half))
+    # no niche click in control: the ratio is not measurable rather than infinite
+    assert all(math.isnan(x) for x in ratio_with_ci(per_user_mean([0, 0]), per_user_mean([1, 2])))

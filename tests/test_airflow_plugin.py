@@ -69,3 +69,52 @@ def test_plugin_registers_a_nav_view() -> None:
     assert view["href"] == "deepcuts/" and not view["href"].startswith("/")
     (app,) = DeepcutsPlugin.fastapi_apps
     assert app["url_prefix"] == "/deepcuts"
+
+
+def _all_pages(client) -> list[object]:  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {_token()}"}
+    return [
+        client.get("/deepcuts/", headers=headers),
+        client.get("/deepcuts/run_date=2026-03-01/", headers=headers),
+        client.get("/deepcuts/run_date=2026-01-01/", headers=headers),  # 404
+        client.get("/deepcuts/"),  # 401
+    ]
+
+
+def test_every_response_carries_a_strict_csp_and_nosniff(client) -> None:  # type: ignore[no-untyped-def]
+    responses = _all_pages(client)
+    assert [r.status_code for r in responses] == [200, 200, 404, 401]
+    for response in responses:
+        csp = response.headers["content-security-policy"]
+        directives = dict(d.strip().split(" ", 1) for d in csp.split(";") if d.strip())
+        # No script at all: neither inline (an injected onerror=...) nor from a CDN.
+        assert directives["script-src"] == "'none'"
+        assert directives["default-src"] == "'none'"
+        assert "http" not in csp and "*" not in csp
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_symlinks_leading_outside_the_reports_root_are_404(client, lake_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    secret = tmp_path / "secret.txt"
+    secret.write_text("airflow.cfg: sql_alchemy_conn = postgresql://airflow:hunter2@db")
+    reports = lake_home / Dataset.REPORTS.value
+    (reports / "leak.txt").symlink_to(secret)
+    (reports / "outside").symlink_to(tmp_path, target_is_directory=True)
+    (reports / "inside.html").symlink_to(reports / "index.html")
+    headers = {"Authorization": f"Bearer {_token()}"}
+    for path in ("/deepcuts/leak.txt", "/deepcuts/outside/secret.txt"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 404 and "hunter2" not in response.text
+    # a link that stays inside the reports folder is still served
+    assert client.get("/deepcuts/inside.html", headers=headers).text == "<h1>deepcuts index</h1>"
+
+
+@pytest.mark.parametrize(
+    "path", ["/deepcuts/index.html/x", "/deepcuts/index.html/x.html", "/deepcuts/run_date=2026-03-01"]
+)
+def test_odd_paths_are_404_not_500(client, path: str) -> None:  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {_token()}"}
+    response = client.get(path, headers=headers, follow_redirects=False)
+    assert response.status_code in (200, 404), response.text
+    if path.startswith("/deepcuts/index.html/"):
+        assert response.status_code == 404

@@ -68,3 +68,44 @@ def test_demo_run_ids_name_the_night() -> None:
     from deepcuts.demo import demo_run_id
 
     assert demo_run_id(date(2026, 1, 8)) == "deepcuts_demo__2026-01-08"
+
+
+def test_the_app_query_example_is_the_treatment_list_with_most_deep_cuts() -> None:
+    import pandas as pd
+
+    from deepcuts.contracts import C
+    from deepcuts.demo_summary import deep_cut_example
+
+    served = pd.DataFrame(
+        {
+            C.USER_ID: [1, 1, 2, 2, 3, 3, 3],
+            C.DAYPART: ["night", "night", "evening", "evening", "morning", "morning", "evening"],
+            C.VARIANT: ["control"] * 2 + ["treatment"] * 5,
+            # control user 1 has 2 long-tail items but is not the product; user 3's morning list has 2
+            C.IS_LONG_TAIL: [True, True, True, False, True, True, False],
+        }
+    )
+    assert deep_cut_example(served) == (3, "morning")
+    assert deep_cut_example(served[served[C.VARIANT] == "control"]) == (1, "night")  # nobody treated
+
+
+def test_summary_prints_the_scoreboard_and_flags_misses(tmp_path: Path) -> None:
+    from deepcuts.contracts import Dataset
+    from deepcuts.demo_summary import _scoreboard
+    from pipelines.storage import Lake
+
+    lake = Lake(tmp_path)
+    board = {
+        "ctr_lift": {"control": 0.05, "treatment": 0.06, "value": 0.2, "ci_low": 0.1, "ci_high": 0.3,
+                     "target": ">= +15% (promise +15% to +20%)", "met": True},
+        "long_tail_share": {"control": 0.0, "treatment": 0.3, "target": "[0.35, 0.40]", "met": False},
+        "mean_rating": {"control": None, "treatment": None, "target": ">= 4", "met": False},
+    }  # fmt: skip
+    lake.write_json(Dataset.AB_RESULTS, FIRST, "verdict.json", {"scoreboard": board})
+    lines = _scoreboard(lake, FIRST)
+    assert lines[0].endswith("1 OFF TARGET: long-tail share; 1 not measurable yet: mean rating")
+    ctr, tail, rating = lines[2:]
+    assert "+20.0% [+10.0%, +30.0%]" in ctr and ctr.endswith("met: >= +15%")
+    assert tail.endswith("OFF TARGET: [0.35, 0.40]")
+    assert rating.endswith("not measurable: >= 4")
+    assert _scoreboard(lake, date(2026, 1, 5)) == ["product scoreboard: no A/B analysis for 2026-01-05"]

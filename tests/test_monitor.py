@@ -304,3 +304,45 @@ def test_alerts_are_posted_to_the_webhook(tmp_path: Path) -> None:
         assert str(send_alerts(dead, [alert])["webhook"]).startswith("error")
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("rerank", "rating", "failed"),
+    [
+        # the treatment lists hold 1 long-tail item in 3 (0.33), below the band's 0.35
+        ({}, 4.5, {"target_long_tail_share": "warning"}),
+        ({"long_tail_min": 0.3}, 4.5, {}),
+        # 3.9: above the health floor (monitor.min_mean_quality 3.8), below the product's 4.0
+        ({"long_tail_min": 0.3}, 3.9, {"target_mean_rating": "warning"}),
+    ],
+)
+def test_missed_product_targets_raise_warnings(
+    tmp_path: Path, rerank: dict[str, float], rating: float, failed: dict[str, str]
+) -> None:
+    from pipelines.ab_analysis import ab_analysis
+
+    settings, lake = _healthy_lake(tmp_path, rerank=rerank)
+    feedback = _feedback(D1, 200, 19, [rating] * 10)
+    feedback[C.VARIANT] = "treatment"
+    lake.write_table(Dataset.FEEDBACK_EVENTS, D1, feedback)
+    ab_analysis(settings, D1)
+    out = monitor(settings, D1)
+    assert out["failed"] == failed
+    checks = lake.read_df(Dataset.MONITOR_CHECKS, D1).set_index(C.CHECK_NAME)
+    assert checks.loc["target_long_tail_share", C.VALUE] == pytest.approx(1 / 3)
+    assert checks.loc["target_mean_rating", C.VALUE] == pytest.approx(rating)
+    assert checks.loc["target_mean_rating", C.CATEGORY] == "targets"
+
+
+def test_target_checks_wait_for_the_scoreboard_and_enough_ratings(tmp_path: Path) -> None:
+    from pipelines.ab_analysis import ab_analysis
+
+    settings, lake = _healthy_lake(tmp_path)
+    monitor(settings, D1)
+    assert _checks(lake)["target_long_tail_share"] == "skipped"  # no A/B scoreboard yet
+    feedback = _feedback(D1, 200, 19, [1.0] * 4)  # 4 ratings < monitor.min_ratings_for_quality (5)
+    feedback[C.VARIANT] = "treatment"
+    lake.write_table(Dataset.FEEDBACK_EVENTS, D1, feedback)
+    ab_analysis(settings, D1)
+    monitor(settings, D1)
+    assert _checks(lake)["target_mean_rating"] == "skipped"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import html
 from datetime import date, timedelta
 
 import pandas as pd
@@ -43,7 +44,34 @@ def _served(run_date: date) -> pd.DataFrame:
     )
 
 
-def _write_night(lake: Lake, run_date: date, lift: float) -> None:
+def _scoreboard(lift: float) -> dict[str, dict[str, object]]:
+    """A scoreboard as ab_analysis writes it: long-tail share off target, the rest met."""
+    return {
+        "ctr_lift": {
+            "control": 0.05,
+            "treatment": 0.05 * (1 + lift),
+            "value": lift,
+            "ci_low": lift - 0.1,
+            "ci_high": lift + 0.1,
+            "target": ">= +15%",
+            "met": lift >= 0.15,
+        },
+        "long_tail_share": {"control": 0.0, "treatment": 0.5, "target": "[0.35, 0.40]", "met": False},
+        "genres_per_list": {"control": 2.0, "treatment": 7.0, "target": ">= 6", "met": True},
+        "mean_rating": {"control": 4.1, "treatment": 4.2, "target": ">= 4", "met": True},
+        "niche_click_ratio": {
+            "control": 0.1,
+            "treatment": 0.4,
+            "value": 4.0,
+            "ci_low": 2.5,
+            "ci_high": 5.5,
+            "target": ">= 3x control",
+            "met": True,
+        },
+    }
+
+
+def _write_night(lake: Lake, run_date: date, lift: float, **verdict: object) -> None:
     lake.write_table(Dataset.ITEMS, run_date, _items())
     lake.write_table(Dataset.SERVED_LISTS, run_date, _served(run_date))
     lake.write_json(
@@ -60,6 +88,12 @@ def _write_night(lake: Lake, run_date: date, lift: float) -> None:
             "srm_p_value": 0.9,
             "looks": 1,
             "enough_users": True,
+            "ctr": {
+                "control": {"n_users": 2313.0, "impressions": 23130.0, "clicks": 1157.0, "ctr": 0.05},
+                "treatment": {"n_users": 2287.0, "impressions": 22870.0, "clicks": 1372.0, "ctr": 0.06},
+            },
+            "scoreboard": _scoreboard(lift),
+            **verdict,
         },
     )
 
@@ -74,7 +108,16 @@ def test_report_renders_sections_and_says_what_is_missing(settings: Settings) ->
     page = lake.read_bytes(Dataset.REPORTS, D2, "index.html").decode()
     assert "deepcuts night 2026-03-02" in page
     assert "keep_running" in page and "not enough evidence yet" in page
-    assert page.count("data:image/png;base64,") >= 2  # A/B lift and diversity plots
+    assert page.count("data:image/png;base64,") >= 2  # scoreboard trends and diversity plots
+    # the scoreboard comes first and flags what is off target
+    assert page.index("Scoreboard") < page.index("A/B test") < page.index("Served list diversity")
+    # lift 0.05 < +15% and long-tail share 0.5 outside [0.35, 0.40]
+    assert "2 OFF TARGET: CTR lift, long-tail share" in page and page.count("OFF TARGET") == 3
+    assert page.count("<figcaption>") == page.count(
+        "data:image/png;base64,"
+    )  # every chart says what it shows
+    # counts print as integers, not 2313.0000
+    assert "2,313" in page and "2313.0" not in page
     # sections whose upstream data is absent say so instead of failing the night
     assert "OPE estimates not available" in page
     assert "monitoring alerts not available" in page
@@ -123,3 +166,69 @@ def test_trend_axes_label_at_most_date_labels_nights() -> None:
     _night_axis(ax, nights[:3], 8)  # few nights: every one labelled
     assert [t.get_text() for t in ax.get_xticklabels()] == nights[:3]
     plt.close(fig)
+
+
+PAYLOAD = "<img src=x onerror=alert(1)>"
+
+
+def test_every_value_from_data_is_escaped(settings: Settings) -> None:
+    lake = Lake(settings.home)
+    items = _items()
+    items.loc[0, C.GENRES] = [PAYLOAD]
+    served = _served(D1)
+    served[C.ARM] = PAYLOAD
+    _write_night(lake, D1, 0.2, verdict=PAYLOAD, message=f"message {PAYLOAD}")
+    lake.write_table(Dataset.ITEMS, D1, items)
+    lake.write_table(Dataset.SERVED_LISTS, D1, served)
+    offline = pd.DataFrame(
+        {
+            C.LIST_SOURCE: ["candidates", "previous_candidates"],
+            C.ARM: [PAYLOAD, PAYLOAD],
+            C.METRIC: ["novelty", PAYLOAD],
+            C.VALUE: [7.5, 0.4],
+            C.N_USERS: [10, 10],
+            C.RUN_DATE: [D1, D1],
+        }
+    )
+    lake.write_table(Dataset.EVAL_OFFLINE, D1, offline)
+    lake.write_json(
+        Dataset.VALIDATION,
+        D1,
+        "summary.json",
+        {"status": PAYLOAD, "feedback": {"rows_in": 3, "quarantined": 1, "reasons": {PAYLOAD: 1}}},
+    )
+    lake.write_table(
+        Dataset.ALERTS,
+        D1,
+        pd.DataFrame(
+            {
+                C.CHECK_NAME: ["long_tail_share"],
+                C.CATEGORY: ["diversity"],
+                C.SEVERITY: ["warning"],
+                C.VALUE: [0.5],
+                C.THRESHOLD: ["[0.35, 0.4]"],
+                C.MESSAGE: [f"event {PAYLOAD}"],
+                C.RUN_DATE: [D1],
+            }
+        ),
+    )
+    report(settings, D1)
+    escaped = html.escape(PAYLOAD)
+    for page in (
+        lake.read_bytes(Dataset.REPORTS, D1, "index.html").decode(),
+        lake.read_bytes(Dataset.REPORTS, None, "index.html").decode(),
+    ):
+        assert PAYLOAD not in page and "<img src=x" not in page
+        assert escaped in page  # shown, as text
+    night = lake.read_bytes(Dataset.REPORTS, D1, "index.html").decode()
+    assert night.count(escaped) >= 5  # verdict, message, offline arm + metric, validation, alert
+
+
+def test_tables_print_counts_as_integers_and_escape_cells() -> None:
+    from pipelines.report import _table
+
+    frame = pd.DataFrame({"users": [2313.0, 12.0], "ctr": [0.05, float("nan")], "arm": ["a&b", "<b>"]})
+    out = _table(frame)
+    assert "2,313" in out and ">12<" in out and "2313.0" not in out
+    assert "0.0500" in out and "–" in out
+    assert "a&amp;b" in out and "&lt;b&gt;" in out and "<b>" not in out

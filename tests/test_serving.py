@@ -11,9 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipelines import serving
-from pipelines.publish import publish
 from pipelines.storage import Lake
-from tests.serving_fixtures import D1, D2, D3, make_settings, night_frames, serving_url, write_night
+from tests.serving_fixtures import (
+    D1,
+    D2,
+    D3,
+    night_frames,
+    publish_nights,
+    serving_url,
+    write_night,
+)
 
 _ = serving_url  # fixture re-exported for pytest
 
@@ -83,17 +90,8 @@ def test_sqlite_ddl_is_transactional(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def _publish_nights(tmp_path: Path, url: str, nights: list, **overrides: object) -> object:
-    settings = make_settings(tmp_path / "lake", url, rerank={"list_length": 3}, **overrides)
-    lake = Lake(settings.home)
-    for i, day in enumerate(nights):
-        write_night(lake, day, night_frames(day, shift=i))
-        publish(settings, day)
-    return settings
-
-
 def test_rollback_switches_back_and_forth_in_one_step(tmp_path: Path, serving_url: str) -> None:
-    settings = _publish_nights(tmp_path, serving_url, [D1, D2, D3])
+    settings = publish_nights(tmp_path, serving_url, [D1, D2, D3])
     engine = serving.make_engine(serving_url)
     try:
         with engine.connect() as conn:
@@ -123,7 +121,7 @@ def test_rollback_switches_back_and_forth_in_one_step(tmp_path: Path, serving_ur
 
 def test_retention_keeps_the_last_k_versions(tmp_path: Path, serving_url: str) -> None:
     days = [D1, D2, D3]
-    settings = _publish_nights(tmp_path, serving_url, days, publish={"keep_versions": 2})
+    settings = publish_nights(tmp_path, serving_url, days, publish={"keep_versions": 2})
     engine = serving.make_engine(serving_url)
     try:
         with engine.connect() as conn:
@@ -164,7 +162,7 @@ def test_read_only_role_reads_views_and_cannot_write(tmp_path: Path, postgres_ur
     try:
         serving.apply_roles(admin, reader, writer)
         # the pipeline runs as the writer: it creates and owns everything
-        settings = _publish_nights(tmp_path, writer_url, [D1])
+        settings = publish_nights(tmp_path, writer_url, [D1])
         writer_engine = serving.make_engine(writer_url)
         serving.grant_reader(writer_engine, reader)
         writer_engine.dispose()

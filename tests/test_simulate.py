@@ -14,6 +14,7 @@ import pytest
 from deepcuts.contracts import C, Dataset
 from deepcuts.settings import load_settings
 from pipelines import nightly
+from pipelines.ab_analysis import niche_item_ids
 from pipelines.nightly import STEP_NAMES, Step, StepMissingError, resolve, run_night
 from pipelines.simulate import (
     ReplayWorld,
@@ -116,7 +117,9 @@ def test_by_variant_metrics_and_arm_shares_hand_computed() -> None:
     )
     clicked = np.array([True, False, False, True])
     ratings = np.array([4.0, np.nan, np.nan, np.nan])
-    out = by_variant_metrics(_shown(), clicked, ratings, genres)
+    # niche genres Western (+ Anime): items 11 and 12; control shows 11 (not clicked), treatment 12
+    niche = niche_item_ids(genres, ("Anime", "Western"))
+    out = by_variant_metrics(_shown(), clicked, ratings, genres, niche)
     assert out["control"] == {
         "impressions": 2,
         "clicks": 1,
@@ -126,8 +129,15 @@ def test_by_variant_metrics_and_arm_shares_hand_computed() -> None:
         "mean_rating": 4.0,
         "long_tail_share": 0.5,
         "genres_per_list": 2.0,
+        "exposed_users": 1,
+        "niche_impressions": 1,
+        "niche_clicks": 0,
     }
     assert out["treatment"]["genres_per_list"] == 1.0 and out["treatment"]["mean_rating"] is None
+    # Drama counted niche: control's clicked item 10 becomes a niche click
+    out = by_variant_metrics(_shown(), clicked, ratings, genres, niche_item_ids(genres, ("Drama",)))
+    assert out["control"]["niche_impressions"] == 2 and out["control"]["niche_clicks"] == 1
+    assert out["treatment"]["niche_impressions"] == 0 and out["treatment"]["niche_clicks"] == 0
     visits = pd.DataFrame(
         {
             C.USER_ID: [1, 2, 3, 4],
@@ -250,12 +260,22 @@ def test_two_night_synthetic_simulation_end_to_end(tmp_path: Path) -> None:
     assert out.with_suffix(".png").exists()
     required = {
         "impressions", "clicks", "ctr", "arm_share", "best_arm_share", "cumulative_regret",
-        "long_tail_share", "genres_per_list", "mean_rating", "ab",
+        "long_tail_share", "genres_per_list", "mean_rating", "ab", "niche_clicks", "niche_impressions",
     }  # fmt: skip
     for night in saved["nights"]:
         assert required <= set(night)
         assert set(night["impressions"]) == {"control", "treatment"}
-        assert set(night["ab"]) == {"verdict", "p_value", "lift", "ci_low", "ci_high", "srm_p_value"}
+        assert set(night["ab"]) == {
+            "verdict",
+            "p_value",
+            "lift",
+            "ci_low",
+            "ci_high",
+            "srm_p_value",
+            "scoreboard",
+        }
+        assert set(night["niche_clicks"]) == {"control", "treatment"}
+        assert night["niche_clicks"]["treatment"] <= night["clicks"]["treatment"]
         assert night["skipped_steps"] == {"report": "skipped on request"}
         for shares in night["arm_share"].values():
             assert sum(shares.values()) == pytest.approx(1.0)
@@ -269,6 +289,17 @@ def test_two_night_synthetic_simulation_end_to_end(tmp_path: Path) -> None:
     assert 0 < len(ingested) <= len(landed)
     assert second["ab"]["srm_p_value"] is not None
     assert record["summary"]["ctr_control"] is not None
+    board = saved["summary"]["scoreboard"]
+    assert set(board) == {
+        "ctr_lift",
+        "long_tail_share",
+        "genres_per_list",
+        "mean_rating",
+        "niche_click_ratio",
+    }
+    assert all({"control", "treatment", "target", "met"} <= set(entry) for entry in board.values())
+    assert {"ci_low", "ci_high"} <= set(board["ctr_lift"]) & set(board["niche_click_ratio"])
+    assert board == second["ab"]["scoreboard"]  # the last night's, as ab_analysis computed it
     # the serving DB's live version is what the simulated app served last
     assert live_lists(settings) == (date.fromisoformat(second["live_run_date"]), second["list_version"])
     # the policy's probability of each context's true best arm is recorded with the realised share

@@ -92,8 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        # Real bugs keep their traceback; a user's mistake is one line (the traceback with --debug).
-        if args.debug or not is_user_error(exc):
+        # Real bugs keep their traceback; a user's mistake, or an error whose message says everything
+        # (``user_error = True``, e.g. pipelines.serving.ServingError: the serving DB is down or busy),
+        # is one line (the traceback with --debug).
+        if args.debug or not (getattr(exc, "user_error", False) or is_user_error(exc)):
             raise
         print(f"deepcuts {args.command}: {one_line(exc)}", file=sys.stderr)
         return 2

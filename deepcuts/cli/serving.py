@@ -3,6 +3,10 @@
 Creates the schema (idempotent). With ``--roles`` (PostgreSQL) it first creates the app's read-only role
 and the pipeline's writer role as the administrator (``--admin-url`` or ``$DEEPCUTS_SERVING_ADMIN_URL``),
 then creates the schema as the writer and grants the reader SELECT on the views.
+
+Passwords (SCRAM-SHA-256, set by ``--roles``): the writer's is the one in the writer's URL
+(``DEEPCUTS_SERVING_URL``), so the pipeline can log in with exactly what it was given; the reader's is
+``$DEEPCUTS_SERVING_READER_PASSWORD``. An absent password leaves that role's password as it is.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 from deepcuts.cli._common import settings_from
 
 ADMIN_URL_ENV = "DEEPCUTS_SERVING_ADMIN_URL"
+READER_PASSWORD_ENV = "DEEPCUTS_SERVING_READER_PASSWORD"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
     from pipelines import serving
 
     settings = settings_from(args)
@@ -39,11 +46,19 @@ def run_init(args: argparse.Namespace) -> int:
             raise SystemExit(f"--roles needs --admin-url or ${ADMIN_URL_ENV} (a superuser connection)")
         admin = serving.make_engine(admin_url)
         try:
-            serving.apply_roles(admin, args.reader_role, args.writer_role)
+            serving.check_reachable(admin)
+            serving.apply_roles(
+                admin,
+                args.reader_role,
+                args.writer_role,
+                reader_password=os.environ.get(READER_PASSWORD_ENV) or None,
+                writer_password=make_url(settings.effective_serving_url).password or None,
+            )
         finally:
             admin.dispose()
     engine = serving.serving_engine(settings, writer=True)
     try:
+        serving.check_reachable(engine)
         serving.ensure_schema(engine)
         if args.roles:
             serving.grant_reader(engine, args.reader_role)

@@ -52,7 +52,31 @@ CREATE TABLE IF NOT EXISTS alerts (
 
 CREATE INDEX IF NOT EXISTS alerts_run_date_idx ON alerts (run_date, severity);
 
-CREATE OR REPLACE VIEW current_version AS
-    SELECT version, run_date, list_version, switched_at
-    FROM publish_log
-    WHERE status = 'live';
+-- The writers' lock (pipelines.serving.writer_lock): publish and rollback hold LOCK TABLE ... ACCESS
+-- EXCLUSIVE on this empty table for their whole run. Nobody but the writer has any right on it, so the
+-- app cannot take the lock or hold it against them (an advisory lock can be taken by any role).
+CREATE TABLE IF NOT EXISTS serving_writer_lock (
+    id                  INTEGER PRIMARY KEY
+);
+
+-- At most one row: the version an operator switched to with `deepcuts rollback`. While it is here, a
+-- publish loads nothing and leaves the views alone; `deepcuts rollback --release` deletes it.
+CREATE TABLE IF NOT EXISTS serving_pin (
+    id                  INTEGER PRIMARY KEY CHECK (id = 1),
+    version             BIGINT NOT NULL REFERENCES publish_log (version),
+    pinned_at           TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    reason              TEXT NOT NULL
+);
+
+-- Created once, never replaced: CREATE OR REPLACE VIEW would wait for every reader of the view.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_views WHERE schemaname = current_schema() AND viewname = 'current_version')
+    THEN
+        CREATE VIEW current_version AS
+            SELECT version, run_date, list_version, switched_at
+            FROM publish_log
+            WHERE status = 'live';
+    END IF;
+END
+$$;

@@ -46,6 +46,16 @@ CREATE TABLE IF NOT EXISTS alerts (
 
 CREATE INDEX IF NOT EXISTS alerts_run_date_idx ON alerts (run_date, severity);
 
+-- At most one row: the version an operator switched to with `deepcuts rollback`. While it is here, a
+-- publish loads nothing and leaves the views alone; `deepcuts rollback --release` deletes it.
+-- (SQLite's writers' lock is an flock on <db>.lock, see pipelines.serving.writer_lock.)
+CREATE TABLE IF NOT EXISTS serving_pin (
+    id                  INTEGER PRIMARY KEY CHECK (id = 1),
+    version             INTEGER NOT NULL REFERENCES publish_log (version),
+    pinned_at           TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    reason              TEXT NOT NULL
+);
+
 CREATE VIEW IF NOT EXISTS current_version AS
     SELECT version, run_date, list_version, switched_at
     FROM publish_log
