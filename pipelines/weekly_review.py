@@ -92,10 +92,15 @@ def _verdict_metrics(verdict: dict[str, Any]) -> dict[str, float]:
                 metrics[f"ab ctr ({variant})"] = value
     scoreboard = verdict.get("scoreboard")
     if isinstance(scoreboard, dict):
+        # ab_analysis's product scoreboard: {metric: {"value"?, "control"?, "treatment"?, "target", "met"}}
+        # (or a bare number); whatever is numeric becomes a trend.
         for name, entry in scoreboard.items():
-            value = _number(entry.get("value") if isinstance(entry, dict) else entry)
-            if value is not None:
-                metrics[f"scoreboard {name}"] = value
+            if not isinstance(entry, dict):
+                entry = {"value": entry}
+            for key, label in (("value", ""), ("control", " (control)"), ("treatment", " (treatment)")):
+                value = _number(entry.get(key))
+                if value is not None:
+                    metrics[f"scoreboard {name}{label}"] = value
     return metrics
 
 

@@ -50,10 +50,17 @@ def test_trends_compare_the_week_with_the_28_nights() -> None:
 
 
 def test_trends_read_verdicts_tolerantly() -> None:
-    board = {"a": {"value": 0.5}, "b": "text", "c": float("nan"), "d": True}
+    board = {
+        "a": {"value": 0.5, "target": ">= 0.4", "met": True},
+        "long_tail_share": {"control": 0.1, "treatment": None, "target": "[0.35, 0.40]"},
+        "b": "text",
+        "c": float("nan"),
+        "d": True,
+        "e": 3,
+    }
     odd = {END: {"ctr": "n/a", "scoreboard": board}}
     trends = scoreboard_trends(pd.DataFrame(), odd, END, 7, 28)
-    assert list(trends["metric"]) == ["scoreboard a"]
+    assert list(trends["metric"]) == ["scoreboard a", "scoreboard e", "scoreboard long_tail_share (control)"]
 
 
 def test_genre_discovery_counts_slots_per_genre_and_their_long_tail_share() -> None:
