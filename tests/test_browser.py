@@ -32,9 +32,15 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-#: The smallest demo that still publishes and reports: one night on 150 users x 150 items (a world of
-#: 60 x 80 fails the quality gate of the first night, so nothing is published).
-DEMO_ENV = {"DEEPCUTS_WORLD__USERS": "150", "DEEPCUTS_WORLD__ITEMS": "150"}
+#: The smallest demo that still publishes and reports: one night on 150 users x 150 items. So few
+#: ratings per item put the lists' mean Bayesian quality near the 3.8 floor of the critical
+#: ``mean_predicted_quality`` check (3.79 on one version), which would block the publish: the floor is
+#: lowered here, as this test is about the UI, not about the quality of a toy world.
+DEMO_ENV = {
+    "DEEPCUTS_WORLD__USERS": "150",
+    "DEEPCUTS_WORLD__ITEMS": "150",
+    "DEEPCUTS_MONITOR__MIN_MEAN_QUALITY": "3.0",
+}
 DEMO_NIGHTS = 1
 
 
@@ -132,11 +138,15 @@ def browser(ui: dict[str, Any]) -> Iterator[Any]:
 
 def _wait_for_text(driver: Any, *texts: str, timeout: float = 120) -> str:
     """The page's visible text once it shows every one of ``texts`` (the UI renders asynchronously)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     deadline = time.monotonic() + timeout
     while True:
-        body = driver.find_element(By.TAG_NAME, "body").text
+        try:
+            body = driver.find_element(By.TAG_NAME, "body").text
+        except StaleElementReferenceException:  # the page re-rendered between find and read
+            body = ""
         if all(t in body for t in texts):
             return body
         if time.monotonic() > deadline:
