@@ -573,6 +573,15 @@ class ReportSettings(Section):
     date_labels: int = Field(8, ge=1)
 
 
+class WeeklyReviewSettings(Section):
+    """The weekly diversity and performance review (``pipelines.weekly_review``; docs/operations.md)."""
+
+    #: The week: nights whose genres, arm shares and alerts the review shows, and the short trend window.
+    short_window_days: int = Field(7, ge=1)
+    #: The long trend window the week's means are compared with (the monthly view).
+    long_window_days: int = Field(28, ge=1)
+
+
 class PublishSettings(Section):
     """Versioned publish to the serving DB (``pipelines.publish``; docs/serving.md)."""
 
@@ -646,6 +655,7 @@ class Settings(BaseSettings):
     publish: PublishSettings = PublishSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
     report: ReportSettings = ReportSettings()
+    weekly: WeeklyReviewSettings = WeeklyReviewSettings()
 
     @classmethod
     def settings_customise_sources(

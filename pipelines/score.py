@@ -551,6 +551,7 @@ def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: 
             f"{lake.partition_dir(Dataset.CANDIDATES, run_date)} "
             f"(arms filter: {sorted(wanted)}); run the candidates step for this shard first"
         )
+    lake.require_complete(Dataset.CANDIDATES, run_date, scope=suffix)  # all arms of the shard
     interactions = lake.read_df(Dataset.INTERACTIONS, run_date)
     items = lake.read_df(Dataset.ITEMS, run_date)
     factors = load_item_factors(lake, run_date)

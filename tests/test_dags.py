@@ -18,7 +18,7 @@ def dagbag(airflow_db: Path):  # type: ignore[no-untyped-def]
 
 def test_no_import_errors(dagbag) -> None:  # type: ignore[no-untyped-def]
     assert dagbag.import_errors == {}
-    assert {"deepcuts_nightly", "deepcuts_reports"} <= set(dagbag.dag_ids)
+    assert {"deepcuts_nightly", "deepcuts_reports", "deepcuts_weekly"} <= set(dagbag.dag_ids)
 
 
 def test_nightly_schedule_retries_and_tags(dagbag) -> None:  # type: ignore[no-untyped-def]
@@ -66,6 +66,25 @@ def test_report_dag_is_triggered_by_the_serving_asset(dagbag) -> None:  # type: 
     assert SERVING_TABLES in nightly.get_task("publish").outlets
     reports = dagbag.get_dag("deepcuts_reports")
     assert list(reports.timetable.asset_condition.objects) == [SERVING_TABLES]
+
+
+def test_weekly_review_runs_sundays_and_reads_the_nightly_report(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from deepcuts.airflow_support import NIGHTLY_REPORT, WEEKLY_REVIEW
+
+    weekly = dagbag.get_dag("deepcuts_weekly")
+    assert weekly.timetable.expression in ("@weekly", "0 0 * * 0")
+    assert weekly.catchup is False and "run_date" in weekly.params
+    task = weekly.get_task("weekly_review")
+    assert NIGHTLY_REPORT in task.inlets and WEEKLY_REVIEW in task.outlets
+    assert task.retries == 2 and task.on_failure_callback
+
+
+def test_a_weekly_run_reviews_the_nights_before_its_date() -> None:
+    from deepcuts.airflow_support import last_night_of_week
+
+    # The Sunday-midnight run of 2026-01-11 reviews the week up to Saturday 2026-01-10.
+    assert last_night_of_week({"ds": "2026-01-11"}) == "2026-01-10"
+    assert last_night_of_week({"ds": "2026-01-11"}, "2026-01-04") == "2026-01-04"
 
 
 def test_dag_files_import_nothing_heavy_at_top_level() -> None:
