@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from datetime import UTC, date, datetime, timedelta
@@ -346,3 +347,107 @@ def test_target_checks_wait_for_the_scoreboard_and_enough_ratings(tmp_path: Path
     ab_analysis(settings, D1)
     monitor(settings, D1)
     assert _checks(lake)["target_mean_rating"] == "skipped"
+
+
+# --------------------------------------------------------------------------- same output as before
+def _output_digest(lake: Lake, out: dict[str, Any], day: date) -> str:
+    """SHA-256 of what the report, the publish gate and alerting read: every row of ``monitor/checks`` and
+    ``monitor/alerts`` for ``day`` (exact float reprs) and the step's result. The lake's temporary path,
+    which messages about missing inputs name, is replaced by ``<lake>``."""
+    tables = {
+        ds.value: lake.read_table(ds, day).to_pylist() for ds in (Dataset.MONITOR_CHECKS, Dataset.ALERTS)
+    }
+    text = json.dumps({"tables": tables, "result": out}, sort_keys=True, default=str)
+    text = text.replace(lake.root, "<lake>")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _insane_ope() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            C.POLICY: ["logging", "posterior", "posterior"],
+            C.ESTIMATOR: ["ips", "snips", "dr"],
+            C.ESTIMATE: [0.1, 1.4, float("nan")],
+            C.CI_LOW: [0.05, 0.2, 0.3],
+            C.CI_HIGH: [0.15, 0.3, 0.1],
+            C.N_TRIALS: [500, 500, 500],
+            C.ESS: [20.0, 12.0, 3.0],
+            C.THIN_SUPPORT: [False, True, False],
+            C.RUN_DATE: [D1, D1, D1],
+        }
+    )
+
+
+#: Every threshold tightened until its check fails (values from test_each_check_fires_on_its_threshold).
+_ALL_FAIL = {
+    "long_tail_min": 0.6,
+    "min_genres_per_list": 9.0,
+    "min_coverage": 0.9,
+    "max_gini": 0.1,
+    "min_mean_quality": 4.5,
+    "max_ctr_drop": 0.01,
+    "arm_floor": 0.6,
+    "arm_ceiling": 0.4,
+    "min_feedback_ratio": 1.5,
+    "max_feedback_age_hours": 1.0,
+    "max_quarantine_share": 0.001,
+    "min_ope_ess": 50.0,
+}
+
+
+def _scenario(tmp_path: Path, name: str) -> tuple[Settings, Lake]:
+    if name == "missing":
+        settings = make_settings(tmp_path / "lake", f"sqlite:///{tmp_path / 'serving' / 'serving.db'}")
+        return settings, Lake(settings.home)
+    if name == "healthy":
+        return _healthy_lake(tmp_path)
+    settings, lake = _healthy_lake(tmp_path, monitor=_ALL_FAIL)
+    lake.write_table(Dataset.FEEDBACK_EVENTS, D1, _feedback(D1, 200, 19, [1.0] * 10, hour=9))
+    lake.write_table(Dataset.OPE, D1, _insane_ope())
+    return settings, lake
+
+
+#: Digests recorded from the single-function monitor (main before issue 15 item 5) on these scenarios.
+_RECORDED = {
+    "healthy": "14a3e55c6059bfb4c747475b20230e661c5fe8788ad7aa55a7b351dd809d08d4",
+    "missing": "a6d168575b1f6f86e445082e0d2c305481caa18f42e9b7442556a461e3d364d3",
+    "all_fail": "a21f55dde52ef72aae85181f10b02b27a5d6f48700b65218851ef7d3cec1517c",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_RECORDED))
+def test_monitor_output_is_unchanged_by_the_check_registry(tmp_path: Path, name: str) -> None:
+    settings, lake = _scenario(tmp_path, name)
+    out = monitor(settings, D1)
+    assert _output_digest(lake, out, D1) == _RECORDED[name], lake.read_df(Dataset.MONITOR_CHECKS, D1).to_dict(
+        "records"
+    )
+
+
+#: Digests of the three nights of the small simulation below, recorded from the single-function monitor.
+#: They pin the whole night, so an intended change to an upstream step (new lists, new feedback) changes
+#: them too: re-record them from the code before and after a monitor change, never from one side only.
+_RECORDED_NIGHTS = (
+    "921111793355fb6df47f2b0270f98f54ace16937f31b8a3e4ee10b0a91c713b5",
+    "0de17c4aa867507c17c0debe53a656e0466b9bd59688deae8181c57509e26b0c",
+    "89e73971987284af91ee4962ddfff11284cd9d05d370516f5f44b43c8f057eb1",
+)
+
+
+@pytest.mark.slow
+def test_a_simulated_night_monitors_the_same_as_before(tmp_path: Path) -> None:
+    from deepcuts.settings import load_settings
+    from pipelines.simulate import simulate
+
+    settings = load_settings(
+        home=str(tmp_path / "lake"),
+        seed=5,
+        world={"users": 60, "items": 200, "history_days": 30, "ratings_per_user": 12.0, "seed": 5},
+        arms={"candidates_n": 60, "user_shards": 2},
+        simulator={"skip_steps": ["report", "evaluate"], "workers": 1, "plot": False},
+    )
+    record = simulate(settings, "synthetic", len(_RECORDED_NIGHTS))
+    lake = Lake(settings.home)
+    first = date.fromisoformat(record["first_night"])
+    nights = [first + timedelta(days=k) for k in range(len(_RECORDED_NIGHTS))]
+    assert tuple(_output_digest(lake, {}, day) for day in nights) == _RECORDED_NIGHTS
