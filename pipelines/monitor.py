@@ -1,11 +1,15 @@
 """Nightly step ``monitor``: health checks of the night's output and inputs, alerts, and the publish veto.
 
-``monitor(settings, run_date)`` computes every check of docs/monitoring.md from the lake, writes them all
-to ``monitor/checks`` and the failed ones to ``monitor/alerts`` (Parquet), replaces the run date's
-monitor alerts in the serving database's ``alerts`` table, and sends the alerts (log always; webhook /
-e-mail when configured, :func:`pipelines.alerting.send_alerts`). A failed check is ``critical`` when its
-name is in ``monitor.critical_checks`` and ``warning`` otherwise; an unacknowledged critical alert makes
-the publish of that run date refuse to switch, so the app keeps yesterday's version.
+The checks are a registry (:data:`CHECKS`): each entry names one check, its category and a small
+function that judges a :class:`Night` (the run date's inputs, read from the lake once) and whose
+docstring gives the formula and the settings of its threshold. ``monitor(settings, run_date)`` runs the
+registry in order (docs/monitoring.md), writes every finding to ``monitor/checks`` and the failed ones to
+``monitor/alerts`` (Parquet), replaces the run date's monitor alerts in the serving database's ``alerts``
+table, and sends the alerts (log always; webhook / e-mail when configured,
+:func:`pipelines.alerting.send_alerts`). A failed check is ``critical`` when its name is in
+``monitor.critical_checks`` (validated against the registry when settings load) and ``warning``
+otherwise; an unacknowledged critical alert makes the publish of that run date refuse to switch, so the
+app keeps yesterday's version.
 
 A missing upstream input is a finding (check ``<input>_present``), never a crash: the checks that need it
 are ``skipped`` and the rest still run.
@@ -14,9 +18,10 @@ are ``skipped`` and the rest still run.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -35,26 +40,6 @@ from pipelines.storage import Lake, MissingDataError, as_run_date
 log = get_logger(__name__)
 
 OK, WARNING, CRITICAL, SKIPPED = "ok", "warning", "critical", "skipped"
-#: The checks whose missing input is itself the finding.
-INPUTS: dict[str, Dataset] = {
-    "served_lists_present": Dataset.SERVED_LISTS,
-    "items_present": Dataset.ITEMS,
-    "policy_present": Dataset.BANDIT_POLICY,
-    "feedback_present": Dataset.FEEDBACK_EVENTS,
-    "validation_present": Dataset.VALIDATION,
-}
-
-
-@dataclass(frozen=True)
-class Check:
-    """One check's verdict. ``passed=None`` means not judged (skipped)."""
-
-    name: str
-    category: str
-    passed: bool | None
-    value: float | None
-    threshold: str
-    message: str
 
 
 # --------------------------------------------------------------------------- metrics (pure)
@@ -219,21 +204,142 @@ def quarantine_counts(doc: Any) -> tuple[int, int]:
     return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
 
 
-# --------------------------------------------------------------------------- the checks
-def _band(
-    name: str, category: str, value: float | None, low: float | None, high: float | None, what: str
-) -> Check:
+# --------------------------------------------------------------------------- the night's inputs
+class Night:
+    """The inputs of one run date's checks, each read from the lake once, when a check first needs it."""
+
+    def __init__(self, settings: Settings, lake: Lake, run_date: date) -> None:
+        self.settings, self.lake, self.run_date = settings, lake, run_date
+        self.cfg = settings.monitor
+
+    @cached_property
+    def served(self) -> pd.DataFrame | None:
+        return _read(self.lake, Dataset.SERVED_LISTS, self.run_date)
+
+    @cached_property
+    def items(self) -> pd.DataFrame | None:
+        return _items_upto(self.lake, self.run_date)
+
+    @cached_property
+    def policy(self) -> pd.DataFrame | None:
+        return _read(self.lake, Dataset.BANDIT_POLICY, self.run_date)
+
+    @cached_property
+    def feedback(self) -> dict[str, Any] | None:
+        return _feedback_counts(self.lake, self.run_date)
+
+    @cached_property
+    def validation(self) -> list[dict[str, Any]]:
+        return _validation_summaries(self.lake, self.run_date)
+
+    @cached_property
+    def ope(self) -> pd.DataFrame | None:
+        return _read(self.lake, Dataset.OPE, self.run_date)
+
+    @cached_property
+    def trailing(self) -> list[dict[str, Any]]:
+        """Feedback counts of the ``monitor.ctr_trailing_days`` days before D that have a partition."""
+        days = (self.run_date - timedelta(days=k) for k in range(1, self.cfg.ctr_trailing_days + 1))
+        counts = (_feedback_counts(self.lake, d) for d in days)
+        return [c for c in counts if c is not None]
+
+    def present(self, dataset: Dataset) -> bool:
+        """Whether the run date has a usable ``dataset`` (the ``<input>_present`` checks)."""
+        found: Any = {
+            Dataset.SERVED_LISTS: self.served,
+            Dataset.ITEMS: self.items,
+            Dataset.BANDIT_POLICY: self.policy,
+            Dataset.FEEDBACK_EVENTS: self.feedback,
+            Dataset.VALIDATION: self.validation,
+        }[dataset]
+        if isinstance(found, pd.DataFrame):
+            return len(found) > 0
+        return bool(found) if isinstance(found, list) else found is not None
+
+    @cached_property
+    def has_lists(self) -> bool:
+        return self.served is not None and len(self.served) > 0
+
+    @cached_property
+    def product(self) -> pd.DataFrame:
+        assert self.served is not None
+        return product_lists(self.served)
+
+    @cached_property
+    def which(self) -> str:
+        """``treatment-list`` or ``served``: which lists the product checks judged (for messages)."""
+        assert self.served is not None
+        return _which(self.product, self.served)
+
+    @cached_property
+    def diversity(self) -> dict[str, float] | None:
+        """:func:`diversity_metrics` of the product lists, with coverage and Gini over every served list
+        (catalog exposure); None without served lists or items."""
+        if not self.has_lists or self.items is None or not len(self.items):
+            return None
+        assert self.served is not None
+        m = diversity_metrics(self.product, self.items)
+        whole = diversity_metrics(self.served, self.items)
+        m["coverage"], m["gini"] = whole["coverage"], whole["gini"]
+        return m
+
+    @cached_property
+    def treatment_ratings(self) -> int:
+        """Ratings treatment users gave in the experiment so far (cumulative scope of the A/B summary)."""
+        from pipelines.ab_analysis import SUMMARY_PART, ABMetric, Scope
+
+        summary = _read(self.lake, Dataset.AB_RESULTS, self.run_date, parts=[SUMMARY_PART])
+        if summary is None:
+            return 0
+        rows = summary[
+            (summary[C.SCOPE] == Scope.CUMULATIVE.value)
+            & (summary[C.VARIANT] == Variant.TREATMENT.value)
+            & (summary[C.METRIC] == ABMetric.RATINGS.value)
+        ]
+        return int(rows[C.VALUE].fillna(0).sum())
+
+    @cached_property
+    def quality_floor(self) -> float:
+        """``monitor.min_mean_quality`` on the source's rating scale, as ingest recorded it when it did."""
+        rmin, rmax = self.settings.source.rating_min, self.settings.source.rating_max
+        for doc in self.validation:
+            scale = doc.get("rating_scale") if isinstance(doc, dict) else None
+            if isinstance(scale, list) and len(scale) == 2:
+                rmin, rmax = float(scale[0]), float(scale[1])
+        return scale_5pt(self.cfg.min_mean_quality, rmin, rmax)
+
+
+# --------------------------------------------------------------------------- verdicts
+@dataclass(frozen=True)
+class Outcome:
+    """What one check found. ``passed=None`` means not judged (skipped)."""
+
+    passed: bool | None
+    value: float | None
+    threshold: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A check's outcome under the check's registry name and category: one row of ``monitor/checks``."""
+
+    name: str
+    category: str
+    passed: bool | None
+    value: float | None
+    threshold: str
+    message: str
+
+
+def _band(value: float | None, low: float | None, high: float | None, what: str) -> Outcome:
+    """Passed when ``low <= value <= high`` (a None bound is open); not computable = skipped."""
     if value is None or not math.isfinite(value):
-        return Check(name, category, None, None, _bounds(low, high), f"{what}: not computable")
+        return Outcome(None, None, _bounds(low, high), f"{what}: not computable")
     passed = (low is None or value >= low) and (high is None or value <= high)
     verdict = "inside" if passed else "OUTSIDE"
-    return Check(
-        name,
-        category,
-        passed,
-        float(value),
-        _bounds(low, high),
-        f"{what} = {value:.4g}, {verdict} {_bounds(low, high)}",
+    return Outcome(
+        passed, float(value), _bounds(low, high), f"{what} = {value:.4g}, {verdict} {_bounds(low, high)}"
     )
 
 
@@ -243,363 +349,304 @@ def _bounds(low: float | None, high: float | None) -> str:
     return f">= {low:g}" if low is not None else f"<= {high:g}"
 
 
-def _skip(name: str, category: str, threshold: str, why: str) -> Check:
-    return Check(name, category, None, None, threshold, f"skipped: {why}")
+def _skip(threshold: str, why: str) -> Outcome:
+    return Outcome(None, None, threshold, f"skipped: {why}")
 
 
-def run_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
-    """Compute every check for ``run_date`` (pure reads; nothing is written)."""
-    cfg = settings.monitor
-    checks: list[Check] = []
-    served = _read(lake, Dataset.SERVED_LISTS, run_date)
-    items = _items_upto(lake, run_date)
-    policy = _read(lake, Dataset.BANDIT_POLICY, run_date)
-    feedback = _feedback_counts(lake, run_date)
-    validation = _validation_summaries(lake, run_date)
-    present = {
-        "served_lists_present": served is not None and len(served) > 0,
-        "items_present": items is not None and len(items) > 0,
-        "policy_present": policy is not None and len(policy) > 0,
-        "feedback_present": feedback is not None,
-        "validation_present": bool(validation),
-    }
-    for name, ok in present.items():
-        dataset = INPUTS[name]
-        checks.append(
-            Check(
-                name,
-                "inputs",
-                ok,
-                1.0 if ok else 0.0,
-                "present",
-                f"{dataset.value} for {run_date} is "
-                + (
-                    "present"
-                    if ok
-                    else f"MISSING (looked in {lake.partition_dir(dataset, run_date)}); "
-                    "run the step that writes it"
-                ),
-            )
-        )
+# --------------------------------------------------------------------------- the checks
+Judge = Callable[[Night], Outcome]
 
-    # diversity health -------------------------------------------------------------------------------
-    div_names = ("long_tail_share", "genres_per_list", "coverage", "gini")
-    if served is not None and len(served) and items is not None and len(items):
-        product = product_lists(served)
-        m = diversity_metrics(product, items)
-        whole = diversity_metrics(served, items)
-        m["coverage"], m["gini"] = whole["coverage"], whole["gini"]
-        checks += [
-            _band(
-                "long_tail_share",
-                "diversity",
-                m["long_tail_share"],
-                cfg.long_tail_min,
-                cfg.long_tail_max,
-                f"share of {_which(product, served)} slots that are long-tail items",
-            ),
-            _band(
-                "genres_per_list",
-                "diversity",
-                m["genres_per_list"],
-                cfg.min_genres_per_list,
-                None,
-                f"mean distinct genres per (user, daypart) list ({_which(product, served)})",
-            ),
-            _band(
-                "coverage",
-                "diversity",
-                m["coverage"],
-                cfg.min_coverage,
-                None,
-                "distinct served items / catalog items",
-            ),
-            _band("gini", "diversity", m["gini"], None, cfg.max_gini, "Gini of exposure over the catalog"),
-        ]
-    else:
-        checks += [_skip(n, "diversity", "-", "served lists or items missing") for n in div_names]
 
-    # quality ----------------------------------------------------------------------------------------
-    rmin, rmax = settings.source.rating_min, settings.source.rating_max
-    for doc in validation:  # ingest records the scale the loader actually found
-        scale = doc.get("rating_scale") if isinstance(doc, dict) else None
-        if isinstance(scale, list) and len(scale) == 2:
-            rmin, rmax = float(scale[0]), float(scale[1])
-    floor = scale_5pt(cfg.min_mean_quality, rmin, rmax)
-    stats = _item_rating_stats(lake, run_date)
-    if served is not None and len(served) and stats is not None and len(stats):
-        q, mu = bayesian_quality(stats["sum"], stats["count"], settings.arms.quality.prior_weight)
-        product = product_lists(served)
-        slot_q = product[C.ITEM_ID].map(q).fillna(mu)
-        overall = float(served[C.ITEM_ID].map(q).fillna(mu).mean())
-        checks.append(
-            _band(
-                "mean_predicted_quality",
-                "quality",
-                float(slot_q.mean()),
-                floor,
-                None,
-                f"mean Bayesian quality of {_which(product, served)} items (all served lists: {overall:.3f})",
-            )
-        )
-    else:
-        checks.append(
-            _skip("mean_predicted_quality", "quality", f">= {floor:g}", "served lists or ratings missing")
-        )
-    min_ratings = cfg.min_ratings_for_quality
-    if feedback is not None and feedback["ratings"] >= min_ratings:
-        observed = feedback["rating_sum"] / feedback["ratings"]
-        checks.append(
-            _band(
-                "mean_observed_rating",
-                "quality",
-                observed,
-                floor,
-                None,
-                f"mean rating given in the app on {run_date} ({feedback['ratings']} ratings)",
-            )
-        )
-    else:
+@dataclass(frozen=True)
+class HealthCheck:
+    """One entry of the check registry: its name (the ``check_name`` of its rows and alerts, and what
+    ``monitor.critical_checks`` lists), its category, and the function that judges a night. Each
+    function's docstring gives its formula and the settings its threshold comes from."""
+
+    name: str
+    category: str
+    judge: Judge
+
+    def run(self, night: Night) -> Finding:
+        o = self.judge(night)
+        return Finding(self.name, self.category, o.passed, o.value, o.threshold, o.message)
+
+
+def input_present(dataset: Dataset) -> Judge:
+    """``<input>_present``: 1 when the run date's ``dataset`` partition exists and is not empty, else 0
+    (a finding, never a crash; the checks that need the input are skipped). Threshold: present."""
+
+    def judge(night: Night) -> Outcome:
+        ok = night.present(dataset)
+        where = night.lake.partition_dir(dataset, night.run_date)
+        state = "present" if ok else f"MISSING (looked in {where}); run the step that writes it"
+        return Outcome(ok, 1.0 if ok else 0.0, "present", f"{dataset.value} for {night.run_date} is {state}")
+
+    return judge
+
+
+_NO_LISTS = "served lists or items missing"
+
+
+def long_tail_share(night: Night) -> Outcome:
+    """Share of the product lists' slots whose item ``is_long_tail``.
+    Band: [``monitor.long_tail_min``, ``monitor.long_tail_max``]."""
+    if night.diversity is None:
+        return _skip("-", _NO_LISTS)
+    what = f"share of {night.which} slots that are long-tail items"
+    return _band(night.diversity["long_tail_share"], night.cfg.long_tail_min, night.cfg.long_tail_max, what)
+
+
+def genres_per_list(night: Night) -> Outcome:
+    """Mean over the product's (user, daypart) lists of the number of distinct genres of their items.
+    Floor: ``monitor.min_genres_per_list``."""
+    if night.diversity is None:
+        return _skip("-", _NO_LISTS)
+    what = f"mean distinct genres per (user, daypart) list ({night.which})"
+    return _band(night.diversity["genres_per_list"], night.cfg.min_genres_per_list, None, what)
+
+
+def coverage(night: Night) -> Outcome:
+    """Distinct served items / catalog items, over every served list. Floor: ``monitor.min_coverage``."""
+    if night.diversity is None:
+        return _skip("-", _NO_LISTS)
+    what = "distinct served items / catalog items"
+    return _band(night.diversity["coverage"], night.cfg.min_coverage, None, what)
+
+
+def exposure_gini(night: Night) -> Outcome:
+    """Gini of the exposure counts of every catalog item over every served list (:func:`gini`; unexposed
+    items count as 0). Ceiling: ``monitor.max_gini``."""
+    if night.diversity is None:
+        return _skip("-", _NO_LISTS)
+    return _band(night.diversity["gini"], None, night.cfg.max_gini, "Gini of exposure over the catalog")
+
+
+def mean_predicted_quality(night: Night) -> Outcome:
+    """Mean Bayesian quality ``q_i = (s_i + m mu) / (n_i + m)`` (:func:`bayesian_quality`,
+    ``m = arms.quality.prior_weight``, unrated items get ``mu``) of the product lists' slots, from the
+    newest interactions snapshot at or before D. Floor: ``monitor.min_mean_quality`` (5-point, scaled)."""
+    stats = _item_rating_stats(night.lake, night.run_date) if night.has_lists else None
+    if stats is None or not len(stats):
+        return _skip(f">= {night.quality_floor:g}", "served lists or ratings missing")
+    assert night.served is not None
+    q, mu = bayesian_quality(stats["sum"], stats["count"], night.settings.arms.quality.prior_weight)
+    slot_q = night.product[C.ITEM_ID].map(q).fillna(mu)
+    overall = float(night.served[C.ITEM_ID].map(q).fillna(mu).mean())
+    what = f"mean Bayesian quality of {night.which} items (all served lists: {overall:.3f})"
+    return _band(float(slot_q.mean()), night.quality_floor, None, what)
+
+
+def mean_observed_rating(night: Night) -> Outcome:
+    """Mean rating of the night's rating events in the app's feedback; judged from
+    ``monitor.min_ratings_for_quality`` ratings. Floor: ``monitor.min_mean_quality`` (5-point, scaled)."""
+    feedback, min_ratings = night.feedback, night.cfg.min_ratings_for_quality
+    if feedback is None or feedback["ratings"] < min_ratings:
         got = 0 if feedback is None else feedback["ratings"]
-        checks.append(
-            _skip(
-                "mean_observed_rating",
-                "quality",
-                f">= {floor:g}",
-                f"{got} ratings in the app's feedback < {min_ratings}",
-            )
-        )
+        why = f"{got} ratings in the app's feedback < {min_ratings}"
+        return _skip(f">= {night.quality_floor:g}", why)
+    observed = feedback["rating_sum"] / feedback["ratings"]
+    what = f"mean rating given in the app on {night.run_date} ({feedback['ratings']} ratings)"
+    return _band(observed, night.quality_floor, None, what)
 
-    trailing = [
-        (d, _feedback_counts(lake, d))
-        for d in (run_date - timedelta(days=k) for k in range(1, cfg.ctr_trailing_days + 1))
-    ]
-    trailing = [(d, t) for d, t in trailing if t is not None]
-    t_imp = sum(t["impressions"] for _, t in trailing)
-    t_clk = sum(t["clicks"] for _, t in trailing)
+
+def ctr_drop(night: Night) -> Outcome:
+    """Relative CTR drop ``1 - CTR(D) / CTR(D-w..D-1)``, CTR = clicks / impressions, the trailing
+    ``monitor.ctr_trailing_days`` pooled; judged from ``monitor.min_impressions_for_ctr`` impressions on D
+    and in the window. Ceiling: ``monitor.max_ctr_drop``."""
+    feedback, trailing, cfg = night.feedback, night.trailing, night.cfg
+    t_imp = sum(t["impressions"] for t in trailing)
+    t_clk = sum(t["clicks"] for t in trailing)
     min_imp = cfg.min_impressions_for_ctr
-    if feedback is not None and feedback["impressions"] >= min_imp and t_imp >= min_imp and t_clk > 0:
-        ctr, t_ctr = feedback["clicks"] / feedback["impressions"], t_clk / t_imp
-        drop = 1.0 - ctr / t_ctr
-        check = _band(
-            "ctr_drop",
-            "quality",
-            drop,
-            None,
-            cfg.max_ctr_drop,
-            f"relative CTR drop (CTR {ctr:.4f} vs trailing {len(trailing)}-day {t_ctr:.4f})",
-        )
-        checks.append(check)
-    else:
-        checks.append(
-            _skip(
-                "ctr_drop",
-                "quality",
-                f"<= {cfg.max_ctr_drop:g}",
-                f"fewer than {min_imp} impressions on the night or in the trailing window",
-            )
-        )
+    if feedback is None or feedback["impressions"] < min_imp or t_imp < min_imp or t_clk <= 0:
+        why = f"fewer than {min_imp} impressions on the night or in the trailing window"
+        return _skip(f"<= {cfg.max_ctr_drop:g}", why)
+    ctr, t_ctr = feedback["clicks"] / feedback["impressions"], t_clk / t_imp
+    what = f"relative CTR drop (CTR {ctr:.4f} vs trailing {len(trailing)}-day {t_ctr:.4f})"
+    return _band(1.0 - ctr / t_ctr, None, cfg.max_ctr_drop, what)
 
-    # arm balance ------------------------------------------------------------------------------------
-    if policy is not None and len(policy):
-        probs = policy[C.SELECTION_PROBABILITY].astype(float)
-        low_row = policy.loc[probs.idxmin()]
-        high_row = policy.loc[probs.idxmax()]
-        n_low = int((probs < cfg.arm_floor).sum())
-        n_high = int((probs > cfg.arm_ceiling).sum())
-        checks.append(
-            _band(
-                "arm_floor",
-                "arm_balance",
-                float(probs.min()),
-                cfg.arm_floor,
-                None,
-                f"lowest selection probability ({low_row[C.ARM]} in "
-                f"{low_row[C.SEGMENT]}/{low_row[C.DAYPART]}; "
-                f"{n_low} (context, arm) pairs below the floor)",
-            )
-        )
-        checks.append(
-            _band(
-                "arm_ceiling",
-                "arm_balance",
-                float(probs.max()),
-                None,
-                cfg.arm_ceiling,
-                f"highest selection probability ({high_row[C.ARM]} in {high_row[C.SEGMENT]}/"
-                f"{high_row[C.DAYPART]}; {n_high} pairs above the ceiling)",
-            )
-        )
-    else:
-        checks += [_skip(n, "arm_balance", "-", "policy missing") for n in ("arm_floor", "arm_ceiling")]
 
-    # data health ------------------------------------------------------------------------------------
-    volumes = [t["events"] for _, t in trailing]
-    if volumes:
-        median = float(np.median(volumes))
-        today = 0 if feedback is None else feedback["events"]
-        ratio = today / median if median > 0 else math.nan
-        checks.append(
-            _band(
-                "feedback_volume",
-                "data_health",
-                ratio,
-                cfg.min_feedback_ratio,
-                None,
-                f"feedback events {today} / trailing median {median:g}",
-            )
-        )
-    else:
-        checks.append(
-            _skip(
-                "feedback_volume",
-                "data_health",
-                f">= {cfg.min_feedback_ratio:g}",
-                "no trailing feedback to compare with",
-            )
-        )
-    if feedback is not None and feedback["newest"] is not None:
-        end_of_day = datetime.combine(run_date + timedelta(days=1), time(0), tzinfo=UTC)
-        newest = feedback["newest"]
-        newest = newest if newest.tzinfo else newest.replace(tzinfo=UTC)
-        age_h = (end_of_day - newest).total_seconds() / 3600.0
-        checks.append(
-            _band(
-                "feedback_freshness",
-                "data_health",
-                age_h,
-                None,
-                cfg.max_feedback_age_hours,
-                f"hours from the newest feedback event ({newest.isoformat()}) to the end of {run_date}",
-            )
-        )
-    else:
-        checks.append(
-            _skip(
-                "feedback_freshness",
-                "data_health",
-                f"<= {cfg.max_feedback_age_hours:g}",
-                "no feedback events",
-            )
-        )
+def arm_floor(night: Night) -> Outcome:
+    """Lowest ``selection_probability`` over every (segment, daypart, arm) of the bandit policy.
+    Floor: ``monitor.arm_floor``."""
+    policy = night.policy
+    if policy is None or not len(policy):
+        return _skip("-", "policy missing")
+    probs = policy[C.SELECTION_PROBABILITY].astype(float)
+    row = policy.loc[probs.idxmin()]
+    n_low = int((probs < night.cfg.arm_floor).sum())
+    what = (
+        f"lowest selection probability ({row[C.ARM]} in {row[C.SEGMENT]}/{row[C.DAYPART]}; "
+        f"{n_low} (context, arm) pairs below the floor)"
+    )
+    return _band(float(probs.min()), night.cfg.arm_floor, None, what)
+
+
+def arm_ceiling(night: Night) -> Outcome:
+    """Highest ``selection_probability`` over every (segment, daypart, arm) of the bandit policy.
+    Ceiling: ``monitor.arm_ceiling``."""
+    policy = night.policy
+    if policy is None or not len(policy):
+        return _skip("-", "policy missing")
+    probs = policy[C.SELECTION_PROBABILITY].astype(float)
+    row = policy.loc[probs.idxmax()]
+    n_high = int((probs > night.cfg.arm_ceiling).sum())
+    what = (
+        f"highest selection probability ({row[C.ARM]} in {row[C.SEGMENT]}/{row[C.DAYPART]}; "
+        f"{n_high} pairs above the ceiling)"
+    )
+    return _band(float(probs.max()), None, night.cfg.arm_ceiling, what)
+
+
+def feedback_volume(night: Night) -> Outcome:
+    """Feedback events on D / median events of the trailing ``monitor.ctr_trailing_days`` days.
+    Floor: ``monitor.min_feedback_ratio``."""
+    volumes = [t["events"] for t in night.trailing]
+    if not volumes:
+        return _skip(f">= {night.cfg.min_feedback_ratio:g}", "no trailing feedback to compare with")
+    median = float(np.median(volumes))
+    today = 0 if night.feedback is None else night.feedback["events"]
+    ratio = today / median if median > 0 else math.nan
+    what = f"feedback events {today} / trailing median {median:g}"
+    return _band(ratio, night.cfg.min_feedback_ratio, None, what)
+
+
+def feedback_freshness(night: Night) -> Outcome:
+    """Hours from the newest feedback event of D to the end of D (UTC).
+    Ceiling: ``monitor.max_feedback_age_hours``."""
+    limit = night.cfg.max_feedback_age_hours
+    if night.feedback is None or night.feedback["newest"] is None:
+        return _skip(f"<= {limit:g}", "no feedback events")
+    end_of_day = datetime.combine(night.run_date + timedelta(days=1), time(0), tzinfo=UTC)
+    newest = night.feedback["newest"]
+    newest = newest if newest.tzinfo else newest.replace(tzinfo=UTC)
+    age_h = (end_of_day - newest).total_seconds() / 3600.0
+    what = f"hours from the newest feedback event ({newest.isoformat()}) to the end of {night.run_date}"
+    return _band(age_h, None, limit, what)
+
+
+def quarantine_share(night: Night) -> Outcome:
+    """Highest quarantined / incoming rows over the tables of the run date's validation summaries
+    (:func:`quarantine_by_kind`). Ceiling: ``monitor.max_quarantine_share``."""
     kinds: dict[str, tuple[int, int]] = {}
-    for doc in validation:
+    for doc in night.validation:
         for kind, (rows_in, quarantined) in quarantine_by_kind(doc).items():
             before = kinds.get(kind, (0, 0))
             kinds[kind] = (before[0] + rows_in, before[1] + quarantined)
-    if kinds:
-        # The worst table decides: a bad feedback day must not hide behind a big, clean catalog.
-        shares = {k: q / n for k, (n, q) in kinds.items()}
-        worst = max(shares, key=lambda k: shares[k])
-        detail = ", ".join(f"{k} {q}/{n}" for k, (n, q) in sorted(kinds.items()))
-        checks.append(
-            _band(
-                "quarantine_share",
-                "data_health",
-                shares[worst],
-                None,
-                cfg.max_quarantine_share,
-                f"highest quarantined share ({worst}); quarantined/incoming rows: {detail}",
-            )
-        )
-    else:
-        checks.append(
-            _skip(
-                "quarantine_share", "data_health", f"<= {cfg.max_quarantine_share:g}", "no validation summary"
-            )
-        )
-
-    # OPE sanity -------------------------------------------------------------------------------------
-    ope = _read(lake, Dataset.OPE, run_date)
-    if ope is not None and len(ope):
-        bad = ope_insane(ope)
-        checks.append(
-            Check(
-                "ope_sanity",
-                "ope",
-                not bad.any(),
-                float(bad.sum()),
-                "0 insane estimates",
-                f"{int(bad.sum())} of {len(ope)} OPE estimates are insane (non-finite with support, "
-                "SNIPS outside [0, 1], or ci_low > ci_high)"
-                + (
-                    f", e.g. {ope.loc[bad, [C.POLICY, C.ESTIMATOR, C.ESTIMATE]].head(3).to_dict('records')}"
-                    if bad.any()
-                    else ""
-                ),
-            )
-        )
-        logging_rows = ope[ope[C.POLICY] == "logging"]
-        ess = logging_rows[C.ESS].astype(float) if len(logging_rows) else ope[C.ESS].astype(float)
-        ess_value = float(ess.min()) if ess.notna().any() else math.nan
-        trials = int(ope[C.N_TRIALS].max()) if len(ope) else 0
-        checks.append(
-            _skip("ope_support", "ope", f">= {cfg.min_ope_ess:g}", "no logged list impressions yet")
-            if trials == 0
-            else _band(
-                "ope_support",
-                "ope",
-                ess_value,
-                cfg.min_ope_ess,
-                None,
-                f"effective sample size of the logging policy ({int(ope[C.THIN_SUPPORT].sum())} "
-                "estimates flagged thin support)",
-            )
-        )
-    else:
-        checks += [
-            _skip(n, "ope", "-", "no OPE output for the run date") for n in ("ope_sanity", "ope_support")
-        ]
-    checks += target_checks(settings, lake, run_date)
-    return checks
+    limit = night.cfg.max_quarantine_share
+    if not kinds:
+        return _skip(f"<= {limit:g}", "no validation summary")
+    # The worst table decides: a bad feedback day must not hide behind a big, clean catalog.
+    shares = {k: q / n for k, (n, q) in kinds.items()}
+    worst = max(shares, key=lambda k: shares[k])
+    detail = ", ".join(f"{k} {q}/{n}" for k, (n, q) in sorted(kinds.items()))
+    what = f"highest quarantined share ({worst}); quarantined/incoming rows: {detail}"
+    return _band(shares[worst], None, limit, what)
 
 
-#: Scoreboard metrics the monitor watches (docs/monitoring.md): the product promises a nightly alert
-#: can act on. The lift and the niche ratio are cumulative experiment results, read in the report.
-TARGET_CHECKS: dict[str, str] = {
-    "target_long_tail_share": "long_tail_share",
-    "target_mean_rating": "mean_rating",
-}
+_NO_OPE = "no OPE output for the run date"
 
 
-def target_checks(settings: Settings, lake: Lake, run_date: date) -> list[Check]:
-    """The product's long-tail band and rating floor, judged on the scoreboard ``ab_analysis`` wrote for
-    ``run_date`` (treatment), so the alert and the report can never disagree. The mean rating is only
-    judged once the treatment has ``monitor.min_ratings_for_quality`` ratings in the experiment."""
-    from pipelines.ab_analysis import SUMMARY_PART, VERDICT_FILE, ABMetric, Scope, targets
+def ope_sanity(night: Night) -> Outcome:
+    """Number of impossible OPE estimates (:func:`ope_insane`). Passes at 0."""
+    ope = night.ope
+    if ope is None or not len(ope):
+        return _skip("-", _NO_OPE)
+    bad = ope_insane(ope)
+    example = (
+        f", e.g. {ope.loc[bad, [C.POLICY, C.ESTIMATOR, C.ESTIMATE]].head(3).to_dict('records')}"
+        if bad.any()
+        else ""
+    )
+    message = (
+        f"{int(bad.sum())} of {len(ope)} OPE estimates are insane (non-finite with support, "
+        f"SNIPS outside [0, 1], or ci_low > ci_high){example}"
+    )
+    return Outcome(not bad.any(), float(bad.sum()), "0 insane estimates", message)
 
-    goals = targets(settings)
-    if not lake.exists(Dataset.AB_RESULTS, run_date, VERDICT_FILE):
-        why = f"no A/B scoreboard for {run_date} (run ab_analysis first)"
-        return [_skip(name, "targets", goals[m].text, why) for name, m in TARGET_CHECKS.items()]
-    board = lake.read_json(Dataset.AB_RESULTS, run_date, VERDICT_FILE).get("scoreboard") or {}
-    summary = _read(lake, Dataset.AB_RESULTS, run_date, parts=[SUMMARY_PART])
-    ratings = 0
-    if summary is not None:
-        rows = summary[
-            (summary[C.SCOPE] == Scope.CUMULATIVE.value)
-            & (summary[C.VARIANT] == Variant.TREATMENT.value)
-            & (summary[C.METRIC] == ABMetric.RATINGS.value)
-        ]
-        ratings = int(rows[C.VALUE].fillna(0).sum())
-    min_ratings = settings.monitor.min_ratings_for_quality
-    out = []
-    for name, metric in TARGET_CHECKS.items():
-        goal, value = goals[metric], (board.get(metric) or {}).get(Variant.TREATMENT.value)
+
+def ope_support(night: Night) -> Outcome:
+    """Smallest effective sample size of the ``logging`` policy's estimates (all rows when it has none);
+    judged once the OPE saw a logged impression. Floor: ``monitor.min_ope_ess``."""
+    ope, floor = night.ope, night.cfg.min_ope_ess
+    if ope is None or not len(ope):
+        return _skip("-", _NO_OPE)
+    if int(ope[C.N_TRIALS].max()) == 0:
+        return _skip(f">= {floor:g}", "no logged list impressions yet")
+    logging_rows = ope[ope[C.POLICY] == "logging"]
+    ess = logging_rows[C.ESS].astype(float) if len(logging_rows) else ope[C.ESS].astype(float)
+    ess_value = float(ess.min()) if ess.notna().any() else math.nan
+    what = (
+        f"effective sample size of the logging policy ({int(ope[C.THIN_SUPPORT].sum())} "
+        "estimates flagged thin support)"
+    )
+    return _band(ess_value, floor, None, what)
+
+
+def target(metric: str) -> Judge:
+    """A product target on the scoreboard ``ab_analysis`` wrote for D (treatment), so that the alert and
+    the report can never disagree. Band: ``pipelines.ab_analysis.targets`` (the ``targets`` and
+    ``rerank`` settings). The mean rating waits for ``monitor.min_ratings_for_quality`` treatment ratings
+    in the experiment."""
+    what = {
+        "long_tail_share": "product target: long-tail share of the treatment lists users saw",
+        "mean_rating": "product target: mean rating treatment users gave ({ratings} ratings)",
+    }[metric]
+
+    def judge(night: Night) -> Outcome:
+        from pipelines.ab_analysis import VERDICT_FILE, targets
+
+        goal = targets(night.settings)[metric]
+        if not night.lake.exists(Dataset.AB_RESULTS, night.run_date, VERDICT_FILE):
+            return _skip(goal.text, f"no A/B scoreboard for {night.run_date} (run ab_analysis first)")
+        board = night.lake.read_json(Dataset.AB_RESULTS, night.run_date, VERDICT_FILE).get("scoreboard") or {}
+        value = (board.get(metric) or {}).get(Variant.TREATMENT.value)
+        ratings, min_ratings = night.treatment_ratings, night.cfg.min_ratings_for_quality
         if metric == "mean_rating" and ratings < min_ratings:
-            why = f"{ratings} treatment ratings in the experiment < {min_ratings}"
-            out.append(_skip(name, "targets", goal.text, why))
-            continue
-        what = {
-            "long_tail_share": "product target: long-tail share of the treatment lists users saw",
-            "mean_rating": f"product target: mean rating treatment users gave ({ratings} ratings)",
-        }[metric]
-        out.append(_band(name, "targets", value, goal.low, goal.high, what))
-    return out
+            return _skip(goal.text, f"{ratings} treatment ratings in the experiment < {min_ratings}")
+        return _band(value, goal.low, goal.high, what.format(ratings=ratings))
+
+    return judge
+
+
+#: The check registry, in the order of ``monitor/checks``. A check's name is its ``check_name`` and what
+#: ``monitor.critical_checks`` lists (validated against :data:`CHECK_NAMES` when settings load).
+CHECKS: tuple[HealthCheck, ...] = (
+    HealthCheck("served_lists_present", "inputs", input_present(Dataset.SERVED_LISTS)),
+    HealthCheck("items_present", "inputs", input_present(Dataset.ITEMS)),
+    HealthCheck("policy_present", "inputs", input_present(Dataset.BANDIT_POLICY)),
+    HealthCheck("feedback_present", "inputs", input_present(Dataset.FEEDBACK_EVENTS)),
+    HealthCheck("validation_present", "inputs", input_present(Dataset.VALIDATION)),
+    HealthCheck("long_tail_share", "diversity", long_tail_share),
+    HealthCheck("genres_per_list", "diversity", genres_per_list),
+    HealthCheck("coverage", "diversity", coverage),
+    HealthCheck("gini", "diversity", exposure_gini),
+    HealthCheck("mean_predicted_quality", "quality", mean_predicted_quality),
+    HealthCheck("mean_observed_rating", "quality", mean_observed_rating),
+    HealthCheck("ctr_drop", "quality", ctr_drop),
+    HealthCheck("arm_floor", "arm_balance", arm_floor),
+    HealthCheck("arm_ceiling", "arm_balance", arm_ceiling),
+    HealthCheck("feedback_volume", "data_health", feedback_volume),
+    HealthCheck("feedback_freshness", "data_health", feedback_freshness),
+    HealthCheck("quarantine_share", "data_health", quarantine_share),
+    HealthCheck("ope_sanity", "ope", ope_sanity),
+    HealthCheck("ope_support", "ope", ope_support),
+    HealthCheck("target_long_tail_share", "targets", target("long_tail_share")),
+    HealthCheck("target_mean_rating", "targets", target("mean_rating")),
+)
+CHECK_NAMES: tuple[str, ...] = tuple(c.name for c in CHECKS)
+
+
+def run_checks(
+    settings: Settings, lake: Lake, run_date: date, checks: Sequence[HealthCheck] = CHECKS
+) -> list[Finding]:
+    """Run ``checks`` (default: the whole registry) for ``run_date``, in order (pure reads)."""
+    night = Night(settings, lake, run_date)
+    return [check.run(night) for check in checks]
 
 
 # --------------------------------------------------------------------------- the step
-def _status(check: Check, critical: set[str]) -> str:
+def _status(check: Finding, critical: set[str]) -> str:
     if check.passed is None:
         return SKIPPED
     if check.passed:
