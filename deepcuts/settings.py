@@ -666,9 +666,27 @@ class Settings(BaseSettings):
             return f"{self.home.rstrip('/')}/world"
         raise ValueError(f"source.path must be set for dataset {self.source.dataset!r}")
 
+    @model_validator(mode="after")
+    def _known_registry_names(self) -> Settings:
+        # The registries live beside the code they name and import this module, so they are imported
+        # here, once a Settings is built, never at import time. A typo must not silently drop a check
+        # from the publish veto or a step from the simulator's skip list.
+        from pipelines.monitor import CHECK_NAMES
+        from pipelines.nightly import STEP_NAMES
+
+        _known("monitor.critical_checks", self.monitor.critical_checks, CHECK_NAMES, "checks")
+        _known("simulator.skip_steps", self.simulator.skip_steps, STEP_NAMES, "steps")
+        return self
+
     def quality_floor_scaled(self, rating_min: float, rating_max: float) -> float:
         """The 5-point quality floor mapped linearly onto another rating scale."""
         return rating_min + (self.rerank.quality_floor - 1.0) * (rating_max - rating_min) / 4.0
+
+
+def _known(field: str, names: tuple[str, ...], registry: tuple[str, ...], what: str) -> None:
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ValueError(f"{field}: unknown {what} {unknown}; the {what} are {list(registry)}")
 
 
 def _config_file(explicit: str | Path | None) -> Path | None:

@@ -372,17 +372,20 @@ class HealthCheck:
         return Finding(self.name, self.category, o.passed, o.value, o.threshold, o.message)
 
 
-def input_present(dataset: Dataset) -> Judge:
+@dataclass(frozen=True)
+class InputPresent:
     """``<input>_present``: 1 when the run date's ``dataset`` partition exists and is not empty, else 0
     (a finding, never a crash; the checks that need the input are skipped). Threshold: present."""
 
-    def judge(night: Night) -> Outcome:
-        ok = night.present(dataset)
-        where = night.lake.partition_dir(dataset, night.run_date)
-        state = "present" if ok else f"MISSING (looked in {where}); run the step that writes it"
-        return Outcome(ok, 1.0 if ok else 0.0, "present", f"{dataset.value} for {night.run_date} is {state}")
+    dataset: Dataset
 
-    return judge
+    def __call__(self, night: Night) -> Outcome:
+        ok = night.present(self.dataset)
+        where = night.lake.partition_dir(self.dataset, night.run_date)
+        state = "present" if ok else f"MISSING (looked in {where}); run the step that writes it"
+        return Outcome(
+            ok, 1.0 if ok else 0.0, "present", f"{self.dataset.value} for {night.run_date} is {state}"
+        )
 
 
 _NO_LISTS = "served lists or items missing"
@@ -583,40 +586,41 @@ def ope_support(night: Night) -> Outcome:
     return _band(ess_value, floor, None, what)
 
 
-def target(metric: str) -> Judge:
+@dataclass(frozen=True)
+class Target:
     """A product target on the scoreboard ``ab_analysis`` wrote for D (treatment), so that the alert and
     the report can never disagree. Band: ``pipelines.ab_analysis.targets`` (the ``targets`` and
     ``rerank`` settings). The mean rating waits for ``monitor.min_ratings_for_quality`` treatment ratings
     in the experiment."""
-    what = {
-        "long_tail_share": "product target: long-tail share of the treatment lists users saw",
-        "mean_rating": "product target: mean rating treatment users gave ({ratings} ratings)",
-    }[metric]
 
-    def judge(night: Night) -> Outcome:
+    metric: str
+    what: str
+
+    def __call__(self, night: Night) -> Outcome:
         from pipelines.ab_analysis import VERDICT_FILE, targets
 
-        goal = targets(night.settings)[metric]
+        goal = targets(night.settings)[self.metric]
         if not night.lake.exists(Dataset.AB_RESULTS, night.run_date, VERDICT_FILE):
             return _skip(goal.text, f"no A/B scoreboard for {night.run_date} (run ab_analysis first)")
         board = night.lake.read_json(Dataset.AB_RESULTS, night.run_date, VERDICT_FILE).get("scoreboard") or {}
-        value = (board.get(metric) or {}).get(Variant.TREATMENT.value)
+        value = (board.get(self.metric) or {}).get(Variant.TREATMENT.value)
         ratings, min_ratings = night.treatment_ratings, night.cfg.min_ratings_for_quality
-        if metric == "mean_rating" and ratings < min_ratings:
+        if self.metric == "mean_rating" and ratings < min_ratings:
             return _skip(goal.text, f"{ratings} treatment ratings in the experiment < {min_ratings}")
-        return _band(value, goal.low, goal.high, what.format(ratings=ratings))
+        return _band(value, goal.low, goal.high, self.what.format(ratings=ratings))
 
-    return judge
 
+_TARGET_LONG_TAIL = "product target: long-tail share of the treatment lists users saw"
+_TARGET_RATING = "product target: mean rating treatment users gave ({ratings} ratings)"
 
 #: The check registry, in the order of ``monitor/checks``. A check's name is its ``check_name`` and what
 #: ``monitor.critical_checks`` lists (validated against :data:`CHECK_NAMES` when settings load).
 CHECKS: tuple[HealthCheck, ...] = (
-    HealthCheck("served_lists_present", "inputs", input_present(Dataset.SERVED_LISTS)),
-    HealthCheck("items_present", "inputs", input_present(Dataset.ITEMS)),
-    HealthCheck("policy_present", "inputs", input_present(Dataset.BANDIT_POLICY)),
-    HealthCheck("feedback_present", "inputs", input_present(Dataset.FEEDBACK_EVENTS)),
-    HealthCheck("validation_present", "inputs", input_present(Dataset.VALIDATION)),
+    HealthCheck("served_lists_present", "inputs", InputPresent(Dataset.SERVED_LISTS)),
+    HealthCheck("items_present", "inputs", InputPresent(Dataset.ITEMS)),
+    HealthCheck("policy_present", "inputs", InputPresent(Dataset.BANDIT_POLICY)),
+    HealthCheck("feedback_present", "inputs", InputPresent(Dataset.FEEDBACK_EVENTS)),
+    HealthCheck("validation_present", "inputs", InputPresent(Dataset.VALIDATION)),
     HealthCheck("long_tail_share", "diversity", long_tail_share),
     HealthCheck("genres_per_list", "diversity", genres_per_list),
     HealthCheck("coverage", "diversity", coverage),
@@ -631,8 +635,8 @@ CHECKS: tuple[HealthCheck, ...] = (
     HealthCheck("quarantine_share", "data_health", quarantine_share),
     HealthCheck("ope_sanity", "ope", ope_sanity),
     HealthCheck("ope_support", "ope", ope_support),
-    HealthCheck("target_long_tail_share", "targets", target("long_tail_share")),
-    HealthCheck("target_mean_rating", "targets", target("mean_rating")),
+    HealthCheck("target_long_tail_share", "targets", Target("long_tail_share", _TARGET_LONG_TAIL)),
+    HealthCheck("target_mean_rating", "targets", Target("mean_rating", _TARGET_RATING)),
 )
 CHECK_NAMES: tuple[str, ...] = tuple(c.name for c in CHECKS)
 
