@@ -470,7 +470,8 @@ class TargetsSettings(Section):
 class SimulatorSettings(Section):
     """The closed-loop simulator (``deepcuts simulate``); docs/simulator.md."""
 
-    #: Registry steps that ``run_night`` skips during a simulation (e.g. ``["report"]`` to save time).
+    #: Registry steps that ``run_night`` skips during a simulation (e.g. ``["report"]`` to save time);
+    #: names of ``pipelines.nightly.STEPS``, checked when the settings load.
     skip_steps: tuple[str, ...] = ()
     #: Synthetic world: probability that a simulated user rates an item they clicked.
     rating_probability: float = Field(0.5, ge=0, le=1)
@@ -531,7 +532,8 @@ class MonitorSettings(Section):
     max_feedback_age_hours: float = Field(36.0, gt=0)
     #: OPE: estimates must lie in [0, 1] and inside their CI; ESS below this is a warning.
     min_ope_ess: float = Field(30.0, ge=0)
-    #: Checks whose failure is critical (blocks the publish); all others are warnings.
+    #: Checks whose failure is critical (blocks the publish); all others are warnings. Names of
+    #: ``pipelines.monitor.CHECKS``, checked when the settings load (a typo would drop the veto).
     critical_checks: tuple[str, ...] = (
         "served_lists_present",
         "mean_predicted_quality",

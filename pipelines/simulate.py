@@ -670,7 +670,7 @@ def _run_night_keep_live(
         if name not in skip:  # they run below
             night["skipped"].pop(name, None)
     publish = resolve(STEPS[cut])
-    if "publish" in skip or publish is None:
+    if "publish" in skip:
         rest = run_night(settings, run_date, n_shards, skip=[*skip, *before])
         _merge_night(night, rest)
         return night, (run_date, f"{run_date.isoformat()}.v0"), {"status": "not run"}
