@@ -682,7 +682,9 @@ class Settings(BaseSettings):
 
     def quality_floor_scaled(self, rating_min: float, rating_max: float) -> float:
         """The 5-point quality floor mapped linearly onto another rating scale."""
-        return rating_min + (self.rerank.quality_floor - 1.0) * (rating_max - rating_min) / 4.0
+        from deepcuts.formulas import scale_5pt  # numpy and the contracts: not needed to load settings
+
+        return scale_5pt(self.rerank.quality_floor, rating_min, rating_max)
 
 
 def _known(field: str, names: tuple[str, ...], registry: tuple[str, ...], what: str) -> None:

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from deepcuts.contracts import ALERTS_SCHEMA, MONITOR_CHECKS_SCHEMA, C, Dataset, EventType, Variant
+from deepcuts.formulas import bayesian_mean, gini, scale_5pt
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
 from pipelines import serving
@@ -43,34 +44,12 @@ OK, WARNING, CRITICAL, SKIPPED = "ok", "warning", "critical", "skipped"
 
 
 # --------------------------------------------------------------------------- metrics (pure)
-def gini(counts: np.ndarray) -> float:
-    """Gini coefficient of non-negative exposure counts (zeros included: unexposed catalog items).
-
-    G = sum_i (2i - n - 1) x_(i) / (n * sum_i x_i), with x_(1) <= ... <= x_(n) and i = 1..n.
-    0 = every item equally exposed; (n - 1) / n = all exposure on one item. 0 when nothing is exposed.
-    """
-    x = np.sort(np.asarray(counts, dtype=np.float64))
-    n = x.size
-    total = x.sum()
-    if n == 0 or total <= 0:
-        return 0.0
-    i = np.arange(1, n + 1, dtype=np.float64)
-    return float(((2 * i - n - 1) * x).sum() / (n * total))
-
-
 def bayesian_quality(sums: pd.Series, counts: pd.Series, prior_weight: float) -> tuple[pd.Series, float]:
-    """Shrunk mean rating per item: q_i = (sum_i + m * mu) / (n_i + m), mu = global mean rating.
-
-    Returns (q indexed like ``sums``, mu).
-    """
+    """Shrunk mean rating per item (:func:`deepcuts.formulas.bayesian_mean`) with ``mu`` the global mean
+    rating of the history. Returns (q indexed like ``sums``, mu)."""
     total_n = float(counts.sum())
     mu = float(sums.sum()) / total_n if total_n else float("nan")
-    return (sums + prior_weight * mu) / (counts + prior_weight), mu
-
-
-def scale_5pt(value: float, rating_min: float, rating_max: float) -> float:
-    """Map a value on the 1..5 scale linearly onto rating_min..rating_max."""
-    return rating_min + (value - 1.0) * (rating_max - rating_min) / 4.0
+    return bayesian_mean(sums, counts, mu, prior_weight), mu
 
 
 def diversity_metrics(served: pd.DataFrame, items: pd.DataFrame) -> dict[str, float]:
