@@ -451,33 +451,30 @@ def ctr_drop(night: Night) -> Outcome:
 def arm_floor(night: Night) -> Outcome:
     """Lowest ``selection_probability`` over every (segment, daypart, arm) of the bandit policy.
     Floor: ``monitor.arm_floor``."""
-    policy = night.policy
-    if policy is None or not len(policy):
-        return _skip("-", "policy missing")
-    probs = policy[C.SELECTION_PROBABILITY].astype(float)
-    row = policy.loc[probs.idxmin()]
-    n_low = int((probs < night.cfg.arm_floor).sum())
-    what = (
-        f"lowest selection probability ({row[C.ARM]} in {row[C.SEGMENT]}/{row[C.DAYPART]}; "
-        f"{n_low} (context, arm) pairs below the floor)"
-    )
-    return _band(float(probs.min()), night.cfg.arm_floor, None, what)
+    return _arm_extreme(night, highest=False)
 
 
 def arm_ceiling(night: Night) -> Outcome:
     """Highest ``selection_probability`` over every (segment, daypart, arm) of the bandit policy.
     Ceiling: ``monitor.arm_ceiling``."""
+    return _arm_extreme(night, highest=True)
+
+
+def _arm_extreme(night: Night, highest: bool) -> Outcome:
+    """The policy's highest or lowest selection probability against its bound, naming where it is."""
     policy = night.policy
     if policy is None or not len(policy):
         return _skip("-", "policy missing")
     probs = policy[C.SELECTION_PROBABILITY].astype(float)
-    row = policy.loc[probs.idxmax()]
-    n_high = int((probs > night.cfg.arm_ceiling).sum())
-    what = (
-        f"highest selection probability ({row[C.ARM]} in {row[C.SEGMENT]}/{row[C.DAYPART]}; "
-        f"{n_high} pairs above the ceiling)"
-    )
-    return _band(float(probs.max()), None, night.cfg.arm_ceiling, what)
+    row = policy.loc[probs.idxmax() if highest else probs.idxmin()]
+    where = f"{row[C.ARM]} in {row[C.SEGMENT]}/{row[C.DAYPART]}"
+    if highest:
+        n_high = int((probs > night.cfg.arm_ceiling).sum())
+        what = f"highest selection probability ({where}; {n_high} pairs above the ceiling)"
+        return _band(float(probs.max()), None, night.cfg.arm_ceiling, what)
+    n_low = int((probs < night.cfg.arm_floor).sum())
+    what = f"lowest selection probability ({where}; {n_low} (context, arm) pairs below the floor)"
+    return _band(float(probs.min()), night.cfg.arm_floor, None, what)
 
 
 def feedback_volume(night: Night) -> Outcome:
