@@ -533,7 +533,7 @@ class MonitorSettings(Section):
     #: OPE: estimates must lie in [0, 1] and inside their CI; ESS below this is a warning.
     min_ope_ess: float = Field(30.0, ge=0)
     #: Checks whose failure is critical (blocks the publish); all others are warnings. Names of
-    #: ``pipelines.monitor.CHECKS``, checked when the settings load (a typo would drop the veto).
+    #: ``pipelines.monitor_checks.CHECKS``, checked when the settings load (a typo would drop the veto).
     critical_checks: tuple[str, ...] = (
         "served_lists_present",
         "mean_predicted_quality",
@@ -673,7 +673,7 @@ class Settings(BaseSettings):
         # The registries live beside the code they name and import this module, so they are imported
         # here, once a Settings is built, never at import time. A typo must not silently drop a check
         # from the publish veto or a step from the simulator's skip list.
-        from pipelines.monitor import CHECK_NAMES
+        from pipelines.monitor_checks import CHECK_NAMES
         from pipelines.nightly import STEP_NAMES
 
         _known("monitor.critical_checks", self.monitor.critical_checks, CHECK_NAMES, "checks")

@@ -1,4 +1,4 @@
-"""Monitoring: metric formulas on hand-computed cases, each check firing, missing inputs, the publish veto."""
+"""Monitoring: the check registry, metrics on hand-computed cases, each check firing, the publish veto."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from deepcuts.contracts import C, Dataset
 from deepcuts.settings import Settings
 from pipelines import serving
 from pipelines.alerting import send_alerts
-from pipelines.monitor import (
+from pipelines.monitor import monitor
+from pipelines.monitor_checks import (
     CHECK_NAMES,
     CHECKS,
     diversity_metrics,
-    monitor,
     ope_insane,
     product_lists,
     quarantine_by_kind,
