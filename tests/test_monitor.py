@@ -441,13 +441,14 @@ def test_monitor_output_is_unchanged_by_the_check_registry(tmp_path: Path, name:
     )
 
 
-#: Digests of the three nights of the small simulation below, recorded from the single-function monitor.
-#: They pin the whole night, so an intended change to an upstream step (new lists, new feedback) changes
-#: them too: re-record them from the code before and after a monitor change, never from one side only.
+#: Digests of the three nights of the small simulation below, recorded from the single-function monitor
+#: on main at bebe9f0 (after issues 13/14) and reproduced by the check registry. They pin the whole night,
+#: so an intended change to an upstream step (new lists, new feedback) changes them too: then re-record
+#: them from the code before and after a monitor change, never from one side only.
 _RECORDED_NIGHTS = (
-    "921111793355fb6df47f2b0270f98f54ace16937f31b8a3e4ee10b0a91c713b5",
-    "0de17c4aa867507c17c0debe53a656e0466b9bd59688deae8181c57509e26b0c",
-    "89e73971987284af91ee4962ddfff11284cd9d05d370516f5f44b43c8f057eb1",
+    "b002fb3ad4112fdcc0b183200140c04f311547a21184b095a77c72a1f5410dd6",
+    "c9cc86df5f1a98008acc46dd1a03ab848a16df82202de3367a555fc72b29c734",
+    "b8966c75ee9a7b14a9826a5f6fbddf6d70f45900d1a3a5ef7e8ef10a0f30ef7b",
 )
 
 
