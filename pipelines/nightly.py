@@ -4,9 +4,10 @@ one process.
 The simulator, the benchmarks and the tests use it; the Airflow DAG does not (it calls the same functions
 as separate, mapped tasks). Per-arm and per-shard steps run one after the other here.
 
-A registry step whose module or function does not exist is an error (:class:`StepMissingError`), never a
-silent skip: a renamed step function must not vanish from every simulation. Steps are skipped only when
-the caller names them (``skip``; the simulator's ``simulator.skip_steps``). Any failure inside a step
+A registry step whose module or function does not exist is an error (:class:`StepMissingError`, raised
+before the first step runs), never a silent skip: a renamed step function must not vanish from every
+simulation. Steps are skipped only when the caller names them (``skip``; the simulator's
+``simulator.skip_steps``). Any failure inside a step
 propagates: a broken step must stop the night, exactly as it stops the DAG. The DAG's tasks are held equal
 to :data:`STEPS` by tests/test_dags.py.
 """
@@ -137,6 +138,8 @@ def run_night(
     if shards < 1:
         raise ValueError(f"run_night: n_shards must be >= 1, got {shards}")
     arms = list(settings.arms.enabled)
+    # Every step is resolved before the first one runs: a missing one fails the night at once, not hours in.
+    funcs = {step.name: resolve(step) for step in STEPS if step.name not in skip}
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     skipped: dict[str, str] = {}
@@ -146,7 +149,7 @@ def run_night(
         if step.name in skip:
             skipped[step.name] = "skipped on request"
             continue
-        func = resolve(step)
+        func = funcs[step.name]
         t0 = time.monotonic()
         if step.fanout == "per_arm":
             outputs = _fan_out(func, [(settings, run_date, arm) for arm in arms], pool)

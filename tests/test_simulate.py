@@ -61,7 +61,7 @@ def test_run_night_stops_at_a_missing_step(lake_home: Path, monkeypatch: pytest.
     others = [s for s in STEP_NAMES if s != "ab_analysis"]
     with pytest.raises(StepMissingError, match="ghost"):
         run_night(settings, D1, skip=others)
-    assert Lake(lake_home).exists(Dataset.AB_RESULTS, D1, "verdict.json")  # the steps before it ran
+    assert not Lake(lake_home).exists(Dataset.AB_RESULTS, D1, "verdict.json")  # it failed before any step
     assert run_night(settings, D1, skip=[*others, "ghost"])["skipped"]["ghost"] == "skipped on request"
 
 
