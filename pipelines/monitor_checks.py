@@ -211,17 +211,15 @@ class Night:
         return [c for c in counts if c is not None]
 
     def present(self, dataset: Dataset) -> bool:
-        """Whether the run date has a usable ``dataset`` (the ``<input>_present`` checks)."""
-        found: Any = {
+        """Whether the run date has a usable ``dataset``: found and not empty (``<input>_present``)."""
+        found: pd.DataFrame | dict[str, Any] | list[dict[str, Any]] | None = {
             Dataset.SERVED_LISTS: self.served,
             Dataset.ITEMS: self.items,
             Dataset.BANDIT_POLICY: self.policy,
             Dataset.FEEDBACK_EVENTS: self.feedback,
             Dataset.VALIDATION: self.validation,
         }[dataset]
-        if isinstance(found, pd.DataFrame):
-            return len(found) > 0
-        return bool(found) if isinstance(found, list) else found is not None
+        return found is not None and len(found) > 0
 
     @cached_property
     def has_lists(self) -> bool:
