@@ -442,9 +442,9 @@ def test_monitor_output_is_unchanged_by_the_check_registry(tmp_path: Path, name:
 
 
 #: Digests of the three nights of the small simulation below, recorded from the single-function monitor
-#: on main at bebe9f0 (after issues 13/14) and reproduced by the check registry. They pin the whole night,
-#: so an intended change to an upstream step (new lists, new feedback) changes them too: then re-record
-#: them from the code before and after a monitor change, never from one side only.
+#: on main at bebe9f0 and b3424e3 (same digests) and reproduced by the check registry. They pin the whole
+#: night, so an intended change to an upstream step (new lists, new feedback) changes them too: then
+#: re-record them from the code before and after a monitor change, never from one side only.
 _RECORDED_NIGHTS = (
     "b002fb3ad4112fdcc0b183200140c04f311547a21184b095a77c72a1f5410dd6",
     "c9cc86df5f1a98008acc46dd1a03ab848a16df82202de3367a555fc72b29c734",
