@@ -487,7 +487,8 @@ class TargetsSettings(Section):
 class SimulatorSettings(Section):
     """The closed-loop simulator (``deepcuts simulate``); docs/simulator.md."""
 
-    #: Registry steps that ``run_night`` skips during a simulation (e.g. ``["report"]`` to save time).
+    #: Registry steps that ``run_night`` skips during a simulation (e.g. ``["report"]`` to save time);
+    #: names of ``pipelines.nightly.STEPS``, checked when the settings load.
     skip_steps: tuple[str, ...] = ()
     #: Synthetic world: probability that a simulated user rates an item they clicked.
     rating_probability: float = Field(0.5, ge=0, le=1)
@@ -548,7 +549,8 @@ class MonitorSettings(Section):
     max_feedback_age_hours: float = Field(36.0, gt=0)
     #: OPE: estimates must lie in [0, 1] and inside their CI; ESS below this is a warning.
     min_ope_ess: float = Field(30.0, ge=0)
-    #: Checks whose failure is critical (blocks the publish); all others are warnings.
+    #: Checks whose failure is critical (blocks the publish); all others are warnings. Names of
+    #: ``pipelines.monitor_checks.CHECKS``, checked when the settings load (a typo would drop the veto).
     critical_checks: tuple[str, ...] = (
         "served_lists_present",
         "mean_predicted_quality",
@@ -693,9 +695,29 @@ class Settings(BaseSettings):
             return f"{self.home.rstrip('/')}/world"
         raise ValueError(f"source.path must be set for dataset {self.source.dataset!r}")
 
+    @model_validator(mode="after")
+    def _known_registry_names(self) -> Settings:
+        # The registries live beside the code they name and import this module, so they are imported
+        # here, once a Settings is built, never at import time. A typo must not silently drop a check
+        # from the publish veto or a step from the simulator's skip list.
+        from pipelines.monitor_checks import CHECK_NAMES
+        from pipelines.nightly import STEP_NAMES
+
+        _known("monitor.critical_checks", self.monitor.critical_checks, CHECK_NAMES, "checks")
+        _known("simulator.skip_steps", self.simulator.skip_steps, STEP_NAMES, "steps")
+        return self
+
     def quality_floor_scaled(self, rating_min: float, rating_max: float) -> float:
         """The 5-point quality floor mapped linearly onto another rating scale."""
-        return rating_min + (self.rerank.quality_floor - 1.0) * (rating_max - rating_min) / 4.0
+        from deepcuts.formulas import scale_5pt  # numpy and the contracts: not needed to load settings
+
+        return scale_5pt(self.rerank.quality_floor, rating_min, rating_max)
+
+
+def _known(field: str, names: tuple[str, ...], registry: tuple[str, ...], what: str) -> None:
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ValueError(f"{field}: unknown {what} {unknown}; the {what} are {list(registry)}")
 
 
 def _config_file(explicit: str | Path | None) -> Path | None:

@@ -24,6 +24,7 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
+from deepcuts.formulas import scale_5pt
 from deepcuts.settings import LongTailSettings, QualitySettings, Settings
 from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 from models.item_stats import ItemStats
@@ -34,7 +35,7 @@ def scale_floor(floor_5pt: float, rating_scale: tuple[float, float]) -> float:
     lo, hi = rating_scale
     if hi <= lo:
         raise ValueError(f"rating scale {rating_scale} is empty; set source.rating_min < source.rating_max")
-    return lo + (floor_5pt - 1.0) * (hi - lo) / 4.0
+    return scale_5pt(floor_5pt, lo, hi)
 
 
 def normalise_rows(scores: FloatArray, seen: np.ndarray | None = None) -> FloatArray:

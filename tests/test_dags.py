@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -88,8 +89,6 @@ def test_a_weekly_run_reviews_the_nights_before_its_date() -> None:
 
 
 def test_dag_files_import_nothing_heavy_at_top_level() -> None:
-    import ast
-
     heavy = {"pandas", "numpy", "pyarrow", "scipy", "lightfm", "great_expectations", "pipelines", "models"}
     for path in DAGS_FOLDER.glob("*.py"):
         tree = ast.parse(path.read_text())
@@ -101,3 +100,51 @@ def test_dag_files_import_nothing_heavy_at_top_level() -> None:
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in heavy, f"{path.name} imports {name} at top level"
+
+
+#: Tasks of the nightly DAG that wire the run (plan, the lists the mapped tasks expand over); every other
+#: task is one step of the registry.
+WIRING_TASKS = {"plan", "arms_of", "shards_of"}
+
+
+def _task_bodies() -> dict[str, ast.FunctionDef]:
+    """The ``@task`` functions of dags/deepcuts_nightly.py by name."""
+    tree = ast.parse((DAGS_FOLDER / "deepcuts_nightly.py").read_text())
+    return {
+        node.name: node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and any("task" in ast.unparse(d) for d in node.decorator_list)
+    }
+
+
+def test_nightly_tasks_are_the_step_registry(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """One list of steps: the DAG runs exactly ``pipelines.nightly.STEPS``, each task calling its
+    registry function, mapped per arm / per shard as registered, in an order ``run_night`` may follow."""
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    from pipelines.nightly import STEPS
+
+    dag = dagbag.get_dag("deepcuts_nightly")
+    assert set(dag.task_ids) - WIRING_TASKS == {s.name for s in STEPS}
+    bodies = _task_bodies()
+    for i, step in enumerate(STEPS):
+        task = dag.get_task(step.name)
+        assert isinstance(task, MappedOperator) == (step.fanout != "once"), step.name
+        calls = {
+            (node.module, alias.name)
+            for node in ast.walk(bodies[step.name])
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+        }
+        assert (step.module, step.function) in calls, (
+            f"task {step.name} does not import its registry function"
+        )
+        called = {
+            n.func.id
+            for n in ast.walk(bodies[step.name])
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        }
+        assert step.function in called, f"task {step.name} does not call {step.function}"
+        # run_night runs STEPS in order: no later step may be upstream of an earlier one in the DAG
+        later = {s.name for s in STEPS[i + 1 :]}
+        assert not later & task.get_flat_relative_ids(upstream=True), step.name

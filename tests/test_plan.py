@@ -71,7 +71,7 @@ def test_a_night_with_a_subset_of_arms_completes_and_publishes_only_those(tmp_pa
         monitor={"critical_checks": ["served_lists_present", "arm_floor"]},
     )
     day = prepare_world(settings, "synthetic").first_night
-    out = run_night(settings, day, arms=["long_tail", "item_cf"], skip=["report"], strict=True)
+    out = run_night(settings, day, arms=["long_tail", "item_cf"], skip=["report"])
     planned = ["svd", "item_cf", "long_tail"]  # svd: the A/B control arm (ab.baseline_arm)
     results = out["results"]
     assert list(results["train"]) == planned
