@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from deepcuts.arms import arm_names
+from deepcuts.arms import arm_names, deep_cut_arm_names
 from deepcuts.contracts import CANDIDATES_SCHEMA, INTERACTIONS_SCHEMA, ITEMS_SCHEMA, C, Dataset
 from deepcuts.settings import Settings
 from models.registry import build_recommender
@@ -136,7 +136,7 @@ def test_candidates_errors(world_settings: Settings) -> None:
         candidates_shard(world_settings, DAY, 0, 1)  # no model trained yet
 
 
-@pytest.mark.parametrize("arm", ["long_tail", "serendipity"])
+@pytest.mark.parametrize("arm", deep_cut_arm_names())
 def test_deep_cut_arms_reuse_tonights_base(arm: str, tmp_path: Path) -> None:
     # base = svd (seeded): the model must not depend on whether svd was trained first
     overrides = {arm: {"base": "svd"}}
