@@ -134,6 +134,7 @@ def ope_insane(ope: pd.DataFrame) -> np.ndarray:
 
 # --------------------------------------------------------------------------- reading the lake
 def _read(lake: Lake, dataset: Dataset, run_date: date, **kwargs: Any) -> pd.DataFrame | None:
+    lake.require_inputs(run_date, dataset, missing_ok=True)  # missing: a check fails; incomplete: an error
     try:
         return lake.read_df(dataset, run_date, **kwargs)
     except MissingDataError:
@@ -650,6 +651,7 @@ def monitor(
         Dataset.MONITOR_CHECKS, run_date, pa.Table.from_pylist(rows, schema=MONITOR_CHECKS_SCHEMA)
     )
     lake.write_table(Dataset.ALERTS, run_date, pa.Table.from_pylist(alerts, schema=ALERTS_SCHEMA))
+    lake.mark_all_complete()
 
     engine = serving.serving_engine(settings, writer=True)
     try:

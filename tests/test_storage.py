@@ -192,6 +192,9 @@ def test_candidates_writes_the_manifest_of_its_shard(
         lake.write_table(Dataset.CANDIDATES, day, _candidates(arm), part=candidates.shard_part(arm, shard))
         return 1
 
+    lake = Lake(settings.home)
+    lake.write_table(Dataset.INTERACTIONS, D1, _interactions())
+    lake.mark_all_complete()  # ingest finished
     monkeypatch.setattr(candidates, "shard_users", lambda *a: np.array([1], dtype=np.int64))
     monkeypatch.setattr(candidates, "_arm_candidates", fake_arm)
     candidates.candidates_shard(settings, D1, 2, 4)
