@@ -257,14 +257,24 @@ class Lake:
                 self.require_complete(dataset, run_date)
 
     def _shard_count(self, dataset: Dataset, day: date) -> int | None:
-        """The shard count recorded in the partition's shard manifests (None: not written per shard)."""
+        """The shard count recorded in the partition's shard manifests (None: not written per shard).
+
+        Manifests that disagree (a rerun with another shard count, not finished) make it incomplete.
+        """
         folder = self.file_path(dataset, day, MANIFEST_DIR)
+        counts = set()
         for info in self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
             if info.base_name.startswith("shard-") and info.base_name.endswith(".json"):
                 shards = self.read_json(dataset, day, f"{MANIFEST_DIR}/{info.base_name}").get("shards")
                 if shards is not None:
-                    return int(shards)
-        return None
+                    counts.add(int(shards))
+        if len(counts) > 1:
+            raise IncompleteDataError(
+                f"{dataset.value} ({day}) is incomplete: its shard manifests disagree on the shard count "
+                f"{sorted(counts)} (a rerun with another count did not finish); rerun the "
+                f"{_STEP_OF.get(dataset, 'upstream')} step for every shard"
+            )
+        return counts.pop() if counts else None
 
     def write_bytes(
         self, dataset: Dataset | str, run_date: date | str | None, name: str, payload: bytes
