@@ -219,6 +219,12 @@ class Lake:
             if shards is not None:
                 scopes = [f"shard-{k:04d}" for k in range(shards)]
                 return sorted(p for s in scopes for p in self.require_complete(dataset, day, s))
+        folder = self.partition_dir(dataset, day)
+        if self.fs.get_file_info(folder).type == pafs.FileType.NotFound:
+            raise MissingDataError(
+                f"no data in {dataset.value} for run date {day} (looked in {folder}); run the step that "
+                f"produces it first ({step})"
+            )
         if not self.exists(dataset, day, name):
             raise IncompleteDataError(
                 f"{where} is incomplete: no manifest {self.file_path(dataset, day, name)}, so the step that "

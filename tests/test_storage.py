@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
-from deepcuts.contracts import C, Dataset
+from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset
 from deepcuts.settings import Settings
 from pipelines.storage import STALE_TMP_MINUTES, ContractError, IncompleteDataError, Lake, MissingDataError
 
@@ -233,8 +233,11 @@ def test_all_of_a_partition_written_per_shard_means_every_shard(tmp_path: Path) 
 def test_an_optional_input_may_be_absent_but_not_incomplete(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
     lake.require_inputs(D1, Dataset.FEEDBACK_EVENTS, missing_ok=True)  # nothing there: the step copes
-    with pytest.raises(IncompleteDataError, match=r"no manifest.*rerun the ingest step"):
+    with pytest.raises(MissingDataError, match=r"no data in canonical/feedback_events.*first \(ingest\)"):
         lake.require_inputs(D1, Dataset.FEEDBACK_EVENTS)
+    lake.write_table(Dataset.FEEDBACK_EVENTS, D1, FEEDBACK_SCHEMA.empty_table())  # ingest killed here
+    with pytest.raises(IncompleteDataError, match=r"no manifest.*rerun the ingest step"):
+        lake.require_inputs(D1, Dataset.FEEDBACK_EVENTS, missing_ok=True)
     lake.write_table(Dataset.INTERACTIONS, D1, _interactions())
     with pytest.raises(IncompleteDataError, match=r"canonical/interactions \(2026-03-01, all\)"):
         lake.require_inputs(D1, Dataset.INTERACTIONS, missing_ok=True)
