@@ -74,6 +74,7 @@ def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, A
     day = as_run_date(run_date)
     arm_spec(arm)  # an unknown arm fails here, before any read
     lake = Lake(settings.home)
+    lake.require_inputs(day, Dataset.ITEMS, Dataset.INTERACTIONS)
     items = lake.read_df(Dataset.ITEMS, day)
     interactions = lake.read_df(Dataset.INTERACTIONS, day, columns=[C.USER_ID, C.ITEM_ID, C.RATING, C.TS])
     if interactions.empty:
@@ -104,6 +105,7 @@ def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, A
     }
     path = lake.write_bytes(Dataset.MODELS, day, model_path(arm), payload)
     lake.write_json(Dataset.MODELS, day, model_path(arm, META_FILE), meta)
+    lake.mark_complete(Dataset.MODELS, day, scope=arm)  # candidates and score check it
     log.info(
         "train %s for %s: %d users x %d items in %.2fs, %d bytes",
         arm, day, meta["n_users"], meta["n_items"], fit_seconds, len(payload),
