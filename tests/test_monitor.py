@@ -425,6 +425,7 @@ def _scenario(tmp_path: Path, name: str) -> tuple[Settings, Lake]:
     settings, lake = _healthy_lake(tmp_path, monitor=_ALL_FAIL)
     lake.write_table(Dataset.FEEDBACK_EVENTS, D1, _feedback(D1, 200, 19, [1.0] * 10, hour=9))
     lake.write_table(Dataset.OPE, D1, _insane_ope())
+    lake.mark_all_complete()
     return settings, lake
 
 
