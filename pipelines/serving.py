@@ -42,11 +42,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
+from deepcuts.sql_files import read_query, read_sql  # the .sql files ship as package data
 
 log = get_logger(__name__)
-
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
-QUERY_DIR = SQL_DIR / "queries"
 
 #: The empty version the views point at until the first publish.
 EMPTY_VERSION = 0
@@ -158,22 +156,6 @@ def dialect_dir(engine_or_conn: Engine | Connection) -> str:
     if name == "sqlite":
         return "sqlite"
     raise ServingError(f"unsupported serving database dialect {name!r}; use postgresql or sqlite")
-
-
-def read_sql(dialect: str, name: str) -> str:
-    path = SQL_DIR / dialect / name
-    if not path.exists():
-        raise ServingError(f"missing SQL file {path}; the repository checkout is incomplete")
-    return path.read_text()
-
-
-def read_query(name: str) -> str:
-    """Text of an app query in ``sql/queries`` (e.g. ``user_list.sql``), without comments and final ``;``.
-
-    Comment lines are removed because ``sqlalchemy.text`` would read ``:name`` in them as a parameter.
-    """
-    lines = [ln for ln in (QUERY_DIR / name).read_text().splitlines() if not ln.strip().startswith("--")]
-    return "\n".join(lines).strip().rstrip(";")
 
 
 def split_statements(text: str) -> list[str]:
