@@ -84,6 +84,14 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def serving_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The serving database under test: a SQLite file, or a fresh PostgreSQL database."""
+    from tests.serving_fixtures import url_for
+
+    return url_for(request, request.param, tmp_path)
+
+
 @pytest.fixture
 def redis_url() -> str:
     require_service("Redis", REDIS_HOST, REDIS_PORT)

@@ -3,6 +3,7 @@
 A night has ``users`` users x 4 dayparts x ``list_length`` items. User ``u`` has seen items ``0..9``
 (ids below 100); served items are 100+, so a valid night never serves a seen item. ``shift`` changes
 every list (a different night); ``changed_users`` limits the change to the first users.
+The ``serving_url`` fixture (SQLite, or a fresh PostgreSQL database) lives in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -125,14 +126,6 @@ def publish_nights(tmp_path: Path, url: str, nights: list[date], **overrides: An
         write_night(lake, day, night_frames(day, shift=i))
         assert publish(settings, day)["status"] == "published"
     return settings
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def serving_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The serving database under test: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'serving' / 'serving.db'}"
-    return request.getfixturevalue("postgres_url")
 
 
 def url_for(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:

@@ -33,12 +33,10 @@ from tests.serving_fixtures import (
     PG_FAST_STAGES,
     make_settings,
     night_frames,
-    serving_url,
     url_for,
     write_night,
 )
 
-_ = serving_url  # fixture re-exported for pytest
 REPO = Path(__file__).resolve().parents[1]
 
 

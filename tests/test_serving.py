@@ -12,17 +12,7 @@ from hypothesis import strategies as st
 
 from pipelines import serving
 from pipelines.storage import Lake
-from tests.serving_fixtures import (
-    D1,
-    D2,
-    D3,
-    night_frames,
-    publish_nights,
-    serving_url,
-    write_night,
-)
-
-_ = serving_url  # fixture re-exported for pytest
+from tests.serving_fixtures import D1, D2, D3, night_frames, publish_nights, write_night
 
 
 def test_split_statements_keeps_dollar_blocks_and_drops_comments() -> None:

@@ -31,11 +31,8 @@ from tests.serving_fixtures import (
     make_settings,
     night_frames,
     publish_nights,
-    serving_url,
     write_night,
 )
-
-_ = serving_url  # fixture re-exported for pytest
 
 #: The advisory lock key today's writers took (crc32 of b"deepcuts-serving-publish").
 OLD_ADVISORY_KEY = 395633785
