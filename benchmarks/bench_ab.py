@@ -1,8 +1,8 @@
 """A/B statistics benchmark: A/A false-positive rate of the sequential test, power, and the SRM check.
 
-Runs the statistics of ``models.ab_stats`` exactly as ``pipelines.ab_analysis`` does (cumulative
-per-user totals, one look per night, running minimum of the mSPRT p-value), on synthetic user-level data
-with known truth, so many seeded experiments fit in a minute:
+Runs the statistics of ``deepcuts.models.ab_stats`` exactly as ``deepcuts.pipelines.ab_analysis`` does
+(cumulative per-user totals, one look per night, running minimum of the mSPRT p-value), on synthetic
+user-level data with known truth, so many seeded experiments fit in a minute:
 
 * every night each user visits with probability ``visit_p`` and then sees one list of ``list_len``
   impressions; a user's CTR is drawn once from Beta with mean ``base_ctr`` and concentration ``kappa``
@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from deepcuts.experiment import variant_of
+from deepcuts.models.ab_stats import msprt_p_value, srm_test, user_ctr
 from deepcuts.settings import ABSettings
-from models.ab_stats import msprt_p_value, srm_test, user_ctr
 
 OUT = Path(__file__).resolve().parent / "out"
 

@@ -99,8 +99,8 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the output files (run several variants)")
     args = parser.parse_args()
 
+    from deepcuts.pipelines.simulate import plot_simulation, simulate
     from deepcuts.settings import load_settings
-    from pipelines.simulate import plot_simulation, simulate
 
     tag = f"_{args.tag}" if args.tag else ""
     home = OUT / f"bench_bandit{tag}_home"

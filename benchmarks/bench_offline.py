@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_offline.py [--recommenders-python PATH] [--no-doc]
 
-1. deepcuts: ``pipelines.evaluate.evaluate_dataset`` (the code behind ``deepcuts evaluate``) on
+1. deepcuts: ``deepcuts.pipelines.evaluate.evaluate_dataset`` (the code behind ``deepcuts evaluate``) on
    ``../shared/data/ml-100k/splits/recommenders-item-stratified-seed42`` (given split), every registered arm.
 2. implicit's ALS (installed with deepcuts), two rows: the library defaults (100 factors, regularisation
    0.01, alpha 1, 15 iterations), and the best of a small grid chosen on a validation split carved out of
@@ -49,15 +49,15 @@ sys.path.insert(0, str(ROOT))
 from deepcuts.arms import deep_cut_arm_names, relevance_arm_names  # noqa: E402
 from deepcuts.contracts import C  # noqa: E402
 from deepcuts.metrics import ListContext, accuracy_summary, score_lists  # noqa: E402
-from deepcuts.settings import load_settings  # noqa: E402
-from pipelines.evaluate import (  # noqa: E402
+from deepcuts.pipelines.evaluate import (  # noqa: E402
     evaluate_dataset,
     long_tail_ids,
     make_holdout,
     registry_factories,
     stratified_split,
 )
-from pipelines.loaders import load_dataset, load_split  # noqa: E402
+from deepcuts.pipelines.loaders import load_dataset, load_split  # noqa: E402
+from deepcuts.settings import load_settings  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "ml-100k"
 SPLIT = SHARED / "splits" / "recommenders-item-stratified-seed42"

@@ -30,10 +30,10 @@ import pandas as pd
 from deepcuts.arms import bandit_arm_names
 from deepcuts.contracts import C
 from deepcuts.metrics import ListContext, score_lists
+from deepcuts.models.rerank import RerankParams, rerank
+from deepcuts.pipelines.evaluate import load_evaluation_data, long_tail_ids, make_holdout
+from deepcuts.pipelines.score import ScoringContext, process_arm
 from deepcuts.settings import load_settings
-from models.rerank import RerankParams, rerank
-from pipelines.evaluate import load_evaluation_data, long_tail_ids, make_holdout
-from pipelines.score import ScoringContext, process_arm
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = ROOT.parent / "shared" / "data" / "ml-100k" / "splits" / "recommenders-item-stratified-seed42"
@@ -60,9 +60,9 @@ def _mean_list_quality(frame: pd.DataFrame) -> float:
 
 
 def quality_benchmark(arms: list[str], pool: int) -> dict[str, Any]:
-    from models.base import InteractionMatrix
-    from models.registry import build_recommender
-    from pipelines.candidates import candidate_quotas
+    from deepcuts.models.base import InteractionMatrix
+    from deepcuts.models.registry import build_recommender
+    from deepcuts.pipelines.candidates import candidate_quotas
 
     settings = load_settings()
     train, test, items, _ = load_evaluation_data(
@@ -254,8 +254,8 @@ def step_benchmark(seed: int = 11, users: int = 6040, items: int = 3706, ratings
     import tempfile
 
     from deepcuts.contracts import Dataset
-    from pipelines.score import score_shard
-    from pipelines.storage import Lake
+    from deepcuts.pipelines.score import score_shard
+    from deepcuts.pipelines.storage import Lake
 
     rng = np.random.default_rng(seed)
     run_date = datetime(2026, 1, 31, tzinfo=UTC).date()

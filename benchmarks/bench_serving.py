@@ -1,8 +1,8 @@
 """Serving benchmark on the local PostgreSQL: publish time and reads/second of the app query.
 
 1. Builds one night (``--users`` users x 4 dayparts x ``--list-length`` items) in a temporary lake and
-   publishes it with the real ``pipelines.publish.publish`` (gates, COPY, indexes, view switch) into a
-   fresh database, twice (the second night measures a publish next to a live version).
+   publishes it with the real ``deepcuts.pipelines.publish.publish`` (gates, COPY, indexes, view switch) into
+   a fresh database, twice (the second night measures a publish next to a live version).
 2. Runs ``--threads`` client threads, each with its own connection, executing ``sql/queries/user_list.sql``
    for random (user, daypart) pairs for ``--seconds`` seconds: reads/second and latency percentiles.
 3. Repeats the read loop while a third night is published, counting errors and partial lists.
@@ -36,10 +36,10 @@ sys.path.insert(0, str(REPO))
 
 from deepcuts.arms import bandit_arm_names  # noqa: E402
 from deepcuts.contracts import C, Dataset, Daypart  # noqa: E402
+from deepcuts.pipelines import serving  # noqa: E402
+from deepcuts.pipelines.publish import publish  # noqa: E402
+from deepcuts.pipelines.storage import Lake  # noqa: E402
 from deepcuts.settings import load_settings  # noqa: E402
-from pipelines import serving  # noqa: E402
-from pipelines.publish import publish  # noqa: E402
-from pipelines.storage import Lake  # noqa: E402
 
 DAYPARTS = [d.value for d in Daypart]
 ARMS = list(bandit_arm_names())

@@ -38,9 +38,9 @@ SHAPES: dict[str, tuple[int, int, float]] = {
 
 def run_one(shape: str) -> dict:
     """Generate and read back one shape in this process; returns timings and peak RSS."""
+    from deepcuts.pipelines.loaders import load_dataset
+    from deepcuts.pipelines.world import TruthModel, generate_world
     from deepcuts.settings import WorldSettings
-    from pipelines.loaders import load_dataset
-    from pipelines.world import TruthModel, generate_world
 
     users, items, per_user = SHAPES[shape]
     settings = WorldSettings(users=users, items=items, ratings_per_user=per_user)

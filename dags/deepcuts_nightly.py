@@ -79,74 +79,74 @@ def deepcuts_nightly() -> None:
 
     @task
     def ingest(p: dict[str, Any]) -> dict[str, Any]:
-        from pipelines.ingest import ingest
+        from deepcuts.pipelines.ingest import ingest
 
         return ingest(settings_of(p), run_date_of(p))
 
     @task(map_index_template="{{ task.op_kwargs['arm'] }}")
     def train(p: dict[str, Any], arm: str) -> dict[str, Any]:
-        from pipelines.train import train_arm
+        from deepcuts.pipelines.train import train_arm
 
         return train_arm(settings_of(p), run_date_of(p), arm)
 
     @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
     def candidates(p: dict[str, Any], shard: int) -> dict[str, Any]:
-        from pipelines.candidates import candidates_shard
+        from deepcuts.pipelines.candidates import candidates_shard
 
         return candidates_shard(settings_of(p), run_date_of(p), shard, p["n_shards"])
 
     @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
     def score(p: dict[str, Any], shard: int) -> dict[str, Any]:
-        from pipelines.score import score_shard
+        from deepcuts.pipelines.score import score_shard
 
         return score_shard(settings_of(p), run_date_of(p), shard, p["n_shards"])
 
     @task
     def bandit_update(p: dict[str, Any]) -> dict[str, Any]:
-        from pipelines.bandit_update import bandit_update
+        from deepcuts.pipelines.bandit_update import bandit_update
 
         return bandit_update(settings_of(p), run_date_of(p))
 
     @task
     def assign(p: dict[str, Any]) -> dict[str, Any]:
-        from pipelines.assign import assign
+        from deepcuts.pipelines.assign import assign
 
         return assign(settings_of(p), run_date_of(p))
 
     @task
     def evaluate(p: dict[str, Any]) -> dict[str, Any]:
-        from pipelines.evaluate import evaluate_night
+        from deepcuts.pipelines.evaluate import evaluate_night
 
         return evaluate_night(settings_of(p), run_date_of(p))
 
     @task
     def ab_analysis(p: dict[str, Any]) -> dict[str, Any]:
-        from pipelines.ab_analysis import ab_analysis
+        from deepcuts.pipelines.ab_analysis import ab_analysis
 
         return ab_analysis(settings_of(p), run_date_of(p))
 
     @task
     def ope(p: dict[str, Any]) -> dict[str, Any]:
-        from pipelines.ope import ope
+        from deepcuts.pipelines.ope import ope
 
         return ope(settings_of(p), run_date_of(p))
 
     @task
     def monitor(p: dict[str, Any]) -> dict[str, Any]:
-        from pipelines.monitor import monitor
+        from deepcuts.pipelines.monitor import monitor
 
         return monitor(settings_of(p), run_date_of(p))
 
     # One writer at a time on the serving DB, whatever else runs in parallel (backfills included).
     @task(pool=PUBLISH_POOL, outlets=[SERVING_TABLES])
     def publish(p: dict[str, Any]) -> dict[str, Any]:
-        from pipelines.publish import publish
+        from deepcuts.pipelines.publish import publish
 
         return publish(settings_of(p), run_date_of(p))
 
     @task(outlets=[NIGHTLY_REPORT])
     def report(p: dict[str, Any]) -> dict[str, Any]:
-        from pipelines.report import report
+        from deepcuts.pipelines.report import report
 
         return report(settings_of(p), run_date_of(p))
 

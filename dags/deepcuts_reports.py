@@ -36,8 +36,8 @@ from deepcuts.airflow_support import SERVING_TABLES, DeepcutsFailureNotifier, ta
 def deepcuts_reports() -> None:
     @task
     def build_index() -> dict[str, Any]:
+        from deepcuts.pipelines.report import build_index
         from deepcuts.settings import load_settings
-        from pipelines.report import build_index
 
         return build_index(load_settings())
 

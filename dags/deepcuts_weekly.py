@@ -1,6 +1,6 @@
 """deepcuts_weekly: the weekly diversity and performance review. Wiring only.
 
-Every Sunday at midnight it reviews the seven nights up to Saturday (``pipelines.weekly_review``):
+Every Sunday at midnight it reviews the seven nights up to Saturday (``deepcuts.pipelines.weekly_review``):
 7- and 28-night trends of the monitored metrics and A/B CTRs, niche discovery by genre, the bandit's
 arm shares per context, the A/B status and the alerts of the week. The page goes next to the nightly
 reports (Browse > Deep-cut reports, ``weekly/``). It reads the nightly outputs (inlet: the nightly
@@ -51,8 +51,8 @@ def deepcuts_weekly() -> None:
     def weekly_review(**context: Any) -> dict[str, Any]:
         from datetime import date
 
+        from deepcuts.pipelines.weekly_review import weekly_review
         from deepcuts.settings import load_settings
-        from pipelines.weekly_review import weekly_review
 
         night = last_night_of_week(context, context["params"].get("run_date"))
         return weekly_review(load_settings(), date.fromisoformat(night))

@@ -5,12 +5,13 @@ Airflow does not authenticate plugin FastAPI apps (a mounted sub-app inherits no
 dependencies), so every route here depends on Airflow's own ``get_user``: the browser's Airflow session
 cookie or a ``Bearer`` JWT is required, and an anonymous request gets 401.
 
-Reports are read through the lake (``pipelines.storage.Lake``), so a remote lake (``s3://``) works too.
+Reports are read through the lake (``deepcuts.pipelines.storage.Lake``), so a remote lake (``s3://``) works
+too.
 
 The pages show values that came from data (feedback logs, catalogs), under the Airflow origin, to every
-logged-in user. Besides escaping them where the HTML is written (``pipelines.report``, the Data Docs
-sanitiser in ``pipelines.data_docs``), every response carries a Content-Security-Policy that allows no
-script at all and no resource from another origin, and ``nosniff``, so a value that slipped through
+logged-in user. Besides escaping them where the HTML is written (``deepcuts.pipelines.report``, the Data Docs
+sanitiser in ``deepcuts.pipelines.data_docs``), every response carries a Content-Security-Policy that allows
+no script at all and no resource from another origin, and ``nosniff``, so a value that slipped through
 escaping still cannot run, and the pages render offline. On a local lake a path whose real location
 (symlinks resolved) is outside the reports folder is a 404.
 """
@@ -51,8 +52,8 @@ SECURITY_HEADERS: dict[str, str] = {
 
 
 def _lake():  # -> Lake; imported lazily so the API server starts without pandas work
+    from deepcuts.pipelines.storage import Lake
     from deepcuts.settings import load_settings
-    from pipelines.storage import Lake
 
     return Lake(load_settings().home)
 

@@ -50,11 +50,11 @@ def run_date_of(plan: dict[str, Any]) -> date:
 def night_plan(params: Mapping[str, Any], run_date: str) -> dict[str, Any]:
     """The plan of one DAG run, decided once by its ``plan`` task (an XCom every task receives).
 
-    ``arms``: the ``arms`` param (default ``arms.enabled``) through :func:`pipelines.plan.plan_arms`
+    ``arms``: the ``arms`` param (default ``arms.enabled``) through :func:`deepcuts.pipelines.plan.plan_arms`
     (registry order, the A/B control arm always in); ``n_shards``: the param or ``arms.user_shards``.
     """
+    from deepcuts.pipelines.plan import plan_arms
     from deepcuts.settings import load_settings
-    from pipelines.plan import plan_arms
 
     settings = load_settings()
     arms = plan_arms(settings, date.fromisoformat(run_date), params.get("arms"))
@@ -65,8 +65,8 @@ def night_plan(params: Mapping[str, Any], run_date: str) -> dict[str, Any]:
 def settings_of(plan: Mapping[str, Any]) -> Settings:
     """A task's settings: ``load_settings()`` with ``arms.enabled`` set to the run's planned arms, so
     every task of a run (mapped or not) works on the same arms whatever the settings file says now."""
+    from deepcuts.pipelines.plan import with_arms
     from deepcuts.settings import load_settings
-    from pipelines.plan import with_arms
 
     return with_arms(load_settings(), plan["arms"])
 
@@ -104,8 +104,8 @@ class DeepcutsFailureNotifier(BaseNotifier):
         self.what = what
 
     def notify(self, context: Any) -> None:
+        from deepcuts.pipelines.alerting import send_alerts
         from deepcuts.settings import load_settings
-        from pipelines.alerting import send_alerts
 
         ti = context.get("ti") or context.get("task_instance")
         dag_run = context.get("dag_run")

@@ -102,7 +102,7 @@ def run_bench(
     """Generate a world of ``shape`` under ``workdir`` (reused if present) and time one night, running
     the mapped tasks of each step ``slots`` at a time (default: one per CPU)."""
     slots = int(slots or os.cpu_count() or 1)
-    from pipelines.nightly import STEPS
+    from deepcuts.pipelines.nightly import STEPS
 
     users, items, ratings = SHAPES[shape]
     home = (workdir / shape).resolve()

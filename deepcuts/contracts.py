@@ -55,7 +55,7 @@ class C:
     # deep-cut scores per candidate (scored) and per list (list_metrics); docs/deep-cuts.md
     RELEVANCE: Final = "relevance"
     POPULARITY_PERCENTILE: Final = "popularity_percentile"
-    POPULARITY_SHARE: Final = "popularity_share"  # n_i / N (models.item_stats)
+    POPULARITY_SHARE: Final = "popularity_share"  # n_i / N (deepcuts.models.item_stats)
     UNEXPECTEDNESS_GENRE: Final = "unexpectedness_genre"
     UNEXPECTEDNESS_EMBEDDING: Final = "unexpectedness_embedding"
     UNEXPECTEDNESS: Final = "unexpectedness"

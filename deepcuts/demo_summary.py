@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset, Variant
+from deepcuts.pipelines.storage import Lake, MissingDataError
 from deepcuts.settings import Settings
-from pipelines.storage import Lake, MissingDataError
 
 
 def _fmt(feedback: dict[str, Any], metric: str, variant: str, spec: str = ".3f") -> str:
@@ -59,7 +59,7 @@ def _pair(feedback: dict[str, Any], metric: str, spec: str) -> str:
 
 def _scoreboard(lake: Lake, run_date: date) -> list[str]:
     """The product scoreboard ``ab_analysis`` computed for the last night, one line per target."""
-    from pipelines.ab_analysis import VERDICT_FILE, Status, scoreboard_headline, scoreboard_rows
+    from deepcuts.pipelines.ab_analysis import VERDICT_FILE, Status, scoreboard_headline, scoreboard_rows
 
     if not lake.exists(Dataset.AB_RESULTS, run_date, VERDICT_FILE):
         return [f"product scoreboard: no A/B analysis for {run_date}"]
@@ -107,7 +107,7 @@ def _list_health(lake: Lake, run_date: date) -> list[str]:
 
 def _app_query_example(settings: Settings, lake: Lake, run_date: date) -> list[str]:
     """Run the app's own read query (sql/queries/user_list.sql) for one user and show the result."""
-    from pipelines.serving import read_user_list, serving_engine
+    from deepcuts.pipelines.serving import read_user_list, serving_engine
 
     try:
         served = lake.read_df(

@@ -7,7 +7,7 @@ lowering it only moves treatment users back.
 The registry: every operator decision (``deepcuts experiment start|ramp|stop|ship``) is an :class:`Entry`
 that puts an :class:`ExperimentState` in force from a run date on; :func:`state_at` folds the entries
 for one run date; :func:`next_entry` checks a command against the state. Storage (serving DB and the
-lake copy the nightly steps read) is in ``pipelines.experiment_registry``.
+lake copy the nightly steps read) is in ``deepcuts.pipelines.experiment_registry``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from deepcuts.contracts import Variant
 from deepcuts.settings import ABSettings
 
 _BUCKETS = 10_000
-#: The verdict of ``pipelines.ab_analysis`` that lets ``ship treatment`` through without ``--force``.
+#: The verdict of ``deepcuts.pipelines.ab_analysis`` that lets ``ship treatment`` through without ``--force``.
 SHIP_VERDICT: Final = "treatment wins"
 
 

@@ -488,7 +488,7 @@ class SimulatorSettings(Section):
     """The closed-loop simulator (``deepcuts simulate``); docs/simulator.md."""
 
     #: Registry steps that ``run_night`` skips during a simulation (e.g. ``["report"]`` to save time);
-    #: names of ``pipelines.nightly.STEPS``, checked when the settings load.
+    #: names of ``deepcuts.pipelines.nightly.STEPS``, checked when the settings load.
     skip_steps: tuple[str, ...] = ()
     #: Synthetic world: probability that a simulated user rates an item they clicked.
     rating_probability: float = Field(0.5, ge=0, le=1)
@@ -515,9 +515,9 @@ class SimulatorSettings(Section):
 
 
 class MonitorSettings(Section):
-    """Nightly health checks (``pipelines.monitor``; docs/monitoring.md). A failed check is an alert with
-    severity ``critical`` if its name is in ``critical_checks``, else ``warning``; a critical alert blocks
-    the publish of its run date (the app keeps the previous version)."""
+    """Nightly health checks (``deepcuts.pipelines.monitor``; docs/monitoring.md). A failed check is an alert
+    with severity ``critical`` if its name is in ``critical_checks``, else ``warning``; a critical alert
+    blocks the publish of its run date (the app keeps the previous version)."""
 
     #: Band for the share of served slots that are long-tail items.
     long_tail_min: float = Field(0.2, ge=0, le=1)
@@ -550,7 +550,8 @@ class MonitorSettings(Section):
     #: OPE: estimates must lie in [0, 1] and inside their CI; ESS below this is a warning.
     min_ope_ess: float = Field(30.0, ge=0)
     #: Checks whose failure is critical (blocks the publish); all others are warnings. Names of
-    #: ``pipelines.monitor_checks.CHECKS``, checked when the settings load (a typo would drop the veto).
+    #: ``deepcuts.pipelines.monitor_checks.CHECKS``, checked when the settings load (a typo would drop the
+    # veto).
     critical_checks: tuple[str, ...] = (
         "served_lists_present",
         "mean_predicted_quality",
@@ -567,7 +568,7 @@ class MonitorSettings(Section):
 
 
 class ReportSettings(Section):
-    """The nightly HTML report (``pipelines.report``; docs/architecture.md)."""
+    """The nightly HTML report (``deepcuts.pipelines.report``; docs/architecture.md)."""
 
     #: Resolution of the embedded plots.
     dpi: int = Field(90, ge=20)
@@ -576,7 +577,8 @@ class ReportSettings(Section):
 
 
 class WeeklyReviewSettings(Section):
-    """The weekly diversity and performance review (``pipelines.weekly_review``; docs/operations.md)."""
+    """The weekly diversity and performance review (``deepcuts.pipelines.weekly_review``;
+    docs/operations.md)."""
 
     #: The week: nights whose genres, arm shares and alerts the review shows, and the short trend window.
     short_window_days: int = Field(7, ge=1)
@@ -585,7 +587,7 @@ class WeeklyReviewSettings(Section):
 
 
 class PublishSettings(Section):
-    """Versioned publish to the serving DB (``pipelines.publish``; docs/serving.md)."""
+    """Versioned publish to the serving DB (``deepcuts.pipelines.publish``; docs/serving.md)."""
 
     #: Versions whose tables are kept (the live one included); older ones are dropped.
     keep_versions: int = Field(7, ge=1)
@@ -700,8 +702,8 @@ class Settings(BaseSettings):
         # The registries live beside the code they name and import this module, so they are imported
         # here, once a Settings is built, never at import time. A typo must not silently drop a check
         # from the publish veto or a step from the simulator's skip list.
-        from pipelines.monitor_checks import CHECK_NAMES
-        from pipelines.nightly import STEP_NAMES
+        from deepcuts.pipelines.monitor_checks import CHECK_NAMES
+        from deepcuts.pipelines.nightly import STEP_NAMES
 
         _known("monitor.critical_checks", self.monitor.critical_checks, CHECK_NAMES, "checks")
         _known("simulator.skip_steps", self.simulator.skip_steps, STEP_NAMES, "steps")

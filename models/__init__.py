@@ -1,1 +1,2 @@
-"""Recommenders (one module per algorithm behind `models.base.Recommender`), the bandit and the re-ranker."""
+"""Recommenders (one module per algorithm behind `deepcuts.models.base.Recommender`), the bandit and the
+re-ranker."""

@@ -1,7 +1,7 @@
 """A/B test statistics with users as the unit: delta-method CTR, lift, mSPRT and the SRM check.
 
 Everything here is pure math on per-user totals (numpy arrays); the nightly step
-``pipelines.ab_analysis`` does the I/O.
+``deepcuts.pipelines.ab_analysis`` does the I/O.
 
 Notation (one variant): user ``i`` of ``N`` saw ``n_i`` impressions and made ``c_i`` clicks.
 

@@ -1,7 +1,7 @@
 """Beta-Bernoulli Thompson sampling over the arms, per context: posterior arithmetic and selection odds.
 
-Notation: contexts ``c`` (segment x daypart, :data:`models.context.CONTEXTS`), arms ``k``; the posterior
-of the click-through rate of arm ``k`` in context ``c`` is ``Beta(alpha[c, k], beta[c, k])``.
+Notation: contexts ``c`` (segment x daypart, :data:`deepcuts.models.context.CONTEXTS`), arms ``k``; the
+posterior of the click-through rate of arm ``k`` in context ``c`` is ``Beta(alpha[c, k], beta[c, k])``.
 
 Daily update with discounting toward the prior ``Beta(a0, b0)`` (``d`` = ``discount``, ``s``/``f`` =
 the day's successes/failures):

@@ -228,7 +228,7 @@ class Recommender(ABC):
     """
 
     name: ClassVar[str]
-    #: True for models that score from a user's history row: ``models.registry`` then sets
+    #: True for models that score from a user's history row: ``deepcuts.models.registry`` then sets
     #: ``preference`` from ``arms.preference_*``.
     uses_preference: ClassVar[bool] = False
 
@@ -245,7 +245,7 @@ class Recommender(ABC):
     def from_settings(
         cls, settings: Settings, config: Any, seed: int, *, base: Recommender | None = None
     ) -> Self:
-        """The arm as the night builds it (``models.registry.build_recommender``): ``config`` is its
+        """The arm as the night builds it (``deepcuts.models.registry.build_recommender``): ``config`` is its
         ``settings.arms`` section (None for an arm without one). Deep-cut arms override this to take
         their ``base`` model and the shared quality settings."""
         if base is not None:

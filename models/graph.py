@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix, Recommender
+from deepcuts.models.item_cf import assemble_sparse, topk_block
 from deepcuts.settings import GraphSettings
-from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
-from models.item_cf import assemble_sparse, topk_block
 
 
 def rp3beta_weights(

@@ -24,8 +24,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
+from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 from deepcuts.settings import ItemCFSettings
-from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 
 
 def ease_weights(X: sp.spmatrix, lam: float) -> FloatArray:

@@ -22,7 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from deepcuts.contracts import C
-from models.base import FloatArray, IntArray, InteractionMatrix
+from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix
 
 BoolArray = npt.NDArray[np.bool_]
 

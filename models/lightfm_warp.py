@@ -22,8 +22,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from deepcuts.contracts import C
+from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 from deepcuts.settings import LightFMSettings
-from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 
 
 def genre_feature_matrix(

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from deepcuts.formulas import scale_5pt
+from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix, Recommender
+from deepcuts.models.item_stats import ItemStats
 from deepcuts.settings import LongTailSettings, QualitySettings, Settings
-from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
-from models.item_stats import ItemStats
 
 
 def scale_floor(floor_5pt: float, rating_scale: tuple[float, float]) -> float:
@@ -85,10 +85,12 @@ class QualityFloorMixin:
     def from_settings(
         cls, settings: Settings, config: Any, seed: int, *, base: Recommender | None = None
     ) -> Self:
-        """A deep-cut arm re-weights ``base`` (``arms.<arm>.base``, built by ``models.registry``) and
+        """A deep-cut arm re-weights ``base`` (``arms.<arm>.base``, built by ``deepcuts.models.registry``) and
         floors items by the shared ``arms.quality`` settings on the source's rating scale."""
         if base is None:
-            raise ValueError(f"{cls.__name__} needs its base model (its section's base); see models.registry")
+            raise ValueError(
+                f"{cls.__name__} needs its base model (its section's base); see deepcuts.models.registry"
+            )
         return cls(
             config,  # type: ignore[call-arg]
             seed=seed,

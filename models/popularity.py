@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
+from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 
 
 class PopularityRecommender(Recommender):

@@ -14,9 +14,9 @@ import importlib
 from typing import Any
 
 from deepcuts.arms import ArmRole, arm_spec
+from deepcuts.models.base import Preference, Recommender
+from deepcuts.models.long_tail import scale_floor
 from deepcuts.settings import Settings
-from models.base import Preference, Recommender
-from models.long_tail import scale_floor
 
 
 def arm_class(arm: str) -> type[Recommender]:
@@ -27,7 +27,7 @@ def arm_class(arm: str) -> type[Recommender]:
         module_name = f"{__package__}.{module_name}"  # a module of this package
     cls = getattr(importlib.import_module(module_name), class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Recommender)):
-        raise TypeError(f"arm {arm!r}: {spec.model} is not a models.base.Recommender subclass")
+        raise TypeError(f"arm {arm!r}: {spec.model} is not a deepcuts.models.base.Recommender subclass")
     return cls
 
 

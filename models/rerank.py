@@ -11,7 +11,7 @@ Objective (marginal gain of adding candidate ``i`` to the partial list ``S`` of 
               + w * quality_i
 
 - ``rel_i`` is the arm's relevance normalised to [0, 1] per user (see
-  :func:`models.deepcut_scores.normalise_relevance`);
+  :func:`deepcuts.models.deepcut_scores.normalise_relevance`);
 - ``sim(i, j)`` is the cosine of the items' multi-hot genre vectors (MMR, Carbonell & Goldstein 1998);
 - ``p_u(g)`` is the user's genre profile and ``q(g|S) = sum_{i in S} p(g|i) / |S|`` the list's genre
   mix with ``p(g|i) = 1/|genres(i)|`` for each genre of ``i``; ``q~ = (1 - a) q + a p`` (Steck 2018,

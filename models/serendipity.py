@@ -1,8 +1,8 @@
 """Serendipity arm: relevance x unexpectedness, under the quality floor.
 
 Relevance ``r_ui in [0, 1]`` is the base model's score min-max normalised over the user's unseen items
-(as in :mod:`models.long_tail`). Unexpectedness mixes two distances from what the user already expects
-(Ge et al., 2010; Kotkov et al., 2016):
+(as in :mod:`deepcuts.models.long_tail`). Unexpectedness mixes two distances from what the user already
+expects (Ge et al., 2010; Kotkov et al., 2016):
 
 - genre distance from the user's history profile: with ``g_i`` the L2-normalised genre indicator vector
   of item ``i`` and ``p_u`` the L2-normalised sum of ``g_j`` over the user's history,
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix, Recommender
+from deepcuts.models.lightfm_warp import genre_feature_matrix
+from deepcuts.models.long_tail import QualityFloorMixin
 from deepcuts.settings import QualitySettings, SerendipitySettings, Settings
-from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
-from models.lightfm_warp import genre_feature_matrix
-from models.long_tail import QualityFloorMixin
 
 
 class SerendipityRecommender(QualityFloorMixin, Recommender):

@@ -19,8 +19,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
+from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 from deepcuts.settings import SVDSettings
-from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 
 
 class SVDRecommender(Recommender):

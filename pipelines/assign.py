@@ -3,7 +3,8 @@
 For every user in ``interactions(D)`` and every daypart:
 
 - context = (segment from the user's history as of the end of D, daypart);
-- variant = the experiment in force for ``D`` (``pipelines.experiment_registry.state_for``: the registry's
+- variant = the experiment in force for ``D`` (``deepcuts.pipelines.experiment_registry.state_for``: the
+registry's
   lake copy, the ``ab.*`` settings before its first entry): while it runs, the salted hash split of
   ``deepcuts.experiment.variant_of`` (stable across nights; a ramp moves only the users between the old
   and the new share); once shipped or stopped, the shipped variant (control after a stop) for everyone;
@@ -30,14 +31,14 @@ import pandas as pd
 
 from deepcuts.contracts import C, Dataset, Variant
 from deepcuts.experiment import ExperimentState
+from deepcuts.models.bandit import BanditConfig, posterior_mean, sample_arms, uniform_hash
+from deepcuts.models.context import DAYPARTS, SEGMENTS, category_codes, context_arm_frame, user_segments
+from deepcuts.pipelines.bandit_update import policy_probabilities, posterior_arrays
+from deepcuts.pipelines.experiment_registry import state_for
+from deepcuts.pipelines.storage import Lake, MissingDataError
 from deepcuts.progress import get_logger
 from deepcuts.seeds import derive_seed, rng_for
 from deepcuts.settings import Settings
-from models.bandit import BanditConfig, posterior_mean, sample_arms, uniform_hash
-from models.context import DAYPARTS, SEGMENTS, category_codes, context_arm_frame, user_segments
-from pipelines.bandit_update import policy_probabilities, posterior_arrays
-from pipelines.experiment_registry import state_for
-from pipelines.storage import Lake, MissingDataError
 
 log = get_logger(__name__)
 
@@ -122,7 +123,8 @@ def draw_assignments(
 def _baseline_lists(settings: Settings, lake: Lake, run_date: date, arm: str) -> pd.DataFrame:
     """Top ``list_length`` candidates of the baseline arm, as ranked by the arm, with novelty and the
     long-tail flag: from ``scored(D)`` (every candidate of every arm, with its deep-cut scores); when the
-    score step did not cover the baseline arm, from ``candidates(D)`` and :mod:`models.item_stats`."""
+    score step did not cover the baseline arm, from ``candidates(D)`` and
+    :mod:`deepcuts.models.item_stats`."""
     length = settings.rerank.list_length
     columns = [C.USER_ID, C.ITEM_ID, C.RANK, C.SCORE]
     if lake.parts(Dataset.SCORED, run_date, subdir=arm):
@@ -132,8 +134,8 @@ def _baseline_lists(settings: Settings, lake: Lake, run_date: date, arm: str) ->
         top = scored[scored[C.RANK] <= length]
         return top.assign(**{C.ARM: arm, C.REASON: BASELINE_REASON})
 
-    from models.deepcut_scores import novelty
-    from models.item_stats import ItemStats
+    from deepcuts.models.deepcut_scores import novelty
+    from deepcuts.models.item_stats import ItemStats
 
     log.info(
         "assign %s: no scored candidates for baseline arm %r, using candidates + item stats", run_date, arm

@@ -27,15 +27,13 @@ import numpy as np
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset, EventType, Variant
-from deepcuts.progress import get_logger
-from deepcuts.settings import Settings
-from models.bandit import (
+from deepcuts.models.bandit import (
     BanditConfig,
     discount_toward_prior,
     pool_with,
     selection_probabilities,
 )
-from models.context import (
+from deepcuts.models.context import (
     CONTEXTS,
     DAYPARTS,
     category_codes,
@@ -43,7 +41,9 @@ from models.context import (
     context_index,
     pooling_groups,
 )
-from pipelines.storage import Lake, MissingDataError
+from deepcuts.pipelines.storage import Lake, MissingDataError
+from deepcuts.progress import get_logger
+from deepcuts.settings import Settings
 
 log = get_logger(__name__)
 

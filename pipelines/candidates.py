@@ -26,13 +26,13 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from deepcuts.contracts import CANDIDATES_SCHEMA, C, Dataset
+from deepcuts.models.base import InteractionMatrix, blas_threads
+from deepcuts.models.item_stats import ItemStats
+from deepcuts.models.long_tail import scale_floor
+from deepcuts.pipelines.storage import Lake, as_run_date
+from deepcuts.pipelines.train import load_model
 from deepcuts.progress import get_logger, progress
 from deepcuts.settings import Settings
-from models.base import InteractionMatrix, blas_threads
-from models.item_stats import ItemStats
-from models.long_tail import scale_floor
-from pipelines.storage import Lake, as_run_date
-from pipelines.train import load_model
 
 log = get_logger(__name__)
 

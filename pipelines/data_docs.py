@@ -6,7 +6,7 @@ its HTML through string templates that do not escape them, so a feedback event w
 origin. Its pages also load jQuery, Bootstrap, bootstrap-table, Vega and Font Awesome from CDNs (GX ships
 only its own CSS, fonts and images), and its index page is an empty table filled in by script.
 
-So, around ``build_data_docs`` (``pipelines.validation``):
+So, around ``build_data_docs`` (``deepcuts.pipelines.validation``):
 
 1. :func:`escape_results` HTML-escapes every string inside each expectation's ``result`` in the store
    before GX renders it (the values come from data; the expectation configurations come from our code);

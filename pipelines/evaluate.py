@@ -35,8 +35,8 @@ from deepcuts.seeds import derive_seed
 from deepcuts.settings import Settings, SourceSettings
 
 if TYPE_CHECKING:
-    from models.base import Recommender
-    from pipelines.storage import Lake
+    from deepcuts.models.base import Recommender
+    from deepcuts.pipelines.storage import Lake
 
 log = get_logger(__name__)
 
@@ -154,8 +154,8 @@ def make_holdout(train: pd.DataFrame, test: pd.DataFrame) -> Holdout:
 
 # ------------------------------------------------------------------------------------------ offline
 def long_tail_ids(train: pd.DataFrame, items: pd.DataFrame, settings: Settings) -> np.ndarray:
-    """Long-tail items of ``train`` by the models' own definition (``models.item_stats``)."""
-    from models.item_stats import ItemStats
+    """Long-tail items of ``train`` by the models' own definition (``deepcuts.models.item_stats``)."""
+    from deepcuts.models.item_stats import ItemStats
 
     stats = ItemStats.from_frames(
         train, items, settings.arms.quality.prior_weight, settings.arms.long_tail.head_share
@@ -291,8 +291,8 @@ def resolve_arms(spec: str | None) -> list[str]:
 
 
 def registry_factories(names: list[str], settings: Settings) -> dict[str, Callable[[], Recommender]]:
-    """Factories from ``models.registry.build_recommender`` with a derived seed per arm."""
-    from models.registry import build_recommender
+    """Factories from ``deepcuts.models.registry.build_recommender`` with a derived seed per arm."""
+    from deepcuts.models.registry import build_recommender
 
     def factory(arm: str) -> Callable[[], Recommender]:
         seed = derive_seed(settings.arms.seed, "offline-evaluation", arm)
@@ -329,7 +329,7 @@ def load_evaluation_data(
     (default: the nearest parent folder of the train file holding the items file). Otherwise the
     dataset at ``path`` is split by ``protocol`` (``stratified`` or ``temporal``).
     """
-    from pipelines.loaders import load_dataset, load_split
+    from deepcuts.pipelines.loaders import load_dataset, load_split
 
     options = settings.source
     if (train_file is None) != (test_file is None):
@@ -374,10 +374,10 @@ def evaluate_dataset(
 ) -> dict[str, Any]:
     """Load, split, evaluate: the JSON document of ``deepcuts evaluate``.
 
-    ``factory(arm)`` builds an unfitted recommender (default: ``models.registry.build_recommender``
+    ``factory(arm)`` builds an unfitted recommender (default: ``deepcuts.models.registry.build_recommender``
     with a seed derived from ``arms.seed``). With ``rerank`` and no ``list_transform``, every arm's
-    top ``arms.candidates_n`` (with the nightly candidate quotas, ``pipelines.candidates``) go through
-    the deep-cut re-ranker (``pipelines.score.rerank_transform``,
+    top ``arms.candidates_n`` (with the nightly candidate quotas, ``deepcuts.pipelines.candidates``) go
+    through the deep-cut re-ranker (``deepcuts.pipelines.score.rerank_transform``,
     lists of length k) and are scored under ``"served"``.
     """
     k = k or settings.evaluate.k
@@ -387,9 +387,9 @@ def evaluate_dataset(
     )
     quotas: list[tuple[np.ndarray, int]] = []
     if list_transform is None and rerank:
-        from models.base import InteractionMatrix
-        from pipelines.candidates import candidate_quotas
-        from pipelines.score import rerank_transform
+        from deepcuts.models.base import InteractionMatrix
+        from deepcuts.pipelines.candidates import candidate_quotas
+        from deepcuts.pipelines.score import rerank_transform
 
         list_transform = rerank_transform(settings, train, items, length=k)
         quotas = candidate_quotas(InteractionMatrix.from_frames(train, items), settings)
@@ -469,7 +469,7 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
     ``summary.json``. On the first night there is no previous list: only beyond-accuracy metrics, and
     the summary says so.
     """
-    from pipelines.storage import Lake, as_run_date
+    from deepcuts.pipelines.storage import Lake, as_run_date
 
     run_date = as_run_date(run_date)
     lake = Lake(settings.home)

@@ -26,8 +26,8 @@ from deepcuts.experiment import (
     next_entry,
     state_at,
 )
+from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import Settings
-from pipelines.storage import Lake
 
 REGISTRY_FILE: Final = "registry.json"
 SQL_FILE: Final = "experiments.sql"
@@ -79,7 +79,7 @@ def next_run_date(lake: Lake, today: date) -> date:
 
 def verdicts(lake: Lake, until: date | None = None) -> list[dict[str, Any]]:
     """Every ``verdict.json`` written by ``ab_analysis`` (up to ``until``), in run-date order."""
-    from pipelines.ab_analysis import VERDICT_FILE
+    from deepcuts.pipelines.ab_analysis import VERDICT_FILE
 
     return [
         lake.read_json(Dataset.AB_RESULTS, day, VERDICT_FILE)
@@ -90,7 +90,7 @@ def verdicts(lake: Lake, until: date | None = None) -> list[dict[str, Any]]:
 
 def latest_verdict(lake: Lake, experiment: str) -> dict[str, Any] | None:
     """The ``verdict.json`` of the latest analysed night of ``experiment`` (None before the first)."""
-    from pipelines.ab_analysis import VERDICT_FILE
+    from deepcuts.pipelines.ab_analysis import VERDICT_FILE
 
     for day in reversed(lake.run_dates(Dataset.AB_RESULTS)):
         if lake.exists(Dataset.AB_RESULTS, day, VERDICT_FILE):
@@ -112,7 +112,7 @@ def append(settings: Settings, build: Callable[[ExperimentState], Command]) -> E
     Raises :class:`ExperimentError` when the command is not allowed (state rules, or an effective
     date on or before a run date that already has assignments: decisions are never retroactive).
     """
-    from pipelines.serving import run_sql_file, serving_engine
+    from deepcuts.pipelines.serving import run_sql_file, serving_engine
 
     lake = Lake(settings.home)
     default = ExperimentState.from_settings(settings.ab)
@@ -141,7 +141,7 @@ def append(settings: Settings, build: Callable[[ExperimentState], Command]) -> E
 
 def read_registry(settings: Settings) -> list[Entry]:
     """The entries as the serving DB has them (``deepcuts experiment status``)."""
-    from pipelines.serving import run_sql_file, serving_engine
+    from deepcuts.pipelines.serving import run_sql_file, serving_engine
 
     engine = serving_engine(settings)
     try:

@@ -1,7 +1,7 @@
 """Nightly ingest: validate the day's new data with GX and publish the canonical tables for run date D.
 
-Inputs: the source (catalog + rating history, ``pipelines.loaders.load_source``) and the app's raw logs in
-``landing/feedback_events(D)``. Outputs for ``D``:
+Inputs: the source (catalog + rating history, ``deepcuts.pipelines.loaders.load_source``) and the app's raw
+logs in ``landing/feedback_events(D)``. Outputs for ``D``:
 
 * ``canonical/items(D)``: the validated catalog (re-validated every night; it is small);
 * ``canonical/interactions(D) = interactions(P) ∪ new source ratings ∪ rating events of feedback(D)``,
@@ -17,9 +17,9 @@ Inputs: the source (catalog + rating history, ``pipelines.loaders.load_source``)
 * GX Data Docs under ``reports/gx/`` when the lake is local.
 
 Table-level failures (schema, empty day, volume collapse, quarantine share) raise
-:class:`~pipelines.validation.ValidationFailed` before anything is written. A missing landing partition
-is an empty day (a failure) except on the first night. Rerunning D reads only partitions before D, so it
-writes the same bytes.
+:class:`~deepcuts.pipelines.validation.ValidationFailed` before anything is written. A missing landing
+partition is an empty day (a failure) except on the first night. Rerunning D reads only partitions before D,
+so it writes the same bytes.
 """
 
 from __future__ import annotations
@@ -36,9 +36,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from deepcuts.contracts import FEEDBACK_SCHEMA, INTERACTIONS_SCHEMA, C, Dataset, EventType
-from deepcuts.progress import get_logger, progress
-from pipelines.storage import Lake, as_run_date, conform
-from pipelines.validation import (
+from deepcuts.pipelines.storage import Lake, as_run_date, conform
+from deepcuts.pipelines.validation import (
     LINE_COLUMNS,
     Kind,
     Outcome,
@@ -51,10 +50,11 @@ from pipelines.validation import (
     read_raw,
     validate_frame,
 )
+from deepcuts.progress import get_logger, progress
 
 if TYPE_CHECKING:
+    from deepcuts.pipelines.loaders import SourceData
     from deepcuts.settings import Settings
-    from pipelines.loaders import SourceData
 
 log = get_logger(__name__)
 
@@ -71,7 +71,7 @@ _QUARANTINE = {
 
 def ingest(settings: Settings, run_date: date | str) -> dict[str, Any]:
     """The nightly ingest step for ``run_date`` (see the module docstring). Returns counts."""
-    from pipelines.loaders import load_source
+    from deepcuts.pipelines.loaders import load_source
 
     return ingest_source(settings, as_run_date(run_date), load_source(settings))
 

@@ -447,11 +447,11 @@ def _require(frame: pd.DataFrame, columns: list[str] | tuple[str, ...], where: P
 def _ids(values: pd.Series, where: Path, column: str) -> pd.Series:
     """Integer ids: int64 when every value parses, else nullable Int64 with <NA> for the bad cells.
 
-    Parsed exactly as 64-bit integers (``pipelines.validation.exact_int64``, the rule ingest applies),
-    never through float64: one bad cell must not round ``9007199254740993`` or merge ``2**62`` and
+    Parsed exactly as 64-bit integers (``deepcuts.pipelines.validation.exact_int64``, the rule ingest
+    applies), never through float64: one bad cell must not round ``9007199254740993`` or merge ``2**62`` and
     ``2**62 + 1``. Files are read with their id columns as text for the same reason.
     """
-    from pipelines.validation import exact_int64
+    from deepcuts.pipelines.validation import exact_int64
 
     if pd.api.types.is_integer_dtype(values.dtype):
         return values.astype("int64") if not values.isna().any() else values.astype("Int64")

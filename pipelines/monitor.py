@@ -1,12 +1,12 @@
 """Nightly step ``monitor``: run the check registry, write the findings and alerts, and the publish veto.
 
-``monitor(settings, run_date)`` runs :data:`pipelines.monitor_checks.CHECKS` in order (docs/monitoring.md),
-writes every finding to ``monitor/checks`` and the failed ones to ``monitor/alerts`` (Parquet), replaces
-the run date's monitor alerts in the serving database's ``alerts`` table, and sends the alerts (log
-always; webhook / e-mail when configured, :func:`pipelines.alerting.send_alerts`). A failed check is
-``critical`` when its name is in ``monitor.critical_checks`` (validated against the registry when settings
-load) and ``warning`` otherwise; an unacknowledged critical alert makes the publish of that run date
-refuse to switch, so the app keeps yesterday's version.
+``monitor(settings, run_date)`` runs :data:`deepcuts.pipelines.monitor_checks.CHECKS` in order
+(docs/monitoring.md), writes every finding to ``monitor/checks`` and the failed ones to ``monitor/alerts``
+(Parquet), replaces the run date's monitor alerts in the serving database's ``alerts`` table, and sends the
+alerts (log always; webhook / e-mail when configured, :func:`deepcuts.pipelines.alerting.send_alerts`). A
+failed check is ``critical`` when its name is in ``monitor.critical_checks`` (validated against the registry
+when settings load) and ``warning`` otherwise; an unacknowledged critical alert makes the publish of that run
+date refuse to switch, so the app keeps yesterday's version.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any
 import pyarrow as pa
 
 from deepcuts.contracts import ALERTS_SCHEMA, MONITOR_CHECKS_SCHEMA, C, Dataset
+from deepcuts.pipelines import serving
+from deepcuts.pipelines.alerting import send_alerts
+from deepcuts.pipelines.monitor_checks import Finding, run_checks
+from deepcuts.pipelines.storage import Lake, as_run_date
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
-from pipelines import serving
-from pipelines.alerting import send_alerts
-from pipelines.monitor_checks import Finding, run_checks
-from pipelines.storage import Lake, as_run_date
 
 log = get_logger(__name__)
 

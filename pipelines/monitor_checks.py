@@ -3,8 +3,8 @@
 :data:`CHECKS` is the one list of checks: each :class:`HealthCheck` names one check, its category and a
 small function that judges a :class:`Night` (the run date's inputs, each read from the lake once, when a
 check first needs it); the function's docstring gives the formula and the settings of its threshold.
-:func:`run_checks` runs a list of them (pure reads); the ``monitor`` step (``pipelines.monitor``) writes
-and sends the findings. ``monitor.critical_checks`` is validated against :data:`CHECK_NAMES` when the
+:func:`run_checks` runs a list of them (pure reads); the ``monitor`` step (``deepcuts.pipelines.monitor``)
+writes and sends the findings. ``monitor.critical_checks`` is validated against :data:`CHECK_NAMES` when the
 settings load.
 
 A missing upstream input is a finding (check ``<input>_present``), never a crash: the checks that need it
@@ -27,8 +27,8 @@ import pyarrow.fs as pafs
 
 from deepcuts.contracts import C, Dataset, EventType, Variant
 from deepcuts.formulas import bayesian_mean, gini, scale_5pt
+from deepcuts.pipelines.storage import Lake, MissingDataError
 from deepcuts.settings import Settings
-from pipelines.storage import Lake, MissingDataError
 
 
 # --------------------------------------------------------------------------- metrics (pure)
@@ -252,7 +252,7 @@ class Night:
     @cached_property
     def treatment_ratings(self) -> int:
         """Ratings treatment users gave in the experiment so far (cumulative scope of the A/B summary)."""
-        from pipelines.ab_analysis import SUMMARY_PART, ABMetric, Scope
+        from deepcuts.pipelines.ab_analysis import SUMMARY_PART, ABMetric, Scope
 
         summary = _read(self.lake, Dataset.AB_RESULTS, self.run_date, parts=[SUMMARY_PART])
         if summary is None:
@@ -552,7 +552,7 @@ def ope_support(night: Night) -> Outcome:
 @dataclass(frozen=True)
 class Target:
     """A product target on the scoreboard ``ab_analysis`` wrote for D (treatment), so that the alert and
-    the report can never disagree. Band: ``pipelines.ab_analysis.targets`` (the ``targets`` and
+    the report can never disagree. Band: ``deepcuts.pipelines.ab_analysis.targets`` (the ``targets`` and
     ``rerank`` settings). The mean rating waits for ``monitor.min_ratings_for_quality`` treatment ratings
     in the experiment."""
 
@@ -560,7 +560,7 @@ class Target:
     what: str
 
     def __call__(self, night: Night) -> Outcome:
-        from pipelines.ab_analysis import VERDICT_FILE, targets
+        from deepcuts.pipelines.ab_analysis import VERDICT_FILE, targets
 
         goal = targets(night.settings)[self.metric]
         if not night.lake.exists(Dataset.AB_RESULTS, night.run_date, VERDICT_FILE):

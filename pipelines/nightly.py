@@ -45,18 +45,18 @@ class Step:
 
 #: The step registry of docs/architecture.md, in the order the DAG runs it.
 STEPS: tuple[Step, ...] = (
-    Step("ingest", "pipelines.ingest", "ingest"),
-    Step("train", "pipelines.train", "train_arm", "per_arm"),
-    Step("candidates", "pipelines.candidates", "candidates_shard", "per_shard"),
-    Step("score", "pipelines.score", "score_shard", "per_shard"),
-    Step("bandit_update", "pipelines.bandit_update", "bandit_update"),
-    Step("assign", "pipelines.assign", "assign"),
-    Step("evaluate", "pipelines.evaluate", "evaluate_night"),
-    Step("ab_analysis", "pipelines.ab_analysis", "ab_analysis"),
-    Step("ope", "pipelines.ope", "ope"),
-    Step("monitor", "pipelines.monitor", "monitor"),
-    Step("publish", "pipelines.publish", "publish"),
-    Step("report", "pipelines.report", "report"),
+    Step("ingest", "deepcuts.pipelines.ingest", "ingest"),
+    Step("train", "deepcuts.pipelines.train", "train_arm", "per_arm"),
+    Step("candidates", "deepcuts.pipelines.candidates", "candidates_shard", "per_shard"),
+    Step("score", "deepcuts.pipelines.score", "score_shard", "per_shard"),
+    Step("bandit_update", "deepcuts.pipelines.bandit_update", "bandit_update"),
+    Step("assign", "deepcuts.pipelines.assign", "assign"),
+    Step("evaluate", "deepcuts.pipelines.evaluate", "evaluate_night"),
+    Step("ab_analysis", "deepcuts.pipelines.ab_analysis", "ab_analysis"),
+    Step("ope", "deepcuts.pipelines.ope", "ope"),
+    Step("monitor", "deepcuts.pipelines.monitor", "monitor"),
+    Step("publish", "deepcuts.pipelines.publish", "publish"),
+    Step("report", "deepcuts.pipelines.report", "report"),
 )
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
 
@@ -73,13 +73,13 @@ def resolve(step: Step) -> Callable[..., Any]:
         if exc.name != step.module:
             raise  # the module exists but one of its own imports is missing: that error says more
         raise StepMissingError(
-            f"step {step.name!r}: no module {step.module} (fix pipelines.nightly.STEPS)"
+            f"step {step.name!r}: no module {step.module} (fix deepcuts.pipelines.nightly.STEPS)"
         ) from exc
     func = getattr(module, step.function, None)
     if func is None:
         raise StepMissingError(
             f"step {step.name!r}: {step.module} has no function {step.function!r} "
-            "(fix pipelines.nightly.STEPS)"
+            "(fix deepcuts.pipelines.nightly.STEPS)"
         )
     return func
 
@@ -125,10 +125,10 @@ def run_night(
     """Run every registry step for ``run_date`` in order; return the steps' results and timings.
 
     ``n_shards`` defaults to ``settings.arms.user_shards``; the arms are decided once, as the DAG's
-    ``plan`` task does (:func:`pipelines.plan.plan_arms`: ``arms``, default ``settings.arms.enabled``,
-    plus the A/B control arm), and every step gets settings whose ``arms.enabled`` is that plan. With a
-    ``pool`` (:func:`step_pool`) the per-arm and per-shard calls of a step run side by side in it, as the
-    DAG's mapped tasks do; the steps themselves still run one after the other.
+    ``plan`` task does (:func:`deepcuts.pipelines.plan.plan_arms`: ``arms``, default
+    ``settings.arms.enabled``, plus the A/B control arm), and every step gets settings whose ``arms.enabled``
+    is that plan. With a ``pool`` (:func:`step_pool`) the per-arm and per-shard calls of a step run side by
+    side in it, as the DAG's mapped tasks do; the steps themselves still run one after the other.
     ``skip`` names steps not to run (e.g. ``{"report"}`` in a long simulation); unknown names are an
     error, and so is a step of the registry that cannot be resolved (:func:`resolve`). Returns
     ``{"run_date", "results": {step: result}, "seconds": {step: s}, "skipped": {step: reason},
@@ -141,7 +141,7 @@ def run_night(
     if shards < 1:
         raise ValueError(f"run_night: n_shards must be >= 1, got {shards}")
     # imported here: building a Settings imports this module (STEP_NAMES), and the plan reads the lake
-    from pipelines.plan import plan_arms, with_arms
+    from deepcuts.pipelines.plan import plan_arms, with_arms
 
     planned = plan_arms(settings, run_date, arms)
     settings = with_arms(settings, planned)

@@ -10,7 +10,7 @@ Target policies: ``logging`` (the policy that served those lists: ``bandit/polic
 before D, else reconstructed from the logged propensities), ``posterior`` (``bandit/policy(D)``, the
 policy served next), and ``arm:<name>`` for each arm (always that arm). Reward model for DR: the
 posterior mean per (context, arm) of the snapshot *before* D, fitted on earlier days only, so DR stays
-unbiased on D's data. Estimators and intervals: :mod:`models.ope`.
+unbiased on D's data. Estimators and intervals: :mod:`deepcuts.models.ope`.
 """
 
 from __future__ import annotations
@@ -22,13 +22,10 @@ import numpy as np
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset
-from deepcuts.progress import get_logger
-from deepcuts.seeds import rng_for
-from deepcuts.settings import Settings
-from models.bandit import BanditConfig, posterior_mean
-from models.context import CONTEXTS, category_codes, context_index
-from models.ope import LoggedTrials, evaluate_policies
-from pipelines.bandit_update import (
+from deepcuts.models.bandit import BanditConfig, posterior_mean
+from deepcuts.models.context import CONTEXTS, category_codes, context_index
+from deepcuts.models.ope import LoggedTrials, evaluate_policies
+from deepcuts.pipelines.bandit_update import (
     ARM_INDEX,
     CLICK_OFFSET,
     CONTEXT,
@@ -39,7 +36,10 @@ from pipelines.bandit_update import (
     posterior_arrays,
     read_feedback_window,
 )
-from pipelines.storage import Lake, MissingDataError
+from deepcuts.pipelines.storage import Lake, MissingDataError
+from deepcuts.progress import get_logger
+from deepcuts.seeds import rng_for
+from deepcuts.settings import Settings
 
 log = get_logger(__name__)
 

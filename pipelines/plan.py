@@ -1,7 +1,7 @@
 """The night's plan: which arms run tonight, decided once per run and handed to every step.
 
 Airflow's rule for mapped tasks is that the list a task maps over comes from one upstream value, never
-from a second copy. The DAG's ``plan`` task and :func:`pipelines.nightly.run_night` call
+from a second copy. The DAG's ``plan`` task and :func:`deepcuts.pipelines.nightly.run_night` call
 :func:`plan_arms` once; every step of the run then gets settings whose ``arms.enabled`` is that plan
 (:func:`with_arms`): ``train`` maps over it, ``candidates`` loops over it, ``score`` and ``evaluate``
 read only its arms' lists, ``assign`` lets the bandit choose only among them. Lists of arms left out
@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from datetime import date
 
 from deepcuts.arms import in_registry_order
+from deepcuts.pipelines.experiment_registry import state_for
+from deepcuts.pipelines.storage import Lake
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
-from pipelines.experiment_registry import state_for
-from pipelines.storage import Lake
 
 log = get_logger(__name__)
 

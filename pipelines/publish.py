@@ -43,10 +43,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from deepcuts.contracts import C, Dataset, Daypart, Variant
+from deepcuts.pipelines import serving
+from deepcuts.pipelines.storage import Lake, MissingDataError, as_run_date
 from deepcuts.progress import get_logger
 from deepcuts.settings import Settings
-from pipelines import serving
-from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = get_logger(__name__)
 
@@ -84,7 +84,7 @@ class PublishRejectedError(RuntimeError):
         super().__init__(
             f"publish of {run_date} rejected by {len(failed)} gate(s): {lines}. The serving views still "
             "point at the previous version. Fix the upstream step and re-run it, then publish again "
-            "(acknowledge a critical alert with pipelines.serving.acknowledge_alerts to accept it)."
+            "(acknowledge a critical alert with deepcuts.pipelines.serving.acknowledge_alerts to accept it)."
         )
 
 
@@ -385,7 +385,7 @@ def _reject(
                 ),
                 {"g": report, "v": version},
             )
-    from pipelines.alerting import send_alerts
+    from deepcuts.pipelines.alerting import send_alerts
 
     alert = {
         "check_name": "publish_gates",

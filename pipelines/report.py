@@ -29,8 +29,7 @@ import pandas as pd
 
 from deepcuts.contracts import C, Dataset, Variant
 from deepcuts.experiment import ExperimentState
-from deepcuts.settings import ReportSettings, Settings
-from pipelines.ab_analysis import (
+from deepcuts.pipelines.ab_analysis import (
     SCOREBOARD_LABELS,
     SCOREBOARD_METRICS,
     Status,
@@ -41,8 +40,9 @@ from pipelines.ab_analysis import (
     scoreboard_rows,
     targets,
 )
-from pipelines.experiment_registry import experiment_history, lake_entries, verdicts
-from pipelines.storage import Lake, MissingDataError, as_run_date
+from deepcuts.pipelines.experiment_registry import experiment_history, lake_entries, verdicts
+from deepcuts.pipelines.storage import Lake, MissingDataError, as_run_date
+from deepcuts.settings import ReportSettings, Settings
 
 log = logging.getLogger(__name__)
 

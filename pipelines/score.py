@@ -5,14 +5,15 @@ date:
 
 1. reads ``candidates(D)/<arm>/shard-NNNN``, the catalog ``items(D)`` and the history
    ``interactions(D)`` (a snapshot of the whole history);
-2. scores each candidate (:mod:`models.deepcut_scores`: novelty, long-tail flag, popularity percentile,
+2. scores each candidate (:mod:`deepcuts.models.deepcut_scores`: novelty, long-tail flag, popularity
+percentile,
    quality, genre/embedding unexpectedness, serendipity, niche flag) -> ``scored(D)/<arm>/shard-NNNN``;
-3. re-ranks each user's candidates (:mod:`models.rerank`) -> ``reranked(D)/<arm>/shard-NNNN`` with a
+3. re-ranks each user's candidates (:mod:`deepcuts.models.rerank`) -> ``reranked(D)/<arm>/shard-NNNN`` with a
    machine-readable reason per item;
 4. measures the arm's own top-L and the re-ranked list (ILD, genres, long-tail share, mean quality,
    calibration KL, novelty, serendipity) -> ``list_metrics(D)/<arm>/shard-NNNN``.
 
-Item statistics come from :class:`models.item_stats.ItemStats` (the arms' own definitions of quality
+Item statistics come from :class:`deepcuts.models.item_stats.ItemStats` (the arms' own definitions of quality
 and long tail), genres from :class:`deepcuts.metrics.GenreMatrix` (the evaluation's). The embedding
 distance uses the item factors of the ``svd`` arm's artefact when the train step left one for the run
 date (``models(D)/svd...``); otherwise unexpectedness is the genre distance alone and the
@@ -46,13 +47,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset
+from deepcuts.models import deepcut_scores as ds
+from deepcuts.models.base import InteractionMatrix
+from deepcuts.models.item_stats import ItemStats
+from deepcuts.models.rerank import RerankParams, RerankResult, rerank
+from deepcuts.pipelines.candidates import shard_part
 from deepcuts.progress import get_logger, progress
 from deepcuts.settings import Settings
-from models import deepcut_scores as ds
-from models.base import InteractionMatrix
-from models.item_stats import ItemStats
-from models.rerank import RerankParams, RerankResult, rerank
-from pipelines.candidates import shard_part
 
 log = get_logger(__name__)
 
@@ -266,7 +267,8 @@ class CandidateScores:
 
 
 def score_candidates(ctx: ScoringContext, block: CandidateBlock, feats: UserFeatures) -> CandidateScores:
-    """Relevance, unexpectedness and serendipity of every candidate (formulas: models.deepcut_scores)."""
+    """Relevance, unexpectedness and serendipity of every candidate (formulas:
+    deepcuts.models.deepcut_scores)."""
     valid = block.valid
     idx = np.where(valid, block.columns, 0)
     n_users, k = idx.shape
@@ -323,7 +325,7 @@ def scored_frame(
 def rerank_block(
     ctx: ScoringContext, block: CandidateBlock, feats: UserFeatures, relevance: FloatArray
 ) -> RerankResult:
-    """Run :func:`models.rerank.rerank` on one arm's block."""
+    """Run :func:`deepcuts.models.rerank.rerank` on one arm's block."""
     return rerank(
         candidates=block.columns,
         relevance=relevance,
@@ -504,10 +506,10 @@ def process_arm(ctx: ScoringContext, candidates: pd.DataFrame, arm: str, run_dat
 def load_item_factors(lake: Any, run_date: date) -> tuple[IntArray, FloatArray] | None:
     """``(item_ids, factors)`` of the svd arm's artefact for the run date, or None if there is none.
 
-    Read with :func:`pipelines.train.load_model` (``models(D)/svd/model.pkl``); a missing or unreadable
-    artefact only costs the embedding distance, so it is logged, not raised.
+    Read with :func:`deepcuts.pipelines.train.load_model` (``models(D)/svd/model.pkl``); a missing or
+    unreadable artefact only costs the embedding distance, so it is logged, not raised.
     """
-    from pipelines.train import load_model, model_path
+    from deepcuts.pipelines.train import load_model, model_path
 
     if not lake.exists(Dataset.MODELS, run_date, model_path(EMBEDDING_ARM)):
         log.info("no %s artefact for %s: unexpectedness is the genre distance only", EMBEDDING_ARM, run_date)
@@ -533,7 +535,7 @@ def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: 
     Writes ``scored``, ``reranked`` and ``list_metrics`` parts ``<arm>/shard-NNNN``; rerunning rewrites
     the same parts with the same bytes. Returns counts and the mean list metrics per arm.
     """
-    from pipelines.storage import Lake, as_run_date
+    from deepcuts.pipelines.storage import Lake, as_run_date
 
     run_date = as_run_date(run_date)
     if not 0 <= shard < n_shards:
@@ -599,8 +601,8 @@ def _metric_means(frame: pd.DataFrame) -> dict[str, dict[str, float | None]]:
 def rerank_transform(
     settings: Settings, train: pd.DataFrame, items: pd.DataFrame, length: int | None = None
 ) -> Callable[[str, pd.DataFrame], pd.DataFrame]:
-    """A ``list_transform`` for :func:`pipelines.evaluate.evaluate_offline`: each arm's top candidates
-    (user_id, item_id, rank, score) re-ranked against ``train`` -> (user_id, item_id, rank, score).
+    """A ``list_transform`` for :func:`deepcuts.pipelines.evaluate.evaluate_offline`: each arm's top
+    candidates (user_id, item_id, rank, score) re-ranked against ``train`` -> (user_id, item_id, rank, score).
 
     ``length`` overrides ``rerank.list_length`` (the evaluation's k). The unexpectedness is the genre
     distance only (the evaluation does not keep the svd arm's factors); it does not affect the lists.

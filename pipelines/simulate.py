@@ -9,8 +9,8 @@ Night ``k`` (1..N) has run date ``D_k = first_night + (k - 1)``:
    served lists of the last run date whose publish succeeded (what the serving DB's
    ``current_recommendations`` view returns; if publish rejects a night, yesterday's lists stay live);
 3. users respond (a :class:`SimWorld`): in the synthetic world from the ground truth
-   (``pipelines.world.TruthModel``: visits per daypart, clicks with position bias, novelty appetite and
-   day-to-day noise, ratings of clicked items); in MovieLens mode by replay (an item of the shown list
+   (``deepcuts.pipelines.world.TruthModel``: visits per daypart, clicks with position bias, novelty appetite
+   and day-to-day noise, ratings of clicked items); in MovieLens mode by replay (an item of the shown list
    that the user rates ``>= replay_click_rating`` within ``replay_window_days`` days after ``S`` counts as
    a click, with that rating);
 4. the feedback is written as ``FEEDBACK_SCHEMA`` rows to ``landing/feedback_events(S)``: an impression
@@ -50,12 +50,12 @@ import pandas as pd
 from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset, EventType, Variant
 from deepcuts.formulas import daypart_hours, scale_5pt
 from deepcuts.jsonsafe import json_safe
+from deepcuts.pipelines.ab_analysis import SCOREBOARD_METRICS, niche_item_ids, targets
+from deepcuts.pipelines.nightly import resolve_workers, run_night, step_pool
+from deepcuts.pipelines.storage import Lake, MissingDataError
 from deepcuts.progress import get_logger, progress
 from deepcuts.seeds import rng_for
 from deepcuts.settings import Settings
-from pipelines.ab_analysis import SCOREBOARD_METRICS, niche_item_ids, targets
-from pipelines.nightly import resolve_workers, run_night, step_pool
-from pipelines.storage import Lake, MissingDataError
 
 log = get_logger(__name__)
 
@@ -101,7 +101,8 @@ class SimWorld(ABC):
 
 
 class SyntheticWorld(SimWorld):
-    """Users and responses from the ground truth of a world built by ``pipelines.world.generate_world``."""
+    """Users and responses from the ground truth of a world built by
+    ``deepcuts.pipelines.world.generate_world``."""
 
     name = "synthetic"
     has_truth = True
@@ -113,7 +114,7 @@ class SyntheticWorld(SimWorld):
         planted: dict[str, str] | None = None,
         planted_lift: float = 0.0,
     ) -> None:
-        from pipelines.world import TruthModel
+        from deepcuts.pipelines.world import TruthModel
 
         self.truth = TruthModel.load(world_dir)
         self.rating_probability = rating_probability
@@ -126,7 +127,7 @@ class SyntheticWorld(SimWorld):
         return self.truth.first_run_date
 
     def visits(self, day_index: int, served_day: date, rng: np.random.Generator) -> pd.DataFrame:
-        from pipelines.world import DAYPARTS
+        from deepcuts.pipelines.world import DAYPARTS
 
         if self.truth.date_of(day_index) != served_day:
             raise ValueError(f"day index {day_index} is {self.truth.date_of(day_index)}, not {served_day}")
@@ -305,7 +306,7 @@ def by_variant_metrics(
 ) -> dict[str, dict[str, float | int | None]]:
     """Per variant: impressions, clicks, ctr, lists shown, mean rating, long-tail share, genres per list,
     exposed (shown) users, and impressions and clicks of the ``niche_items``
-    (``pipelines.ab_analysis.niche_item_ids``)."""
+    (``deepcuts.pipelines.ab_analysis.niche_item_ids``)."""
     niche = np.isin(shown[C.ITEM_ID].to_numpy(np.int64), np.asarray(niche_items, dtype=np.int64))
     frame = shown.assign(_clicked=clicked, _rating=ratings, _niche=niche)
     exploded = genres.explode(C.GENRES).dropna() if not genres.empty else genres
@@ -417,7 +418,7 @@ def truth_metrics(
 # ================================================================================== the loop
 def planted_arms(settings: Settings) -> dict[str, str]:
     """A planted arm per context, drawn from the master seed among the bandit arms (validation only)."""
-    from models.context import CONTEXTS
+    from deepcuts.models.context import CONTEXTS
 
     rng = rng_for(settings.seed, None, "sim/planted-arms")
     arms = sorted(settings.bandit.arms)
@@ -432,7 +433,7 @@ def prepare_world(settings: Settings, kind: WorldKind) -> SimWorld:
             raise ValueError(
                 f"--world synthetic needs source.dataset = 'synthetic', got {settings.source.dataset!r}"
             )
-        from pipelines.world import generate_world
+        from deepcuts.pipelines.world import generate_world
 
         world_dir = Path(settings.source_path)
         meta_path = world_dir / "world.json"
@@ -448,8 +449,8 @@ def prepare_world(settings: Settings, kind: WorldKind) -> SimWorld:
         return SyntheticWorld(world_dir, sim.rating_probability, planted, sim.planted_arm_lift)
     if settings.source.dataset == "synthetic":
         raise ValueError("--world movielens needs a MovieLens dataset (--dataset ml-100k|ml-1m|...)")
-    from models.context import daypart_of
-    from pipelines.loaders import load_dataset
+    from deepcuts.models.context import daypart_of
+    from deepcuts.pipelines.loaders import load_dataset
 
     source = load_dataset(settings.source.dataset, settings.source_path, settings.source)
     ts = pd.to_datetime(source.interactions[C.TS], utc=True)
@@ -490,7 +491,7 @@ def simulate(
         "home": settings.home,
         "planted_arms": getattr(sim_world, "planted", {}) or None,
         "planted_arm_lift": settings.simulator.planted_arm_lift if world == "synthetic" else None,
-        # the scoreboard's targets (pipelines.ab_analysis.targets), drawn as bands by the plot
+        # the scoreboard's targets (deepcuts.pipelines.ab_analysis.targets), drawn as bands by the plot
         "targets": {
             name: {"low": t.low, "high": t.high, "text": t.text} for name, t in targets(settings).items()
         },
@@ -631,7 +632,7 @@ def serve_day(
 
 def live_lists(settings: Settings) -> tuple[date, str] | None:
     """(run date, list_version) of the version the serving DB's views point at, or None."""
-    from pipelines import serving
+    from deepcuts.pipelines import serving
 
     engine = serving.serving_engine(settings, writer=True)  # ensure_schema may create the empty schema
     try:
@@ -657,10 +658,10 @@ def _run_night_keep_live(
     The steps before publish run through ``run_night``; publish is called here so that a rejection can
     be handled as production would: yesterday's lists stay live. With
     ``simulator.acknowledge_critical_alerts`` the simulated operator first acknowledges the night's
-    alerts (``pipelines.serving.acknowledge_alerts``, the documented operator route) and publishes
+    alerts (``deepcuts.pipelines.serving.acknowledge_alerts``, the documented operator route) and publishes
     again; a rejection by a data gate stands. The steps after publish (report) run last.
     """
-    from pipelines.nightly import STEP_NAMES, STEPS, resolve
+    from deepcuts.pipelines.nightly import STEP_NAMES, STEPS, resolve
 
     skip = list(settings.simulator.skip_steps)
     cut = STEP_NAMES.index("publish")
@@ -675,7 +676,7 @@ def _run_night_keep_live(
         _merge_night(night, rest)
         return night, (run_date, f"{run_date.isoformat()}.v0"), {"status": "not run"}
 
-    from pipelines.publish import PublishRejectedError
+    from deepcuts.pipelines.publish import PublishRejectedError
 
     t0 = time.monotonic()
     note: dict[str, Any]
@@ -701,8 +702,8 @@ def _run_night_keep_live(
 def _acknowledge_and_publish(
     settings: Settings, run_date: date, note: dict[str, Any], live: tuple[date, str] | None
 ) -> tuple[date, str] | None:
-    from pipelines import serving
-    from pipelines.publish import PublishRejectedError, publish
+    from deepcuts.pipelines import serving
+    from deepcuts.pipelines.publish import PublishRejectedError, publish
 
     engine = serving.serving_engine(settings, writer=True)
     try:
@@ -798,7 +799,7 @@ def _genres(lake: Lake, run_date: date) -> pd.DataFrame:
 
 
 def _ab_entry(lake: Lake, run_date: date) -> dict[str, Any]:
-    from pipelines.ab_analysis import VERDICT_FILE
+    from deepcuts.pipelines.ab_analysis import VERDICT_FILE
 
     keys = ("verdict", "p_value", "lift", "ci_low", "ci_high", "srm_p_value", "scoreboard")
     if not lake.exists(Dataset.AB_RESULTS, run_date, VERDICT_FILE):

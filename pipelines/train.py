@@ -1,11 +1,12 @@
 """Nightly step ``train``: fit one arm on the canonical tables of the run date, store the artefact.
 
 Reads ``canonical/items`` and ``canonical/interactions`` of the run date (the interactions partition of
-``D`` is the history up to ``D`` as written by ingest), fits ``models.registry.build_recommender(arm)``
-with the seed ``derive_seed(settings.arms.seed, D, "train/<arm>")`` and writes
+``D`` is the history up to ``D`` as written by ingest), fits
+``deepcuts.models.registry.build_recommender(arm)`` with the seed ``derive_seed(settings.arms.seed, D,
+"train/<arm>")`` and writes
 
 - ``models/run_date=D/<arm>/model.pkl``: ``Recommender.to_bytes()`` (load with
-  ``models.registry.arm_class(arm).from_bytes`` or :func:`load_model`);
+  ``deepcuts.models.registry.arm_class(arm).from_bytes`` or :func:`load_model`);
 - ``models/run_date=D/<arm>/meta.json``: fit seconds, sizes, seed, class, artefact bytes.
 
 The long_tail and serendipity arms re-weight a relevance arm (``arms.<arm>.base``) seeded like that arm;
@@ -24,12 +25,12 @@ from typing import Any
 
 from deepcuts.arms import arm_spec
 from deepcuts.contracts import C, Dataset
+from deepcuts.models.base import ARTEFACT_VERSION, Recommender, blas_threads
+from deepcuts.models.registry import arm_class, base_arm, build_recommender
+from deepcuts.pipelines.storage import Lake, as_run_date
 from deepcuts.progress import get_logger
 from deepcuts.seeds import derive_seed
 from deepcuts.settings import Settings
-from models.base import ARTEFACT_VERSION, Recommender, blas_threads
-from models.registry import arm_class, base_arm, build_recommender
-from pipelines.storage import Lake, as_run_date
 
 log = get_logger(__name__)
 

@@ -25,15 +25,15 @@ from typing import Any
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset
+from deepcuts.pipelines.storage import Lake, MissingDataError, as_run_date
 from deepcuts.settings import Settings
-from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = logging.getLogger(__name__)
 
 WEEKLY_DIR = "weekly"
 INDEX_FILE = "index.html"
 SUMMARY_FILE = "summary.json"
-AB_VERDICT_FILE = "verdict.json"  # written by pipelines.ab_analysis into eval/ab/run_date=D/
+AB_VERDICT_FILE = "verdict.json"  # written by deepcuts.pipelines.ab_analysis into eval/ab/run_date=D/
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>

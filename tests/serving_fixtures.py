@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from deepcuts.contracts import C, Dataset, Daypart
+from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import Settings, load_settings
-from pipelines.storage import Lake
 
 DAYPARTS = [d.value for d in Daypart]
 SEGMENTS = ("new", "casual", "power")
@@ -118,7 +118,7 @@ def write_night(lake: Lake, run_date: date, frames: dict[str, pd.DataFrame]) -> 
 
 def publish_nights(tmp_path: Path, url: str, nights: list[date], **overrides: Any) -> Settings:
     """Write and publish ``nights`` in order (night ``i`` shifted by ``i``); returns the settings used."""
-    from pipelines.publish import publish
+    from deepcuts.pipelines.publish import publish
 
     settings = make_settings(tmp_path / "lake", url, rerank={"list_length": 3}, **overrides)
     lake = Lake(settings.home)

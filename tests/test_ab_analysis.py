@@ -13,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset, EventType, Variant
-from deepcuts.settings import Settings, load_settings
-from pipelines.ab_analysis import (
+from deepcuts.pipelines.ab_analysis import (
     SCOREBOARD_METRICS,
     STATE_PART,
     SUMMARY_PART,
@@ -28,7 +27,8 @@ from pipelines.ab_analysis import (
     read_verdict,
     user_totals,
 )
-from pipelines.storage import Lake
+from deepcuts.pipelines.storage import Lake
+from deepcuts.settings import Settings, load_settings
 
 D1 = date(2026, 3, 1)
 D2 = date(2026, 3, 2)
@@ -361,7 +361,7 @@ NICHE_NIGHT = [
 
 
 def test_niche_item_ids_use_the_settings_genres() -> None:
-    from pipelines.ab_analysis import niche_item_ids
+    from deepcuts.pipelines.ab_analysis import niche_item_ids
 
     assert niche_item_ids(_catalog(), ("Anime", "Western")).tolist() == [1, 2]
     assert niche_item_ids(_catalog(), ("Anime", "Western", "Documentary")).tolist() == [1, 2, 5]

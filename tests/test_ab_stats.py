@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.ab_stats import (
+from deepcuts.models.ab_stats import (
     RatioEstimate,
     compare,
     msprt_log_lambda,
@@ -169,7 +169,7 @@ def test_srm_false_alarm_rate_on_random_50_50_splits() -> None:
 
 
 def test_per_user_mean_and_ratio_hand_computed() -> None:
-    from models.ab_stats import per_user_mean, ratio_with_ci
+    from deepcuts.models.ab_stats import per_user_mean, ratio_with_ci
 
     # control (0, 0, 1): mean 1/3, sample variance 1/3 -> Var(mean) = 1/9; treatment (2, 1, 0): 1, 1/3
     control, treatment = per_user_mean([0, 0, 1]), per_user_mean([2, 1, 0])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from deepcuts.contracts import Dataset
-from pipelines.storage import Lake
+from deepcuts.pipelines.storage import Lake
 
 
 @pytest.fixture

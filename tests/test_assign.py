@@ -10,12 +10,12 @@ import pytest
 
 from deepcuts.contracts import C, Dataset, Variant
 from deepcuts.experiment import ExperimentState, variant_of
+from deepcuts.models.bandit import sample_arms, uniform_hash
+from deepcuts.models.context import DAYPARTS
+from deepcuts.pipelines.assign import BASELINE_REASON, assign, draw_assignments
+from deepcuts.pipelines.bandit_update import posterior_frame
+from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import Settings, load_settings
-from models.bandit import sample_arms, uniform_hash
-from models.context import DAYPARTS
-from pipelines.assign import BASELINE_REASON, assign, draw_assignments
-from pipelines.bandit_update import posterior_frame
-from pipelines.storage import Lake
 
 D = date(2026, 3, 10)
 N_USERS = 24
@@ -205,7 +205,7 @@ def test_draws_follow_selection_probabilities(lake_home: object, monkeypatch: py
 
 def test_assign_serves_the_experiment_in_force_from_the_registry(settings: Settings) -> None:
     from deepcuts.experiment import Action, Entry, Status
-    from pipelines.experiment_registry import write_lake_copy
+    from deepcuts.pipelines.experiment_registry import write_lake_copy
 
     _write_world(settings)
     lake = Lake(settings.home)

@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 from scipy import special
 
 from deepcuts.contracts import C, Dataset, Segment
-from deepcuts.settings import BanditSettings, Settings, load_settings
-from models.bandit import (
+from deepcuts.models.bandit import (
     BanditConfig,
     apply_floor,
     discount_toward_prior,
@@ -30,9 +29,10 @@ from models.bandit import (
     uniform_hash,
     update_posterior,
 )
-from models.context import CONTEXTS, context_index, daypart_of_hour, pooling_groups, user_segments
-from pipelines.bandit_update import bandit_update
-from pipelines.storage import Lake
+from deepcuts.models.context import CONTEXTS, context_index, daypart_of_hour, pooling_groups, user_segments
+from deepcuts.pipelines.bandit_update import bandit_update
+from deepcuts.pipelines.storage import Lake
+from deepcuts.settings import BanditSettings, Settings, load_settings
 
 D = date(2026, 3, 10)
 

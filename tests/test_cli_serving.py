@@ -38,7 +38,7 @@ def test_roles_need_an_admin_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.postgres
 def test_init_with_roles_on_postgres(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines import serving
+    from deepcuts.pipelines import serving
 
     suffix = uuid.uuid4().hex[:8]
     reader, writer = f"dc_app_{suffix}", f"dc_writer_{suffix}"

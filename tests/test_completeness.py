@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from deepcuts.contracts import Dataset
+from deepcuts.pipelines.nightly import run_night
+from deepcuts.pipelines.storage import MANIFEST_DIR, IncompleteDataError, Lake
 from deepcuts.settings import Settings, load_settings
-from pipelines.nightly import run_night
-from pipelines.storage import MANIFEST_DIR, IncompleteDataError, Lake
 
 D = date(2026, 3, 10)
 SHARDS = 2
@@ -25,7 +25,7 @@ SHARDS = 2
 @pytest.fixture(scope="module")
 def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Path]]:
     """One full night (every step of the registry) on a tiny synthetic world, in two user shards."""
-    from pipelines.world import generate_world
+    from deepcuts.pipelines.world import generate_world
 
     home = tmp_path_factory.mktemp("completeness") / "lake"
     settings = load_settings(
@@ -66,19 +66,19 @@ def test_every_partition_of_the_night_has_its_manifest(night: tuple[Settings, Pa
 
 
 def _train(s: Settings) -> Any:
-    from pipelines.train import train_arm
+    from deepcuts.pipelines.train import train_arm
 
     return train_arm(s, D, "popularity")
 
 
 def _candidates(s: Settings) -> Any:
-    from pipelines.candidates import candidates_shard
+    from deepcuts.pipelines.candidates import candidates_shard
 
     return candidates_shard(s, D, 0, SHARDS)
 
 
 def _score(s: Settings) -> Any:
-    from pipelines.score import score_shard
+    from deepcuts.pipelines.score import score_shard
 
     return score_shard(s, D, 1, SHARDS)
 
@@ -100,42 +100,52 @@ READERS = [
     pytest.param(_score, Dataset.ITEMS, "all", "ingest", id="score<-items"),
     pytest.param(_score, Dataset.MODELS, "svd", "train", id="score<-models(svd)"),
     pytest.param(
-        _step("pipelines.bandit_update", "bandit_update"),
+        _step("deepcuts.pipelines.bandit_update", "bandit_update"),
         Dataset.FEEDBACK_EVENTS,
         "all",
         "ingest",
         id="bandit_update<-feedback",
     ),
     pytest.param(
-        _step("pipelines.assign", "assign"), Dataset.RERANKED, "shard-0001", "score", id="assign<-reranked"
+        _step("deepcuts.pipelines.assign", "assign"),
+        Dataset.RERANKED,
+        "shard-0001",
+        "score",
+        id="assign<-reranked",
     ),
     pytest.param(
-        _step("pipelines.assign", "assign"),
+        _step("deepcuts.pipelines.assign", "assign"),
         Dataset.BANDIT_POSTERIOR,
         "all",
         "bandit_update",
         id="assign<-posterior",
     ),
     pytest.param(
-        _step("pipelines.evaluate", "evaluate_night"),
+        _step("deepcuts.pipelines.evaluate", "evaluate_night"),
         Dataset.CANDIDATES,
         "shard-0000",
         "candidates",
         id="evaluate<-candidates",
     ),
     pytest.param(
-        _step("pipelines.ab_analysis", "ab_analysis"),
+        _step("deepcuts.pipelines.ab_analysis", "ab_analysis"),
         Dataset.FEEDBACK_EVENTS,
         "all",
         "ingest",
         id="ab_analysis<-feedback",
     ),
-    pytest.param(_step("pipelines.ope", "ope"), Dataset.BANDIT_POLICY, "all", "assign", id="ope<-policy"),
     pytest.param(
-        _step("pipelines.monitor", "monitor"), Dataset.SERVED_LISTS, "all", "assign", id="monitor<-served"
+        _step("deepcuts.pipelines.ope", "ope"), Dataset.BANDIT_POLICY, "all", "assign", id="ope<-policy"
     ),
     pytest.param(
-        _step("pipelines.publish", "publish"),
+        _step("deepcuts.pipelines.monitor", "monitor"),
+        Dataset.SERVED_LISTS,
+        "all",
+        "assign",
+        id="monitor<-served",
+    ),
+    pytest.param(
+        _step("deepcuts.pipelines.publish", "publish"),
         Dataset.ASSIGNMENTS,
         "all",
         "assign",
@@ -185,7 +195,7 @@ def test_a_reader_refuses_a_part_rewritten_by_a_run_that_did_not_finish(night: t
 def test_the_report_says_a_partition_is_incomplete(night: tuple[Settings, Path]) -> None:
     """The report renders what it can (a missing section is not a failed night) and says why a section
     is absent: the served lists' writer did not finish."""
-    from pipelines.report import report
+    from deepcuts.pipelines.report import report
 
     settings, _ = night
     manifest = _manifest(settings, Dataset.SERVED_LISTS)

@@ -120,11 +120,11 @@ def _task_bodies() -> dict[str, ast.FunctionDef]:
 
 
 def test_nightly_tasks_are_the_step_registry(dagbag) -> None:  # type: ignore[no-untyped-def]
-    """One list of steps: the DAG runs exactly ``pipelines.nightly.STEPS``, each task calling its
+    """One list of steps: the DAG runs exactly ``deepcuts.pipelines.nightly.STEPS``, each task calling its
     registry function, mapped per arm / per shard as registered, in an order ``run_night`` may follow."""
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
-    from pipelines.nightly import STEPS
+    from deepcuts.pipelines.nightly import STEPS
 
     dag = dagbag.get_dag("deepcuts_nightly")
     assert set(dag.task_ids) - WIRING_TASKS == {s.name for s in STEPS}

@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from deepcuts.contracts import C
-from pipelines.validation import Kind, ValidationFailed, build_data_docs, discard_results, validate_frame
+from deepcuts.pipelines.validation import (
+    Kind,
+    ValidationFailed,
+    build_data_docs,
+    discard_results,
+    validate_frame,
+)
 from tests.test_validation import RULES, RUN_DATE, good_rows
 
 IMG = "<img src=x onerror=alert(document.domain)>"

@@ -92,7 +92,7 @@ def test_the_app_query_example_is_the_treatment_list_with_most_deep_cuts() -> No
 def test_summary_prints_the_scoreboard_and_flags_misses(tmp_path: Path) -> None:
     from deepcuts.contracts import Dataset
     from deepcuts.demo_summary import _scoreboard
-    from pipelines.storage import Lake
+    from deepcuts.pipelines.storage import Lake
 
     lake = Lake(tmp_path)
     board = {

@@ -14,9 +14,8 @@ import pytest
 
 from deepcuts.cli import main as cli_main
 from deepcuts.contracts import C, Dataset
-from deepcuts.settings import Settings
-from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
-from pipelines.evaluate import (
+from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix, Recommender
+from deepcuts.pipelines.evaluate import (
     EvaluationError,
     evaluate_night,
     evaluate_offline,
@@ -26,7 +25,8 @@ from pipelines.evaluate import (
     stratified_split,
     temporal_split,
 )
-from pipelines.storage import Lake
+from deepcuts.pipelines.storage import Lake
+from deepcuts.settings import Settings
 from tests.conftest import shared_dataset
 
 
@@ -77,7 +77,7 @@ def test_stratified_split_keeps_round_three_quarters_of_each_item() -> None:
 
 @pytest.mark.movielens
 def test_stratified_split_reproduces_the_published_ml100k_split() -> None:
-    from pipelines.loaders import load_dataset, load_split
+    from deepcuts.pipelines.loaders import load_dataset, load_split
 
     folder = shared_dataset("ml-100k")
     split = folder / "splits" / "recommenders-item-stratified-seed42"
@@ -185,7 +185,7 @@ def test_served_candidates_hold_the_quotas_and_raw_lists_do_not_change() -> None
 
 
 def test_served_targets_by_hand(settings: Settings) -> None:
-    from pipelines.evaluate import served_targets
+    from deepcuts.pipelines.evaluate import served_targets
 
     def m(ndcg: float, share: float, genres: float, rating: float | None) -> dict:
         return {
@@ -244,7 +244,7 @@ def _write_csv_dataset(folder: Path) -> None:
 def test_cli_evaluate_writes_json_and_table(
     tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("models.registry")
+    pytest.importorskip("deepcuts.models.registry")
     data = tmp_path / "data"
     _write_csv_dataset(data)
     out = tmp_path / "out" / "results.json"

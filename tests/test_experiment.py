@@ -25,10 +25,10 @@ from deepcuts.experiment import (
     state_at,
     variant_of,
 )
+from deepcuts.pipelines.ab_analysis import STATE_PART, read_verdict
+from deepcuts.pipelines.experiment_registry import append, lake_entries, read_registry
+from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import Settings, load_settings
-from pipelines.ab_analysis import STATE_PART, read_verdict
-from pipelines.experiment_registry import append, lake_entries, read_registry
-from pipelines.storage import Lake
 
 
 # ----------------------------------------------------------------------------- the split
@@ -197,10 +197,10 @@ def _cli(*args: str) -> int:
 def _night(settings: Settings, day: date, rng: np.random.Generator) -> None:
     """One night the way the DAG orders it: analyse the feedback of ``day``, assign for ``day + 1``,
     then users visit on ``day + 1`` and click the lists of their variant at its CTR."""
-    from models.context import CONTEXTS, SEGMENTS
-    from pipelines.ab_analysis import ab_analysis
-    from pipelines.assign import draw_assignments
-    from pipelines.experiment_registry import state_for
+    from deepcuts.models.context import CONTEXTS, SEGMENTS
+    from deepcuts.pipelines.ab_analysis import ab_analysis
+    from deepcuts.pipelines.assign import draw_assignments
+    from deepcuts.pipelines.experiment_registry import state_for
 
     lake = Lake(settings.home)
     ab_analysis(settings, day)
@@ -250,7 +250,7 @@ def test_a_month_start_ramp_ship_and_a_clean_next_experiment(settings: Settings)
     """start 10% -> ramp 20% (night 6) -> 50% (night 12) -> ship treatment (night 24) -> start exp-2
     (night 27): nobody moves but the ramp's users, the SRM check stays silent, the verdict and totals
     freeze at ship, and the next experiment starts from clean totals with a new salt."""
-    from models.ab_stats import srm_test
+    from deepcuts.models.ab_stats import srm_test
 
     lake = Lake(settings.home)
     rng = np.random.default_rng(7)
@@ -316,7 +316,7 @@ def test_a_month_start_ramp_ship_and_a_clean_next_experiment(settings: Settings)
             lake.read_df(Dataset.AB_RESULTS, night[k], parts=[STATE_PART]), totals_at_ship
         )
     # a frozen night reruns to the same bytes (the step stays idempotent)
-    from pipelines.ab_analysis import VERDICT_FILE, ab_analysis
+    from deepcuts.pipelines.ab_analysis import VERDICT_FILE, ab_analysis
 
     before = lake.read_bytes(Dataset.AB_RESULTS, night[26], VERDICT_FILE)
     ab_analysis(settings, night[26])
@@ -334,9 +334,9 @@ def test_a_month_start_ramp_ship_and_a_clean_next_experiment(settings: Settings)
     assert 0.4 < (old == new).mean() < 0.6  # at 50% vs 50%, a reshuffle agrees on about half
 
     # the history the report lists: dates, shares, decisions and verdicts
-    from pipelines.experiment_registry import experiment_history
-    from pipelines.experiment_registry import verdicts as all_verdicts
-    from pipelines.report import build_index
+    from deepcuts.pipelines.experiment_registry import experiment_history
+    from deepcuts.pipelines.experiment_registry import verdicts as all_verdicts
+    from deepcuts.pipelines.report import build_index
 
     rows = experiment_history(entries, ExperimentState.from_settings(settings.ab), all_verdicts(lake))
     assert rows == [

@@ -18,11 +18,11 @@ import pytest
 
 from deepcuts.cli import main as cli_main
 from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset
+from deepcuts.pipelines.ingest import SEEN_PART, SUMMARY_FILE, ingest, ingest_source
+from deepcuts.pipelines.loaders import SourceData
+from deepcuts.pipelines.storage import Lake
+from deepcuts.pipelines.validation import ValidationFailed
 from deepcuts.settings import Settings, load_settings
-from pipelines.ingest import SEEN_PART, SUMMARY_FILE, ingest, ingest_source
-from pipelines.loaders import SourceData
-from pipelines.storage import Lake
-from pipelines.validation import ValidationFailed
 
 D1, D2, D3 = date(2026, 3, 9), date(2026, 3, 10), date(2026, 3, 11)
 
@@ -429,7 +429,7 @@ def test_future_and_millisecond_source_ratings_are_quarantined_and_counted(
 ) -> None:
     """A rating dated after the wall clock is quarantined every night it is in the source (it was never
     counted); an epoch in ms keeps its source text (it became ``ancient:ts`` 1970-08-04)."""
-    import pipelines.ingest as ingest_module
+    import deepcuts.pipelines.ingest as ingest_module
 
     monkeypatch.delenv("DEEPCUTS_CONFIG", raising=False)
     monkeypatch.setattr(ingest_module, "now", lambda: pd.Timestamp("2026-03-20", tz="UTC"))

@@ -14,8 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepcuts.contracts import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, C
-from deepcuts.settings import SourceSettings, load_settings
-from pipelines.loaders import (
+from deepcuts.pipelines.loaders import (
     SourceData,
     SourceError,
     _SeparatorTranslator,
@@ -24,7 +23,8 @@ from pipelines.loaders import (
     load_split,
     year_from_title,
 )
-from pipelines.storage import conform
+from deepcuts.pipelines.storage import conform
+from deepcuts.settings import SourceSettings, load_settings
 from tests.conftest import shared_dataset
 
 
@@ -154,7 +154,7 @@ def test_csv_ten_point_scale_comma_space_genres_no_header_no_timestamp(
         genre_sep=", ",
         missing_timestamp="2020-05-01T00:00:00Z",
     )
-    with caplog.at_level(logging.INFO, logger="pipelines.loaders"):
+    with caplog.at_level(logging.INFO, logger="deepcuts.pipelines.loaders"):
         data = load_dataset("csv", tmp_path, options)
     assert "no timestamp column: every rating is stamped 2020-05-01T00:00:00+00:00" in caplog.text
     assert (data.rating_min, data.rating_max) == (1.0, 10.0)

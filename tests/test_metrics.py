@@ -224,7 +224,7 @@ def test_long_tail_by_hand() -> None:
 
 
 def test_long_tail_matches_models_item_stats() -> None:
-    item_stats = pytest.importorskip("models.item_stats")
+    item_stats = pytest.importorskip("deepcuts.models.item_stats")
     rng = np.random.default_rng(3)
     counts = rng.integers(0, 30, size=40)
     ids = np.arange(100, 140)

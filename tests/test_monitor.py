@@ -17,11 +17,10 @@ import pytest
 from pydantic import ValidationError
 
 from deepcuts.contracts import C, Dataset
-from deepcuts.settings import Settings
-from pipelines import serving
-from pipelines.alerting import send_alerts
-from pipelines.monitor import monitor
-from pipelines.monitor_checks import (
+from deepcuts.pipelines import serving
+from deepcuts.pipelines.alerting import send_alerts
+from deepcuts.pipelines.monitor import monitor
+from deepcuts.pipelines.monitor_checks import (
     CHECK_NAMES,
     CHECKS,
     diversity_metrics,
@@ -31,8 +30,9 @@ from pipelines.monitor_checks import (
     quarantine_counts,
     run_checks,
 )
-from pipelines.publish import PublishRejectedError, publish
-from pipelines.storage import Lake
+from deepcuts.pipelines.publish import PublishRejectedError, publish
+from deepcuts.pipelines.storage import Lake
+from deepcuts.settings import Settings
 from tests.serving_fixtures import D1, make_settings, night_frames, write_night
 
 D0 = D1 - timedelta(days=1)
@@ -306,7 +306,7 @@ def test_alerts_are_posted_to_the_webhook(tmp_path: Path) -> None:
 def test_missed_product_targets_raise_warnings(
     tmp_path: Path, rerank: dict[str, float], rating: float, failed: dict[str, str]
 ) -> None:
-    from pipelines.ab_analysis import ab_analysis
+    from deepcuts.pipelines.ab_analysis import ab_analysis
 
     settings, lake = _healthy_lake(tmp_path, rerank=rerank)
     feedback = _feedback(D1, 200, 19, [rating] * 10)
@@ -323,7 +323,7 @@ def test_missed_product_targets_raise_warnings(
 
 
 def test_target_checks_wait_for_the_scoreboard_and_enough_ratings(tmp_path: Path) -> None:
-    from pipelines.ab_analysis import ab_analysis
+    from deepcuts.pipelines.ab_analysis import ab_analysis
 
     settings, lake = _healthy_lake(tmp_path)
     monitor(settings, D1)
@@ -459,8 +459,8 @@ _RECORDED_NIGHTS = (
 
 @pytest.mark.slow
 def test_a_simulated_night_monitors_the_same_as_before(tmp_path: Path) -> None:
+    from deepcuts.pipelines.simulate import simulate
     from deepcuts.settings import load_settings
-    from pipelines.simulate import simulate
 
     settings = load_settings(
         home=str(tmp_path / "lake"),

@@ -9,17 +9,17 @@ import pandas as pd
 import pytest
 
 from deepcuts.contracts import C, Dataset
-from deepcuts.settings import Settings
-from models.ope import (
+from deepcuts.models.ope import (
     LoggedTrials,
     effective_sample_size,
     evaluate_policies,
     point_estimates,
     true_policy_value,
 )
-from pipelines.bandit_update import bandit_update
-from pipelines.ope import logging_matrix_from_logs, ope
-from pipelines.storage import Lake
+from deepcuts.pipelines.bandit_update import bandit_update
+from deepcuts.pipelines.ope import logging_matrix_from_logs, ope
+from deepcuts.pipelines.storage import Lake
+from deepcuts.settings import Settings
 
 D = date(2026, 3, 10)
 

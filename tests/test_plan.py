@@ -10,10 +10,10 @@ import sqlalchemy as sa
 
 from deepcuts.arms import arm_names
 from deepcuts.contracts import C, Dataset
+from deepcuts.pipelines.nightly import run_night
+from deepcuts.pipelines.plan import plan_arms, with_arms
+from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import Settings, load_settings
-from pipelines.nightly import run_night
-from pipelines.plan import plan_arms, with_arms
-from pipelines.storage import Lake
 
 D1 = date(2026, 3, 1)
 
@@ -58,8 +58,8 @@ def test_the_dags_plan_and_task_settings_agree(settings: Settings) -> None:
 
 
 def test_a_night_with_a_subset_of_arms_completes_and_publishes_only_those(tmp_path: Path) -> None:
-    from pipelines import serving
-    from pipelines.simulate import prepare_world
+    from deepcuts.pipelines import serving
+    from deepcuts.pipelines.simulate import prepare_world
 
     settings = load_settings(
         home=str(tmp_path / "lake"),
@@ -105,7 +105,7 @@ def test_the_dag_runs_a_night_with_a_subset_of_arms(
     looped over the settings, so a run triggered with a subset of arms failed (MissingDataError)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from pipelines.simulate import prepare_world
+    from deepcuts.pipelines.simulate import prepare_world
 
     env = {
         "DEEPCUTS_HOME": str(tmp_path / "lake"),
@@ -131,7 +131,7 @@ def test_the_dag_runs_a_night_with_a_subset_of_arms(
     assert str(getattr(run.state, "value", run.state)) == "success", states
     assert sorted(i for (task, i) in states if task == "train") == [0, 1, 2]  # svd, item_cf, long_tail
     lake = Lake(str(tmp_path / "lake"))
-    from pipelines.train import model_path
+    from deepcuts.pipelines.train import model_path
 
     trained = {arm for arm in arm_names() if lake.exists(Dataset.MODELS, day, model_path(arm))}
     assert trained == {"svd", "item_cf", "long_tail"}

@@ -22,10 +22,10 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from deepcuts.contracts import C, Dataset
+from deepcuts.pipelines import serving
+from deepcuts.pipelines.publish import STAGES, PublishRejectedError, checksum, data_gates, publish, seen_pairs
+from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import Settings
-from pipelines import serving
-from pipelines.publish import STAGES, PublishRejectedError, checksum, data_gates, publish, seen_pairs
-from pipelines.storage import Lake
 from tests.serving_fixtures import (
     D1,
     D2,
@@ -394,7 +394,7 @@ _KILL_SCRIPT = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from deepcuts.settings import load_settings
-    from pipelines.publish import publish
+    from deepcuts.pipelines.publish import publish
 
     home, url, stage, marker = sys.argv[1:5]
     settings = load_settings(home=home, serving_url=url, rerank={"list_length": 3})

@@ -6,9 +6,9 @@ from datetime import date, timedelta
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset
+from deepcuts.pipelines.report import build_index, report
+from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import Settings
-from pipelines.report import build_index, report
-from pipelines.storage import Lake
 
 D1 = date(2026, 3, 1)
 D2 = D1 + timedelta(days=1)
@@ -156,7 +156,7 @@ def test_trend_axes_label_at_most_date_labels_nights() -> None:
     # text layout was most of the report's rendering time), so only report.date_labels are written
     import matplotlib.pyplot as plt
 
-    from pipelines.report import _night_axis
+    from deepcuts.pipelines.report import _night_axis
 
     nights = [(D1 + timedelta(days=i)).isoformat() for i in range(30)]
     fig, ax = plt.subplots()
@@ -227,7 +227,7 @@ def test_every_value_from_data_is_escaped(settings: Settings) -> None:
 
 
 def test_tables_print_counts_as_integers_and_escape_cells() -> None:
-    from pipelines.report import _table
+    from deepcuts.pipelines.report import _table
 
     frame = pd.DataFrame({"users": [2313.0, 12.0], "ctr": [0.05, float("nan")], "arm": ["a&b", "<b>"]})
     out = _table(frame)

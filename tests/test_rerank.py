@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.rerank import RerankParams, rerank
+from deepcuts.models.rerank import RerankParams, rerank
 
 A, B, C3 = [1, 0, 0], [0, 1, 0], [0, 0, 1]
 

@@ -12,10 +12,10 @@ import scipy.sparse as sp
 
 from deepcuts.contracts import C, Dataset
 from deepcuts.metrics import GenreMatrix, intra_list_distance
+from deepcuts.models import deepcut_scores as ds
+from deepcuts.pipelines.score import ScoreError, ScoringContext, process_arm, reasons, score_shard
+from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import Settings
-from models import deepcut_scores as ds
-from pipelines.score import ScoreError, ScoringContext, process_arm, reasons, score_shard
-from pipelines.storage import Lake
 
 RUN = date(2026, 3, 1)
 
@@ -214,7 +214,7 @@ def test_reason_for_a_hidden_gem_in_anime(small_settings: Settings) -> None:
 
 
 def test_score_shard_uses_the_svd_artefact_for_the_embedding_distance(small_settings: Settings) -> None:
-    from pipelines.train import train_arm
+    from deepcuts.pipelines.train import train_arm
 
     lake = _world(small_settings)
     train_arm(small_settings, RUN, "svd")
@@ -227,9 +227,9 @@ def test_score_shard_uses_the_svd_artefact_for_the_embedding_distance(small_sett
 
 
 def test_rerank_transform_serves_deep_cuts_in_the_offline_evaluation(small_settings: Settings) -> None:
-    from models.popularity import PopularityRecommender
-    from pipelines.evaluate import evaluate_offline
-    from pipelines.score import rerank_transform
+    from deepcuts.models.popularity import PopularityRecommender
+    from deepcuts.pipelines.evaluate import evaluate_offline
+    from deepcuts.pipelines.score import rerank_transform
 
     lake = _world(small_settings)
     train = lake.read_df(Dataset.INTERACTIONS, RUN)

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines import serving
-from pipelines.storage import Lake
+from deepcuts.pipelines import serving
+from deepcuts.pipelines.storage import Lake
 from tests.serving_fixtures import D1, D2, D3, night_frames, publish_nights, write_night
 
 
@@ -178,7 +178,7 @@ def test_read_only_role_reads_views_and_cannot_write(tmp_path: Path, postgres_ur
         finally:
             app.dispose()
         # a publish by the writer keeps the reader's grants (CREATE OR REPLACE VIEW)
-        from pipelines.publish import publish as run_publish
+        from deepcuts.pipelines.publish import publish as run_publish
 
         lake = Lake(settings.home)
         write_night(lake, D2, night_frames(D2, shift=5))

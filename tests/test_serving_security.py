@@ -20,10 +20,10 @@ import pytest
 import sqlalchemy as sa
 
 from deepcuts.cli import main
+from deepcuts.pipelines import serving
+from deepcuts.pipelines.publish import publish
+from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import Settings
-from pipelines import serving
-from pipelines.publish import publish
-from pipelines.storage import Lake
 from tests.serving_fixtures import (
     D1,
     D2,

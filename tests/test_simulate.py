@@ -11,11 +11,10 @@ import pandas as pd
 import pytest
 
 from deepcuts.contracts import C, Dataset
-from deepcuts.settings import load_settings
-from pipelines import nightly
-from pipelines.ab_analysis import niche_item_ids
-from pipelines.nightly import STEP_NAMES, Step, StepMissingError, resolve, run_night
-from pipelines.simulate import (
+from deepcuts.pipelines import nightly
+from deepcuts.pipelines.ab_analysis import niche_item_ids
+from deepcuts.pipelines.nightly import STEP_NAMES, Step, StepMissingError, resolve, run_night
+from deepcuts.pipelines.simulate import (
     ReplayWorld,
     SimWorld,
     arm_shares,
@@ -23,7 +22,8 @@ from pipelines.simulate import (
     feedback_events,
     truth_metrics,
 )
-from pipelines.storage import Lake
+from deepcuts.pipelines.storage import Lake
+from deepcuts.settings import load_settings
 
 D1 = date(2026, 3, 1)
 
@@ -36,10 +36,10 @@ def test_registry_matches_the_architecture_document() -> None:
 
 def test_resolve_missing_module_or_function_is_an_error() -> None:
     with pytest.raises(StepMissingError, match=r"no module .*no_such_step_module"):
-        resolve(Step("x", "pipelines.no_such_step_module", "run"))
+        resolve(Step("x", "deepcuts.pipelines.no_such_step_module", "run"))
     with pytest.raises(StepMissingError, match="has no function 'no_such_function'"):
-        resolve(Step("x", "pipelines.ab_analysis", "no_such_function"))
-    assert resolve(Step("x", "pipelines.ab_analysis", "ab_analysis")).__name__ == "ab_analysis"
+        resolve(Step("x", "deepcuts.pipelines.ab_analysis", "no_such_function"))
+    assert resolve(Step("x", "deepcuts.pipelines.ab_analysis", "ab_analysis")).__name__ == "ab_analysis"
 
 
 def test_run_night_skips_on_request_and_runs_the_rest(lake_home: Path) -> None:
@@ -55,7 +55,7 @@ def test_run_night_skips_on_request_and_runs_the_rest(lake_home: Path) -> None:
 def test_run_night_stops_at_a_missing_step(lake_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A renamed step function must fail the night, not vanish from it (simulations included)."""
     settings = load_settings(home=str(lake_home))
-    registry = (*nightly.STEPS, Step("ghost", "pipelines.ab_analysis", "renamed_away"))
+    registry = (*nightly.STEPS, Step("ghost", "deepcuts.pipelines.ab_analysis", "renamed_away"))
     monkeypatch.setattr(nightly, "STEPS", registry)
     monkeypatch.setattr(nightly, "STEP_NAMES", (*STEP_NAMES, "ghost"))
     others = [s for s in STEP_NAMES if s != "ab_analysis"]
@@ -217,7 +217,7 @@ def test_replay_world_clicks_are_future_high_ratings() -> None:
         }
     )
     settings = load_settings()
-    from models.context import daypart_of
+    from deepcuts.models.context import daypart_of
 
     world = ReplayWorld(ratings, D1, 7, 4.0, lambda t: daypart_of(t, settings.bandit))
     visits = world.visits(1, SERVED, np.random.default_rng(0))
@@ -233,8 +233,8 @@ def test_replay_world_clicks_are_future_high_ratings() -> None:
 @pytest.mark.slow
 def test_two_night_synthetic_simulation_end_to_end(tmp_path: Path) -> None:
     """The real steps, a tiny world, two nights: feedback lands, is ingested and analysed next night."""
-    pytest.importorskip("pipelines.ingest", reason="the ingest step is not in this code base yet")
-    from pipelines.simulate import live_lists, simulate
+    pytest.importorskip("deepcuts.pipelines.ingest", reason="the ingest step is not in this code base yet")
+    from deepcuts.pipelines.simulate import live_lists, simulate
 
     home = tmp_path / "lake"
     settings = load_settings(
@@ -322,9 +322,9 @@ def test_two_night_synthetic_simulation_end_to_end(tmp_path: Path) -> None:
 
 
 def test_planted_arm_multiplies_click_probabilities(tmp_path: Path) -> None:
+    from deepcuts.pipelines.simulate import SyntheticWorld, planted_arms
+    from deepcuts.pipelines.world import generate_world
     from deepcuts.settings import WorldSettings
-    from pipelines.simulate import SyntheticWorld, planted_arms
-    from pipelines.world import generate_world
 
     generate_world(tmp_path, WorldSettings(users=20, items=40, history_days=10, ratings_per_user=5.0))
     settings = load_settings(home=str(tmp_path))
@@ -348,7 +348,7 @@ def test_planted_arm_multiplies_click_probabilities(tmp_path: Path) -> None:
 
 
 def test_live_lists_is_none_before_any_publish(lake_home: Path) -> None:
-    from pipelines.simulate import live_lists
+    from deepcuts.pipelines.simulate import live_lists
 
     assert live_lists(load_settings(home=str(lake_home))) is None
 
@@ -395,7 +395,7 @@ def test_cli_bandit_validation_options_reach_the_settings(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_worker_processes_change_nothing(tmp_path: Path) -> None:
     """Per-arm and per-shard calls in worker processes (like mapped tasks) give the same night."""
-    from pipelines.simulate import simulate
+    from deepcuts.pipelines.simulate import simulate
 
     records = {}
     for workers in (1, 2):

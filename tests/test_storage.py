@@ -11,8 +11,14 @@ import pyarrow.fs as pafs
 import pytest
 
 from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset
+from deepcuts.pipelines.storage import (
+    STALE_TMP_MINUTES,
+    ContractError,
+    IncompleteDataError,
+    Lake,
+    MissingDataError,
+)
 from deepcuts.settings import Settings
-from pipelines.storage import STALE_TMP_MINUTES, ContractError, IncompleteDataError, Lake, MissingDataError
 
 D1, D2 = date(2026, 3, 1), date(2026, 3, 2)
 
@@ -172,7 +178,7 @@ def test_a_manifest_lists_the_parts_written_and_readers_refuse_an_incomplete_par
 
 def test_score_refuses_a_candidates_shard_without_its_manifest(settings: Settings) -> None:
     """5 of 7 arms written, then the candidates task was killed: score used to run on the 5."""
-    from pipelines.score import score_shard
+    from deepcuts.pipelines.score import score_shard
 
     lake = Lake(settings.home)
     for arm in settings.arms.enabled[:5]:
@@ -186,7 +192,7 @@ def test_candidates_writes_the_manifest_of_its_shard(
 ) -> None:
     import numpy as np
 
-    import pipelines.candidates as candidates
+    import deepcuts.pipelines.candidates as candidates
 
     def fake_arm(lake: Lake, day: date, arm: str, users: object, shard: int, *sizes: object) -> int:
         lake.write_table(Dataset.CANDIDATES, day, _candidates(arm), part=candidates.shard_part(arm, shard))

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepcuts.contracts import FEEDBACK_SCHEMA, C
-from pipelines.validation import (
+from deepcuts.pipelines.validation import (
     Kind,
     Rules,
     ValidationFailed,

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from deepcuts.contracts import C, Dataset
+from deepcuts.pipelines.storage import Lake
+from deepcuts.pipelines.weekly_review import arm_shares, genre_discovery, scoreboard_trends, weekly_review
 from deepcuts.settings import Settings
-from pipelines.storage import Lake
-from pipelines.weekly_review import arm_shares, genre_discovery, scoreboard_trends, weekly_review
 
 END = date(2026, 1, 28)
 

@@ -15,9 +15,8 @@ from hypothesis.extra.numpy import arrays
 
 from deepcuts.cli import main as cli_main
 from deepcuts.contracts import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, C
-from deepcuts.settings import WorldSettings
-from pipelines.loaders import load_dataset
-from pipelines.world import (
+from deepcuts.pipelines.loaders import load_dataset
+from deepcuts.pipelines.world import (
     GENRE_NAMES,
     NICHE_GENRES,
     TruthModel,
@@ -25,7 +24,8 @@ from pipelines.world import (
     WorldNotFoundError,
     generate_world,
 )
-from pipelines.world.generate import POWER_MIN_RATINGS, _top_k_rows
+from deepcuts.pipelines.world.generate import POWER_MIN_RATINGS, _top_k_rows
+from deepcuts.settings import WorldSettings
 
 SMALL = WorldSettings(users=120, items=80, history_days=20, ratings_per_user=12, seed=11, users_per_block=50)
 

@@ -24,14 +24,14 @@ USER_ERRORS: dict[str, tuple[str, ...]] = {
     "deepcuts.cli._common": ("UserError",),
     "deepcuts.demo": ("DemoNightFailedError",),  # its task logs, traceback included, are already printed
     "pydantic": ("ValidationError",),  # a bad value in the settings file or a DEEPCUTS_* variable
-    "pipelines.storage": ("MissingDataError", "ContractError"),
-    "pipelines.world.truth": ("WorldNotFoundError",),
-    "pipelines.loaders": ("SourceError",),
-    "pipelines.validation": ("ValidationFailed",),
-    "pipelines.publish": ("PublishRejectedError",),
-    "pipelines.serving": ("ServingError",),
-    "pipelines.evaluate": ("EvaluationError",),
-    "pipelines.nightly": ("StepMissingError",),
+    "deepcuts.pipelines.storage": ("MissingDataError", "ContractError"),
+    "deepcuts.pipelines.world.truth": ("WorldNotFoundError",),
+    "deepcuts.pipelines.loaders": ("SourceError",),
+    "deepcuts.pipelines.validation": ("ValidationFailed",),
+    "deepcuts.pipelines.publish": ("PublishRejectedError",),
+    "deepcuts.pipelines.serving": ("ServingError",),
+    "deepcuts.pipelines.evaluate": ("EvaluationError",),
+    "deepcuts.pipelines.nightly": ("StepMissingError",),
 }
 
 
@@ -93,8 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         # Real bugs keep their traceback; a user's mistake, or an error whose message says everything
-        # (``user_error = True``, e.g. pipelines.serving.ServingError: the serving DB is down or busy),
-        # is one line (the traceback with --debug).
+        # (``user_error = True``, e.g. deepcuts.pipelines.serving.ServingError: the serving DB is down or
+        # busy), is one line (the traceback with --debug).
         if args.debug or not (getattr(exc, "user_error", False) or is_user_error(exc)):
             raise
         print(f"deepcuts {args.command}: {one_line(exc)}", file=sys.stderr)

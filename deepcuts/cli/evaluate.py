@@ -78,7 +78,7 @@ def _source_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from deepcuts.metrics import BEYOND_KEYS, accuracy_keys
-    from pipelines.evaluate import EvaluationError, evaluate_dataset
+    from deepcuts.pipelines.evaluate import EvaluationError, evaluate_dataset
 
     base = settings_from(args)
     overrides = _source_overrides(args)

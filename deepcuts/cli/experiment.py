@@ -98,8 +98,8 @@ def _append(args: argparse.Namespace, action: str, **fields: object) -> int:
     from datetime import UTC, datetime
 
     from deepcuts.experiment import Action, Command, ExperimentError, ExperimentState
-    from pipelines.experiment_registry import append, latest_verdict, next_run_date
-    from pipelines.storage import Lake
+    from deepcuts.pipelines.experiment_registry import append, latest_verdict, next_run_date
+    from deepcuts.pipelines.storage import Lake
 
     settings = settings_from(args)
     lake = Lake(settings.home)
@@ -135,8 +135,13 @@ def run_status(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from deepcuts.experiment import ExperimentState, state_at
-    from pipelines.experiment_registry import lake_entries, latest_verdict, next_run_date, read_registry
-    from pipelines.storage import Lake
+    from deepcuts.pipelines.experiment_registry import (
+        lake_entries,
+        latest_verdict,
+        next_run_date,
+        read_registry,
+    )
+    from deepcuts.pipelines.storage import Lake
 
     settings = settings_from(args)
     lake = Lake(settings.home)

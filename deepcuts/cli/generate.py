@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.world import generate_world
+    from deepcuts.pipelines.world import generate_world
 
     settings = settings_from(args)
     overrides = {

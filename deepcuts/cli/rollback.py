@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines import serving
+    from deepcuts.pipelines import serving
 
     settings = settings_from(args)
     try:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(settings: Settings) -> int:
-    from pipelines import serving
+    from deepcuts.pipelines import serving
 
     engine = serving.serving_engine(settings)
     try:

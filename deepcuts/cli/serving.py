@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_init(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
-    from pipelines import serving
+    from deepcuts.pipelines import serving
 
     settings = settings_from(args)
     if args.roles:

@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.simulate import simulate
+    from deepcuts.pipelines.simulate import simulate
 
     settings = settings_from_args(args)
     out = Path(args.out)

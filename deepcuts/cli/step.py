@@ -14,11 +14,11 @@ from deepcuts.cli._common import UserError, run_date_arg, settings_from
 #: Steps outside the nightly registry, run the same way: name -> (module, function), called with
 #: ``(settings, run_date)``. ``weekly_review`` is the task of ``deepcuts_weekly`` (run date: the last
 #: night of the week).
-OTHER_STEPS = {"weekly_review": ("pipelines.weekly_review", "weekly_review")}
+OTHER_STEPS = {"weekly_review": ("deepcuts.pipelines.weekly_review", "weekly_review")}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pipelines.nightly import STEP_NAMES
+    from deepcuts.pipelines.nightly import STEP_NAMES
 
     parser = subparsers.add_parser(
         "step", help="run one nightly step (or the weekly review) for a run date, as its Airflow task does"
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.nightly import STEPS, resolve
+    from deepcuts.pipelines.nightly import STEPS, resolve
 
     settings = settings_from(args)
     if args.name in OTHER_STEPS:

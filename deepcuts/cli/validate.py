@@ -1,6 +1,6 @@
 """``deepcuts validate FILE --kind feedback|interactions|items [--run-date D]``: check one file.
 
-Runs the same GX suites with the same rules as the nightly ingest (``pipelines.ingest.rules_for``) on
+Runs the same GX suites with the same rules as the nightly ingest (``deepcuts.pipelines.ingest.rules_for``) on
 one Parquet or CSV file, against what the lake knows for the run date (catalog, users and already
 accepted event ids of the newest partitions up to D), prints a readable summary, writes the rejected
 rows to ``quarantine/<kind>(D)/validate-<file>.parquet`` (next to, never over, the nightly quarantine)
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from deepcuts.cli._common import settings_from
 
 if TYPE_CHECKING:
-    from pipelines.storage import Lake
-    from pipelines.validation import Kind, Outcome, Rules
+    from deepcuts.pipelines.storage import Lake
+    from deepcuts.pipelines.validation import Kind, Outcome, Rules
 
 KINDS = ("feedback", "interactions", "items")
 #: Example rows printed per reason.
@@ -49,8 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deepcuts.contracts import Dataset
-    from pipelines.storage import Lake
-    from pipelines.validation import Kind, ValidationFailed, quarantine_table, read_raw, validate_frame
+    from deepcuts.pipelines.storage import Lake
+    from deepcuts.pipelines.validation import (
+        Kind,
+        ValidationFailed,
+        quarantine_table,
+        read_raw,
+        validate_frame,
+    )
 
     settings = settings_from(args)
     kind = Kind(args.kind)
@@ -84,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def rules_for(settings: Any, lake: Lake, kind: Kind, run_date: date) -> tuple[Rules, list[str]]:
-    """The nightly rules for ``kind`` on ``run_date`` (``pipelines.ingest.rules_for``, the rule set ingest
-    uses), with the reference data the lake holds: the newest catalog, users and seen event ids up to D.
+    """The nightly rules for ``kind`` on ``run_date`` (``deepcuts.pipelines.ingest.rules_for``, the rule set
+    ingest uses), with the reference data the lake holds: the newest catalog, users and seen event ids up to
+    D.
 
     Returns the rules and notes on checks that could not run (nothing in the lake yet). The volume
     floor is the day's, not one file's, so it is not applied here.
@@ -93,9 +100,9 @@ def rules_for(settings: Any, lake: Lake, kind: Kind, run_date: date) -> tuple[Ru
     import numpy as np
 
     from deepcuts.contracts import C, Dataset
-    from pipelines.ingest import SUMMARY_FILE, previous_seen
-    from pipelines.ingest import rules_for as nightly_rules
-    from pipelines.validation import Kind
+    from deepcuts.pipelines.ingest import SUMMARY_FILE, previous_seen
+    from deepcuts.pipelines.ingest import rules_for as nightly_rules
+    from deepcuts.pipelines.validation import Kind
 
     notes: list[str] = []
     scale = (float(settings.source.rating_min), float(settings.source.rating_max))
@@ -134,7 +141,7 @@ def rules_for(settings: Any, lake: Lake, kind: Kind, run_date: date) -> tuple[Ru
 def format_report(outcome: Outcome, where: str, run_date: date, notes: list[str], written: str | None) -> str:
     """A readable summary: counts, then each reason with its count and a few example rows."""
     from deepcuts.contracts import C
-    from pipelines.validation import MALFORMED_LINE
+    from deepcuts.pipelines.validation import MALFORMED_LINE
 
     verdict = "OK" if not outcome.quarantined else "PROBLEMS"
     lines = [

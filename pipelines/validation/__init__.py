@@ -27,19 +27,20 @@ Big id sets never go into an expectation (GX copies value sets many times per ru
 in the known users / items / seen event ids is a boolean helper column of the typed batch
 (``user_id__known``, ``event_id__seen``) that GX checks with ``expect_column_values_to_be_in_set``.
 
-The package, along its seams: :mod:`~pipelines.validation.rules` (kinds, contract columns, ``Rules``,
-``Outcome``), :mod:`~pipelines.validation.gx` (the GX context, running a suite, Data Docs),
-:mod:`~pipelines.validation.parsing` (text to contract types), :mod:`~pipelines.validation.reading`
-(file bytes to a raw frame), :mod:`~pipelines.validation.suites` (the raw and typed suites) and
-:mod:`~pipelines.validation.batch` (:func:`validate_frame`, the quarantine). Import the public names
-from ``pipelines.validation``.
+The package, along its seams: :mod:`~deepcuts.pipelines.validation.rules` (kinds, contract columns, ``Rules``,
+``Outcome``), :mod:`~deepcuts.pipelines.validation.gx` (the GX context, running a suite, Data Docs),
+:mod:`~deepcuts.pipelines.validation.parsing` (text to contract types),
+:mod:`~deepcuts.pipelines.validation.reading` (file bytes to a raw frame),
+:mod:`~deepcuts.pipelines.validation.suites` (the raw and typed suites) and
+:mod:`~deepcuts.pipelines.validation.batch` (:func:`validate_frame`, the quarantine). Import the public names
+from ``deepcuts.pipelines.validation``.
 """
 
-from pipelines.validation.batch import quarantine_table, validate_frame
-from pipelines.validation.gx import build_data_docs, discard_results, gx_context
-from pipelines.validation.parsing import exact_int64
-from pipelines.validation.reading import read_raw
-from pipelines.validation.rules import (
+from deepcuts.pipelines.validation.batch import quarantine_table, validate_frame
+from deepcuts.pipelines.validation.gx import build_data_docs, discard_results, gx_context
+from deepcuts.pipelines.validation.parsing import exact_int64
+from deepcuts.pipelines.validation.reading import read_raw
+from deepcuts.pipelines.validation.rules import (
     LINE_COLUMNS,
     MALFORMED_LINE,
     Column,

@@ -12,11 +12,18 @@ import pandas as pd
 import pyarrow as pa
 
 from deepcuts.contracts import C, Reason
+from deepcuts.pipelines.validation.gx import run_suite
+from deepcuts.pipelines.validation.parsing import as_text, is_native, parse_column
+from deepcuts.pipelines.validation.rules import (
+    MALFORMED_LINE,
+    Kind,
+    Outcome,
+    Rules,
+    ValidationFailed,
+    columns_of,
+)
+from deepcuts.pipelines.validation.suites import raw_suite, typed_suite
 from deepcuts.progress import get_logger
-from pipelines.validation.gx import run_suite
-from pipelines.validation.parsing import as_text, is_native, parse_column
-from pipelines.validation.rules import MALFORMED_LINE, Kind, Outcome, Rules, ValidationFailed, columns_of
-from pipelines.validation.suites import raw_suite, typed_suite
 
 log = get_logger(__name__)
 

@@ -122,9 +122,9 @@ def build_data_docs(docs_dir: Path) -> Path:
 
     The in-memory results are then dropped, so a long process (the simulator) does not accumulate them.
     Values from data are HTML-escaped before GX renders them, and the pages are left without script or
-    CDN assets, with a static index (``pipelines.data_docs``). Returns the site's ``index.html``.
+    CDN assets, with a static index (``deepcuts.pipelines.data_docs``). Returns the site's ``index.html``.
     """
-    from pipelines.data_docs import escape_results, secure_site
+    from deepcuts.pipelines.data_docs import escape_results, secure_site
 
     ctx = gx_context()
     with _GX_LOCK:

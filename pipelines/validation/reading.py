@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow as pa
 
 from deepcuts.contracts import C
-from pipelines.validation.parsing import BAD_BYTES_REGEX, one_text
-from pipelines.validation.rules import ValidationFailed
+from deepcuts.pipelines.validation.parsing import BAD_BYTES_REGEX, one_text
+from deepcuts.pipelines.validation.rules import ValidationFailed
 
 PARQUET_MAGIC = b"PAR1"
 

@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 
 from deepcuts.contracts import C, Daypart, EventType, Reason, Segment, Variant
-from deepcuts.settings import ALL_ARMS
-from pipelines.validation.gx import expectation
-from pipelines.validation.parsing import (
+from deepcuts.pipelines.validation.gx import expectation
+from deepcuts.pipelines.validation.parsing import (
     BAD_BYTES_REGEX,
     EPOCH_FINE_REGEX,
     FLOAT_REGEX,
@@ -21,7 +20,8 @@ from pipelines.validation.parsing import (
     TS_REGEX,
     is_native,
 )
-from pipelines.validation.rules import LINE_COLUMNS, MALFORMED_LINE, Kind, Rules, columns_of
+from deepcuts.pipelines.validation.rules import LINE_COLUMNS, MALFORMED_LINE, Kind, Rules, columns_of
+from deepcuts.settings import ALL_ARMS
 
 #: Largest value of the contract's int32 ``position`` column.
 INT32_MAX = 2**31 - 1

@@ -28,12 +28,12 @@ from scipy.special import expit
 
 from deepcuts.contracts import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, C
 from deepcuts.formulas import daypart_hours
+from deepcuts.pipelines.storage import conform
+from deepcuts.pipelines.world.model import DAYPARTS, FIRST_VISIT_DAY, SEGMENTS, WorldModel
+from deepcuts.pipelines.world.names import GENRE_NAMES, GENRES, NICHE_GENRES, make_titles
 from deepcuts.progress import get_logger, progress
 from deepcuts.seeds import rng_for
 from deepcuts.settings import WorldSettings
-from pipelines.storage import conform
-from pipelines.world.model import DAYPARTS, FIRST_VISIT_DAY, SEGMENTS, WorldModel
-from pipelines.world.names import GENRE_NAMES, GENRES, NICHE_GENRES, make_titles
 
 log = get_logger(__name__)
 

@@ -17,8 +17,8 @@ import numpy.typing as npt
 import pyarrow.parquet as pq
 
 from deepcuts.contracts import C
+from deepcuts.pipelines.world.model import DAYPARTS, FIRST_VISIT_DAY, SEGMENTS, WorldModel
 from deepcuts.seeds import derive_seed
-from pipelines.world.model import DAYPARTS, FIRST_VISIT_DAY, SEGMENTS, WorldModel
 
 
 class WorldNotFoundError(FileNotFoundError):
@@ -58,7 +58,7 @@ class TruthModel:
     # ------------------------------------------------------------------------------------------ load
     @classmethod
     def load(cls, world_dir: str | Path) -> TruthModel:
-        """Read ``world.json`` and ``truth/`` written by :func:`pipelines.world.generate_world`."""
+        """Read ``world.json`` and ``truth/`` written by :func:`deepcuts.pipelines.world.generate_world`."""
         folder = Path(world_dir).expanduser()
         meta_path = folder / "world.json"
         if not meta_path.exists():

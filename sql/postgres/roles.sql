@@ -1,4 +1,4 @@
--- Roles of the serving database (PostgreSQL). Applied by pipelines.serving.apply_roles() as a superuser
+-- Roles of the serving database (PostgreSQL). Applied by deepcuts.pipelines.serving.apply_roles() as a superuser
 -- (or the database owner with CREATEROLE) BEFORE the writer creates the schema:
 --   {writer}  the pipeline: creates and owns every table and view, loads versions, switches views.
 --   {reader}  the app: SELECT on the current_* views only; no table, no write, no DDL, no temporary

@@ -1,5 +1,5 @@
 -- deepcuts serving database, PostgreSQL (production).
--- Applied by pipelines.serving.ensure_schema() in one transaction; every statement is idempotent.
+-- Applied by deepcuts.pipelines.serving.ensure_schema() in one transaction; every statement is idempotent.
 --
 -- Layout:
 --   publish_log            one row per publish attempt (the version registry)
@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS alerts (
 
 CREATE INDEX IF NOT EXISTS alerts_run_date_idx ON alerts (run_date, severity);
 
--- The writers' lock (pipelines.serving.writer_lock): publish and rollback hold LOCK TABLE ... ACCESS
+-- The writers' lock (deepcuts.pipelines.serving.writer_lock): publish and rollback hold LOCK TABLE ... ACCESS
 -- EXCLUSIVE on this empty table for their whole run. Nobody but the writer has any right on it, so the
 -- app cannot take the lock or hold it against them (an advisory lock can be taken by any role).
 CREATE TABLE IF NOT EXISTS serving_writer_lock (

@@ -1,5 +1,5 @@
 -- Per-version data tables. {v} is replaced by the version suffix (v000012) generated from an integer
--- by pipelines.serving.version_suffix(); nothing else is ever formatted into DDL.
+-- by deepcuts.pipelines.serving.version_suffix(); nothing else is ever formatted into DDL.
 -- Tables are created without indexes, bulk-loaded (COPY), then indexed (indexes.sql): faster than
 -- maintaining the index row by row. They stay invisible to the app until the views switch to them.
 

@@ -1,5 +1,5 @@
 -- deepcuts experiment registry, SQLite: one row per operator decision (`deepcuts experiment ...`).
--- Applied by pipelines.experiment_registry in the transaction that appends an entry; idempotent.
+-- Applied by deepcuts.pipelines.experiment_registry in the transaction that appends an entry; idempotent.
 -- seq is given by the writer (last + 1), so two concurrent commands cannot both append entry N.
 -- The nightly steps read the lake copy (<home>/experiments/registry.json), never this table.
 

@@ -1,5 +1,5 @@
 -- deepcuts serving database, SQLite (the embedded default: <home>/serving/serving.db).
--- Applied by pipelines.serving.ensure_schema() in one transaction (the engine emits BEGIN itself, see
+-- Applied by deepcuts.pipelines.serving.ensure_schema() in one transaction (the engine emits BEGIN itself, see
 -- pipelines/serving.py, so this DDL is transactional); every statement is idempotent.
 -- Dates are ISO-8601 TEXT, timestamps 'YYYY-MM-DD HH:MM:SS' UTC TEXT (CURRENT_TIMESTAMP).
 
@@ -48,7 +48,7 @@ CREATE INDEX IF NOT EXISTS alerts_run_date_idx ON alerts (run_date, severity);
 
 -- At most one row: the version an operator switched to with `deepcuts rollback`. While it is here, a
 -- publish loads nothing and leaves the views alone; `deepcuts rollback --release` deletes it.
--- (SQLite's writers' lock is an flock on <db>.lock, see pipelines.serving.writer_lock.)
+-- (SQLite's writers' lock is an flock on <db>.lock, see deepcuts.pipelines.serving.writer_lock.)
 CREATE TABLE IF NOT EXISTS serving_pin (
     id                  INTEGER PRIMARY KEY CHECK (id = 1),
     version             INTEGER NOT NULL REFERENCES publish_log (version),

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from deepcuts.arms import arm_names
 from deepcuts.contracts import C
-from models.registry import arm_class, build_recommender
+from deepcuts.models.registry import arm_class, build_recommender
 from tests.models.world import HELD_OUT, block_world, random_world, tiny_settings
 
 ARMS = list(arm_names())

@@ -13,6 +13,15 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from deepcuts.contracts import C
+from deepcuts.models.base import InteractionMatrix
+from deepcuts.models.graph import rp3beta_weights
+from deepcuts.models.item_cf import ItemCFRecommender, ease_weights, shrunk_cosine_topk
+from deepcuts.models.item_stats import ItemStats, bayesian_mean, long_tail_mask, popularity_percentile
+from deepcuts.models.lightfm_warp import genre_feature_matrix
+from deepcuts.models.long_tail import LongTailRecommender, normalise_rows, scale_floor
+from deepcuts.models.popularity import PopularityRecommender
+from deepcuts.models.serendipity import SerendipityRecommender
+from deepcuts.models.svd import SVDRecommender
 from deepcuts.settings import (
     ItemCFSettings,
     LongTailSettings,
@@ -20,15 +29,6 @@ from deepcuts.settings import (
     SerendipitySettings,
     SVDSettings,
 )
-from models.base import InteractionMatrix
-from models.graph import rp3beta_weights
-from models.item_cf import ItemCFRecommender, ease_weights, shrunk_cosine_topk
-from models.item_stats import ItemStats, bayesian_mean, long_tail_mask, popularity_percentile
-from models.lightfm_warp import genre_feature_matrix
-from models.long_tail import LongTailRecommender, normalise_rows, scale_floor
-from models.popularity import PopularityRecommender
-from models.serendipity import SerendipityRecommender
-from models.svd import SVDRecommender
 
 
 def frame(triples: list[tuple[int, int, float]]) -> pd.DataFrame:
@@ -265,8 +265,8 @@ def test_interaction_matrix_ids_line_up_with_stats() -> None:
 
 
 def test_lightfm_update_budget_caps_the_epochs() -> None:
+    from deepcuts.models.lightfm_warp import LightFMRecommender
     from deepcuts.settings import LightFMSettings
-    from models.lightfm_warp import LightFMRecommender
 
     interactions, items = _quality_world()  # 40 positives
     capped = LightFMRecommender(LightFMSettings(components=4, epochs=20, max_updates=100)).fit(

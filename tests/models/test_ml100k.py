@@ -7,15 +7,15 @@ import pytest
 
 from deepcuts.contracts import C
 from deepcuts.metrics import ListContext, score_lists
+from deepcuts.models.registry import build_recommender
 from deepcuts.settings import load_settings
-from models.registry import build_recommender
 from tests.conftest import shared_dataset
 
 pytestmark = [pytest.mark.movielens, pytest.mark.slow]
 
 
 def test_targets_on_the_recommenders_split() -> None:
-    from pipelines.loaders import load_dataset, load_split
+    from deepcuts.pipelines.loaders import load_dataset, load_split
 
     folder = shared_dataset("ml-100k")
     split = folder / "splits" / "recommenders-item-stratified-seed42"

@@ -1,5 +1,5 @@
-"""The arm registry (deepcuts/arms.py) and ``models.registry``: every arm is built from its entry, and
-a new arm needs one module, one registry line and (if it has knobs) one settings section."""
+"""The arm registry (deepcuts/arms.py) and ``deepcuts.models.registry``: every arm is built from its entry,
+and a new arm needs one module, one registry line and (if it has knobs) one settings section."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from pydantic import ValidationError
 
 from deepcuts.arms import ARMS, ArmRole, ArmSpec, arm_names, bandit_arm_names, relevance_arm_names
 from deepcuts.contracts import C, Dataset
+from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix, Preference, Recommender
+from deepcuts.models.registry import arm_class, arm_config, base_arm, build_recommender
+from deepcuts.pipelines.candidates import candidates_shard
+from deepcuts.pipelines.score import score_shard
+from deepcuts.pipelines.storage import Lake
+from deepcuts.pipelines.train import load_model, train_arm
 from deepcuts.settings import load_settings
-from models.base import FloatArray, IntArray, InteractionMatrix, Preference, Recommender
-from models.registry import arm_class, arm_config, base_arm, build_recommender
-from pipelines.candidates import candidates_shard
-from pipelines.score import score_shard
-from pipelines.storage import Lake
-from pipelines.train import load_model, train_arm
 from tests.models.test_steps import DAY, write_world
 from tests.models.world import tiny_settings
 
@@ -128,5 +128,7 @@ def test_a_throwaway_arm_runs_train_candidates_and_score(
 
 
 def test_the_models_doc_table_lists_every_registered_arm() -> None:
-    rows = re.findall(r"^\| `(\w+)` \| `models/(\w+)\.py` \|", (DOCS / "models.md").read_text(), re.M)
+    rows = re.findall(
+        r"^\| `(\w+)` \| `models/(\w+)\.py` \|", (DOCS / "deepcuts.models.md").read_text(), re.M
+    )
     assert rows == [(name, spec.model.split(":")[0]) for name, spec in ARMS.items()]

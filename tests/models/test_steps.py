@@ -13,11 +13,11 @@ import pytest
 
 from deepcuts.arms import arm_names, deep_cut_arm_names
 from deepcuts.contracts import CANDIDATES_SCHEMA, INTERACTIONS_SCHEMA, ITEMS_SCHEMA, C, Dataset
+from deepcuts.models.registry import build_recommender
+from deepcuts.pipelines.candidates import candidates_shard, shard_part, user_shard
+from deepcuts.pipelines.storage import Lake, MissingDataError
+from deepcuts.pipelines.train import META_FILE, arm_seed, load_model, model_path, train_arm
 from deepcuts.settings import Settings
-from models.registry import build_recommender
-from pipelines.candidates import candidates_shard, shard_part, user_shard
-from pipelines.storage import Lake, MissingDataError
-from pipelines.train import META_FILE, arm_seed, load_model, model_path, train_arm
 from tests.models.world import block_world, tiny_settings
 
 DAY = date(2026, 3, 1)
@@ -173,7 +173,7 @@ def test_train_and_candidates_cap_blas_threads(
     # spins when the other core is busy); 0 leaves the process's own setting (here 2 threads)
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from models.svd import SVDRecommender
+    from deepcuts.models.svd import SVDRecommender
 
     seen: list[set[int]] = []
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from models.base import top_n, top_n_with_quotas
+from deepcuts.models.base import top_n, top_n_with_quotas
 
 scores_strategy = arrays(
     np.float32,
