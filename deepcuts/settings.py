@@ -144,7 +144,8 @@ class IngestSettings(Section):
 class SVDSettings(Section):
     """PureSVD with popularity debiasing (models/svd.py); defaults chosen on the ML-100k split."""
 
-    #: Number of singular vectors kept (k=20: nDCG@10 0.472; k=50: 0.43, more factors overfit).
+    #: Number of singular vectors kept (more factors overfit; docs/benchmarks.md, "Where the defaults
+    #: come from").
     factors: int = Field(20, ge=1)
     #: Popularity debiasing exponent applied to item columns before the SVD (0 = none).
     popularity_exponent: float = Field(0.1, ge=0)
@@ -157,8 +158,8 @@ class LightFMSettings(Section):
 
     components: int = Field(64, ge=1)
     loss: Literal["warp", "bpr", "warp-kos", "logistic"] = "warp"
-    #: 15 epochs at rate 0.07: ML-100k nDCG@10 0.461 (seeds 42-44), the same as 20 epochs (0.461) at 3/4
-    #: of the time; 12 epochs 0.457, 10 epochs 0.455. 30 epochs at 0.05: 0.461-0.466 at twice the time.
+    #: 15 epochs at rate 0.07: as accurate as 20 epochs at 3/4 of the time (docs/benchmarks.md, "Where the
+    #: defaults come from").
     epochs: int = Field(15, ge=1)
     learning_rate: float = Field(0.07, gt=0)
     item_alpha: float = Field(1e-6, ge=0)
@@ -172,7 +173,7 @@ class LightFMSettings(Section):
     #: WARP: maximum negatives sampled per positive.
     max_sampled: int = Field(10, ge=1)
     #: Training budget in epochs x positives: large histories run fewer epochs (at least 1) so the arm
-    #: fits the nightly window (ML-100k: 75k x 15 = 1.1M, unaffected; ML-1M size: 3 epochs).
+    #: fits the nightly window (ML-100k: 75k positives x 15 epochs = 1.1M, unaffected; ML-1M size: 3 epochs).
     max_updates: int = Field(3_000_000, ge=1)
     #: Hogwild threads. Only 1 thread gives bit-identical models for a seed; >1 is faster, not exact.
     threads: int = Field(1, ge=1)
@@ -198,11 +199,11 @@ class ItemCFSettings(Section):
 
     #: "auto" = EASE^R when n_items <= ease_max_items, else shrunk cosine.
     method: Literal["auto", "ease", "cosine"] = "auto"
-    #: EASE^R L2 penalty (ML-100k split: 100 -> 0.462, 300 -> 0.484, 800 -> 0.481 nDCG@10).
+    #: EASE^R L2 penalty (chosen on the ML-100k split; docs/benchmarks.md, "Where the defaults come from").
     ease_lambda: float = Field(300.0, gt=0)
     #: Largest catalog for EASE^R's dense items x items inverse (8000 items ~ 1.5 GB peak).
     ease_max_items: int = Field(8000, ge=1)
-    #: Shrunk cosine: neighbours kept per item (ML-100k: 20 -> 0.408, 200 -> 0.399).
+    #: Shrunk cosine: neighbours kept per item (docs/benchmarks.md, "Where the defaults come from").
     neighbours: int = Field(20, ge=1)
     #: Shrunk cosine: shrinkage term h in c_ij / (n_i n_j + h).
     shrinkage: float = Field(10.0, ge=0)
@@ -240,13 +241,11 @@ class QualitySettings(Section):
 
     #: Pseudo-count of the prior: an item with few ratings is pulled toward the global mean.
     prior_weight: float = Field(10.0, gt=0)
-    #: Quality floor on a 5-point scale; scaled linearly to other rating scales.
-    floor_5pt: float = 4.0
     #: Per-item floor (5-point scale, scaled linearly): the long_tail and serendipity arms rank items whose
     #: shrunk mean is below it last, the candidates' long-tail quota takes none of them and the re-ranker
     #: never serves a long-tail item below it while other candidates can fill the list (docs/deep-cuts.md).
-    #: Lower than floor_5pt because a shrunk mean of 4.0 is rare in the tail (ML-100k: 10 tail items reach
-    #: 4.0, 266 reach 3.5).
+    #: 3.5, not 4.0, because a shrunk mean of 4.0 is rare in the tail (docs/benchmarks.md, "Where the
+    #: defaults come from").
     item_floor_5pt: float = 3.5
     #: Items with fewer ratings than this are under the floor too (their quality is mostly the prior).
     min_ratings: int = Field(1, ge=0)
@@ -267,7 +266,7 @@ class ArmsSettings(Section):
     #: BLAS/LAPACK threads while an arm fits (train) and scores (candidates); 0 = the library default
     #: (one per core). One thread is faster here: OpenBLAS's threaded potrf/potri (EASE^R) and the small
     #: products of ARPACK (svd) spin on thread barriers when the other core is busy, as it is with two
-    #: tasks on two cores (item_cf fit 1.2 s vs 0.2 s CPU at 1,500 items; docs/models.md).
+    #: tasks on two cores (timings: docs/benchmarks.md, "Where the defaults come from"; docs/models.md).
     blas_threads: int = Field(1, ge=0)
     #: Master seed of the arms; each arm's fit seed is derive_seed(seed, run_date, "train/<arm>").
     seed: int = 42
@@ -392,7 +391,8 @@ class BanditSettings(Section):
     #: Share evidence between contexts when choosing: each (context, arm) gets up to ``pooling_strength``
     #: pseudo-trials at the arm's mean over the other contexts of its group (same segment / all contexts).
     #: ``none`` = independent contexts. Stored posteriors stay per context. Default ``segment``: in the
-    #: synthetic world the best arm is shared by a segment's dayparts and regret fell 40% (docs/bandit.md).
+    #: synthetic world the best arm is shared by a segment's dayparts (regret with and without:
+    #: docs/bandit.md).
     pooling: Literal["none", "segment", "global"] = "segment"
     pooling_strength: float = Field(100.0, ge=0)
     #: How many pseudo-trials a context borrows: ``fixed`` = ``pooling_strength``; ``empirical_bayes`` =
