@@ -294,30 +294,9 @@ class Recommender(ABC):
             return _empty_recs()
         return pd.concat(frames, ignore_index=True)
 
-    def score_items(self, user_ids: npt.ArrayLike, item_ids: npt.ArrayLike) -> FloatArray:
-        """Relevance of given (user, item) pairs (same length arrays); unknown pairs get -inf."""
-        data = self._require_fitted()
-        users = np.asarray(user_ids, dtype=np.int64)
-        items = data.item_columns(item_ids)
-        rows = data.user_rows(users)
-        out = np.full(users.size, -np.inf, dtype=np.float32)
-        for start in range(0, users.size, self.batch_users):
-            sl = slice(start, start + self.batch_users)
-            r, c = rows[sl], items[sl]
-            ok = (r >= 0) & (c >= 0)
-            if not ok.any():
-                continue
-            uniq, inverse = np.unique(r[ok], return_inverse=True)
-            block = self._score(uniq)
-            vals = out[sl]
-            vals[ok] = block[inverse, c[ok]]
-            out[sl] = vals
-        return out
-
     def save(self, path: str | Path) -> None:
-        """Write the fitted model to one file (pickle of a plain state dict; load only your own)."""
-        state = {"version": ARTEFACT_VERSION, "class": type(self).__name__, "state": self.__dict__}
-        Path(path).write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        """Write the fitted model to one file: :meth:`to_bytes` (the lake stores the same bytes)."""
+        Path(path).write_bytes(self.to_bytes())
 
     def to_bytes(self) -> bytes:
         state = {"version": ARTEFACT_VERSION, "class": type(self).__name__, "state": self.__dict__}

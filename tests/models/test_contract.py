@@ -92,14 +92,6 @@ def test_cold_users_get_a_list(arm: str, fitted: dict) -> None:
     assert recs[recs[C.USER_ID] == 999][C.ITEM_ID].tolist() == [1, 2, 3]
 
 
-@pytest.mark.parametrize("arm", ARMS)
-def test_score_items_agrees_with_recommend(arm: str, fitted: dict) -> None:
-    model = fitted[arm]
-    recs = model.recommend([1, 13], 3)
-    scores = model.score_items(recs[C.USER_ID], recs[C.ITEM_ID])
-    np.testing.assert_allclose(scores, recs[C.SCORE].to_numpy(), rtol=1e-5)
-
-
 def test_loading_another_arms_artefact_is_an_error(fitted: dict) -> None:
     with pytest.raises(ValueError, match="retrain"):
         arm_class("svd").from_bytes(fitted["graph"].to_bytes())
