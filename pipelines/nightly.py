@@ -57,6 +57,8 @@ STEPS: tuple[Step, ...] = (
     Step("report", "pipelines.report", "report"),
 )
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
+#: Steps that run once a week, not in ``run_night`` (``deepcuts step`` runs them by name too).
+WEEKLY_STEPS: tuple[Step, ...] = (Step("tune", "pipelines.tune", "tune"),)
 
 
 class StepMissingError(RuntimeError):

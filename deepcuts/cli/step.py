@@ -13,12 +13,16 @@ from deepcuts.cli._common import settings_from
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pipelines.nightly import STEP_NAMES
+    from pipelines.nightly import STEP_NAMES, WEEKLY_STEPS
 
     parser = subparsers.add_parser(
         "step", help="run one nightly step for a run date (as its Airflow task does)"
     )
-    parser.add_argument("name", choices=STEP_NAMES, help="step of the registry (docs/architecture.md)")
+    parser.add_argument(
+        "name",
+        choices=(*STEP_NAMES, *(s.name for s in WEEKLY_STEPS)),
+        help="step of the registry (docs/architecture.md), or a weekly step (tune)",
+    )
     parser.add_argument("--run-date", required=True, help="run date YYYY-MM-DD")
     parser.add_argument("--arm", help="arm, for per-arm steps (train)")
     parser.add_argument("--shard", type=int, help="user shard, for per-shard steps (candidates, score)")
@@ -29,10 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from pipelines.nightly import STEPS, resolve
+    from pipelines.nightly import STEPS, WEEKLY_STEPS, resolve
 
     settings = settings_from(args)
-    step = next(s for s in STEPS if s.name == args.name)
+    step = next(s for s in (*STEPS, *WEEKLY_STEPS) if s.name == args.name)
     func = resolve(step)
     if func is None:
         raise SystemExit(f"step {step.name!r}: {step.module}.{step.function} is not importable")
