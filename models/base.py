@@ -166,17 +166,49 @@ def blas_threads(threads: int) -> Iterator[None]:
 def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     """Indices and values of the ``n`` largest scores per row, best first.
 
-    Within the selected ``n`` ties are ordered by lower index; which of several items tied exactly at
-    the n-th value is selected is decided by ``argpartition`` (deterministic for the same input, so
-    reruns agree). ``-inf`` marks excluded entries; they are returned only when a row has fewer than
-    ``n`` valid entries and are then dropped by the caller.
+    Ties are broken by lower index everywhere, also among items tied exactly at the n-th value (the
+    list is the first ``n`` of a stable descending sort of the row). ``-inf`` marks excluded entries;
+    they are returned only when a row has fewer than ``n`` valid entries and are then dropped by the
+    caller. Rows holding NaN go through :func:`_top_n_argpartition` (NaN is no score; kept working).
     """
-    n = min(n, scores.shape[1])
+    n_rows, n_cols = scores.shape
+    n = min(n, n_cols)
     if n == 0:
-        return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0), np.float32)
-    # Select the n smallest of the negated scores: numpy's introselect is ~20x slower with kth near the
-    # end of a row full of ties (sparse item-item scores are mostly 0) than with kth near the start,
-    # and at 27k items this call dominates candidate generation (docs/benchmarks.md).
+        return np.empty((n_rows, 0), np.int64), np.empty((n_rows, 0), np.float32)
+    # The n-th largest value per row, from a partition of the values alone: no index array to carry
+    # and no indirect compares, ~3x cheaper than argpartition at 27k items (docs/benchmarks.md).
+    # Negated, so that kth is near the start of the row (introselect is slow with kth near the end
+    # of a row full of ties, and sparse item-item scores are mostly 0).
+    neg = np.negative(scores)
+    neg.partition(n - 1, axis=1)
+    threshold = np.negative(neg[:, n - 1 : n])
+    del neg
+    keep = scores > threshold
+    tied = scores == threshold
+    need = n - keep.sum(axis=1)
+    # rows with more items tied at the threshold than free places keep the lowest columns among them
+    ambiguous = np.flatnonzero(tied.sum(axis=1) > need)
+    if ambiguous.size:
+        sub = tied[ambiguous]
+        sub &= np.cumsum(sub, axis=1) <= need[ambiguous, None]
+        tied[ambiguous] = sub
+    keep |= tied
+    rows, cols = np.nonzero(keep)  # row-major: per row exactly n columns, ascending
+    if rows.size != n_rows * n:  # NaN compares false everywhere: fall back to the general path
+        return _top_n_argpartition(scores, n)
+    idx = cols.reshape(n_rows, n)
+    vals = np.take_along_axis(scores, idx, axis=1)
+    # columns ascend within a row, so a stable sort on descending value breaks ties by lower index
+    order = np.argsort(np.negative(vals), axis=1, kind="stable")
+    return (
+        np.take_along_axis(idx, order, axis=1).astype(np.int64, copy=False),
+        np.take_along_axis(vals, order, axis=1).astype(np.float32, copy=False),
+    )
+
+
+def _top_n_argpartition(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
+    """:func:`top_n` by ``argpartition`` + ``lexsort`` (the implementation before issue 18): same values,
+    but which of several items tied at the n-th value is kept is up to ``argpartition``."""
     part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     part_scores = np.take_along_axis(scores, part, axis=1)
     # lexsort: primary key descending score, secondary ascending index for deterministic ties
@@ -201,7 +233,11 @@ def top_n_with_quotas(
     taken_idx, taken_val = [], []
     n_taken = np.zeros(scores.shape[0], dtype=np.int64)
     for mask, count in quotas:
-        idx, val = top_n(np.where(mask[None, :], rest, -np.inf), min(count, n))
+        # the group's own columns only (ascending, so ties still go to the lower index): cheaper than
+        # a full-width copy with the other columns masked to -inf
+        cols = np.flatnonzero(mask)
+        sub_idx, val = top_n(rest[:, cols], min(count, n))
+        idx = cols[sub_idx]
         ok = np.isfinite(val)
         rest[np.broadcast_to(rows, idx.shape)[ok], idx[ok]] = -np.inf
         taken_idx.append(idx)
