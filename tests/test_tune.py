@@ -114,3 +114,28 @@ def test_tune_step_writes_its_document_to_the_lake(tmp_path: Path) -> None:
     doc = Lake(home).read_json(Dataset.TUNING, DAY, TUNING_FILE)
     assert doc["run_date"] == DAY.isoformat() and doc["validation_protocol"] == "stratified"
     assert chosen_params(doc) == chosen_params(out) and set(doc["arms"]) == {"svd"}
+
+
+def test_report_shows_the_tuning_the_night_trained_with_escaped(tmp_path: Path) -> None:
+    from pipelines.report import _tuning_section
+
+    lake = Lake(tmp_path / "lake")
+    assert "No tuning yet" in _tuning_section(lake, DAY).body
+    doc = {
+        "run_date": "2026-02-20",
+        "validation_protocol": "temporal",
+        "metric": "ndcg@10",
+        "arms": {
+            "item_cf": {
+                "params": {"ease_lambda": 800.0},
+                "ndcg": 0.25,
+                "default_params": {"ease_lambda": 300.0},
+                "default_ndcg": 0.24,
+            },
+            "<svd>": {"params": {}, "ndcg": 0.1, "default_params": {}, "default_ndcg": 0.1},
+        },
+    }
+    lake.write_json(Dataset.TUNING, date(2026, 2, 20), TUNING_FILE, doc)
+    body = _tuning_section(lake, DAY).body
+    assert "ease_lambda=800.0" in body and "ease_lambda=300.0" in body and "2026-02-20" in body
+    assert "&lt;svd&gt;" in body and "<svd>" not in body
