@@ -265,6 +265,9 @@ class ArmsSettings(Section):
     #: products of ARPACK (svd) spin on thread barriers when the other core is busy, as it is with two
     #: tasks on two cores (item_cf fit 1.2 s vs 0.2 s CPU at 1,500 items; docs/models.md).
     blas_threads: int = Field(1, ge=0)
+    #: Candidates step: MB of the base arm's score blocks (long_tail / serendipity base) kept per shard so
+    #: the deep-cut arms reuse them instead of rescoring (models.base.shared_scores); 0 = off.
+    score_cache_mb: float = Field(256.0, ge=0)
     #: Master seed of the arms; each arm's fit seed is derive_seed(seed, run_date, "train/<arm>").
     seed: int = 42
     #: Long-tail candidates per user and arm: the list of candidates_n holds at least this many long-tail

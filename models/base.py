@@ -163,6 +163,77 @@ def blas_threads(threads: int) -> Iterator[None]:
         yield
 
 
+def same_state(a: Any, b: Any) -> bool:
+    """True when two values (model states: arrays, sparse matrices, dataclasses, settings, plain
+    values, dicts and lists of them) hold the same content; arrays compare dtype, shape and values."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+    if sp.issparse(a):
+        a, b = sp.csr_matrix(a), sp.csr_matrix(b)  # no copy for csr; unsorted indices compare unequal
+        fields = ("data", "indices", "indptr")
+        return a.shape == b.shape and all(same_state(getattr(a, f), getattr(b, f)) for f in fields)
+    if isinstance(a, Recommender):
+        return same_state(a.__dict__, b.__dict__)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b, strict=True))
+    if hasattr(a, "__dataclass_fields__"):
+        return all(same_state(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+    return bool(a == b)
+
+
+class _SharedScores:
+    """Score blocks kept for reuse by models with the same content (see :func:`shared_scores`)."""
+
+    def __init__(self, names: frozenset[str], max_bytes: int) -> None:
+        self.names = names
+        self.max_bytes = max_bytes
+        self.used = 0
+        #: (model, its blocks by user rows); equal models share one blocks dict. The models are kept
+        #: alive for the block, so an object identity is never reused for another model.
+        self.entries: list[tuple[Recommender, dict[bytes, FloatArray]]] = []
+
+    def blocks_of(self, model: Recommender) -> dict[bytes, FloatArray]:
+        """The blocks of models equal to ``model`` (compared by content: no hashing of big arrays)."""
+        for known, blocks in self.entries:
+            if known is model:
+                return blocks
+        for known, blocks in list(self.entries):
+            if same_state(known, model):
+                self.entries.append((model, blocks))  # compared once per model object
+                return blocks
+        blocks = {}
+        self.entries.append((model, blocks))
+        return blocks
+
+
+_SHARED: _SharedScores | None = None
+
+
+@contextmanager
+def shared_scores(names: Sequence[str], max_mb: float) -> Iterator[None]:
+    """Inside the block, the score blocks of models named in ``names`` are computed once per user
+    batch and reused by any model with the same pickled state, up to ``max_mb`` of blocks.
+
+    The candidates step scores the base arm of long_tail and serendipity (item_cf) three times per
+    user batch otherwise: once as itself and once inside each deep-cut arm (docs/benchmarks.md). A
+    reused block is the very array computed before (read-only), so outputs are unchanged; a model
+    whose state differs gets its own blocks.
+    """
+    global _SHARED
+    previous = _SHARED
+    _SHARED = _SharedScores(frozenset(names), int(max_mb * 2**20))
+    try:
+        yield
+    finally:
+        _SHARED = previous
+
+
 def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     """Indices and values of the ``n`` largest scores per row, best first.
 
@@ -358,6 +429,23 @@ class Recommender(ABC):
     def load(cls, path: str | Path) -> Self:
         return cls.from_bytes(Path(path).read_bytes())
 
+    def score_block(self, user_rows: IntArray) -> FloatArray:
+        """``_score(user_rows)``, shared between equal models inside :func:`shared_scores` (treat the
+        result as read-only)."""
+        cache = _SHARED
+        if cache is None or self.name not in cache.names:
+            return self._score(user_rows)
+        blocks = cache.blocks_of(self)
+        key = np.ascontiguousarray(user_rows, dtype=np.int64).tobytes()
+        block = blocks.get(key)
+        if block is None:
+            block = self._score(user_rows)
+            if cache.used + block.nbytes <= cache.max_bytes:
+                block.flags.writeable = False
+                blocks[key] = block
+                cache.used += block.nbytes
+        return block
+
     # ------------------------------------------------------------ subclass hooks
     @abstractmethod
     def _fit(self, data: InteractionMatrix, items: pd.DataFrame) -> None: ...
@@ -392,7 +480,7 @@ class Recommender(ABC):
         known = rows >= 0
         scores = np.empty((users.size, data.n_items), dtype=np.float32)
         if known.any():
-            scores[known] = self._score(rows[known])
+            scores[known] = self.score_block(rows[known])
         if (~known).any():
             assert self.popularity_ is not None
             scores[~known] = self.popularity_
