@@ -1,4 +1,5 @@
-"""The seven arms on the ML-100k Recommenders split, and fit + recommend time at ML-1M size.
+"""Every registered arm (deepcuts/arms.py) on the ML-100k Recommenders split, and fit + recommend
+time at ML-1M size.
 
 Usage: ``.venv/bin/python benchmarks/bench_models.py [--ml1m-size]``
 
@@ -6,7 +7,7 @@ Usage: ``.venv/bin/python benchmarks/bench_models.py [--ml1m-size]``
    ``models.registry.build_recommender`` with the default settings, fit on train.tsv, top-10 for every
    test user (seen items removed), scored by ``deepcuts.metrics.score_lists``. Targets: best nDCG@10 >=
    0.47, every relevance arm above popularity, long_tail / serendipity with a long-tail share several
-   times popularity's and nDCG@10 >= half the best, all seven arms fit + recommend in <= 15 s.
+   times popularity's and nDCG@10 >= half the best, all the arms fit + recommend in <= 15 s.
 2. ``--ml1m-size``: a synthetic 6,040 users x 3,706 items x 1,000,209 ratings world (power-law item
    popularity) for the <= 60 s total target.
 
@@ -30,9 +31,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from deepcuts.arms import arm_names  # noqa: E402
 from deepcuts.contracts import C  # noqa: E402
 from deepcuts.metrics import ListContext, score_lists  # noqa: E402
-from deepcuts.settings import ALL_ARMS, load_settings  # noqa: E402
+from deepcuts.settings import load_settings  # noqa: E402
 from models.registry import base_arm, build_recommender  # noqa: E402
 from pipelines.loaders import load_dataset, load_split  # noqa: E402
 
@@ -45,8 +47,8 @@ def run_arms(train: pd.DataFrame, items: pd.DataFrame, users: np.ndarray, k: int
     settings = load_settings()
     results: dict[str, dict] = {}
     fitted = {}
-    for arm in ALL_ARMS:
-        # as in the nightly train step, long_tail / serendipity reuse the fitted base arm (ALL_ARMS
+    for arm in arm_names():
+        # as in the nightly train step, long_tail / serendipity reuse the fitted base arm (the registry
         # lists the relevance arms first)
         base = fitted.get(base_arm(arm, settings) or "")
         model = build_recommender(arm, settings, seed=42, base=base)

@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python benchmarks/bench_offline.py [--recommenders-python PATH] [--no-doc]
 
 1. deepcuts: ``pipelines.evaluate.evaluate_dataset`` (the code behind ``deepcuts evaluate``) on
-   ``../shared/data/ml-100k/splits/recommenders-item-stratified-seed42`` (given split), all seven arms.
+   ``../shared/data/ml-100k/splits/recommenders-item-stratified-seed42`` (given split), every registered arm.
 2. implicit's ALS (installed with deepcuts), two rows: the library defaults (100 factors, regularisation
    0.01, alpha 1, 15 iterations), and the best of a small grid chosen on a validation split carved out of
    train.tsv (never on test.tsv). Binary train matrix, top-10 unseen per test user, same metrics.
@@ -46,6 +46,7 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from deepcuts.arms import deep_cut_arm_names, relevance_arm_names  # noqa: E402
 from deepcuts.contracts import C  # noqa: E402
 from deepcuts.metrics import ListContext, accuracy_summary, score_lists  # noqa: E402
 from deepcuts.settings import load_settings  # noqa: E402
@@ -287,7 +288,7 @@ def render(result: dict[str, Any]) -> str:
         ]
     arms = result["arms"]
     total = sum(r.get("fit_seconds", 0) + r.get("recommend_seconds", 0) for r in arms.values())
-    lines += ["", f"All seven deepcuts arms: {total:.1f} s fit + recommend in total (target <= 15 s)."]
+    lines += ["", f"All {len(arms)} deepcuts arms: {total:.1f} s fit + recommend in total (target <= 15 s)."]
     lines += targets(arms)
     lines.append(END)
     return "\n".join(lines) + "\n"
@@ -301,11 +302,11 @@ def targets(arms: dict[str, dict[str, Any]]) -> list[str]:
         best = max(ndcg, key=ndcg.__getitem__)
         out.append(f"Best arm: {best}, nDCG@10 {ndcg[best]:.4f} (target >= 0.47).")
     if "popularity" in ndcg:
-        relevance = [a for a in ("svd", "lightfm", "graph", "item_cf") if a in ndcg]
+        relevance = [a for a in relevance_arm_names() if a in ndcg]
         beaten = [a for a in relevance if ndcg[a] > ndcg["popularity"]]
         out.append(f"Relevance arms above popularity: {len(beaten)} of {len(relevance)}.")
         pop_tail = arms["popularity"]["long_tail_share"]
-        for arm in ("long_tail", "serendipity"):
+        for arm in deep_cut_arm_names():
             if arm in arms and ndcg:
                 tail = arms[arm]["long_tail_share"]
                 times = "popularity's is 0" if pop_tail == 0 else f"{tail / pop_tail:.1f}x popularity's"

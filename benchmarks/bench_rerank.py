@@ -5,8 +5,8 @@
    head and long-tail quotas) and compare nDCG@10, long-tail share, genres per list and mean hit rating
    with the un-re-ranked lists; sweep the long-tail band and the quality weight to draw the nDCG vs
    long-tail share and nDCG vs mean hit rating curves (``docs/img/rerank_tradeoff.png``, default marked).
-2. Speed at MovieLens-1M size: 6,040 users x 100 candidates x 6 arms over 3,706 items and 18 genres
-   (synthetic candidates), re-ranking only, and the whole score step per arm.
+2. Speed at MovieLens-1M size: 6,040 users x 100 candidates x the bandit arms (6) over 3,706 items and
+   18 genres (synthetic candidates), re-ranking only, and the whole score step per arm.
 
 Usage: ``.venv/bin/python benchmarks/bench_rerank.py [--arms svd,item_cf,graph] [--skip-quality]``.
 Prints a table and writes ``benchmarks/out/bench_rerank.json``.
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepcuts.arms import bandit_arm_names
 from deepcuts.contracts import C
 from deepcuts.metrics import ListContext, score_lists
 from deepcuts.settings import load_settings
@@ -201,7 +202,9 @@ def plot_tradeoff(quality: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def speed_benchmark(seed: int = 7, users: int = 6040, items: int = 3706, arms: int = 6) -> dict[str, Any]:
+def speed_benchmark(
+    seed: int = 7, users: int = 6040, items: int = 3706, arms: int = len(bandit_arm_names())
+) -> dict[str, Any]:
     """Re-rank ML-1M-sized synthetic candidates: power-law popularity, 1-3 genres per item."""
     rng = np.random.default_rng(seed)
     n_genres, k = 18, 100
@@ -280,7 +283,7 @@ def step_benchmark(seed: int = 11, users: int = 6040, items: int = 3706, ratings
         lake.write_table(Dataset.ITEMS, run_date, catalog)
         lake.write_table(Dataset.INTERACTIONS, run_date, inter)
         all_users = np.arange(1, users + 1)
-        for arm in ("svd", "lightfm", "graph", "item_cf", "long_tail", "serendipity"):
+        for arm in bandit_arm_names():
             cand = np.argsort(-(np.log(p)[None, :] + rng.gumbel(size=(users, items))), axis=1)[:, :100] + 1
             frame = pd.DataFrame(
                 {

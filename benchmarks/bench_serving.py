@@ -34,6 +34,7 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from deepcuts.arms import bandit_arm_names  # noqa: E402
 from deepcuts.contracts import C, Dataset, Daypart  # noqa: E402
 from deepcuts.settings import load_settings  # noqa: E402
 from pipelines import serving  # noqa: E402
@@ -41,7 +42,7 @@ from pipelines.publish import publish  # noqa: E402
 from pipelines.storage import Lake  # noqa: E402
 
 DAYPARTS = [d.value for d in Daypart]
-ARMS = ["svd", "lightfm", "graph", "item_cf", "long_tail", "serendipity"]
+ARMS = list(bandit_arm_names())
 SEGMENTS = ["new", "casual", "power"]
 
 

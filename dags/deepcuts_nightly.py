@@ -1,8 +1,10 @@
 """deepcuts_nightly: the nightly deep-cut recommendation run. Wiring only.
 
-Every task calls one function in ``pipelines/`` with the settings and the run date, so reruns and
-backfills (``airflow dags backfill deepcuts_nightly ...``) are idempotent per run date. Heavy imports
-happen inside the tasks: parsing this file imports Airflow and nothing else.
+Every task calls one function in ``pipelines/`` with the settings and the run date of the run's plan
+(``plan``: run date, arms and shards decided once; ``settings_of(p)`` narrows ``arms.enabled`` to the
+planned arms, so ``train`` maps over the same arms the other steps read), so reruns and backfills
+(``airflow dags backfill deepcuts_nightly ...``) are idempotent per run date. Heavy imports happen
+inside the tasks: parsing this file imports Airflow and nothing else.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from deepcuts.airflow_support import (
     PUBLISH_POOL,
     SERVING_TABLES,
     DeepcutsFailureNotifier,
+    night_plan,
     resolve_run_date,
     run_date_of,
+    settings_of,
     task_retries,
 )
-
-DEFAULT_ARMS = ["svd", "lightfm", "graph", "item_cf", "long_tail", "serendipity", "popularity"]
 
 
 @dag(
@@ -49,7 +51,11 @@ DEFAULT_ARMS = ["svd", "lightfm", "graph", "item_cf", "long_tail", "serendipity"
         "run_date": Param(
             None, type=["null", "string"], format="date", description="Override the run date (YYYY-MM-DD)"
         ),
-        "arms": Param(DEFAULT_ARMS, type="array", description="Recommenders to train this night"),
+        "arms": Param(
+            None,
+            type=["null", "array"],
+            description="Arms to run tonight (default: settings arms.enabled; the A/B control arm stays)",
+        ),
         "n_shards": Param(
             None, type=["null", "integer"], minimum=1, description="User shards (default: settings)"
         ),
@@ -60,18 +66,8 @@ def deepcuts_nightly() -> None:
     @task
     def plan(**context: Any) -> dict[str, Any]:
         """Resolve the run date, arms and shards once, so every task of the run agrees."""
-        from deepcuts.settings import load_settings
-
         params = context["params"]
-        settings = load_settings()
-        arms = list(params.get("arms") or settings.arms.enabled)
-        n_shards = int(params.get("n_shards") or settings.arms.user_shards)
-        return {
-            "run_date": resolve_run_date(context, params.get("run_date")),
-            "arms": arms,
-            "n_shards": n_shards,
-            "shards": list(range(n_shards)),
-        }
+        return night_plan(params, resolve_run_date(context, params.get("run_date")))
 
     @task
     def arms_of(p: dict[str, Any]) -> list[str]:
@@ -83,88 +79,76 @@ def deepcuts_nightly() -> None:
 
     @task
     def ingest(p: dict[str, Any]) -> dict[str, Any]:
-        from deepcuts.settings import load_settings
         from pipelines.ingest import ingest
 
-        return ingest(load_settings(), run_date_of(p))
+        return ingest(settings_of(p), run_date_of(p))
 
     @task(map_index_template="{{ task.op_kwargs['arm'] }}")
     def train(p: dict[str, Any], arm: str) -> dict[str, Any]:
-        from deepcuts.settings import load_settings
         from pipelines.train import train_arm
 
-        return train_arm(load_settings(), run_date_of(p), arm)
+        return train_arm(settings_of(p), run_date_of(p), arm)
 
     @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
     def candidates(p: dict[str, Any], shard: int) -> dict[str, Any]:
-        from deepcuts.settings import load_settings
         from pipelines.candidates import candidates_shard
 
-        return candidates_shard(load_settings(), run_date_of(p), shard, p["n_shards"])
+        return candidates_shard(settings_of(p), run_date_of(p), shard, p["n_shards"])
 
     @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
     def score(p: dict[str, Any], shard: int) -> dict[str, Any]:
-        from deepcuts.settings import load_settings
         from pipelines.score import score_shard
 
-        return score_shard(load_settings(), run_date_of(p), shard, p["n_shards"])
+        return score_shard(settings_of(p), run_date_of(p), shard, p["n_shards"])
 
     @task
     def bandit_update(p: dict[str, Any]) -> dict[str, Any]:
-        from deepcuts.settings import load_settings
         from pipelines.bandit_update import bandit_update
 
-        return bandit_update(load_settings(), run_date_of(p))
+        return bandit_update(settings_of(p), run_date_of(p))
 
     @task
     def assign(p: dict[str, Any]) -> dict[str, Any]:
-        from deepcuts.settings import load_settings
         from pipelines.assign import assign
 
-        return assign(load_settings(), run_date_of(p))
+        return assign(settings_of(p), run_date_of(p))
 
     @task
     def evaluate(p: dict[str, Any]) -> dict[str, Any]:
-        from deepcuts.settings import load_settings
         from pipelines.evaluate import evaluate_night
 
-        return evaluate_night(load_settings(), run_date_of(p))
+        return evaluate_night(settings_of(p), run_date_of(p))
 
     @task
     def ab_analysis(p: dict[str, Any]) -> dict[str, Any]:
-        from deepcuts.settings import load_settings
         from pipelines.ab_analysis import ab_analysis
 
-        return ab_analysis(load_settings(), run_date_of(p))
+        return ab_analysis(settings_of(p), run_date_of(p))
 
     @task
     def ope(p: dict[str, Any]) -> dict[str, Any]:
-        from deepcuts.settings import load_settings
         from pipelines.ope import ope
 
-        return ope(load_settings(), run_date_of(p))
+        return ope(settings_of(p), run_date_of(p))
 
     @task
     def monitor(p: dict[str, Any]) -> dict[str, Any]:
-        from deepcuts.settings import load_settings
         from pipelines.monitor import monitor
 
-        return monitor(load_settings(), run_date_of(p))
+        return monitor(settings_of(p), run_date_of(p))
 
     # One writer at a time on the serving DB, whatever else runs in parallel (backfills included).
     @task(pool=PUBLISH_POOL, outlets=[SERVING_TABLES])
     def publish(p: dict[str, Any]) -> dict[str, Any]:
-        from deepcuts.settings import load_settings
         from pipelines.publish import publish
 
-        return publish(load_settings(), run_date_of(p))
+        return publish(settings_of(p), run_date_of(p))
 
     @task(outlets=[NIGHTLY_REPORT])
     def report(p: dict[str, Any]) -> dict[str, Any]:
-        from deepcuts.settings import load_settings
         from pipelines.report import report
 
-        return report(load_settings(), run_date_of(p))
+        return report(settings_of(p), run_date_of(p))
 
     p = plan()
     ingested = ingest(p)

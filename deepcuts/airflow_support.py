@@ -1,4 +1,4 @@
-"""The little that the DAG files share: assets, run-date resolution and the failure notifier.
+"""The little that the DAG files share: assets, the run's plan, run-date resolution and the failure notifier.
 
 Kept out of ``dags/`` so DAG files stay pure wiring, and out of ``pipelines/`` because it imports Airflow.
 """
@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import date, datetime
-from typing import Any
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseNotifier
+
+if TYPE_CHECKING:
+    from deepcuts.settings import Settings
 
 log = logging.getLogger("deepcuts.airflow")
 
@@ -18,8 +22,15 @@ log = logging.getLogger("deepcuts.airflow")
 SERVING_TABLES = Asset(name="deepcuts_serving_tables", uri="deepcuts://serving/current", group="deepcuts")
 #: The nightly HTML report.
 NIGHTLY_REPORT = Asset(name="deepcuts_nightly_report", uri="deepcuts://reports/nightly", group="deepcuts")
+#: The weekly diversity and performance review (``deepcuts_weekly``), built from the nightly outputs.
+WEEKLY_REVIEW = Asset(name="deepcuts_weekly_review", uri="deepcuts://reports/weekly", group="deepcuts")
 
 PUBLISH_POOL = "deepcuts_publish"
+
+#: ``start_date`` of the deepcuts DAGs: early, so manual runs and backfills for any historical run date
+#: (MovieLens replays start in 1997) get task instances; each DAG sets ``catchup=False`` so that the
+#: scheduler does not create the missed runs.
+EARLIEST_START = datetime(1995, 1, 1, tzinfo=UTC)
 
 #: Environment variable with the number of retries per task (default 2). ``make run`` sets 0 so that a
 #: broken step fails the demo at once instead of waiting for retry delays.
@@ -36,6 +47,30 @@ def run_date_of(plan: dict[str, Any]) -> date:
     return date.fromisoformat(plan["run_date"])
 
 
+def night_plan(params: Mapping[str, Any], run_date: str) -> dict[str, Any]:
+    """The plan of one DAG run, decided once by its ``plan`` task (an XCom every task receives).
+
+    ``arms``: the ``arms`` param (default ``arms.enabled``) through :func:`pipelines.plan.plan_arms`
+    (registry order, the A/B control arm always in); ``n_shards``: the param or ``arms.user_shards``.
+    """
+    from deepcuts.settings import load_settings
+    from pipelines.plan import plan_arms
+
+    settings = load_settings()
+    arms = plan_arms(settings, date.fromisoformat(run_date), params.get("arms"))
+    n_shards = int(params.get("n_shards") or settings.arms.user_shards)
+    return {"run_date": run_date, "arms": list(arms), "n_shards": n_shards, "shards": list(range(n_shards))}
+
+
+def settings_of(plan: Mapping[str, Any]) -> Settings:
+    """A task's settings: ``load_settings()`` with ``arms.enabled`` set to the run's planned arms, so
+    every task of a run (mapped or not) works on the same arms whatever the settings file says now."""
+    from deepcuts.settings import load_settings
+    from pipelines.plan import with_arms
+
+    return with_arms(load_settings(), plan["arms"])
+
+
 def resolve_run_date(context: Any, override: str | None = None) -> str:
     """The run date a DAG run works on, as ISO text.
 
@@ -50,6 +85,15 @@ def resolve_run_date(context: Any, override: str | None = None) -> str:
         return str(ds)
     run_after: datetime = context["dag_run"].run_after
     return run_after.date().isoformat()
+
+
+def last_night_of_week(context: Any, override: str | None = None) -> str:
+    """The last night a weekly run reviews, as ISO text: the ``run_date`` param if given, else the
+    night before the run's date (a ``@weekly`` run fires at midnight, when that day's night has not
+    run yet)."""
+    if override:
+        return date.fromisoformat(str(override)).isoformat()
+    return (date.fromisoformat(resolve_run_date(context)) - timedelta(days=1)).isoformat()
 
 
 class DeepcutsFailureNotifier(BaseNotifier):

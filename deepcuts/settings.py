@@ -21,16 +21,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from deepcuts.arms import ARMS, ArmRole, arm_names, bandit_arm_names, relevance_arm_names, unknown_arms
+
 CONFIG_ENV_VAR = "DEEPCUTS_CONFIG"
 DEFAULT_CONFIG_FILE = "deepcuts.toml"
 
 DatasetKind = Literal["synthetic", "ml-100k", "ml-1m", "ml-latest-small", "csv"]
-ArmName = Literal["svd", "lightfm", "graph", "item_cf", "long_tail", "serendipity", "popularity"]
 
-#: The six algorithms the bandit chooses between (the popularity baseline is not an arm of the bandit).
-BANDIT_ARMS: tuple[str, ...] = ("svd", "lightfm", "graph", "item_cf", "long_tail", "serendipity")
+# The arms come from the arm registry (deepcuts/arms.py); these are its names when this module loads
+# (code that must see an arm registered later, e.g. by a test, calls arm_names()).
+#: The algorithms the bandit chooses between (every arm but the popularity baseline).
+BANDIT_ARMS: tuple[str, ...] = bandit_arm_names()
 #: Every recommender trained each night.
-ALL_ARMS: tuple[str, ...] = (*BANDIT_ARMS, "popularity")
+ALL_ARMS: tuple[str, ...] = arm_names()
 
 
 class Section(BaseModel):
@@ -207,9 +210,6 @@ class ItemCFSettings(Section):
     block_items: int = Field(1024, ge=1)
 
 
-BaseArm = Literal["item_cf", "svd", "graph", "lightfm"]
-
-
 class LongTailSettings(Section):
     """Long-tail arm (models/long_tail.py): base relevance boosted toward the tail, quality-floored."""
 
@@ -219,8 +219,8 @@ class LongTailSettings(Section):
     #: liked-weighted history: 2.3 -> nDCG@10 0.401 / tail share 0.26; 2.5 -> 0.373 / 0.35; 2.7 -> 0.341 /
     #: 0.44. Binary history, before issue 13: 2.3 -> 0.365 / 0.36).
     tail_boost: float = Field(2.5, ge=1)
-    #: Relevance model whose scores are boosted.
-    base: BaseArm = "item_cf"
+    #: Relevance model whose scores are boosted (a relevance arm of deepcuts/arms.py).
+    base: str = "item_cf"
 
 
 class SerendipitySettings(Section):
@@ -231,8 +231,8 @@ class SerendipitySettings(Section):
     unexpectedness_weight: float = Field(2.15, ge=0)
     #: Share of unexpectedness from "not popular" (1 - popularity percentile); the rest is genre distance.
     popularity_mix: float = Field(0.7, ge=0, le=1)
-    #: Relevance model whose scores are re-weighted.
-    base: BaseArm = "item_cf"
+    #: Relevance model whose scores are re-weighted (a relevance arm of deepcuts/arms.py).
+    base: str = "item_cf"
 
 
 class QualitySettings(Section):
@@ -253,7 +253,11 @@ class QualitySettings(Section):
 
 
 class ArmsSettings(Section):
-    enabled: tuple[str, ...] = ALL_ARMS
+    """The arms (deepcuts/arms.py) and their sections: one field per arm that has knobs."""
+
+    #: Arms trained and served each night: default every registered arm. A run's plan may narrow it
+    #: (the DAG's ``arms`` param, ``run_night(arms=...)``; pipelines/plan.py).
+    enabled: tuple[str, ...] = Field(default_factory=arm_names)
     #: Candidates per user and arm written each night.
     candidates_n: int = Field(100, ge=10)
     #: Number of user shards for candidate generation and scoring (each shard can be its own task).
@@ -293,9 +297,21 @@ class ArmsSettings(Section):
 
     @model_validator(mode="after")
     def _known_arms(self) -> ArmsSettings:
-        unknown = sorted(set(self.enabled) - set(ALL_ARMS))
+        unknown = unknown_arms(self.enabled)
         if unknown:
-            raise ValueError(f"unknown arms {unknown}; choose from {list(ALL_ARMS)}")
+            raise ValueError(f"unknown arms {unknown} in arms.enabled; choose from {list(arm_names())}")
+        for spec in ARMS.values():
+            if spec.section is not None and not isinstance(getattr(self, spec.section, None), Section):
+                raise ValueError(
+                    f"arm {spec.name!r} declares the settings section arms.{spec.section}, which "
+                    "ArmsSettings lacks; add it (CONTRIBUTING.md, 'Adding an arm')"
+                )
+            base = getattr(getattr(self, spec.section or "", None), "base", None)
+            if spec.role is ArmRole.DEEP_CUT and base not in relevance_arm_names():
+                raise ValueError(
+                    f"arms.{spec.section}.base={base!r} is not a relevance arm; "
+                    f"choose one of {list(relevance_arm_names())}"
+                )
         if self.tail_candidates + self.head_candidates > self.candidates_n:
             raise ValueError(
                 f"arms.tail_candidates + arms.head_candidates ({self.tail_candidates} + "
@@ -332,7 +348,7 @@ class RerankSettings(Section):
     embedding_weight: float = Field(0.5, ge=0, le=1)
     #: Users re-ranked per numpy block (memory is about batch * candidates * genres * 32 bytes).
     batch_users: int = Field(1024, ge=1)
-    #: Re-rank the lists of these arms (empty: every arm that has candidates).
+    #: Re-rank the lists of these arms (empty: every enabled arm, arms.enabled).
     arms: tuple[str, ...] = ()
     #: Top up candidate lists shorter than list_length with the most popular unrated items.
     fill_short_lists: bool = True
@@ -358,7 +374,8 @@ class RerankSettings(Section):
 class BanditSettings(Section):
     """Contextual Thompson-sampling bandit over the arms (docs/bandit.md)."""
 
-    arms: tuple[str, ...] = BANDIT_ARMS
+    #: Default: every registered arm but the baselines (deepcuts/arms.py).
+    arms: tuple[str, ...] = Field(default_factory=bandit_arm_names)
     #: Beta prior of every (context, arm): Beta(prior_alpha, prior_beta); 1, 1 = uniform on the CTR.
     #: At least 0.1: below that, Beta draws and quantiles collapse onto 0.0/1.0 in float64 and the
     #: selection probabilities lose their accuracy (Jeffreys' 0.5 is fine).
@@ -401,9 +418,9 @@ class BanditSettings(Section):
     def _check(self) -> BanditSettings:
         if not self.arms or len(set(self.arms)) != len(self.arms):
             raise ValueError(f"bandit.arms must be non-empty and unique, got {list(self.arms)}")
-        unknown = sorted(set(self.arms) - set(ALL_ARMS))
+        unknown = unknown_arms(self.arms)
         if unknown:
-            raise ValueError(f"bandit.arms has unknown arms {unknown}; choose from {list(ALL_ARMS)}")
+            raise ValueError(f"bandit.arms has unknown arms {unknown}; choose from {list(arm_names())}")
         if self.exploration_floor * len(self.arms) > 1:
             raise ValueError(
                 f"bandit.exploration_floor={self.exploration_floor} x {len(self.arms)} arms exceeds 1; "
@@ -473,7 +490,8 @@ class TargetsSettings(Section):
 class SimulatorSettings(Section):
     """The closed-loop simulator (``deepcuts simulate``); docs/simulator.md."""
 
-    #: Registry steps that ``run_night`` skips during a simulation (e.g. ``["report"]`` to save time).
+    #: Registry steps that ``run_night`` skips during a simulation (e.g. ``["report"]`` to save time);
+    #: names of ``pipelines.nightly.STEPS``, checked when the settings load.
     skip_steps: tuple[str, ...] = ()
     #: Synthetic world: probability that a simulated user rates an item they clicked.
     rating_probability: float = Field(0.5, ge=0, le=1)
@@ -534,7 +552,8 @@ class MonitorSettings(Section):
     max_feedback_age_hours: float = Field(36.0, gt=0)
     #: OPE: estimates must lie in [0, 1] and inside their CI; ESS below this is a warning.
     min_ope_ess: float = Field(30.0, ge=0)
-    #: Checks whose failure is critical (blocks the publish); all others are warnings.
+    #: Checks whose failure is critical (blocks the publish); all others are warnings. Names of
+    #: ``pipelines.monitor_checks.CHECKS``, checked when the settings load (a typo would drop the veto).
     critical_checks: tuple[str, ...] = (
         "served_lists_present",
         "mean_predicted_quality",
@@ -557,6 +576,15 @@ class ReportSettings(Section):
     dpi: int = Field(90, ge=20)
     #: Trend plots label at most this many nights on their x axis (evenly spaced).
     date_labels: int = Field(8, ge=1)
+
+
+class WeeklyReviewSettings(Section):
+    """The weekly diversity and performance review (``pipelines.weekly_review``; docs/operations.md)."""
+
+    #: The week: nights whose genres, arm shares and alerts the review shows, and the short trend window.
+    short_window_days: int = Field(7, ge=1)
+    #: The long trend window the week's means are compared with (the monthly view).
+    long_window_days: int = Field(28, ge=1)
 
 
 class PublishSettings(Section):
@@ -665,6 +693,7 @@ class Settings(BaseSettings):
     publish: PublishSettings = PublishSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
     report: ReportSettings = ReportSettings()
+    weekly: WeeklyReviewSettings = WeeklyReviewSettings()
     tune: TuneSettings = TuneSettings()
 
     @classmethod
@@ -703,9 +732,29 @@ class Settings(BaseSettings):
             return f"{self.home.rstrip('/')}/world"
         raise ValueError(f"source.path must be set for dataset {self.source.dataset!r}")
 
+    @model_validator(mode="after")
+    def _known_registry_names(self) -> Settings:
+        # The registries live beside the code they name and import this module, so they are imported
+        # here, once a Settings is built, never at import time. A typo must not silently drop a check
+        # from the publish veto or a step from the simulator's skip list.
+        from pipelines.monitor_checks import CHECK_NAMES
+        from pipelines.nightly import STEP_NAMES
+
+        _known("monitor.critical_checks", self.monitor.critical_checks, CHECK_NAMES, "checks")
+        _known("simulator.skip_steps", self.simulator.skip_steps, STEP_NAMES, "steps")
+        return self
+
     def quality_floor_scaled(self, rating_min: float, rating_max: float) -> float:
         """The 5-point quality floor mapped linearly onto another rating scale."""
-        return rating_min + (self.rerank.quality_floor - 1.0) * (rating_max - rating_min) / 4.0
+        from deepcuts.formulas import scale_5pt  # numpy and the contracts: not needed to load settings
+
+        return scale_5pt(self.rerank.quality_floor, rating_min, rating_max)
+
+
+def _known(field: str, names: tuple[str, ...], registry: tuple[str, ...], what: str) -> None:
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ValueError(f"{field}: unknown {what} {unknown}; the {what} are {list(registry)}")
 
 
 def _config_file(explicit: str | Path | None) -> Path | None:

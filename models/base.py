@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from deepcuts.contracts import C
+
+if TYPE_CHECKING:
+    from deepcuts.settings import Settings
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -332,6 +335,9 @@ class Recommender(ABC):
     """
 
     name: ClassVar[str]
+    #: True for models that score from a user's history row: ``models.registry`` then sets
+    #: ``preference`` from ``arms.preference_*``.
+    uses_preference: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, seed: int = 42, batch_users: int = 1024) -> None:
         self.config = config
@@ -341,6 +347,17 @@ class Recommender(ABC):
         self.popularity_: FloatArray | None = None
         #: History weighting of the models that score from a user's history row (None: binary).
         self.preference: Preference | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, config: Any, seed: int, *, base: Recommender | None = None
+    ) -> Self:
+        """The arm as the night builds it (``models.registry.build_recommender``): ``config`` is its
+        ``settings.arms`` section (None for an arm without one). Deep-cut arms override this to take
+        their ``base`` model and the shared quality settings."""
+        if base is not None:
+            raise ValueError(f"{cls.__name__} re-weights no base model; pass base only to a deep-cut arm")
+        return cls(config, seed=seed, batch_users=settings.arms.batch_users)
 
     # ------------------------------------------------------------------ API
     def fit(self, interactions: pd.DataFrame, items: pd.DataFrame) -> Self:

@@ -52,6 +52,7 @@ class GraphRecommender(Recommender):
     """RP3beta item-item random walk."""
 
     name = "graph"
+    uses_preference = True
     config: GraphSettings
 
     def __init__(self, config: GraphSettings | None = None, seed: int = 42, batch_users: int = 1024) -> None:

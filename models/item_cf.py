@@ -100,6 +100,7 @@ class ItemCFRecommender(Recommender):
     """Item-item model ``x_u B``; ``B`` from EASE^R (small catalogs) or top-k shrunk cosine."""
 
     name = "item_cf"
+    uses_preference = True
     config: ItemCFSettings
 
     def __init__(self, config: ItemCFSettings | None = None, seed: int = 42, batch_users: int = 1024) -> None:

@@ -19,10 +19,13 @@ EASE^R base (liked-weighted history): boost 2.5 -> nDCG@10 0.373, long-tail shar
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 import numpy as np
 import pandas as pd
 
-from deepcuts.settings import LongTailSettings, QualitySettings
+from deepcuts.formulas import scale_5pt
+from deepcuts.settings import LongTailSettings, QualitySettings, Settings
 from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 from models.item_stats import ItemStats
 
@@ -32,7 +35,7 @@ def scale_floor(floor_5pt: float, rating_scale: tuple[float, float]) -> float:
     lo, hi = rating_scale
     if hi <= lo:
         raise ValueError(f"rating scale {rating_scale} is empty; set source.rating_min < source.rating_max")
-    return lo + (floor_5pt - 1.0) * (hi - lo) / 4.0
+    return scale_5pt(floor_5pt, lo, hi)
 
 
 def normalise_rows(scores: FloatArray, seen: np.ndarray | None = None) -> FloatArray:
@@ -77,6 +80,29 @@ class QualityFloorMixin:
     stats_: ItemStats | None
     data: InteractionMatrix | None
     below_floor_: np.ndarray | None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, config: Any, seed: int, *, base: Recommender | None = None
+    ) -> Self:
+        """A deep-cut arm re-weights ``base`` (``arms.<arm>.base``, built by ``models.registry``) and
+        floors items by the shared ``arms.quality`` settings on the source's rating scale."""
+        if base is None:
+            raise ValueError(f"{cls.__name__} needs its base model (its section's base); see models.registry")
+        return cls(
+            config,  # type: ignore[call-arg]
+            seed=seed,
+            batch_users=settings.arms.batch_users,
+            base=base,
+            quality=settings.arms.quality,
+            rating_scale=(settings.source.rating_min, settings.source.rating_max),
+            **cls._settings_kwargs(settings),
+        )
+
+    @classmethod
+    def _settings_kwargs(cls, settings: Settings) -> dict[str, Any]:
+        """Further constructor arguments taken from the settings (none by default)."""
+        return {}
 
     def _fit_base(self, data: InteractionMatrix, items: pd.DataFrame, head_share: float) -> None:
         # A base already fitted on exactly this matrix (the base arm's artefact of the same night) is

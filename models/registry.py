@@ -1,74 +1,54 @@
-"""Arm name -> recommender class, and one factory that builds an arm from the settings.
+"""Build an arm of the registry (deepcuts/arms.py) from the settings.
 
-``build_recommender(arm, settings, seed)`` is the only place that knows which settings section and
-which base model belong to which arm; the train step, ``deepcuts evaluate`` and the benchmarks all go
-through it so an arm means the same thing everywhere.
+``build_recommender(arm, settings, seed)`` is the only way an arm is made: the train step,
+``deepcuts evaluate``, the contract tests and the benchmarks all go through it, so an arm means the same
+thing everywhere. There is no per-arm code here: the registry entry names the class and the settings
+section, and the class's ``Recommender.from_settings`` builds it from that section. Two conventions of
+the sections apply to every arm: a ``seed`` field that is set fixes the arm's seed, and a deep-cut arm's
+``base`` field names the relevance arm it re-weights.
 """
 
 from __future__ import annotations
 
-from deepcuts.settings import ALL_ARMS, Settings
+import importlib
+from typing import Any
+
+from deepcuts.arms import ArmRole, arm_spec
+from deepcuts.settings import Settings
 from models.base import Preference, Recommender
-from models.graph import GraphRecommender
-from models.item_cf import ItemCFRecommender
-from models.lightfm_warp import LightFMRecommender
-from models.long_tail import LongTailRecommender, scale_floor
-from models.popularity import PopularityRecommender
-from models.serendipity import SerendipityRecommender
-from models.svd import SVDRecommender
+from models.long_tail import scale_floor
 
-#: Every arm's class, keyed by the arm name used in settings, the lake and the candidates table.
-ARM_CLASSES: dict[str, type[Recommender]] = {
-    "svd": SVDRecommender,
-    "lightfm": LightFMRecommender,
-    "graph": GraphRecommender,
-    "item_cf": ItemCFRecommender,
-    "long_tail": LongTailRecommender,
-    "serendipity": SerendipityRecommender,
-    "popularity": PopularityRecommender,
-}
 
-#: The arms that only rank by relevance (usable as the base of long_tail / serendipity).
-RELEVANCE_ARMS: tuple[str, ...] = ("svd", "lightfm", "graph", "item_cf")
+def arm_class(arm: str) -> type[Recommender]:
+    """The ``Recommender`` subclass of a registered arm (its module is imported on first use)."""
+    spec = arm_spec(arm)
+    module_name, _, class_name = spec.model.partition(":")
+    if "." not in module_name:
+        module_name = f"{__package__}.{module_name}"  # a module of this package
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+        raise TypeError(f"arm {arm!r}: {spec.model} is not a models.base.Recommender subclass")
+    return cls
 
-assert set(ARM_CLASSES) == set(ALL_ARMS), "ARM_CLASSES and settings.ALL_ARMS disagree"
+
+def arm_config(arm: str, settings: Settings) -> Any:
+    """The arm's settings section (``settings.arms.<section>``), None for an arm without one."""
+    section = arm_spec(arm).section
+    return getattr(settings.arms, section) if section is not None else None
 
 
 def preference(settings: Settings) -> Preference:
-    """The history weighting of the arms that score from history rows (item_cf, svd, graph)."""
+    """The history weighting of the arms that score from history rows (``uses_preference``)."""
     arms = settings.arms
     scale = (settings.source.rating_min, settings.source.rating_max)
     return Preference(scale_floor(arms.preference_liked_5pt, scale), arms.preference_other_weight)
 
 
-def _relevance_model(arm: str, settings: Settings, seed: int) -> Recommender:
-    arms = settings.arms
-    batch = arms.batch_users
-    model: Recommender
-    if arm == "svd":
-        svd_seed = arms.svd.seed if arms.svd.seed is not None else seed
-        model = SVDRecommender(arms.svd, seed=svd_seed, batch_users=batch)
-    elif arm == "lightfm":
-        # LightFM learns from its own positives (arms.lightfm.positive_threshold), not history rows
-        lf_seed = arms.lightfm.seed if arms.lightfm.seed is not None else seed
-        return LightFMRecommender(arms.lightfm, seed=lf_seed, batch_users=batch)
-    elif arm == "graph":
-        model = GraphRecommender(arms.graph, seed=seed, batch_users=batch)
-    elif arm == "item_cf":
-        model = ItemCFRecommender(arms.item_cf, seed=seed, batch_users=batch)
-    else:
-        raise ValueError(f"{arm!r} is not a relevance arm; choose one of {list(RELEVANCE_ARMS)}")
-    model.preference = preference(settings)
-    return model
-
-
 def base_arm(arm: str, settings: Settings) -> str | None:
-    """The relevance arm whose scores ``arm`` re-weights (long_tail, serendipity), else None."""
-    if arm == "long_tail":
-        return settings.arms.long_tail.base
-    if arm == "serendipity":
-        return settings.arms.serendipity.base
-    return None
+    """The relevance arm whose scores a deep-cut ``arm`` re-weights (``arms.<section>.base``), else None."""
+    if arm_spec(arm).role is not ArmRole.DEEP_CUT:
+        return None
+    return str(arm_config(arm, settings).base)
 
 
 def build_recommender(
@@ -76,36 +56,23 @@ def build_recommender(
 ) -> Recommender:
     """A recommender for ``arm`` configured from ``settings.arms`` (unfitted unless ``base`` is).
 
-    ``seed`` is the arm's seed (the train step derives it from ``arms.seed`` and the run date);
-    ``arms.svd.seed`` / ``arms.lightfm.seed`` override it when set. For long_tail and serendipity,
-    ``base`` is the relevance model to re-weight (default: a new ``base_arm`` model with ``seed``); a
-    base already fitted on the same interactions is reused by ``fit`` instead of being refitted.
+    ``seed`` is the arm's seed (the train step derives it from ``arms.seed`` and the run date); a set
+    ``seed`` field of the arm's section (``arms.svd.seed``, ``arms.lightfm.seed``) overrides it. For a
+    deep-cut arm, ``base`` is the relevance model to re-weight (default: a new ``base_arm`` model with
+    ``seed``); a base already fitted on the same interactions is reused by ``fit`` instead of being
+    refitted.
     """
-    if arm not in ARM_CLASSES:
-        raise ValueError(f"unknown arm {arm!r}; choose one of {list(ARM_CLASSES)} (settings.arms.enabled)")
-    if base is not None and base_arm(arm, settings) is None:
-        raise ValueError(f"arm {arm!r} has no base model; pass base only for long_tail or serendipity")
-    arms = settings.arms
-    scale = (settings.source.rating_min, settings.source.rating_max)
-    if arm == "popularity":
-        return PopularityRecommender(None, seed=seed, batch_users=arms.batch_users)
-    if arm == "long_tail":
-        return LongTailRecommender(
-            arms.long_tail,
-            seed=seed,
-            batch_users=arms.batch_users,
-            base=base if base is not None else _relevance_model(arms.long_tail.base, settings, seed),
-            quality=arms.quality,
-            rating_scale=scale,
-        )
-    if arm == "serendipity":
-        return SerendipityRecommender(
-            arms.serendipity,
-            seed=seed,
-            batch_users=arms.batch_users,
-            base=base if base is not None else _relevance_model(arms.serendipity.base, settings, seed),
-            quality=arms.quality,
-            rating_scale=scale,
-            head_share=arms.long_tail.head_share,
-        )
-    return _relevance_model(arm, settings, seed)
+    base_name = base_arm(arm, settings)
+    if base is not None and base_name is None:
+        raise ValueError(f"arm {arm!r} has no base model; pass base only for a deep-cut arm")
+    if base_name is not None and base is None:
+        # settings validation (ArmsSettings) already made base_name a relevance arm
+        base = build_recommender(base_name, settings, seed)
+    config = arm_config(arm, settings)
+    fixed_seed = getattr(config, "seed", None)
+    model = arm_class(arm).from_settings(
+        settings, config, seed if fixed_seed is None else fixed_seed, base=base
+    )
+    if model.uses_preference:
+        model.preference = preference(settings)
+    return model

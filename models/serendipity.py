@@ -21,10 +21,12 @@ share: 0.002).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
-from deepcuts.settings import QualitySettings, SerendipitySettings
+from deepcuts.settings import QualitySettings, SerendipitySettings, Settings
 from models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 from models.lightfm_warp import genre_feature_matrix
 from models.long_tail import QualityFloorMixin
@@ -55,6 +57,11 @@ class SerendipityRecommender(QualityFloorMixin, Recommender):
         self.stats_ = None
         self.below_floor_ = None
         self.genres_: np.ndarray | None = None
+
+    @classmethod
+    def _settings_kwargs(cls, settings: Settings) -> dict[str, Any]:
+        # the long-tail set is the long_tail arm's (one definition of the head for every arm)
+        return {"head_share": settings.arms.long_tail.head_share}
 
     def _fit(self, data: InteractionMatrix, items: pd.DataFrame) -> None:
         self._fit_base(data, items, self.head_share)

@@ -27,6 +27,7 @@ class SVDRecommender(Recommender):
     """Truncated SVD of the popularity-debiased interaction matrix; scores by fold-in."""
 
     name = "svd"
+    uses_preference = True
     config: SVDSettings
 
     def __init__(self, config: SVDSettings | None = None, seed: int = 42, batch_users: int = 1024) -> None:

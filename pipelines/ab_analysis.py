@@ -58,6 +58,7 @@ import pyarrow as pa
 from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset, EventType, Variant
 from deepcuts.experiment import SHIP_VERDICT, ExperimentState
 from deepcuts.experiment import Status as RunStatus
+from deepcuts.formulas import scale_5pt
 from deepcuts.jsonsafe import json_safe
 from deepcuts.progress import get_logger
 from deepcuts.settings import ABSettings, Settings
@@ -375,7 +376,7 @@ def targets(settings: Settings) -> dict[str, Target]:
     """
     tg, rr = settings.targets, settings.rerank
     low, high = settings.source.rating_min, settings.source.rating_max
-    floor = low + (tg.mean_rating_min_5pt - 1.0) * (high - low) / 4.0
+    floor = scale_5pt(tg.mean_rating_min_5pt, low, high)
     return {
         "ctr_lift": Target(
             tg.ctr_lift_min,

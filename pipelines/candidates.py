@@ -118,6 +118,7 @@ def candidates_shard(settings: Settings, run_date: date | str, shard: int, n_sha
         for arm in settings.arms.enabled:
             rows[arm] = _arm_candidates(lake, day, arm, users, shard, settings)
     log.info("candidates %s shard %d/%d: %d users, rows %s", day, shard, n_shards, users.size, rows)
+    lake.mark_complete(Dataset.CANDIDATES, day, scope=f"shard-{shard:04d}")  # score checks it
     return {
         "run_date": day.isoformat(),
         "shard": shard,

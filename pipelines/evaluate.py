@@ -27,11 +27,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
+from deepcuts.arms import arm_names, unknown_arms
 from deepcuts.contracts import C, Dataset
 from deepcuts.metrics import ListContext, score_lists
 from deepcuts.progress import get_logger, progress
 from deepcuts.seeds import derive_seed
-from deepcuts.settings import ALL_ARMS, Settings, SourceSettings
+from deepcuts.settings import Settings, SourceSettings
 
 if TYPE_CHECKING:
     from models.base import Recommender
@@ -281,11 +282,11 @@ def served_targets(result: Mapping[str, Any], settings: Settings) -> dict[str, A
 def resolve_arms(spec: str | None) -> list[str]:
     """``"all"``/``None`` -> every arm; else a comma list of known arm names, in the given order."""
     if spec is None or spec.strip() in ("", "all"):
-        return list(ALL_ARMS)
+        return list(arm_names())
     names = [a.strip() for a in spec.split(",") if a.strip()]
-    unknown = [a for a in names if a not in ALL_ARMS]
+    unknown = unknown_arms(names)
     if unknown:
-        raise EvaluationError(f"unknown arms {unknown} in --arms; choose from {list(ALL_ARMS)} or 'all'")
+        raise EvaluationError(f"unknown arms {unknown} in --arms; choose from {list(arm_names())} or 'all'")
     return list(dict.fromkeys(names))
 
 
@@ -478,8 +479,8 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
        that arrived since, i.e.
        ``interactions(D) \\ interactions(D')`` (canonical interactions are a snapshot of the history).
        Every new rating is relevant; only users with a previous list and a new rating are scored.
-    2. Beyond accuracy of today's lists: ``candidates(D)`` top k per arm, and ``reranked(D)`` when the
-       score step wrote it, against today's history and catalog.
+    2. Beyond accuracy of today's lists: ``candidates(D)`` top k per enabled arm (tonight's plan), and
+       ``reranked(D)`` when the score step wrote it, against today's history and catalog.
 
     Writes ``eval/offline(D)``: ``part-0.parquet`` (long table, ``EVAL_OFFLINE_SCHEMA``) and
     ``summary.json``. On the first night there is no previous list: only beyond-accuracy metrics, and
@@ -546,6 +547,8 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
         sources.append(("reranked", Dataset.RERANKED))
     for source, dataset in sources:
         today = _read_top_k(lake, dataset, run_date, k)
+        # tonight's arms only (arms.enabled is the run's plan): a part left by an earlier run is not ours
+        today = today[today[C.ARM].isin(settings.arms.enabled)]
         summary["beyond"][source] = {}
         for arm, lists in today.groupby(C.ARM, sort=True):
             scored = score_lists(lists, ctx_today)

@@ -1,6 +1,7 @@
 """Nightly step ``score``: deep-cut scores of every candidate, the re-ranked lists, per-list metrics.
 
-For one user shard and every arm with candidates on the run date:
+For one user shard and every enabled arm (``arms.enabled``, tonight's plan) with candidates on the run
+date:
 
 1. reads ``candidates(D)/<arm>/shard-NNNN``, the catalog ``items(D)`` and the history
    ``interactions(D)`` (a snapshot of the whole history);
@@ -525,7 +526,8 @@ def load_item_factors(lake: Any, run_date: date) -> tuple[IntArray, FloatArray] 
 
 
 def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: int) -> dict[str, Any]:
-    """Score and re-rank one user shard of every arm's candidates for ``run_date``.
+    """Score and re-rank one user shard of every enabled arm's candidates for ``run_date``
+    (``arms.enabled``, narrowed by ``rerank.arms`` when set).
 
     Writes ``scored``, ``reranked`` and ``list_metrics`` parts ``<arm>/shard-NNNN``; rerunning rewrites
     the same parts with the same bytes. Returns counts and the mean list metrics per arm.
@@ -538,14 +540,18 @@ def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: 
     lake = Lake(settings.home)
     suffix = f"shard-{shard:04d}"
     parts = [p for p in lake.parts(Dataset.CANDIDATES, run_date) if p.rsplit("/", 1)[-1] == suffix]
-    wanted = set(settings.rerank.arms)
-    arms = sorted(p.rsplit("/", 1)[0] for p in parts if not wanted or p.rsplit("/", 1)[0] in wanted)
+    # only tonight's arms (the plan, arms.enabled): a part left by an earlier run with more arms is
+    # not scored, so it cannot be served
+    wanted = set(settings.rerank.arms) or set(settings.arms.enabled)
+    wanted &= set(settings.arms.enabled)
+    arms = sorted(a for a in (p.rsplit("/", 1)[0] for p in parts) if a in wanted)
     if not arms:
         raise ScoreError(
             f"no candidates for shard {shard} on {run_date} in "
             f"{lake.partition_dir(Dataset.CANDIDATES, run_date)} "
-            f"(arms filter: {sorted(wanted) or 'all'}); run the candidates step for this shard first"
+            f"(arms filter: {sorted(wanted)}); run the candidates step for this shard first"
         )
+    lake.require_complete(Dataset.CANDIDATES, run_date, scope=suffix)  # all arms of the shard
     interactions = lake.read_df(Dataset.INTERACTIONS, run_date)
     items = lake.read_df(Dataset.ITEMS, run_date)
     factors = load_item_factors(lake, run_date)

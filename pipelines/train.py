@@ -5,7 +5,7 @@ Reads ``canonical/items`` and ``canonical/interactions`` of the run date (the in
 with the seed ``derive_seed(settings.arms.seed, D, "train/<arm>")`` and writes
 
 - ``models/run_date=D/<arm>/model.pkl``: ``Recommender.to_bytes()`` (load with
-  ``ARM_CLASSES[arm].from_bytes`` or :func:`load_model`);
+  ``models.registry.arm_class(arm).from_bytes`` or :func:`load_model`);
 - ``models/run_date=D/<arm>/meta.json``: fit seconds, sizes, seed, class, artefact bytes.
 
 The long_tail and serendipity arms re-weight a relevance arm (``arms.<arm>.base``) seeded like that arm;
@@ -24,12 +24,13 @@ import time
 from datetime import date
 from typing import Any
 
+from deepcuts.arms import arm_spec
 from deepcuts.contracts import C, Dataset
 from deepcuts.progress import get_logger
 from deepcuts.seeds import derive_seed
-from deepcuts.settings import ALL_ARMS, Settings
+from deepcuts.settings import Settings
 from models.base import ARTEFACT_VERSION, Recommender, blas_threads
-from models.registry import ARM_CLASSES, base_arm, build_recommender
+from models.registry import arm_class, base_arm, build_recommender
 from pipelines.storage import Lake, as_run_date
 from pipelines.tune import tuned_settings
 
@@ -51,11 +52,7 @@ def model_path(arm: str, name: str = MODEL_FILE) -> str:
 
 def load_model(lake: Lake, run_date: date | str, arm: str) -> Recommender:
     """The fitted ``arm`` stored for ``run_date`` (raises MissingDataError if train has not run)."""
-    if arm not in ARM_CLASSES:
-        raise ValueError(f"unknown arm {arm!r}; choose one of {list(ARM_CLASSES)}")
-    return ARM_CLASSES[arm].from_bytes(
-        lake.read_bytes(Dataset.MODELS, as_run_date(run_date), model_path(arm))
-    )
+    return arm_class(arm).from_bytes(lake.read_bytes(Dataset.MODELS, as_run_date(run_date), model_path(arm)))
 
 
 def _base_model(lake: Lake, settings: Settings, day: date, name: str) -> Recommender:
@@ -78,8 +75,7 @@ def _base_model(lake: Lake, settings: Settings, day: date, name: str) -> Recomme
 def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, Any]:
     """Fit ``arm`` on the run date's canonical tables and write its artefact and metadata to the lake."""
     day = as_run_date(run_date)
-    if arm not in ALL_ARMS:
-        raise ValueError(f"unknown arm {arm!r}; choose one of {list(ALL_ARMS)} (settings.arms.enabled)")
+    arm_spec(arm)  # an unknown arm fails here, before any read
     lake = Lake(settings.home)
     # the weekly tune step's choices (pipelines/tune.py); the settings' values when there are none
     settings, tuned_on = tuned_settings(lake, settings, day)

@@ -421,8 +421,8 @@ def test_arm_order_kept_where_the_band_allows(problem: dict, length: int) -> Non
     rel, tail = problem["relevance"][0], problem["long_tail"]
     ok = ~(tail & (problem["quality"] < FLOOR))
     lo, hi = params.long_tail_counts(length)
-    tails = [i for i in np.argsort(-rel) if tail[i] and ok[i]]
-    heads = [i for i in np.argsort(-rel) if not tail[i]]
+    tails = [i for i in np.argsort(-rel, kind="stable") if tail[i] and ok[i]]
+    heads = [i for i in np.argsort(-rel, kind="stable") if not tail[i]]
     if lo == hi and len(tails) >= lo and len(heads) >= length - lo:
         assert sorted(chosen) == sorted(tails[:lo] + heads[: length - lo])
         assert chosen == sorted(chosen, key=lambda i: -rel[i])

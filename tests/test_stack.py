@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from deepcuts.arms import arm_names
 from tests.conftest import PG_HOST, PG_PORT, PG_USER, REDIS_HOST, REDIS_PORT, REPO_ROOT, require_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -193,7 +194,7 @@ def test_nightly_dag_runs_on_celery_workers(stack: dict[str, object]) -> None:
     states = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in tis["task_instances"]}
     assert state == "success", f"run {state}: {states}\n{_tail(logs)}"
     # the mapped tasks really fanned out, and ran on the Celery worker
-    assert sum(1 for (task_id, _) in states if task_id == "train") == 7
+    assert sum(1 for (task_id, _) in states if task_id == "train") == len(arm_names())
     assert sum(1 for (task_id, _) in states if task_id == "candidates") == 2
     assert all(ti["executor"] in (None, "CeleryExecutor") for ti in tis["task_instances"])
     assert any(ti["hostname"] for ti in tis["task_instances"])

@@ -11,8 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from deepcuts.arms import arm_names, deep_cut_arm_names
 from deepcuts.contracts import CANDIDATES_SCHEMA, INTERACTIONS_SCHEMA, ITEMS_SCHEMA, C, Dataset
-from deepcuts.settings import ALL_ARMS, Settings
+from deepcuts.settings import Settings
 from models.registry import build_recommender
 from pipelines.candidates import candidates_shard, shard_part, user_shard
 from pipelines.storage import Lake, MissingDataError
@@ -57,7 +58,7 @@ def test_arm_seed_is_derived_per_arm_and_date() -> None:
     assert arm_seed(s, DAY, "svd") != arm_seed(s, date(2026, 3, 2), "svd")
 
 
-@pytest.mark.parametrize("arm", ALL_ARMS)
+@pytest.mark.parametrize("arm", arm_names())
 def test_train_writes_a_loadable_reproducible_artefact(arm: str, world_settings: Settings) -> None:
     lake = Lake(world_settings.home)
     out = train_arm(world_settings, DAY, arm)
@@ -135,7 +136,7 @@ def test_candidates_errors(world_settings: Settings) -> None:
         candidates_shard(world_settings, DAY, 0, 1)  # no model trained yet
 
 
-@pytest.mark.parametrize("arm", ["long_tail", "serendipity"])
+@pytest.mark.parametrize("arm", deep_cut_arm_names())
 def test_deep_cut_arms_reuse_tonights_base(arm: str, tmp_path: Path) -> None:
     # base = svd (seeded): the model must not depend on whether svd was trained first
     overrides = {arm: {"base": "svd"}}
