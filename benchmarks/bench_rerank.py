@@ -282,6 +282,7 @@ def step_benchmark(seed: int = 11, users: int = 6040, items: int = 3706, ratings
         lake = Lake(home)
         lake.write_table(Dataset.ITEMS, run_date, catalog)
         lake.write_table(Dataset.INTERACTIONS, run_date, inter)
+        lake.mark_all_complete()  # as ingest does: score checks it
         all_users = np.arange(1, users + 1)
         for arm in bandit_arm_names():
             cand = np.argsort(-(np.log(p)[None, :] + rng.gumbel(size=(users, items))), axis=1)[:, :100] + 1
@@ -296,6 +297,7 @@ def step_benchmark(seed: int = 11, users: int = 6040, items: int = 3706, ratings
                 }
             )
             lake.write_table(Dataset.CANDIDATES, run_date, frame, part=f"{arm}/shard-0000")
+        lake.mark_complete(Dataset.CANDIDATES, run_date, "shard-0000", shards=1)
         started = time.perf_counter()
         out = score_shard(settings, run_date, 0, 1)
         seconds = time.perf_counter() - started

@@ -118,6 +118,7 @@ def write(lake: Lake, day: date, frames: dict[str, pd.DataFrame]) -> None:
     lake.write_table(Dataset.ASSIGNMENTS, day, frames["assignments"])
     lake.write_table(Dataset.BANDIT_POLICY, day, frames["policy"])
     lake.write_table(Dataset.INTERACTIONS, day, frames["interactions"])
+    lake.mark_all_complete()  # as assign and ingest do: publish checks it
 
 
 def read_loop(

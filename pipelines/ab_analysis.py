@@ -628,6 +628,7 @@ def ab_analysis(settings: Settings, run_date: date | str) -> dict[str, Any]:
     # tonight's feedback was served from the lists assigned on the previous run date
     experiment = state_for(settings, run_date - timedelta(days=1), lake)
     ab = experiment.ab_settings(settings.ab)
+    lake.require_inputs(run_date, Dataset.FEEDBACK_EVENTS, Dataset.ITEMS, missing_ok=True)
     feedback = _read_feedback(lake, run_date)
     ignored = 0
     if not experiment.running:
@@ -707,6 +708,7 @@ def _write_night(
     )
     lake.write_table(Dataset.AB_RESULTS, run_date, summary, SUMMARY_PART)
     lake.write_json(Dataset.AB_RESULTS, run_date, VERDICT_FILE, record)
+    lake.mark_all_complete()
 
 
 def _final_fields(experiment: ExperimentState, run_date: date, since: str | None) -> dict[str, Any]:

@@ -202,6 +202,7 @@ def assign(settings: Settings, run_date: date) -> dict[str, Any]:
             f"({lake.partition_dir(Dataset.BANDIT_POSTERIOR, run_date)}); run bandit_update first"
         )
     arms, dropped = active_arms(settings, lake, run_date)
+    lake.require_inputs(run_date, Dataset.BANDIT_POSTERIOR, Dataset.RERANKED, Dataset.INTERACTIONS)
     if dropped:
         log.warning(
             "assign %s: arms %s are disabled or have no re-ranked lists; not served tonight",
@@ -236,6 +237,7 @@ def assign(settings: Settings, run_date: date) -> dict[str, Any]:
         "policy": lake.write_table(Dataset.BANDIT_POLICY, run_date, policy),
         "served_lists": lake.write_table(Dataset.SERVED_LISTS, run_date, served),
     }
+    lake.mark_all_complete()
     treated = assignments[assignments[C.VARIANT] == Variant.TREATMENT.value]
     arm_share = (treated[C.ARM].value_counts(normalize=True).reindex(arms, fill_value=0.0)).round(4)
     result = {

@@ -322,6 +322,7 @@ def bandit_update(settings: Settings, run_date: date) -> dict[str, Any]:
         log.warning(
             "bandit_update %s: no feedback_events partition for this date; no evidence added", run_date
         )
+    lake.require_inputs(run_date, Dataset.FEEDBACK_EVENTS, missing_ok=True)
     events = read_feedback_window(lake, run_date, settings.ingest.late_window_days + 1)
     keys, stats = attribute_list_impressions(events, arms, cfg.daypart_starts[0])
     evidence = daily_evidence(keys, len(arms), config.discount)
@@ -340,6 +341,7 @@ def bandit_update(settings: Settings, run_date: date) -> dict[str, Any]:
 
     frame = posterior_frame(alpha, beta, arms, run_date, evidence.trials, evidence.successes)
     path = lake.write_table(Dataset.BANDIT_POSTERIOR, run_date, frame)
+    lake.mark_all_complete()
     trials_today = evidence.stats["trials"]
     result: dict[str, Any] = {
         "run_date": run_date.isoformat(),

@@ -79,6 +79,7 @@ def _arm_candidates(
 ) -> int:
     """Write one arm's top-``n`` candidates for the shard's ``users``; returns the rows written."""
     n, batch = settings.arms.candidates_n, settings.arms.batch_users
+    lake.require_complete(Dataset.MODELS, day, scope=arm)
     model = load_model(lake, day, arm)
     assert model.data is not None
     quotas = candidate_quotas(model.data, settings)
@@ -110,6 +111,7 @@ def candidates_shard(settings: Settings, run_date: date | str, shard: int, n_sha
     if not 0 <= shard < n_shards:
         raise ValueError(f"shard {shard} is outside 0..{n_shards - 1} (n_shards={n_shards})")
     lake = Lake(settings.home)
+    lake.require_inputs(day, Dataset.INTERACTIONS)
     users = shard_users(lake, day, shard, n_shards)
     rows: dict[str, int] = {}
     # the deep-cut arms' base (item_cf) is scored once per user batch, not once per arm using it
@@ -118,7 +120,7 @@ def candidates_shard(settings: Settings, run_date: date | str, shard: int, n_sha
         for arm in settings.arms.enabled:
             rows[arm] = _arm_candidates(lake, day, arm, users, shard, settings)
     log.info("candidates %s shard %d/%d: %d users, rows %s", day, shard, n_shards, users.size, rows)
-    lake.mark_complete(Dataset.CANDIDATES, day, scope=f"shard-{shard:04d}")  # score checks it
+    lake.mark_all_complete(f"shard-{shard:04d}", shards=n_shards)  # score checks it
     return {
         "run_date": day.isoformat(),
         "shard": shard,

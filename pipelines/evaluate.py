@@ -491,6 +491,8 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
     run_date = as_run_date(run_date)
     lake = Lake(settings.home)
     k = settings.evaluate.k
+    lake.require_inputs(run_date, Dataset.INTERACTIONS, Dataset.ITEMS, Dataset.CANDIDATES)
+    lake.require_inputs(run_date, Dataset.RERANKED, missing_ok=True)
     interactions = clean_interactions(lake.read_df(Dataset.INTERACTIONS, run_date), "interactions")
     items = lake.read_df(Dataset.ITEMS, run_date)
     tail = long_tail_ids(interactions, items, settings)
@@ -559,6 +561,7 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
     table = pd.DataFrame(rows, columns=[C.LIST_SOURCE, C.ARM, C.METRIC, C.VALUE, C.N_USERS, C.RUN_DATE])
     parquet_path = lake.write_table(Dataset.EVAL_OFFLINE, run_date, table)
     lake.write_json(Dataset.EVAL_OFFLINE, run_date, "summary.json", summary)
+    lake.mark_all_complete()
     return {
         "run_date": run_date.isoformat(),
         "rows": len(table),

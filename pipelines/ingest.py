@@ -162,8 +162,6 @@ def ingest_source(settings: Settings, run_date: date, source: SourceData) -> dic
     for outcome in (items, inter, feedback):
         lake.write_table(_QUARANTINE[outcome.kind], run_date, quarantine_table(outcome.quarantine))
     lake.write_table(Dataset.VALIDATION, run_date, seen, part=SEEN_PART)
-    for dataset in (Dataset.ITEMS, Dataset.INTERACTIONS, Dataset.FEEDBACK_EVENTS):
-        lake.mark_complete(dataset, run_date)
     summary = {
         "run_date": run_date.isoformat(),
         "status": "ok",
@@ -189,6 +187,7 @@ def ingest_source(settings: Settings, run_date: date, source: SourceData) -> dic
         },
     }
     lake.write_json(Dataset.VALIDATION, run_date, SUMMARY_FILE, summary)
+    lake.mark_all_complete()  # every partition above: train, candidates, score... check them
     result = {
         "run_date": run_date.isoformat(),
         "first_night": first_night,

@@ -82,6 +82,7 @@ def monitor(
         Dataset.MONITOR_CHECKS, run_date, pa.Table.from_pylist(rows, schema=MONITOR_CHECKS_SCHEMA)
     )
     lake.write_table(Dataset.ALERTS, run_date, pa.Table.from_pylist(alerts, schema=ALERTS_SCHEMA))
+    lake.mark_all_complete()
 
     engine = serving.serving_engine(settings, writer=True)
     try:

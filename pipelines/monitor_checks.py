@@ -86,6 +86,7 @@ def ope_insane(ope: pd.DataFrame) -> np.ndarray:
 
 # --------------------------------------------------------------------------- reading the lake
 def _read(lake: Lake, dataset: Dataset, run_date: date, **kwargs: Any) -> pd.DataFrame | None:
+    lake.require_inputs(run_date, dataset, missing_ok=True)  # missing: a check fails; incomplete: an error
     try:
         return lake.read_df(dataset, run_date, **kwargs)
     except MissingDataError:

@@ -108,6 +108,7 @@ def ope(settings: Settings, run_date: date) -> dict[str, Any]:
     alpha_prev, beta_prev, _ = load_posterior(lake, run_date, arms, config)
     reward_model = posterior_mean(alpha_prev, beta_prev)
 
+    lake.require_inputs(run_date, Dataset.BANDIT_POLICY, Dataset.BANDIT_POSTERIOR, missing_ok=True)
     previous_policy = lake.latest_before(Dataset.BANDIT_POLICY, run_date)
     if previous_policy is not None:
         logging_pi = policy_matrix(lake.read_df(Dataset.BANDIT_POLICY, previous_policy), arms)
@@ -153,6 +154,7 @@ def ope(settings: Settings, run_date: date) -> dict[str, Any]:
         }
     )
     path = lake.write_table(Dataset.OPE, run_date, frame)
+    lake.mark_all_complete()
 
     dr = {e.policy: e for e in estimates if e.estimator == "dr"}
     arm_dr = {p: e.estimate for p, e in dr.items() if p.startswith("arm:") and not e.thin_support}

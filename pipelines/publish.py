@@ -90,6 +90,9 @@ class PublishRejectedError(RuntimeError):
 
 # --------------------------------------------------------------------------- inputs
 def _read_inputs(lake: Lake, run_date: date) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    lake.require_inputs(
+        run_date, Dataset.SERVED_LISTS, Dataset.ASSIGNMENTS, Dataset.BANDIT_POLICY, missing_ok=True
+    )
     try:
         served = lake.read_df(Dataset.SERVED_LISTS, run_date)
         assignments = lake.read_df(Dataset.ASSIGNMENTS, run_date)

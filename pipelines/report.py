@@ -194,6 +194,7 @@ def _page(title: str, header: str, sections: list[Section]) -> bytes:
 def _served_stats(lake: Lake, run_date: date) -> dict[str, dict[str, float]]:
     """Diversity of the lists published tonight, per variant: long-tail share, genres per list,
     catalog coverage, mean novelty."""
+    lake.require_inputs(run_date, Dataset.SERVED_LISTS, Dataset.ITEMS)
     served = lake.read_df(Dataset.SERVED_LISTS, run_date)
     items = lake.read_df(Dataset.ITEMS, run_date, columns=[C.ITEM_ID, C.GENRES])
     n_catalog = len(items)
@@ -672,6 +673,7 @@ def report(settings: Settings, run_date: date | str) -> dict[str, Any]:
     path = lake.write_bytes(
         Dataset.REPORTS, run_date, INDEX_FILE, _page(f"deepcuts night {run_date}", header, sections)
     )
+    lake.mark_all_complete()
     index = build_index(settings)
     log.info("report for %s written to %s", run_date, path)
     return {"run_date": run_date.isoformat(), "report": path, "index": index["index"], "nights": len(history)}

@@ -512,6 +512,7 @@ def load_item_factors(lake: Any, run_date: date) -> tuple[IntArray, FloatArray] 
     if not lake.exists(Dataset.MODELS, run_date, model_path(EMBEDDING_ARM)):
         log.info("no %s artefact for %s: unexpectedness is the genre distance only", EMBEDDING_ARM, run_date)
         return None
+    lake.require_complete(Dataset.MODELS, run_date, scope=EMBEDDING_ARM)
     try:
         model = load_model(lake, run_date, EMBEDDING_ARM)
     except (ValueError, KeyError, EOFError, AttributeError) as exc:
@@ -552,6 +553,7 @@ def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: 
             f"(arms filter: {sorted(wanted)}); run the candidates step for this shard first"
         )
     lake.require_complete(Dataset.CANDIDATES, run_date, scope=suffix)  # all arms of the shard
+    lake.require_inputs(run_date, Dataset.INTERACTIONS, Dataset.ITEMS)
     interactions = lake.read_df(Dataset.INTERACTIONS, run_date)
     items = lake.read_df(Dataset.ITEMS, run_date)
     factors = load_item_factors(lake, run_date)
@@ -580,6 +582,7 @@ def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: 
             "rerank_seconds": round(out.rerank_seconds, 3),
             **_metric_means(out.list_metrics),
         }
+    lake.mark_all_complete(scope=suffix, shards=n_shards)  # scored, reranked, list_metrics: assign checks
     return summary
 
 

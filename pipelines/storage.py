@@ -11,10 +11,13 @@ writer killed mid-write leaves its temporary file behind; the next write into th
 temporary files older than ``STALE_TMP_MINUTES``.
 
 Completeness: atomic files do not make a complete partition (a task killed after 5 of its 7 arms
-leaves 5 good files). A step that finishes calls :meth:`Lake.mark_complete`, which writes a manifest
-``_manifests/<scope>.json`` listing every part it wrote with its rows and bytes; a downstream step calls
-:meth:`Lake.require_complete`, which raises :class:`IncompleteDataError` unless that manifest exists
-and every part it lists is there with the same size.
+leaves 5 good files). A step that finishes calls :meth:`Lake.mark_complete` (or
+:meth:`Lake.mark_all_complete` for every partition it wrote), which writes a manifest
+``_manifests/<scope>.json`` listing every part it wrote with its rows and bytes, and every other file
+(JSON, model artefacts) with its bytes; a downstream step calls :meth:`Lake.require_complete` (or
+:meth:`Lake.require_inputs`), which raises :class:`IncompleteDataError` unless that manifest exists and
+everything it lists is there with the same size. A step that runs once per user shard writes the scope
+``shard-NNNN`` with the shard count; the scope ``all`` of such a partition means every shard.
 """
 
 from __future__ import annotations
@@ -76,8 +79,9 @@ class Lake:
             self.fs = pafs.LocalFileSystem()
             self.root = str(Path(root).expanduser().resolve())
         self.uri = root
-        # Parts written through this instance, per partition: what mark_complete lists.
-        self._written: dict[tuple[Dataset, date], dict[str, int]] = {}
+        # Parts (and, with their extension, other files) written through this instance, per partition,
+        # with their rows (None for a file that is not a table): what mark_complete lists.
+        self._written: dict[tuple[Dataset, date], dict[str, int | None]] = {}
         self._swept: set[str] = set()
 
     def __repr__(self) -> str:
@@ -160,59 +164,131 @@ class Lake:
         run_date: date | str,
         scope: str = "all",
         parts: Iterable[str] | None = None,
+        *,
+        shards: int | None = None,
     ) -> str:
         """Write the manifest of ``scope`` (e.g. ``shard-0003``): the parts written, with rows and bytes.
 
-        ``parts`` defaults to every part this Lake wrote into the partition; call it last, when the step
-        has written everything (a step killed before never gets a manifest).
+        ``parts`` defaults to every part this Lake wrote into the partition (and ``files``, the other
+        files it wrote there, e.g. ``summary.json``); call it last, when the step has written everything
+        (a step killed before never gets a manifest). ``shards``: the partition is written by that many
+        per-shard tasks, each with its own scope ``shard-NNNN`` (what ``require_complete(scope="all")``
+        then checks).
         """
         dataset, day = Dataset(dataset), as_run_date(run_date)
         written = self._written.get((dataset, day), {})
-        names = sorted(written if parts is None else parts)
-        listing = {}
-        for name in names:
-            info = self.fs.get_file_info(self.file_path(dataset, day, name + PARQUET))
+        names = sorted(n for n in written if not n.startswith(f"{MANIFEST_DIR}/")) if parts is None else parts
+        listing: dict[str, dict[str, Any]] = {}
+        files: dict[str, dict[str, Any]] = {}
+        for name in sorted(names):
+            table = parts is not None or written.get(name) is not None
+            info = self.fs.get_file_info(self.file_path(dataset, day, name + PARQUET if table else name))
             if info.type != pafs.FileType.File:
-                raise MissingDataError(
-                    f"cannot mark {dataset.value} ({day}) complete: part {name} is missing"
-                )
-            listing[name] = {"rows": written.get(name), "bytes": info.size}
-        manifest = {"dataset": dataset.value, "run_date": day.isoformat(), "scope": scope, "parts": listing}
+                raise MissingDataError(f"cannot mark {dataset.value} ({day}) complete: {name} is missing")
+            if table:
+                listing[name] = {"rows": written.get(name), "bytes": info.size}
+            else:
+                files[name] = {"bytes": info.size}
+        manifest: dict[str, Any] = {
+            "dataset": dataset.value,
+            "run_date": day.isoformat(),
+            "scope": scope,
+            "parts": listing,
+        }
+        if files:
+            manifest["files"] = files
+        if shards is not None:
+            manifest["shards"] = int(shards)
         return self.write_json(dataset, day, f"{MANIFEST_DIR}/{scope}.json", manifest)
+
+    def mark_all_complete(self, scope: str = "all", *, shards: int | None = None) -> list[str]:
+        """:meth:`mark_complete` for every partition this Lake wrote into (a step's last call)."""
+        return [self.mark_complete(ds, day, scope, shards=shards) for ds, day in sorted(self._written)]
 
     def require_complete(self, dataset: Dataset | str, run_date: date | str, scope: str = "all") -> list[str]:
         """The parts of ``scope``'s manifest; raises :class:`IncompleteDataError` when the step that writes
-        them did not finish: no manifest, or a listed part missing or of another size (rewritten by a run
-        that did not finish)."""
+        them did not finish: no manifest, or a listed part or file missing or of another size (rewritten
+        by a run that did not finish). ``all`` on a partition written per shard means every shard's
+        manifest (the shard count is in each)."""
         dataset, day = Dataset(dataset), as_run_date(run_date)
         name = f"{MANIFEST_DIR}/{scope}.json"
         where = f"{dataset.value} ({day}, {scope})"
+        step = _STEP_OF.get(dataset, "upstream")
+        if scope == "all" and not self.exists(dataset, day, name):
+            shards = self._shard_count(dataset, day)
+            if shards is not None:
+                scopes = [f"shard-{k:04d}" for k in range(shards)]
+                return sorted(p for s in scopes for p in self.require_complete(dataset, day, s))
+        folder = self.partition_dir(dataset, day)
+        if self.fs.get_file_info(folder).type == pafs.FileType.NotFound:
+            raise MissingDataError(
+                f"no data in {dataset.value} for run date {day} (looked in {folder}); run the step that "
+                f"produces it first ({step})"
+            )
         if not self.exists(dataset, day, name):
             raise IncompleteDataError(
                 f"{where} is incomplete: no manifest {self.file_path(dataset, day, name)}, so the step that "
-                f"writes it did not finish; rerun the {_STEP_OF.get(dataset, 'upstream')} step for it"
+                f"writes it did not finish; rerun the {step} step for it"
             )
-        listing = self.read_json(dataset, day, name)["parts"]
+        manifest = self.read_json(dataset, day, name)
+        listing = manifest["parts"]
+        expected = [(part, part + PARQUET, entry) for part, entry in listing.items()]
+        expected += [(file, file, entry) for file, entry in manifest.get("files", {}).items()]
         problems = []
-        for part, entry in sorted(listing.items()):
-            info = self.fs.get_file_info(self.file_path(dataset, day, part + PARQUET))
+        for label, file, entry in sorted(expected):
+            info = self.fs.get_file_info(self.file_path(dataset, day, file))
             if info.type != pafs.FileType.File:
-                problems.append(f"{part} is missing")
+                problems.append(f"{label} is missing")
             elif info.size != entry["bytes"]:
                 problems.append(
-                    f"{part} changed since the manifest ({info.size} bytes, listed {entry['bytes']})"
+                    f"{label} changed since the manifest ({info.size} bytes, listed {entry['bytes']})"
                 )
         if problems:
             raise IncompleteDataError(
-                f"{where} is incomplete: {'; '.join(problems)}; rerun the "
-                f"{_STEP_OF.get(dataset, 'upstream')} step for it"
+                f"{where} is incomplete: {'; '.join(problems)}; rerun the {step} step for it"
             )
         return sorted(listing)
+
+    def require_inputs(self, run_date: date | str, *datasets: Dataset, missing_ok: bool = False) -> None:
+        """:meth:`require_complete` (scope ``all``) for each of a step's input partitions of ``run_date``.
+
+        ``missing_ok``: a partition with no parts and no manifest passes (an optional input the step
+        handles when absent); one with parts must still be complete.
+        """
+        for dataset in datasets:
+            absent = not self.parts(dataset, run_date) and not self.exists(
+                dataset, run_date, f"{MANIFEST_DIR}/all.json"
+            )
+            if not (missing_ok and absent):
+                self.require_complete(dataset, run_date)
+
+    def _shard_count(self, dataset: Dataset, day: date) -> int | None:
+        """The shard count recorded in the partition's shard manifests (None: not written per shard).
+
+        Manifests that disagree (a rerun with another shard count, not finished) make it incomplete.
+        """
+        folder = self.file_path(dataset, day, MANIFEST_DIR)
+        counts = set()
+        for info in self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+            if info.base_name.startswith("shard-") and info.base_name.endswith(".json"):
+                shards = self.read_json(dataset, day, f"{MANIFEST_DIR}/{info.base_name}").get("shards")
+                if shards is not None:
+                    counts.add(int(shards))
+        if len(counts) > 1:
+            raise IncompleteDataError(
+                f"{dataset.value} ({day}) is incomplete: its shard manifests disagree on the shard count "
+                f"{sorted(counts)} (a rerun with another count did not finish); rerun the "
+                f"{_STEP_OF.get(dataset, 'upstream')} step for every shard"
+            )
+        return counts.pop() if counts else None
 
     def write_bytes(
         self, dataset: Dataset | str, run_date: date | str | None, name: str, payload: bytes
     ) -> str:
-        return self._atomic_write(self.file_path(dataset, run_date, name), payload)
+        path = self._atomic_write(self.file_path(dataset, run_date, name), payload)
+        if run_date is not None:
+            self._written.setdefault((Dataset(dataset), as_run_date(run_date)), {})[name] = None
+        return path
 
     def write_json(self, dataset: Dataset | str, run_date: date | str | None, name: str, obj: Any) -> str:
         text = json.dumps(obj, indent=2, sort_keys=True, default=str)
@@ -318,7 +394,30 @@ class Lake:
 
 
 #: The step to rerun when a dataset's partition is incomplete (for the error message).
-_STEP_OF = {Dataset.CANDIDATES: "candidates", Dataset.SCORED: "score", Dataset.RERANKED: "score"}
+_STEP_OF = {
+    Dataset.ITEMS: "ingest",
+    Dataset.INTERACTIONS: "ingest",
+    Dataset.FEEDBACK_EVENTS: "ingest",
+    Dataset.QUARANTINE_ITEMS: "ingest",
+    Dataset.QUARANTINE_INTERACTIONS: "ingest",
+    Dataset.QUARANTINE_FEEDBACK: "ingest",
+    Dataset.VALIDATION: "ingest",
+    Dataset.MODELS: "train",
+    Dataset.CANDIDATES: "candidates",
+    Dataset.SCORED: "score",
+    Dataset.RERANKED: "score",
+    Dataset.LIST_METRICS: "score",
+    Dataset.BANDIT_POSTERIOR: "bandit_update",
+    Dataset.ASSIGNMENTS: "assign",
+    Dataset.BANDIT_POLICY: "assign",
+    Dataset.SERVED_LISTS: "assign",
+    Dataset.EVAL_OFFLINE: "evaluate",
+    Dataset.AB_RESULTS: "ab_analysis",
+    Dataset.OPE: "ope",
+    Dataset.ALERTS: "monitor",
+    Dataset.MONITOR_CHECKS: "monitor",
+    Dataset.REPORTS: "report",
+}
 
 
 def _dictionary_columns(schema: pa.Schema) -> list[str]:

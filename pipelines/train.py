@@ -77,6 +77,7 @@ def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, A
     day = as_run_date(run_date)
     arm_spec(arm)  # an unknown arm fails here, before any read
     lake = Lake(settings.home)
+    lake.require_inputs(day, Dataset.ITEMS, Dataset.INTERACTIONS)
     # the weekly tune step's choices (pipelines/tune.py); the settings' values when there are none
     settings, tuned_on = tuned_settings(lake, settings, day)
     items = lake.read_df(Dataset.ITEMS, day)
@@ -110,6 +111,7 @@ def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, A
     }
     path = lake.write_bytes(Dataset.MODELS, day, model_path(arm), payload)
     lake.write_json(Dataset.MODELS, day, model_path(arm, META_FILE), meta)
+    lake.mark_complete(Dataset.MODELS, day, scope=arm)  # candidates and score check it
     log.info(
         "train %s for %s: %d users x %d items in %.2fs, %d bytes",
         arm, day, meta["n_users"], meta["n_items"], fit_seconds, len(payload),

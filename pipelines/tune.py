@@ -188,6 +188,7 @@ def tune(settings: Settings, run_date: date | str) -> dict[str, Any]:
     """Weekly step: tune on the run date's canonical interactions, write ``tuning/run_date=D/tuning.json``."""
     day = as_run_date(run_date)
     lake = Lake(settings.home)
+    lake.require_inputs(day, Dataset.ITEMS, Dataset.INTERACTIONS)
     items = lake.read_df(Dataset.ITEMS, day)
     interactions = lake.read_df(Dataset.INTERACTIONS, day, columns=[C.USER_ID, C.ITEM_ID, C.RATING, C.TS])
     if interactions.empty:

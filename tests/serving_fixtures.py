@@ -112,6 +112,7 @@ def write_night(lake: Lake, run_date: date, frames: dict[str, pd.DataFrame]) -> 
     lake.write_table(Dataset.ASSIGNMENTS, run_date, frames["assignments"])
     lake.write_table(Dataset.BANDIT_POLICY, run_date, frames["policy"])
     lake.write_table(Dataset.INTERACTIONS, run_date, frames["interactions"])
+    lake.mark_all_complete()  # as the steps that write them do when they finish
 
 
 def publish_nights(tmp_path: Path, url: str, nights: list[date], **overrides: Any) -> Settings:

@@ -74,7 +74,9 @@ def _events(day: date, users: list[tuple[int, str, int, int, list[float]]]) -> p
 
 
 def _write_feedback(home: Path, day: date, users: list[tuple[int, str, int, int, list[float]]]) -> None:
-    Lake(home).write_table(Dataset.FEEDBACK_EVENTS, day, _events(day, users))
+    lake = Lake(home)
+    lake.write_table(Dataset.FEEDBACK_EVENTS, day, _events(day, users))
+    lake.mark_all_complete()  # as ingest does when it finishes
 
 
 def test_user_totals_counts_events_and_flags_crossovers() -> None:
@@ -374,6 +376,7 @@ def test_niche_metrics_and_scoreboard_hand_computed(lake_home: Path) -> None:
     lake.write_table(Dataset.ITEMS, D1, _catalog())
     lake.write_table(Dataset.SERVED_LISTS, D1, _served_for(D1))
     lake.write_table(Dataset.FEEDBACK_EVENTS, D1, _typed_events(D1, NICHE_NIGHT))
+    lake.mark_all_complete()
     out = ab_analysis(s, D1)
     record = read_verdict(s, D1)
 
@@ -420,6 +423,7 @@ def test_niche_metrics_and_scoreboard_hand_computed(lake_home: Path) -> None:
 
     # the niche counts run on: the same night's events again on D2 double every count, not the ratio
     lake.write_table(Dataset.FEEDBACK_EVENTS, D2, _typed_events(D2, NICHE_NIGHT))
+    lake.mark_all_complete()
     ab_analysis(s, D2)
     again = read_verdict(s, D2)["niche"]
     assert again["niche_clicks"] == {CTL: 2, TRT: 6} and again["exposed_users"] == {CTL: 3, TRT: 3}
@@ -437,6 +441,7 @@ def test_scoreboard_targets_come_from_settings(lake_home: Path) -> None:
     lake.write_table(Dataset.ITEMS, D1, _catalog())
     lake.write_table(Dataset.SERVED_LISTS, D1, _served_for(D1))
     lake.write_table(Dataset.FEEDBACK_EVENTS, D1, _typed_events(D1, NICHE_NIGHT))
+    lake.mark_all_complete()
     assert ab_analysis(s, D1)["scoreboard_met"] == {
         "ctr_lift": False,
         "long_tail_share": False,  # 0.40 above the band's 0.30

@@ -97,6 +97,7 @@ def _write_world(settings: Settings, skip_arms: tuple[str, ...] = (), scored: bo
     best = (post[C.SEGMENT] == "casual") & (post[C.ARM] == "graph")
     post.loc[best, C.ALPHA] = 60.0
     lake.write_table(Dataset.BANDIT_POSTERIOR, D, post)
+    lake.mark_all_complete()  # as the steps that write them do when they finish
 
 
 def test_assign_writes_consistent_tables(settings: Settings) -> None:

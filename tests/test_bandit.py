@@ -315,6 +315,7 @@ def test_bandit_update_counts_list_impressions(settings: Settings) -> None:
     frame = feedback_frame(rows)
     frame = pd.concat([frame, frame.iloc[:4]], ignore_index=True)  # duplicated event ids
     lake.write_table(Dataset.FEEDBACK_EVENTS, D, frame)
+    lake.mark_all_complete()  # as ingest does when it finishes
     out = bandit_update(settings, D)
     assert out["previous_snapshot"] is None
     assert out["trials"] == 3 and out["clicked_trials"] == 2 and out["duplicate_events"] == 4
@@ -332,6 +333,7 @@ def test_bandit_update_chains_discount_and_is_idempotent(settings: Settings) -> 
     d0, d1 = D, D + timedelta(days=1)
     lake.write_table(Dataset.FEEDBACK_EVENTS, d0, feedback_frame(_events("a", 1, "svd", "v1", clicks=1)))
     lake.write_table(Dataset.FEEDBACK_EVENTS, d1, feedback_frame(_events("b", 1, "svd", "v2", clicks=0)))
+    lake.mark_all_complete()  # as ingest does when it finishes
     bandit_update(settings, d0)
     bandit_update(settings, d1)
     path = lake.file_path(Dataset.BANDIT_POSTERIOR, d1, "part-0.parquet")
@@ -356,6 +358,7 @@ def test_late_click_converts_the_failure(settings: Settings) -> None:
     lake.write_table(
         Dataset.FEEDBACK_EVENTS, d1, pd.concat([late_click, late_click, replay], ignore_index=True)
     )
+    lake.mark_all_complete()  # as ingest does when it finishes
     bandit_update(settings, d0)
     out = bandit_update(settings, d1)
     assert out["trials"] == 0 and out["late_click_corrections"] == 1
@@ -400,6 +403,7 @@ def test_arrival_pattern_never_changes_the_stationary_totals(keys: list[tuple]) 
                 lake.write_table(
                     Dataset.FEEDBACK_EVENTS, D + timedelta(days=day), feedback_frame(per_day[day])
                 )
+            lake.mark_all_complete()
             bandit_update(s, D + timedelta(days=day))
         post = _posterior(s, D + timedelta(days=3))
         for arm in ("svd", "graph"):
@@ -438,6 +442,7 @@ def test_a_list_kept_for_two_days_is_two_trials_and_night_lists_do_not_split(set
     ]
     lake.write_table(Dataset.FEEDBACK_EVENTS, d0, feedback_frame(day0))
     lake.write_table(Dataset.FEEDBACK_EVENTS, d1, feedback_frame(day1))
+    lake.mark_all_complete()  # as ingest does when it finishes
     bandit_update(settings, d0)
     out = bandit_update(settings, d1)
     assert out["trials"] == 2 and out["clicked_trials"] == 2 and out["late_click_corrections"] == 0

@@ -323,6 +323,7 @@ def test_evaluate_night_first_night_then_accuracy(settings: Settings) -> None:
         **{C.NOVELTY: 1.0, C.IS_LONG_TAIL: False, C.QUALITY: 4.0, C.REASON: "because"}
     )
     lake.write_table(Dataset.RERANKED, D1, reranked, "shard-0000")
+    lake.mark_all_complete()  # as the steps that write them do when they finish
 
     first = evaluate_night(settings, D1)
     assert first["previous_run_date"] is None and "first night" in first["note"]

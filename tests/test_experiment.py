@@ -238,6 +238,7 @@ def _night(settings: Settings, day: date, rng: np.random.Generator) -> None:
             )
         )
     lake.write_table(Dataset.FEEDBACK_EVENTS, served, pd.concat(frames, ignore_index=True))
+    lake.mark_all_complete()  # as ingest does when it finishes
 
 
 def _variants(lake: Lake, day: date) -> pd.Series:

@@ -153,6 +153,7 @@ def _healthy_lake(tmp_path: Path, **overrides: Any) -> tuple[Settings, Lake]:
         "feedback": {"rows_in": 229, "accepted": 228, "quarantined": 1, "volume": {"median": 220}},
     }
     lake.write_json(Dataset.VALIDATION, D1, "summary.json", summary)
+    lake.mark_all_complete()  # as the steps that write them do when they finish
     return settings, lake
 
 
@@ -215,6 +216,7 @@ def test_observed_rating_and_ope_sanity(tmp_path: Path) -> None:
         }
     )
     lake.write_table(Dataset.OPE, D1, ope)
+    lake.mark_all_complete()
     out = monitor(settings, D1)
     assert out["failed"]["mean_observed_rating"] == "warning"  # mean 1.0 < 4.2
     assert out["failed"]["ope_sanity"] == "warning"  # SNIPS 1.4 outside [0, 1]
@@ -310,6 +312,7 @@ def test_missed_product_targets_raise_warnings(
     feedback = _feedback(D1, 200, 19, [rating] * 10)
     feedback[C.VARIANT] = "treatment"
     lake.write_table(Dataset.FEEDBACK_EVENTS, D1, feedback)
+    lake.mark_all_complete()
     ab_analysis(settings, D1)
     out = monitor(settings, D1)
     assert out["failed"] == failed
@@ -328,6 +331,7 @@ def test_target_checks_wait_for_the_scoreboard_and_enough_ratings(tmp_path: Path
     feedback = _feedback(D1, 200, 19, [1.0] * 4)  # 4 ratings < monitor.min_ratings_for_quality (5)
     feedback[C.VARIANT] = "treatment"
     lake.write_table(Dataset.FEEDBACK_EVENTS, D1, feedback)
+    lake.mark_all_complete()
     ab_analysis(settings, D1)
     monitor(settings, D1)
     assert _checks(lake)["target_mean_rating"] == "skipped"
@@ -421,6 +425,7 @@ def _scenario(tmp_path: Path, name: str) -> tuple[Settings, Lake]:
     settings, lake = _healthy_lake(tmp_path, monitor=_ALL_FAIL)
     lake.write_table(Dataset.FEEDBACK_EVENTS, D1, _feedback(D1, 200, 19, [1.0] * 10, hour=9))
     lake.write_table(Dataset.OPE, D1, _insane_ope())
+    lake.mark_all_complete()
     return settings, lake
 
 

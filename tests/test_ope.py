@@ -128,6 +128,7 @@ def test_ope_step_writes_estimates(settings: Settings) -> None:
             if rng.random() < (0.3 if arms[k] == "graph" else 0.1):
                 rows.append(base | {C.EVENT_ID: f"{u}-{d_i}-c", C.EVENT_TYPE: "click", C.POSITION: 1})
     lake.write_table(Dataset.FEEDBACK_EVENTS, D, pd.DataFrame(rows))
+    lake.mark_all_complete()  # as ingest does when it finishes
     bandit_update(settings, D)
     out = ope(settings, D)
     first = lake.read_bytes(Dataset.OPE, D, "part-0.parquet")

@@ -114,6 +114,7 @@ def _world(settings: Settings) -> Lake:
     inter = pd.DataFrame(rows, columns=[C.USER_ID, C.ITEM_ID, C.RATING]).assign(**{C.TS: ts})
     lake.write_table(Dataset.ITEMS, RUN, items)
     lake.write_table(Dataset.INTERACTIONS, RUN, inter)
+    lake.mark_all_complete()  # as ingest does when it finishes
     for arm, offset in (("svd", 0), ("long_tail", 5)):
         cands = []
         for user in range(1, 8):  # user 7 has no history (cold)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
-from deepcuts.contracts import C, Dataset
+from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset
 from deepcuts.settings import Settings
 from pipelines.storage import STALE_TMP_MINUTES, ContractError, IncompleteDataError, Lake, MissingDataError
 
@@ -192,8 +192,54 @@ def test_candidates_writes_the_manifest_of_its_shard(
         lake.write_table(Dataset.CANDIDATES, day, _candidates(arm), part=candidates.shard_part(arm, shard))
         return 1
 
+    lake = Lake(settings.home)
+    lake.write_table(Dataset.INTERACTIONS, D1, _interactions())
+    lake.mark_all_complete()  # ingest finished
     monkeypatch.setattr(candidates, "shard_users", lambda *a: np.array([1], dtype=np.int64))
     monkeypatch.setattr(candidates, "_arm_candidates", fake_arm)
     candidates.candidates_shard(settings, D1, 2, 4)
     parts = Lake(settings.home).require_complete(Dataset.CANDIDATES, D1, "shard-0002")
     assert parts == sorted(f"{arm}/shard-0002" for arm in settings.arms.enabled)
+
+
+def test_all_of_a_partition_written_per_shard_means_every_shard(tmp_path: Path) -> None:
+    """Shard tasks mark their own scope with the shard count; a reader of the whole partition (assign,
+    evaluate) needs every shard's manifest, and manifests of two runs with other counts are refused."""
+    for shard in (0, 2):
+        task = Lake(tmp_path)  # one process per mapped task
+        task.write_table(Dataset.CANDIDATES, D1, _candidates("svd"), part=f"svd/shard-{shard:04d}")
+        task.write_json(Dataset.CANDIDATES, D1, f"notes/shard-{shard}.json", {"shard": shard})
+        task.mark_all_complete(f"shard-{shard:04d}", shards=3)
+    reader = Lake(tmp_path)
+    with pytest.raises(IncompleteDataError, match=r"candidates \(2026-03-01, shard-0001\).*no manifest"):
+        reader.require_inputs(D1, Dataset.CANDIDATES)
+    last = Lake(tmp_path)
+    last.write_table(Dataset.CANDIDATES, D1, _candidates("svd"), part="svd/shard-0001")
+    last.mark_all_complete("shard-0001", shards=3)
+    assert reader.require_complete(Dataset.CANDIDATES, D1) == [f"svd/shard-{k:04d}" for k in range(3)]
+    # files that are not tables are listed with their bytes and checked too
+    Path(reader.file_path(Dataset.CANDIDATES, D1, "notes/shard-2.json")).write_text("{}")
+    with pytest.raises(IncompleteDataError, match=r"notes/shard-2.json changed since the manifest"):
+        reader.require_complete(Dataset.CANDIDATES, D1)
+    reader.write_json(Dataset.CANDIDATES, D1, "notes/shard-2.json", {"shard": 2})
+    reader.require_complete(Dataset.CANDIDATES, D1)
+    stale = Lake(tmp_path)
+    stale.write_table(Dataset.CANDIDATES, D1, _candidates("svd"), part="svd/shard-0000")
+    stale.mark_all_complete("shard-0000", shards=2)  # a rerun with 2 shards, killed after shard 0
+    with pytest.raises(IncompleteDataError, match=r"disagree on the shard count \[2, 3\]"):
+        reader.require_complete(Dataset.CANDIDATES, D1)
+
+
+def test_an_optional_input_may_be_absent_but_not_incomplete(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    lake.require_inputs(D1, Dataset.FEEDBACK_EVENTS, missing_ok=True)  # nothing there: the step copes
+    with pytest.raises(MissingDataError, match=r"no data in canonical/feedback_events.*first \(ingest\)"):
+        lake.require_inputs(D1, Dataset.FEEDBACK_EVENTS)
+    lake.write_table(Dataset.FEEDBACK_EVENTS, D1, FEEDBACK_SCHEMA.empty_table())  # ingest killed here
+    with pytest.raises(IncompleteDataError, match=r"no manifest.*rerun the ingest step"):
+        lake.require_inputs(D1, Dataset.FEEDBACK_EVENTS, missing_ok=True)
+    lake.write_table(Dataset.INTERACTIONS, D1, _interactions())
+    with pytest.raises(IncompleteDataError, match=r"canonical/interactions \(2026-03-01, all\)"):
+        lake.require_inputs(D1, Dataset.INTERACTIONS, missing_ok=True)
+    lake.mark_all_complete()
+    lake.require_inputs(D1, Dataset.INTERACTIONS, missing_ok=True)

@@ -98,4 +98,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug or not (getattr(exc, "user_error", False) or is_user_error(exc)):
             raise
         print(f"deepcuts {args.command}: {one_line(exc)}", file=sys.stderr)
-        return 2
+        # Exit 2: the input was wrong (fix the command, the settings or the lake). Exit 1: the input was
+        # fine but a service was not (the serving DB is down or busy): a retry may succeed.
+        return 1 if getattr(exc, "user_error", False) else 2

@@ -34,6 +34,7 @@ def write_world(home: Path, day: date = DAY) -> tuple[pd.DataFrame, pd.DataFrame
         day,
         pa.Table.from_pandas(interactions, schema=INTERACTIONS_SCHEMA, preserve_index=False),
     )
+    lake.mark_all_complete()  # as ingest does when it finishes
     return interactions, items
 
 
