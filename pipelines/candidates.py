@@ -28,9 +28,10 @@ import pyarrow as pa
 from deepcuts.contracts import CANDIDATES_SCHEMA, C, Dataset
 from deepcuts.progress import get_logger, progress
 from deepcuts.settings import Settings
-from models.base import InteractionMatrix, blas_threads
+from models.base import InteractionMatrix, blas_threads, shared_scores
 from models.item_stats import ItemStats
 from models.long_tail import scale_floor
+from models.registry import base_arm
 from pipelines.storage import Lake, as_run_date
 from pipelines.train import load_model
 
@@ -113,7 +114,9 @@ def candidates_shard(settings: Settings, run_date: date | str, shard: int, n_sha
     lake.require_inputs(day, Dataset.INTERACTIONS)
     users = shard_users(lake, day, shard, n_shards)
     rows: dict[str, int] = {}
-    with blas_threads(settings.arms.blas_threads):
+    # the deep-cut arms' base (item_cf) is scored once per user batch, not once per arm using it
+    bases = [b for a in settings.arms.enabled if (b := base_arm(a, settings))]
+    with blas_threads(settings.arms.blas_threads), shared_scores(bases, settings.arms.score_cache_mb):
         for arm in settings.arms.enabled:
             rows[arm] = _arm_candidates(lake, day, arm, users, shard, settings)
     log.info("candidates %s shard %d/%d: %d users, rows %s", day, shard, n_shards, users.size, rows)

@@ -562,6 +562,34 @@ def _alerts_section(lake: Lake, run_date: date) -> Section:
     return Section("Alerts", _table(alerts.drop(columns=[C.RUN_DATE], errors="ignore")))
 
 
+def _params(values: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in sorted(values.items()))
+
+
+def _tuning_section(lake: Lake, run_date: date) -> Section:
+    """The hyperparameters tonight's arms were trained with, from the newest weekly tuning (issue 18)."""
+    from pipelines.tune import latest_tuning
+
+    doc = latest_tuning(lake, run_date)
+    if doc is None:
+        return Section("Tuning", "<p class=muted>No tuning yet: the arms use the settings' values.</p>")
+    rows = [
+        {
+            "arm": arm,
+            "chosen": _params(entry["params"]),
+            "validation": entry["ndcg"],
+            "default": _params(entry["default_params"]),
+            "default validation": entry["default_ndcg"],
+        }
+        for arm, entry in doc.get("arms", {}).items()
+    ]
+    note = _note(
+        f"Tuned on {doc.get('run_date')} ({doc.get('validation_protocol')} validation inside the data, "
+        f"{doc.get('metric')}); train applies the newest tuning at or before its run date."
+    )
+    return Section("Tuning", note + _table(pd.DataFrame(rows)))
+
+
 def _gx_section(lake: Lake, run_date: date) -> Section:
     parts = []
     if lake.exists(Dataset.REPORTS, None, GX_DOCS):
@@ -639,6 +667,7 @@ def report(settings: Settings, run_date: date | str) -> dict[str, Any]:
         _ope_section(lake, run_date, cfg, settings.rerank.list_length),
         _alerts_section(lake, run_date),
         _gx_section(lake, run_date),
+        _tuning_section(lake, run_date),
     ]
     header = f'<nav><a href="../{INDEX_FILE}">all nights</a></nav>'
     path = lake.write_bytes(

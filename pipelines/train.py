@@ -10,6 +10,8 @@ with the seed ``derive_seed(settings.arms.seed, D, "train/<arm>")`` and writes
 
 The long_tail and serendipity arms re-weight a relevance arm (``arms.<arm>.base``) seeded like that arm;
 if that arm's artefact of ``D`` already exists with the same settings it is reused instead of refitted.
+The newest ``tuning`` at or before ``D`` (weekly ``tune`` step, pipelines/tune.py) overrides the tuned
+arms' hyperparameters; ``meta.json`` names its run date (``tuning_run_date``, null without tuning).
 
 Idempotent: a rerun for ``D`` rewrites both files; ``model.pkl`` is byte-identical for deterministic arms
 (all arms, with ``arms.lightfm.threads = 1``); only the timing in ``meta.json`` changes. (A deep-cut arm
@@ -30,6 +32,7 @@ from deepcuts.settings import Settings
 from models.base import ARTEFACT_VERSION, Recommender, blas_threads
 from models.registry import arm_class, base_arm, build_recommender
 from pipelines.storage import Lake, as_run_date
+from pipelines.tune import tuned_settings
 
 log = get_logger(__name__)
 
@@ -75,6 +78,8 @@ def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, A
     arm_spec(arm)  # an unknown arm fails here, before any read
     lake = Lake(settings.home)
     lake.require_inputs(day, Dataset.ITEMS, Dataset.INTERACTIONS)
+    # the weekly tune step's choices (pipelines/tune.py); the settings' values when there are none
+    settings, tuned_on = tuned_settings(lake, settings, day)
     items = lake.read_df(Dataset.ITEMS, day)
     interactions = lake.read_df(Dataset.INTERACTIONS, day, columns=[C.USER_ID, C.ITEM_ID, C.RATING, C.TS])
     if interactions.empty:
@@ -102,6 +107,7 @@ def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, A
         "n_items": model.data.n_items,
         "n_interactions": int(model.data.ratings.nnz),
         "artefact_bytes": len(payload),
+        "tuning_run_date": tuned_on,
     }
     path = lake.write_bytes(Dataset.MODELS, day, model_path(arm), payload)
     lake.write_json(Dataset.MODELS, day, model_path(arm, META_FILE), meta)
