@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 STATS_FILE = "stats.json"
 INDEX_FILE = "index.html"
 GX_DOCS = "gx/index.html"
+#: pipelines.weekly_review writes its pages under ``reports/weekly/`` and lists them in this file.
+WEEKLY_DIR = "weekly"
+WEEKLY_INDEX = f"{WEEKLY_DIR}/{INDEX_FILE}"
 AB_VERDICT_FILE = "verdict.json"
 
 
@@ -504,17 +507,24 @@ def _ab_section(today: dict[str, Any]) -> Section:
     return Section(title, body)
 
 
-def _experiments_section(lake: Lake, until: date | None, settings: Settings) -> Section:
+def experiment_rows(lake: Lake, until: date | None, settings: Settings) -> list[dict[str, Any]]:
     """Every experiment with its dates, treatment shares, decision and verdicts (the registry's lake
     copy and the A/B verdicts of the nights up to ``until``)."""
     default = ExperimentState.from_settings(settings.ab)
-    rows = experiment_history(lake_entries(lake), default, verdicts(lake, until))
-    body = _table(pd.DataFrame(rows)) + _note(
+    return experiment_history(lake_entries(lake), default, verdicts(lake, until))
+
+
+def experiments_table(rows: list[dict[str, Any]]) -> str:
+    """The experiments table of the report, the index and the weekly review, with its reading note."""
+    return _table(pd.DataFrame(rows)) + _note(
         "Run dates: a decision applies from its 'from' / 'until' run date's assignments on. Verdict: the "
         "last analysed night's, frozen once the experiment is shipped or stopped (final); 'verdict at "
         "decision' is the one the operator saw (`deepcuts experiment status` shows the full log)."
     )
-    return Section("Experiments", body)
+
+
+def _experiments_section(lake: Lake, until: date | None, settings: Settings) -> Section:
+    return Section("Experiments", experiments_table(experiment_rows(lake, until, settings)))
 
 
 def _ope_section(lake: Lake, run_date: date, cfg: ReportSettings, list_length: int) -> Section:
@@ -665,7 +675,8 @@ def build_index(settings: Settings) -> dict[str, Any]:
         day = html.escape(str(night["run_date"]))
         rows.append(
             {
-                "night": f'<a href="run_date={day}/">{day}</a>',
+                # index.html named: a folder link opens a directory listing on disk (file://)
+                "night": f'<a href="run_date={day}/{INDEX_FILE}">{day}</a>',
                 "verdict": ab.get("verdict", "–"),
                 "CTR lift": interval_text("ctr_lift", {"value": ab.get("lift")}),
                 "scoreboard": scoreboard_headline(board) if board else "–",
@@ -684,11 +695,15 @@ def build_index(settings: Settings) -> dict[str, Any]:
         if rows
         else "<p class=muted>no nights reported yet</p>"
     )
-    links = (
-        f'<p><a href="{GX_DOCS}">Great Expectations Data Docs</a></p>'
-        if lake.exists(Dataset.REPORTS, None, GX_DOCS)
-        else ""
-    )
+    pages = [
+        f'<a href="{href}">{text}</a>'
+        for href, text in (
+            (WEEKLY_INDEX, "Weekly reviews"),
+            (GX_DOCS, "Great Expectations Data Docs"),
+        )
+        if lake.exists(Dataset.REPORTS, None, href)
+    ]
+    links = f"<nav>{''.join(pages)}</nav>" if pages else ""
     sections = [Section("Nights", body), _experiments_section(lake, None, settings)]
     page = _page("deepcuts reports", links, sections)
     path = lake.write_bytes(Dataset.REPORTS, None, INDEX_FILE, page)

@@ -8,7 +8,11 @@ and writes one HTML page per week into the reports folder the Airflow plugin ser
   numeric ``scoreboard`` entries of ``eval/ab`` verdicts) as its mean over the last 7 and 28 nights;
 - niche discovery by genre: slots served per genre and variant, and their long-tail share;
 - the bandit's arm shares per context (mean selection probability over the week);
-- the A/B status at the end of the week, and the alerts of the week.
+- the A/B status at the end of the week, the experiments of the week (the nightly report's table:
+  dates, treatment shares, decisions, verdicts), and the alerts of the week.
+
+The pages share the nightly report's look (``pipelines.report.PAGE``) and link to each other: the index
+of all nights links the weekly reviews, each review links back.
 
 Every input is optional: a night without a partition is skipped and said so, so the review also works
 on a lake with a few nights, or with outputs that a later version adds (read tolerantly).
@@ -26,23 +30,21 @@ import pandas as pd
 
 from deepcuts.contracts import C, Dataset
 from deepcuts.settings import Settings
+from pipelines.ab_analysis import VERDICT_FILE
+from pipelines.report import (
+    INDEX_FILE,
+    PAGE,
+    WEEKLY_DIR,
+    WEEKLY_INDEX,
+    build_index,
+    experiment_rows,
+    experiments_table,
+)
 from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = logging.getLogger(__name__)
 
-WEEKLY_DIR = "weekly"
-INDEX_FILE = "index.html"
 SUMMARY_FILE = "summary.json"
-AB_VERDICT_FILE = "verdict.json"  # written by pipelines.ab_analysis into eval/ab/run_date=D/
-
-PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}}
-h1{{font-size:22px}} h2{{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}}
-table{{border-collapse:collapse;font-size:13px}} td,th{{padding:3px 8px;border-bottom:1px solid #eee}}
-td.n{{text-align:right;font-variant-numeric:tabular-nums}} .muted{{color:#888}} .what{{color:#555}}
-.critical{{background:#fdd}} .warning{{background:#ffe9c7}}
-</style></head><body>{body}</body></html>"""
 
 
 def week_folder(week_ending: date) -> str:
@@ -67,7 +69,7 @@ def _verdicts(lake: Lake, nights: list[date]) -> dict[date, dict[str, Any]]:
     out = {}
     for night in nights:
         try:
-            verdict = lake.read_json(Dataset.AB_RESULTS, night, AB_VERDICT_FILE)
+            verdict = lake.read_json(Dataset.AB_RESULTS, night, VERDICT_FILE)
         except (MissingDataError, ValueError):
             continue
         if isinstance(verdict, dict):
@@ -168,6 +170,19 @@ def genre_discovery(served: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values([order, "genre"], ascending=[False, True], ignore_index=True)
 
 
+def experiments_of_week(rows: list[dict[str, Any]], first: date, last: date) -> list[dict[str, Any]]:
+    """The experiments (rows of :func:`pipelines.report.experiment_rows`) in force on some night from
+    ``first`` to ``last``: started on or before ``last`` (or not yet analysed: no start date) and not
+    ended before ``first``. A decision taking effect during the week keeps its experiment listed."""
+    start, end = first.isoformat(), last.isoformat()
+    return [
+        row
+        for row in rows
+        if (row.get("from") is None or str(row["from"]) <= end)
+        and (row.get("until") is None or str(row["until"]) >= start)
+    ]
+
+
 def arm_shares(policy: pd.DataFrame) -> pd.DataFrame:
     """Mean selection probability of each arm per (segment, daypart) context over the nights given."""
     if policy.empty:
@@ -182,13 +197,13 @@ def arm_shares(policy: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- HTML
 def _cell(value: Any, percent: bool = False, fraction: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return '<td class="n">–</td>'
+        return "<td class=num>–</td>"
     if isinstance(value, bool | str) or not isinstance(value, int | float):
         return f"<td>{html.escape(str(value))}</td>"
     if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 100):
-        return f'<td class="n">{int(value):,}</td>'
+        return f"<td class=num>{int(value):,}</td>"
     text = f"{value:+.1%}" if percent else f"{value:.1%}" if fraction else f"{value:.3f}"
-    return f'<td class="n">{html.escape(text)}</td>'
+    return f"<td class=num>{html.escape(text)}</td>"
 
 
 def _table(
@@ -200,23 +215,24 @@ def _table(
     """An HTML table of ``frame``; every value is escaped. ``percent_columns`` are signed changes,
     ``fraction_columns`` shares (both shown as percentages)."""
     if frame.empty:
-        return '<p class="muted">no data for these nights</p>'
+        return "<p class=muted>no data for these nights</p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = []
     for record in frame.to_dict("records"):
         css = f' class="{html.escape(str(record[row_class]))}"' if row_class else ""
         cells = "".join(_cell(record[c], c in percent_columns, c in fraction_columns) for c in frame.columns)
         body.append(f"<tr{css}>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    rows = "".join(body)
+    return f"<div class=wrap><table class=t><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
 
 
 def _section(title: str, what: str, body: str) -> str:
-    return f'<h2>{html.escape(title)}</h2><p class="what">{html.escape(what)}</p>{body}'
+    return f"<h2>{html.escape(title)}</h2><p class=note>{html.escape(what)}</p>{body}"
 
 
 def _ab_status(verdicts: dict[date, dict[str, Any]]) -> str:
     if not verdicts:
-        return '<p class="muted">no A/B verdict this week</p>'
+        return "<p class=muted>no A/B verdict this week</p>"
     night = max(verdicts)
     verdict = verdicts[night]
     facts = {
@@ -231,7 +247,7 @@ def _ab_status(verdicts: dict[date, dict[str, Any]]) -> str:
     rows = "".join(f"<tr><th>{html.escape(k)}</th>{_cell(v)}</tr>" for k, v in facts.items() if v is not None)
     message = verdict.get("message")
     note = f"<p>{html.escape(str(message))}</p>" if message else ""
-    return f"<table>{rows}</table>{note}"
+    return f"<table class=t>{rows}</table>{note}"
 
 
 def render_review(
@@ -241,6 +257,7 @@ def render_review(
     genres: pd.DataFrame,
     shares: pd.DataFrame,
     verdicts: dict[date, dict[str, Any]],
+    experiments: list[dict[str, Any]],
     alerts: pd.DataFrame,
     short: int,
     long: int,
@@ -254,7 +271,10 @@ def render_review(
     )
     body = [
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="what">Nights of the week with a nightly run: {html.escape(present)}.</p>',
+        # the page is reports/weekly/week_ending=D/index.html
+        f'<nav><a href="../../{INDEX_FILE}">all nights</a>'
+        f'<a href="../{INDEX_FILE}">all weekly reviews</a></nav>',
+        f"<p class=note>Nights of the week with a nightly run: {html.escape(present)}.</p>",
         _section(
             "Scoreboard trends",
             f"Each monitored metric: its newest value, its mean over the last {short} and {long} nights, "
@@ -276,6 +296,11 @@ def render_review(
             "A/B status", "The experiment's verdict after the last night of the week.", _ab_status(verdicts)
         ),
         _section(
+            "Experiments of the week",
+            "Every experiment in force on a night of the week, as the nightly report lists them.",
+            experiments_table(experiments) if experiments else "<p class=muted>no experiment this week</p>",
+        ),
+        _section(
             "Alerts of the week",
             "Every failed monitoring check of the week (critical ones block that night's publish).",
             _table(alert_table, row_class=C.SEVERITY if not alert_table.empty else None),
@@ -295,11 +320,14 @@ def _weekly_index(lake: Lake) -> bytes:
             if info.type == pafs.FileType.Directory and info.base_name.startswith("week_ending="):
                 weeks.append(info.base_name)
     links = "".join(
-        f'<li><a href="{html.escape(w)}/">{html.escape(w.removeprefix("week_ending="))}</a></li>'
+        f'<li><a href="{html.escape(w)}/{INDEX_FILE}">{html.escape(w.removeprefix("week_ending="))}</a></li>'
         for w in sorted(weeks, reverse=True)
     )
-    body = "<h1>deepcuts weekly reviews</h1><p class='what'>One page per week (last night of the week).</p>"
-    body += f"<ul>{links}</ul>" if links else '<p class="muted">no weekly review yet</p>'
+    body = (
+        f'<h1>deepcuts weekly reviews</h1><nav><a href="../{INDEX_FILE}">all nights</a></nav>'
+        "<p class=note>One page per week, named by the last night of the week.</p>"
+    )
+    body += f"<ul>{links}</ul>" if links else "<p class=muted>no weekly review yet</p>"
     return PAGE.format(title="deepcuts weekly reviews", body=body).encode()
 
 
@@ -326,6 +354,7 @@ def weekly_review(settings: Settings, run_date: date | str) -> dict[str, Any]:
     shares = arm_shares(_read_nights(lake, Dataset.BANDIT_POLICY, week))
     alerts = _read_nights(lake, Dataset.ALERTS, week)
     week_verdicts = {n: v for n, v in verdicts.items() if n in set(week)}
+    experiments = experiments_of_week(experiment_rows(lake, week_ending, settings), week[0], week_ending)
 
     page = render_review(
         week_ending,
@@ -334,6 +363,7 @@ def weekly_review(settings: Settings, run_date: date | str) -> dict[str, Any]:
         genres,
         shares,
         week_verdicts,
+        experiments,
         alerts,
         cfg.short_window_days,
         cfg.long_window_days,
@@ -344,13 +374,15 @@ def weekly_review(settings: Settings, run_date: date | str) -> dict[str, Any]:
         "nights": [n.isoformat() for n in nights],
         "metrics": len(trends),
         "genres": int(genres["genre"].nunique()) if not genres.empty else 0,
+        "experiments": [str(row["experiment"]) for row in experiments],
         "alerts": len(alerts),
         "critical_alerts": int((alerts[C.SEVERITY] == "critical").sum()) if not alerts.empty else 0,
         "report": lake.file_path(Dataset.REPORTS, None, f"{folder}/{INDEX_FILE}"),
     }
     lake.write_bytes(Dataset.REPORTS, None, f"{folder}/{INDEX_FILE}", page)
     lake.write_json(Dataset.REPORTS, None, f"{folder}/{SUMMARY_FILE}", summary)
-    lake.write_bytes(Dataset.REPORTS, None, f"{WEEKLY_DIR}/{INDEX_FILE}", _weekly_index(lake))
+    lake.write_bytes(Dataset.REPORTS, None, WEEKLY_INDEX, _weekly_index(lake))
+    build_index(settings)  # the index of all nights links the weekly reviews once the first exists
     log.info(
         "weekly review %s: %d nights, %d metrics, %d alerts",
         week_ending,

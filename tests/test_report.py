@@ -136,8 +136,9 @@ def test_index_lists_nights_newest_first_and_links_relatively(settings: Settings
     report(settings, D1)
     report(settings, D2)
     index = lake.read_bytes(Dataset.REPORTS, None, "index.html").decode()
-    assert index.index("run_date=2026-03-02/") < index.index("run_date=2026-03-01/")
+    assert index.index('href="run_date=2026-03-02/index.html"') < index.index("run_date=2026-03-01/")
     assert 'href="/' not in index
+    assert "Weekly reviews" not in index  # linked once pipelines.weekly_review wrote its list
     assert build_index(settings)["nights"] == 2
 
 

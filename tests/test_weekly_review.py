@@ -12,7 +12,13 @@ import pytest
 from deepcuts.contracts import C, Dataset
 from deepcuts.settings import Settings
 from pipelines.storage import Lake
-from pipelines.weekly_review import arm_shares, genre_discovery, scoreboard_trends, weekly_review
+from pipelines.weekly_review import (
+    arm_shares,
+    experiments_of_week,
+    genre_discovery,
+    scoreboard_trends,
+    weekly_review,
+)
 
 END = date(2026, 1, 28)
 
@@ -93,11 +99,35 @@ def test_arm_shares_average_the_selection_probability_per_context() -> None:
     assert row["svd"] == pytest.approx(0.4) and row["graph"] == pytest.approx(0.6)
 
 
+def _experiment(name: str, start: str | None, until: str | None) -> dict[str, object]:
+    return {"experiment": name, "from": start, "until": until, "decision": "running"}
+
+
+def test_experiments_of_the_week_are_those_in_force_on_one_of_its_nights() -> None:
+    first = END - timedelta(days=6)  # 2026-01-22
+    rows = [
+        _experiment("ended-before", "2026-01-01", "2026-01-21"),  # stopped from the night before
+        _experiment("ended-on-first-night", "2026-01-10", "2026-01-22"),
+        _experiment("spans-the-week", "2026-01-01", None),
+        _experiment("starts-last-night", "2026-01-28", None),
+        _experiment("starts-after", "2026-01-29", None),
+        _experiment("not-analysed-yet", None, None),  # the settings' experiment before its first verdict
+    ]
+    names = [r["experiment"] for r in experiments_of_week(rows, first, END)]
+    assert names == ["ended-on-first-night", "spans-the-week", "starts-last-night", "not-analysed-yet"]
+
+
 def test_the_review_page_is_written_escaped_and_listed(settings: Settings) -> None:
     lake = Lake(settings.home)
     night = END - timedelta(days=1)
     lake.write_table(Dataset.MONITOR_CHECKS, night, _checks(night, 0.3))
-    lake.write_json(Dataset.AB_RESULTS, night, "verdict.json", {"decision": "<b>ship</b>", "lift": 0.1})
+    verdict = {
+        "decision": "<b>ship</b>",
+        "lift": 0.1,
+        "experiment": settings.ab.experiment,
+        "run_date": str(night),
+    }
+    lake.write_json(Dataset.AB_RESULTS, night, "verdict.json", {**verdict, "verdict": "keep running"})
     served = pd.DataFrame(
         {
             C.USER_ID: [1, 1],
@@ -124,8 +154,17 @@ def test_the_review_page_is_written_escaped_and_listed(settings: Settings) -> No
     assert "week ending 2026-01-28" in page
     assert "<script>" not in page and "&lt;script&gt;" in page  # data never reaches HTML unescaped
     assert "&lt;b&gt;ship&lt;/b&gt;" in page
-    index = (Path(settings.home) / "reports" / "weekly" / "index.html").read_text()
-    assert 'href="week_ending=2026-01-28/"' in index
+    # the experiments of the week: the nightly report's table (the settings' experiment, from its verdict)
+    assert summary["experiments"] == [settings.ab.experiment]
+    experiments = page[page.index("Experiments of the week") :]
+    assert f"<td>{settings.ab.experiment}</td><td>{night.isoformat()}</td>" in experiments
+    assert f"keep running ({night.isoformat()})" in experiments
+    # links between the pages, relative and naming index.html (they are opened from disk too)
+    assert 'href="../../index.html">all nights' in page and 'href="../index.html">all weekly' in page
+    reports = Path(settings.home) / "reports"
+    index = (reports / "weekly" / "index.html").read_text()
+    assert 'href="week_ending=2026-01-28/index.html"' in index and 'href="../index.html"' in index
+    assert 'href="weekly/index.html">Weekly reviews' in (reports / "index.html").read_text()
     assert json.loads((Path(summary["report"]).parent / "summary.json").read_text())["genres"] == 2
     # Idempotent for its week: a rerun writes the same page.
     assert weekly_review(settings, END) == summary
