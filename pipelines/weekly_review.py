@@ -30,7 +30,7 @@ import pandas as pd
 
 from deepcuts.contracts import C, Dataset
 from deepcuts.settings import Settings
-from pipelines.ab_analysis import VERDICT_FILE
+from pipelines.ab_analysis import SCOREBOARD_LABELS, VERDICT_FILE
 from pipelines.report import (
     INDEX_FILE,
     PAGE,
@@ -45,6 +45,12 @@ from pipelines.storage import Lake, MissingDataError, as_run_date
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
+#: Where a trend row comes from: the A/B verdicts (``eval/ab``) or the monitor's checks.
+FROM_AB = "A/B verdict"
+FROM_MONITOR = "monitor"
+#: What the per-variant numbers of a scoreboard entry measure when they are not the metric itself:
+#: the CTR lift compares the variants' CTRs, the niche click ratio their niche clicks per exposed user.
+_ARM_MEASURE = {"ctr_lift": "CTR", "niche_click_ratio": "niche clicks per exposed user"}
 
 
 def week_folder(week_ending: date) -> str:
@@ -84,14 +90,9 @@ def _number(value: Any) -> float | None:
 
 
 def _verdict_metrics(verdict: dict[str, Any]) -> dict[str, float]:
-    """Numeric metrics of one night's A/B verdict: CTR per variant and any ``scoreboard`` numbers."""
+    """Numeric metrics of one night's A/B verdict: any ``scoreboard`` numbers (named by the report's
+    labels) and the CTR per variant (unless the scoreboard's CTR lift already carries them)."""
     metrics: dict[str, float] = {}
-    ctr = verdict.get("ctr")
-    if isinstance(ctr, dict):
-        for variant, stats in ctr.items():
-            value = _number(stats.get("ctr")) if isinstance(stats, dict) else None
-            if value is not None:
-                metrics[f"ab ctr ({variant})"] = value
     scoreboard = verdict.get("scoreboard")
     if isinstance(scoreboard, dict):
         # ab_analysis's product scoreboard: {metric: {"value"?, "control"?, "treatment"?, "target", "met"}}
@@ -99,44 +100,70 @@ def _verdict_metrics(verdict: dict[str, Any]) -> dict[str, float]:
         for name, entry in scoreboard.items():
             if not isinstance(entry, dict):
                 entry = {"value": entry}
-            for key, label in (("value", ""), ("control", " (control)"), ("treatment", " (treatment)")):
+            label = SCOREBOARD_LABELS.get(name, name)
+            for key in ("value", "control", "treatment"):
                 value = _number(entry.get(key))
                 if value is not None:
-                    metrics[f"scoreboard {name}{label}"] = value
+                    metrics[label if key == "value" else f"{_ARM_MEASURE.get(name, label)}, {key}"] = value
+    ctr = verdict.get("ctr")
+    if isinstance(ctr, dict):
+        for variant, stats in ctr.items():
+            value = _number(stats.get("ctr")) if isinstance(stats, dict) else None
+            if value is not None:
+                metrics.setdefault(f"CTR, {variant}", value)
     return metrics
 
 
 def scoreboard_trends(
     checks: pd.DataFrame, verdicts: dict[date, dict[str, Any]], week_ending: date, short: int, long: int
 ) -> pd.DataFrame:
-    """One row per metric: latest value, mean over the last ``short`` and ``long`` nights, change.
+    """One row per metric: latest value, mean over the last ``short`` and ``long`` nights, change, and
+    where it comes from (:data:`FROM_MONITOR` or :data:`FROM_AB`).
 
-    ``checks`` are ``monitor/checks`` rows (skipped checks have no value and count as missing).
+    ``checks`` are ``monitor/checks`` rows (skipped checks have no value and count as missing). The
+    change is left empty while every night of a metric is inside the short window: the two means are
+    then the same nights, and a "+0.0%" would read as a measured standstill.
     """
     rows = []
     if not checks.empty:
         numeric = checks.dropna(subset=[C.VALUE])
         numeric = numeric[numeric[C.CATEGORY] != "inputs"]
         rows += [
-            {"metric": str(r[C.CHECK_NAME]), "night": as_run_date(r[C.RUN_DATE]), "value": float(r[C.VALUE])}
+            {
+                "metric": str(r[C.CHECK_NAME]),
+                "source": FROM_MONITOR,
+                "night": as_run_date(r[C.RUN_DATE]),
+                "value": float(r[C.VALUE]),
+            }
             for r in numeric.to_dict("records")
         ]
     for night, verdict in verdicts.items():
-        rows += [{"metric": m, "night": night, "value": v} for m, v in _verdict_metrics(verdict).items()]
-    columns = ["metric", "latest", f"mean {short}d", f"mean {long}d", f"{short}d vs {long}d", "nights"]
+        rows += [
+            {"metric": m, "source": FROM_AB, "night": night, "value": v}
+            for m, v in _verdict_metrics(verdict).items()
+        ]
+    columns = [
+        "metric",
+        "latest",
+        f"mean {short}d",
+        f"mean {long}d",
+        f"{short}d vs {long}d",
+        "nights",
+        "source",
+    ]
     if not rows:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
     short_start = week_ending - timedelta(days=short - 1)
     out = []
-    for metric, group in frame.groupby("metric", sort=True):
+    for (source, metric), group in frame.groupby(["source", "metric"], sort=True):
         group = group.sort_values("night")
-        week = group[group["night"] >= short_start]["value"]
+        in_week = group["night"] >= short_start
+        week = group[in_week]["value"]
         mean_short = float(week.mean()) if len(week) else float("nan")
         mean_long = float(group["value"].mean())
-        change = (
-            (mean_short - mean_long) / abs(mean_long) if mean_long and not math.isnan(mean_short) else None
-        )
+        comparable = bool(mean_long) and not math.isnan(mean_short) and not in_week.all()
+        change = (mean_short - mean_long) / abs(mean_long) if comparable else None
         out.append(
             {
                 "metric": metric,
@@ -145,6 +172,7 @@ def scoreboard_trends(
                 f"mean {long}d": mean_long,
                 f"{short}d vs {long}d": change,
                 "nights": len(group),
+                "source": source,
             }
         )
     return pd.DataFrame(out, columns=columns)
@@ -198,11 +226,16 @@ def arm_shares(policy: pd.DataFrame) -> pd.DataFrame:
 def _cell(value: Any, percent: bool = False, fraction: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "<td class=num>–</td>"
-    if isinstance(value, bool | str) or not isinstance(value, int | float):
+    if isinstance(value, bool):
+        return f"<td>{'yes' if value else 'no'}</td>"
+    if isinstance(value, str) or not isinstance(value, int | float):
         return f"<td>{html.escape(str(value))}</td>"
     if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 100):
         return f"<td class=num>{int(value):,}</td>"
-    text = f"{value:+.1%}" if percent else f"{value:.1%}" if fraction else f"{value:.3f}"
+    if percent or fraction:
+        text = f"{value:+.1%}" if percent else f"{value:.1%}"
+    else:  # a p value of 1e-5 is not "0.000": small non-zero values keep three significant digits
+        text = f"{value:.3g}" if 0 < abs(value) < 0.001 else f"{value:.3f}"
     return f"<td class=num>{html.escape(text)}</td>"
 
 
@@ -250,6 +283,13 @@ def _ab_status(verdicts: dict[date, dict[str, Any]]) -> str:
     return f"<table class=t>{rows}</table>{note}"
 
 
+def _alerts(alerts: pd.DataFrame, nights: list[date]) -> str:
+    if alerts.empty:
+        return "<p>No alerts this week.</p>" if nights else "<p class=muted>no nightly run this week</p>"
+    columns = [C.RUN_DATE, C.SEVERITY, C.CHECK_NAME, C.MESSAGE]
+    return _table(alerts[columns].sort_values([C.RUN_DATE, C.CHECK_NAME]), row_class=C.SEVERITY)
+
+
 def render_review(
     week_ending: date,
     nights: list[date],
@@ -264,11 +304,15 @@ def render_review(
 ) -> bytes:
     title = f"deepcuts weekly review, week ending {week_ending.isoformat()}"
     present = ", ".join(n.isoformat() for n in nights) or "none"
-    alert_table = (
-        alerts[[C.RUN_DATE, C.SEVERITY, C.CHECK_NAME, C.MESSAGE]].sort_values([C.RUN_DATE, C.CHECK_NAME])
-        if not alerts.empty
-        else alerts
+    change = f"{short}d vs {long}d"
+    means = (
+        f"Newest value, mean over the last {short} and {long} nights, and how far the {short}-night mean "
+        f"is from the {long}-night mean (relative change; empty until there are nights before the week)."
     )
+    by_source = {
+        source: trends[trends["source"] == source].drop(columns=["source"]).reset_index(drop=True)
+        for source in (FROM_AB, FROM_MONITOR)
+    }
     body = [
         f"<h1>{html.escape(title)}</h1>",
         # the page is reports/weekly/week_ending=D/index.html
@@ -277,9 +321,14 @@ def render_review(
         f"<p class=note>Nights of the week with a nightly run: {html.escape(present)}.</p>",
         _section(
             "Scoreboard trends",
-            f"Each monitored metric: its newest value, its mean over the last {short} and {long} nights, "
-            f"and how far the {short}-night mean is from the {long}-night mean (relative change).",
-            _table(trends, percent_columns=(f"{short}d vs {long}d",)),
+            "The product scoreboard of the A/B verdicts (lifts and ratios are treatment over control; "
+            "per-variant values after the comma). " + means,
+            _table(by_source[FROM_AB], percent_columns=(change,)),
+        ),
+        _section(
+            "Monitoring trends",
+            "Each value the nightly monitor checks (pipelines/monitor.py). " + means,
+            _table(by_source[FROM_MONITOR], percent_columns=(change,)),
         ),
         _section(
             "Niche discovery by genre",
@@ -303,7 +352,7 @@ def render_review(
         _section(
             "Alerts of the week",
             "Every failed monitoring check of the week (critical ones block that night's publish).",
-            _table(alert_table, row_class=C.SEVERITY if not alert_table.empty else None),
+            _alerts(alerts, nights),
         ),
     ]
     return PAGE.format(title=html.escape(title), body="\n".join(body)).encode()

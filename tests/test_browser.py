@@ -226,6 +226,7 @@ def test_operator_logs_in_and_sees_our_dags_their_runs_and_the_report(
     weekly = _wait_for_text(browser, "deepcuts weekly review, week ending 2025-12-31")
     sections = (
         "Scoreboard trends",
+        "Monitoring trends",
         "Niche discovery by genre",
         "Arm shares per context",
         "A/B status",
