@@ -480,11 +480,20 @@ def _ab_section(today: dict[str, Any]) -> Section:
         return Section(title, _missing("A/B analysis", today.get("ab_error", "")))
     ab = today["ab"]
     body = (
-        f"<p><span class=badge>{html.escape(str(ab.get('verdict')))}</span> "
+        f"<p><span class=badge>verdict: {html.escape(str(ab.get('verdict')))}</span> "
         f"{html.escape(str(ab.get('message', '')))}</p>"
     )
-    keys = ["lift", "ci_low", "ci_high", "p_value", "srm_p_value", "looks", "enough_users"]
-    body += _table(pd.DataFrame([{k: ab.get(k) for k in keys}]))
+    # the verdict's keys, as a reader names them
+    labels = {
+        "lift": "CTR lift (relative)",
+        "ci_low": "CI low",
+        "ci_high": "CI high",
+        "p_value": "p value (always valid)",
+        "srm_p_value": "sample ratio p value",
+        "looks": "looks",
+        "enough_users": "enough users",
+    }
+    body += _table(pd.DataFrame([{label: ab.get(k) for k, label in labels.items()}]))
     ctr = ab.get("ctr") or {}
     if ctr:
         body += "<h3>CTR per variant (clicks / item impressions, cumulative; users are the unit)</h3>"

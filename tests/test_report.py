@@ -108,6 +108,7 @@ def test_report_renders_sections_and_says_what_is_missing(settings: Settings) ->
     page = lake.read_bytes(Dataset.REPORTS, D2, "index.html").decode()
     assert "deepcuts night 2026-03-02" in page
     assert "keep_running" in page and "not enough evidence yet" in page
+    assert "<th>p value (always valid)</th>" in page and "<th>p_value</th>" not in page  # named for readers
     assert page.count("data:image/png;base64,") >= 2  # scoreboard trends and diversity plots
     # the scoreboard comes first and flags what is off target
     assert page.index("Scoreboard") < page.index("A/B test") < page.index("Served list diversity")
