@@ -237,6 +237,12 @@ def test_operator_logs_in_and_sees_our_dags_their_runs_and_the_report(
     assert "long_tail_share" in weekly and "slots treatment" in weekly
     browser.switch_to.default_content()
     browser.save_screenshot(str(tmp_path / "07-weekly-review.png"))
+
+    # The second menu entry, Browse > Deep-cut weekly reviews, opens the list of weeks.
+    browser.get(base + "/plugin/deepcuts-weekly")
+    browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+    _wait_for_text(browser, "deepcuts weekly reviews", "2025-12-31")
+    browser.switch_to.default_content()
     shots = (
         "01-login",
         "02-home",
