@@ -370,10 +370,10 @@ def _offline_section(history: list[dict[str, Any]], cfg: ReportSettings) -> Sect
         _note(f"Latest night ({last['run_date'].iloc[0]}): one table per list source, metric by arm.")
     )
     sources = {
-        "previous_candidates": "yesterday's candidates against today's ratings (accuracy)",
-        "previous_reranked": "yesterday's re-ranked lists against today's ratings (accuracy)",
-        "candidates": "today's candidates (beyond accuracy)",
-        "reranked": "today's re-ranked lists (beyond accuracy)",
+        "previous_candidates": "Yesterday's candidates against today's ratings (accuracy)",
+        "previous_reranked": "Yesterday's re-ranked lists against today's ratings (accuracy)",
+        "candidates": "Today's candidates (beyond accuracy)",
+        "reranked": "Today's re-ranked lists (beyond accuracy)",
     }
     for source in [
         *[s for s in sources if s in set(last[C.LIST_SOURCE])],
@@ -383,7 +383,12 @@ def _offline_section(history: list[dict[str, Any]], cfg: ReportSettings) -> Sect
         # transposed (metrics as rows, arms as columns) so that it fits a 1280 px screen
         wide = part.pivot_table(index=C.METRIC, columns=C.ARM, values=C.VALUE, aggfunc="mean")
         wide = wide.dropna(how="all")
-        parts.append(f"<h3>{html.escape(str(source))}: {html.escape(sources.get(source, ''))}</h3>")
+        # what the table is first; the list_source value (eval/offline) after it, for the analyst
+        code = html.escape(str(source))
+        what = (
+            f"{html.escape(sources[source])} <span class=muted>({code})</span>" if source in sources else code
+        )
+        parts.append(f"<h3>{what}</h3>")
         parts.append(_table(wide.reset_index(), digits=3))
     return Section(title, "".join(parts))
 

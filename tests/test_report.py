@@ -224,6 +224,8 @@ def test_every_value_from_data_is_escaped(settings: Settings) -> None:
         assert escaped in page  # shown, as text
     night = lake.read_bytes(Dataset.REPORTS, D1, "index.html").decode()
     assert night.count(escaped) >= 5  # verdict, message, offline arm + metric, validation, alert
+    # an offline table is headed by what it holds, then its list_source value
+    assert "<h3>Today&#x27;s candidates (beyond accuracy) <span class=muted>(candidates)</span></h3>" in night
 
 
 def test_tables_print_counts_as_integers_and_escape_cells() -> None:
