@@ -6,6 +6,10 @@ arm shares per context, the A/B status and the alerts of the week. The page goes
 reports (Browse > Deep-cut reports, ``weekly/``). It reads the nightly outputs (inlet: the nightly
 report asset) and updates the ``deepcuts_weekly_review`` asset. A manual run takes ``run_date``: the
 last night to review.
+
+The same run re-tunes the arms (``deepcuts.pipelines.tune``): each arm's key hyperparameters are picked on a
+temporal validation split of that night's training data and the nightly ``train`` uses the newest tuning
+from then on. ``tune=false`` skips it (``make run`` does, to stay quick).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from deepcuts.airflow_support import (
         "run_date": Param(
             None, type=["null", "string"], format="date", description="Last night to review (YYYY-MM-DD)"
         ),
+        "tune": Param(True, type="boolean", description="Re-tune the arms' hyperparameters on that night"),
     },
     doc_md=__doc__,
 )
@@ -57,7 +62,20 @@ def deepcuts_weekly() -> None:
         night = last_night_of_week(context, context["params"].get("run_date"))
         return weekly_review(load_settings(), date.fromisoformat(night))
 
+    @task
+    def tune(**context: Any) -> dict[str, Any]:
+        from datetime import date
+
+        from deepcuts.pipelines.tune import tune
+        from deepcuts.settings import load_settings
+
+        night = last_night_of_week(context, context["params"].get("run_date"))
+        if not context["params"].get("tune", True):
+            return {"run_date": night, "skipped": "tune=false"}
+        return tune(load_settings(), date.fromisoformat(night))
+
     weekly_review()
+    tune()
 
 
 deepcuts_weekly()

@@ -97,7 +97,7 @@ def _serve(name: str) -> Response:
 def create_reports_app() -> FastAPI:
     """Serve the lake's ``reports/`` folder as-is, so relative links work the same on disk and here:
     ``/deepcuts/`` is the index of all nights, ``/deepcuts/run_date=YYYY-MM-DD/`` one night's report,
-    ``/deepcuts/gx/...`` the Great Expectations Data Docs."""
+    ``/deepcuts/weekly/`` the weekly reviews, ``/deepcuts/gx/...`` the Great Expectations Data Docs."""
     app = FastAPI(
         title="deepcuts reports",
         description="Nightly deepcuts reports (offline metrics, diversity, bandit, A/B, OPE, alerts).",
@@ -135,5 +135,13 @@ class DeepcutsPlugin(AirflowPlugin):
             "destination": "nav",
             "category": "browse",
             "url_route": "deepcuts-reports",
-        }
+        },
+        # reports/weekly/index.html (deepcuts.pipelines.weekly_review); the index of all nights links it too
+        {
+            "name": "Deep-cut weekly reviews",
+            "href": "deepcuts/weekly/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "deepcuts-weekly",
+        },
     ]

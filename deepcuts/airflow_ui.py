@@ -255,6 +255,7 @@ def run_ui(home: Path, dags_folder: Path, port: int, host: str = "127.0.0.1") ->
             "  DAGs: deepcuts_nightly, deepcuts_reports, deepcuts_weekly; paused, so the scheduler starts\n"
             "        no run by itself (trigger a night by hand, or unpause)\n"
             f"  reports: Browse > Deep-cut reports ({url}/deepcuts/)\n"
+            f"           Browse > Deep-cut weekly reviews ({url}/deepcuts/weekly/)\n"
             f"  Ctrl-C stops every process this command started.",
             flush=True,
         )

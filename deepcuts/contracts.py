@@ -415,6 +415,7 @@ class Dataset(StrEnum):
     PUBLISH = "publish"
     REPORTS = "reports"
     EXPERIMENTS = "experiments"  # lake copy of the experiment registry (one file, not by run date)
+    TUNING = "tuning"  # the weekly tune step's chosen hyperparameters per arm (tuning.json)
 
 
 #: Schemas that the storage module enforces on write, per dataset.

@@ -47,7 +47,8 @@ def render_summary(settings: Settings, nights: list[dict[str, Any]]) -> str:
     lines.append(f"report index:              {reports / 'index.html'}")
     lines.append(f"weekly reviews:            {reports / 'weekly' / 'index.html'}")
     lines.append("inside the Airflow UI:     `make ui` (or `deepcuts ui`): it prints the URL and the login,")
-    lines.append("                           then Browse > Deep-cut reports; Ctrl-C stops it")
+    lines.append("                           then Browse > Deep-cut reports (or weekly reviews);")
+    lines.append("                           Ctrl-C stops it")
     lines += ["", *_app_query_example(settings, lake, last), "=" * 78]
     return "\n".join(lines)
 

@@ -268,6 +268,9 @@ class ArmsSettings(Section):
     #: products of ARPACK (svd) spin on thread barriers when the other core is busy, as it is with two
     #: tasks on two cores (timings: docs/benchmarks.md, "Where the defaults come from"; docs/models.md).
     blas_threads: int = Field(1, ge=0)
+    #: Candidates step: MB of the base arm's score blocks (long_tail / serendipity base) kept per shard so
+    #: the deep-cut arms reuse them instead of rescoring (deepcuts.models.base.shared_scores); 0 = off.
+    score_cache_mb: float = Field(256.0, ge=0)
     #: Master seed of the arms; each arm's fit seed is derive_seed(seed, run_date, "train/<arm>").
     seed: int = 42
     #: Long-tail candidates per user and arm: the list of candidates_n holds at least this many long-tail
@@ -620,6 +623,39 @@ class EvaluateSettings(Section):
     temporal_test_share: float = Field(0.2, gt=0, lt=1)
 
 
+class TuneSettings(Section):
+    """The weekly ``tune`` step and ``deepcuts evaluate --tune``: each arm's key hyperparameters picked on
+    a temporal validation split inside the training data (pipelines/tune.py, docs/models.md)."""
+
+    #: Arms whose hyperparameters are searched (the deep-cut arms inherit their base arm's values).
+    arms: tuple[str, ...] = ("item_cf", "svd", "graph", "lightfm")
+    #: Share of the training ratings held out as the validation set.
+    validation_share: float = Field(0.2, gt=0, lt=1)
+    #: How they are held out: each user's latest ratings (``temporal``: the nightly question, predict
+    #: what comes next) or a random share per item (``stratified``, seed ``evaluate.split_seed``).
+    #: ``deepcuts evaluate --tune`` uses the protocol of the evaluation split instead, since values
+    #: chosen on one protocol do not carry to the other (ML-100k: docs/models.md, "Tuning").
+    validation_protocol: Literal["temporal", "stratified"] = "temporal"
+    #: Wall-clock budget of the whole search; each arm gets an equal share of what is left, and an arm
+    #: out of time keeps the best value tried so far (the current setting is always tried first).
+    budget_seconds: float = Field(600.0, gt=0)
+    #: A tried value replaces the current setting only if its validation nDCG@k is higher by this much
+    #: (absolute); below it the difference is noise on a split of a few thousand ratings.
+    min_gain: float = Field(0.001, ge=0)
+    #: The nightly train step applies the newest tuning at or before its run date when this is on.
+    use_in_train: bool = True
+    #: Grids, tried in order after the current value (EASE^R lambda; shrunk-cosine neighbours).
+    #: (lambda grows with the data: 300 is best on ML-100k, 3000 was the grid's edge at ML-1M shape)
+    item_cf_ease_lambdas: tuple[float, ...] = (100.0, 200.0, 500.0, 800.0, 1200.0, 2000.0, 3000.0, 5e3, 8e3)
+    item_cf_neighbours: tuple[int, ...] = (10, 20, 50, 100, 200)
+    svd_factors: tuple[int, ...] = (10, 20, 32, 48, 64, 100)
+    svd_popularity_exponents: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
+    graph_alphas: tuple[float, ...] = (0.6, 0.8, 1.0)
+    graph_betas: tuple[float, ...] = (0.3, 0.45, 0.6)
+    lightfm_components: tuple[int, ...] = (32, 64)
+    lightfm_epochs: tuple[int, ...] = (10, 15, 30)
+
+
 _OVERRIDES: ContextVar[dict[str, Any] | None] = ContextVar("deepcuts_settings_overrides", default=None)
 
 
@@ -660,6 +696,7 @@ class Settings(BaseSettings):
     evaluate: EvaluateSettings = EvaluateSettings()
     report: ReportSettings = ReportSettings()
     weekly: WeeklyReviewSettings = WeeklyReviewSettings()
+    tune: TuneSettings = TuneSettings()
 
     @classmethod
     def settings_customise_sources(

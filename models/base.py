@@ -166,20 +166,123 @@ def blas_threads(threads: int) -> Iterator[None]:
         yield
 
 
+def same_state(a: Any, b: Any) -> bool:
+    """True when two values (model states: arrays, sparse matrices, dataclasses, settings, plain
+    values, dicts and lists of them) hold the same content; arrays compare dtype, shape and values."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+    if sp.issparse(a):
+        a, b = sp.csr_matrix(a), sp.csr_matrix(b)  # no copy for csr; unsorted indices compare unequal
+        fields = ("data", "indices", "indptr")
+        return a.shape == b.shape and all(same_state(getattr(a, f), getattr(b, f)) for f in fields)
+    if isinstance(a, Recommender):
+        return same_state(a.__dict__, b.__dict__)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b, strict=True))
+    if hasattr(a, "__dataclass_fields__"):
+        return all(same_state(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+    return bool(a == b)
+
+
+class _SharedScores:
+    """Score blocks kept for reuse by models with the same content (see :func:`shared_scores`)."""
+
+    def __init__(self, names: frozenset[str], max_bytes: int) -> None:
+        self.names = names
+        self.max_bytes = max_bytes
+        self.used = 0
+        #: (model, its blocks by user rows); equal models share one blocks dict. The models are kept
+        #: alive for the block, so an object identity is never reused for another model.
+        self.entries: list[tuple[Recommender, dict[bytes, FloatArray]]] = []
+
+    def blocks_of(self, model: Recommender) -> dict[bytes, FloatArray]:
+        """The blocks of models equal to ``model`` (compared by content: no hashing of big arrays)."""
+        for known, blocks in self.entries:
+            if known is model:
+                return blocks
+        for known, blocks in list(self.entries):
+            if same_state(known, model):
+                self.entries.append((model, blocks))  # compared once per model object
+                return blocks
+        blocks = {}
+        self.entries.append((model, blocks))
+        return blocks
+
+
+_SHARED: _SharedScores | None = None
+
+
+@contextmanager
+def shared_scores(names: Sequence[str], max_mb: float) -> Iterator[None]:
+    """Inside the block, the score blocks of models named in ``names`` are computed once per user
+    batch and reused by any model with the same pickled state, up to ``max_mb`` of blocks.
+
+    The candidates step scores the base arm of long_tail and serendipity (item_cf) three times per
+    user batch otherwise: once as itself and once inside each deep-cut arm (docs/benchmarks.md). A
+    reused block is the very array computed before (read-only), so outputs are unchanged; a model
+    whose state differs gets its own blocks.
+    """
+    global _SHARED
+    previous = _SHARED
+    _SHARED = _SharedScores(frozenset(names), int(max_mb * 2**20))
+    try:
+        yield
+    finally:
+        _SHARED = previous
+
+
 def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     """Indices and values of the ``n`` largest scores per row, best first.
 
-    Within the selected ``n`` ties are ordered by lower index; which of several items tied exactly at
-    the n-th value is selected is decided by ``argpartition`` (deterministic for the same input, so
-    reruns agree). ``-inf`` marks excluded entries; they are returned only when a row has fewer than
-    ``n`` valid entries and are then dropped by the caller.
+    Ties are broken by lower index everywhere, also among items tied exactly at the n-th value (the
+    list is the first ``n`` of a stable descending sort of the row). ``-inf`` marks excluded entries;
+    they are returned only when a row has fewer than ``n`` valid entries and are then dropped by the
+    caller. Rows holding NaN go through :func:`_top_n_argpartition` (NaN is no score; kept working).
     """
-    n = min(n, scores.shape[1])
+    n_rows, n_cols = scores.shape
+    n = min(n, n_cols)
     if n == 0:
-        return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0), np.float32)
-    # Select the n smallest of the negated scores: numpy's introselect is ~20x slower with kth near the
-    # end of a row full of ties (sparse item-item scores are mostly 0) than with kth near the start,
-    # and at 27k items this call dominates candidate generation (docs/benchmarks.md).
+        return np.empty((n_rows, 0), np.int64), np.empty((n_rows, 0), np.float32)
+    # The n-th largest value per row, from a partition of the values alone: no index array to carry
+    # and no indirect compares, ~3x cheaper than argpartition at 27k items (docs/benchmarks.md).
+    # Negated, so that kth is near the start of the row (introselect is slow with kth near the end
+    # of a row full of ties, and sparse item-item scores are mostly 0).
+    neg = np.negative(scores)
+    neg.partition(n - 1, axis=1)
+    threshold = np.negative(neg[:, n - 1 : n])
+    del neg
+    keep = scores > threshold
+    tied = scores == threshold
+    need = n - keep.sum(axis=1)
+    # rows with more items tied at the threshold than free places keep the lowest columns among them
+    ambiguous = np.flatnonzero(tied.sum(axis=1) > need)
+    if ambiguous.size:
+        sub = tied[ambiguous]
+        sub &= np.cumsum(sub, axis=1) <= need[ambiguous, None]
+        tied[ambiguous] = sub
+    keep |= tied
+    rows, cols = np.nonzero(keep)  # row-major: per row exactly n columns, ascending
+    if rows.size != n_rows * n:  # NaN compares false everywhere: fall back to the general path
+        return _top_n_argpartition(scores, n)
+    idx = cols.reshape(n_rows, n)
+    vals = np.take_along_axis(scores, idx, axis=1)
+    # columns ascend within a row, so a stable sort on descending value breaks ties by lower index
+    order = np.argsort(np.negative(vals), axis=1, kind="stable")
+    return (
+        np.take_along_axis(idx, order, axis=1).astype(np.int64, copy=False),
+        np.take_along_axis(vals, order, axis=1).astype(np.float32, copy=False),
+    )
+
+
+def _top_n_argpartition(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
+    """:func:`top_n` by ``argpartition`` + ``lexsort`` (the implementation before issue 18): same values,
+    but which of several items tied at the n-th value is kept is up to ``argpartition``."""
     part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     part_scores = np.take_along_axis(scores, part, axis=1)
     # lexsort: primary key descending score, secondary ascending index for deterministic ties
@@ -204,7 +307,11 @@ def top_n_with_quotas(
     taken_idx, taken_val = [], []
     n_taken = np.zeros(scores.shape[0], dtype=np.int64)
     for mask, count in quotas:
-        idx, val = top_n(np.where(mask[None, :], rest, -np.inf), min(count, n))
+        # the group's own columns only (ascending, so ties still go to the lower index): cheaper than
+        # a full-width copy with the other columns masked to -inf
+        cols = np.flatnonzero(mask)
+        sub_idx, val = top_n(rest[:, cols], min(count, n))
+        idx = cols[sub_idx]
         ok = np.isfinite(val)
         rest[np.broadcast_to(rows, idx.shape)[ok], idx[ok]] = -np.inf
         taken_idx.append(idx)
@@ -318,6 +425,23 @@ class Recommender(ABC):
     def load(cls, path: str | Path) -> Self:
         return cls.from_bytes(Path(path).read_bytes())
 
+    def score_block(self, user_rows: IntArray) -> FloatArray:
+        """``_score(user_rows)``, shared between equal models inside :func:`shared_scores` (treat the
+        result as read-only)."""
+        cache = _SHARED
+        if cache is None or self.name not in cache.names:
+            return self._score(user_rows)
+        blocks = cache.blocks_of(self)
+        key = np.ascontiguousarray(user_rows, dtype=np.int64).tobytes()
+        block = blocks.get(key)
+        if block is None:
+            block = self._score(user_rows)
+            if cache.used + block.nbytes <= cache.max_bytes:
+                block.flags.writeable = False
+                blocks[key] = block
+                cache.used += block.nbytes
+        return block
+
     # ------------------------------------------------------------ subclass hooks
     @abstractmethod
     def _fit(self, data: InteractionMatrix, items: pd.DataFrame) -> None: ...
@@ -352,7 +476,7 @@ class Recommender(ABC):
         known = rows >= 0
         scores = np.empty((users.size, data.n_items), dtype=np.float32)
         if known.any():
-            scores[known] = self._score(rows[known])
+            scores[known] = self.score_block(rows[known])
         if (~known).any():
             assert self.popularity_ is not None
             scores[~known] = self.popularity_

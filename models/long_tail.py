@@ -123,7 +123,7 @@ class QualityFloorMixin:
     def _relevance(self, user_rows: IntArray) -> FloatArray:
         assert self.data is not None
         seen = self.data.binary_rows(user_rows).toarray() > 0
-        return normalise_rows(self.base._score(user_rows), seen)
+        return normalise_rows(self.base.score_block(user_rows), seen)
 
     def _floor_last(self, scores: FloatArray) -> FloatArray:
         """Rank every item under the quality floor after every item above it, in place.

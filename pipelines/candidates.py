@@ -26,9 +26,10 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from deepcuts.contracts import CANDIDATES_SCHEMA, C, Dataset
-from deepcuts.models.base import InteractionMatrix, blas_threads
+from deepcuts.models.base import InteractionMatrix, blas_threads, shared_scores
 from deepcuts.models.item_stats import ItemStats
 from deepcuts.models.long_tail import scale_floor
+from deepcuts.models.registry import base_arm
 from deepcuts.pipelines.storage import Lake, as_run_date
 from deepcuts.pipelines.train import load_model
 from deepcuts.progress import get_logger, progress
@@ -113,7 +114,9 @@ def candidates_shard(settings: Settings, run_date: date | str, shard: int, n_sha
     lake.require_inputs(day, Dataset.INTERACTIONS)
     users = shard_users(lake, day, shard, n_shards)
     rows: dict[str, int] = {}
-    with blas_threads(settings.arms.blas_threads):
+    # the deep-cut arms' base (item_cf) is scored once per user batch, not once per arm using it
+    bases = [b for a in settings.arms.enabled if (b := base_arm(a, settings))]
+    with blas_threads(settings.arms.blas_threads), shared_scores(bases, settings.arms.score_cache_mb):
         for arm in settings.arms.enabled:
             rows[arm] = _arm_candidates(lake, day, arm, users, shard, settings)
     log.info("candidates %s shard %d/%d: %d users, rows %s", day, shard, n_shards, users.size, rows)

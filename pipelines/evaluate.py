@@ -371,6 +371,7 @@ def evaluate_dataset(
     factory: RecommenderFactory | None = None,
     list_transform: ListTransform | None = None,
     rerank: bool = True,
+    tune: bool = False,
 ) -> dict[str, Any]:
     """Load, split, evaluate: the JSON document of ``deepcuts evaluate``.
 
@@ -378,13 +379,27 @@ def evaluate_dataset(
     with a seed derived from ``arms.seed``). With ``rerank`` and no ``list_transform``, every arm's
     top ``arms.candidates_n`` (with the nightly candidate quotas, ``deepcuts.pipelines.candidates``) go
     through the deep-cut re-ranker (``deepcuts.pipelines.score.rerank_transform``,
-    lists of length k) and are scored under ``"served"``.
+    lists of length k) and are scored under ``"served"``. With ``tune``, the arms' hyperparameters are
+    first chosen on a temporal validation split of the training data alone (``deepcuts.pipelines.tune``; the
+    test split is never looked at) and the document gets a ``"tuning"`` entry with the chosen values.
     """
     k = k or settings.evaluate.k
     names = resolve_arms(arms) if isinstance(arms, str) or arms is None else list(arms)
     train, test, items, used_protocol = load_evaluation_data(
         kind, settings, path=path, train_file=train_file, test_file=test_file, protocol=protocol
     )
+    tuning = None
+    if tune:
+        from deepcuts.models.registry import base_arm
+        from deepcuts.pipelines.tune import apply_tuning, chosen_params, tune_on_frames
+
+        wanted = set(names) | {base_arm(a, settings) for a in names} - {None}
+        # validation mirrors the evaluation's protocol (a given split is a stratified one, as on ML-100k)
+        inner = "temporal" if used_protocol == "temporal" else "stratified"
+        tuning = tune_on_frames(
+            train, items, settings, arms=[a for a in settings.tune.arms if a in wanted], protocol=inner
+        )
+        settings = apply_tuning(settings, chosen_params(tuning))
     quotas: list[tuple[np.ndarray, int]] = []
     if list_transform is None and rerank:
         from deepcuts.models.base import InteractionMatrix
@@ -410,6 +425,8 @@ def evaluate_dataset(
         quotas=quotas,
     )
     out = {"dataset": kind, "protocol": used_protocol, **result}
+    if tuning is not None:
+        out["tuning"] = tuning
     targets = served_targets(out, settings)
     if targets is not None:
         out["served_targets"] = targets

@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 STATS_FILE = "stats.json"
 INDEX_FILE = "index.html"
 GX_DOCS = "gx/index.html"
+#: deepcuts.pipelines.weekly_review writes its pages under ``reports/weekly/`` and lists them in this file.
+WEEKLY_DIR = "weekly"
+WEEKLY_INDEX = f"{WEEKLY_DIR}/{INDEX_FILE}"
 AB_VERDICT_FILE = "verdict.json"
 
 
@@ -368,10 +371,10 @@ def _offline_section(history: list[dict[str, Any]], cfg: ReportSettings) -> Sect
         _note(f"Latest night ({last['run_date'].iloc[0]}): one table per list source, metric by arm.")
     )
     sources = {
-        "previous_candidates": "yesterday's candidates against today's ratings (accuracy)",
-        "previous_reranked": "yesterday's re-ranked lists against today's ratings (accuracy)",
-        "candidates": "today's candidates (beyond accuracy)",
-        "reranked": "today's re-ranked lists (beyond accuracy)",
+        "previous_candidates": "Yesterday's candidates against today's ratings (accuracy)",
+        "previous_reranked": "Yesterday's re-ranked lists against today's ratings (accuracy)",
+        "candidates": "Today's candidates (beyond accuracy)",
+        "reranked": "Today's re-ranked lists (beyond accuracy)",
     }
     for source in [
         *[s for s in sources if s in set(last[C.LIST_SOURCE])],
@@ -381,7 +384,12 @@ def _offline_section(history: list[dict[str, Any]], cfg: ReportSettings) -> Sect
         # transposed (metrics as rows, arms as columns) so that it fits a 1280 px screen
         wide = part.pivot_table(index=C.METRIC, columns=C.ARM, values=C.VALUE, aggfunc="mean")
         wide = wide.dropna(how="all")
-        parts.append(f"<h3>{html.escape(str(source))}: {html.escape(sources.get(source, ''))}</h3>")
+        # what the table is first; the list_source value (eval/offline) after it, for the analyst
+        code = html.escape(str(source))
+        what = (
+            f"{html.escape(sources[source])} <span class=muted>({code})</span>" if source in sources else code
+        )
+        parts.append(f"<h3>{what}</h3>")
         parts.append(_table(wide.reset_index(), digits=3))
     return Section(title, "".join(parts))
 
@@ -478,11 +486,20 @@ def _ab_section(today: dict[str, Any]) -> Section:
         return Section(title, _missing("A/B analysis", today.get("ab_error", "")))
     ab = today["ab"]
     body = (
-        f"<p><span class=badge>{html.escape(str(ab.get('verdict')))}</span> "
+        f"<p><span class=badge>verdict: {html.escape(str(ab.get('verdict')))}</span> "
         f"{html.escape(str(ab.get('message', '')))}</p>"
     )
-    keys = ["lift", "ci_low", "ci_high", "p_value", "srm_p_value", "looks", "enough_users"]
-    body += _table(pd.DataFrame([{k: ab.get(k) for k in keys}]))
+    # the verdict's keys, as a reader names them
+    labels = {
+        "lift": "CTR lift (relative)",
+        "ci_low": "CI low",
+        "ci_high": "CI high",
+        "p_value": "p value (always valid)",
+        "srm_p_value": "sample ratio p value",
+        "looks": "looks",
+        "enough_users": "enough users",
+    }
+    body += _table(pd.DataFrame([{label: ab.get(k) for k, label in labels.items()}]))
     ctr = ab.get("ctr") or {}
     if ctr:
         body += "<h3>CTR per variant (clicks / item impressions, cumulative; users are the unit)</h3>"
@@ -505,17 +522,24 @@ def _ab_section(today: dict[str, Any]) -> Section:
     return Section(title, body)
 
 
-def _experiments_section(lake: Lake, until: date | None, settings: Settings) -> Section:
+def experiment_rows(lake: Lake, until: date | None, settings: Settings) -> list[dict[str, Any]]:
     """Every experiment with its dates, treatment shares, decision and verdicts (the registry's lake
     copy and the A/B verdicts of the nights up to ``until``)."""
     default = ExperimentState.from_settings(settings.ab)
-    rows = experiment_history(lake_entries(lake), default, verdicts(lake, until))
-    body = _table(pd.DataFrame(rows)) + _note(
+    return experiment_history(lake_entries(lake), default, verdicts(lake, until))
+
+
+def experiments_table(rows: list[dict[str, Any]]) -> str:
+    """The experiments table of the report, the index and the weekly review, with its reading note."""
+    return _table(pd.DataFrame(rows)) + _note(
         "Run dates: a decision applies from its 'from' / 'until' run date's assignments on. Verdict: the "
         "last analysed night's, frozen once the experiment is shipped or stopped (final); 'verdict at "
         "decision' is the one the operator saw (`deepcuts experiment status` shows the full log)."
     )
-    return Section("Experiments", body)
+
+
+def _experiments_section(lake: Lake, until: date | None, settings: Settings) -> Section:
+    return Section("Experiments", experiments_table(experiment_rows(lake, until, settings)))
 
 
 def _ope_section(lake: Lake, run_date: date, cfg: ReportSettings, list_length: int) -> Section:
@@ -560,6 +584,34 @@ def _alerts_section(lake: Lake, run_date: date) -> Section:
     if alerts.empty:
         return Section("Alerts", "<p>No alerts tonight.</p>")
     return Section("Alerts", _table(alerts.drop(columns=[C.RUN_DATE], errors="ignore")))
+
+
+def _params(values: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in sorted(values.items()))
+
+
+def _tuning_section(lake: Lake, run_date: date) -> Section:
+    """The hyperparameters tonight's arms were trained with, from the newest weekly tuning (issue 18)."""
+    from deepcuts.pipelines.tune import latest_tuning
+
+    doc = latest_tuning(lake, run_date)
+    if doc is None:
+        return Section("Tuning", "<p class=muted>No tuning yet: the arms use the settings' values.</p>")
+    rows = [
+        {
+            "arm": arm,
+            "chosen": _params(entry["params"]),
+            "validation": entry["ndcg"],
+            "default": _params(entry["default_params"]),
+            "default validation": entry["default_ndcg"],
+        }
+        for arm, entry in doc.get("arms", {}).items()
+    ]
+    note = _note(
+        f"Tuned on {doc.get('run_date')} ({doc.get('validation_protocol')} validation inside the data, "
+        f"{doc.get('metric')}); train applies the newest tuning at or before its run date."
+    )
+    return Section("Tuning", note + _table(pd.DataFrame(rows)))
 
 
 def _gx_section(lake: Lake, run_date: date) -> Section:
@@ -639,6 +691,7 @@ def report(settings: Settings, run_date: date | str) -> dict[str, Any]:
         _ope_section(lake, run_date, cfg, settings.rerank.list_length),
         _alerts_section(lake, run_date),
         _gx_section(lake, run_date),
+        _tuning_section(lake, run_date),
     ]
     header = f'<nav><a href="../{INDEX_FILE}">all nights</a></nav>'
     path = lake.write_bytes(
@@ -667,7 +720,8 @@ def build_index(settings: Settings) -> dict[str, Any]:
         day = html.escape(str(night["run_date"]))
         rows.append(
             {
-                "night": f'<a href="run_date={day}/">{day}</a>',
+                # index.html named: a folder link opens a directory listing on disk (file://)
+                "night": f'<a href="run_date={day}/{INDEX_FILE}">{day}</a>',
                 "verdict": ab.get("verdict", "–"),
                 "CTR lift": interval_text("ctr_lift", {"value": ab.get("lift")}),
                 "scoreboard": scoreboard_headline(board) if board else "–",
@@ -686,11 +740,15 @@ def build_index(settings: Settings) -> dict[str, Any]:
         if rows
         else "<p class=muted>no nights reported yet</p>"
     )
-    links = (
-        f'<p><a href="{GX_DOCS}">Great Expectations Data Docs</a></p>'
-        if lake.exists(Dataset.REPORTS, None, GX_DOCS)
-        else ""
-    )
+    pages = [
+        f'<a href="{href}">{text}</a>'
+        for href, text in (
+            (WEEKLY_INDEX, "Weekly reviews"),
+            (GX_DOCS, "Great Expectations Data Docs"),
+        )
+        if lake.exists(Dataset.REPORTS, None, href)
+    ]
+    links = f"<nav>{''.join(pages)}</nav>" if pages else ""
     sections = [Section("Nights", body), _experiments_section(lake, None, settings)]
     page = _page("deepcuts reports", links, sections)
     path = lake.write_bytes(Dataset.REPORTS, None, INDEX_FILE, page)

@@ -11,6 +11,8 @@ Reads ``canonical/items`` and ``canonical/interactions`` of the run date (the in
 
 The long_tail and serendipity arms re-weight a relevance arm (``arms.<arm>.base``) seeded like that arm;
 if that arm's artefact of ``D`` already exists with the same settings it is reused instead of refitted.
+The newest ``tuning`` at or before ``D`` (weekly ``tune`` step, pipelines/tune.py) overrides the tuned
+arms' hyperparameters; ``meta.json`` names its run date (``tuning_run_date``, null without tuning).
 
 Idempotent: a rerun for ``D`` rewrites both files; ``model.pkl`` is byte-identical for deterministic arms
 (all arms, with ``arms.lightfm.threads = 1``); only the timing in ``meta.json`` changes. (A deep-cut arm
@@ -28,6 +30,7 @@ from deepcuts.contracts import C, Dataset
 from deepcuts.models.base import ARTEFACT_VERSION, Recommender, blas_threads
 from deepcuts.models.registry import arm_class, base_arm, build_recommender
 from deepcuts.pipelines.storage import Lake, as_run_date
+from deepcuts.pipelines.tune import tuned_settings
 from deepcuts.progress import get_logger
 from deepcuts.seeds import derive_seed
 from deepcuts.settings import Settings
@@ -76,6 +79,8 @@ def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, A
     arm_spec(arm)  # an unknown arm fails here, before any read
     lake = Lake(settings.home)
     lake.require_inputs(day, Dataset.ITEMS, Dataset.INTERACTIONS)
+    # the weekly tune step's choices (pipelines/tune.py); the settings' values when there are none
+    settings, tuned_on = tuned_settings(lake, settings, day)
     items = lake.read_df(Dataset.ITEMS, day)
     interactions = lake.read_df(Dataset.INTERACTIONS, day, columns=[C.USER_ID, C.ITEM_ID, C.RATING, C.TS])
     if interactions.empty:
@@ -103,6 +108,7 @@ def train_arm(settings: Settings, run_date: date | str, arm: str) -> dict[str, A
         "n_items": model.data.n_items,
         "n_interactions": int(model.data.ratings.nnz),
         "artefact_bytes": len(payload),
+        "tuning_run_date": tuned_on,
     }
     path = lake.write_bytes(Dataset.MODELS, day, model_path(arm), payload)
     lake.write_json(Dataset.MODELS, day, model_path(arm, META_FILE), meta)

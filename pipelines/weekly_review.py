@@ -8,7 +8,11 @@ and writes one HTML page per week into the reports folder the Airflow plugin ser
   numeric ``scoreboard`` entries of ``eval/ab`` verdicts) as its mean over the last 7 and 28 nights;
 - niche discovery by genre: slots served per genre and variant, and their long-tail share;
 - the bandit's arm shares per context (mean selection probability over the week);
-- the A/B status at the end of the week, and the alerts of the week.
+- the A/B status at the end of the week, the experiments of the week (the nightly report's table:
+  dates, treatment shares, decisions, verdicts), and the alerts of the week.
+
+The pages share the nightly report's look (``deepcuts.pipelines.report.PAGE``) and link to each other: the
+index of all nights links the weekly reviews, each review links back.
 
 Every input is optional: a night without a partition is skipped and said so, so the review also works
 on a lake with a few nights, or with outputs that a later version adds (read tolerantly).
@@ -25,24 +29,28 @@ from typing import Any
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset
+from deepcuts.pipelines.ab_analysis import SCOREBOARD_LABELS, VERDICT_FILE
+from deepcuts.pipelines.report import (
+    INDEX_FILE,
+    PAGE,
+    WEEKLY_DIR,
+    WEEKLY_INDEX,
+    build_index,
+    experiment_rows,
+    experiments_table,
+)
 from deepcuts.pipelines.storage import Lake, MissingDataError, as_run_date
 from deepcuts.settings import Settings
 
 log = logging.getLogger(__name__)
 
-WEEKLY_DIR = "weekly"
-INDEX_FILE = "index.html"
 SUMMARY_FILE = "summary.json"
-AB_VERDICT_FILE = "verdict.json"  # written by deepcuts.pipelines.ab_analysis into eval/ab/run_date=D/
-
-PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}}
-h1{{font-size:22px}} h2{{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}}
-table{{border-collapse:collapse;font-size:13px}} td,th{{padding:3px 8px;border-bottom:1px solid #eee}}
-td.n{{text-align:right;font-variant-numeric:tabular-nums}} .muted{{color:#888}} .what{{color:#555}}
-.critical{{background:#fdd}} .warning{{background:#ffe9c7}}
-</style></head><body>{body}</body></html>"""
+#: Where a trend row comes from: the A/B verdicts (``eval/ab``) or the monitor's checks.
+FROM_AB = "A/B verdict"
+FROM_MONITOR = "monitor"
+#: What the per-variant numbers of a scoreboard entry measure when they are not the metric itself:
+#: the CTR lift compares the variants' CTRs, the niche click ratio their niche clicks per exposed user.
+_ARM_MEASURE = {"ctr_lift": "CTR", "niche_click_ratio": "niche clicks per exposed user"}
 
 
 def week_folder(week_ending: date) -> str:
@@ -67,7 +75,7 @@ def _verdicts(lake: Lake, nights: list[date]) -> dict[date, dict[str, Any]]:
     out = {}
     for night in nights:
         try:
-            verdict = lake.read_json(Dataset.AB_RESULTS, night, AB_VERDICT_FILE)
+            verdict = lake.read_json(Dataset.AB_RESULTS, night, VERDICT_FILE)
         except (MissingDataError, ValueError):
             continue
         if isinstance(verdict, dict):
@@ -82,14 +90,9 @@ def _number(value: Any) -> float | None:
 
 
 def _verdict_metrics(verdict: dict[str, Any]) -> dict[str, float]:
-    """Numeric metrics of one night's A/B verdict: CTR per variant and any ``scoreboard`` numbers."""
+    """Numeric metrics of one night's A/B verdict: any ``scoreboard`` numbers (named by the report's
+    labels) and the CTR per variant (unless the scoreboard's CTR lift already carries them)."""
     metrics: dict[str, float] = {}
-    ctr = verdict.get("ctr")
-    if isinstance(ctr, dict):
-        for variant, stats in ctr.items():
-            value = _number(stats.get("ctr")) if isinstance(stats, dict) else None
-            if value is not None:
-                metrics[f"ab ctr ({variant})"] = value
     scoreboard = verdict.get("scoreboard")
     if isinstance(scoreboard, dict):
         # ab_analysis's product scoreboard: {metric: {"value"?, "control"?, "treatment"?, "target", "met"}}
@@ -97,44 +100,70 @@ def _verdict_metrics(verdict: dict[str, Any]) -> dict[str, float]:
         for name, entry in scoreboard.items():
             if not isinstance(entry, dict):
                 entry = {"value": entry}
-            for key, label in (("value", ""), ("control", " (control)"), ("treatment", " (treatment)")):
+            label = SCOREBOARD_LABELS.get(name, name)
+            for key in ("value", "control", "treatment"):
                 value = _number(entry.get(key))
                 if value is not None:
-                    metrics[f"scoreboard {name}{label}"] = value
+                    metrics[label if key == "value" else f"{_ARM_MEASURE.get(name, label)}, {key}"] = value
+    ctr = verdict.get("ctr")
+    if isinstance(ctr, dict):
+        for variant, stats in ctr.items():
+            value = _number(stats.get("ctr")) if isinstance(stats, dict) else None
+            if value is not None:
+                metrics.setdefault(f"CTR, {variant}", value)
     return metrics
 
 
 def scoreboard_trends(
     checks: pd.DataFrame, verdicts: dict[date, dict[str, Any]], week_ending: date, short: int, long: int
 ) -> pd.DataFrame:
-    """One row per metric: latest value, mean over the last ``short`` and ``long`` nights, change.
+    """One row per metric: latest value, mean over the last ``short`` and ``long`` nights, change, and
+    where it comes from (:data:`FROM_MONITOR` or :data:`FROM_AB`).
 
-    ``checks`` are ``monitor/checks`` rows (skipped checks have no value and count as missing).
+    ``checks`` are ``monitor/checks`` rows (skipped checks have no value and count as missing). The
+    change is left empty while every night of a metric is inside the short window: the two means are
+    then the same nights, and a "+0.0%" would read as a measured standstill.
     """
     rows = []
     if not checks.empty:
         numeric = checks.dropna(subset=[C.VALUE])
         numeric = numeric[numeric[C.CATEGORY] != "inputs"]
         rows += [
-            {"metric": str(r[C.CHECK_NAME]), "night": as_run_date(r[C.RUN_DATE]), "value": float(r[C.VALUE])}
+            {
+                "metric": str(r[C.CHECK_NAME]),
+                "source": FROM_MONITOR,
+                "night": as_run_date(r[C.RUN_DATE]),
+                "value": float(r[C.VALUE]),
+            }
             for r in numeric.to_dict("records")
         ]
     for night, verdict in verdicts.items():
-        rows += [{"metric": m, "night": night, "value": v} for m, v in _verdict_metrics(verdict).items()]
-    columns = ["metric", "latest", f"mean {short}d", f"mean {long}d", f"{short}d vs {long}d", "nights"]
+        rows += [
+            {"metric": m, "source": FROM_AB, "night": night, "value": v}
+            for m, v in _verdict_metrics(verdict).items()
+        ]
+    columns = [
+        "metric",
+        "latest",
+        f"mean {short}d",
+        f"mean {long}d",
+        f"{short}d vs {long}d",
+        "nights",
+        "source",
+    ]
     if not rows:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
     short_start = week_ending - timedelta(days=short - 1)
     out = []
-    for metric, group in frame.groupby("metric", sort=True):
+    for (source, metric), group in frame.groupby(["source", "metric"], sort=True):
         group = group.sort_values("night")
-        week = group[group["night"] >= short_start]["value"]
+        in_week = group["night"] >= short_start
+        week = group[in_week]["value"]
         mean_short = float(week.mean()) if len(week) else float("nan")
         mean_long = float(group["value"].mean())
-        change = (
-            (mean_short - mean_long) / abs(mean_long) if mean_long and not math.isnan(mean_short) else None
-        )
+        comparable = bool(mean_long) and not math.isnan(mean_short) and not in_week.all()
+        change = (mean_short - mean_long) / abs(mean_long) if comparable else None
         out.append(
             {
                 "metric": metric,
@@ -143,6 +172,7 @@ def scoreboard_trends(
                 f"mean {long}d": mean_long,
                 f"{short}d vs {long}d": change,
                 "nights": len(group),
+                "source": source,
             }
         )
     return pd.DataFrame(out, columns=columns)
@@ -168,6 +198,19 @@ def genre_discovery(served: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values([order, "genre"], ascending=[False, True], ignore_index=True)
 
 
+def experiments_of_week(rows: list[dict[str, Any]], first: date, last: date) -> list[dict[str, Any]]:
+    """The experiments (rows of :func:`deepcuts.pipelines.report.experiment_rows`) in force on some night from
+    ``first`` to ``last``: started on or before ``last`` (or not yet analysed: no start date) and not
+    ended before ``first``. A decision taking effect during the week keeps its experiment listed."""
+    start, end = first.isoformat(), last.isoformat()
+    return [
+        row
+        for row in rows
+        if (row.get("from") is None or str(row["from"]) <= end)
+        and (row.get("until") is None or str(row["until"]) >= start)
+    ]
+
+
 def arm_shares(policy: pd.DataFrame) -> pd.DataFrame:
     """Mean selection probability of each arm per (segment, daypart) context over the nights given."""
     if policy.empty:
@@ -182,13 +225,18 @@ def arm_shares(policy: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- HTML
 def _cell(value: Any, percent: bool = False, fraction: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return '<td class="n">–</td>'
-    if isinstance(value, bool | str) or not isinstance(value, int | float):
+        return "<td class=num>–</td>"
+    if isinstance(value, bool):
+        return f"<td>{'yes' if value else 'no'}</td>"
+    if isinstance(value, str) or not isinstance(value, int | float):
         return f"<td>{html.escape(str(value))}</td>"
     if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 100):
-        return f'<td class="n">{int(value):,}</td>'
-    text = f"{value:+.1%}" if percent else f"{value:.1%}" if fraction else f"{value:.3f}"
-    return f'<td class="n">{html.escape(text)}</td>'
+        return f"<td class=num>{int(value):,}</td>"
+    if percent or fraction:
+        text = f"{value:+.1%}" if percent else f"{value:.1%}"
+    else:  # a p value of 1e-5 is not "0.000": small non-zero values keep three significant digits
+        text = f"{value:.3g}" if 0 < abs(value) < 0.001 else f"{value:.3f}"
+    return f"<td class=num>{html.escape(text)}</td>"
 
 
 def _table(
@@ -200,23 +248,24 @@ def _table(
     """An HTML table of ``frame``; every value is escaped. ``percent_columns`` are signed changes,
     ``fraction_columns`` shares (both shown as percentages)."""
     if frame.empty:
-        return '<p class="muted">no data for these nights</p>'
+        return "<p class=muted>no data for these nights</p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = []
     for record in frame.to_dict("records"):
         css = f' class="{html.escape(str(record[row_class]))}"' if row_class else ""
         cells = "".join(_cell(record[c], c in percent_columns, c in fraction_columns) for c in frame.columns)
         body.append(f"<tr{css}>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    rows = "".join(body)
+    return f"<div class=wrap><table class=t><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
 
 
 def _section(title: str, what: str, body: str) -> str:
-    return f'<h2>{html.escape(title)}</h2><p class="what">{html.escape(what)}</p>{body}'
+    return f"<h2>{html.escape(title)}</h2><p class=note>{html.escape(what)}</p>{body}"
 
 
 def _ab_status(verdicts: dict[date, dict[str, Any]]) -> str:
     if not verdicts:
-        return '<p class="muted">no A/B verdict this week</p>'
+        return "<p class=muted>no A/B verdict this week</p>"
     night = max(verdicts)
     verdict = verdicts[night]
     facts = {
@@ -231,7 +280,14 @@ def _ab_status(verdicts: dict[date, dict[str, Any]]) -> str:
     rows = "".join(f"<tr><th>{html.escape(k)}</th>{_cell(v)}</tr>" for k, v in facts.items() if v is not None)
     message = verdict.get("message")
     note = f"<p>{html.escape(str(message))}</p>" if message else ""
-    return f"<table>{rows}</table>{note}"
+    return f"<table class=t>{rows}</table>{note}"
+
+
+def _alerts(alerts: pd.DataFrame, nights: list[date]) -> str:
+    if alerts.empty:
+        return "<p>No alerts this week.</p>" if nights else "<p class=muted>no nightly run this week</p>"
+    columns = [C.RUN_DATE, C.SEVERITY, C.CHECK_NAME, C.MESSAGE]
+    return _table(alerts[columns].sort_values([C.RUN_DATE, C.CHECK_NAME]), row_class=C.SEVERITY)
 
 
 def render_review(
@@ -241,25 +297,38 @@ def render_review(
     genres: pd.DataFrame,
     shares: pd.DataFrame,
     verdicts: dict[date, dict[str, Any]],
+    experiments: list[dict[str, Any]],
     alerts: pd.DataFrame,
     short: int,
     long: int,
 ) -> bytes:
     title = f"deepcuts weekly review, week ending {week_ending.isoformat()}"
     present = ", ".join(n.isoformat() for n in nights) or "none"
-    alert_table = (
-        alerts[[C.RUN_DATE, C.SEVERITY, C.CHECK_NAME, C.MESSAGE]].sort_values([C.RUN_DATE, C.CHECK_NAME])
-        if not alerts.empty
-        else alerts
+    change = f"{short}d vs {long}d"
+    means = (
+        f"Newest value, mean over the last {short} and {long} nights, and how far the {short}-night mean "
+        f"is from the {long}-night mean (relative change; empty until there are nights before the week)."
     )
+    by_source = {
+        source: trends[trends["source"] == source].drop(columns=["source"]).reset_index(drop=True)
+        for source in (FROM_AB, FROM_MONITOR)
+    }
     body = [
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="what">Nights of the week with a nightly run: {html.escape(present)}.</p>',
+        # the page is reports/weekly/week_ending=D/index.html
+        f'<nav><a href="../../{INDEX_FILE}">all nights</a>'
+        f'<a href="../{INDEX_FILE}">all weekly reviews</a></nav>',
+        f"<p class=note>Nights of the week with a nightly run: {html.escape(present)}.</p>",
         _section(
             "Scoreboard trends",
-            f"Each monitored metric: its newest value, its mean over the last {short} and {long} nights, "
-            f"and how far the {short}-night mean is from the {long}-night mean (relative change).",
-            _table(trends, percent_columns=(f"{short}d vs {long}d",)),
+            "The product scoreboard of the A/B verdicts (lifts and ratios are treatment over control; "
+            "per-variant values after the comma). " + means,
+            _table(by_source[FROM_AB], percent_columns=(change,)),
+        ),
+        _section(
+            "Monitoring trends",
+            "Each value the nightly monitor checks (pipelines/monitor.py). " + means,
+            _table(by_source[FROM_MONITOR], percent_columns=(change,)),
         ),
         _section(
             "Niche discovery by genre",
@@ -276,9 +345,14 @@ def render_review(
             "A/B status", "The experiment's verdict after the last night of the week.", _ab_status(verdicts)
         ),
         _section(
+            "Experiments of the week",
+            "Every experiment in force on a night of the week, as the nightly report lists them.",
+            experiments_table(experiments) if experiments else "<p class=muted>no experiment this week</p>",
+        ),
+        _section(
             "Alerts of the week",
             "Every failed monitoring check of the week (critical ones block that night's publish).",
-            _table(alert_table, row_class=C.SEVERITY if not alert_table.empty else None),
+            _alerts(alerts, nights),
         ),
     ]
     return PAGE.format(title=html.escape(title), body="\n".join(body)).encode()
@@ -295,11 +369,14 @@ def _weekly_index(lake: Lake) -> bytes:
             if info.type == pafs.FileType.Directory and info.base_name.startswith("week_ending="):
                 weeks.append(info.base_name)
     links = "".join(
-        f'<li><a href="{html.escape(w)}/">{html.escape(w.removeprefix("week_ending="))}</a></li>'
+        f'<li><a href="{html.escape(w)}/{INDEX_FILE}">{html.escape(w.removeprefix("week_ending="))}</a></li>'
         for w in sorted(weeks, reverse=True)
     )
-    body = "<h1>deepcuts weekly reviews</h1><p class='what'>One page per week (last night of the week).</p>"
-    body += f"<ul>{links}</ul>" if links else '<p class="muted">no weekly review yet</p>'
+    body = (
+        f'<h1>deepcuts weekly reviews</h1><nav><a href="../{INDEX_FILE}">all nights</a></nav>'
+        "<p class=note>One page per week, named by the last night of the week.</p>"
+    )
+    body += f"<ul>{links}</ul>" if links else "<p class=muted>no weekly review yet</p>"
     return PAGE.format(title="deepcuts weekly reviews", body=body).encode()
 
 
@@ -326,6 +403,7 @@ def weekly_review(settings: Settings, run_date: date | str) -> dict[str, Any]:
     shares = arm_shares(_read_nights(lake, Dataset.BANDIT_POLICY, week))
     alerts = _read_nights(lake, Dataset.ALERTS, week)
     week_verdicts = {n: v for n, v in verdicts.items() if n in set(week)}
+    experiments = experiments_of_week(experiment_rows(lake, week_ending, settings), week[0], week_ending)
 
     page = render_review(
         week_ending,
@@ -334,6 +412,7 @@ def weekly_review(settings: Settings, run_date: date | str) -> dict[str, Any]:
         genres,
         shares,
         week_verdicts,
+        experiments,
         alerts,
         cfg.short_window_days,
         cfg.long_window_days,
@@ -344,13 +423,15 @@ def weekly_review(settings: Settings, run_date: date | str) -> dict[str, Any]:
         "nights": [n.isoformat() for n in nights],
         "metrics": len(trends),
         "genres": int(genres["genre"].nunique()) if not genres.empty else 0,
+        "experiments": [str(row["experiment"]) for row in experiments],
         "alerts": len(alerts),
         "critical_alerts": int((alerts[C.SEVERITY] == "critical").sum()) if not alerts.empty else 0,
         "report": lake.file_path(Dataset.REPORTS, None, f"{folder}/{INDEX_FILE}"),
     }
     lake.write_bytes(Dataset.REPORTS, None, f"{folder}/{INDEX_FILE}", page)
     lake.write_json(Dataset.REPORTS, None, f"{folder}/{SUMMARY_FILE}", summary)
-    lake.write_bytes(Dataset.REPORTS, None, f"{WEEKLY_DIR}/{INDEX_FILE}", _weekly_index(lake))
+    lake.write_bytes(Dataset.REPORTS, None, WEEKLY_INDEX, _weekly_index(lake))
+    build_index(settings)  # the index of all nights links the weekly reviews once the first exists
     log.info(
         "weekly review %s: %d nights, %d metrics, %d alerts",
         week_ending,

@@ -17,6 +17,7 @@ def client(airflow_db: Path, lake_home: Path, monkeypatch: pytest.MonkeyPatch) -
     lake = Lake(lake_home)
     lake.write_bytes(Dataset.REPORTS, None, "index.html", b"<h1>deepcuts index</h1>")
     lake.write_bytes(Dataset.REPORTS, "2026-03-01", "index.html", b"<h1>night 2026-03-01</h1>")
+    lake.write_bytes(Dataset.REPORTS, None, "weekly/index.html", b"<h1>deepcuts weekly reviews</h1>")
     from airflow.api_fastapi.app import create_app
     from fastapi.testclient import TestClient
 
@@ -31,7 +32,9 @@ def _token(role: str = "viewer") -> str:
     return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="analyst", role=role))
 
 
-@pytest.mark.parametrize("path", ["/deepcuts/", "/deepcuts/run_date=2026-03-01/", "/deepcuts/gx/index.html"])
+@pytest.mark.parametrize(
+    "path", ["/deepcuts/", "/deepcuts/run_date=2026-03-01/", "/deepcuts/weekly/", "/deepcuts/gx/index.html"]
+)
 def test_anonymous_requests_are_refused(client, path: str) -> None:  # type: ignore[no-untyped-def]
     response = client.get(path)
     assert response.status_code == 401
@@ -49,6 +52,8 @@ def test_authenticated_user_sees_reports(client) -> None:  # type: ignore[no-unt
     assert index.status_code == 200 and "deepcuts index" in index.text
     night = client.get("/deepcuts/run_date=2026-03-01/", headers=headers)
     assert night.status_code == 200 and "night 2026-03-01" in night.text
+    weekly = client.get("/deepcuts/weekly/", headers=headers)  # the second menu entry's href
+    assert weekly.status_code == 200 and "weekly reviews" in weekly.text
     # the browser inside the Airflow UI authenticates with the session cookie instead
     cookie = client.get("/deepcuts/", cookies={"_token": _token()})
     assert cookie.status_code == 200
@@ -65,8 +70,10 @@ def test_missing_night_and_path_traversal_are_404(client) -> None:  # type: igno
 def test_plugin_registers_a_nav_view() -> None:
     from deepcuts.airflow_plugin import DeepcutsPlugin
 
-    (view,) = DeepcutsPlugin.external_views
-    assert view["href"] == "deepcuts/" and not view["href"].startswith("/")
+    nightly, weekly = DeepcutsPlugin.external_views
+    # relative hrefs: the UI resolves them under its base URL (a proxy prefix keeps working)
+    assert nightly["href"] == "deepcuts/" and weekly["href"] == "deepcuts/weekly/"
+    assert nightly["url_route"] != weekly["url_route"]
     (app,) = DeepcutsPlugin.fastapi_apps
     assert app["url_prefix"] == "/deepcuts"
 

@@ -2,10 +2,10 @@
 
 Runs a one-night demo on a small world, starts ``deepcuts ui`` on it (api-server, scheduler,
 dag-processor, triggerer), logs in through the login page, and checks the home page, the DAG list, the
-runs of the nightly DAG, the nightly report and the weekly review inside the Airflow UI
-(Browse > Deep-cut reports, deepcuts/airflow_plugin.py). Screenshots go to the test's temporary
-folder. Ctrl-C (SIGINT) to ``deepcuts ui`` must leave no process behind. Marked slow (about two
-minutes); skipped without chromium unless CI=true.
+runs of the nightly DAG, the nightly report and the weekly review (reached through the index's link)
+inside the Airflow UI (Browse > Deep-cut reports, deepcuts/airflow_plugin.py). Screenshots go to the
+test's temporary folder. Ctrl-C (SIGINT) to ``deepcuts ui`` must leave no process behind. Marked slow
+(about two minutes); skipped without chromium unless CI=true.
 """
 
 from __future__ import annotations
@@ -215,17 +215,34 @@ def test_operator_logs_in_and_sees_our_dags_their_runs_and_the_report(
     browser.switch_to.default_content()
     browser.save_screenshot(str(tmp_path / "06-nightly-report.png"))
 
-    # The weekly review the demo's deepcuts_weekly run wrote, in the same frame (reports/weekly/).
+    # The weekly review the demo's deepcuts_weekly run wrote, in the same frame, as a reader gets
+    # there: back to the index of all nights, its "Weekly reviews" link, the week.
     browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
-    browser.execute_script("window.location.href = '../weekly/';")
+    browser.find_element(By.LINK_TEXT, "all nights").click()
+    _wait_for_text(browser, "deepcuts reports", "Weekly reviews")
+    browser.find_element(By.LINK_TEXT, "Weekly reviews").click()
     _wait_for_text(browser, "deepcuts weekly reviews")
     browser.find_element(By.LINK_TEXT, "2025-12-31").click()
     weekly = _wait_for_text(browser, "deepcuts weekly review, week ending 2025-12-31")
-    for section in ("Scoreboard trends", "Niche discovery by genre", "Arm shares per context", "A/B status"):
+    sections = (
+        "Scoreboard trends",
+        "Monitoring trends",
+        "Niche discovery by genre",
+        "Arm shares per context",
+        "A/B status",
+        "Experiments of the week",
+    )
+    for section in sections:
         assert section in weekly, section
     assert "long_tail_share" in weekly and "slots treatment" in weekly
     browser.switch_to.default_content()
     browser.save_screenshot(str(tmp_path / "07-weekly-review.png"))
+
+    # The second menu entry, Browse > Deep-cut weekly reviews, opens the list of weeks.
+    browser.get(base + "/plugin/deepcuts-weekly")
+    browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+    _wait_for_text(browser, "deepcuts weekly reviews", "2025-12-31")
+    browser.switch_to.default_content()
     shots = (
         "01-login",
         "02-home",

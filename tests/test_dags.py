@@ -78,6 +78,9 @@ def test_weekly_review_runs_sundays_and_reads_the_nightly_report(dagbag) -> None
     task = weekly.get_task("weekly_review")
     assert NIGHTLY_REPORT in task.inlets and WEEKLY_REVIEW in task.outlets
     assert task.retries == 2 and task.on_failure_callback
+    # the same weekly run re-tunes the arms, independently of the review
+    assert weekly.has_task("tune") and not weekly.get_task("tune").upstream_task_ids
+    assert weekly.params["tune"] is True
 
 
 def test_a_weekly_run_reviews_the_nights_before_its_date() -> None:

@@ -109,6 +109,7 @@ def test_report_renders_sections_and_says_what_is_missing(settings: Settings) ->
     page = lake.read_bytes(Dataset.REPORTS, D2, "index.html").decode()
     assert "deepcuts night 2026-03-02" in page
     assert "keep_running" in page and "not enough evidence yet" in page
+    assert "<th>p value (always valid)</th>" in page and "<th>p_value</th>" not in page  # named for readers
     assert page.count("data:image/png;base64,") >= 2  # scoreboard trends and diversity plots
     # the scoreboard comes first and flags what is off target
     assert page.index("Scoreboard") < page.index("A/B test") < page.index("Served list diversity")
@@ -137,8 +138,9 @@ def test_index_lists_nights_newest_first_and_links_relatively(settings: Settings
     report(settings, D1)
     report(settings, D2)
     index = lake.read_bytes(Dataset.REPORTS, None, "index.html").decode()
-    assert index.index("run_date=2026-03-02/") < index.index("run_date=2026-03-01/")
+    assert index.index('href="run_date=2026-03-02/index.html"') < index.index("run_date=2026-03-01/")
     assert 'href="/' not in index
+    assert "Weekly reviews" not in index  # linked once deepcuts.pipelines.weekly_review wrote its list
     assert build_index(settings)["nights"] == 2
 
 
@@ -224,6 +226,8 @@ def test_every_value_from_data_is_escaped(settings: Settings) -> None:
         assert escaped in page  # shown, as text
     night = lake.read_bytes(Dataset.REPORTS, D1, "index.html").decode()
     assert night.count(escaped) >= 5  # verdict, message, offline arm + metric, validation, alert
+    # an offline table is headed by what it holds, then its list_source value
+    assert "<h3>Today&#x27;s candidates (beyond accuracy) <span class=muted>(candidates)</span></h3>" in night
 
 
 def test_tables_print_counts_as_integers_and_escape_cells() -> None:

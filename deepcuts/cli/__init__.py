@@ -29,7 +29,6 @@ USER_ERRORS: dict[str, tuple[str, ...]] = {
     "deepcuts.pipelines.loaders": ("SourceError",),
     "deepcuts.pipelines.validation": ("ValidationFailed",),
     "deepcuts.pipelines.publish": ("PublishRejectedError",),
-    "deepcuts.pipelines.serving": ("ServingError",),
     "deepcuts.pipelines.evaluate": ("EvaluationError",),
     "deepcuts.pipelines.nightly": ("StepMissingError",),
 }
@@ -92,12 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        # Real bugs keep their traceback; a user's mistake, or an error whose message says everything
-        # (``user_error = True``, e.g. deepcuts.pipelines.serving.ServingError: the serving DB is down or
-        # busy), is one line (the traceback with --debug).
-        if args.debug or not (getattr(exc, "user_error", False) or is_user_error(exc)):
+        # Real bugs keep their traceback; a user's mistake (exit 2), or a failure whose message says
+        # everything (``user_error = True``, e.g. deepcuts.pipelines.serving.ServingError: the serving DB is
+        # down or busy; exit 1, as `deepcuts rollback` ends then), is one line (the traceback with --debug).
+        mistake = is_user_error(exc)
+        if args.debug or not (mistake or getattr(exc, "user_error", False)):
             raise
         print(f"deepcuts {args.command}: {one_line(exc)}", file=sys.stderr)
-        # Exit 2: the input was wrong (fix the command, the settings or the lake). Exit 1: the input was
-        # fine but a service was not (the serving DB is down or busy): a retry may succeed.
-        return 1 if getattr(exc, "user_error", False) else 2
+        return 2 if mistake else 1

@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_false",
         help='skip the deep-cut re-ranker (no "served" entries next to "arms")',
     )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="first pick each arm's hyperparameters on a validation split of the training data, held "
+        "out like the evaluation's split (settings [tune]; the test split is not used), then evaluate",
+    )
     # csv loader options (override the [source] section of the settings)
     csv = parser.add_argument_group("csv loader options (see `deepcuts config`, section [source])")
     for flag, dest, help_text in (
@@ -102,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             k=args.k,
             arms=args.arms,
             rerank=args.rerank,
+            tune=args.tune,
         )
     except EvaluationError as exc:
         print(f"deepcuts evaluate: {exc}", file=sys.stderr)
@@ -114,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         format_table(result, (*accuracy_keys(result["k"]), *BEYOND_KEYS, "fit_seconds", "recommend_seconds"))
     )
+    if "tuning" in result:
+        print(format_tuning(result["tuning"]))
     targets = result.get("served_targets")
     if targets is not None:
         print(format_targets(targets, result["k"]))
@@ -151,4 +160,18 @@ def format_targets(targets: dict[str, Any], k: int) -> str:
     for arm, checks in targets["arms"].items():
         marks = ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in checks.items())
         lines.append(f"  {arm}: {marks}")
+    return "\n".join(lines)
+
+
+def format_tuning(tuning: dict[str, Any]) -> str:
+    """One line per tuned arm: chosen values and validation score against the current setting's."""
+    lines = [
+        f"\ntuned on a {tuning['validation_protocol']} {tuning['validation_share']:.0%} of train "
+        f"({tuning['n_validation_users']} users, {tuning['metric']} on validation):"
+    ]
+    for arm, entry in tuning["arms"].items():
+        lines.append(
+            f"  {arm}: {entry['params']} {entry['ndcg']:.4f} (default {entry['default_params']} "
+            f"{entry['default_ndcg']:.4f}, {len(entry['trials'])} trials)"
+        )
     return "\n".join(lines)

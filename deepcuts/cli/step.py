@@ -14,7 +14,11 @@ from deepcuts.cli._common import UserError, run_date_arg, settings_from
 #: Steps outside the nightly registry, run the same way: name -> (module, function), called with
 #: ``(settings, run_date)``. ``weekly_review`` is the task of ``deepcuts_weekly`` (run date: the last
 #: night of the week).
-OTHER_STEPS = {"weekly_review": ("deepcuts.pipelines.weekly_review", "weekly_review")}
+OTHER_STEPS = {
+    "weekly_review": ("deepcuts.pipelines.weekly_review", "weekly_review"),
+    # weekly: each arm's hyperparameters chosen on the run date's data, read by train (pipelines/tune.py)
+    "tune": ("deepcuts.pipelines.tune", "tune"),
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "name",
         choices=[*STEP_NAMES, *OTHER_STEPS],
-        help="step of the registry (docs/architecture.md), or weekly_review",
+        help="step of the registry (docs/architecture.md), or weekly_review / tune",
     )
     parser.add_argument("--run-date", required=True, type=run_date_arg, help="run date YYYY-MM-DD")
     parser.add_argument("--arm", help="arm, for per-arm steps (train)")

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from deepcuts.models.base import top_n, top_n_with_quotas
+from deepcuts.models.base import _top_n_argpartition, top_n, top_n_with_quotas
 
 scores_strategy = arrays(
     np.float32,
@@ -24,13 +24,48 @@ def test_top_n_returns_the_n_largest_sorted_with_ties_by_index(scores: np.ndarra
     assert idx.shape == vals.shape == (scores.shape[0], k)
     for row in range(scores.shape[0]):
         ref_vals = np.sort(scores[row])[::-1][:k]
-        # the same values as a full sort (ties at the n-th value may pick different indices) ...
+        # the same values as a full sort ...
         np.testing.assert_array_equal(vals[row], ref_vals)
         np.testing.assert_array_equal(scores[row, idx[row]], vals[row])
         assert len(set(idx[row].tolist())) == k
         # ... in descending order, equal values by ascending index
         for a, b in zip(range(k - 1), range(1, k), strict=True):
             assert vals[row, a] > vals[row, b] or (vals[row, a] == vals[row, b] and idx[row, a] < idx[row, b])
+
+
+@settings(max_examples=300, deadline=None)
+@given(scores=scores_strategy, n=st.integers(1, 50))
+def test_top_n_is_a_stable_sort_prefix_and_agrees_with_the_argpartition_version(
+    scores: np.ndarray, n: int
+) -> None:
+    """The threshold selection (issue 18) keeps exactly the first n of a stable descending sort, ties
+    at the n-th value included; the argpartition version it replaced gives the same values always and
+    the same indices whenever the n-th value is not tied across the cut."""
+    idx, vals = top_n(scores, n)
+    k = min(n, scores.shape[1])
+    old_idx, old_vals = _top_n_argpartition(scores, k)
+    np.testing.assert_array_equal(vals, old_vals)
+    for row in range(scores.shape[0]):
+        ref = np.argsort(-scores[row].astype(np.float64), kind="stable")[:k]
+        assert idx[row].tolist() == ref.tolist()
+        ordered = np.sort(scores[row])[::-1]
+        if k == scores.shape[1] or ordered[k - 1] != ordered[k]:
+            assert idx[row].tolist() == old_idx[row].tolist()
+
+
+def test_top_n_ties_at_the_cut_go_to_the_lower_index() -> None:
+    # three zeros compete for the last two places: columns 1 and 2 win, 4 does not
+    scores = np.array([[1.0, 0.0, 0.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    idx, vals = top_n(scores, 4)
+    assert idx.tolist() == [[0, 3, 1, 2], [0, 1, 2, 3]]
+    np.testing.assert_array_equal(vals, [[1.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+
+
+def test_top_n_with_a_nan_row_falls_back_to_argpartition() -> None:
+    scores = np.array([[0.3, np.nan, 0.9, 0.1]], dtype=np.float32)
+    idx, _ = top_n(scores, 2)
+    assert idx.shape == (1, 2)
+    assert 2 in idx[0].tolist()
 
 
 def test_top_n_by_hand() -> None:
