@@ -386,6 +386,13 @@ class Dataset(StrEnum):
     MONITOR_CHECKS = "monitor/checks"
     PUBLISH = "publish"
     REPORTS = "reports"
+    # intraday refreshes (pipelines/intraday.py): partition = the day the feedback arrives, one part per slot
+    INTRADAY_FEEDBACK = "intraday/feedback_events"
+    INTRADAY_POSTERIOR = "intraday/posterior"
+    INTRADAY_POLICY = "intraday/policy"
+    INTRADAY_ASSIGNMENTS = "intraday/assignments"
+    INTRADAY_SERVED_LISTS = "intraday/served_lists"
+    INTRADAY_SUMMARY = "intraday/summary"
 
 
 #: Schemas that the storage module enforces on write, per dataset.
@@ -406,4 +413,9 @@ SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
     Dataset.OPE: OPE_SCHEMA,
     Dataset.MONITOR_CHECKS: MONITOR_CHECKS_SCHEMA,
     Dataset.ALERTS: ALERTS_SCHEMA,
+    Dataset.INTRADAY_FEEDBACK: FEEDBACK_SCHEMA,
+    Dataset.INTRADAY_POSTERIOR: BANDIT_POSTERIOR_SCHEMA,
+    Dataset.INTRADAY_POLICY: BANDIT_POLICY_SCHEMA,
+    Dataset.INTRADAY_ASSIGNMENTS: ASSIGNMENTS_SCHEMA,
+    Dataset.INTRADAY_SERVED_LISTS: SERVED_LISTS_SCHEMA,
 }

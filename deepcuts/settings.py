@@ -383,6 +383,27 @@ class BanditSettings(Section):
         return self
 
 
+class IntradaySettings(Section):
+    """Intraday bandit refreshes (``pipelines.intraday``, DAG ``deepcuts_intraday``; docs/bandit.md)."""
+
+    #: Refresh slots per day: slot ``s`` covers the events stamped before ``(s + 1) * 24 h / n`` of the
+    #: day. Must divide 1440 minutes. The DAG runs once per slot (hourly = 24).
+    refreshes_per_day: int = Field(24, ge=1, le=1440)
+    #: A refresh whose newest valid event is older than this many minutes before its slot ends warns
+    #: (the app's log export or the transfer is lagging).
+    max_feedback_lag_minutes: int = Field(180, ge=1)
+    #: Publish the re-assignment as a new serving version (false: compute and store it only).
+    publish: bool = True
+
+    @model_validator(mode="after")
+    def _slots_divide_the_day(self) -> IntradaySettings:
+        if 1440 % self.refreshes_per_day:
+            raise ValueError(
+                f"intraday.refreshes_per_day must divide 1440 minutes, got {self.refreshes_per_day}"
+            )
+        return self
+
+
 class ABSettings(Section):
     """A/B test of the baseline (control) against bandit + re-ranker (treatment); docs/ab-testing.md."""
 
@@ -597,6 +618,7 @@ class Settings(BaseSettings):
     publish: PublishSettings = PublishSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
     report: ReportSettings = ReportSettings()
+    intraday: IntradaySettings = IntradaySettings()
 
     @classmethod
     def settings_customise_sources(

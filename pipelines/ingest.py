@@ -25,7 +25,7 @@ writes the same bytes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -214,7 +214,7 @@ def _validate_all(
     scale: dict[str, float],
 ) -> tuple[Outcome, Outcome, Outcome, pa.Table, Landing, dict[str, Any]]:
     cfg = settings.ingest
-    day_start, day_end = day_bounds(run_date)
+    day_end = day_bounds(run_date)[1]
     share = cfg.max_quarantine_share
     common = {"allow_extra_columns": cfg.allow_extra_columns, "max_quarantine_share": share}
 
@@ -254,27 +254,50 @@ def _validate_all(
             ],
         )
     floor, volume = _volume_floor(lake, run_date, cfg.volume_lookback_days, cfg.volume_min_ratio)
-    seen_ids = _previous_seen(lake, run_date)
+    rules = feedback_rules(
+        settings, lake, run_date, known_users, known_items, scale, allow_empty=first_night, min_rows=floor
+    )
     feedback = validate_frame(
         landing.frame,
         Kind.FEEDBACK,
-        Rules(
-            ts_min=ts_min,
-            window_start=day_start - pd.Timedelta(days=cfg.late_window_days),
-            ts_max=ts_max,
-            known_users=known_users,
-            known_items=known_items,
-            seen_event_ids=seen_ids,
-            allow_empty=first_night,
-            min_rows=floor,
-            min_rows_note=volume["note"],
-            **scale,
-            **common,
-        ),
+        replace(rules, min_rows_note=volume["note"]),
         name=f"landing {run_date}",
         run_date=run_date,
     )
     return items, inter, feedback, history, landing, volume
+
+
+def feedback_rules(
+    settings: Settings,
+    lake: Lake,
+    run_date: date,
+    known_users: np.ndarray,
+    known_items: np.ndarray,
+    scale: dict[str, float],
+    *,
+    allow_empty: bool,
+    min_rows: int = 0,
+) -> Rules:
+    """The rules the feedback of ``run_date`` is validated against: the late window, the plausible
+    time range, known users and items, the ids accepted on earlier days (``seen_before``), the rating
+    scale. The nightly ingest and the intraday refreshes (pipelines/intraday.py) both use it, so an
+    event is accepted or quarantined for the same reason in both."""
+    cfg = settings.ingest
+    day_start, day_end = day_bounds(run_date)
+    return Rules(
+        ts_min=pd.Timestamp(cfg.min_timestamp, tz="UTC"),
+        window_start=day_start - pd.Timedelta(days=cfg.late_window_days),
+        ts_max=day_end + pd.Timedelta(minutes=cfg.future_skew_minutes),
+        known_users=known_users,
+        known_items=known_items,
+        seen_event_ids=previous_seen(lake, run_date),
+        allow_empty=allow_empty,
+        min_rows=min_rows,
+        allow_extra_columns=cfg.allow_extra_columns,
+        max_quarantine_share=cfg.max_quarantine_share,
+        rating_min=scale["rating_min"],
+        rating_max=scale["rating_max"],
+    )
 
 
 def _source_delta(
@@ -329,7 +352,7 @@ def _volume_floor(
     return floor, {"trailing_days": len(counts), "trailing_median": median, "floor": floor, "note": note}
 
 
-def _previous_seen(lake: Lake, run_date: date) -> np.ndarray:
+def previous_seen(lake: Lake, run_date: date) -> np.ndarray:
     """Event ids accepted before D (still inside a late window), from the newest earlier ingest."""
     for day in reversed(lake.run_dates(Dataset.VALIDATION)):
         if day < run_date and lake.has(Dataset.VALIDATION, day, SEEN_PART):
