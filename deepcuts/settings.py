@@ -483,6 +483,16 @@ class SimulatorSettings(Section):
     #: Processes for the per-arm and per-shard calls of a night (like Celery slots); 0 = one per CPU,
     #: 1 = everything in the simulator's own process.
     workers: int = Field(0, ge=0)
+    #: Serve each day in this many slots with an intraday refresh (pipelines/intraday.py) after every
+    #: slot but the last; 1 = the nightly run is the only learning. Must divide 24 (visits start on their
+    #: daypart's hour, so a slot of whole hours holds whole visits).
+    refreshes_per_day: int = Field(1, ge=1, le=24)
+
+    @model_validator(mode="after")
+    def _slots_are_whole_hours(self) -> SimulatorSettings:
+        if 24 % self.refreshes_per_day:
+            raise ValueError(f"simulator.refreshes_per_day must divide 24, got {self.refreshes_per_day}")
+        return self
 
 
 class MonitorSettings(Section):

@@ -225,3 +225,51 @@ def test_intraday_dag_wiring(airflow_db: Path) -> None:
         assert dag.get_task(up).downstream_task_ids == {down}
     assert dag.get_task("publish").pool == "deepcuts_publish"
     assert all(t.on_failure_callback for t in dag.tasks)
+
+
+def test_simulator_serves_the_day_in_slots_with_a_refresh_after_each(tmp_path: Path) -> None:
+    from pipelines.simulate import simulate
+
+    home = tmp_path / "lake"
+    settings = _settings(home).model_copy(
+        update={"simulator": _settings(home).simulator.model_copy(update={"refreshes_per_day": 4})}
+    )
+    record = simulate(settings, "synthetic", 2)
+    first = record["nights"][0]
+    lake = Lake(home)
+    # dayparts start at 6, 12, 18, 23 h: slots of 6 h -> 1, 2, 3, 3 (nothing lands in slot 0)
+    assert lake.parts(Dataset.LANDING_FEEDBACK, DAY) == ["slot-0001", "slot-0002", "slot-0003"]
+    steps = {step["slot"]: step for step in first["intraday"]}
+    assert sorted(steps) == [1, 2]  # no refresh after the last slot: the night runs next
+    assert steps[1]["status"] == "published" and steps[1]["list_version"] != first["list_version"]
+    assert first["list_version_end"] == steps[2]["list_version"]
+    # the afternoon's visits saw the version published after the morning, with its exact propensities
+    afternoon = lake.read_df(Dataset.LANDING_FEEDBACK, DAY, parts=["slot-0002"])
+    assert set(afternoon[C.LIST_VERSION]) == {steps[1]["list_version"]}
+    policy = lake.read_df(Dataset.INTRADAY_POLICY, DAY, parts=["slot-0001"])
+    treated = afternoon[afternoon[C.VARIANT] == Variant.TREATMENT.value]
+    joined = treated.merge(policy, on=[C.SEGMENT, C.DAYPART, C.ARM], how="left")
+    np.testing.assert_allclose(joined[C.PROPENSITY], joined[C.SELECTION_PROBABILITY])
+    # the second night ingested every slot's file and the day's live version was the refreshed one
+    ingested = lake.read_df(Dataset.FEEDBACK_EVENTS, DAY)
+    landed = lake.read_df(Dataset.LANDING_FEEDBACK, DAY)
+    assert len(ingested) == len(landed) == first["events"]
+    assert record["nights"][1]["list_version"] != first["list_version_end"]  # night 2 published anew
+
+
+def test_cli_refreshes_per_day_reaches_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from deepcuts.cli.simulate import register, settings_from_args
+
+    monkeypatch.delenv("DEEPCUTS_CONFIG", raising=False)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["simulate", "--home", str(tmp_path), "--refreshes-per-day", "24"])
+    assert settings_from_args(args).simulator.refreshes_per_day == 24
+    defaults = settings_from_args(parser.parse_args(["simulate", "--home", str(tmp_path)]))
+    assert defaults.simulator.refreshes_per_day == 1
+    with pytest.raises(ValidationError, match="divide 24"):
+        settings_from_args(
+            parser.parse_args(["simulate", "--home", str(tmp_path), "--refreshes-per-day", "5"])
+        )
