@@ -208,6 +208,13 @@ def test_rerun_is_idempotent_missed_slot_caught_up_and_stale_slot_not_republishe
     assert intraday.refresh(gappy, DAY, 0)["publish"]["status"] in ("no_change", "superseded")
     intraday.refresh(gappy, DAY, 2)
     assert intraday.publish_refresh(gappy, DAY, 2)["status"] == "superseded"
+    # the report's trajectory: one row per refresh, the live version among them, the quiet slot flagged
+    from pipelines.report import _intraday_section
+
+    body = _intraday_section(lake, DAY).body
+    assert body.count("<tr>") == 1 + 3  # header + slots 0, 2, 3
+    assert out["publish"]["list_version"] in body and "intraday_no_feedback" in body
+    assert "No intraday refresh" in _intraday_section(lake, NIGHT).body
 
 
 def test_intraday_dag_wiring(airflow_db: Path) -> None:
