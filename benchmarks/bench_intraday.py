@@ -73,7 +73,8 @@ def run(
     from deepcuts.settings import load_settings
     from pipelines.simulate import simulate
 
-    home = OUT / f"bench_intraday_home_r{refreshes}"
+    tag = f"r{refreshes}_d{days or args.days}"
+    home = OUT / f"bench_intraday_home_{tag}"
     if home.exists():
         shutil.rmtree(home)
     base = load_settings()
@@ -104,7 +105,7 @@ def run(
         settings,
         "synthetic",
         days or args.days,
-        out=OUT / f"bench_intraday_r{refreshes}_d{days or args.days}_sim.json",
+        out=OUT / f"bench_intraday_{tag}_sim.json",
     )
     wall = time.monotonic() - t0
     if not (args.keep or keep):
@@ -119,7 +120,7 @@ def time_one_refresh(args: argparse.Namespace) -> dict[str, Any]:
     from pipelines import intraday
 
     record, wall = run(args, 1, days=1, keep=True)
-    home = OUT / "bench_intraday_home_r1"
+    home = OUT / "bench_intraday_home_r1_d1"
     settings = load_settings(home=str(home), seed=args.seed, intraday={"refreshes_per_day": 24})
     day = datetime.fromisoformat(record["nights"][0]["served_day"]).date()
     seconds: dict[str, float] = {}
@@ -163,6 +164,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--keep", action="store_true", help="keep the simulation lakes under out/")
     parser.add_argument(
+        "--variant",
+        choices=["both", "nightly", "refreshes"],
+        default="both",
+        help="run one side only (two processes side by side); the combined JSON takes what exists",
+    )
+    parser.add_argument(
         "--one-refresh",
         action="store_true",
         help="instead: time one refresh of a full day at --users x --items (e.g. 6000 x 3700, ML-1M shape)",
@@ -175,11 +182,12 @@ def main() -> None:
         print(json.dumps(timing, indent=1))
         return
 
-    variants: dict[str, Any] = {}
-    for name, refreshes in (("nightly", 1), (f"refreshes_{args.refreshes}", args.refreshes)):
+    chosen = {"nightly": [1], "refreshes": [args.refreshes], "both": [1, args.refreshes]}[args.variant]
+    for refreshes in chosen:
+        name = "nightly" if refreshes == 1 else f"refreshes_{refreshes}"
         record, wall = run(args, refreshes)
         rows = per_night(record)
-        variants[name] = {
+        variant = {
             "refreshes_per_day": refreshes,
             "wall_seconds": round(wall, 1),
             "nights_to_70pct_all_contexts_start_of_day": first_night_all_contexts(rows, "policy_min_start"),
@@ -188,6 +196,13 @@ def main() -> None:
             "per_night": rows,
             "summary": record["summary"],
         }
+        (OUT / f"bench_intraday_{name}.json").write_text(json.dumps(variant, indent=1, default=str))
+    # the variants may run as two processes side by side (--variant): combine whatever is there
+    variants = {
+        name: json.loads((OUT / f"bench_intraday_{name}.json").read_text())
+        for name in ("nightly", f"refreshes_{args.refreshes}")
+        if (OUT / f"bench_intraday_{name}.json").exists()
+    }
     result = {
         "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
