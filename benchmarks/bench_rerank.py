@@ -1,10 +1,10 @@
 """Benchmark of the deep-cut re-ranker.
 
 1. Quality on the ML-100k split (``../shared/data/ml-100k/splits/recommenders-item-stratified-seed42``):
-   fit the relevance arms, pick the best by nDCG@10, re-rank its top-100 candidates and compare
-   nDCG@10, long-tail share, genres per list and mean hit rating with the un-re-ranked lists; sweep the
-   long-tail band and the trade-offs to draw the nDCG vs long-tail share curve
-   (``docs/img/rerank_tradeoff.png``).
+   fit the relevance arms, pick the best by nDCG@10, re-rank its top-100 candidates (with the nightly
+   head and long-tail quotas) and compare nDCG@10, long-tail share, genres per list and mean hit rating
+   with the un-re-ranked lists; sweep the long-tail band and the quality weight to draw the nDCG vs
+   long-tail share and nDCG vs mean hit rating curves (``docs/img/rerank_tradeoff.png``, default marked).
 2. Speed at MovieLens-1M size: 6,040 users x 100 candidates x 6 arms over 3,706 items and 18 genres
    (synthetic candidates), re-ranking only, and the whole score step per arm.
 
@@ -59,7 +59,9 @@ def _mean_list_quality(frame: pd.DataFrame) -> float:
 
 
 def quality_benchmark(arms: list[str], pool: int) -> dict[str, Any]:
+    from models.base import InteractionMatrix
     from models.registry import build_recommender
+    from pipelines.candidates import candidate_quotas
 
     settings = load_settings()
     train, test, items, _ = load_evaluation_data(
@@ -72,13 +74,15 @@ def quality_benchmark(arms: list[str], pool: int) -> dict[str, Any]:
         truth=holdout.test, long_tail_item_ids=tail,
     )  # fmt: skip
     users = holdout.users
+    quotas = candidate_quotas(InteractionMatrix.from_frames(holdout.train, items), settings)
     recs: dict[str, pd.DataFrame] = {}
     base: dict[str, dict[str, float]] = {}
     factors = None
     for arm in arms:
         started = time.perf_counter()
         model = build_recommender(arm, settings, seed=42).fit(holdout.train, items)
-        recs[arm] = model.recommend(users, max(pool, settings.arms.candidates_n))
+        # the nightly candidates: top candidates_n with the head and long-tail quotas
+        recs[arm] = model.recommend(users, pool, quotas=quotas)
         base[arm] = _metrics(recs[arm][recs[arm][C.RANK] <= 10], ctx_eval, users)
         print(f"{arm:10s} nDCG@10 {base[arm]['ndcg@10']:.4f}  ({time.perf_counter() - started:.1f}s)")
         if arm == "svd":
@@ -86,64 +90,73 @@ def quality_benchmark(arms: list[str], pool: int) -> dict[str, Any]:
     best = max(base, key=lambda a: base[a]["ndcg@10"])
     emb = factors if best == "svd" else None
     ctx = ScoringContext.build(settings, holdout.train, items, emb)
-    all_candidates = recs[best]
+    candidates = recs[best]
 
-    def run(params: RerankParams, label: str, n: int = pool) -> dict[str, Any]:
+    def run(params: RerankParams, label: str) -> dict[str, Any]:
         local = replace(ctx, params=params)
-        candidates = all_candidates[all_candidates[C.RANK] <= n]
         started = time.perf_counter()
         out = process_arm(local, candidates, best, datetime.now(UTC).date())
         row = _metrics(out.reranked, ctx_eval, users)
         row["mean_list_quality"] = _mean_list_quality(out.reranked)
         row["seconds"] = round(time.perf_counter() - started, 3)
         row["label"] = label
-        row["candidates"] = n
         row["params"] = {
             "long_tail": [params.long_tail_min, params.long_tail_max],
-            "quality_floor": params.quality_floor,
+            "list_quality_floor": params.quality_floor if np.isfinite(params.quality_floor) else None,
+            "tail_item_floor": params.tail_item_floor if np.isfinite(params.tail_item_floor) else None,
+            "quality_weight": params.quality_weight,
             "mmr_lambda": params.mmr_lambda,
             "calibration_lambda": params.calibration_lambda,
-            "min_genres": params.min_genres,
+            "niche_boost": params.niche_boost,
         }
         return row
 
     default = ctx.params
     base_row = dict(base[best])
-    base_top = all_candidates[all_candidates[C.RANK] <= 10].merge(
+    base_top = candidates[candidates[C.RANK] <= 10].merge(
         pd.DataFrame({C.ITEM_ID: ctx.history.item_ids, C.QUALITY: ctx.stats.quality}), on=C.ITEM_ID
     )
     base_row["mean_list_quality"] = _mean_list_quality(base_top)
-    n_default = settings.arms.candidates_n
+    floor_4 = settings.quality_floor_scaled(settings.source.rating_min, settings.source.rating_max)
     results = {
-        "default": run(default, f"default settings, {n_default} candidates", n_default),
-        "default_pool": run(default, f"default settings, {pool} candidates"),
-    }
-    sweep = []
-    bands = [
-        (0.0, 1.0),
-        (0.0, 0.1),
-        (0.1, 0.2),
-        (0.2, 0.3),
-        (0.3, 0.35),
-        (0.35, 0.40),
-        (0.4, 0.5),
-        (0.5, 0.6),
+        "default": run(default, "defaults"),
+        "before_issue_13": run(
+            replace(default, quality_floor=floor_4, quality_weight=0.0, tail_item_floor=-np.inf,
+                    mmr_lambda=0.9, calibration_lambda=0.1, niche_boost=0.2),
+            "pre-issue-13 rule (list-mean floor 4.0, mmr 0.9 / cal 0.1, niche 0.2) on these candidates",
+        ),
+    }  # fmt: skip
+    # curve 1: the long-tail band at the default quality rule
+    bands = [(0.0, 1.0), (0.1, 0.2), (0.2, 0.3), (0.3, 0.35), (0.35, 0.40), (0.5, 0.6)]
+    band_curve = [
+        run(replace(default, long_tail_min=lo, long_tail_max=hi), f"band {lo:.2f}-{hi:.2f}")
+        for lo, hi in bands
     ]
-    for lo, hi in bands:
-        for floor in (1.0, default.quality_floor):
-            params = replace(default, long_tail_min=lo, long_tail_max=hi, quality_floor=floor)
-            sweep.append(run(params, f"band {lo:.2f}-{hi:.2f}, floor {floor:.1f}"))
-    # relevance-heavy variant: the same constraints with less diversity/calibration pull
-    for mmr, cal in ((0.7, 0.3), (0.8, 0.05), (1.0, 0.0)):
-        params = replace(default, mmr_lambda=mmr, calibration_lambda=cal)
-        sweep.append(run(params, f"band 0.35-0.40, floor 4.0, mmr {mmr}, calibration {cal}"))
+    # curve 2: the quality weight inside the band (the quality rule's price), per 5-point rating step
+    span = (settings.source.rating_max - settings.source.rating_min) / 4.0
+    quality_curve = [
+        run(replace(default, quality_weight=w / span), f"quality weight {w:.2f}")
+        for w in (0.0, 0.1, 0.2, 0.3, 0.4, 0.6)
+    ]
+    quality_curve.append(
+        run(replace(default, quality_weight=0.0, quality_floor=floor_4), "list-mean floor 4.0, no weight")
+    )
+    # the near-tie terms: how much the diversity / niche terms cost at the default rule
+    extras = [
+        run(replace(default, mmr_lambda=1.0, calibration_lambda=0.0, niche_boost=0.0), "no diversity terms"),
+        run(replace(default, mmr_lambda=0.9, calibration_lambda=0.1), "mmr 0.9 / calibration 0.1"),
+        run(replace(default, niche_boost=0.2), "niche boost 0.2"),
+        run(replace(default, tail_item_floor=-np.inf), "no per-item floor on long-tail items"),
+    ]
     return {
         "best_arm": best,
         "pool": pool,
         "arms": base,
         "baseline": base_row,
         "reranked": results,
-        "sweep": sweep,
+        "band_curve": band_curve,
+        "quality_curve": quality_curve,
+        "extras": extras,
     }
 
 
@@ -154,25 +167,34 @@ def plot_tradeoff(quality: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     base = quality["baseline"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for floor, marker in ((1.0, "o"), (None, "s")):
-        rows = [
-            r for r in quality["sweep"]
-            if "mmr" not in r["label"] and ((r["params"]["quality_floor"] == 1.0) == (floor == 1.0))
-        ]  # fmt: skip
-        rows.sort(key=lambda r: r["long_tail_share"])
-        label = "no quality floor" if floor == 1.0 else "mean list quality >= 4.0"
-        ax.plot(
-            [r["long_tail_share"] for r in rows], [r["ndcg@10"] for r in rows], marker=marker, label=label
-        )
-    ax.scatter([base["long_tail_share"]], [base["ndcg@10"]], color="black", zorder=5,
-               label=f"{quality['best_arm']} un-re-ranked")  # fmt: skip
-    ax.axhline(0.8 * base["ndcg@10"], color="grey", linestyle="--", label="0.8 x un-re-ranked nDCG")
-    ax.axvspan(0.35, 0.40, color="green", alpha=0.12, label="target long-tail band")
-    ax.set_xlabel("long-tail share of the top 10")
-    ax.set_ylabel("nDCG@10")
-    ax.set_title(f"Deep-cut re-ranker on ML-100k (top {quality['pool']} {quality['best_arm']} candidates)")
-    ax.legend(fontsize=8)
+    default = quality["reranked"]["default"]
+    before = quality["reranked"]["before_issue_13"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, key, curve, xlabel in (
+        (left, "long_tail_share", quality["band_curve"], "long-tail share of the top 10"),
+        (right, "mean_hit_rating", quality["quality_curve"], "mean rating of hits"),
+    ):
+        rows = sorted((r for r in curve if "list-mean" not in r["label"]), key=lambda r: r[key])
+        ax.plot([r[key] for r in rows], [r["ndcg@10"] for r in rows], marker="o", label="re-ranked")
+        for r in rows:
+            ax.annotate(r["label"].split(" ")[-1], (r[key], r["ndcg@10"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, 4))  # fmt: skip
+        ax.scatter([default[key]], [default["ndcg@10"]], marker="*", s=220, color="red", zorder=6,
+                   label="chosen default")  # fmt: skip
+        ax.scatter([before[key]], [before["ndcg@10"]], marker="s", color="grey", zorder=5,
+                   label="pre-issue-13 rule, same candidates")  # fmt: skip
+        ax.scatter([base[key]], [base["ndcg@10"]], color="black", zorder=5,
+                   label=f"{quality['best_arm']} un-re-ranked")  # fmt: skip
+        ax.axhline(0.8 * base["ndcg@10"], color="grey", linestyle="--", label="0.8 x un-re-ranked")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("nDCG@10")
+    left.axvspan(0.35, 0.40, color="green", alpha=0.12, label="target band")
+    left.set_title("long-tail band (labels: band max)", fontsize=10)
+    right.axvline(4.0, color="green", alpha=0.5, label="target 4.0")
+    right.set_title("quality weight inside the band (labels: weight)", fontsize=10)
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    fig.suptitle(f"Deep-cut re-ranker on ML-100k ({quality['best_arm']} candidates with quotas)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -196,7 +218,9 @@ def speed_benchmark(seed: int = 7, users: int = 6040, items: int = 3706, arms: i
     p = popularity / popularity.sum()
     timings: list[float] = []
     cpu: list[float] = []  # CPU seconds of this process: comparable across machine loads
-    params = RerankParams()
+    # the default rule on a 1-5 scale: per-item floor 3.5 on long-tail items, quality weight 0.2
+    settings = load_settings()
+    params = RerankParams.from_settings(settings, 1.0, 5.0)
     load_before = round(os.getloadavg()[0], 2)
     for _ in range(arms):
         cand = np.argsort(-(np.log(p)[None, :] + rng.gumbel(size=(users, items))), axis=1)[:, :k]
@@ -286,7 +310,7 @@ def step_benchmark(seed: int = 11, users: int = 6040, items: int = 3706, ratings
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", default="svd,item_cf,graph")
-    parser.add_argument("--pool", type=int, default=300, help="candidates per user for the sweep")
+    parser.add_argument("--pool", type=int, default=100, help="candidates per user (arms.candidates_n)")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--step", action="store_true", help="also time the whole score step (ML-1M size)")
@@ -305,7 +329,9 @@ def main() -> None:
         print(f"\nbest arm: {quality['best_arm']}")
         print(f"{'list':40s} " + " ".join(f"{k:>16s}" for k in (*KEYS, "mean_list_quality")))
         rows = [("un-re-ranked", base)] + [(r["label"], r) for r in quality["reranked"].values()]
-        for name, row in rows + [(r["label"], r) for r in quality["sweep"]]:
+        for curve in ("band_curve", "quality_curve", "extras"):
+            rows += [(r["label"], r) for r in quality[curve]]
+        for name, row in rows:
             print(
                 f"{name:40s} "
                 + " ".join(f"{row.get(k, float('nan')):16.4f}" for k in (*KEYS, "mean_list_quality"))

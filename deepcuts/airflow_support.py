@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Asset, BaseNotifier
@@ -18,8 +18,15 @@ log = logging.getLogger("deepcuts.airflow")
 SERVING_TABLES = Asset(name="deepcuts_serving_tables", uri="deepcuts://serving/current", group="deepcuts")
 #: The nightly HTML report.
 NIGHTLY_REPORT = Asset(name="deepcuts_nightly_report", uri="deepcuts://reports/nightly", group="deepcuts")
+#: The weekly diversity and performance review (``deepcuts_weekly``), built from the nightly outputs.
+WEEKLY_REVIEW = Asset(name="deepcuts_weekly_review", uri="deepcuts://reports/weekly", group="deepcuts")
 
 PUBLISH_POOL = "deepcuts_publish"
+
+#: ``start_date`` of the deepcuts DAGs: early, so manual runs and backfills for any historical run date
+#: (MovieLens replays start in 1997) get task instances; each DAG sets ``catchup=False`` so that the
+#: scheduler does not create the missed runs.
+EARLIEST_START = datetime(1995, 1, 1, tzinfo=UTC)
 
 #: Environment variable with the number of retries per task (default 2). ``make run`` sets 0 so that a
 #: broken step fails the demo at once instead of waiting for retry delays.
@@ -50,6 +57,15 @@ def resolve_run_date(context: Any, override: str | None = None) -> str:
         return str(ds)
     run_after: datetime = context["dag_run"].run_after
     return run_after.date().isoformat()
+
+
+def last_night_of_week(context: Any, override: str | None = None) -> str:
+    """The last night a weekly run reviews, as ISO text: the ``run_date`` param if given, else the
+    night before the run's date (a ``@weekly`` run fires at midnight, when that day's night has not
+    run yet)."""
+    if override:
+        return date.fromisoformat(str(override)).isoformat()
+    return (date.fromisoformat(resolve_run_date(context)) - timedelta(days=1)).isoformat()
 
 
 class DeepcutsFailureNotifier(BaseNotifier):

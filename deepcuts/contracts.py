@@ -45,6 +45,9 @@ class C:
     EXPERIMENT: Final = "experiment"
     QUARANTINE_REASON: Final = "quarantine_reason"
     SOURCE_ROW: Final = "source_row"
+    # a CSV line that cannot be parsed as one record: its 1-based line number in its file and its text
+    SOURCE_LINE: Final = "source_line"
+    RAW_LINE: Final = "raw_line"
     # deep-cut scores carried to serving
     NOVELTY: Final = "novelty"
     IS_LONG_TAIL: Final = "is_long_tail"
@@ -74,6 +77,8 @@ class C:
     RATING_COUNT: Final = "rating_count"
     NICHE_IMPRESSIONS: Final = "niche_impressions"  # impressions of items with a niche genre
     NICHE_CLICKS: Final = "niche_clicks"  # clicks on items with a niche genre
+    # design treatment share in force when an A/B user was first exposed (the SRM check's expectation)
+    TREATMENT_SHARE: Final = "treatment_share"
     # offline evaluation (eval/offline)
     LIST_SOURCE: Final = "list_source"
     N_USERS: Final = "n_users"
@@ -100,6 +105,29 @@ class C:
     SEVERITY: Final = "severity"
     THRESHOLD: Final = "threshold"
     MESSAGE: Final = "message"
+
+
+class Reason(StrEnum):
+    """Row-level quarantine reason codes (docs/data-contracts.md, "Reasons"). A reason about one column
+    is written ``<code>:<column>`` (:meth:`of`); ``malformed_line`` stands alone."""
+
+    MALFORMED_LINE = "malformed_line"
+    NULL = "null"
+    BAD_TYPE = "bad_type"
+    EPOCH_UNIT = "epoch_unit"
+    BAD_ENCODING = "bad_encoding"
+    DUPLICATE = "duplicate"
+    SEEN_BEFORE = "seen_before"
+    BAD_VALUE = "bad_value"
+    OUT_OF_RANGE = "out_of_range"
+    UNKNOWN = "unknown"
+    ANCIENT = "ancient"
+    TOO_OLD = "too_old"
+    FUTURE = "future"
+
+    def of(self, column: str) -> str:
+        """The reason for ``column``, e.g. ``bad_type:user_id``."""
+        return f"{self.value}:{column}"
 
 
 class EventType(StrEnum):
@@ -386,6 +414,7 @@ class Dataset(StrEnum):
     MONITOR_CHECKS = "monitor/checks"
     PUBLISH = "publish"
     REPORTS = "reports"
+    EXPERIMENTS = "experiments"  # lake copy of the experiment registry (one file, not by run date)
     # intraday refreshes (pipelines/intraday.py): partition = the day the feedback arrives, one part per slot
     INTRADAY_FEEDBACK = "intraday/feedback_events"
     INTRADAY_POSTERIOR = "intraday/posterior"

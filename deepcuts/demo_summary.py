@@ -45,11 +45,9 @@ def render_summary(settings: Settings, nights: list[dict[str, Any]]) -> str:
     reports = Path(settings.home).resolve() / Dataset.REPORTS.value
     lines.append(f"report for the last night: {reports / f'run_date={last.isoformat()}' / 'index.html'}")
     lines.append(f"report index:              {reports / 'index.html'}")
-    lines.append(
-        "inside the Airflow UI:     AIRFLOW_HOME="
-        f"{Path(settings.home).resolve() / 'airflow'} .venv/bin/airflow standalone"
-    )
-    lines.append("                           then open http://localhost:8080 > Browse > Deep-cut reports")
+    lines.append(f"weekly reviews:            {reports / 'weekly' / 'index.html'}")
+    lines.append("inside the Airflow UI:     `make ui` (or `deepcuts ui`): it prints the URL and the login,")
+    lines.append("                           then Browse > Deep-cut reports; Ctrl-C stops it")
     lines += ["", *_app_query_example(settings, lake, last), "=" * 78]
     return "\n".join(lines)
 

@@ -215,9 +215,10 @@ class LongTailSettings(Section):
 
     #: Share of interactions held by the short head; items outside it are long tail.
     head_share: float = Field(0.8, gt=0, lt=1)
-    #: Multiplicative boost of long-tail items' normalised relevance (ML-100k, EASE^R base:
-    #: 2.0 -> nDCG@10 0.415 / tail share 0.20; 2.3 -> 0.365 / 0.36; 3.0 -> 0.229 / 0.68).
-    tail_boost: float = Field(2.3, ge=1)
+    #: Multiplicative boost of long-tail items' normalised relevance (ML-100k, EASE^R base on the
+    #: liked-weighted history: 2.3 -> nDCG@10 0.401 / tail share 0.26; 2.5 -> 0.373 / 0.35; 2.7 -> 0.341 /
+    #: 0.44. Binary history, before issue 13: 2.3 -> 0.365 / 0.36).
+    tail_boost: float = Field(2.5, ge=1)
     #: Relevance model whose scores are boosted.
     base: BaseArm = "item_cf"
 
@@ -225,8 +226,9 @@ class LongTailSettings(Section):
 class SerendipitySettings(Section):
     """Serendipity arm (models/serendipity.py): relevance x exp(weight x unexpectedness)."""
 
-    #: Weight of unexpectedness versus relevance (log-odds scale; ML-100k: 2.0 -> nDCG@10 0.33).
-    unexpectedness_weight: float = Field(2.0, ge=0)
+    #: Weight of unexpectedness versus relevance (log-odds scale; ML-100k, liked-weighted EASE^R base:
+    #: 2.0 -> nDCG@10 0.368 / tail share 0.23; 2.15 -> 0.336 / 0.33; 2.3 -> 0.296 / 0.44).
+    unexpectedness_weight: float = Field(2.15, ge=0)
     #: Share of unexpectedness from "not popular" (1 - popularity percentile); the rest is genre distance.
     popularity_mix: float = Field(0.7, ge=0, le=1)
     #: Relevance model whose scores are re-weighted.
@@ -240,10 +242,11 @@ class QualitySettings(Section):
     prior_weight: float = Field(10.0, gt=0)
     #: Quality floor on a 5-point scale; scaled linearly to other rating scales.
     floor_5pt: float = 4.0
-    #: Per-item floor of the long_tail and serendipity arms (5-point scale, scaled linearly): items whose
-    #: shrunk mean is below it are never candidates. Lower than floor_5pt because a shrunk mean of 4.0
-    #: is rare in the tail (ML-100k: 10 tail items reach 4.0, 266 reach 3.5); the re-ranker enforces the
-    #: list-mean floor.
+    #: Per-item floor (5-point scale, scaled linearly): the long_tail and serendipity arms rank items whose
+    #: shrunk mean is below it last, the candidates' long-tail quota takes none of them and the re-ranker
+    #: never serves a long-tail item below it while other candidates can fill the list (docs/deep-cuts.md).
+    #: Lower than floor_5pt because a shrunk mean of 4.0 is rare in the tail (ML-100k: 10 tail items reach
+    #: 4.0, 266 reach 3.5).
     item_floor_5pt: float = 3.5
     #: Items with fewer ratings than this are under the floor too (their quality is mostly the prior).
     min_ratings: int = Field(1, ge=0)
@@ -264,6 +267,19 @@ class ArmsSettings(Section):
     blas_threads: int = Field(1, ge=0)
     #: Master seed of the arms; each arm's fit seed is derive_seed(seed, run_date, "train/<arm>").
     seed: int = 42
+    #: Long-tail candidates per user and arm: the list of candidates_n holds at least this many long-tail
+    #: items at or above the per-item floor (arms.quality.item_floor_5pt), the best of the arm's own
+    #: scores, so a served list inside the long-tail band is always feasible (docs/deep-cuts.md).
+    tail_candidates: int = Field(40, ge=0)
+    #: Head candidates per user and arm (the same rule for head items): the serendipity arm's own top 100
+    #: can be almost all long tail for users who rated most of the head.
+    head_candidates: int = Field(20, ge=0)
+    #: History weight of a rating below preference_liked_5pt (a liked rating weighs 1) in the item_cf,
+    #: svd and graph arms: 0.5 leans the scores toward what users liked (ML-100k item_cf: nDCG@10 0.4805
+    #: vs 0.4842 binary, mean hit rating 4.00 vs 3.88); 1 = binary history (docs/deep-cuts.md).
+    preference_other_weight: float = Field(0.5, ge=0, le=1)
+    #: A rating at or above this (5-point scale, scaled linearly) counts as liked.
+    preference_liked_5pt: float = 4.0
     svd: SVDSettings = SVDSettings()
     lightfm: LightFMSettings = LightFMSettings()
     graph: GraphSettings = GraphSettings()
@@ -277,6 +293,11 @@ class ArmsSettings(Section):
         unknown = sorted(set(self.enabled) - set(ALL_ARMS))
         if unknown:
             raise ValueError(f"unknown arms {unknown}; choose from {list(ALL_ARMS)}")
+        if self.tail_candidates + self.head_candidates > self.candidates_n:
+            raise ValueError(
+                f"arms.tail_candidates + arms.head_candidates ({self.tail_candidates} + "
+                f"{self.head_candidates}) exceed arms.candidates_n ({self.candidates_n}); lower the quotas"
+            )
         return self
 
 
@@ -284,22 +305,24 @@ class RerankSettings(Section):
     """Deep-cut scores and re-ranker targets (models/rerank.py, pipelines/score.py, docs/deep-cuts.md)."""
 
     list_length: int = Field(10, ge=1)
-    #: Mean quality floor on a 5-point scale (scaled to the dataset's rating scale).
+    #: A long-tail item at or above this shrunk mean (5-point scale, scaled) is a "hidden_gem" in the
+    #: reasons; also the list-mean floor when list_quality_floor is on.
     quality_floor: float = 4.0
     #: Band of the long-tail share of a list: [ceil(min * L), floor(max * L)] long-tail items.
     long_tail_min: float = Field(0.35, ge=0, le=1)
     long_tail_max: float = Field(0.40, ge=0, le=1)
     #: Distinct genres wanted in a list (capped by the genres among the user's candidates).
     min_genres: int = Field(6, ge=1)
-    #: MMR trade-off: weight of relevance versus diversity (0.9 chosen on ML-100k, docs/benchmarks.md).
-    mmr_lambda: float = Field(0.9, ge=0, le=1)
-    #: Steck's calibration trade-off: weight of the KL term versus the MMR term (0.1, same benchmark).
-    calibration_lambda: float = Field(0.1, ge=0, le=1)
+    #: MMR trade-off: weight of relevance versus diversity. 0.97: diversity only breaks near-ties, the
+    #: arm's order is kept where the constraints allow (0.9 cost 0.02 nDCG@10 on ML-100k; docs/benchmarks.md).
+    mmr_lambda: float = Field(0.97, ge=0, le=1)
+    #: Steck's calibration trade-off: weight of the KL term versus the MMR term (0.03, same benchmark).
+    calibration_lambda: float = Field(0.03, ge=0, le=1)
     #: Steck's smoothing of the list's genre mix toward the profile (keeps the KL finite).
     calibration_alpha: float = Field(0.01, gt=0, le=1)
     niche_genres: tuple[str, ...] = ("Anime", "Documentary", "Film-Noir", "Western", "Musical")
     #: Gain added to niche-genre candidates for users with a niche appetite.
-    niche_boost: float = Field(0.2, ge=0)
+    niche_boost: float = Field(0.1, ge=0)
     #: A user has a niche appetite when at least this share of their history is niche-genre items.
     niche_appetite_min: float = Field(0.05, ge=0, le=1)
     #: Weight of the embedding distance in the combined unexpectedness (0 = genre distance only).
@@ -310,6 +333,14 @@ class RerankSettings(Section):
     arms: tuple[str, ...] = ()
     #: Top up candidate lists shorter than list_length with the most popular unrated items.
     fill_short_lists: bool = True
+    #: Quality rule (docs/deep-cuts.md): per rating point of an item's shrunk mean (5-point scale), how
+    #: much normalised relevance it is worth; tilts the ranking toward items users rate highly (ML-100k
+    #: item_cf: mean hit rating +0.04, nDCG@10 -0.007 at 0.15).
+    quality_weight: float = Field(0.2, ge=0)
+    #: The pre-issue-13 rule "list mean of shrunk catalogue means >= quality_floor": off by default, it
+    #: cost 0.2 x nDCG@10 inside the long-tail band (docs/benchmarks.md); the per-item floor on long-tail
+    #: items (arms.quality.item_floor_5pt) and quality_weight keep served quality instead.
+    list_quality_floor: bool = False
 
     @model_validator(mode="after")
     def _anime_is_niche(self) -> RerankSettings:
@@ -408,7 +439,8 @@ class ABSettings(Section):
     """A/B test of the baseline (control) against bandit + re-ranker (treatment); docs/ab-testing.md."""
 
     #: Experiment name and salt of the user hash split; changing either starts a new experiment (the
-    #: sequential test's running state is reset).
+    #: sequential test's running state is reset). These four are the first experiment only: later ones
+    #: are started, ramped, stopped and shipped with `deepcuts experiment` (docs/ab-testing.md).
     experiment: str = "deepcuts-ab-1"
     salt: str = "deepcuts-2026"
     treatment_share: float = Field(0.5, gt=0, lt=1)
@@ -459,7 +491,8 @@ class TargetsSettings(Section):
 class SimulatorSettings(Section):
     """The closed-loop simulator (``deepcuts simulate``); docs/simulator.md."""
 
-    #: Registry steps that ``run_night`` skips during a simulation (e.g. ``["report"]`` to save time).
+    #: Registry steps that ``run_night`` skips during a simulation (e.g. ``["report"]`` to save time);
+    #: names of ``pipelines.nightly.STEPS``, checked when the settings load.
     skip_steps: tuple[str, ...] = ()
     #: Synthetic world: probability that a simulated user rates an item they clicked.
     rating_probability: float = Field(0.5, ge=0, le=1)
@@ -530,7 +563,8 @@ class MonitorSettings(Section):
     max_feedback_age_hours: float = Field(36.0, gt=0)
     #: OPE: estimates must lie in [0, 1] and inside their CI; ESS below this is a warning.
     min_ope_ess: float = Field(30.0, ge=0)
-    #: Checks whose failure is critical (blocks the publish); all others are warnings.
+    #: Checks whose failure is critical (blocks the publish); all others are warnings. Names of
+    #: ``pipelines.monitor_checks.CHECKS``, checked when the settings load (a typo would drop the veto).
     critical_checks: tuple[str, ...] = (
         "served_lists_present",
         "mean_predicted_quality",
@@ -553,6 +587,15 @@ class ReportSettings(Section):
     dpi: int = Field(90, ge=20)
     #: Trend plots label at most this many nights on their x axis (evenly spaced).
     date_labels: int = Field(8, ge=1)
+
+
+class WeeklyReviewSettings(Section):
+    """The weekly diversity and performance review (``pipelines.weekly_review``; docs/operations.md)."""
+
+    #: The week: nights whose genres, arm shares and alerts the review shows, and the short trend window.
+    short_window_days: int = Field(7, ge=1)
+    #: The long trend window the week's means are compared with (the monthly view).
+    long_window_days: int = Field(28, ge=1)
 
 
 class PublishSettings(Section):
@@ -628,6 +671,7 @@ class Settings(BaseSettings):
     publish: PublishSettings = PublishSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
     report: ReportSettings = ReportSettings()
+    weekly: WeeklyReviewSettings = WeeklyReviewSettings()
     intraday: IntradaySettings = IntradaySettings()
 
     @classmethod
@@ -666,9 +710,29 @@ class Settings(BaseSettings):
             return f"{self.home.rstrip('/')}/world"
         raise ValueError(f"source.path must be set for dataset {self.source.dataset!r}")
 
+    @model_validator(mode="after")
+    def _known_registry_names(self) -> Settings:
+        # The registries live beside the code they name and import this module, so they are imported
+        # here, once a Settings is built, never at import time. A typo must not silently drop a check
+        # from the publish veto or a step from the simulator's skip list.
+        from pipelines.monitor_checks import CHECK_NAMES
+        from pipelines.nightly import STEP_NAMES
+
+        _known("monitor.critical_checks", self.monitor.critical_checks, CHECK_NAMES, "checks")
+        _known("simulator.skip_steps", self.simulator.skip_steps, STEP_NAMES, "steps")
+        return self
+
     def quality_floor_scaled(self, rating_min: float, rating_max: float) -> float:
         """The 5-point quality floor mapped linearly onto another rating scale."""
-        return rating_min + (self.rerank.quality_floor - 1.0) * (rating_max - rating_min) / 4.0
+        from deepcuts.formulas import scale_5pt  # numpy and the contracts: not needed to load settings
+
+        return scale_5pt(self.rerank.quality_floor, rating_min, rating_max)
+
+
+def _known(field: str, names: tuple[str, ...], registry: tuple[str, ...], what: str) -> None:
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ValueError(f"{field}: unknown {what} {unknown}; the {what} are {list(registry)}")
 
 
 def _config_file(explicit: str | Path | None) -> Path | None:

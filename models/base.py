@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,36 @@ IntArray = npt.NDArray[np.int64]
 
 #: Format version of saved artefacts; bump when the pickled state changes shape.
 ARTEFACT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Preference:
+    """How much a rating says the user *liked* the item, as the weight of its entry in the history.
+
+    ``w(r) = 1`` for ``r >= liked_threshold`` and ``other_weight`` below it; ``other_weight = 1`` is the
+    plain binary history. A history that leans on liked items scores items similar to what the user
+    liked above items similar to what they merely watched, which raises the ratings users give to
+    what they are recommended (docs/deep-cuts.md, "Quality as users experience it").
+    """
+
+    liked_threshold: float
+    other_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.other_weight <= 1.0:
+            raise ValueError(
+                f"other_weight must be in [0, 1] (got {self.other_weight}); fix arms.preference_other_weight"
+            )
+
+    @property
+    def is_binary(self) -> bool:
+        return self.other_weight >= 1.0
+
+    def weigh(self, ratings: sp.csr_matrix) -> sp.csr_matrix:
+        """``ratings`` with every stored entry replaced by its weight ``w(r)`` (structure kept)."""
+        out = ratings.copy()
+        out.data = np.where(out.data >= self.liked_threshold, 1.0, self.other_weight).astype(np.float32)
+        return out
 
 
 @dataclass(frozen=True)
@@ -91,6 +121,18 @@ class InteractionMatrix:
         out.data = np.ones_like(out.data)
         return out
 
+    def weighted(self, preference: Preference | None) -> sp.csr_matrix:
+        """The whole matrix weighted by ``preference`` (:class:`Preference`); binary when it is None."""
+        if preference is None or preference.is_binary:
+            return self.binary
+        return preference.weigh(self.ratings)
+
+    def weighted_rows(self, rows: npt.ArrayLike, preference: Preference | None) -> sp.csr_matrix:
+        """History rows weighted by ``preference`` (:class:`Preference`); binary when it is None."""
+        if preference is None or preference.is_binary:
+            return self.binary_rows(rows)
+        return preference.weigh(self.ratings[np.asarray(rows, dtype=np.int64)])
+
     def user_rows(self, user_ids: npt.ArrayLike) -> IntArray:
         """Row index per user id, -1 for users unknown to the matrix."""
         ids = np.asarray(user_ids, dtype=np.int64)
@@ -143,6 +185,37 @@ def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     return idx, np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
 
 
+def top_n_with_quotas(
+    scores: FloatArray, n: int, quotas: Sequence[tuple[npt.NDArray[np.bool_], int]]
+) -> tuple[IntArray, FloatArray]:
+    """The best ``n`` entries per row holding at least ``count`` columns of each ``(mask, count)``.
+
+    Per row, quota by quota: the ``min(count, finite entries left)`` best columns of ``mask`` not taken
+    yet; then the best of all remaining columns fill the list to ``n``. The result is ordered by score
+    descending (ties: lower index), ``-inf`` padded like :func:`top_n`. Quotas adding up to more than
+    ``n`` are the caller's error.
+    """
+    n = min(n, scores.shape[1])
+    rest = scores.copy()
+    rows = np.arange(scores.shape[0])[:, None]
+    taken_idx, taken_val = [], []
+    n_taken = np.zeros(scores.shape[0], dtype=np.int64)
+    for mask, count in quotas:
+        idx, val = top_n(np.where(mask[None, :], rest, -np.inf), min(count, n))
+        ok = np.isfinite(val)
+        rest[np.broadcast_to(rows, idx.shape)[ok], idx[ok]] = -np.inf
+        taken_idx.append(idx)
+        taken_val.append(np.where(ok, val, -np.inf))
+        n_taken += ok.sum(axis=1)
+    idx, val = top_n(rest, n)
+    # the rest fills the slots the quotas left over
+    taken_idx.append(idx)
+    taken_val.append(np.where(np.arange(idx.shape[1])[None, :] < (n - n_taken)[:, None], val, -np.inf))
+    all_idx, all_val = np.concatenate(taken_idx, axis=1), np.concatenate(taken_val, axis=1)
+    order = np.lexsort((all_idx, -all_val), axis=1)[:, :n]
+    return np.take_along_axis(all_idx, order, axis=1), np.take_along_axis(all_val, order, axis=1)
+
+
 class Recommender(ABC):
     """Fit on canonical interactions + items; recommend top-N unseen items for a batch of users.
 
@@ -159,6 +232,8 @@ class Recommender(ABC):
         self.batch_users = int(batch_users)
         self.data: InteractionMatrix | None = None
         self.popularity_: FloatArray | None = None
+        #: History weighting of the models that score from a user's history row (None: binary).
+        self.preference: Preference | None = None
 
     # ------------------------------------------------------------------ API
     def fit(self, interactions: pd.DataFrame, items: pd.DataFrame) -> Self:
@@ -170,14 +245,34 @@ class Recommender(ABC):
         self._fit(self.data, items)
         return self
 
-    def recommend(self, user_ids: npt.ArrayLike, n: int, exclude_seen: bool = True) -> pd.DataFrame:
+    def recommend(
+        self,
+        user_ids: npt.ArrayLike,
+        n: int,
+        exclude_seen: bool = True,
+        *,
+        quotas: Sequence[tuple[npt.ArrayLike, int]] = (),
+    ) -> pd.DataFrame:
         """Top-``n`` items per user as a long frame (user_id, item_id, rank, score), rank from 1.
 
-        Users unknown to the model get the most popular items (cold start).
+        Users unknown to the model get the most popular items (cold start). ``quotas`` are
+        ``(item_ids, count)`` pairs: the list is then the best ``n`` items holding at least ``count``
+        of each group (as many as the user has unseen), the group's best-scored ones, ranked by score
+        (:func:`top_n_with_quotas`). Items scored above every quota-forced item are the plain top-n,
+        so a top-k with ``k <= n - sum(counts)`` is unchanged. This is how every arm supplies head and
+        long-tail candidates from its own scorer (docs/deep-cuts.md).
         """
         data = self._require_fitted()
         users = np.asarray(user_ids, dtype=np.int64)
-        frames = [self._recommend_batch(data, batch, n, exclude_seen) for batch in self._batches(users)]
+        masks = []
+        for item_ids, count in quotas:
+            cols = data.item_columns(item_ids)
+            mask = np.zeros(data.n_items, dtype=bool)
+            mask[cols[cols >= 0]] = True
+            masks.append((mask, int(count)))
+        frames = [
+            self._recommend_batch(data, batch, n, exclude_seen, masks) for batch in self._batches(users)
+        ]
         if not frames:
             return _empty_recs()
         return pd.concat(frames, ignore_index=True)
@@ -244,8 +339,18 @@ class Recommender(ABC):
         for start in range(0, users.size, self.batch_users):
             yield users[start : start + self.batch_users]
 
+    def _history_rows(self, user_rows: IntArray) -> sp.csr_matrix:
+        """The users' history rows as the model scores them (weighted by ``self.preference``)."""
+        assert self.data is not None
+        return self.data.weighted_rows(user_rows, getattr(self, "preference", None))
+
     def _recommend_batch(
-        self, data: InteractionMatrix, users: IntArray, n: int, exclude_seen: bool
+        self,
+        data: InteractionMatrix,
+        users: IntArray,
+        n: int,
+        exclude_seen: bool,
+        quotas: Sequence[tuple[npt.NDArray[np.bool_], int]] = (),
     ) -> pd.DataFrame:
         rows = data.user_rows(users)
         known = rows >= 0
@@ -262,7 +367,7 @@ class Recommender(ABC):
             block[seen.row, seen.col] = -np.inf
             scores[known] = block
         scores[np.isnan(scores)] = -np.inf
-        idx, vals = top_n(scores, n)
+        idx, vals = top_n_with_quotas(scores, n, quotas) if quotas else top_n(scores, n)
         valid = np.isfinite(vals)
         ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)
         return pd.DataFrame(

@@ -64,4 +64,4 @@ class GraphRecommender(Recommender):
 
     def _score(self, user_rows: IntArray) -> FloatArray:
         assert self.data is not None and self.weights_ is not None
-        return np.asarray((self.data.binary_rows(user_rows) @ self.weights_).toarray(), dtype=np.float32)
+        return np.asarray((self._history_rows(user_rows) @ self.weights_).toarray(), dtype=np.float32)

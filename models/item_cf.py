@@ -108,7 +108,7 @@ class ItemCFRecommender(Recommender):
         self.weights_: FloatArray | sp.csr_matrix | None = None
 
     def _fit(self, data: InteractionMatrix, items: pd.DataFrame) -> None:
-        X = data.binary
+        X = data.weighted(getattr(self, "preference", None))
         method = self.config.method
         if method == "auto":
             method = "ease" if data.n_items <= self.config.ease_max_items else "cosine"
@@ -122,7 +122,7 @@ class ItemCFRecommender(Recommender):
 
     def _score(self, user_rows: IntArray) -> FloatArray:
         assert self.data is not None and self.weights_ is not None
-        history = self.data.binary_rows(user_rows)
+        history = self._history_rows(user_rows)
         out = history @ self.weights_
         if sp.issparse(out):
             out = out.toarray()

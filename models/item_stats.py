@@ -113,6 +113,12 @@ class ItemStats:
         """Statistics from canonical frames (latest rating per (user, item) pair, like the models)."""
         return cls.from_matrix(InteractionMatrix.from_frames(interactions, items), prior_weight, head_share)
 
+    def tail_ids(self, min_quality: float, min_ratings: int = 0) -> IntArray:
+        """Ids of the long-tail items with quality >= ``min_quality`` and >= ``min_ratings`` ratings:
+        the items a long-tail candidate quota draws from (below the floor they are never served)."""
+        ok = self.is_long_tail & (self.quality >= min_quality) & (self.counts >= min_ratings)
+        return self.item_ids[ok]
+
     def to_frame(self) -> pd.DataFrame:
         """One row per item: item_id, rating_count, popularity_share, quality, is_long_tail, percentile."""
         return pd.DataFrame(

@@ -8,11 +8,11 @@ through it so an arm means the same thing everywhere.
 from __future__ import annotations
 
 from deepcuts.settings import ALL_ARMS, Settings
-from models.base import Recommender
+from models.base import Preference, Recommender
 from models.graph import GraphRecommender
 from models.item_cf import ItemCFRecommender
 from models.lightfm_warp import LightFMRecommender
-from models.long_tail import LongTailRecommender
+from models.long_tail import LongTailRecommender, scale_floor
 from models.popularity import PopularityRecommender
 from models.serendipity import SerendipityRecommender
 from models.svd import SVDRecommender
@@ -34,20 +34,32 @@ RELEVANCE_ARMS: tuple[str, ...] = ("svd", "lightfm", "graph", "item_cf")
 assert set(ARM_CLASSES) == set(ALL_ARMS), "ARM_CLASSES and settings.ALL_ARMS disagree"
 
 
+def preference(settings: Settings) -> Preference:
+    """The history weighting of the arms that score from history rows (item_cf, svd, graph)."""
+    arms = settings.arms
+    scale = (settings.source.rating_min, settings.source.rating_max)
+    return Preference(scale_floor(arms.preference_liked_5pt, scale), arms.preference_other_weight)
+
+
 def _relevance_model(arm: str, settings: Settings, seed: int) -> Recommender:
     arms = settings.arms
     batch = arms.batch_users
+    model: Recommender
     if arm == "svd":
         svd_seed = arms.svd.seed if arms.svd.seed is not None else seed
-        return SVDRecommender(arms.svd, seed=svd_seed, batch_users=batch)
-    if arm == "lightfm":
+        model = SVDRecommender(arms.svd, seed=svd_seed, batch_users=batch)
+    elif arm == "lightfm":
+        # LightFM learns from its own positives (arms.lightfm.positive_threshold), not history rows
         lf_seed = arms.lightfm.seed if arms.lightfm.seed is not None else seed
         return LightFMRecommender(arms.lightfm, seed=lf_seed, batch_users=batch)
-    if arm == "graph":
-        return GraphRecommender(arms.graph, seed=seed, batch_users=batch)
-    if arm == "item_cf":
-        return ItemCFRecommender(arms.item_cf, seed=seed, batch_users=batch)
-    raise ValueError(f"{arm!r} is not a relevance arm; choose one of {list(RELEVANCE_ARMS)}")
+    elif arm == "graph":
+        model = GraphRecommender(arms.graph, seed=seed, batch_users=batch)
+    elif arm == "item_cf":
+        model = ItemCFRecommender(arms.item_cf, seed=seed, batch_users=batch)
+    else:
+        raise ValueError(f"{arm!r} is not a relevance arm; choose one of {list(RELEVANCE_ARMS)}")
+    model.preference = preference(settings)
+    return model
 
 
 def base_arm(arm: str, settings: Settings) -> str | None:

@@ -1,4 +1,4 @@
-"""Greedy deep-cut re-ranker: relevance + MMR diversity + calibrated genre mix, under constraints.
+"""Greedy deep-cut re-ranker: the arm's order, kept wherever the product's rules allow.
 
 All users of a batch are re-ranked in lock-step: at each of the ``L`` greedy steps the marginal gain of
 every remaining candidate of every user is one numpy expression over a ``(users, candidates)`` block.
@@ -8,6 +8,7 @@ Objective (marginal gain of adding candidate ``i`` to the partial list ``S`` of 
     gain(i) = (1 - lc) * [lm * rel_i - (1 - lm) * max_{j in S} sim(i, j)]
               - lc * [KL(p_u || q~(S + i)) - KL(p_u || q~(S))]
               + boost * niche_i * [u has a niche appetite]
+              + w * quality_i
 
 - ``rel_i`` is the arm's relevance normalised to [0, 1] per user (see
   :func:`models.deepcut_scores.normalise_relevance`);
@@ -15,21 +16,25 @@ Objective (marginal gain of adding candidate ``i`` to the partial list ``S`` of 
 - ``p_u(g)`` is the user's genre profile and ``q(g|S) = sum_{i in S} p(g|i) / |S|`` the list's genre
   mix with ``p(g|i) = 1/|genres(i)|`` for each genre of ``i``; ``q~ = (1 - a) q + a p`` (Steck 2018,
   "Calibrated recommendations", ``a = calibration_alpha``); ``KL(p||q~) = sum_g p(g) log(p(g) / q~(g))``;
-- ``lm = mmr_lambda``, ``lc = calibration_lambda``, ``boost = niche_boost``.
+- ``lm = mmr_lambda``, ``lc = calibration_lambda`` (0.97 / 0.03 by default: the diversity terms only
+  break near-ties of relevance), ``boost = niche_boost``, ``w = quality_weight`` (the quality tilt: per
+  rating-scale point of the item's shrunk mean).
 
-Constraints, in priority order (a higher one is never traded for a lower one):
+Rules, in priority order (a higher one is never traded for a lower one):
 
-1. **quality and long tail (exact)**: the list's mean quality is ``>= quality_floor`` and its number of
-   long-tail items lies in ``[ceil(lt_min * L), floor(lt_max * L)]``. Before each pick the re-ranker
-   checks, for every candidate, that some completion of the list still meets both: with ``r`` slots left
-   after the pick and ``k`` of them long tail, the best completion takes the ``k`` best-quality remaining
-   long-tail items and the ``r - k`` best remaining head items, so the check is
-   ``max_k [Q(S + i) + PL_{-i}(k) + PH_{-i}(r - k)] >= floor * L`` over the ``k`` that keep the count in
-   the band (``PL``/``PH``: prefix sums of sorted remaining qualities, without ``i``). Picking only
-   feasible candidates keeps a feasible completion alive by induction, so when a list meeting both
-   constraints exists, the output meets both. When none exists the targets are relaxed per user to the
-   best attainable: the band is clipped to what the candidates allow and the floor is lowered to the
-   best mean quality reachable inside the band.
+0. **per-item floor**: long-tail candidates with quality below ``tail_item_floor`` are removed before the
+   greedy starts, unless the user would then have fewer candidates than list slots (:func:`_drop_duds`).
+1. **long tail (exact)**, and, when ``quality_floor`` is finite (off by default), the list's mean quality
+   ``>= quality_floor``: the number of long-tail items lies in ``[ceil(lt_min * L), floor(lt_max * L)]``.
+   Before each pick the re-ranker checks, for every candidate, that some completion of the list still
+   meets both: with ``r`` slots left after the pick and ``k`` of them long tail, the best completion
+   takes the ``k`` best-quality remaining long-tail items and the ``r - k`` best remaining head items,
+   so the check is ``max_k [Q(S + i) + PL_{-i}(k) + PH_{-i}(r - k)] >= floor * L`` over the ``k`` that
+   keep the count in the band (``PL``/``PH``: prefix sums of sorted remaining qualities, without
+   ``i``); without a floor it only asks that such a ``k`` exists. Picking only feasible candidates keeps
+   a feasible completion alive by induction, so when a list meeting the rule exists, the output meets
+   it. When none exists the targets are relaxed per user to the best attainable: the band is clipped to
+   what the candidates allow and the floor is lowered to the best mean quality reachable inside the band.
 2. **genres (greedy)**: at least ``min_genres`` distinct genres (capped at the number of genres among the
    user's candidates). A candidate is genre-feasible when
    ``new_i + (slots_left - 1) * max_new >= genres_still_needed`` (``new_i``: genres ``i`` adds;
@@ -38,7 +43,9 @@ Constraints, in priority order (a higher one is never traded for a lower one):
    grows with the shortfall, so an out-of-reach target still yields as many genres as the rule finds.
 
 Among the candidates that pass the checks, the one with the largest gain is taken (ties: the lower
-candidate position, i.e. the arm's better rank).
+candidate position, i.e. the arm's better rank). With the diversity, niche and quality terms off and an
+exact band, the result is the constrained top-k: the best long-tail and the best head items by the arm's
+relevance, in the arm's order (tests/test_rerank.py).
 """
 
 from __future__ import annotations
@@ -67,15 +74,21 @@ class RerankParams:
     """Numeric targets of one re-ranking run (built from :class:`deepcuts.settings.RerankSettings`)."""
 
     list_length: int = 10
-    #: Floor on the list's mean quality, already on the dataset's rating scale.
-    quality_floor: float = 4.0
+    #: Floor on the list's mean quality, already on the dataset's rating scale (-inf: off, the default
+    #: since issue 13; ``rerank.list_quality_floor`` switches it on).
+    quality_floor: float = -math.inf
+    #: Per-item safety floor of long-tail items on the rating scale: a long-tail candidate below it is
+    #: dropped unless the user has too few other candidates to fill the list.
+    tail_item_floor: float = -math.inf
+    #: Gain per rating-scale point of an item's quality (the quality tilt of the ranking).
+    quality_weight: float = 0.0
     long_tail_min: float = 0.35
     long_tail_max: float = 0.40
     min_genres: int = 6
-    mmr_lambda: float = 0.9
-    calibration_lambda: float = 0.1
+    mmr_lambda: float = 0.97
+    calibration_lambda: float = 0.03
     calibration_alpha: float = 0.01
-    niche_boost: float = 0.2
+    niche_boost: float = 0.1
     #: Users with at least this share of niche items in their history get the niche boost.
     niche_appetite_min: float = 0.05
     #: Users re-ranked per numpy block (bounds memory at about ``batch * K * G * 4 * 8`` bytes).
@@ -98,9 +111,15 @@ class RerankParams:
     def from_settings(cls, settings: Settings, rating_min: float, rating_max: float) -> RerankParams:
         """Targets from the settings; the 5-point quality floor is scaled to ``[rating_min, rating_max]``."""
         rs = settings.rerank
+        span = (rating_max - rating_min) / 4.0  # one 5-point rating step on this scale
+        item_floor = settings.arms.quality.item_floor_5pt
         return cls(
             list_length=rs.list_length,
-            quality_floor=settings.quality_floor_scaled(rating_min, rating_max),
+            quality_floor=(
+                settings.quality_floor_scaled(rating_min, rating_max) if rs.list_quality_floor else -math.inf
+            ),
+            tail_item_floor=rating_min + (item_floor - 1.0) * span,
+            quality_weight=rs.quality_weight / span if span > 0 else 0.0,
             long_tail_min=rs.long_tail_min,
             long_tail_max=rs.long_tail_max,
             min_genres=rs.min_genres,
@@ -396,6 +415,7 @@ def _rerank_block(
 ) -> tuple[IntArray, FloatArray, FloatArray, IntArray, IntArray]:
     n_users, k = cand.shape
     n_genres = genres.shape[1]
+    cand = _drop_duds(cand, quality, long_tail, params.tail_item_floor, length)
     valid = cand >= 0
     idx = np.where(valid, cand, 0)
     slots = np.where(valid[:, :, None], catalog_slots[0][idx], n_genres)  # (U, K, M); pad = G
@@ -408,6 +428,7 @@ def _rerank_block(
         params.niche_boost * (niche[idx] & valid) * (appetite >= params.niche_appetite_min)[:, None]
     ).astype(np.float32)
     rel = np.where(valid, np.nan_to_num(rel, nan=0.0), 0.0).astype(np.float32)
+    tilt = (params.quality_weight * q_cand).astype(np.float32)
     rows = np.arange(n_users)
 
     # --- per-user targets, relaxed to what the candidates allow ---------------------------------
@@ -424,7 +445,10 @@ def _rerank_block(
     tail_win = _ClassWindow(q_cand, tail_cand, width)
     head_win = _ClassWindow(q_cand, valid & ~tail_cand, width)
     best_total = _best_list_total(tail_win, head_win, valid, l_eff, lo, hi, length)
-    required = np.minimum(params.quality_floor * l_eff, best_total) - _EPS * np.maximum(l_eff, 1)
+    if np.isfinite(params.quality_floor):
+        required = np.minimum(params.quality_floor * l_eff, best_total) - _EPS * np.maximum(l_eff, 1)
+    else:  # no list-mean floor: the look-ahead only keeps the long-tail band reachable
+        required = np.full(n_users, -np.inf)
     flat_slots = rows[:, None, None] * (n_genres + 1) + slots
     union = np.zeros((n_users, n_genres + 1), dtype=bool)
     union.ravel()[flat_slots.ravel()] = True
@@ -469,7 +493,7 @@ def _rerank_block(
         lifted -= _gather(logoff_ext, flat_slots)
         kl_with = base[:, None] - np.einsum("ukm,ukm->uk", p_at, lifted)
         kl_with = np.where(has_profile[:, None], kl_with, 0.0)
-        gain = (1 - lc) * (lm * rel - (1 - lm) * max_sim) - lc * (kl_with - kl_now[:, None]) + boost
+        gain = (1 - lc) * (lm * rel - (1 - lm) * max_sim) - lc * (kl_with - kl_now[:, None]) + boost + tilt
         # constraint 1: quality floor and long-tail band (exact look-ahead)
         # finished users (l_eff <= t) take the common value: their rows are masked, and one shared
         # slot count lets _band_max use plain slicing
@@ -487,7 +511,7 @@ def _rerank_block(
             hi,
             max(length - 1, 0),
         )
-        ok_quality_tail = completion >= required[:, None]
+        ok_quality_tail = (completion >= required[:, None]) & np.isfinite(completion)
         # constraint 2: distinct genres (greedy necessary condition)
         new_genres = np.float32(slots.shape[2]) - np.einsum(
             "ukm->uk", _gather(covered, flat_slots).astype(np.float32)
@@ -522,6 +546,21 @@ def _rerank_block(
         np.maximum(max_sim, sim, out=max_sim)
     floor_used = (required + _EPS * np.maximum(l_eff, 1)) / np.maximum(l_eff, 1)
     return positions, gains, floor_used.astype(np.float32), lo, hi
+
+
+def _drop_duds(
+    cand: IntArray, quality: np.ndarray, long_tail: BoolArray, floor: float, length: int
+) -> IntArray:
+    """``cand`` with long-tail candidates under ``floor`` set to ``-1`` (padding), for every user who
+    keeps at least ``min(length, candidates)`` candidates without them (the others keep theirs, so a
+    list is never cut short: a dud is served only when nothing else can fill the list)."""
+    if not np.isfinite(floor):
+        return cand
+    valid = cand >= 0
+    idx = np.where(valid, cand, 0)
+    dud = valid & long_tail[idx] & (quality[idx] < floor)
+    enough = (valid & ~dud).sum(axis=1) >= np.minimum(length, valid.sum(axis=1))
+    return np.where(dud & enough[:, None], -1, cand)
 
 
 def _best_list_total(

@@ -56,5 +56,5 @@ class SVDRecommender(Recommender):
     def _score(self, user_rows: IntArray) -> FloatArray:
         assert self.data is not None and self.item_factors_ is not None
         V = self.item_factors_
-        history = self.data.binary_rows(user_rows)
+        history = self._history_rows(user_rows)
         return np.asarray((history @ V) @ V.T, dtype=np.float32)

@@ -8,7 +8,9 @@ night, and computes on the cumulative totals (statistics in ``models.ab_stats``)
   ``1 - alpha`` confidence intervals;
 * the always-valid mSPRT p-value, ``p_D = min(p_{D-1}, 1 / Lambda_D)``, so that a verdict may be read
   every night without inflating false positives (the running ``p`` is the step's state);
-* the sample-ratio-mismatch chi-square on exposed users per variant against ``ab.treatment_share``;
+* the sample-ratio-mismatch chi-square on exposed users per variant against the design share: each user
+  is expected in treatment with the share in force on the night they were first exposed (a ramp changes
+  the expectation for new users only), so the expected treatment count is the sum of those shares;
 * guardrails, treatment against control: mean observed rating, and over the lists users saw on ``D``
   (``served_lists`` of the previous run date; tonight's on the very first night) the long-tail share,
   distinct genres per list and catalog coverage;
@@ -26,6 +28,14 @@ Verdict (plain language, first rule that applies):
 4. ``control wins`` if ``p <= alpha`` and the difference is negative;
 5. ``keep running`` otherwise (including a significant win that breaks a guardrail, said in the message).
 
+The experiment: feedback of run date ``D`` was served from the lists assigned on ``D - 1``, so the night
+is analysed under the experiment in force for ``D - 1`` (``pipelines.experiment_registry.state_for``; the
+``ab.*`` settings before the registry's first entry). A user stays in the variant of their first
+exposure; the events of a user a ramp (or a stop) moved to the other variant are ignored from the move
+on (``moved_users``), so neither arm is contaminated. A new experiment name starts clean totals. Once the
+experiment is shipped or stopped, the night is not analysed: the last analysed night's verdict, totals
+and summary are carried forward unchanged with ``final = true`` and the decision (the frozen verdict).
+
 Writes to ``Dataset.AB_RESULTS`` for ``D``: ``summary.parquet`` (long format: scope, variant, metric,
 value), ``verdict.json`` (the decision, the test statistics and the running state) and
 ``state/user_totals.parquet`` (cumulative per-user counts, read back by the next night). Re-running a
@@ -36,7 +46,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -46,6 +56,9 @@ import pandas as pd
 import pyarrow as pa
 
 from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset, EventType, Variant
+from deepcuts.experiment import SHIP_VERDICT, ExperimentState
+from deepcuts.experiment import Status as RunStatus
+from deepcuts.formulas import scale_5pt
 from deepcuts.jsonsafe import json_safe
 from deepcuts.progress import get_logger
 from deepcuts.settings import ABSettings, Settings
@@ -60,6 +73,7 @@ from models.ab_stats import (
     user_ctr,
 )
 from models.deepcut_scores import genre_matrix, niche_flags
+from pipelines.experiment_registry import state_for
 from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = get_logger(__name__)
@@ -80,7 +94,7 @@ SCOREBOARD_METRICS: Final = (
 
 class Verdict(StrEnum):
     KEEP_RUNNING = "keep running"
-    TREATMENT_WINS = "treatment wins"
+    TREATMENT_WINS = SHIP_VERDICT
     CONTROL_WINS = "control wins"
     INVALID = "invalid (SRM)"
 
@@ -131,6 +145,8 @@ USER_TOTALS_SCHEMA: Final = pa.schema(
         pa.field(C.RATING_COUNT, pa.int64(), nullable=False),
         pa.field(C.NICHE_IMPRESSIONS, pa.int64(), nullable=False),
         pa.field(C.NICHE_CLICKS, pa.int64(), nullable=False),
+        # null until the step knows the design (user_totals of one batch of events does not)
+        pa.field(C.TREATMENT_SHARE, pa.float64()),
     ]
 )
 #: The per-user counts that add up from night to night.
@@ -207,9 +223,24 @@ def combine_totals(previous: pd.DataFrame, today: pd.DataFrame) -> pd.DataFrame:
         return _typed_totals(previous)
     both = pd.concat([previous, today], ignore_index=True)
     sums = both.groupby(C.USER_ID, sort=True)[list(_COUNTS)].sum()
-    first_variant = both.groupby(C.USER_ID, sort=True)[C.VARIANT].first()
-    sums.insert(0, C.VARIANT, first_variant)
+    first = both.groupby(C.USER_ID, sort=True)[[C.VARIANT, C.TREATMENT_SHARE]].first()
+    sums.insert(0, C.VARIANT, first[C.VARIANT])
+    sums[C.TREATMENT_SHARE] = first[C.TREATMENT_SHARE]
     return _typed_totals(sums.reset_index())
+
+
+def drop_moved_users(previous: pd.DataFrame, today: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Today's totals without the users whose variant changed since their first exposure, and how many.
+
+    A ramp (or a stop) moves the users between the old and the new share to the other variant; they
+    stay in the arm of their first exposure, and their events after the move are in neither arm.
+    """
+    if previous.empty or today.empty:
+        return today, 0
+    first = previous.set_index(C.USER_ID)[C.VARIANT]
+    was = today[C.USER_ID].map(first)
+    moved = was.notna() & (was != today[C.VARIANT])
+    return today[~moved.to_numpy()].reset_index(drop=True), int(moved.sum())
 
 
 def _empty_totals() -> pd.DataFrame:
@@ -217,6 +248,8 @@ def _empty_totals() -> pd.DataFrame:
 
 
 def _typed_totals(frame: pd.DataFrame) -> pd.DataFrame:
+    if C.TREATMENT_SHARE not in frame.columns:
+        frame = frame.assign(**{C.TREATMENT_SHARE: math.nan})
     table = pa.Table.from_pandas(frame[USER_TOTALS_SCHEMA.names], preserve_index=False)
     return table.cast(USER_TOTALS_SCHEMA).to_pandas().sort_values(C.USER_ID, ignore_index=True)
 
@@ -233,6 +266,8 @@ class TestResult:
     srm_chi2: float
     srm_mismatch: bool
     enough_users: bool
+    #: Expected treatment share of the exposed users (mean of each one's share at first exposure).
+    design_share: float
 
 
 def run_test(totals: pd.DataFrame, ab: ABSettings, previous_p: float = 1.0) -> TestResult:
@@ -240,6 +275,12 @@ def run_test(totals: pd.DataFrame, ab: ABSettings, previous_p: float = 1.0) -> T
 
     The running p-value only moves once both variants have ``ab.min_users_per_variant`` exposed users:
     a plug-in variance from a handful of users is too noisy for the normal approximation.
+
+    SRM: a user first exposed under treatment share ``s_i`` is in treatment with probability ``s_i``
+    (the hash bucket is uniform and independent of when a user comes), so the expected treatment count
+    of ``N`` exposed users is ``sum_i s_i = N * mean(s_i)``; users without a recorded share count with
+    ``ab.treatment_share``. Pearson's chi-square with these expectations is slightly conservative when
+    the shares differ (the binomial variance ``sum s_i (1 - s_i)`` is at most ``N s (1 - s)``).
     """
     estimates = {}
     exposed = {}
@@ -253,9 +294,18 @@ def run_test(totals: pd.DataFrame, ab: ABSettings, previous_p: float = 1.0) -> T
     p = previous_p
     if enough:
         p = msprt_p_value(comparison.diff, treatment.variance + control.variance, ab.msprt_tau2, previous_p)
-    shares = {Variant.CONTROL.value: 1.0 - ab.treatment_share, Variant.TREATMENT.value: ab.treatment_share}
+    design = design_share(totals, ab.treatment_share)
+    shares = {Variant.CONTROL.value: 1.0 - design, Variant.TREATMENT.value: design}
     srm = srm_test(exposed, shares, alpha=ab.srm_alpha)
-    return TestResult(estimates, comparison, p, srm.p_value, srm.chi2, srm.mismatch, enough)
+    return TestResult(estimates, comparison, p, srm.p_value, srm.chi2, srm.mismatch, enough, design)
+
+
+def design_share(totals: pd.DataFrame, default: float) -> float:
+    """Mean treatment share at first exposure over the exposed users (``default`` where unknown)."""
+    exposed = totals[totals[C.IMPRESSIONS] > 0]
+    if exposed.empty:
+        return default
+    return float(exposed[C.TREATMENT_SHARE].astype("float64").fillna(default).mean())
 
 
 @dataclass(frozen=True)
@@ -326,7 +376,7 @@ def targets(settings: Settings) -> dict[str, Target]:
     """
     tg, rr = settings.targets, settings.rerank
     low, high = settings.source.rating_min, settings.source.rating_max
-    floor = low + (tg.mean_rating_min_5pt - 1.0) * (high - low) / 4.0
+    floor = scale_5pt(tg.mean_rating_min_5pt, low, high)
     return {
         "ctr_lift": Target(
             tg.ctr_lift_min,
@@ -574,13 +624,25 @@ def ab_analysis(settings: Settings, run_date: date | str) -> dict[str, Any]:
     ``run_date`` may be ISO text (the DAG passes ``ds``).
     """
     run_date = as_run_date(run_date)
-    ab = settings.ab
     lake = Lake(settings.home)
+    # tonight's feedback was served from the lists assigned on the previous run date
+    experiment = state_for(settings, run_date - timedelta(days=1), lake)
+    ab = experiment.ab_settings(settings.ab)
     feedback = _read_feedback(lake, run_date)
+    ignored = 0
+    if not experiment.running:
+        frozen = _freeze(lake, run_date, experiment, len(feedback))
+        if frozen is not None:
+            return frozen
+        # ended before any night was analysed: nothing was measured, and nothing will be
+        ignored, feedback = len(feedback), FEEDBACK_SCHEMA.empty_table().to_pandas()
     items = _read_items(lake, run_date)
     today = user_totals(feedback, niche_item_ids(items, settings.rerank.niche_genres))
     prev_state, previous_p, looks = _previous_state(lake, run_date, ab)
-    totals = combine_totals(prev_state, today.totals)
+    today_totals, moved = drop_moved_users(
+        prev_state, today.totals.assign(**{C.TREATMENT_SHARE: ab.treatment_share})
+    )
+    totals = combine_totals(prev_state, today_totals)
     result = run_test(totals, ab, previous_p)
     niche = niche_test(totals, ab.alpha)
 
@@ -594,10 +656,13 @@ def ab_analysis(settings: Settings, run_date: date | str) -> dict[str, Any]:
     if verdict is not Verdict.KEEP_RUNNING or looks == 0:
         log.info("ab_analysis %s: %s", run_date, message)
 
-    summary = _summary_rows(run_date, ab.experiment, today.totals, totals, rating, list_stats)
+    summary = _summary_rows(run_date, ab.experiment, today_totals, totals, rating, list_stats)
     record = {
         "run_date": run_date.isoformat(),
         "experiment": ab.experiment,
+        **_final_fields(experiment, run_date, None),
+        "treatment_share": ab.treatment_share,
+        "design_treatment_share": result.design_share,
         "verdict": verdict.value,
         "message": message,
         "p_value": result.p_value,
@@ -623,8 +688,17 @@ def ab_analysis(settings: Settings, run_date: date | str) -> dict[str, Any]:
         "night_events": len(feedback),
         "unlabelled_events": today.unlabelled_events,
         "crossover_users": today.crossover_users,
+        "moved_users": moved,
+        "ignored_events": ignored,
     }
     record = json_safe(record)
+    _write_night(lake, run_date, totals, summary, record)
+    return _step_result(record)
+
+
+def _write_night(
+    lake: Lake, run_date: date, totals: pd.DataFrame, summary: pa.Table, record: dict[str, Any]
+) -> None:
     lake.write_table(
         Dataset.AB_RESULTS,
         run_date,
@@ -633,17 +707,61 @@ def ab_analysis(settings: Settings, run_date: date | str) -> dict[str, Any]:
     )
     lake.write_table(Dataset.AB_RESULTS, run_date, summary, SUMMARY_PART)
     lake.write_json(Dataset.AB_RESULTS, run_date, VERDICT_FILE, record)
+
+
+def _final_fields(experiment: ExperimentState, run_date: date, since: str | None) -> dict[str, Any]:
+    """Status fields of a verdict record: running, or ended with the decision and the frozen verdict."""
+    if experiment.running:
+        return {"status": RunStatus.RUNNING.value, "final": False, "decision": None, "final_since": None}
+    stopped = experiment.status is RunStatus.STOPPED
+    decision = "stopped" if stopped else f"shipped {experiment.shipped_variant}"
+    return {
+        "status": experiment.status.value,
+        "final": True,
+        "decision": decision,
+        "final_since": since or run_date.isoformat(),
+    }
+
+
+def _freeze(
+    lake: Lake, run_date: date, experiment: ExperimentState, night_events: int
+) -> dict[str, Any] | None:
+    """Carry the ended experiment's last analysed night forward to ``run_date`` unchanged (verdict,
+    p-value, totals, summary); None when the experiment has no analysed night to carry."""
+    prev = lake.latest_before(Dataset.AB_RESULTS, run_date)
+    if prev is None or not lake.exists(Dataset.AB_RESULTS, prev, VERDICT_FILE):
+        return None
+    record = lake.read_json(Dataset.AB_RESULTS, prev, VERDICT_FILE)
+    if record.get("experiment") != experiment.experiment:
+        return None
+    totals = _typed_totals(lake.read_df(Dataset.AB_RESULTS, prev, parts=[STATE_PART]))
+    summary = lake.read_df(Dataset.AB_RESULTS, prev, parts=[SUMMARY_PART]).assign(**{C.RUN_DATE: run_date})
+    record |= _final_fields(experiment, run_date, record.get("final_since"))
+    record |= {"run_date": run_date.isoformat(), "night_events": night_events}
+    record |= {"ignored_events": night_events, "moved_users": 0}
+    if record["final_since"] == run_date.isoformat():
+        log.info("ab_analysis %s: %s %s; final verdict %r", run_date, experiment.experiment,
+                 record["decision"], record["verdict"])  # fmt: skip
+    summary_table = pa.Table.from_pandas(summary, schema=AB_SUMMARY_SCHEMA, preserve_index=False)
+    _write_night(lake, run_date, totals, summary_table, record)
+    return _step_result(record)
+
+
+def _step_result(record: dict[str, Any]) -> dict[str, Any]:
+    """The step's small return value, from its verdict record."""
     return {
         "run_date": record["run_date"],
+        "experiment": record["experiment"],
+        "final": record["final"],
         "verdict": record["verdict"],
         "p_value": record["p_value"],
         "lift": record["lift"],
         "ci_low": record["ci_low"],
         "ci_high": record["ci_high"],
         "srm_p_value": record["srm_p_value"],
-        "users": {v: e.n_users for v, e in result.estimates.items()},
+        "users": {v: e["n_users"] for v, e in record["ctr"].items()},
         "night_events": record["night_events"],
-        "scoreboard_met": {name: entry["met"] for name, entry in board.items()},
+        "scoreboard_met": {name: entry["met"] for name, entry in record["scoreboard"].items()},
     }
 
 

@@ -3,13 +3,16 @@
 For every user in ``interactions(D)`` and every daypart:
 
 - context = (segment from the user's history as of the end of D, daypart);
-- variant = ``deepcuts.experiment.variant_of`` (salted hash of the user id, stable across nights);
+- variant = the experiment in force for ``D`` (``pipelines.experiment_registry.state_for``: the registry's
+  lake copy, the ``ab.*`` settings before its first entry): while it runs, the salted hash split of
+  ``deepcuts.experiment.variant_of`` (stable across nights; a ramp moves only the users between the old
+  and the new share); once shipped or stopped, the shipped variant (control after a stop) for everyone;
 - treatment: arm drawn from the context's selection probabilities (Thompson probabilities of
   ``posterior(D)`` mixed with the exploration floor); propensity = that arm's selection probability.
   The draw is ``u = splitmix64(seed(D), 4 * user_id + daypart_index)`` mapped through the cumulative
   probabilities, so it is reproducible from (run date, seed) and a user's draw never depends on
   which other users exist;
-- control: ``settings.ab.baseline_arm`` with propensity 1.0 (a fixed policy).
+- control: the experiment's baseline arm (``ab.baseline_arm`` by default) with propensity 1.0.
 
 Writes ``assignments(D)``, ``bandit/policy(D)`` (one row per context and arm) and ``served_lists(D)``:
 control lists are the baseline arm's candidates (top ``rerank.list_length`` by rank, no re-ranking,
@@ -26,13 +29,14 @@ import numpy as np
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset, Variant
-from deepcuts.experiment import variant_of
+from deepcuts.experiment import ExperimentState
 from deepcuts.progress import get_logger
 from deepcuts.seeds import derive_seed, rng_for
 from deepcuts.settings import Settings
 from models.bandit import BanditConfig, posterior_mean, sample_arms, uniform_hash
 from models.context import DAYPARTS, SEGMENTS, category_codes, context_arm_frame, user_segments
 from pipelines.bandit_update import policy_probabilities, posterior_arrays
+from pipelines.experiment_registry import state_for
 from pipelines.storage import Lake, MissingDataError
 
 log = get_logger(__name__)
@@ -78,9 +82,14 @@ def policy_table(
 
 
 def draw_assignments(
-    settings: Settings, run_date: date, segments: pd.DataFrame, selection: np.ndarray, arms: list[str]
+    settings: Settings,
+    run_date: date,
+    segments: pd.DataFrame,
+    selection: np.ndarray,
+    arms: list[str],
+    experiment: ExperimentState,
 ) -> pd.DataFrame:
-    """ASSIGNMENTS_SCHEMA rows, users (sorted) x dayparts (canonical order)."""
+    """ASSIGNMENTS_SCHEMA rows, users (sorted) x dayparts (canonical order), split by ``experiment``."""
     users = segments[C.USER_ID].to_numpy(np.int64)
     n_users, n_dayparts = users.size, len(DAYPARTS)
     seg_idx = category_codes(segments[C.SEGMENT].to_numpy(object), SEGMENTS)
@@ -91,11 +100,10 @@ def draw_assignments(
     uniforms = uniform_hash(user_col * n_dayparts + day_idx, seed)
     arm_idx = sample_arms(selection, ctx, uniforms)
 
-    ab = settings.ab
-    variant = np.repeat(variant_of(users, ab.experiment, ab.salt, ab.treatment_share), n_dayparts)
+    variant = np.repeat(experiment.variants(users), n_dayparts)
     treated = variant == Variant.TREATMENT.value
     arm_names = np.asarray(arms, dtype=object)
-    arm = np.where(treated, arm_names[arm_idx], ab.baseline_arm)
+    arm = np.where(treated, arm_names[arm_idx], experiment.baseline_arm)
     propensity = np.where(treated, selection[ctx, arm_idx], 1.0)
     return pd.DataFrame(
         {
@@ -105,17 +113,16 @@ def draw_assignments(
             C.ARM: arm,
             C.PROPENSITY: propensity.astype(np.float64),
             C.VARIANT: variant.astype(object),
-            C.EXPERIMENT: ab.experiment,
+            C.EXPERIMENT: experiment.experiment,
             C.RUN_DATE: np.full(user_col.size, run_date),
         }
     )
 
 
-def _baseline_lists(settings: Settings, lake: Lake, run_date: date) -> pd.DataFrame:
+def _baseline_lists(settings: Settings, lake: Lake, run_date: date, arm: str) -> pd.DataFrame:
     """Top ``list_length`` candidates of the baseline arm, as ranked by the arm, with novelty and the
     long-tail flag: from ``scored(D)`` (every candidate of every arm, with its deep-cut scores); when the
     score step did not cover the baseline arm, from ``candidates(D)`` and :mod:`models.item_stats`."""
-    arm = settings.ab.baseline_arm
     length = settings.rerank.list_length
     columns = [C.USER_ID, C.ITEM_ID, C.RANK, C.SCORE]
     if lake.parts(Dataset.SCORED, run_date, subdir=arm):
@@ -211,9 +218,10 @@ def assign(settings: Settings, run_date: date) -> dict[str, Any]:
 
     interactions = lake.read_df(Dataset.INTERACTIONS, run_date, columns=[C.USER_ID, C.TS])
     segments = user_segments(interactions, run_date, cfg)
-    assignments = draw_assignments(settings, run_date, segments, selection, arms)
+    experiment = state_for(settings, run_date, lake)
+    assignments = draw_assignments(settings, run_date, segments, selection, arms, experiment)
 
-    control = _baseline_lists(settings, lake, run_date)
+    control = _baseline_lists(settings, lake, run_date, experiment.baseline_arm)
     treatment = _treatment_lists(lake, run_date, arms)
     served, missing = build_served_lists(assignments, control, treatment, run_date)
     if missing:
@@ -232,6 +240,9 @@ def assign(settings: Settings, run_date: date) -> dict[str, Any]:
     arm_share = (treated[C.ARM].value_counts(normalize=True).reindex(arms, fill_value=0.0)).round(4)
     result = {
         "run_date": run_date.isoformat(),
+        "experiment": experiment.experiment,
+        "experiment_status": experiment.status.value,
+        "treatment_share": experiment.treatment_share if experiment.running else None,
         "users": int(segments.shape[0]),
         "assignments": len(assignments),
         "treatment_assignments": len(treated),

@@ -8,7 +8,10 @@ to personalise, and the app's cold-start list is the popularity baseline).
 For each arm in ``settings.arms.enabled`` the model trained for the run date is loaded and the shard's
 users are scored ``arms.batch_users`` at a time (one dense ``batch x n_items`` float32 block per arm at
 a time), seen items removed, and the rows (user_id, item_id, rank, score, arm, run_date;
-``CANDIDATES_SCHEMA``) written to ``candidates/run_date=D/<arm>/shard-NNNN.parquet``. Peak memory:
+``CANDIDATES_SCHEMA``) written to ``candidates/run_date=D/<arm>/shard-NNNN.parquet``. Each user's
+``candidates_n`` rows hold at least ``arms.tail_candidates`` long-tail items at or above the per-item
+quality floor and ``arms.head_candidates`` head items, the arm's own best-scored ones
+(:func:`candidate_quotas`), so the re-ranker can always fill the long-tail band. Peak memory:
 one scoring block plus the shard's output rows. Idempotent: a rerun rewrites the same parts with the
 same rows.
 """
@@ -25,7 +28,9 @@ import pyarrow as pa
 from deepcuts.contracts import CANDIDATES_SCHEMA, C, Dataset
 from deepcuts.progress import get_logger, progress
 from deepcuts.settings import Settings
-from models.base import blas_threads
+from models.base import InteractionMatrix, blas_threads
+from models.item_stats import ItemStats
+from models.long_tail import scale_floor
 from pipelines.storage import Lake, as_run_date
 from pipelines.train import load_model
 
@@ -51,15 +56,35 @@ def shard_users(lake: Lake, run_date: date, shard: int, n_shards: int) -> npt.ND
     return ids[user_shard(ids, n_shards) == shard]
 
 
+def candidate_quotas(data: InteractionMatrix, settings: Settings) -> list[tuple[npt.NDArray[np.int64], int]]:
+    """The ``(item_ids, count)`` quotas every arm's candidates hold (``Recommender.recommend``):
+
+    - ``arms.tail_candidates`` long-tail items (``arms.long_tail.head_share``) at or above the per-item
+      floor the re-ranker applies to long-tail items (``arms.quality.item_floor_5pt``, ``min_ratings``),
+      so no quota slot goes to an item it would not serve;
+    - ``arms.head_candidates`` head items, for arms whose own top ranks are mostly long tail (the
+      serendipity arm's top 100 can hold fewer head items than a served list needs).
+    """
+    arms = settings.arms
+    stats = ItemStats.from_matrix(data, arms.quality.prior_weight, arms.long_tail.head_share)
+    scale = (settings.source.rating_min, settings.source.rating_max)
+    tail = stats.tail_ids(scale_floor(arms.quality.item_floor_5pt, scale), arms.quality.min_ratings)
+    head = stats.item_ids[~stats.is_long_tail]
+    return [(tail, arms.tail_candidates), (head, arms.head_candidates)]
+
+
 def _arm_candidates(
-    lake: Lake, day: date, arm: str, users: npt.NDArray[np.int64], shard: int, n: int, batch: int
+    lake: Lake, day: date, arm: str, users: npt.NDArray[np.int64], shard: int, settings: Settings
 ) -> int:
     """Write one arm's top-``n`` candidates for the shard's ``users``; returns the rows written."""
+    n, batch = settings.arms.candidates_n, settings.arms.batch_users
     model = load_model(lake, day, arm)
+    assert model.data is not None
+    quotas = candidate_quotas(model.data, settings)
     tables = []
     batches = [users[i : i + batch] for i in range(0, users.size, batch)]
     for chunk in progress(batches, desc=f"candidates {arm} shard {shard}", total=len(batches)):
-        recs = model.recommend(chunk, n)
+        recs = model.recommend(chunk, n, quotas=quotas)
         tables.append(
             pa.table(
                 {
@@ -85,13 +110,12 @@ def candidates_shard(settings: Settings, run_date: date | str, shard: int, n_sha
         raise ValueError(f"shard {shard} is outside 0..{n_shards - 1} (n_shards={n_shards})")
     lake = Lake(settings.home)
     users = shard_users(lake, day, shard, n_shards)
-    n = settings.arms.candidates_n
-    batch = settings.arms.batch_users
     rows: dict[str, int] = {}
     with blas_threads(settings.arms.blas_threads):
         for arm in settings.arms.enabled:
-            rows[arm] = _arm_candidates(lake, day, arm, users, shard, n, batch)
+            rows[arm] = _arm_candidates(lake, day, arm, users, shard, settings)
     log.info("candidates %s shard %d/%d: %d users, rows %s", day, shard, n_shards, users.size, rows)
+    lake.mark_complete(Dataset.CANDIDATES, day, scope=f"shard-{shard:04d}")  # score checks it
     return {
         "run_date": day.isoformat(),
         "shard": shard,

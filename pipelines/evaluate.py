@@ -17,7 +17,7 @@ top-``n_candidates`` list and returns the served list, which is scored under ``"
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -177,6 +177,7 @@ def evaluate_offline(
     long_tail_item_ids: np.ndarray | None = None,
     list_transform: ListTransform | None = None,
     n_candidates: int | None = None,
+    quotas: Sequence[tuple[np.ndarray, int]] = (),
 ) -> dict[str, Any]:
     """Fit each arm on ``train``, recommend top-k unseen items to every test user, score the lists.
 
@@ -184,7 +185,9 @@ def evaluate_offline(
     does not cost the memory of all the others). Returns ``{"k", "n_users", "n_items",
     "n_skipped_users", "n_test_ratings", "arms": {name: metrics}}`` and, with ``list_transform``,
     ``"served": {name: metrics}`` for the transformed lists (built from the top ``n_candidates``,
-    default ``max(k, 100)``). Each arm's metrics hold ``precision@k``, ``recall@k``, ``ndcg@k``,
+    default ``max(k, 100)``, holding the ``(item_ids, count)`` ``quotas`` as the nightly candidates
+    do: ``Recommender.recommend``; the arms' own top k are unchanged by the quotas as long as
+    ``k <= n_candidates - sum(counts)``). Each arm's metrics hold ``precision@k``, ``recall@k``, ``ndcg@k``,
     ``map``, the beyond-accuracy metrics, ``fit_seconds`` and ``recommend_seconds``.
     """
     holdout = make_holdout(train, test)
@@ -214,7 +217,9 @@ def evaluate_offline(
         started = time.perf_counter()
         model = arms[name]().fit(holdout.train, items)
         fitted = time.perf_counter()
-        recs = model.recommend(holdout.users, n_lists, exclude_seen=True)
+        recs = model.recommend(
+            holdout.users, n_lists, exclude_seen=True, quotas=quotas if list_transform is not None else ()
+        )
         done = time.perf_counter()
         metrics = _public_metrics(score_lists(recs, ctx, users=holdout.users))
         metrics["fit_seconds"] = round(fitted - started, 3)
@@ -235,6 +240,42 @@ def evaluate_offline(
             served_metrics["transform_seconds"] = round(time.perf_counter() - started, 3)
             result["served"][name] = served_metrics
     return result
+
+
+def served_targets(result: Mapping[str, Any], settings: Settings) -> dict[str, Any] | None:
+    """The product's targets on the ``served`` lists of an evaluation (None without served lists).
+
+    Per deep-cut treatment arm (the bandit's arms, ``bandit.arms``): long-tail share inside
+    ``[rerank.long_tail_min, rerank.long_tail_max]``, at least ``rerank.min_genres`` genres per list and
+    a mean hit rating at or above ``rerank.quality_floor`` (scaled to the rating scale); and the best
+    treatment arm's served nDCG@k over the best raw arm's (``ndcg_ratio``; the product asks >= 0.80).
+    """
+    served = result.get("served")
+    if not served or not result.get("arms"):
+        return None
+    key = f"ndcg@{result['k']}"
+    rs = settings.rerank
+    floor = settings.quality_floor_scaled(settings.source.rating_min, settings.source.rating_max)
+    arms: dict[str, dict[str, Any]] = {}
+    for arm in (a for a in served if a in settings.bandit.arms):
+        m = served[arm]
+        share, genres, rating = m.get("long_tail_share"), m.get("genres_per_list"), m.get("mean_hit_rating")
+        arms[arm] = {
+            "long_tail_in_band": share is not None
+            and rs.long_tail_min - 1e-9 <= share <= rs.long_tail_max + 1e-9,
+            "genres_ok": genres is not None and genres >= rs.min_genres,
+            "mean_hit_rating_ok": rating is not None and rating >= floor - 1e-9,
+        }
+    best_raw = max(result["arms"], key=lambda a: result["arms"][a][key])
+    best_served = max(arms or served, key=lambda a: served[a][key])
+    raw_ndcg = result["arms"][best_raw][key]
+    return {
+        "best_raw_arm": best_raw,
+        "best_served_arm": best_served,
+        "ndcg_ratio": served[best_served][key] / raw_ndcg if raw_ndcg else None,
+        "arms": arms,
+        "all_arms_met": bool(arms) and all(all(v.values()) for v in arms.values()),
+    }
 
 
 def resolve_arms(spec: str | None) -> list[str]:
@@ -334,7 +375,8 @@ def evaluate_dataset(
 
     ``factory(arm)`` builds an unfitted recommender (default: ``models.registry.build_recommender``
     with a seed derived from ``arms.seed``). With ``rerank`` and no ``list_transform``, every arm's
-    top ``arms.candidates_n`` go through the deep-cut re-ranker (``pipelines.score.rerank_transform``,
+    top ``arms.candidates_n`` (with the nightly candidate quotas, ``pipelines.candidates``) go through
+    the deep-cut re-ranker (``pipelines.score.rerank_transform``,
     lists of length k) and are scored under ``"served"``.
     """
     k = k or settings.evaluate.k
@@ -342,10 +384,14 @@ def evaluate_dataset(
     train, test, items, used_protocol = load_evaluation_data(
         kind, settings, path=path, train_file=train_file, test_file=test_file, protocol=protocol
     )
+    quotas: list[tuple[np.ndarray, int]] = []
     if list_transform is None and rerank:
+        from models.base import InteractionMatrix
+        from pipelines.candidates import candidate_quotas
         from pipelines.score import rerank_transform
 
         list_transform = rerank_transform(settings, train, items, length=k)
+        quotas = candidate_quotas(InteractionMatrix.from_frames(train, items), settings)
     if factory is None:
         factories = registry_factories(names, settings)
     else:
@@ -360,8 +406,13 @@ def evaluate_dataset(
         long_tail_item_ids=long_tail_ids(train, items, settings),
         list_transform=list_transform,
         n_candidates=settings.arms.candidates_n,
+        quotas=quotas,
     )
-    return {"dataset": kind, "protocol": used_protocol, **result}
+    out = {"dataset": kind, "protocol": used_protocol, **result}
+    targets = served_targets(out, settings)
+    if targets is not None:
+        out["served_targets"] = targets
+    return out
 
 
 # ------------------------------------------------------------------------------------------ nightly

@@ -25,7 +25,7 @@ writes the same bytes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ from deepcuts.contracts import FEEDBACK_SCHEMA, INTERACTIONS_SCHEMA, C, Dataset,
 from deepcuts.progress import get_logger, progress
 from pipelines.storage import Lake, as_run_date, conform
 from pipelines.validation import (
+    LINE_COLUMNS,
     Kind,
     Outcome,
     Rules,
@@ -106,14 +107,16 @@ def read_landing(lake: Lake, run_date: date) -> Landing:
         frame = read_raw(lake.read_bytes(Dataset.LANDING_FEEDBACK, run_date, rel), where, fmt)
         if not len(frame.columns):  # a zero-byte file adds no rows
             continue
+        # A CSV file with malformed lines has two more columns (their line number and text) for them.
+        own = sorted(set(frame.columns) - set(LINE_COLUMNS))
         if columns is None:
-            columns = list(frame.columns)
-        elif sorted(frame.columns) != sorted(columns):
+            columns = own
+        elif own != columns:
             raise ValidationFailed(
                 Kind.FEEDBACK.value,
                 where,
                 [
-                    f"columns {sorted(frame.columns)} differ from the day's first file's {sorted(columns)}; "
+                    f"columns {own} differ from the day's first file's {columns}; "
                     "every landing file of a day must have the same columns"
                 ],
             )
@@ -131,21 +134,19 @@ def ingest_source(settings: Settings, run_date: date, source: SourceData) -> dic
     """The ingest step on an already loaded source (``ingest`` loads it from the settings)."""
     cfg = settings.ingest
     lake = Lake(settings.home)
-    day_start, day_end = day_bounds(run_date)
+    day_start = day_bounds(run_date)[0]
     prev = lake.latest_before(Dataset.INTERACTIONS, run_date)
     first_night = prev is None
-    ts_min = pd.Timestamp(cfg.min_timestamp, tz="UTC")
-    ts_max = day_end + pd.Timedelta(minutes=cfg.future_skew_minutes)
-    scale = {"rating_min": float(source.rating_min), "rating_max": float(source.rating_max)}
+    scale = (float(source.rating_min), float(source.rating_max))
     try:
-        outcomes = _validate_all(settings, lake, run_date, source, prev, ts_min, ts_max, scale)
+        outcomes = _validate_all(settings, lake, run_date, source, prev, scale)
     finally:
         # Data Docs are rendered for failed batches too: that is when analysts need them.
         if lake.is_local:
             build_data_docs(lake.local_dir(Dataset.REPORTS) / "gx")
         else:
             discard_results()
-    items, inter, feedback, history, landing, volume = outcomes
+    items, inter, feedback, history, landing, volume, pending = outcomes
 
     fb = feedback.valid
     from_feedback = fb.loc[fb[C.EVENT_TYPE] == EventType.RATING.value, [C.USER_ID, C.ITEM_ID, C.RATING]]
@@ -161,17 +162,20 @@ def ingest_source(settings: Settings, run_date: date, source: SourceData) -> dic
     for outcome in (items, inter, feedback):
         lake.write_table(_QUARANTINE[outcome.kind], run_date, quarantine_table(outcome.quarantine))
     lake.write_table(Dataset.VALIDATION, run_date, seen, part=SEEN_PART)
+    for dataset in (Dataset.ITEMS, Dataset.INTERACTIONS, Dataset.FEEDBACK_EVENTS):
+        lake.mark_complete(dataset, run_date)
     summary = {
         "run_date": run_date.isoformat(),
         "status": "ok",
         "first_night": first_night,
         "previous_partition": prev.isoformat() if prev else None,
         "source": source.name,
-        "rating_scale": [scale["rating_min"], scale["rating_max"]],
+        "rating_scale": list(scale),
         "items": items.summary(),
         "interactions": {
             **inter.summary(),
             "history_rows": history.num_rows,
+            "pending_rows": pending,
             "from_feedback": len(from_feedback),
             "total_rows": len(interactions),
         },
@@ -203,35 +207,77 @@ def ingest_source(settings: Settings, run_date: date, source: SourceData) -> dic
     return result
 
 
+def rules_for(
+    settings: Settings,
+    kind: Kind,
+    run_date: date,
+    scale: tuple[float, float],
+    *,
+    known_items: np.ndarray | None = None,
+    known_users: np.ndarray | None = None,
+    seen_event_ids: np.ndarray | None = None,
+    first_night: bool = False,
+    min_rows: int = 0,
+    min_rows_note: str = "",
+) -> Rules:
+    """The one rule set for ``kind`` on ``run_date``: the nightly ingest and ``deepcuts validate`` both
+    build their rules here (they differ only in where the reference ids come from), so they give the
+    same verdict on the same file. ``None`` reference ids switch that check off.
+    """
+    cfg = settings.ingest
+    day_start, day_end = day_bounds(run_date)
+    common: dict[str, Any] = {
+        "allow_extra_columns": cfg.allow_extra_columns,
+        "max_quarantine_share": cfg.max_quarantine_share,
+        "rating_min": scale[0],
+        "rating_max": scale[1],
+    }
+    if kind == Kind.ITEMS:
+        return Rules(year_max=run_date.year + 1, genre_sep=settings.source.genre_sep, **common)
+    window = {
+        "ts_min": pd.Timestamp(cfg.min_timestamp, tz="UTC"),
+        "ts_max": day_end + pd.Timedelta(minutes=cfg.future_skew_minutes),
+        "known_items": known_items,
+    }
+    if kind == Kind.INTERACTIONS:
+        return Rules(allow_empty=True, **window, **common)
+    return Rules(
+        window_start=day_start - pd.Timedelta(days=cfg.late_window_days),
+        known_users=known_users,
+        seen_event_ids=seen_event_ids,
+        allow_empty=first_night,
+        min_rows=min_rows,
+        min_rows_note=min_rows_note,
+        **window,
+        **common,
+    )
+
+
 def _validate_all(
     settings: Settings,
     lake: Lake,
     run_date: date,
     source: SourceData,
     prev: date | None,
-    ts_min: pd.Timestamp,
-    ts_max: pd.Timestamp,
-    scale: dict[str, float],
-) -> tuple[Outcome, Outcome, Outcome, pa.Table, Landing, dict[str, Any]]:
+    scale: tuple[float, float],
+) -> tuple[Outcome, Outcome, Outcome, pa.Table, Landing, dict[str, Any], int]:
     cfg = settings.ingest
     day_end = day_bounds(run_date)[1]
-    share = cfg.max_quarantine_share
-    common = {"allow_extra_columns": cfg.allow_extra_columns, "max_quarantine_share": share}
-
     items = validate_frame(
         source.items,
         Kind.ITEMS,
-        Rules(year_max=run_date.year + 1, genre_sep=settings.source.genre_sep, **common),
+        rules_for(settings, Kind.ITEMS, run_date, scale),
         name=f"items of {source.name}",
         run_date=run_date,
     )
     known_items = items.valid[C.ITEM_ID].to_numpy(np.int64)
 
-    delta, rows = _source_delta(source.interactions, prev, day_end)
+    future_from = max(day_end, now()) + pd.Timedelta(minutes=cfg.future_skew_minutes)
+    delta, rows, pending = _source_delta(source.interactions, prev, day_end, future_from)
     inter = validate_frame(
         delta,
         Kind.INTERACTIONS,
-        Rules(ts_min=ts_min, ts_max=ts_max, known_items=known_items, allow_empty=True, **scale, **common),
+        rules_for(settings, Kind.INTERACTIONS, run_date, scale, known_items=known_items),
         name=f"new ratings of {source.name}",
         run_date=run_date,
         source_rows=rows,
@@ -254,64 +300,50 @@ def _validate_all(
             ],
         )
     floor, volume = _volume_floor(lake, run_date, cfg.volume_lookback_days, cfg.volume_min_ratio)
-    rules = feedback_rules(
-        settings, lake, run_date, known_users, known_items, scale, allow_empty=first_night, min_rows=floor
-    )
     feedback = validate_frame(
         landing.frame,
         Kind.FEEDBACK,
-        replace(rules, min_rows_note=volume["note"]),
+        rules_for(
+            settings,
+            Kind.FEEDBACK,
+            run_date,
+            scale,
+            known_items=known_items,
+            known_users=known_users,
+            seen_event_ids=previous_seen(lake, run_date),
+            first_night=first_night,
+            min_rows=floor,
+            min_rows_note=volume["note"],
+        ),
         name=f"landing {run_date}",
         run_date=run_date,
     )
-    return items, inter, feedback, history, landing, volume
+    return items, inter, feedback, history, landing, volume, pending
 
 
-def feedback_rules(
-    settings: Settings,
-    lake: Lake,
-    run_date: date,
-    known_users: np.ndarray,
-    known_items: np.ndarray,
-    scale: dict[str, float],
-    *,
-    allow_empty: bool,
-    min_rows: int = 0,
-) -> Rules:
-    """The rules the feedback of ``run_date`` is validated against: the late window, the plausible
-    time range, known users and items, the ids accepted on earlier days (``seen_before``), the rating
-    scale. The nightly ingest and the intraday refreshes (pipelines/intraday.py) both use it, so an
-    event is accepted or quarantined for the same reason in both."""
-    cfg = settings.ingest
-    day_start, day_end = day_bounds(run_date)
-    return Rules(
-        ts_min=pd.Timestamp(cfg.min_timestamp, tz="UTC"),
-        window_start=day_start - pd.Timedelta(days=cfg.late_window_days),
-        ts_max=day_end + pd.Timedelta(minutes=cfg.future_skew_minutes),
-        known_users=known_users,
-        known_items=known_items,
-        seen_event_ids=previous_seen(lake, run_date),
-        allow_empty=allow_empty,
-        min_rows=min_rows,
-        allow_extra_columns=cfg.allow_extra_columns,
-        max_quarantine_share=cfg.max_quarantine_share,
-        rating_min=scale["rating_min"],
-        rating_max=scale["rating_max"],
-    )
+def now() -> pd.Timestamp:
+    """The wall clock (UTC): a source rating dated after it cannot have happened yet (tests patch it)."""
+    return pd.Timestamp.now(tz="UTC")
 
 
 def _source_delta(
-    interactions: pd.DataFrame, prev: date | None, day_end: pd.Timestamp
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Source ratings new since the previous partition: ``end(prev) <= ts < end(D)``.
+    interactions: pd.DataFrame, prev: date | None, day_end: pd.Timestamp, future_from: pd.Timestamp
+) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Source ratings to validate on D: those new since the previous partition, ``end(prev) <= ts < end(D)``.
 
     On the first night every rating with ``ts < end(D)`` plus those without a usable time (they are
-    then quarantined with a reason instead of vanishing). Returns the rows and their source positions.
+    then quarantined with a reason instead of vanishing). Every night also every rating dated at or after
+    ``future_from`` (the wall clock, or ``end(D)`` if later, plus the skew): it cannot have happened,
+    so it is quarantined (``future:ts``) and counted on each night it is in the source instead of
+    waiting forever. Ratings in between are pending: due on a later night, counted, not validated yet.
+    Returns the rows, their source positions and the number of pending ratings.
     """
-    ts = pd.to_datetime(interactions[C.TS], utc=True, errors="coerce")
+    ts = pd.to_datetime(interactions[C.TS], utc=True, errors="coerce", format="ISO8601")
     since = ts >= day_bounds(prev)[1] if prev is not None else ts.isna() | (ts < day_end)
-    mask = (since & (ts < day_end) | (ts.isna() & (prev is None))).to_numpy(dtype=bool)
-    return interactions.loc[mask], np.flatnonzero(mask).astype(np.int64)
+    future = ts >= future_from
+    mask = (since & (ts < day_end) | (ts.isna() & (prev is None)) | future).to_numpy(dtype=bool)
+    pending = int(((ts >= day_end) & ~future).sum())
+    return interactions.loc[mask], np.flatnonzero(mask).astype(np.int64), pending
 
 
 def _canonical_interactions(history: pa.Table, parts: list[pd.DataFrame]) -> pa.Table:
@@ -382,4 +414,12 @@ def _next_seen(lake: Lake, run_date: date, accepted: pd.DataFrame, late_window_d
     return pa.Table.from_pandas(seen, preserve_index=False).select(schema.names).cast(schema)
 
 
-__all__ = ["Landing", "ValidationFailed", "ingest", "ingest_source", "read_landing"]
+__all__ = [
+    "Landing",
+    "ValidationFailed",
+    "ingest",
+    "ingest_source",
+    "previous_seen",
+    "read_landing",
+    "rules_for",
+]

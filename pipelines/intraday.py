@@ -5,7 +5,7 @@ covers the events stamped before ``(s + 1) * 24 h / intraday.refreshes_per_day``
 steps, one function each (DAG ``deepcuts_intraday``, one run per slot):
 
 ``ingest_refresh``  validate every landing file of ``E`` seen so far with the nightly ingest's own
-                    rules (:func:`pipelines.ingest.feedback_rules`: late window, known users and
+                    rules (:func:`pipelines.ingest.rules_for`: late window, known users and
                     items, ids accepted on earlier nights, rating scale); keep the valid events
                     stamped before the slot's end -> ``intraday/feedback_events(E)`` part ``slot-NNNN``
 ``update_refresh``  ``posterior(E, s)`` = the nightly arithmetic (:func:`pipelines.bandit_update.
@@ -190,7 +190,7 @@ def refresh_warnings(
 def ingest_refresh(settings: Settings, day: date | str, slot: int) -> dict[str, Any]:
     """Validate the landing files of ``day`` seen so far; keep the valid events of slots ``0..slot``."""
     from pipelines.alerting import send_alerts
-    from pipelines.ingest import SUMMARY_FILE, feedback_rules, read_landing
+    from pipelines.ingest import SUMMARY_FILE, previous_seen, read_landing, rules_for
     from pipelines.validation import Kind, discard_results, validate_frame
 
     day = as_run_date(day)
@@ -201,9 +201,18 @@ def ingest_refresh(settings: Settings, day: date | str, slot: int) -> dict[str, 
     known_users = pc.unique(users).to_numpy()
     known_items = lake.read_df(Dataset.ITEMS, base, columns=[C.ITEM_ID])[C.ITEM_ID].to_numpy(np.int64)
     rating_min, rating_max = lake.read_json(Dataset.VALIDATION, base, SUMMARY_FILE)["rating_scale"]
-    scale = {"rating_min": float(rating_min), "rating_max": float(rating_max)}
-    # the same rules as the nightly ingest, without the volume floor (a slot is part of a day)
-    rules = feedback_rules(settings, lake, day, known_users, known_items, scale, allow_empty=True)
+    # the same rules as the nightly ingest, without the volume floor (a slot is part of a day) and with
+    # an empty slot allowed (the quiet hours)
+    rules = rules_for(
+        settings,
+        Kind.FEEDBACK,
+        day,
+        (float(rating_min), float(rating_max)),
+        known_items=known_items,
+        known_users=known_users,
+        seen_event_ids=previous_seen(lake, day),
+        first_night=True,
+    )
     landing = read_landing(lake, day)
     try:
         outcome = validate_frame(

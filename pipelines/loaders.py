@@ -9,7 +9,9 @@ Every loader returns a :class:`SourceData` whose two frames follow the canonical
 
 Loaders never drop rows: validation and quarantine are the ingest step's job. A cell that cannot be
 parsed becomes a null (``<NA>`` ids -- the id column then has the nullable ``Int64`` dtype --, ``NaN``
-ratings, ``NaT`` times) so that ingest can quarantine that row with a reason and conserve counts.
+ratings) so that ingest can quarantine that row with a reason and conserve counts; a time column with
+such cells stays text (ISO 8601 for the good cells, the source text for the bad ones) so the quarantine
+shows what the file said. Ids are parsed exactly as 64-bit integers, never through float64.
 Unreadable files and missing columns raise :class:`SourceError` saying which file, what was expected and
 what to do. Large files are streamed in chunks (``SourceSettings.chunk_rows``) with progress reporting.
 """
@@ -123,7 +125,15 @@ def load_split(train: str | Path, test: str | Path) -> tuple[pd.DataFrame, pd.Da
     names = ("user", "item", "rating", "timestamp")
     frames = []
     for path in (Path(train), Path(test)):
-        raw = _read_delimited(path, opts.sep, header=False, names=names, encoding="latin-1", options=opts)
+        raw = _read_delimited(
+            path,
+            opts.sep,
+            header=False,
+            names=names,
+            encoding="latin-1",
+            options=opts,
+            text_columns=names[:2],
+        )
         frames.append(_interactions_from(raw, "user", "item", "rating", "timestamp", opts, where=path))
     return frames[0], frames[1]
 
@@ -138,6 +148,7 @@ def _load_ml_100k(folder: Path, options: SourceSettings) -> SourceData:
         names=("user", "item", "rating", "timestamp"),
         encoding="latin-1",
         options=options,
+        text_columns=("user", "item"),
     )
     inter = _interactions_from(raw, "user", "item", "rating", "timestamp", options, where=folder / "u.data")
     names = ("item", "title", "release", "video_release", "url", *genre_names)
@@ -179,6 +190,7 @@ def _load_ml_1m(folder: Path, options: SourceSettings) -> SourceData:
         names=("user", "item", "rating", "timestamp"),
         encoding="latin-1",
         options=options,
+        text_columns=("user", "item"),
     )
     inter = _interactions_from(
         raw, "user", "item", "rating", "timestamp", options, where=folder / "ratings.dat"
@@ -198,7 +210,14 @@ def _load_ml_1m(folder: Path, options: SourceSettings) -> SourceData:
 
 
 def _load_ml_latest(folder: Path, options: SourceSettings) -> SourceData:
-    raw = _read_delimited(folder / "ratings.csv", ",", header=True, encoding="utf-8", options=options)
+    raw = _read_delimited(
+        folder / "ratings.csv",
+        ",",
+        header=True,
+        encoding="utf-8",
+        options=options,
+        text_columns=("userId", "movieId"),
+    )
     inter = _interactions_from(
         raw, "userId", "movieId", "rating", "timestamp", options, where=folder / "ratings.csv"
     )
@@ -226,6 +245,7 @@ def _load_csv(folder: Path, options: SourceSettings) -> SourceData:
         names=options.ratings_names,
         encoding=options.encoding,
         options=options,
+        text_columns=(options.user_col, options.item_col),
     )
     inter = _interactions_from(
         raw,
@@ -354,6 +374,7 @@ def _read_delimited(
     encoding: str,
     options: SourceSettings,
     as_text: bool = False,
+    text_columns: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Stream a delimited file in chunks of ``options.chunk_rows`` rows and concatenate them.
 
@@ -385,6 +406,11 @@ def _read_delimited(
             kwargs["header"] = 0
     if as_text:
         kwargs["dtype"] = str
+    elif text_columns:
+        # Ids are read as text and parsed exactly by _ids: inferred, a column with one "1.5" or "abc"
+        # cell would be float64 and lose every id above 2^53.
+        positional = names is None and not header
+        kwargs["dtype"] = {(int(c) if positional and c.isdigit() else c): str for c in text_columns}
     if sep == "|":
         kwargs["quoting"] = 3  # csv.QUOTE_NONE: u.item titles hold bare quotes
     chunks: list[pd.DataFrame] = []
@@ -419,9 +445,19 @@ def _require(frame: pd.DataFrame, columns: list[str] | tuple[str, ...], where: P
 
 
 def _ids(values: pd.Series, where: Path, column: str) -> pd.Series:
-    """Integer ids: int64 when every value parses, else nullable Int64 with <NA> for the bad cells."""
-    numeric = pd.to_numeric(values, errors="coerce")
-    bad = numeric.isna() | (numeric.notna() & (numeric != np.floor(numeric.fillna(0))))
+    """Integer ids: int64 when every value parses, else nullable Int64 with <NA> for the bad cells.
+
+    Parsed exactly as 64-bit integers (``pipelines.validation.exact_int64``, the rule ingest applies),
+    never through float64: one bad cell must not round ``9007199254740993`` or merge ``2**62`` and
+    ``2**62 + 1``. Files are read with their id columns as text for the same reason.
+    """
+    from pipelines.validation import exact_int64
+
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype("int64") if not values.isna().any() else values.astype("Int64")
+    text = values.astype(object).map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    numeric = exact_int64(text.where(values.notna(), None))
+    bad = numeric.isna()
     if bad.any():
         log.warning(
             "%s: %d value(s) of %r are not integer ids (first: %r); kept as nulls for ingest to quarantine",
@@ -430,7 +466,7 @@ def _ids(values: pd.Series, where: Path, column: str) -> pd.Series:
             column,
             values[bad].iloc[0],
         )
-        return numeric.where(~bad).astype("Float64").astype("Int64")
+        return numeric
     return numeric.astype("int64")
 
 
@@ -462,24 +498,45 @@ def _interactions_from(
             C.USER_ID: _ids(raw[user], where, user),
             C.ITEM_ID: _ids(raw[item], where, item),
             C.RATING: ratings,
-            C.TS: ts.to_numpy() if isinstance(ts, pd.Series) else ts,
+            # text stays text (an object array of strings would be inferred as times and overflow)
+            C.TS: pd.Series(ts.to_numpy(), dtype=object) if ts.dtype == object else ts.to_numpy(),
         }
     )
-    frame[C.TS] = frame[C.TS].astype(TS_DTYPE)
+    if frame[C.TS].dtype != object:  # text when some cells did not parse (see _parse_times)
+        frame[C.TS] = frame[C.TS].astype(TS_DTYPE)
     return frame
 
 
+#: Largest epoch per unit that pandas can represent: a bigger one would silently wrap around (an epoch
+#: in ms read as seconds became 1970-08-04) instead of failing.
+_EPOCH_LIMIT = {u: pd.Timestamp.max.value // pd.Timedelta(1, unit=u).value for u in ("s", "ms", "us", "ns")}
+
+
 def _parse_times(values: pd.Series, unit: str, where: Path) -> pd.Series:
-    """Unix epochs (in ``unit``) when the column is numeric, ISO 8601 text otherwise; bad cells -> NaT."""
+    """Unix epochs (in ``unit``) when the column is numeric, ISO 8601 text otherwise.
+
+    When every cell parses: ``datetime64[us, UTC]``. Otherwise the column is text, ISO 8601 for the
+    cells that parsed and the source text for the others, so ingest quarantines those rows with what the
+    file said (``epoch_unit:ts`` for an epoch in the wrong unit, ``bad_type:ts`` otherwise).
+    """
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().sum() >= max(1, len(values) // 2):
+        numeric = numeric.where(numeric.abs() <= _EPOCH_LIMIT[unit])
         out = pd.to_datetime(numeric, unit=unit, utc=True, errors="coerce")
     else:
         out = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-    n_bad = int(out.isna().sum() - values.isna().sum())
-    if n_bad > 0:
-        log.warning("%s: %d timestamp(s) could not be parsed; kept as NaT for ingest", where, n_bad)
-    return out.astype(TS_DTYPE)
+    bad = (out.isna() & values.notna()).to_numpy()
+    if not bad.any():
+        return out.astype(TS_DTYPE)
+    log.warning(
+        "%s: %d timestamp(s) could not be parsed (first: %r); kept as text for ingest to quarantine",
+        where,
+        int(bad.sum()),
+        values[bad].iloc[0],
+    )
+    text = out.map(lambda t: None if pd.isna(t) else t.isoformat()).astype(object)
+    text[bad] = values[bad].astype(str).to_numpy()
+    return text
 
 
 def _split_genres(values: pd.Series, sep: str) -> list[list[str]]:

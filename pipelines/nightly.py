@@ -4,10 +4,12 @@ one process.
 The simulator, the benchmarks and the tests use it; the Airflow DAG does not (it calls the same functions
 as separate, mapped tasks). Per-arm and per-shard steps run one after the other here.
 
-A step whose module is not part of the code base yet (``ModuleNotFoundError`` for the module itself, or
-the module lacks the function) is skipped with a WARNING naming it, and listed under ``"skipped"`` in the
-result; with ``strict=True`` it is an error instead. Any other failure inside a step propagates: a broken
-step must stop the night, exactly as it stops the DAG.
+A registry step whose module or function does not exist is an error (:class:`StepMissingError`, raised
+before the first step runs), never a silent skip: a renamed step function must not vanish from every
+simulation. Steps are skipped only when the caller names them (``skip``; the simulator's
+``simulator.skip_steps``). Any failure inside a step
+propagates: a broken step must stop the night, exactly as it stops the DAG. The DAG's tasks are held equal
+to :data:`STEPS` by tests/test_dags.py.
 """
 
 from __future__ import annotations
@@ -60,18 +62,26 @@ STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
 
 
 class StepMissingError(RuntimeError):
-    """A registry step has no implementation in this code base (raised only with ``strict=True``)."""
+    """A registry step names a module or function that does not exist in this code base."""
 
 
-def resolve(step: Step) -> Callable[..., Any] | None:
-    """The step's function, or ``None`` when its module or function does not exist (yet)."""
+def resolve(step: Step) -> Callable[..., Any]:
+    """The step's function; :class:`StepMissingError` when its module or function does not exist."""
     try:
         module = importlib.import_module(step.module)
     except ModuleNotFoundError as exc:
         if exc.name != step.module:
-            raise  # the module exists but one of its own imports is missing: a real error
-        return None
-    return getattr(module, step.function, None)
+            raise  # the module exists but one of its own imports is missing: that error says more
+        raise StepMissingError(
+            f"step {step.name!r}: no module {step.module} (fix pipelines.nightly.STEPS)"
+        ) from exc
+    func = getattr(module, step.function, None)
+    if func is None:
+        raise StepMissingError(
+            f"step {step.name!r}: {step.module} has no function {step.function!r} "
+            "(fix pipelines.nightly.STEPS)"
+        )
+    return func
 
 
 @contextmanager
@@ -109,7 +119,6 @@ def run_night(
     n_shards: int | None = None,
     *,
     skip: Collection[str] = (),
-    strict: bool = False,
     pool: Executor | None = None,
 ) -> dict[str, Any]:
     """Run every registry step for ``run_date`` in order; return the steps' results and timings.
@@ -118,9 +127,9 @@ def run_night(
     ``pool`` (:func:`step_pool`) the per-arm and per-shard calls of a step run side by side in it, as the
     DAG's mapped tasks do; the steps themselves still run one after the other.
     ``skip`` names steps not to run (e.g. ``{"report"}`` in a long simulation); unknown names are an
-    error. Returns ``{"run_date", "results": {step: result}, "seconds": {step: s}, "skipped":
-    {step: reason}, "total_seconds"}`` where per-arm results are a dict by arm and per-shard results a
-    list by shard.
+    error, and so is a step of the registry that cannot be resolved (:func:`resolve`). Returns
+    ``{"run_date", "results": {step: result}, "seconds": {step: s}, "skipped": {step: reason},
+    "total_seconds"}`` where per-arm results are a dict by arm and per-shard results a list by shard.
     """
     unknown = sorted(set(skip) - set(STEP_NAMES))
     if unknown:
@@ -129,6 +138,8 @@ def run_night(
     if shards < 1:
         raise ValueError(f"run_night: n_shards must be >= 1, got {shards}")
     arms = list(settings.arms.enabled)
+    # Every step is resolved before the first one runs: a missing one fails the night at once, not hours in.
+    funcs = {step.name: resolve(step) for step in STEPS if step.name not in skip}
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     skipped: dict[str, str] = {}
@@ -138,14 +149,7 @@ def run_night(
         if step.name in skip:
             skipped[step.name] = "skipped on request"
             continue
-        func = resolve(step)
-        if func is None:
-            reason = f"{step.module}.{step.function} is not importable (not implemented yet)"
-            if strict:
-                raise StepMissingError(f"night {run_date}: step {step.name!r}: {reason}")
-            log.warning("night %s: SKIPPING STEP %r: %s", run_date, step.name, reason)
-            skipped[step.name] = reason
-            continue
+        func = funcs[step.name]
         t0 = time.monotonic()
         if step.fanout == "per_arm":
             outputs = _fan_out(func, [(settings, run_date, arm) for arm in arms], pool)
@@ -159,11 +163,8 @@ def run_night(
         seconds[step.name] = round(time.monotonic() - t0, 3)
         log.info("night %s: %s done in %.1fs", run_date, step.name, seconds[step.name])
     total = round(time.monotonic() - start, 3)
-    missing = {name: why for name, why in skipped.items() if name not in skip}
-    if missing:
-        log.warning("night %s: steps NOT RUN because they are not implemented: %s", run_date, missing)
-    if len(skipped) > len(missing):
-        log.info("night %s: steps skipped on request: %s", run_date, sorted(set(skipped) - set(missing)))
+    if skipped:
+        log.info("night %s: steps skipped on request: %s", run_date, sorted(skipped))
     log.info("night %s: finished in %.1fs", run_date, total)
     return {
         "run_date": run_date.isoformat(),

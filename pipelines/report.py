@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset, Variant
+from deepcuts.experiment import ExperimentState
 from deepcuts.settings import ReportSettings, Settings
 from pipelines.ab_analysis import (
     SCOREBOARD_LABELS,
@@ -40,6 +41,7 @@ from pipelines.ab_analysis import (
     scoreboard_rows,
     targets,
 )
+from pipelines.experiment_registry import experiment_history, lake_entries, verdicts
 from pipelines.storage import Lake, MissingDataError, as_run_date
 
 log = logging.getLogger(__name__)
@@ -557,6 +559,19 @@ def _ab_section(today: dict[str, Any]) -> Section:
     return Section(title, body)
 
 
+def _experiments_section(lake: Lake, until: date | None, settings: Settings) -> Section:
+    """Every experiment with its dates, treatment shares, decision and verdicts (the registry's lake
+    copy and the A/B verdicts of the nights up to ``until``)."""
+    default = ExperimentState.from_settings(settings.ab)
+    rows = experiment_history(lake_entries(lake), default, verdicts(lake, until))
+    body = _table(pd.DataFrame(rows)) + _note(
+        "Run dates: a decision applies from its 'from' / 'until' run date's assignments on. Verdict: the "
+        "last analysed night's, frozen once the experiment is shipped or stopped (final); 'verdict at "
+        "decision' is the one the operator saw (`deepcuts experiment status` shows the full log)."
+    )
+    return Section("Experiments", body)
+
+
 def _ope_section(lake: Lake, run_date: date, cfg: ReportSettings, list_length: int) -> Section:
     title = "Off-policy evaluation"
     try:
@@ -671,6 +686,7 @@ def report(settings: Settings, run_date: date | str) -> dict[str, Any]:
     sections = [
         _scoreboard_section(history, today, settings),
         _ab_section(today),
+        _experiments_section(lake, run_date, settings),
         _served_section(history, today, settings),
         _offline_section(history, cfg),
         _bandit_section(lake, dates, cfg),
@@ -729,6 +745,7 @@ def build_index(settings: Settings) -> dict[str, Any]:
         if lake.exists(Dataset.REPORTS, None, GX_DOCS)
         else ""
     )
-    page = _page("deepcuts reports", links, [Section("Nights", body)])
+    sections = [Section("Nights", body), _experiments_section(lake, None, settings)]
+    page = _page("deepcuts reports", links, sections)
     path = lake.write_bytes(Dataset.REPORTS, None, INDEX_FILE, page)
     return {"index": path, "nights": len(nights)}

@@ -23,7 +23,9 @@ every served list has ``list_length`` items as RERANKED_SCHEMA promises; filled 
 to ``scored`` and carry the reason kind ``fill``.
 
 Reason format (``reason`` column): ``<kind>|genre=<genre>|rating=<quality, 1 decimal>`` where kind is
-``fill`` (see above), ``hidden_gem`` (long tail and quality >= the floor), ``deep_cut`` (long tail),
+``fill`` (see above), ``hidden_gem`` (long tail and quality >= ``rerank.quality_floor``, 4.0 on a
+5-point scale), ``deep_cut`` (other long tail: at or above the per-item floor unless nothing else could
+fill the list),
 ``new_genre`` (none of the item's genres is in the user's history), or ``top_pick``; genre is the
 item's niche genre when it has one (in ``rerank.niche_genres`` order), else its genre least present in
 the user's profile (most present for ``top_pick``); ``none`` for an item without genres. ``|`` and
@@ -87,6 +89,8 @@ class ScoringContext:
     embedding_weight: float
     niche_genres: tuple[str, ...]
     fill_short_lists: bool = True
+    #: A long-tail item at or above this quality is a ``hidden_gem`` (rerank.quality_floor, scaled).
+    gem_quality: float = 4.0
 
     @classmethod
     def build(
@@ -130,6 +134,7 @@ class ScoringContext:
             embedding_weight=settings.rerank.embedding_weight,
             niche_genres=settings.rerank.niche_genres,
             fill_short_lists=settings.rerank.fill_short_lists,
+            gem_quality=settings.quality_floor_scaled(rating_min, rating_max),
         )
 
 
@@ -345,7 +350,7 @@ def reasons(
     tail = ctx.stats.is_long_tail[cols]
     overlap = (g * (profile_rows > 0)).any(axis=1)
     has_profile = profile_rows.sum(axis=1) > 0
-    floor = ctx.params.quality_floor
+    floor = ctx.gem_quality
     kind = np.where(
         tail & (q >= floor - 1e-6),
         "hidden_gem",
@@ -541,6 +546,7 @@ def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: 
             f"{lake.partition_dir(Dataset.CANDIDATES, run_date)} "
             f"(arms filter: {sorted(wanted) or 'all'}); run the candidates step for this shard first"
         )
+    lake.require_complete(Dataset.CANDIDATES, run_date, scope=suffix)  # all arms of the shard
     interactions = lake.read_df(Dataset.INTERACTIONS, run_date)
     items = lake.read_df(Dataset.ITEMS, run_date)
     factors = load_item_factors(lake, run_date)

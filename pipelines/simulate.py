@@ -48,6 +48,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from deepcuts.contracts import FEEDBACK_SCHEMA, C, Dataset, EventType, Variant
+from deepcuts.formulas import daypart_hours, scale_5pt
 from deepcuts.jsonsafe import json_safe
 from deepcuts.progress import get_logger, progress
 from deepcuts.seeds import rng_for
@@ -456,8 +457,7 @@ def prepare_world(settings: Settings, kind: WorldKind) -> SimWorld:
         cut = date.fromisoformat(sim.replay_cut)
     else:
         cut = ts.quantile(sim.replay_cut_quantile).date()
-    scale = (source.rating_max - source.rating_min) / 4.0
-    threshold = source.rating_min + (sim.replay_click_rating - 1.0) * scale
+    threshold = scale_5pt(sim.replay_click_rating, source.rating_min, source.rating_max)
     log.info("simulate: MovieLens replay from cut %s, clicks = ratings >= %.2f", cut, threshold)
     return ReplayWorld(
         source.interactions,
@@ -584,7 +584,7 @@ def serve_day(
             clicked,
             ratings,
             served_day,
-            _daypart_hours(settings),
+            {d: start for d, (start, _) in daypart_hours(settings.bandit.daypart_starts).items()},
             rng_for(settings.seed, served_day, "sim/times"),
         )
         lake.write_table(Dataset.LANDING_FEEDBACK, served_day, events)
@@ -669,7 +669,7 @@ def _serve_in_slots(
     refresh_settings = settings.model_copy(
         update={"intraday": settings.intraday.model_copy(update={"refreshes_per_day": n})}
     )
-    hours = _daypart_hours(settings)
+    hours = {d: start for d, (start, _) in daypart_hours(settings.bandit.daypart_starts).items()}
     visits = world.visits(night, served_day, rng_for(settings.seed, served_day, "sim/visits"))
     slot_of = visits[C.DAYPART].map(hours).to_numpy(np.int64) * n // 24
     shown_parts, clicked_parts, rating_parts, event_parts = [], [], [], []
@@ -771,7 +771,7 @@ def _run_night_keep_live(
         if name not in skip:  # they run below
             night["skipped"].pop(name, None)
     publish = resolve(STEPS[cut])
-    if "publish" in skip or publish is None:
+    if "publish" in skip:
         rest = run_night(settings, run_date, n_shards, skip=[*skip, *before])
         _merge_night(night, rest)
         return night, (run_date, f"{run_date.isoformat()}.v0"), {"status": "not run"}
@@ -1040,12 +1040,6 @@ def _weighted_share(night: dict[str, Any]) -> float:
     shares, visits = night.get("best_arm_share") or {}, night.get("context_visits") or {}
     total = sum(visits.get(c, 0) for c in shares)
     return sum(v * visits.get(c, 0) for c, v in shares.items()) / total if total else math.nan
-
-
-def _daypart_hours(settings: Settings) -> dict[str, int]:
-    from deepcuts.contracts import Daypart
-
-    return {d.value: h for d, h in zip(Daypart, settings.bandit.daypart_starts, strict=True)}
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:

@@ -6,13 +6,23 @@ URI pyarrow understands (``s3://bucket/prefix``, ``gs://...``), so workers on ot
 
 Writes are atomic: a file is written under a hidden temporary name (``.tmp-...``) in its final folder
 and then moved into place. Readers list only visible ``*.parquet`` files, so they never see a
-half-written file. Re-writing a part for the same run date replaces it: every step is idempotent.
+half-written file. Re-writing a part for the same run date replaces it: every step is idempotent. A
+writer killed mid-write leaves its temporary file behind; the next write into that folder removes
+temporary files older than ``STALE_TMP_MINUTES``.
+
+Completeness: atomic files do not make a complete partition (a task killed after 5 of its 7 arms
+leaves 5 good files). A step that finishes calls :meth:`Lake.mark_complete`, which writes a manifest
+``_manifests/<scope>.json`` listing every part it wrote with its rows and bytes; a downstream step calls
+:meth:`Lake.require_complete`, which raises :class:`IncompleteDataError` unless that manifest exists
+and every part it lists is there with the same size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import date
@@ -29,10 +39,20 @@ from deepcuts.contracts import SCHEMAS, Dataset
 
 PARQUET = ".parquet"
 _HIDDEN_PREFIXES = (".", "_")
+_TMP_PREFIX = ".tmp-"
+#: A temporary file older than this belongs to a writer that died: a live one exists only while its
+#: bytes are written (seconds), so an hour leaves a wide margin even on a slow object store.
+STALE_TMP_MINUTES = 60
+#: Folder (hidden from readers) of a partition's completeness manifests, one JSON file per scope.
+MANIFEST_DIR = "_manifests"
 
 
 class MissingDataError(FileNotFoundError):
     """A step asked for a dataset partition that an upstream step has not written."""
+
+
+class IncompleteDataError(MissingDataError):
+    """A partition exists but the step that writes it did not finish (no manifest, or parts missing)."""
 
 
 class ContractError(ValueError):
@@ -56,6 +76,9 @@ class Lake:
             self.fs = pafs.LocalFileSystem()
             self.root = str(Path(root).expanduser().resolve())
         self.uri = root
+        # Parts written through this instance, per partition: what mark_complete lists.
+        self._written: dict[tuple[Dataset, date], dict[str, int]] = {}
+        self._swept: set[str] = set()
 
     def __repr__(self) -> str:
         return f"Lake({self.uri!r})"
@@ -88,10 +111,23 @@ class Lake:
         return path
 
     # ---------------------------------------------------------------- writes
+    def _sweep_stale_tmp(self, folder: str) -> None:
+        """Delete temp files older than ``STALE_TMP_MINUTES`` in ``folder`` (once per Lake and folder)."""
+        if folder in self._swept:
+            return
+        self._swept.add(folder)
+        cutoff = time.time() - 60 * STALE_TMP_MINUTES
+        for info in self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+            stale = info.mtime is not None and info.mtime.timestamp() < cutoff
+            if info.type == pafs.FileType.File and info.base_name.startswith(_TMP_PREFIX) and stale:
+                with contextlib.suppress(FileNotFoundError):  # another writer swept it first
+                    self.fs.delete_file(info.path)
+
     def _atomic_write(self, final: str, payload: bytes) -> str:
         parent, _, base = final.rpartition("/")
         self.fs.create_dir(parent, recursive=True)
-        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{base}"
+        self._sweep_stale_tmp(parent)
+        tmp = f"{parent}/{_TMP_PREFIX}{uuid.uuid4().hex}-{base}"
         with self.fs.open_output_stream(tmp) as out:
             out.write(payload)
         # A rename within one folder is atomic on POSIX; on object stores the upload itself is atomic.
@@ -113,7 +149,65 @@ class Lake:
             table = conform(table, schema, where=f"{dataset.value} ({run_date})")
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd", use_dictionary=_dictionary_columns(table.schema))
-        return self._atomic_write(self.file_path(dataset, run_date, part + PARQUET), buf.getvalue())
+        path = self._atomic_write(self.file_path(dataset, run_date, part + PARQUET), buf.getvalue())
+        self._written.setdefault((dataset, as_run_date(run_date)), {})[part] = table.num_rows
+        return path
+
+    # ---------------------------------------------------------------- completeness
+    def mark_complete(
+        self,
+        dataset: Dataset | str,
+        run_date: date | str,
+        scope: str = "all",
+        parts: Iterable[str] | None = None,
+    ) -> str:
+        """Write the manifest of ``scope`` (e.g. ``shard-0003``): the parts written, with rows and bytes.
+
+        ``parts`` defaults to every part this Lake wrote into the partition; call it last, when the step
+        has written everything (a step killed before never gets a manifest).
+        """
+        dataset, day = Dataset(dataset), as_run_date(run_date)
+        written = self._written.get((dataset, day), {})
+        names = sorted(written if parts is None else parts)
+        listing = {}
+        for name in names:
+            info = self.fs.get_file_info(self.file_path(dataset, day, name + PARQUET))
+            if info.type != pafs.FileType.File:
+                raise MissingDataError(
+                    f"cannot mark {dataset.value} ({day}) complete: part {name} is missing"
+                )
+            listing[name] = {"rows": written.get(name), "bytes": info.size}
+        manifest = {"dataset": dataset.value, "run_date": day.isoformat(), "scope": scope, "parts": listing}
+        return self.write_json(dataset, day, f"{MANIFEST_DIR}/{scope}.json", manifest)
+
+    def require_complete(self, dataset: Dataset | str, run_date: date | str, scope: str = "all") -> list[str]:
+        """The parts of ``scope``'s manifest; raises :class:`IncompleteDataError` when the step that writes
+        them did not finish: no manifest, or a listed part missing or of another size (rewritten by a run
+        that did not finish)."""
+        dataset, day = Dataset(dataset), as_run_date(run_date)
+        name = f"{MANIFEST_DIR}/{scope}.json"
+        where = f"{dataset.value} ({day}, {scope})"
+        if not self.exists(dataset, day, name):
+            raise IncompleteDataError(
+                f"{where} is incomplete: no manifest {self.file_path(dataset, day, name)}, so the step that "
+                f"writes it did not finish; rerun the {_STEP_OF.get(dataset, 'upstream')} step for it"
+            )
+        listing = self.read_json(dataset, day, name)["parts"]
+        problems = []
+        for part, entry in sorted(listing.items()):
+            info = self.fs.get_file_info(self.file_path(dataset, day, part + PARQUET))
+            if info.type != pafs.FileType.File:
+                problems.append(f"{part} is missing")
+            elif info.size != entry["bytes"]:
+                problems.append(
+                    f"{part} changed since the manifest ({info.size} bytes, listed {entry['bytes']})"
+                )
+        if problems:
+            raise IncompleteDataError(
+                f"{where} is incomplete: {'; '.join(problems)}; rerun the "
+                f"{_STEP_OF.get(dataset, 'upstream')} step for it"
+            )
+        return sorted(listing)
 
     def write_bytes(
         self, dataset: Dataset | str, run_date: date | str | None, name: str, payload: bytes
@@ -221,6 +315,10 @@ class Lake:
         """The newest run date strictly before ``run_date`` that has data, if any."""
         earlier = [d for d in self.run_dates(dataset) if d < as_run_date(run_date)]
         return earlier[-1] if earlier else None
+
+
+#: The step to rerun when a dataset's partition is incomplete (for the error message).
+_STEP_OF = {Dataset.CANDIDATES: "candidates", Dataset.SCORED: "score", Dataset.RERANKED: "score"}
 
 
 def _dictionary_columns(schema: pa.Schema) -> list[str]:

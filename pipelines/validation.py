@@ -5,12 +5,16 @@ a loader or Parquet), runs two GX suites on it and splits it into valid rows (ty
 and quarantined rows (every original value as a string, the original row position and the reasons):
 
 1. the **raw** suite runs on the frame as received (plus ``source_row``): the column set (schema), the
-   row count (empty day, volume floor), nulls in required columns, the text format of every value that
-   must be parsed into a number or a timestamp (``bad_type``) and undecodable bytes (``bad_encoding``);
-2. values are parsed into the contract types (a value GX flagged as malformed becomes null);
+   row count (empty day, volume floor), CSV lines that were not one record (``malformed_line``), nulls
+   in required columns, the text format of every value that must be parsed into a number or a
+   timestamp (``bad_type``; ``epoch_unit`` for an epoch in ms) and undecodable bytes or NULs in free
+   text (``bad_encoding``);
+2. values are parsed into the contract types (a value GX flagged as malformed becomes null; ids are
+   exact int64, see :func:`exact_int64`);
 3. the **typed** suite runs on the parsed frame: ranges, allowed values, uniqueness, referential
-   integrity, timestamp windows, and a last not-null check that catches values GX's format check let
-   through but the parser could not read (for example ``2026-02-30``).
+   integrity, timestamp windows, NULs in genre names, and a last check that every parsed column has a
+   value wherever its text had one, which catches what GX's format check let through but the parser
+   could not read (``2026-02-30``, an id outside int64).
 
 Every expectation carries its reason code in ``meta`` (e.g. ``unknown:user_id``) and whether it is a
 table-level or a row-level check. GX runs with ``result_format=COMPLETE`` and
@@ -50,6 +54,7 @@ from deepcuts.contracts import (
     C,
     Daypart,
     EventType,
+    Reason,
     Segment,
     Variant,
 )
@@ -67,17 +72,30 @@ for _name in ("great_expectations", "great_expectations.data_context.types.base"
 #: Largest value of the contract's int32 ``position`` column.
 INT32_MAX = 2**31 - 1
 
+#: Ids and other integers are exact signed 64-bit integers: ``[-2**63, 2**63 - 1]``. Text is parsed
+#: digit by digit (never through a float); a value outside that range is ``bad_type``.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Largest integer a float64 holds exactly: an id in a float column beyond it may have been rounded.
+FLOAT_EXACT_MAX = 2**53
+
 # Text formats of values that must be parsed. They are the type checks GX runs on text columns; the
-# parsers below accept every string these match (ids up to 18 digits always fit in int64).
-INT_REGEX = r"^\s*[+-]?\d{1,18}(?:\.0*)?\s*$"
+# parsers below accept every string these match (19 digits may still overflow int64: then bad_type).
+INT_REGEX = r"^\s*[+-]?[0-9]{1,19}(?:\.0*)?\s*$"  # ASCII digits: \d also matches other scripts' digits
 FLOAT_REGEX = r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?\s*$"
 #: ISO 8601 (date, optional time, optional ``Z``/offset) or whole epoch seconds.
 TS_REGEX = (
     r"^\s*(?:\d{1,11}|\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
     r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,9})?)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?|UTC)?)\s*$"
 )
-#: Bytes that were not valid UTF-8, kept as ``\\xNN`` text by :func:`read_raw` (``backslashreplace``).
-BAD_BYTES_REGEX = r"\\x[89a-fA-F][0-9a-fA-F]"
+#: Text that is not clean UTF-8: bytes that were not valid UTF-8 (kept as ``\\xNN`` text by
+#: :func:`read_raw`, ``backslashreplace``) or a NUL, which PostgreSQL text (and its COPY) cannot hold.
+BAD_BYTES_REGEX = r"\\x[89a-fA-F][0-9a-fA-F]|\x00"
+#: An epoch number of 12 to 19 digits: milliseconds (or finer), never plausible seconds (>= year 5138).
+EPOCH_FINE_REGEX = r"^\s*\d{12,19}\s*$"
+
+#: Reason of a CSV line that is not one record (see :func:`read_raw`); the row has only these columns.
+MALFORMED_LINE = Reason.MALFORMED_LINE.value
+LINE_COLUMNS = (C.SOURCE_LINE, C.RAW_LINE)
 
 #: Columns with an allowed-values check.
 ENUM_COLUMNS = frozenset({C.EVENT_TYPE, C.DAYPART, C.VARIANT, C.SEGMENT, C.ARM})
@@ -382,11 +400,11 @@ def _parse(text: pd.Series, raw: pd.Series, logical: str, genre_sep: str) -> pd.
     if logical == "int":
         if _is_native(raw, "int"):
             return raw.astype("Int64")
-        ok = text.str.fullmatch(INT_REGEX, na=False) if len(text) else text.astype(bool)
-        # Exact (no float round trip: 18-digit ids survive): strip, drop a ".0" tail and a "+" sign.
-        digits = text.where(ok, None).str.strip().str.replace(r"\.0*$", "", regex=True).str.removeprefix("+")
-        ints = pc.cast(pa.array(digits.to_numpy(object), type=pa.string(), from_pandas=True), pa.int64())
-        return pd.Series(ints.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), index=text.index)
+        ints = exact_int64(text)
+        if pd.api.types.is_float_dtype(raw.dtype):
+            # A float column cannot hold every integer above 2^53: such a value may be a rounded id.
+            ints = ints.where(raw.abs().le(FLOAT_EXACT_MAX).to_numpy(), pd.NA)
+        return ints
     if logical == "float":
         if _is_native(raw, "float"):
             return raw.astype("float64")
@@ -400,6 +418,30 @@ def _parse(text: pd.Series, raw: pd.Series, logical: str, genre_sep: str) -> pd.
     if logical == "list":
         return raw.map(lambda v: _genres(v, genre_sep)).astype(object)
     return text.astype(object)
+
+
+def exact_int64(text: pd.Series) -> pd.Series:
+    """Integers written as text -> nullable ``Int64``, exactly; anything else (or outside int64) -> null.
+
+    Accepts what ``INT_REGEX`` matches: surrounding blanks, a sign, a ``.0`` tail. No float round trip,
+    so ``9007199254740993`` stays itself and ``2**62`` and ``2**62 + 1`` stay distinct.
+    """
+    text = text.astype(object).where(text.notna(), None)
+    as_int = {pa.int64(): pd.Int64Dtype()}.get
+    try:  # fast path: plain digits only (Arrow's cast is exact and refuses an int64 overflow)
+        ints = pc.cast(pa.array(text.to_numpy(object), type=pa.string(), from_pandas=True), pa.int64())
+        return pd.Series(ints.to_pandas(types_mapper=as_int), index=text.index)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    ok = text.str.fullmatch(INT_REGEX, na=False) if len(text) else text.astype(bool)
+    # Strip, drop a ".0" tail and a "+" sign; a 19-digit value may overflow int64: checked exactly.
+    digits = text.where(ok, None).str.strip().str.replace(r"\.0*$", "", regex=True).str.removeprefix("+")
+    long = digits.str.lstrip("-").str.len().ge(19).fillna(False).astype(bool)
+    if long.any():
+        fits = digits[long].map(lambda d: INT64_MIN <= int(d) <= INT64_MAX)
+        digits = digits.where(~long, digits.where(fits.reindex(digits.index, fill_value=True), None))
+    ints = pc.cast(pa.array(digits.to_numpy(object), type=pa.string(), from_pandas=True), pa.int64())
+    return pd.Series(ints.to_pandas(types_mapper=as_int), index=text.index)
 
 
 def _parse_ts(text: pd.Series) -> pd.Series:
@@ -435,10 +477,12 @@ def _raw_suite(kind: Kind, raw: pd.DataFrame, rules: Rules) -> list[Any]:
             "ExpectTableColumnsToMatchSet",
             "schema",
             level="table",
-            column_set=[*expected, C.SOURCE_ROW],
+            column_set=[*expected, C.SOURCE_ROW, *(c for c in LINE_COLUMNS if c in present)],
             exact_match=not rules.allow_extra_columns,
         )
     ]
+    if C.RAW_LINE in present:
+        exps.append(_expectation("ExpectColumnValuesToBeNull", MALFORMED_LINE, column=C.RAW_LINE))
     if not rules.allow_empty:
         exps.append(_expectation("ExpectTableRowCountToBeBetween", "empty", level="table", min_value=1))
     if rules.min_rows > 0:
@@ -449,7 +493,9 @@ def _raw_suite(kind: Kind, raw: pd.DataFrame, rules: Rules) -> list[Any]:
         if col.name not in present:
             continue
         if col.required:
-            exps.append(_expectation("ExpectColumnValuesToNotBeNull", f"null:{col.name}", column=col.name))
+            exps.append(
+                _expectation("ExpectColumnValuesToNotBeNull", Reason.NULL.of(col.name), column=col.name)
+            )
         if col.logical == "list" or _is_native(raw[col.name], col.logical):
             continue
         if col.logical == "str" and col.name not in ENUM_COLUMNS:
@@ -458,16 +504,30 @@ def _raw_suite(kind: Kind, raw: pd.DataFrame, rules: Rules) -> list[Any]:
             exps.append(
                 _expectation(
                     "ExpectColumnValuesToNotMatchRegex",
-                    f"bad_encoding:{col.name}",
+                    Reason.BAD_ENCODING.of(col.name),
                     column=col.name,
                     regex=BAD_BYTES_REGEX,
+                )
+            )
+        if col.logical == "ts":
+            # Quarantined with the source text kept, not converted: a file mixing units cannot be
+            # told apart from one whose clock is off by a factor of 1000.
+            exps.append(
+                _expectation(
+                    "ExpectColumnValuesToNotMatchRegex",
+                    Reason.EPOCH_UNIT.of(col.name),
+                    column=col.name,
+                    regex=EPOCH_FINE_REGEX,
                 )
             )
         pattern = {"int": INT_REGEX, "float": FLOAT_REGEX, "ts": TS_REGEX}.get(col.logical)
         if pattern:
             exps.append(
                 _expectation(
-                    "ExpectColumnValuesToMatchRegex", f"bad_type:{col.name}", column=col.name, regex=pattern
+                    "ExpectColumnValuesToMatchRegex",
+                    Reason.BAD_TYPE.of(col.name),
+                    column=col.name,
+                    regex=pattern,
                 )
             )
     return exps
@@ -486,7 +546,7 @@ def _helper(column: str, what: str) -> str:
 
 
 def _typed_suite(
-    kind: Kind, typed: pd.DataFrame, rules: Rules, parsed: set[str]
+    kind: Kind, typed: pd.DataFrame, rules: Rules, texts: dict[str, pd.Series]
 ) -> tuple[list[Any], pd.DataFrame]:
     """The typed suite and its batch: ``typed`` plus helper columns for the reference-set checks.
 
@@ -498,12 +558,20 @@ def _typed_suite(
 
     exps: list[Any] = []
     batch = typed.copy()
-    # Parsing failures that slipped past the format check (e.g. 2026-02-30) become nulls here; a
-    # column that needed no parsing cannot have them.
+    # Parsing failures that slipped past the format check (2026-02-30, an int64 overflow, a float id
+    # beyond 2^53) are values that parsed to null: a helper column marks them for every parsed integer
+    # or time column, and required decimals (text FLOAT_REGEX accepts always parses; a column that
+    # needed no parsing cannot have them). Each check costs a pass over the batch, so no more.
     for col in columns_of(kind):
-        if col.required and col.name in parsed and col.logical in ("int", "float", "ts"):
+        if col.name in texts and (col.logical in ("int", "ts") or (col.logical == "float" and col.required)):
+            batch[_helper(col.name, "parsed")] = texts[col.name].isna().to_numpy() | typed[col.name].notna()
             exps.append(
-                _expectation("ExpectColumnValuesToNotBeNull", f"bad_type:{col.name}", column=col.name)
+                _expectation(
+                    "ExpectColumnValuesToBeInSet",
+                    Reason.BAD_TYPE.of(col.name),
+                    column=_helper(col.name, "parsed"),
+                    value_set=[True],
+                )
             )
 
     def between(column: str, reason: str, **kw: Any) -> None:
@@ -517,43 +585,55 @@ def _typed_suite(
     ts_col = {Kind.FEEDBACK: C.EVENT_TS, Kind.INTERACTIONS: C.TS}.get(kind)
     if ts_col is not None:
         if rules.ts_min is not None:
-            between(ts_col, f"ancient:{ts_col}", min_value=rules.ts_min.to_pydatetime())
+            between(ts_col, Reason.ANCIENT.of(ts_col), min_value=rules.ts_min.to_pydatetime())
         if rules.window_start is not None:
-            between(ts_col, f"too_old:{ts_col}", min_value=rules.window_start.to_pydatetime())
+            between(ts_col, Reason.TOO_OLD.of(ts_col), min_value=rules.window_start.to_pydatetime())
         if rules.ts_max is not None:
-            between(ts_col, f"future:{ts_col}", max_value=rules.ts_max.to_pydatetime())
+            between(ts_col, Reason.FUTURE.of(ts_col), max_value=rules.ts_max.to_pydatetime())
     if kind in (Kind.FEEDBACK, Kind.INTERACTIONS):
-        between(C.RATING, f"out_of_range:{C.RATING}", min_value=rules.rating_min, max_value=rules.rating_max)
+        between(
+            C.RATING, Reason.OUT_OF_RANGE.of(C.RATING), min_value=rules.rating_min, max_value=rules.rating_max
+        )
         for column, known in ((C.ITEM_ID, rules.known_items), (C.USER_ID, rules.known_users)):
             if known is not None:
                 batch[_helper(column, "known")] = _membership(typed[column], known)
-                in_set(_helper(column, "known"), f"unknown:{column}", [True])
+                in_set(_helper(column, "known"), Reason.UNKNOWN.of(column), [True])
     if kind == Kind.FEEDBACK:
         exps.append(
-            _expectation("ExpectColumnValuesToBeUnique", f"duplicate:{C.EVENT_ID}", column=C.EVENT_ID)
+            _expectation("ExpectColumnValuesToBeUnique", Reason.DUPLICATE.of(C.EVENT_ID), column=C.EVENT_ID)
         )
         if rules.seen_event_ids is not None:
             batch[_helper(C.EVENT_ID, "seen")] = _membership(typed[C.EVENT_ID], rules.seen_event_ids)
-            in_set(_helper(C.EVENT_ID, "seen"), f"seen_before:{C.EVENT_ID}", [False])
-        in_set(C.EVENT_TYPE, f"bad_value:{C.EVENT_TYPE}", [e.value for e in EventType])
-        in_set(C.DAYPART, f"bad_value:{C.DAYPART}", [e.value for e in Daypart])
-        in_set(C.VARIANT, f"bad_value:{C.VARIANT}", [e.value for e in Variant])
-        in_set(C.SEGMENT, f"bad_value:{C.SEGMENT}", [e.value for e in Segment])
-        in_set(C.ARM, f"bad_value:{C.ARM}", ALL_ARMS)
-        between(C.POSITION, f"out_of_range:{C.POSITION}", min_value=0, max_value=INT32_MAX)
+            in_set(_helper(C.EVENT_ID, "seen"), Reason.SEEN_BEFORE.of(C.EVENT_ID), [False])
+        in_set(C.EVENT_TYPE, Reason.BAD_VALUE.of(C.EVENT_TYPE), [e.value for e in EventType])
+        in_set(C.DAYPART, Reason.BAD_VALUE.of(C.DAYPART), [e.value for e in Daypart])
+        in_set(C.VARIANT, Reason.BAD_VALUE.of(C.VARIANT), [e.value for e in Variant])
+        in_set(C.SEGMENT, Reason.BAD_VALUE.of(C.SEGMENT), [e.value for e in Segment])
+        in_set(C.ARM, Reason.BAD_VALUE.of(C.ARM), ALL_ARMS)
+        between(C.POSITION, Reason.OUT_OF_RANGE.of(C.POSITION), min_value=0, max_value=INT32_MAX)
         # Selection probabilities live in (0, 1]: zero would make inverse-propensity weights infinite.
-        between(C.PROPENSITY, f"out_of_range:{C.PROPENSITY}", min_value=0.0, max_value=1.0, strict_min=True)
+        between(
+            C.PROPENSITY, Reason.OUT_OF_RANGE.of(C.PROPENSITY), min_value=0.0, max_value=1.0, strict_min=True
+        )
         exps.append(
             _expectation(
                 "ExpectColumnValuesToNotBeNull",
-                f"null:{C.RATING}",
+                Reason.NULL.of(C.RATING),
                 column=C.RATING,
                 row_condition=GXColumn(C.EVENT_TYPE) == EventType.RATING.value,
             )
         )
     if kind == Kind.ITEMS:
-        exps.append(_expectation("ExpectColumnValuesToBeUnique", f"duplicate:{C.ITEM_ID}", column=C.ITEM_ID))
-        between(C.YEAR, f"out_of_range:{C.YEAR}", min_value=rules.year_min, max_value=rules.year_max)
+        exps.append(
+            _expectation("ExpectColumnValuesToBeUnique", Reason.DUPLICATE.of(C.ITEM_ID), column=C.ITEM_ID)
+        )
+        # Genre names are free text too (a list, so checked here rather than by a regex on a column).
+        bad_bytes = re.compile(BAD_BYTES_REGEX)
+        batch[_helper(C.GENRES, "clean")] = typed[C.GENRES].map(
+            lambda gs: gs is None or not any(bad_bytes.search(g) for g in gs)
+        )
+        in_set(_helper(C.GENRES, "clean"), Reason.BAD_ENCODING.of(C.GENRES), [True])
+        between(C.YEAR, Reason.OUT_OF_RANGE.of(C.YEAR), min_value=rules.year_min, max_value=rules.year_max)
     return exps, batch
 
 
@@ -602,7 +682,7 @@ def validate_frame(
         typed[col.name] = _parse(
             texts.get(col.name, raw[col.name]), raw[col.name], col.logical, rules.genre_sep
         )
-    typed_suite, typed_batch = _typed_suite(kind, typed, rules, set(texts))
+    typed_suite, typed_batch = _typed_suite(kind, typed, rules, texts)
     typed_results = _run_suite(f"{kind.value}.typed", typed_batch, typed_suite, run_name, run_time)
     _raise_table_failures(kind, name, typed_results, raw, rules, n)
 
@@ -625,10 +705,14 @@ def validate_frame(
             continue
         for entry in unexpected:
             row_reasons.setdefault(int(entry[C.SOURCE_ROW]), set()).add(reason)
-    # A required value missing from the input is reported as a null, not also as unparseable.
+    # A required value missing from the input is reported as a null (an epoch in ms as its unit), not
+    # also as unparseable; a line
+    # that was not one CSV record has no values to check, only the one reason.
     for reasons in row_reasons.values():
-        for null in [r for r in reasons if r.startswith("null:")]:
-            reasons.discard("bad_type:" + null.split(":", 1)[1])
+        if MALFORMED_LINE in reasons:
+            reasons.intersection_update({MALFORMED_LINE})
+        for known in [r for r in reasons if r.startswith((Reason.NULL.of(""), Reason.EPOCH_UNIT.of("")))]:
+            reasons.discard(Reason.BAD_TYPE.of(known.split(":", 1)[1]))
     bad_positions = np.sort(position.loc[list(row_reasons)].to_numpy()) if row_reasons else np.empty(0, int)
     mask = np.zeros(n, dtype=bool)
     mask[bad_positions] = True
@@ -770,31 +854,94 @@ def read_raw(payload: bytes, where: str, fmt: str | None = None) -> pd.DataFrame
             raise ValidationFailed(
                 "file", where, [f"not a readable Parquet file ({exc}); re-export it or check the transfer"]
             ) from exc
-        return table.to_pandas(
-            types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get
-        )
+        return _parquet_frame(table)
     if not payload.strip():
         return pd.DataFrame()
-    text = payload.decode("utf-8", "backslashreplace")
-    if "\x00" in text:
+    return _read_csv(payload.decode("utf-8", "backslashreplace"), where)
+
+
+def _parquet_frame(table: pa.Table) -> pd.DataFrame:
+    """A Parquet table as a raw frame; a string column with bytes that are not UTF-8 keeps them as text.
+
+    Arrow does not check UTF-8 when reading, and pandas then fails on the whole file: such a column is
+    decoded value by value with ``backslashreplace`` (``\\xNN``) so that only its bad rows are quarantined
+    (``bad_encoding``), as for a CSV file.
+    """
+    as_string = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get
+    broken: dict[str, pd.Series] = {}
+    for i, spec in enumerate(table.schema):
+        if pa.types.is_string(spec.type) or pa.types.is_large_string(spec.type):
+            column = table.column(i)
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                raw = column.cast(pa.large_binary() if pa.types.is_large_string(spec.type) else pa.binary())
+                broken[spec.name] = pd.Series([_one_text(v) for v in raw.to_pylist()], dtype=object)
+    frame = table.drop_columns(list(broken)).to_pandas(types_mapper=as_string)
+    for name, values in broken.items():
+        frame[name] = values
+    return frame[table.column_names]
+
+
+#: Line breaks as the CSV readers see them (``str.splitlines`` would also split on \x0b, \x1c, ...).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _read_csv(text: str, where: str) -> pd.DataFrame:
+    """One row per physical line of a CSV text: a line that is not one CSV record is kept, not lost.
+
+    Rows in are counted from the raw text (every non-empty line after the header), never from what a
+    parser managed to read: a stray double quote makes a CSV parser swallow every line up to the next
+    quote (1,343 lines read as 1,000 rows, silently). When the fast C parser returns exactly one row per
+    line its result is used; otherwise each line is parsed on its own and a line that is not one
+    record (an unbalanced quote, a quoted field spanning lines) becomes a row with only
+    ``source_line`` (its 1-based line number in the file) and ``raw_line`` (its text) set, which
+    :func:`validate_frame` quarantines as ``malformed_line``. A line with too many fields keeps them
+    (folded into the last column, whose check then fails), a short one gets nulls, as before.
+    """
+    import csv
+    import io
+
+    text = text.removeprefix("\ufeff")  # a byte order mark is not part of the first column's name
+    lines = [(number, line) for number, line in enumerate(_LINE_BREAK.split(text), start=1) if line != ""]
+    header = lines[0][1]
+    if "\x00" in header or re.search(BAD_BYTES_REGEX, header):
         raise ValidationFailed(
-            "file", where, ["binary content (NUL bytes) in a CSV file; is this really a CSV export?"]
+            "file",
+            where,
+            ["binary content (NUL or non-UTF-8 bytes) in the header line; is this a CSV export?"],
         )
+    try:
+        columns = next(csv.reader([header], strict=True))
+    except csv.Error as exc:
+        raise ValidationFailed(
+            "file", where, [f"not a readable CSV header ({exc}): {header[:200]!r}"]
+        ) from exc
     options: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_values": [""]}
     try:
-        return pd.read_csv(io.StringIO(text), **options)
-    except pd.errors.ParserError:
-        pass  # a line with more fields than the header: re-read it keeping the line (below)
-    except (pd.errors.EmptyDataError, ValueError) as exc:
-        raise ValidationFailed("file", where, [f"not a readable CSV file ({exc})"]) from exc
-    header = pd.read_csv(io.StringIO(text), nrows=0, **options).columns
-
-    def fold(fields: list[str]) -> list[str]:
+        frame = pd.read_csv(io.StringIO(text), **options)
+        if len(frame) == len(lines) - 1 and list(frame.columns) == columns:
+            return frame
+    except (pd.errors.ParserError, ValueError):
+        pass  # malformed lines: parse line by line (below)
+    width = len(columns)
+    records: list[list[str | None]] = []
+    malformed: dict[int, tuple[int, str]] = {}
+    for number, line in lines[1:]:
+        try:
+            fields = next(csv.reader([line], strict=True))
+        except csv.Error:
+            malformed[len(records)] = (number, line)
+            records.append([None] * width)
+            continue
         # Extra fields go into the last column, joined back with commas: the row keeps its position
         # and its text, and the last column's format or value check quarantines it.
-        return [*fields[: len(header) - 1], ",".join(fields[len(header) - 1 :])]
-
-    try:
-        return pd.read_csv(io.StringIO(text), engine="python", on_bad_lines=fold, **options)
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise ValidationFailed("file", where, [f"not a readable CSV file ({exc})"]) from exc
+        if len(fields) > width:
+            fields = [*fields[: width - 1], ",".join(fields[width - 1 :])]
+        records.append([f if f != "" else None for f in fields] + [None] * (width - len(fields)))
+    frame = pd.DataFrame(records, columns=columns, dtype=object)
+    if malformed:
+        frame[C.SOURCE_LINE] = pd.Series({i: str(n) for i, (n, _) in malformed.items()}, dtype=object)
+        frame[C.RAW_LINE] = pd.Series({i: line for i, (_, line) in malformed.items()}, dtype=object)
+        frame[[C.SOURCE_LINE, C.RAW_LINE]] = frame[[C.SOURCE_LINE, C.RAW_LINE]].astype(object)
+    return frame

@@ -22,6 +22,8 @@ from pipelines.ab_analysis import (
     Verdict,
     ab_analysis,
     combine_totals,
+    design_share,
+    drop_moved_users,
     list_metrics,
     read_verdict,
     user_totals,
@@ -97,6 +99,22 @@ def test_combine_totals_adds_and_keeps_first_variant() -> None:
     assert both.loc[2, C.IMPRESSIONS] == 4 and both.loc[2, C.CLICKS] == 2
     assert both.loc[2, C.RATING_COUNT] == 1
     assert sorted(both.index) == [1, 2, 5]
+
+
+def test_a_moved_user_keeps_the_first_arm_and_the_srm_expects_shares_at_first_exposure() -> None:
+    first = user_totals(_events(D1, [(1, CTL, 2, 1, []), (2, TRT, 1, 0, []), (3, CTL, 4, 0, [])])).totals
+    first = first.assign(**{C.TREATMENT_SHARE: 0.2})
+    # a ramp to 50% moved user 1 to treatment; user 4 is new
+    night = user_totals(_events(D2, [(1, TRT, 5, 5, []), (2, TRT, 1, 1, []), (4, TRT, 2, 0, [])])).totals
+    kept, moved = drop_moved_users(first, night.assign(**{C.TREATMENT_SHARE: 0.5}))
+    assert moved == 1 and kept[C.USER_ID].tolist() == [2, 4]
+    totals = combine_totals(first, kept).set_index(C.USER_ID)
+    assert totals.loc[1, C.VARIANT] == CTL and totals.loc[1, C.CLICKS] == 1  # the 5 clicks are not counted
+    assert totals.loc[2, C.TREATMENT_SHARE] == 0.2 and totals.loc[4, C.TREATMENT_SHARE] == 0.5
+    # expected treatment share: (0.2 + 0.2 + 0.2 + 0.5) / 4; a user with no recorded share counts 0.5
+    assert design_share(totals.reset_index(), 0.5) == pytest.approx(1.1 / 4)
+    legacy = totals.reset_index().assign(**{C.TREATMENT_SHARE: [0.2, float("nan"), 0.2, 0.5]})
+    assert design_share(legacy, 0.5) == pytest.approx(1.4 / 4)
 
 
 def test_step_hand_computed_ctr_and_cumulative_state(lake_home: Path) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from deepcuts.contracts import C, Dataset, Variant
-from deepcuts.experiment import variant_of
+from deepcuts.experiment import ExperimentState, variant_of
 from deepcuts.settings import Settings, load_settings
 from models.bandit import sample_arms, uniform_hash
 from models.context import DAYPARTS
@@ -186,15 +186,44 @@ def test_draws_follow_selection_probabilities(lake_home: object, monkeypatch: py
     segments = pd.DataFrame({C.USER_ID: np.arange(n, dtype=np.int64), C.SEGMENT: "power"})
     probs = np.tile([0.1, 0.2, 0.3, 0.4], (12, 1))
     arms = ["svd", "graph", "item_cf", "long_tail"]
-    asg = draw_assignments(s, D, segments, probs, arms)
+    asg = draw_assignments(s, D, segments, probs, arms, ExperimentState.from_settings(s.ab))
     treat = asg[asg[C.VARIANT] == Variant.TREATMENT.value]
     share = treat[C.ARM].value_counts(normalize=True).reindex(arms).to_numpy()
     assert share == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.01)
     assert treat[C.PROPENSITY].to_numpy() == pytest.approx(probs[0][[arms.index(a) for a in treat[C.ARM]]])
     # reproducible, and another run date draws differently
-    again = draw_assignments(s, D, segments, probs, arms)
+    again = draw_assignments(s, D, segments, probs, arms, ExperimentState.from_settings(s.ab))
     assert again.equals(asg)
-    other = draw_assignments(s, D + timedelta(days=1), segments, probs, arms)
+    other = draw_assignments(
+        s, D + timedelta(days=1), segments, probs, arms, ExperimentState.from_settings(s.ab)
+    )
     assert not (other[C.ARM].to_numpy() == asg[C.ARM].to_numpy()).all()
     # the documented draw: u = splitmix64(seed, 4 * user + daypart) through the cumulative probabilities
     assert sample_arms(probs, [0], uniform_hash([0], 1))[0] in range(4)
+
+
+def test_assign_serves_the_experiment_in_force_from_the_registry(settings: Settings) -> None:
+    from deepcuts.experiment import Action, Entry, Status
+    from pipelines.experiment_registry import write_lake_copy
+
+    _write_world(settings)
+    lake = Lake(settings.home)
+    ramp = ExperimentState("exp-r", "salt-r", 0.25, "svd")
+    shipped = ExperimentState("exp-r", "salt-r", 0.25, "svd", Status.SHIPPED, Variant.TREATMENT.value)
+    write_lake_copy(lake, [Entry(1, Action.RAMP, ramp, D, "2026-03-09T10:00:00+00:00", "ops")])
+    out = assign(settings, D)
+    asg = lake.read_df(Dataset.ASSIGNMENTS, D)
+    assert out["experiment"] == "exp-r" and out["treatment_share"] == 0.25
+    assert (asg[C.EXPERIMENT] == "exp-r").all()
+    assert (asg[C.VARIANT].to_numpy() == variant_of(asg[C.USER_ID], "exp-r", "salt-r", 0.25)).all()
+    # shipped from D on: everyone gets treatment, an arm the bandit picked
+    entries = [
+        Entry(1, Action.RAMP, ramp, D - timedelta(days=1), "2026-03-08T10:00:00+00:00", "ops"),
+        Entry(2, Action.SHIP, shipped, D, "2026-03-09T11:00:00+00:00", "ops"),
+    ]
+    write_lake_copy(lake, entries)
+    out = assign(settings, D)
+    asg = lake.read_df(Dataset.ASSIGNMENTS, D)
+    assert out["experiment_status"] == "shipped" and out["treatment_share"] is None
+    assert (asg[C.VARIANT] == Variant.TREATMENT.value).all()
+    assert set(asg[C.ARM]) <= set(settings.bandit.arms) and out["treatment_assignments"] == len(asg)

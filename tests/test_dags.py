@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ def dagbag(airflow_db: Path):  # type: ignore[no-untyped-def]
 
 def test_no_import_errors(dagbag) -> None:  # type: ignore[no-untyped-def]
     assert dagbag.import_errors == {}
-    assert {"deepcuts_nightly", "deepcuts_reports"} <= set(dagbag.dag_ids)
+    assert {"deepcuts_nightly", "deepcuts_reports", "deepcuts_weekly"} <= set(dagbag.dag_ids)
 
 
 def test_nightly_schedule_retries_and_tags(dagbag) -> None:  # type: ignore[no-untyped-def]
@@ -68,9 +69,26 @@ def test_report_dag_is_triggered_by_the_serving_asset(dagbag) -> None:  # type: 
     assert list(reports.timetable.asset_condition.objects) == [SERVING_TABLES]
 
 
-def test_dag_files_import_nothing_heavy_at_top_level() -> None:
-    import ast
+def test_weekly_review_runs_sundays_and_reads_the_nightly_report(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from deepcuts.airflow_support import NIGHTLY_REPORT, WEEKLY_REVIEW
 
+    weekly = dagbag.get_dag("deepcuts_weekly")
+    assert weekly.timetable.expression in ("@weekly", "0 0 * * 0")
+    assert weekly.catchup is False and "run_date" in weekly.params
+    task = weekly.get_task("weekly_review")
+    assert NIGHTLY_REPORT in task.inlets and WEEKLY_REVIEW in task.outlets
+    assert task.retries == 2 and task.on_failure_callback
+
+
+def test_a_weekly_run_reviews_the_nights_before_its_date() -> None:
+    from deepcuts.airflow_support import last_night_of_week
+
+    # The Sunday-midnight run of 2026-01-11 reviews the week up to Saturday 2026-01-10.
+    assert last_night_of_week({"ds": "2026-01-11"}) == "2026-01-10"
+    assert last_night_of_week({"ds": "2026-01-11"}, "2026-01-04") == "2026-01-04"
+
+
+def test_dag_files_import_nothing_heavy_at_top_level() -> None:
     heavy = {"pandas", "numpy", "pyarrow", "scipy", "lightfm", "great_expectations", "pipelines", "models"}
     for path in DAGS_FOLDER.glob("*.py"):
         tree = ast.parse(path.read_text())
@@ -82,3 +100,51 @@ def test_dag_files_import_nothing_heavy_at_top_level() -> None:
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in heavy, f"{path.name} imports {name} at top level"
+
+
+#: Tasks of the nightly DAG that wire the run (plan, the lists the mapped tasks expand over); every other
+#: task is one step of the registry.
+WIRING_TASKS = {"plan", "arms_of", "shards_of"}
+
+
+def _task_bodies() -> dict[str, ast.FunctionDef]:
+    """The ``@task`` functions of dags/deepcuts_nightly.py by name."""
+    tree = ast.parse((DAGS_FOLDER / "deepcuts_nightly.py").read_text())
+    return {
+        node.name: node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and any("task" in ast.unparse(d) for d in node.decorator_list)
+    }
+
+
+def test_nightly_tasks_are_the_step_registry(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """One list of steps: the DAG runs exactly ``pipelines.nightly.STEPS``, each task calling its
+    registry function, mapped per arm / per shard as registered, in an order ``run_night`` may follow."""
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    from pipelines.nightly import STEPS
+
+    dag = dagbag.get_dag("deepcuts_nightly")
+    assert set(dag.task_ids) - WIRING_TASKS == {s.name for s in STEPS}
+    bodies = _task_bodies()
+    for i, step in enumerate(STEPS):
+        task = dag.get_task(step.name)
+        assert isinstance(task, MappedOperator) == (step.fanout != "once"), step.name
+        calls = {
+            (node.module, alias.name)
+            for node in ast.walk(bodies[step.name])
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+        }
+        assert (step.module, step.function) in calls, (
+            f"task {step.name} does not import its registry function"
+        )
+        called = {
+            n.func.id
+            for n in ast.walk(bodies[step.name])
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        }
+        assert step.function in called, f"task {step.name} does not call {step.function}"
+        # run_night runs STEPS in order: no later step may be upstream of an earlier one in the DAG
+        later = {s.name for s in STEPS[i + 1 :]}
+        assert not later & task.get_flat_relative_ids(upstream=True), step.name

@@ -32,6 +32,44 @@ def test_fresh_clears_everything_but_the_world_and_the_airflow_db(tmp_path: Path
     assert reset_demo_lake(home) == [] and reset_demo_lake(tmp_path / "missing") == []
 
 
+def test_airflow_cfg_points_at_our_dags_and_keeps_its_secret(tmp_path: Path) -> None:
+    import configparser
+
+    from deepcuts.demo import write_airflow_cfg
+
+    home = tmp_path / "airflow"
+    home.mkdir()
+    # What `airflow standalone` generated before: examples on, a dags folder that does not exist.
+    (home / "airflow.cfg").write_text(
+        "[core]\ndags_folder = /nowhere/dags\nload_examples = True\ndefault_timezone = utc\n"
+        "[webserver]\nexpose_config = True\n"
+    )
+    dags = tmp_path / "repo" / "dags"
+    write_airflow_cfg(home, dags)
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(home / "airflow.cfg")
+    assert cfg.get("core", "dags_folder") == str(dags)
+    assert cfg.getboolean("core", "load_examples") is False
+    assert cfg.getboolean("core", "dags_are_paused_at_creation") is True
+    assert cfg.get("database", "sql_alchemy_conn") == f"sqlite:///{home / 'airflow.db'}"
+    # Keys deepcuts does not own survive.
+    assert cfg.get("core", "default_timezone") == "utc"
+    assert cfg.get("webserver", "expose_config") == "True"
+    secret = cfg.get("api_auth", "jwt_secret")
+    assert len(secret) == 64
+    # A second call (the next `make run`, or `make ui`) keeps the secret every process signs with.
+    write_airflow_cfg(home, dags)
+    again = configparser.ConfigParser(interpolation=None)
+    again.read(home / "airflow.cfg")
+    assert again.get("api_auth", "jwt_secret") == secret
+
+
+def test_demo_run_ids_name_the_night() -> None:
+    from deepcuts.demo import demo_run_id
+
+    assert demo_run_id(date(2026, 1, 8)) == "deepcuts_demo__2026-01-08"
+
+
 def test_the_app_query_example_is_the_treatment_list_with_most_deep_cuts() -> None:
     import pandas as pd
 

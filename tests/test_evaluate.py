@@ -158,6 +158,70 @@ def test_evaluate_offline_by_hand_and_served_hook() -> None:
     assert served["ndcg@2"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)) / 2)
 
 
+def test_served_candidates_hold_the_quotas_and_raw_lists_do_not_change() -> None:
+    train = ratings([(1, 1, 4), (2, 2, 4), (2, 3, 4)])
+    test = ratings([(1, 3, 5.0), (1, 5, 2.0), (2, 1, 4.0)])
+    seen: dict[int, list[int]] = {}
+
+    def record(arm: str, candidates: pd.DataFrame) -> pd.DataFrame:
+        for user, rows in candidates.groupby(C.USER_ID):
+            seen[int(user)] = rows.sort_values(C.RANK)[C.ITEM_ID].tolist()
+        return candidates[candidates[C.RANK] <= 2]
+
+    def run(quotas: list) -> dict:
+        return evaluate_offline(
+            train, test, ITEMS, {"lowest": LowestIdFirst}, k=2, list_transform=record, n_candidates=3,
+            quotas=quotas,
+        )  # fmt: skip
+
+    plain = run([])
+    # item 5 must be among the 3 candidates: user 1's unseen [2, 3, 4, 5] -> [2, 3, 5], user 2's
+    # [1, 4, 5] already holds it; ranks stay in score order
+    with_quota = run([(np.array([5]), 1)])
+    assert seen == {1: [2, 3, 5], 2: [1, 4, 5]}
+    assert with_quota["arms"]["lowest"] == {**plain["arms"]["lowest"], **{
+        key: with_quota["arms"]["lowest"][key] for key in ("fit_seconds", "recommend_seconds")
+    }}  # fmt: skip
+
+
+def test_served_targets_by_hand(settings: Settings) -> None:
+    from pipelines.evaluate import served_targets
+
+    def m(ndcg: float, share: float, genres: float, rating: float | None) -> dict:
+        return {
+            "ndcg@10": ndcg,
+            "long_tail_share": share,
+            "genres_per_list": genres,
+            "mean_hit_rating": rating,
+        }
+
+    result = {
+        "k": 10,
+        "arms": {
+            "item_cf": m(0.50, 0.0, 10, 3.9),
+            "svd": m(0.45, 0.0, 10, 3.9),
+            "popularity": m(0.3, 0, 9, 3.8),
+        },
+        "served": {
+            "item_cf": m(0.41, 0.40, 11, 4.05),
+            "svd": m(0.42, 0.41, 6, 4.2),  # just above the band
+            "popularity": m(0.45, 0.0, 3, 3.0),  # not a treatment arm: neither checked nor "best"
+        },
+    }
+    out = served_targets(result, settings)
+    assert out is not None
+    assert (out["best_raw_arm"], out["best_served_arm"]) == ("item_cf", "svd")
+    assert out["ndcg_ratio"] == pytest.approx(0.42 / 0.50)
+    assert out["arms"]["item_cf"] == {
+        "long_tail_in_band": True,
+        "genres_ok": True,
+        "mean_hit_rating_ok": True,
+    }
+    assert out["arms"]["svd"] == {"long_tail_in_band": False, "genres_ok": True, "mean_hit_rating_ok": True}
+    assert set(out["arms"]) == {"item_cf", "svd"} and out["all_arms_met"] is False
+    assert served_targets({"k": 10, "arms": result["arms"]}, settings) is None
+
+
 def test_evaluate_offline_refuses_empty_evaluation() -> None:
     with pytest.raises(EvaluationError, match="no test user"):
         evaluate_offline(ratings([(1, 1, 4)]), ratings([(2, 1, 4)]), ITEMS, {"x": LowestIdFirst}, k=2)
@@ -213,6 +277,10 @@ def test_cli_evaluate_writes_json_and_table(
     assert "ndcg@5" in result["served"]["popularity"]
     printed = capsys.readouterr().out
     assert "popularity (served)" in printed and "ndcg@5" in printed and "30 users evaluated" in printed
+    # the quality users experience: the mean rating of hits, for the arm and for its served list
+    assert "mean_hit_rating" in printed and "mean_hit_rating" in result["served"]["popularity"]
+    # popularity is not a deep-cut treatment arm: nothing to check against the targets
+    assert result["served_targets"]["arms"] == {} and "served vs targets" in printed
     assert cli_main([*args, "--arms", "popularity", "--no-rerank", "--out", str(out)]) == 0
     assert "served" not in json.loads(out.read_text())
 

@@ -6,6 +6,7 @@ unknown item and one from 1980. Nights: D1 = 2026-03-09 (first night), D2 = 03-1
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from datetime import date
@@ -300,3 +301,175 @@ def test_cli_entry_point(tmp_path: Path) -> None:
 
 def test_feedback_schema_matches_contract() -> None:
     assert events(D2, 3, "x").columns.tolist() == FEEDBACK_SCHEMA.names
+
+
+def test_a_stray_quote_in_landing_loses_no_event(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14, finding 2: 1,343 events with a stray quote at row 1000 (was: 1000 in = 1000 + 0)."""
+    ingest_source(settings, D1, source())
+    start = pd.Timestamp(D2.isoformat(), tz="UTC")
+    fb = events(D2, 1343, "q", **{C.USER_ID: ["1", "2", "1"] * 447 + ["2", "1"]})
+    fb[C.EVENT_TS] = [(start + pd.Timedelta(minutes=i)).isoformat() for i in range(1343)]
+    lines = fb.to_csv(index=False).splitlines()
+    lines[1001] = lines[1001].replace(",night,", ',"night,')
+    payload = ("\n".join(lines) + "\n").encode()
+    Lake(settings.home).write_bytes(Dataset.LANDING_FEEDBACK, D2, "app.csv", payload)
+    result = ingest_source(settings, D2, source())
+    assert (result["feedback_in"], result["feedback_accepted"], result["feedback_quarantined"]) == (
+        1343,
+        1342,
+        1,
+    )
+    q = Lake(settings.home).read_df(Dataset.QUARANTINE_FEEDBACK, D2)
+    assert q[[C.SOURCE_ROW, C.QUARANTINE_REASON, C.SOURCE_LINE, C.RAW_LINE]].values.tolist() == [
+        [1000, "malformed_line", "1002", lines[1001]]
+    ]
+    path = tmp_path / "stray.csv"
+    path.write_bytes(payload)
+    assert cli_main(["validate", str(path), "--kind", "feedback", "--run-date", D2.isoformat()]) == 1
+    out = capsys.readouterr().out
+    assert "rows in 1343 = accepted 1342 + quarantined 1" in out and "malformed_line" in out
+
+
+# --- one rule set for ingest and `deepcuts validate` (issue 14, finding 4) ------------------------------
+HOSTILE = {
+    1: ({C.LIST_VERSION: "v\x001"}, f"bad_encoding:{C.LIST_VERSION}"),
+    2: ({C.EVENT_ID: "h-\x002"}, f"bad_encoding:{C.EVENT_ID}"),
+    3: ({C.EVENT_ID: "h-3\u00ff"}, f"bad_encoding:{C.EVENT_ID}"),  # written as the lone byte 0xff
+    5: ({C.EVENT_TS: "2026-03-12T10:00:00+00:00"}, f"future:{C.EVENT_TS}"),
+    6: ({C.EVENT_TS: "1773100800000"}, f"epoch_unit:{C.EVENT_TS}"),  # 2026-03-10 in milliseconds
+    7: ({C.USER_ID: str(2**62)}, f"unknown:{C.USER_ID}"),  # a valid id, just not a known user
+    8: ({C.USER_ID: str(2**63)}, f"bad_type:{C.USER_ID}"),  # outside int64
+    9: ({C.ITEM_ID: "3.5"}, f"bad_type:{C.ITEM_ID}"),
+}
+
+
+LATIN_Y = "\u00ff".encode()
+
+
+def hostile_file(fmt: str) -> bytes:
+    """14 events of D2 by known users, rows 1-9 broken as in HOSTILE (row 4: a stray quote, CSV only)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = events(D2, 14, "h", **{C.USER_ID: ["1", "2"] * 7})
+    for row, (values, _) in HOSTILE.items():
+        for column, value in values.items():
+            frame.loc[row, column] = value
+    if fmt == "csv":
+        text = frame.to_csv(index=False).replace(",night,", ',"night,', 5)  # row 4 is the 5th data line
+        lines = text.splitlines()
+        lines[1:5] = [line.replace(',"night,', ",night,") for line in lines[1:5]]
+        return ("\n".join(lines) + "\n").encode().replace(LATIN_Y, b"\xff")
+    columns = {
+        c: pa.array([v.encode().replace(LATIN_Y, b"\xff") if v else None for v in frame[c]]).view(pa.string())
+        for c in frame.columns
+    }
+    buf = io.BytesIO()
+    pq.write_table(pa.table(columns), buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_ingest_and_validate_give_the_same_verdict_per_row(
+    fmt: str,
+    lake_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("DEEPCUTS_CONFIG", raising=False)
+    monkeypatch.setenv("DEEPCUTS_HOME", str(lake_home))
+    monkeypatch.setenv("DEEPCUTS_INGEST__MAX_QUARANTINE_SHARE", "1")
+    settings = load_settings()
+    lake = Lake(settings.home)
+    payload = hostile_file(fmt)
+    ingest_source(settings, D1, source())
+    lake.write_bytes(Dataset.LANDING_FEEDBACK, D2, f"app.{fmt}", payload)
+    result = ingest_source(settings, D2, source())
+    path = tmp_path / f"hostile.{fmt}"
+    path.write_bytes(payload)
+    assert cli_main(["validate", str(path), "--kind", "feedback", "--run-date", D2.isoformat()]) == 1
+    capsys.readouterr()
+
+    expected = {row: reason for row, (_, reason) in HOSTILE.items()}
+    if fmt == "csv":
+        expected[4] = "malformed_line"
+    nightly = lake.read_df(Dataset.QUARANTINE_FEEDBACK, D2, parts=["part-0"])
+    checked = lake.read_df(Dataset.QUARANTINE_FEEDBACK, D2, parts=["validate-hostile"])
+    for q in (nightly, checked):
+        assert dict(zip(q[C.SOURCE_ROW], q[C.QUARANTINE_REASON], strict=True)) == expected
+    assert (result["feedback_in"], result["feedback_accepted"]) == (14, 14 - len(expected))
+    # nothing with a NUL reached the canonical table; the quarantine kept the text as it came
+    accepted = lake.read_df(Dataset.FEEDBACK_EVENTS, D2)
+    assert not accepted.map(lambda v: isinstance(v, str) and "\x00" in v).any().any()
+    assert nightly.set_index(C.SOURCE_ROW).loc[6, C.EVENT_TS] == "1773100800000"
+
+
+def test_nul_in_the_catalog_is_quarantined(settings: Settings) -> None:
+    """Issue 14, finding 5: a NUL in a genre or a title would make every PostgreSQL COPY fail at publish."""
+    src = source()
+    src.items.at[4, C.GENRES] = ["Dra\x00ma"]
+    src.items.at[5, C.TITLE] = "Film\x00 6"
+    result = ingest_source(settings, D1, src)
+    assert (result["items"], result["items_quarantined"]) == (4, 2)
+    lake = Lake(settings.home)
+    q = lake.read_df(Dataset.QUARANTINE_ITEMS, D1)
+    assert dict(zip(q[C.SOURCE_ROW], q[C.QUARANTINE_REASON], strict=True)) == {
+        4: f"bad_encoding:{C.GENRES}",
+        5: f"bad_encoding:{C.TITLE}",
+    }
+    items = lake.read_df(Dataset.ITEMS, D1)
+    assert items[C.ITEM_ID].tolist() == [1, 2, 3, 4]
+
+
+def test_future_and_millisecond_source_ratings_are_quarantined_and_counted(
+    tmp_path: Path, lake_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rating dated after the wall clock is quarantined every night it is in the source (it was never
+    counted); an epoch in ms keeps its source text (it became ``ancient:ts`` 1970-08-04)."""
+    import pipelines.ingest as ingest_module
+
+    monkeypatch.delenv("DEEPCUTS_CONFIG", raising=False)
+    monkeypatch.setattr(ingest_module, "now", lambda: pd.Timestamp("2026-03-20", tz="UTC"))
+    data = tmp_path / "src"
+    data.mkdir()
+    day1 = int(pd.Timestamp("2026-03-09T08:00", tz="UTC").timestamp())
+    (data / "ratings.csv").write_text(
+        "user_id,item_id,rating,timestamp\n"
+        f"1,1,4,{day1}\n"  # accepted on D1
+        "2,1,3,4102444800\n"  # 2100-01-01: future
+        f"3,1,3,{day1 * 1000}\n"  # milliseconds
+        f"4,1,5,{day1 + 86400}\n"  # 2026-03-10: pending on D1, accepted on D2
+    )
+    (data / "items.csv").write_text("item_id,title,genres\n1,Alpha (1990),Drama\n")
+    settings = load_settings(
+        home=str(lake_home), source={"dataset": "csv", "path": str(data)}, ingest={"max_quarantine_share": 1}
+    )
+    result = ingest(settings, D1)
+    lake = Lake(settings.home)
+    q = lake.read_df(Dataset.QUARANTINE_INTERACTIONS, D1)
+    assert q[[C.SOURCE_ROW, C.QUARANTINE_REASON, C.TS]].values.tolist() == [
+        [1, f"future:{C.TS}", "2100-01-01T00:00:00+00:00"],
+        [2, f"epoch_unit:{C.TS}", str(day1 * 1000)],
+    ]
+    summary = lake.read_json(Dataset.VALIDATION, D1, SUMMARY_FILE)["interactions"]
+    assert (summary["rows_in"], summary["accepted"], summary["quarantined"], summary["pending_rows"]) == (
+        3,
+        1,
+        2,
+        1,
+    )
+    assert result["new_interactions"] == 1
+    # the next night the pending rating is due and the future one is still quarantined (and counted)
+    land(settings, D2, events(D2, 3, "d2", **{C.USER_ID: ["1"] * 3, C.ITEM_ID: ["1"] * 3}))
+    result2 = ingest(settings, D2)
+    assert (result2["new_interactions"], result2["interactions_quarantined"]) == (1, 1)
+
+
+def test_ingest_marks_its_canonical_partitions_complete(settings: Settings) -> None:
+    ingest_source(settings, D1, source())
+    lake = Lake(settings.home)
+    for dataset in (Dataset.ITEMS, Dataset.INTERACTIONS, Dataset.FEEDBACK_EVENTS):
+        assert lake.require_complete(dataset, D1) == ["part-0"]

@@ -273,3 +273,20 @@ def test_ragged_rows_name_the_separator(tmp_path: Path) -> None:
     (tmp_path / "movies.dat").write_text("2::Two (2000)::Drama\n")
     with pytest.raises(SourceError, match=r"ratings\.dat: cannot parse with separator '::'"):
         load_dataset("ml-1m", tmp_path)
+
+
+def test_csv_ids_stay_exact_beside_a_bad_cell(tmp_path: Path) -> None:
+    """Issue 14, finding 3: one non-integer cell used to send the column through float64."""
+    big, p62 = 9_007_199_254_740_993, 2**62
+    (tmp_path / "ratings.csv").write_text(
+        f"user_id,item_id,rating,timestamp\n{big},{p62},4,1773014400\nabc,{p62 + 1},3,1773014400\n"
+        f"1,1.5,3,1773014400\n"
+    )
+    (tmp_path / "items.csv").write_text(
+        f"item_id,title,genres\n{p62},A,Drama\n{p62 + 1},B,Drama\nx,C,Drama\n"
+    )
+    data = load_dataset("csv", tmp_path, SourceSettings(items_file="items.csv"))
+    assert data.interactions[C.USER_ID].tolist()[0] == big and pd.isna(data.interactions[C.USER_ID].iloc[1])
+    assert data.interactions[C.ITEM_ID].tolist()[:2] == [p62, p62 + 1]
+    assert pd.isna(data.interactions[C.ITEM_ID].iloc[2])
+    assert data.items[C.ITEM_ID].tolist()[:2] == [p62, p62 + 1] and pd.isna(data.items[C.ITEM_ID].iloc[2])

@@ -333,3 +333,117 @@ def test_users_with_different_candidate_counts_in_one_batch(problems: list[dict]
     }
     together = rerank(**batch, params=params).positions
     assert together.tolist() == solo
+
+
+# ------------------------------------------------------------------ issue 13: served quality rules
+def test_tail_item_floor_drops_duds_by_hand() -> None:
+    # band 1 of 2 long tail; the best tail item (0, q 3.0) is under the 3.5 floor: item 2 (q 3.6) is
+    # served instead, and the head slot goes to the best head item (1)
+    quality = [3.0, 3.2, 3.6, 3.1]
+    tail = [True, False, True, False]
+    out = run([1.0, 0.9, 0.5, 0.8], [A] * 4, quality=quality, tail=tail, length=2,
+              long_tail_min=0.5, long_tail_max=0.5, tail_item_floor=3.5)  # fmt: skip
+    assert out.positions.tolist() == [[1, 2]]
+    # no other candidate can fill the list: the dud is served rather than a short list
+    out = run([1.0, 0.9], [A] * 2, quality=[3.0, 3.2], tail=[True, False], length=2, tail_item_floor=3.5)
+    assert sorted(out.positions[0].tolist()) == [0, 1]
+
+
+def test_quality_weight_by_hand() -> None:
+    # gain = rel + w * q: 0.9 + 0.2 * 3.0 = 1.5 < 0.8 + 0.2 * 4.0 = 1.6, so item 1 goes first
+    out = run([0.9, 0.8], [A, A], quality=[3.0, 4.0], length=2, quality_weight=0.2)
+    assert out.positions.tolist() == [[1, 0]]
+    np.testing.assert_allclose(out.gains[0], [1.6, 1.5], atol=1e-6)
+
+
+@st.composite
+def served_problem(draw: st.DrawFn) -> dict:
+    """One user with 3-12 candidates: random relevance, quality, long-tail flags and 1-2 genres each."""
+    k = draw(st.integers(3, 12))
+    n_genres = 5
+    codes = draw(st.lists(st.integers(0, n_genres - 1), min_size=2 * k, max_size=2 * k))
+    genres = np.zeros((k, n_genres), np.float32)
+    genres[np.arange(k), codes[:k]] = 1.0
+    second = draw(st.lists(st.booleans(), min_size=k, max_size=k))
+    genres[np.arange(k)[second], np.asarray(codes[k:])[second]] = 1.0
+    rel = draw(st.lists(st.floats(0, 1), min_size=k, max_size=k, unique=True))
+    quality = draw(st.lists(st.sampled_from([2.5, 3.0, 3.4, 3.5, 3.8, 4.2, 4.6]), min_size=k, max_size=k))
+    tail = draw(st.lists(st.booleans(), min_size=k, max_size=k))
+    return dict(
+        candidates=np.arange(k, dtype=np.int64)[None, :],
+        relevance=np.asarray([rel], dtype=np.float32),
+        genres=genres,
+        quality=np.asarray(quality),
+        long_tail=np.asarray(tail),
+        niche=genres[:, 0] > 0,
+        profile=np.full((1, n_genres), 1.0 / n_genres, np.float32),
+        niche_appetite=np.zeros(1, np.float32),
+    )
+
+
+FLOOR = 3.5
+SERVED = dict(quality_floor=-math.inf, tail_item_floor=FLOOR, long_tail_min=0.35, long_tail_max=0.40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    problem=served_problem(),
+    length=st.integers(2, 8),
+    lambdas=st.tuples(st.floats(0.8, 1), st.floats(0, 0.2)),
+)
+def test_band_and_item_floor_met_whenever_feasible(problem: dict, length: int, lambdas) -> None:
+    """No long-tail item under the floor is served while other candidates can fill the list, and the
+    long-tail count is inside the band whenever the candidates above the floor allow it."""
+    params = RerankParams(list_length=length, min_genres=3, mmr_lambda=lambdas[0],
+                          calibration_lambda=lambdas[1], quality_weight=0.2, **SERVED)  # fmt: skip
+    out = rerank(**problem, params=params)
+    chosen = _basic_invariants(problem, out.positions, length)
+    q, tail = problem["quality"], problem["long_tail"]
+    dud = tail & (q < FLOOR)
+    n = len(chosen)
+    lo, hi = params.long_tail_counts(n)
+    n_tail_ok, n_head = int((tail & ~dud).sum()), int((~tail).sum())
+    if n_tail_ok + n_head >= n:
+        assert not dud[chosen].any()
+        if n_tail_ok >= lo and n_head >= n - hi:
+            assert lo <= int(tail[chosen].sum()) <= hi
+
+
+@settings(max_examples=200, deadline=None)
+@given(problem=served_problem(), length=st.integers(2, 8))
+def test_arm_order_kept_where_the_band_allows(problem: dict, length: int) -> None:
+    """Without diversity terms and with an exact band, the list is the constrained top-k: the best
+    ``lo`` long-tail items and the best ``L - lo`` head items by the arm's relevance, and the pick
+    order among them is the arm's order."""
+    params = RerankParams(**{**FREE, **SERVED, "list_length": length, "long_tail_min": 0.4})
+    out = rerank(**problem, params=params)
+    chosen = _basic_invariants(problem, out.positions, length)
+    rel, tail = problem["relevance"][0], problem["long_tail"]
+    ok = ~(tail & (problem["quality"] < FLOOR))
+    lo, hi = params.long_tail_counts(length)
+    tails = [i for i in np.argsort(-rel, kind="stable") if tail[i] and ok[i]]
+    heads = [i for i in np.argsort(-rel, kind="stable") if not tail[i]]
+    if lo == hi and len(tails) >= lo and len(heads) >= length - lo:
+        assert sorted(chosen) == sorted(tails[:lo] + heads[: length - lo])
+        assert chosen == sorted(chosen, key=lambda i: -rel[i])
+
+
+@settings(max_examples=150, deadline=None)
+@given(problem=served_problem(), length=st.integers(2, 8), min_genres=st.integers(1, 5))
+def test_genre_floor_met_for_single_genre_items_under_the_served_rules(
+    problem: dict, length: int, min_genres: int
+) -> None:
+    """The genre floor holds next to the band and the item floor when items have one genre each."""
+    g = problem["genres"]
+    single = np.zeros_like(g)
+    single[np.arange(g.shape[0]), np.argmax(g, axis=1)] = 1.0
+    problem = {**problem, "genres": single, "niche": single[:, 0] > 0}
+    params = RerankParams(**{**FREE, "list_length": length, "min_genres": min_genres, "mmr_lambda": 0.97,
+                             "tail_item_floor": FLOOR, "quality_weight": 0.2})  # fmt: skip
+    out = rerank(**problem, params=params)
+    chosen = _basic_invariants(problem, out.positions, length)
+    ok = ~(problem["long_tail"] & (problem["quality"] < FLOOR))
+    pool = [i for i in range(g.shape[0]) if ok[i]] if ok.sum() >= length else list(range(g.shape[0]))
+    available = int((single[pool].max(axis=0) > 0).sum())
+    got = int((single[chosen].max(axis=0) > 0).sum())
+    assert got >= min(min_genres, available, len(chosen))

@@ -122,6 +122,7 @@ def _world(settings: Settings) -> Lake:
         frame = pd.DataFrame(cands, columns=[C.USER_ID, C.ITEM_ID, C.RANK, C.SCORE])
         frame = frame.assign(**{C.ARM: arm, C.RUN_DATE: RUN})
         lake.write_table(Dataset.CANDIDATES, RUN, frame, part=f"{arm}/shard-0000")
+    lake.mark_complete(Dataset.CANDIDATES, RUN, "shard-0000")  # as candidates_shard does when it finishes
     return lake
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import date
 from pathlib import Path
 
@@ -35,10 +34,12 @@ def test_registry_matches_the_architecture_document() -> None:
         assert f"`{step.module}.{step.function}(" in doc, step
 
 
-def test_resolve_missing_module_or_function_is_none() -> None:
-    assert resolve(Step("x", "pipelines.no_such_step_module", "run")) is None
-    assert resolve(Step("x", "pipelines.ab_analysis", "no_such_function")) is None
-    assert resolve(Step("x", "pipelines.ab_analysis", "ab_analysis")) is not None
+def test_resolve_missing_module_or_function_is_an_error() -> None:
+    with pytest.raises(StepMissingError, match=r"no module .*no_such_step_module"):
+        resolve(Step("x", "pipelines.no_such_step_module", "run"))
+    with pytest.raises(StepMissingError, match="has no function 'no_such_function'"):
+        resolve(Step("x", "pipelines.ab_analysis", "no_such_function"))
+    assert resolve(Step("x", "pipelines.ab_analysis", "ab_analysis")).__name__ == "ab_analysis"
 
 
 def test_run_night_skips_on_request_and_runs_the_rest(lake_home: Path) -> None:
@@ -51,19 +52,17 @@ def test_run_night_skips_on_request_and_runs_the_rest(lake_home: Path) -> None:
         run_night(settings, D1, skip=["nope"])
 
 
-def test_run_night_warns_loudly_about_a_missing_step(
-    lake_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_run_night_stops_at_a_missing_step(lake_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A renamed step function must fail the night, not vanish from it (simulations included)."""
     settings = load_settings(home=str(lake_home))
-    registry = (Step("ghost", "pipelines.no_such_step_module", "ghost"), *nightly.STEPS)
+    registry = (*nightly.STEPS, Step("ghost", "pipelines.ab_analysis", "renamed_away"))
     monkeypatch.setattr(nightly, "STEPS", registry)
+    monkeypatch.setattr(nightly, "STEP_NAMES", (*STEP_NAMES, "ghost"))
     others = [s for s in STEP_NAMES if s != "ab_analysis"]
-    with caplog.at_level(logging.WARNING, logger="pipelines.nightly"):
-        out = run_night(settings, D1, skip=others)
-    assert "ghost" in out["skipped"] and "ab_analysis" in out["results"]
-    assert any("SKIPPING STEP 'ghost'" in r.getMessage() for r in caplog.records)
     with pytest.raises(StepMissingError, match="ghost"):
-        run_night(settings, D1, skip=others, strict=True)
+        run_night(settings, D1, skip=others)
+    assert not Lake(lake_home).exists(Dataset.AB_RESULTS, D1, "verdict.json")  # it failed before any step
+    assert run_night(settings, D1, skip=[*others, "ghost"])["skipped"]["ghost"] == "skipped on request"
 
 
 # ------------------------------------------------------------------------------------ simulator parts

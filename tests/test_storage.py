@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import time
 from datetime import date
 from pathlib import Path
 
@@ -9,7 +11,8 @@ import pyarrow.fs as pafs
 import pytest
 
 from deepcuts.contracts import C, Dataset
-from pipelines.storage import ContractError, Lake, MissingDataError
+from deepcuts.settings import Settings
+from pipelines.storage import STALE_TMP_MINUTES, ContractError, IncompleteDataError, Lake, MissingDataError
 
 D1, D2 = date(2026, 3, 1), date(2026, 3, 2)
 
@@ -108,3 +111,89 @@ def test_works_through_a_pyarrow_filesystem_uri(tmp_path: Path) -> None:
 def test_part_names_cannot_escape_the_partition(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="relative path"):
         Lake(tmp_path).write_table(Dataset.INTERACTIONS, D1, _interactions(), part="../../etc/x")
+
+
+# --- stale temp files and completeness manifests (issue 14, finding 7) ------------------------------------
+def _age(path: Path, minutes: float) -> None:
+    then = time.time() - 60 * minutes
+    os.utime(path, (then, then))
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write_to_its_folder(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    lake.write_table(Dataset.INTERACTIONS, D1, _interactions(3))
+    folder = Path(lake.partition_dir(Dataset.INTERACTIONS, D1))
+    stale, live = folder / ".tmp-dead-part-1.parquet", folder / ".tmp-busy-part-2.parquet"
+    stale.write_bytes(b"PAR1 half written")
+    live.write_bytes(b"PAR1 being written right now")
+    _age(stale, STALE_TMP_MINUTES + 1)
+    _age(live, STALE_TMP_MINUTES - 1)
+    Lake(tmp_path).write_table(Dataset.INTERACTIONS, D1, _interactions(2), part="part-3")
+    assert not stale.exists() and live.exists()  # a writer may still own a young one
+
+
+def _candidates(arm: str) -> pa.Table:
+    from deepcuts.contracts import CANDIDATES_SCHEMA
+
+    return pa.table(
+        {C.USER_ID: [1], C.ITEM_ID: [7], C.RANK: [1], C.SCORE: [0.5], C.ARM: [arm], C.RUN_DATE: [D1]},
+        schema=CANDIDATES_SCHEMA,
+    )
+
+
+def test_a_manifest_lists_the_parts_written_and_readers_refuse_an_incomplete_partition(
+    tmp_path: Path,
+) -> None:
+    lake = Lake(tmp_path)
+    for arm in ("svd", "pop"):
+        lake.write_table(Dataset.CANDIDATES, D1, _candidates(arm), part=f"{arm}/shard-0000")
+    other_task = Lake(tmp_path)
+    other_task.write_table(Dataset.CANDIDATES, D1, _candidates("svd"), part="svd/shard-0001")
+    with pytest.raises(IncompleteDataError, match=r"no manifest .*shard-0000.*did not finish"):
+        lake.require_complete(Dataset.CANDIDATES, D1, "shard-0000")
+    lake.mark_complete(Dataset.CANDIDATES, D1, "shard-0000")  # what this Lake wrote there
+    # a fresh Lake (another process) sees the same: the parts of the scope, with their rows
+    assert Lake(tmp_path).require_complete(Dataset.CANDIDATES, D1, "shard-0000") == [
+        "pop/shard-0000",
+        "svd/shard-0000",
+    ]
+    assert lake.parts(Dataset.CANDIDATES, D1) == ["pop/shard-0000", "svd/shard-0000", "svd/shard-0001"]
+    # a listed part that vanished, or was rewritten by a run that did not finish, is incomplete
+    Path(lake.file_path(Dataset.CANDIDATES, D1, "pop/shard-0000.parquet")).unlink()
+    with pytest.raises(IncompleteDataError, match=r"pop/shard-0000.*missing"):
+        lake.require_complete(Dataset.CANDIDATES, D1, "shard-0000")
+    lake.write_table(Dataset.CANDIDATES, D1, _candidates("pop"), part="pop/shard-0000")
+    lake.write_table(
+        Dataset.CANDIDATES, D1, pa.concat_tables([_candidates("svd")] * 3), part="svd/shard-0000"
+    )
+    with pytest.raises(IncompleteDataError, match=r"svd/shard-0000.*changed"):
+        lake.require_complete(Dataset.CANDIDATES, D1, "shard-0000")
+
+
+def test_score_refuses_a_candidates_shard_without_its_manifest(settings: Settings) -> None:
+    """5 of 7 arms written, then the candidates task was killed: score used to run on the 5."""
+    from pipelines.score import score_shard
+
+    lake = Lake(settings.home)
+    for arm in settings.arms.enabled[:5]:
+        lake.write_table(Dataset.CANDIDATES, D1, _candidates(arm), part=f"{arm}/shard-0000")
+    with pytest.raises(IncompleteDataError, match="rerun the candidates step"):
+        score_shard(settings, D1, 0, 1)
+
+
+def test_candidates_writes_the_manifest_of_its_shard(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    import pipelines.candidates as candidates
+
+    def fake_arm(lake: Lake, day: date, arm: str, users: object, shard: int, *sizes: object) -> int:
+        lake.write_table(Dataset.CANDIDATES, day, _candidates(arm), part=candidates.shard_part(arm, shard))
+        return 1
+
+    monkeypatch.setattr(candidates, "shard_users", lambda *a: np.array([1], dtype=np.int64))
+    monkeypatch.setattr(candidates, "_arm_candidates", fake_arm)
+    candidates.candidates_shard(settings, D1, 2, 4)
+    parts = Lake(settings.home).require_complete(Dataset.CANDIDATES, D1, "shard-0002")
+    assert parts == sorted(f"{arm}/shard-0002" for arm in settings.arms.enabled)

@@ -10,6 +10,7 @@ case names a phrase of the ``ValidationFailed`` message.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
@@ -386,3 +387,108 @@ def test_integer_text_is_parsed_exactly() -> None:
     out = validate_frame(read_raw(csv_bytes(frame), "ints"), Kind.FEEDBACK, rules)
     assert out.quarantined == 0
     assert out.valid[C.USER_ID].tolist()[:2] == [2, 3] and out.valid.loc[2, C.ITEM_ID] == big
+
+
+# --- CSV lines that cannot be parsed (issue 14, finding 2) ------------------------------------------------
+def minute_rows(n: int) -> pd.DataFrame:
+    """``n`` valid events one minute apart from the start of the run date (any ``n``)."""
+    frame = good_rows(n + n % 2).iloc[:n].copy()
+    frame[C.EVENT_TS] = [(START + pd.Timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(n)]
+    return frame
+
+
+def stray_quote_csv(n: int, at: int) -> tuple[bytes, str]:
+    """``n`` valid rows as CSV with an unbalanced double quote opening row ``at``'s daypart; and that line."""
+    lines = csv_bytes(minute_rows(n)).decode().splitlines()
+    fields = lines[at + 1].split(",")
+    fields[11] = '"' + fields[11]
+    lines[at + 1] = ",".join(fields)
+    return ("\n".join(lines) + "\n").encode(), lines[at + 1]
+
+
+def test_a_stray_quote_quarantines_its_line_and_loses_nothing() -> None:
+    """1,343 rows with a stray quote at row 1000: 1,342 accepted + 1 quarantined (was 1000 + 0)."""
+    payload, line = stray_quote_csv(1343, 1000)
+    payload = "\ufeff".encode() + payload  # with a byte order mark, as spreadsheet exports write
+    out = validate_frame(read_raw(payload, "stray"), Kind.FEEDBACK, RULES, run_date=RUN_DATE)
+    assert (out.rows_in, out.accepted, out.quarantined) == (1343, 1342, 1)
+    row = out.quarantine.iloc[0]
+    assert row[C.SOURCE_ROW] == 1000 and row[C.QUARANTINE_REASON] == "malformed_line"
+    # line 1 is the header, so data row 1000 is line 1002; the text is kept byte for byte
+    assert row[C.SOURCE_LINE] == "1002" and row[C.RAW_LINE] == line
+    assert out.valid[C.EVENT_ID].tolist() == [f"ev-{i}" for i in range(1343) if i != 1000]
+    assert C.RAW_LINE not in out.valid.columns
+    quarantine_table(out.quarantine)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 11), st.sampled_from(['"', '"x"y', "\r", "\n\n"])), max_size=4))
+def test_csv_rows_in_is_the_number_of_physical_lines(damage: list[tuple[int, str]]) -> None:
+    """Quotes and line breaks anywhere: every non-empty line after the header is one row in, none lost."""
+    lines = csv_bytes(minute_rows(12)).decode().splitlines()
+    for row, text in damage:
+        fields = lines[row + 1].split(",")
+        fields[0] = text + fields[0]
+        lines[row + 1] = ",".join(fields)
+    payload = ("\n".join(lines) + "\n").encode()
+    physical = [x for x in re.split(r"\r\n|\r|\n", payload.decode())[1:] if x != ""]
+    out = validate_frame(
+        read_raw(payload, "damaged"),
+        Kind.FEEDBACK,
+        replace(RULES, max_quarantine_share=1.0),
+        run_date=RUN_DATE,
+    )
+    assert out.rows_in == len(physical) == out.accepted + out.quarantined
+
+
+# --- exact 64-bit ids (issue 14, finding 3) ---------------------------------------------------------------
+P62 = 2**62
+INT64_MAX = 2**63 - 1
+
+
+def test_ids_are_exact_int64_and_outside_int64_is_bad_type() -> None:
+    """2^62 and 2^62+1 stay distinct, 2^53+1 exact, the int64 bounds pass, one past them is ``bad_type``."""
+    ids = [P62, P62 + 1, 2**53 + 1, INT64_MAX, -(2**63)]
+    frame = good_rows().astype(object)
+    for row, value in enumerate(ids):
+        frame.loc[row, C.ITEM_ID] = str(value)
+    frame.loc[5, C.ITEM_ID] = str(INT64_MAX + 1)
+    frame.loc[6, C.ITEM_ID] = "abc"
+    frame.loc[7, C.ITEM_ID] = "\u0661\u0660\u0662"  # Arabic-Indic digits: the regex \\d matches them
+    rules = replace(
+        RULES, known_items=np.array([*range(100, 110), *ids], dtype=np.int64), max_quarantine_share=1
+    )
+    out = validate_frame(read_raw(csv_bytes(frame), "ids"), Kind.FEEDBACK, rules, run_date=RUN_DATE)
+    assert out.valid[C.ITEM_ID].tolist()[:5] == ids
+    assert dict(zip(out.quarantine[C.SOURCE_ROW], out.quarantine[C.QUARANTINE_REASON], strict=True)) == {
+        5: f"bad_type:{C.ITEM_ID}",
+        6: f"bad_type:{C.ITEM_ID}",
+        7: f"bad_type:{C.ITEM_ID}",
+    }
+    assert out.quarantine[C.ITEM_ID].tolist() == [str(INT64_MAX + 1), "abc", "\u0661\u0660\u0662"]
+
+
+def test_float_ids_beyond_2_53_are_not_exact() -> None:
+    """A Parquet id column of doubles: 2^53 + 2 cannot be told from its neighbours, so it is ``bad_type``."""
+    frame = good_rows()
+    frame[C.ITEM_ID] = [float(100 + i) for i in range(N - 1)] + [float(2**53 + 2)]
+    out = validate_frame(
+        read_raw(parquet_bytes(frame), "floats"),
+        Kind.FEEDBACK,
+        replace(RULES, known_items=None),
+        run_date=RUN_DATE,
+    )
+    assert out.quarantine[C.QUARANTINE_REASON].tolist() == [f"bad_type:{C.ITEM_ID}"]
+    assert out.valid[C.ITEM_ID].tolist() == list(range(100, 109))
+
+
+def test_every_quarantine_reason_is_documented() -> None:
+    """The reasons table of docs/data-contracts.md lists every code of ``deepcuts.contracts.Reason``."""
+    from pathlib import Path
+
+    from deepcuts.contracts import Reason
+
+    doc = (Path(__file__).parents[1] / "docs" / "data-contracts.md").read_text()
+    table = doc.split("### Reasons (row-level)", 1)[1].split("###", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)", table, flags=re.MULTILINE))
+    assert documented == {r.value for r in Reason}

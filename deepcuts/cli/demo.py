@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from deepcuts.cli._common import settings_from
+from deepcuts.cli._common import UserError, settings_from
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from deepcuts.demo import default_dags_folder, run_demo
 
     if args.nights < 1:
-        raise SystemExit("--nights must be at least 1")
+        raise UserError("--nights must be at least 1")
     settings = settings_from(args)
     summaries = run_demo(settings, args.nights, args.dags_folder or default_dags_folder(), args.fresh)
     _print_summary(settings, [s.__dict__ for s in summaries])

@@ -114,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
     print(
         format_table(result, (*accuracy_keys(result["k"]), *BEYOND_KEYS, "fit_seconds", "recommend_seconds"))
     )
+    targets = result.get("served_targets")
+    if targets is not None:
+        print(format_targets(targets, result["k"]))
     print(
         f"\n{result['n_users']} users evaluated ({result['n_skipped_users']} test users without train "
         f"history skipped), {result['n_items']} items; protocol {result['protocol']}; wrote {out}"
@@ -134,4 +137,18 @@ def format_table(result: dict[str, Any], columns: tuple[str, ...]) -> str:
             value = metrics.get(column)
             cells.append(f" {'-':>17}" if value is None else f" {value:>17.4f}")
         lines.append(name.ljust(width) + "".join(cells))
+    return "\n".join(lines)
+
+
+def format_targets(targets: dict[str, Any], k: int) -> str:
+    """The served lists against the product's targets (docs/deep-cuts.md), one line per arm."""
+    ratio = targets["ndcg_ratio"]
+    lines = [
+        f"\nserved vs targets: best served {targets['best_served_arm']} keeps "
+        f"{'-' if ratio is None else f'{ratio:.3f}'} x the best raw arm's nDCG@{k} "
+        f"({targets['best_raw_arm']}); target >= 0.80"
+    ]
+    for arm, checks in targets["arms"].items():
+        marks = ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in checks.items())
+        lines.append(f"  {arm}: {marks}")
     return "\n".join(lines)

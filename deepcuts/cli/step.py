@@ -9,17 +9,26 @@ from __future__ import annotations
 import argparse
 import json
 
-from deepcuts.cli._common import settings_from
+from deepcuts.cli._common import UserError, run_date_arg, settings_from
+
+#: Steps outside the nightly registry, run the same way: name -> (module, function), called with
+#: ``(settings, run_date)``. ``weekly_review`` is the task of ``deepcuts_weekly`` (run date: the last
+#: night of the week).
+OTHER_STEPS = {"weekly_review": ("pipelines.weekly_review", "weekly_review")}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from pipelines.nightly import STEP_NAMES
 
     parser = subparsers.add_parser(
-        "step", help="run one nightly step for a run date (as its Airflow task does)"
+        "step", help="run one nightly step (or the weekly review) for a run date, as its Airflow task does"
     )
-    parser.add_argument("name", choices=STEP_NAMES, help="step of the registry (docs/architecture.md)")
-    parser.add_argument("--run-date", required=True, help="run date YYYY-MM-DD")
+    parser.add_argument(
+        "name",
+        choices=[*STEP_NAMES, *OTHER_STEPS],
+        help="step of the registry (docs/architecture.md), or weekly_review",
+    )
+    parser.add_argument("--run-date", required=True, type=run_date_arg, help="run date YYYY-MM-DD")
     parser.add_argument("--arm", help="arm, for per-arm steps (train)")
     parser.add_argument("--shard", type=int, help="user shard, for per-shard steps (candidates, score)")
     parser.add_argument("--n-shards", type=int, help="number of user shards (default: settings)")
@@ -27,26 +36,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from datetime import date
-
     from pipelines.nightly import STEPS, resolve
 
     settings = settings_from(args)
+    if args.name in OTHER_STEPS:
+        import importlib
+
+        module, function = OTHER_STEPS[args.name]
+        result = getattr(importlib.import_module(module), function)(settings, args.run_date)
+        print(json.dumps(result, indent=2, default=str))
+        return 0
     step = next(s for s in STEPS if s.name == args.name)
     func = resolve(step)
-    if func is None:
-        raise SystemExit(f"step {step.name!r}: {step.module}.{step.function} is not importable")
-    run_date = date.fromisoformat(args.run_date)
+    run_date = args.run_date
     if step.fanout == "per_arm":
         if not args.arm:
-            raise SystemExit(
+            raise UserError(
                 f"step {step.name!r} runs per arm: pass --arm (one of {list(settings.arms.enabled)})"
             )
         result = func(settings, run_date, args.arm)
     elif step.fanout == "per_shard":
         n_shards = args.n_shards or settings.arms.user_shards
         if args.shard is None or not 0 <= args.shard < n_shards:
-            raise SystemExit(f"step {step.name!r} runs per user shard: pass --shard in [0, {n_shards})")
+            raise UserError(f"step {step.name!r} runs per user shard: pass --shard in [0, {n_shards})")
         result = func(settings, run_date, args.shard, n_shards)
     else:
         result = func(settings, run_date)

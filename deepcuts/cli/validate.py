@@ -1,9 +1,10 @@
 """``deepcuts validate FILE --kind feedback|interactions|items [--run-date D]``: check one file.
 
-Runs the same GX suites as the nightly ingest on one Parquet or CSV file, against what the lake knows
-for the run date (catalog, users and already accepted event ids of the newest partitions up to D),
-prints a readable summary, writes the rejected rows to ``quarantine/<kind>(D)/validate-<file>.parquet``
-(next to, never over, the nightly quarantine) and exits with
+Runs the same GX suites with the same rules as the nightly ingest (``pipelines.ingest.rules_for``) on
+one Parquet or CSV file, against what the lake knows for the run date (catalog, users and already
+accepted event ids of the newest partitions up to D), prints a readable summary, writes the rejected
+rows to ``quarantine/<kind>(D)/validate-<file>.parquet`` (next to, never over, the nightly quarantine)
+and exits with
 
 * 0 when every row passed,
 * 1 when rows were quarantined,
@@ -83,25 +84,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def rules_for(settings: Any, lake: Lake, kind: Kind, run_date: date) -> tuple[Rules, list[str]]:
-    """The nightly rules for ``kind`` on ``run_date``, with reference data from the lake.
+    """The nightly rules for ``kind`` on ``run_date`` (``pipelines.ingest.rules_for``, the rule set ingest
+    uses), with the reference data the lake holds: the newest catalog, users and seen event ids up to D.
 
-    Returns the rules and notes on checks that could not run (nothing in the lake yet).
+    Returns the rules and notes on checks that could not run (nothing in the lake yet). The volume
+    floor is the day's, not one file's, so it is not applied here.
     """
     import numpy as np
-    import pandas as pd
 
     from deepcuts.contracts import C, Dataset
-    from pipelines.ingest import SEEN_PART, SUMMARY_FILE
-    from pipelines.validation import Kind, Rules, day_bounds
+    from pipelines.ingest import SUMMARY_FILE, previous_seen
+    from pipelines.ingest import rules_for as nightly_rules
+    from pipelines.validation import Kind
 
-    cfg = settings.ingest
     notes: list[str] = []
-    day_start, day_end = day_bounds(run_date)
-    rating_min, rating_max = settings.source.rating_min, settings.source.rating_max
-    summaries = [d for d in lake.run_dates(Dataset.VALIDATION) if d <= run_date]
-    for day in reversed(summaries):
+    scale = (float(settings.source.rating_min), float(settings.source.rating_max))
+    for day in reversed([d for d in lake.run_dates(Dataset.VALIDATION) if d <= run_date]):
         if lake.exists(Dataset.VALIDATION, day, SUMMARY_FILE):
-            rating_min, rating_max = lake.read_json(Dataset.VALIDATION, day, SUMMARY_FILE)["rating_scale"]
+            low, high = lake.read_json(Dataset.VALIDATION, day, SUMMARY_FILE)["rating_scale"]
+            scale = (float(low), float(high))
             break
 
     def latest_ids(dataset: Dataset, column: str) -> np.ndarray | None:
@@ -112,35 +113,20 @@ def rules_for(settings: Any, lake: Lake, kind: Kind, run_date: date) -> tuple[Ru
         table = lake.read_table(dataset, days[-1], columns=[column])
         return np.unique(table.column(column).to_numpy())
 
-    common = {
-        "allow_extra_columns": cfg.allow_extra_columns,
-        "rating_min": float(rating_min),
-        "rating_max": float(rating_max),
-    }
-    ts_min = pd.Timestamp(cfg.min_timestamp, tz="UTC")
-    ts_max = day_end + pd.Timedelta(minutes=cfg.future_skew_minutes)
     if kind == Kind.ITEMS:
-        return Rules(year_max=run_date.year + 1, genre_sep=settings.source.genre_sep, **common), notes
+        return nightly_rules(settings, kind, run_date, scale), notes
     items = latest_ids(Dataset.ITEMS, C.ITEM_ID)
     if kind == Kind.INTERACTIONS:
-        return Rules(ts_min=ts_min, ts_max=ts_max, known_items=items, **common), notes
-    users = latest_ids(Dataset.INTERACTIONS, C.USER_ID)
-    seen = None
-    for day in reversed(summaries):
-        if day < run_date and lake.has(Dataset.VALIDATION, day, SEEN_PART):
-            seen = np.asarray(
-                lake.read_table(Dataset.VALIDATION, day, parts=[SEEN_PART]).column(C.EVENT_ID).to_pylist(),
-                dtype=object,
-            )
-            break
-    rules = Rules(
-        ts_min=ts_min,
-        window_start=day_start - pd.Timedelta(days=cfg.late_window_days),
-        ts_max=ts_max,
-        known_users=users,
+        return nightly_rules(settings, kind, run_date, scale, known_items=items), notes
+    rules = nightly_rules(
+        settings,
+        kind,
+        run_date,
+        scale,
         known_items=items,
-        seen_event_ids=seen,
-        **common,
+        known_users=latest_ids(Dataset.INTERACTIONS, C.USER_ID),
+        seen_event_ids=previous_seen(lake, run_date),
+        first_night=lake.latest_before(Dataset.INTERACTIONS, run_date) is None,
     )
     return rules, notes
 
@@ -148,6 +134,7 @@ def rules_for(settings: Any, lake: Lake, kind: Kind, run_date: date) -> tuple[Ru
 def format_report(outcome: Outcome, where: str, run_date: date, notes: list[str], written: str | None) -> str:
     """A readable summary: counts, then each reason with its count and a few example rows."""
     from deepcuts.contracts import C
+    from pipelines.validation import MALFORMED_LINE
 
     verdict = "OK" if not outcome.quarantined else "PROBLEMS"
     lines = [
@@ -160,6 +147,9 @@ def format_report(outcome: Outcome, where: str, run_date: date, notes: list[str]
         lines.append(f"  {reason:<28} {count:>7} rows")
         hits = q[q[C.QUARANTINE_REASON].str.split("; ").map(lambda rs, r=reason: r in rs)]
         for _, row in hits.head(EXAMPLES_PER_REASON).iterrows():
+            if reason == MALFORMED_LINE:
+                lines.append(f"      row {row[C.SOURCE_ROW]}: line {row[C.SOURCE_LINE]}: {row[C.RAW_LINE]!r}")
+                continue
             value = row.get(column) if column in q.columns else None
             lines.append(f"      row {row[C.SOURCE_ROW]}: {column}={value!r}")
     for note in notes:

@@ -16,6 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from deepcuts.contracts import C
+from deepcuts.formulas import gini, long_tail_mask
 
 IntArray = npt.NDArray[np.int64]
 
@@ -65,12 +66,7 @@ def gini_index(lists: pd.DataFrame, catalog_item_ids: npt.ArrayLike) -> float:
     pos = np.searchsorted(catalog, lists[C.ITEM_ID].to_numpy(np.int64))
     pos_clipped = np.minimum(pos, n - 1)
     inside = catalog[pos_clipped] == lists[C.ITEM_ID].to_numpy(np.int64)
-    counts = np.sort(np.bincount(pos_clipped[inside], minlength=n).astype(np.float64))
-    total = counts.sum()
-    if total == 0:
-        return 0.0
-    i = np.arange(1, n + 1, dtype=np.float64)
-    return float(np.sum((2 * i - n - 1) * counts) / (n * total))
+    return gini(np.bincount(pos_clipped[inside], minlength=n))
 
 
 # ------------------------------------------------------------------------------------------ popularity
@@ -107,18 +103,9 @@ class ItemPopularity:
         """Items outside the short head: sort by ``n_i`` descending (ties: lower id first); the head is
         the shortest prefix holding ``head_share`` of ``N``; all other items (unrated ones too) are tail.
 
-        Same definition as ``models.item_stats.long_tail_mask``.
+        (:func:`deepcuts.formulas.long_tail_mask`; ``item_ids`` are sorted, so ties go by id).
         """
-        if not 0.0 < head_share < 1.0:
-            raise ValueError(f"head_share must be in (0, 1) (got {head_share})")
-        if self.total <= 0:
-            return self.item_ids.copy()
-        order = np.lexsort((self.item_ids, -self.counts))
-        cumulative = np.cumsum(self.counts[order])
-        cut = int(np.searchsorted(cumulative, head_share * self.total - 1e-9 * self.total, side="left"))
-        tail = np.ones(self.item_ids.size, dtype=bool)
-        tail[order[: cut + 1]] = False
-        return self.item_ids[tail]
+        return self.item_ids[long_tail_mask(self.counts, head_share)]
 
 
 def novelty(lists: pd.DataFrame, popularity: ItemPopularity) -> float:

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from scipy.special import expit
 
 from deepcuts.contracts import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, C
+from deepcuts.formulas import daypart_hours
 from deepcuts.progress import get_logger, progress
 from deepcuts.seeds import rng_for
 from deepcuts.settings import WorldSettings
@@ -137,7 +138,7 @@ def generate_world(out_dir: str | Path, settings: WorldSettings | None = None) -
         "start_date": start.isoformat(),
         "first_run_date": (start - timedelta(days=1)).isoformat(),
         "history_days": settings.history_days,
-        "dayparts": _daypart_hours(settings.daypart_starts),
+        "dayparts": daypart_hours(settings.daypart_starts),
         "segments": {s: int(seg_counts[k]) for k, s in enumerate(SEGMENTS)},
         "signups": {
             "users": len(signups.segment),
@@ -413,7 +414,7 @@ def _write_history(
     ).astype(np.float32)
     origin_us = _epoch_us(start - timedelta(days=settings.history_days))
     end_us = _epoch_us(start)
-    hours = _daypart_hours(settings.daypart_starts)
+    hours = daypart_hours(settings.daypart_starts)
 
     final = out / "interactions.parquet"
     tmp = out / ".tmp-interactions.parquet"
@@ -535,7 +536,7 @@ def _timestamps(
     users: _Users,
     lo: int,
     rows: np.ndarray,
-    hours: dict[str, list[int]],
+    hours: dict[str, tuple[int, int]],
     origin_us: int,
     end_us: int,
 ) -> np.ndarray:
@@ -553,11 +554,6 @@ def _timestamps(
     # A night that spills past the end of the history moves back one day.
     ts = np.where(ts >= end_us, ts - 86_400_000_000, ts)
     return ts
-
-
-def _daypart_hours(starts: tuple[int, int, int, int]) -> dict[str, list[int]]:
-    """``{daypart: [start_hour, end_hour)}``; the last daypart wraps to the first's start."""
-    return {d: [int(starts[k]), int(starts[(k + 1) % 4])] for k, d in enumerate(DAYPARTS)}
 
 
 def _epoch_us(day: date) -> int:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from models.base import top_n
+from models.base import top_n, top_n_with_quotas
 
 scores_strategy = arrays(
     np.float32,
@@ -38,3 +38,48 @@ def test_top_n_by_hand() -> None:
     idx, vals = top_n(scores, 3)
     assert idx.tolist() == [[1, 3, 2]]
     np.testing.assert_allclose(vals, [[0.9, 0.9, 0.5]])
+
+
+def test_top_n_with_quotas_by_hand() -> None:
+    # columns 3 and 4 form the quota group: one of them must be in the top 3, the best one (3)
+    scores = np.array([[0.9, 0.8, 0.7, 0.2, 0.1, -np.inf]], dtype=np.float32)
+    quota = np.array([False, False, False, True, True, True])
+    idx, vals = top_n_with_quotas(scores, 3, [(quota, 1)])
+    assert idx.tolist() == [[0, 1, 3]]
+    np.testing.assert_allclose(vals, [[0.9, 0.8, 0.2]])
+    # a quota already met by the plain top n changes nothing
+    assert top_n_with_quotas(scores, 3, [(~quota, 2)])[0].tolist() == [[0, 1, 2]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    scores=scores_strategy,
+    n=st.integers(1, 20),
+    data=st.data(),
+)
+def test_top_n_with_quotas_is_the_best_list_meeting_the_quotas(scores: np.ndarray, n: int, data) -> None:
+    """Per row: each quota group holds min(count, its finite entries) items, the list is the best
+    set of n finite entries doing so (same values as a brute-force greedy), sorted like top_n."""
+    n_cols = scores.shape[1]
+    groups = data.draw(st.lists(st.booleans(), min_size=n_cols, max_size=n_cols))
+    mask = np.asarray(groups)
+    count = data.draw(st.integers(0, n))
+    idx, vals = top_n_with_quotas(scores, n, [(mask, count), (~mask, 0)])
+    k = min(n, n_cols)
+    assert idx.shape == (scores.shape[0], k)
+    for row in range(scores.shape[0]):
+        finite = np.isfinite(vals[row])
+        chosen = idx[row][finite]
+        assert len(set(chosen.tolist())) == chosen.size
+        np.testing.assert_array_equal(scores[row, chosen], vals[row][finite])
+        # sorted descending
+        assert np.all(np.diff(vals[row][finite]) <= 0)
+        in_group = np.isfinite(scores[row]) & mask
+        need = min(count, int(in_group.sum()), k)
+        assert int(mask[chosen].sum()) >= need
+        # reference: the best `need` group entries, then the best of the rest
+        order = np.argsort(-scores[row], kind="stable")
+        forced = [i for i in order if in_group[i]][:need]
+        rest = [i for i in order if i not in forced and np.isfinite(scores[row, i])][: k - need]
+        expected = np.sort(scores[row, forced + rest])[::-1]
+        np.testing.assert_array_equal(np.sort(vals[row][finite])[::-1], expected)
