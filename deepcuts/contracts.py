@@ -416,6 +416,13 @@ class Dataset(StrEnum):
     REPORTS = "reports"
     EXPERIMENTS = "experiments"  # lake copy of the experiment registry (one file, not by run date)
     TUNING = "tuning"  # the weekly tune step's chosen hyperparameters per arm (tuning.json)
+    # intraday refreshes (pipelines/intraday.py): partition = the day the feedback arrives, one part per slot
+    INTRADAY_FEEDBACK = "intraday/feedback_events"
+    INTRADAY_POSTERIOR = "intraday/posterior"
+    INTRADAY_POLICY = "intraday/policy"
+    INTRADAY_ASSIGNMENTS = "intraday/assignments"
+    INTRADAY_SERVED_LISTS = "intraday/served_lists"
+    INTRADAY_SUMMARY = "intraday/summary"
 
 
 #: Schemas that the storage module enforces on write, per dataset.
@@ -436,4 +443,9 @@ SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
     Dataset.OPE: OPE_SCHEMA,
     Dataset.MONITOR_CHECKS: MONITOR_CHECKS_SCHEMA,
     Dataset.ALERTS: ALERTS_SCHEMA,
+    Dataset.INTRADAY_FEEDBACK: FEEDBACK_SCHEMA,
+    Dataset.INTRADAY_POSTERIOR: BANDIT_POSTERIOR_SCHEMA,
+    Dataset.INTRADAY_POLICY: BANDIT_POLICY_SCHEMA,
+    Dataset.INTRADAY_ASSIGNMENTS: ASSIGNMENTS_SCHEMA,
+    Dataset.INTRADAY_SERVED_LISTS: SERVED_LISTS_SCHEMA,
 }

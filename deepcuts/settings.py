@@ -434,6 +434,28 @@ class BanditSettings(Section):
         return self
 
 
+class IntradaySettings(Section):
+    """Intraday bandit refreshes (``deepcuts.pipelines.intraday``, DAG ``deepcuts_intraday``;
+    docs/bandit.md)."""
+
+    #: Refresh slots per day: slot ``s`` covers the events stamped before ``(s + 1) * 24 h / n`` of the
+    #: day. Must divide 1440 minutes. The DAG runs once per slot (hourly = 24).
+    refreshes_per_day: int = Field(24, ge=1, le=1440)
+    #: A refresh whose newest valid event is older than this many minutes before its slot ends warns
+    #: (the app's log export or the transfer is lagging).
+    max_feedback_lag_minutes: int = Field(180, ge=1)
+    #: Publish the re-assignment as a new serving version (false: compute and store it only).
+    publish: bool = True
+
+    @model_validator(mode="after")
+    def _slots_divide_the_day(self) -> IntradaySettings:
+        if 1440 % self.refreshes_per_day:
+            raise ValueError(
+                f"intraday.refreshes_per_day must divide 1440 minutes, got {self.refreshes_per_day}"
+            )
+        return self
+
+
 class ABSettings(Section):
     """A/B test of the baseline (control) against bandit + re-ranker (treatment); docs/ab-testing.md."""
 
@@ -515,6 +537,16 @@ class SimulatorSettings(Section):
     #: Processes for the per-arm and per-shard calls of a night (like Celery slots); 0 = one per CPU,
     #: 1 = everything in the simulator's own process.
     workers: int = Field(0, ge=0)
+    #: Serve each day in this many slots with an intraday refresh (pipelines/intraday.py) after every
+    #: slot but the last; 1 = the nightly run is the only learning. Must divide 24 (visits start on their
+    #: daypart's hour, so a slot of whole hours holds whole visits).
+    refreshes_per_day: int = Field(1, ge=1, le=24)
+
+    @model_validator(mode="after")
+    def _slots_are_whole_hours(self) -> SimulatorSettings:
+        if 24 % self.refreshes_per_day:
+            raise ValueError(f"simulator.refreshes_per_day must divide 24, got {self.refreshes_per_day}")
+        return self
 
 
 class MonitorSettings(Section):
@@ -697,6 +729,7 @@ class Settings(BaseSettings):
     report: ReportSettings = ReportSettings()
     weekly: WeeklyReviewSettings = WeeklyReviewSettings()
     tune: TuneSettings = TuneSettings()
+    intraday: IntradaySettings = IntradaySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -286,19 +286,27 @@ def load_posterior(
     return alpha, beta, previous
 
 
-def bandit_update(settings: Settings, run_date: date) -> dict[str, Any]:
-    """Update the Beta posteriors with the feedback that arrived on ``run_date``; write the snapshot.
+@dataclass(frozen=True)
+class PosteriorUpdate:
+    """``posterior(D)`` computed from the previous snapshot and attributed events (not yet written)."""
 
-    ``alpha(D) = a0 + d**g (alpha(P) - a0) + successes(D)``, ``beta(D) = b0 + d**g (beta(P) - b0) +
-    trials(D) - successes(D)``, where ``P`` is the newest earlier snapshot and ``g = D - P`` in days
-    (``g = 1`` normally; the prior when no snapshot exists). Idempotent: the output depends only on the
-    lake's inputs, so a rerun writes the same bytes.
-    """
+    alpha: np.ndarray
+    beta: np.ndarray
+    evidence: Evidence
+    stats: dict[str, int]
+    previous: date | None
+    clipped: int
+
+
+def update_from_events(
+    settings: Settings, lake: Lake, run_date: date, events: pd.DataFrame
+) -> PosteriorUpdate:
+    """The posterior of ``run_date`` from the newest earlier snapshot and ``events`` (feedback rows with
+    an ``offset`` column, :func:`read_feedback_window`): the arithmetic of :func:`bandit_update`, shared
+    with the intraday refreshes (pipelines/intraday.py) so both count a trial the same way."""
     cfg = settings.bandit
     config = BanditConfig.from_settings(cfg)
     arms = tuple(cfg.arms)
-    lake = Lake(settings.home)
-
     alpha, beta, previous = load_posterior(lake, run_date, arms, config)
     if previous is None:
         log.info("bandit_update %s: no earlier posterior snapshot, starting from the prior", run_date)
@@ -316,14 +324,6 @@ def bandit_update(settings: Settings, run_date: date) -> dict[str, Any]:
     alpha, beta = discount_toward_prior(
         alpha, beta, config.prior_alpha, config.prior_beta, config.discount, gap
     )
-
-    feedback_today = lake.has(Dataset.FEEDBACK_EVENTS, run_date)
-    if not feedback_today:
-        log.warning(
-            "bandit_update %s: no feedback_events partition for this date; no evidence added", run_date
-        )
-    lake.require_inputs(run_date, Dataset.FEEDBACK_EVENTS, missing_ok=True)
-    events = read_feedback_window(lake, run_date, settings.ingest.late_window_days + 1)
     keys, stats = attribute_list_impressions(events, arms, cfg.daypart_starts[0])
     evidence = daily_evidence(keys, len(arms), config.discount)
 
@@ -338,6 +338,29 @@ def bandit_update(settings: Settings, run_date: date) -> dict[str, Any]:
             clipped,
         )
         beta = np.maximum(beta, config.prior_beta)
+    return PosteriorUpdate(alpha, beta, evidence, stats, previous, clipped)
+
+
+def bandit_update(settings: Settings, run_date: date) -> dict[str, Any]:
+    """Update the Beta posteriors with the feedback that arrived on ``run_date``; write the snapshot.
+
+    ``alpha(D) = a0 + d**g (alpha(P) - a0) + successes(D)``, ``beta(D) = b0 + d**g (beta(P) - b0) +
+    trials(D) - successes(D)``, where ``P`` is the newest earlier snapshot and ``g = D - P`` in days
+    (``g = 1`` normally; the prior when no snapshot exists). Idempotent: the output depends only on the
+    lake's inputs, so a rerun writes the same bytes.
+    """
+    arms = tuple(settings.bandit.arms)
+    lake = Lake(settings.home)
+    feedback_today = lake.has(Dataset.FEEDBACK_EVENTS, run_date)
+    if not feedback_today:
+        log.warning(
+            "bandit_update %s: no feedback_events partition for this date; no evidence added", run_date
+        )
+    lake.require_inputs(run_date, Dataset.FEEDBACK_EVENTS, missing_ok=True)
+    events = read_feedback_window(lake, run_date, settings.ingest.late_window_days + 1)
+    update = update_from_events(settings, lake, run_date, events)
+    alpha, beta, evidence, stats = update.alpha, update.beta, update.evidence, update.stats
+    previous, clipped = update.previous, update.clipped
 
     frame = posterior_frame(alpha, beta, arms, run_date, evidence.trials, evidence.successes)
     path = lake.write_table(Dataset.BANDIT_POSTERIOR, run_date, frame)

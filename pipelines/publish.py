@@ -433,14 +433,21 @@ def _retention(engine: Engine, keep_versions: int, lock_timeout_ms: int) -> list
     return dropped
 
 
-def publish(settings: Settings, run_date: date | str, on_stage: StageHook | None = None) -> dict[str, Any]:
+def publish(
+    settings: Settings,
+    run_date: date | str,
+    on_stage: StageHook | None = None,
+    inputs: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None,
+) -> dict[str, Any]:
     """Publish the night's served lists, assignments and policy as a new serving version.
 
     Returns ``{"status": "published" | "unchanged" | "skipped_older" | "pinned", "version",
     "list_version", ...}``; raises :class:`PublishRejectedError` when a gate fails (the previous version
     stays live), ``MissingDataError`` when an input is missing, and a one-line ``ServingError`` when the
     database is unreachable, the writers' lock stays taken or readers keep the views locked.
-    ``on_stage`` is called after each of :data:`STAGES`.
+    ``on_stage`` is called after each of :data:`STAGES`. ``inputs`` = (served lists, assignments,
+    policy) replaces the run date's lake partitions: an intraday refresh (pipelines/intraday.py)
+    publishes its re-assignment of the run date this way, through the same gates, pin and switch.
     """
     run_date = as_run_date(run_date)
     started = time.monotonic()
@@ -457,7 +464,7 @@ def publish(settings: Settings, run_date: date | str, on_stage: StageHook | None
     lake = Lake(settings.home)
     cfg = settings.publish
 
-    served, assignments, policy = _read_inputs(lake, run_date)
+    served, assignments, policy = _read_inputs(lake, run_date) if inputs is None else inputs
     digest = checksum(served, assignments, policy)
     hook("read")
 

@@ -480,6 +480,61 @@ def _bandit_section(lake: Lake, dates: list[date], cfg: ReportSettings) -> Secti
     )
 
 
+def _intraday_section(lake: Lake, run_date: date) -> Section:
+    """The policy's trajectory within ``run_date``: one row per intraday refresh of that day
+    (pipelines/intraday.py), i.e. what the app served between last night's publish and tonight's."""
+    from deepcuts.pipelines.intraday import read_summaries
+
+    title = "Within the day: intraday refreshes"
+    refreshes = read_summaries(lake, run_date)
+    if not refreshes:
+        return Section(
+            title, _note("No intraday refresh ran on this day: the night's policy served all day.")
+        )
+    night = lake.latest_before(Dataset.BANDIT_POLICY, run_date)
+    base: dict[tuple[str, str, str], float] = {}
+    if night is not None:
+        cols = [C.SEGMENT, C.DAYPART, C.ARM, C.SELECTION_PROBABILITY]
+        for seg, dp, arm, p in lake.read_df(Dataset.BANDIT_POLICY, night, columns=cols).itertuples(
+            index=False, name=None
+        ):
+            base[(seg, dp, arm)] = float(p)
+    rows = []
+    for slot, steps in refreshes.items():
+        ingest, update = steps.get("ingest", {}), steps.get("update", {})
+        assign, publish = steps.get("assign", {}), steps.get("publish", {})
+        probs = assign.get("selection_probability") or {}
+        top = [max(arms.values()) for arms in probs.values() if arms]
+        moves = [
+            abs(p - base[(ctx.split("/")[0], ctx.split("/")[1], arm)])
+            for ctx, arms in probs.items()
+            for arm, p in arms.items()
+            if (ctx.split("/")[0], ctx.split("/")[1], arm) in base
+        ]
+        rows.append(
+            {
+                "slot": slot,
+                "slot ends (UTC)": str(ingest.get("slot_end", ""))[11:16],
+                "events so far": ingest.get("events"),
+                "new events": ingest.get("new_events"),
+                "trials so far": update.get("trials"),
+                "assignment": assign.get("status"),
+                "publish": publish.get("status"),
+                "list version": publish.get("list_version"),
+                "mean top P(select)": float(np.mean(top)) if top else None,
+                "largest move vs night": max(moves) if moves else None,
+                "warnings": ", ".join(a["check_name"] for a in ingest.get("alerts", [])),
+            }
+        )
+    text = (
+        "Each refresh re-estimates the posterior from last night's snapshot and the day's feedback "
+        "so far and, when the evidence changed, publishes a re-assignment (a new list version). "
+        "'mean top P(select)' is the mean over contexts of the largest selection probability; "
+        "'largest move' the largest change of any selection probability against the night's policy."
+    )
+    return Section(title, _note(text) + _table(pd.DataFrame(rows), digits=3))
+
+
 def _ab_section(today: dict[str, Any]) -> Section:
     title = "A/B test: baseline vs bandit"
     if "ab" not in today:
@@ -688,6 +743,7 @@ def report(settings: Settings, run_date: date | str) -> dict[str, Any]:
         _served_section(history, today, settings),
         _offline_section(history, cfg),
         _bandit_section(lake, dates, cfg),
+        _intraday_section(lake, run_date),
         _ope_section(lake, run_date, cfg, settings.rerank.list_length),
         _alerts_section(lake, run_date),
         _gx_section(lake, run_date),

@@ -533,6 +533,7 @@ def _simulate_nights(
                 "serve; see the publish gate above (or set simulator.acknowledge_critical_alerts)"
             )
         entry = serve_day(settings, sim_world, k, run_date, live)
+        live = (live[0], entry["list_version_end"])  # an intraday refresh may have moved it
         if entry.get("regret") is not None:
             cumulative_regret += entry["regret"]
             entry["cumulative_regret"] = cumulative_regret
@@ -568,19 +569,26 @@ def serve_day(
     """
     lake = Lake(settings.home)
     served_day = run_date + timedelta(days=1)
-    shown, visits = _serve(lake, world, live, night, served_day, settings)
-    clicked, ratings = world.respond(
-        shown, night, served_day, rng_for(settings.seed, served_day, "sim/respond")
-    )
-    events = feedback_events(
-        shown,
-        clicked,
-        ratings,
-        served_day,
-        {d: start for d, (start, _) in daypart_hours(settings.bandit.daypart_starts).items()},
-        rng_for(settings.seed, served_day, "sim/times"),
-    )
-    lake.write_table(Dataset.LANDING_FEEDBACK, served_day, events)
+    trajectory: list[dict[str, Any]] = []
+    if settings.simulator.refreshes_per_day > 1:
+        shown, visits, clicked, ratings, events, live_end = _serve_in_slots(
+            settings, world, lake, night, served_day, live, trajectory
+        )
+    else:
+        live_end = live
+        shown, visits = _serve(lake, world, live, night, served_day, settings)
+        clicked, ratings = world.respond(
+            shown, night, served_day, rng_for(settings.seed, served_day, "sim/respond")
+        )
+        events = feedback_events(
+            shown,
+            clicked,
+            ratings,
+            served_day,
+            {d: start for d, (start, _) in daypart_hours(settings.bandit.daypart_starts).items()},
+            rng_for(settings.seed, served_day, "sim/times"),
+        )
+        lake.write_table(Dataset.LANDING_FEEDBACK, served_day, events)
     items = _genres(lake, run_date)
     niche = niche_item_ids(items, settings.rerank.niche_genres)
     metrics = by_variant_metrics(shown, clicked, ratings, items, niche)
@@ -591,6 +599,7 @@ def serve_day(
         "served_day": served_day.isoformat(),
         "live_run_date": live[0].isoformat(),
         "list_version": live[1],
+        "list_version_end": live_end[1],
         "visits": len(visits),
         "visits_without_list": int(len(visits) - shown.groupby([C.USER_ID, C.DAYPART]).ngroups),
         "events": len(events),
@@ -619,15 +628,107 @@ def serve_day(
         )
         entry["best_arm"] = truth.best_arm
         entry["best_arm_share"] = truth.best_arm_share
-        entry["best_arm_probability"] = _best_arm_probability(lake, live[0], truth.best_arm)
+        entry["best_arm_probability"] = _best_arm_probability(lake, live, truth.best_arm)
+        # the policy in force when the day ends (the last refresh's; the night's without refreshes)
+        entry["best_arm_probability_end"] = _best_arm_probability(lake, live_end, truth.best_arm)
+        for step in trajectory:
+            probs = _best_arm_probability(lake, (live[0], step["list_version"]), truth.best_arm)
+            step["min_best_arm_probability"] = min(probs.values(), default=None)
         entry["expected_reward"] = truth.expected_reward
         entry["regret"] = truth.regret
     else:
         entry["best_arm_share"] = None
         entry["best_arm_probability"] = None
+        entry["best_arm_probability_end"] = None
         entry["regret"] = None
         entry["cumulative_regret"] = None
+    if trajectory:
+        entry["intraday"] = trajectory
     return entry
+
+
+def _serve_in_slots(
+    settings: Settings,
+    world: SimWorld,
+    lake: Lake,
+    night: int,
+    served_day: date,
+    live: tuple[date, str],
+    trajectory: list[dict[str, Any]],
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame, tuple[date, str]]:
+    """Serve ``served_day`` in ``simulator.refreshes_per_day`` slots of whole hours: the visits of a
+    slot see the version live at its start, their feedback lands as ``landing/feedback_events``
+    part ``slot-NNNN``, then an intraday refresh (:func:`deepcuts.pipelines.intraday.refresh`) may publish a
+    new version for the next slot. No refresh after the last slot (the night runs next) nor after a slot
+    without visits (nothing new to learn). Appends one entry per refresh to ``trajectory``; returns the
+    day's shown rows, visits, clicks, ratings and events (concatenated) and the version live at its end.
+    """
+    from deepcuts.pipelines import intraday
+    from deepcuts.pipelines.publish import PublishRejectedError
+
+    n = settings.simulator.refreshes_per_day
+    refresh_settings = settings.model_copy(
+        update={"intraday": settings.intraday.model_copy(update={"refreshes_per_day": n})}
+    )
+    hours = {d: start for d, (start, _) in daypart_hours(settings.bandit.daypart_starts).items()}
+    visits = world.visits(night, served_day, rng_for(settings.seed, served_day, "sim/visits"))
+    slot_of = visits[C.DAYPART].map(hours).to_numpy(np.int64) * n // 24
+    shown_parts, clicked_parts, rating_parts, event_parts = [], [], [], []
+    for slot in range(n):
+        part = intraday.slot_part(slot)
+        mine = visits[slot_of == slot]
+        if mine.empty:
+            continue
+        shown = _shown_rows(lake, mine, live)
+        clicked, ratings = world.respond(
+            shown, night, served_day, rng_for(settings.seed, served_day, f"sim/respond/{part}")
+        )
+        events = feedback_events(
+            shown,
+            clicked,
+            ratings,
+            served_day,
+            hours,
+            rng_for(settings.seed, served_day, f"sim/times/{part}"),
+        )
+        lake.write_table(Dataset.LANDING_FEEDBACK, served_day, events, part=part)
+        shown_parts.append(shown)
+        clicked_parts.append(clicked)
+        rating_parts.append(ratings)
+        event_parts.append(events)
+        if slot == n - 1:
+            break
+        try:
+            out = intraday.refresh(refresh_settings, served_day, slot)
+        except PublishRejectedError as exc:
+            log.warning(
+                "served day %s %s: intraday publish rejected, the lists stay: %s", served_day, part, exc
+            )
+            trajectory.append({"slot": slot, "status": "rejected", "list_version": live[1]})
+            continue
+        pub = out["publish"]
+        if pub["status"] in ("published", "unchanged"):
+            live = (date.fromisoformat(pub["run_date"]), str(pub["list_version"]))
+        trajectory.append(
+            {
+                "slot": slot,
+                "events": out["ingest"]["events"],
+                "trials": out["update"]["trials"],
+                "status": pub["status"],
+                "list_version": live[1],
+            }
+        )
+    if not shown_parts:
+        empty = _shown_rows(lake, visits.iloc[:0], live)
+        return empty, visits, np.zeros(0, bool), np.zeros(0), FEEDBACK_SCHEMA.empty_table().to_pandas(), live
+    return (
+        pd.concat(shown_parts, ignore_index=True),
+        visits,
+        np.concatenate(clicked_parts),
+        np.concatenate(rating_parts),
+        pd.concat(event_parts, ignore_index=True),
+        live,
+    )
 
 
 def live_lists(settings: Settings) -> tuple[date, str] | None:
@@ -739,16 +840,45 @@ def _serve(
     lake: Lake, world: SimWorld, live: tuple[date, str], k: int, served_day: date, settings: Settings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The shown rows (one per position of every visit that has a live list) and all visits."""
-    live_date, version = live
-    lists = lake.read_df(
-        Dataset.SERVED_LISTS,
-        live_date,
-        columns=[C.USER_ID, C.DAYPART, C.RANK, C.ITEM_ID, C.ARM, C.VARIANT, C.IS_LONG_TAIL],
-    )
-    assignments = lake.read_df(
-        Dataset.ASSIGNMENTS, live_date, columns=[C.USER_ID, C.DAYPART, C.SEGMENT, C.PROPENSITY]
-    )
     visits = world.visits(k, served_day, rng_for(settings.seed, served_day, "sim/visits"))
+    return _shown_rows(lake, visits, live), visits
+
+
+def _live_source(lake: Lake, live: tuple[date, str]) -> tuple[date, list[str] | None]:
+    """Where the lake holds the tables of the live version: (partition, None) for a nightly publish of
+    that run date, (day after it, [slot part]) for an intraday refresh (pipelines/intraday.py)."""
+    from deepcuts.pipelines.intraday import read_summaries, slot_part
+
+    live_date, version = live
+    day = live_date + timedelta(days=1)
+    for slot, steps in reversed(read_summaries(lake, day).items()):
+        if steps.get("publish", {}).get("list_version") == version:
+            return day, [slot_part(slot)]
+    return live_date, None
+
+
+def _read_live(lake: Lake, live: tuple[date, str], dataset: Dataset, columns: list[str]) -> pd.DataFrame:
+    intraday_of = {
+        Dataset.SERVED_LISTS: Dataset.INTRADAY_SERVED_LISTS,
+        Dataset.ASSIGNMENTS: Dataset.INTRADAY_ASSIGNMENTS,
+        Dataset.BANDIT_POLICY: Dataset.INTRADAY_POLICY,
+    }
+    key, parts = _live_source(lake, live)
+    if parts is None:
+        return lake.read_df(dataset, key, columns=columns)
+    return lake.read_df(intraday_of[dataset], key, parts=parts, columns=columns)
+
+
+def _shown_rows(lake: Lake, visits: pd.DataFrame, live: tuple[date, str]) -> pd.DataFrame:
+    """One row per position of every visit that has a list in the live version."""
+    live_date, version = live
+    lists = _read_live(
+        lake,
+        live,
+        Dataset.SERVED_LISTS,
+        [C.USER_ID, C.DAYPART, C.RANK, C.ITEM_ID, C.ARM, C.VARIANT, C.IS_LONG_TAIL],
+    )
+    assignments = _read_live(lake, live, Dataset.ASSIGNMENTS, [C.USER_ID, C.DAYPART, C.SEGMENT, C.PROPENSITY])
     shown = (
         visits.merge(lists, on=[C.USER_ID, C.DAYPART], how="inner")
         .merge(assignments, on=[C.USER_ID, C.DAYPART], how="left")
@@ -757,7 +887,7 @@ def _serve(
     shown[C.LIST_VERSION] = version
     if shown[C.PROPENSITY].isna().any():
         raise ValueError(f"served_lists({live_date}) has (user, daypart) pairs without an assignment")
-    return shown, visits
+    return shown
 
 
 def _arm_lists(lake: Lake, live_date: date, settings: Settings) -> pd.DataFrame:
@@ -770,12 +900,12 @@ def _arm_lists(lake: Lake, live_date: date, settings: Settings) -> pd.DataFrame:
     return frame[keep].reset_index(drop=True)
 
 
-def _best_arm_probability(lake: Lake, live_date: date, best_arm: dict[str, str]) -> dict[str, float]:
+def _best_arm_probability(lake: Lake, live: tuple[date, str], best_arm: dict[str, str]) -> dict[str, float]:
     """Context -> the live policy's selection probability of the context's true best arm: the share of
     the context's traffic the policy puts there, free of the noise of one night's few visits."""
     cols = [C.SEGMENT, C.DAYPART, C.ARM, C.SELECTION_PROBABILITY]
     try:
-        policy = lake.read_df(Dataset.BANDIT_POLICY, live_date, columns=cols)
+        policy = _read_live(lake, live, Dataset.BANDIT_POLICY, cols)
     except MissingDataError:
         return {}
     prob = {

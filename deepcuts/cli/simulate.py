@@ -49,6 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="synthetic world: make one arm per context truly best, click x (1 + lift) "
         "(simulator.planted_arm_lift; bandit validation)",
     )
+    parser.add_argument(
+        "--refreshes-per-day",
+        type=int,
+        default=None,
+        help="serve each day in N slots with an intraday bandit refresh after each "
+        "(simulator.refreshes_per_day; 1 = nightly learning only)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -100,6 +107,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         world["daily_signup_rate"] = args.signup_rate
     if args.planted_lift is not None:
         simulator["planted_arm_lift"] = args.planted_lift
+    if getattr(args, "refreshes_per_day", None) is not None:
+        simulator["refreshes_per_day"] = args.refreshes_per_day
     return load_settings(
         getattr(args, "config", None), world=world, source=source, simulator=simulator, **overrides
     )
