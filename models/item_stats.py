@@ -21,7 +21,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from deepcuts import formulas
 from deepcuts.contracts import C
+from deepcuts.formulas import long_tail_mask
 from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix
 
 BoolArray = npt.NDArray[np.bool_]
@@ -30,36 +32,13 @@ BoolArray = npt.NDArray[np.bool_]
 def bayesian_mean(
     sums: npt.ArrayLike, counts: npt.ArrayLike, prior_mean: float, prior_weight: float
 ) -> FloatArray:
-    """``(s + m * mu) / (n + m)`` elementwise; equals ``mu`` for an unrated item.
-
-    ``prior_weight`` ``m`` must be > 0 (with ``m = 0`` an unrated item has no defined mean).
-    """
+    """:func:`deepcuts.formulas.bayesian_mean` as float32 arrays; ``prior_weight`` ``m`` must be > 0
+    (with ``m = 0`` an unrated item has no defined mean)."""
     if prior_weight <= 0:
         raise ValueError(f"prior_weight must be > 0 (got {prior_weight}); set arms.quality.prior_weight")
     s = np.asarray(sums, dtype=np.float64)
     n = np.asarray(counts, dtype=np.float64)
-    return ((s + prior_weight * prior_mean) / (n + prior_weight)).astype(np.float32)
-
-
-def long_tail_mask(counts: npt.ArrayLike, head_share: float) -> BoolArray:
-    """True for items outside the short head that holds ``head_share`` of all interactions.
-
-    The head is the shortest prefix of items sorted by count descending (ties by index) whose cumulative
-    count reaches ``head_share * total``. With no interactions at all, every item is long tail.
-    """
-    if not 0.0 < head_share < 1.0:
-        raise ValueError(f"head_share must be in (0, 1) (got {head_share}); set arms.long_tail.head_share")
-    n = np.asarray(counts, dtype=np.float64)
-    total = n.sum()
-    tail = np.ones(n.size, dtype=bool)
-    if total <= 0:
-        return tail
-    order = np.lexsort((np.arange(n.size), -n))
-    cumulative = np.cumsum(n[order])
-    # first position where the prefix reaches the head share; the head is order[: pos + 1]
-    pos = int(np.searchsorted(cumulative, head_share * total - 1e-9 * total, side="left"))
-    tail[order[: pos + 1]] = False
-    return tail
+    return np.asarray(formulas.bayesian_mean(s, n, prior_mean, prior_weight), dtype=np.float32)
 
 
 def popularity_percentile(counts: npt.ArrayLike) -> FloatArray:
