@@ -694,6 +694,7 @@ def _ope_section(lake: Lake, run_date: date, cfg: ReportSettings, list_length: i
         columns={
             C.CI_LOW: "CI low (clipped)",
             C.CI_HIGH: "CI high (clipped)",
+            C.N_TRIALS: "list impressions",
             C.ESS: "effective sample size",
             C.THIN_SUPPORT: "thin support",
         }
