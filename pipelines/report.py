@@ -112,7 +112,7 @@ def _target_band(ax: plt.Axes, target: Target | None) -> None:
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
+    return value is None or value is pd.NA or (isinstance(value, float | np.floating) and math.isnan(value))
 
 
 def _integral(column: pd.Series) -> bool:
@@ -127,8 +127,24 @@ def _integral(column: pd.Series) -> bool:
     )
 
 
-def _cell(value: Any, whole: bool, digits: int) -> str:
-    """Text of one table cell: counts as integers, other numbers with ``digits`` decimals."""
+#: Text cells longer than this many characters wrap inside a box of bounded width (CSS ``.long``)
+#: instead of stretching their column across the page (free-text reasons, messages).
+LONG_TEXT = 60
+
+
+def p_value_text(value: Any) -> str:
+    """A p value as readers compare them: three decimals, and "<0.001" below that (never a mix of
+    "0.000" and "9.58e-05" in one column)."""
+    if _is_missing(value) or isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        return "–"
+    return "<0.001" if float(value) < 0.001 else f"{float(value):.3f}"
+
+
+def _cell(value: Any, whole: bool, digits: int, floor: bool = False) -> str:
+    """Text of one table cell: counts as integers, other numbers with ``digits`` decimals.
+
+    A small non-zero number keeps three significant digits (a variance of 1e-5 is not "0.0000"), or
+    with ``floor`` reads "<0.001" (for ``digits`` 3), so a column of rounded shares stays uniform."""
     if _is_missing(value):
         return "–"
     if isinstance(value, bool | np.bool_):
@@ -137,14 +153,24 @@ def _cell(value: Any, whole: bool, digits: int) -> str:
         return f"{int(value):,}"
     if isinstance(value, float | np.floating):
         x = float(value)
-        # a variance of 1e-5 is not "0.0000": small non-zero values keep three significant digits
-        return f"{x:.3g}" if 0 < abs(x) < 10.0**-digits else f"{x:.{digits}f}"
+        if 0 < abs(x) < 10.0**-digits:
+            bound = f"{10.0**-digits:.{digits}f}"
+            return (f"<{bound}" if x > 0 else f">-{bound}") if floor else f"{x:.3g}"
+        return f"{x:.{digits}f}"
     return str(value)
 
 
-def _table(frame: pd.DataFrame, digits: int = 4, raw: tuple[str, ...] = ()) -> str:
+def _table(
+    frame: pd.DataFrame,
+    digits: int = 4,
+    raw: tuple[str, ...] = (),
+    nowrap: tuple[str, ...] = (),
+    floor: bool = False,
+) -> str:
     """An HTML table; every value is escaped except in the ``raw`` columns, whose cells the caller
-    has built from escaped parts (links, status badges). Columns of whole numbers print as integers."""
+    has built from escaped parts (links, status badges). Columns of whole numbers print as integers;
+    ``nowrap`` columns (short labels such as verdicts) never break; long text wraps in a bounded box
+    (``LONG_TEXT``); ``floor``: see ``_cell``."""
     if frame.empty:
         return "<p class=muted>no rows</p>"
     columns = [str(c) for c in frame.columns]
@@ -155,8 +181,13 @@ def _table(frame: pd.DataFrame, digits: int = 4, raw: tuple[str, ...] = ()) -> s
         cells = []
         for col, value in zip(frame.columns, record, strict=True):
             numeric = isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
-            text = str(value) if col in raw else html.escape(_cell(value, whole[col], digits))
-            cells.append(f"<td class=num>{text}</td>" if numeric else f"<td>{text}</td>")
+            text = str(value) if col in raw else html.escape(_cell(value, whole[col], digits, floor))
+            if col not in raw and not numeric and len(text) > LONG_TEXT:
+                text = f"<div class=long>{text}</div>"
+            if numeric:
+                cells.append(f"<td class=num>{text}</td>")
+            else:
+                cells.append(f"<td class=nowrap>{text}</td>" if col in nowrap else f"<td>{text}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     body = "".join(rows)
     return f"<div class=wrap><table class=t><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
@@ -183,6 +214,7 @@ figure{{margin:8px 0 14px}} figcaption,.note{{color:#555;font-size:13px;max-widt
 .muted{{color:#888}} .badge{{display:inline-block;padding:2px 8px;border-radius:10px;background:#eef}}
 .met{{color:#16643a;font-weight:600}} .off{{color:#fff;background:#c62828;padding:1px 6px;border-radius:4px;
 font-weight:600;white-space:nowrap}} .met{{white-space:nowrap}} .unknown{{color:#8a6d00;font-weight:600}}
+table.t td.nowrap{{white-space:nowrap}} .long{{max-width:36em;white-space:normal;overflow-wrap:anywhere}}
 .critical{{background:#fdd}} .warning{{background:#ffe9c7}} nav a{{margin-right:12px}} img{{max-width:100%}}
 </style></head><body>{body}</body></html>"""
 
@@ -535,6 +567,25 @@ def _intraday_section(lake: Lake, run_date: date) -> Section:
     return Section(title, _note(text) + _table(pd.DataFrame(rows), digits=3))
 
 
+#: The A/B verdict's per-variant CTR keys (deepcuts.pipelines.ab_analysis), as a reader names them.
+CTR_LABELS = {
+    "n_users": "users",
+    "impressions": "item impressions",
+    "clicks": "clicks",
+    "ctr": "CTR",
+    "se": "std. error",
+    "variance": "variance (of the CTR)",
+}
+#: The verdict's per-variant niche keys, in table order, as a reader names them.
+NICHE_LABELS = {
+    "exposed_users": "exposed users",
+    "niche_impressions": "niche impressions",
+    "niche_clicks": "niche clicks",
+    "niche_clicks_per_user": "niche clicks per exposed user",
+    "niche_clicks_per_user_se": "std. error",
+}
+
+
 def _ab_section(today: dict[str, Any]) -> Section:
     title = "A/B test: baseline vs bandit"
     if "ab" not in today:
@@ -554,18 +605,21 @@ def _ab_section(today: dict[str, Any]) -> Section:
         "looks": "looks",
         "enough_users": "enough users",
     }
-    body += _table(pd.DataFrame([{label: ab.get(k) for k, label in labels.items()}]))
+    p_values = ("p_value", "srm_p_value")
+    summary = {label: p_value_text(ab.get(k)) if k in p_values else ab.get(k) for k, label in labels.items()}
+    body += _table(pd.DataFrame([summary]))
     ctr = ab.get("ctr") or {}
     if ctr:
         body += "<h3>CTR per variant (clicks / item impressions, cumulative; users are the unit)</h3>"
-        body += _table(pd.DataFrame(ctr).T.reset_index(names="variant"))
+        per_ctr = pd.DataFrame(ctr).T
+        per_ctr = per_ctr[
+            [k for k in CTR_LABELS if k in per_ctr] + [k for k in per_ctr if k not in CTR_LABELS]
+        ]
+        body += _table(per_ctr.rename(columns=CTR_LABELS).reset_index(names="variant"))
     niche = ab.get("niche") or {}
     if niche:
         per_variant = pd.DataFrame(
-            {
-                key: niche.get(key, {})
-                for key in ("exposed_users", "niche_impressions", "niche_clicks", "niche_clicks_per_user")
-            }
+            {label: niche[key] for key, label in NICHE_LABELS.items() if isinstance(niche.get(key), dict)}
         ).reset_index(names="variant")
         body += "<h3>Niche discovery (cumulative)</h3>" + _table(per_variant)
         body += _note(
@@ -586,7 +640,7 @@ def experiment_rows(lake: Lake, until: date | None, settings: Settings) -> list[
 
 def experiments_table(rows: list[dict[str, Any]]) -> str:
     """The experiments table of the report, the index and the weekly review, with its reading note."""
-    return _table(pd.DataFrame(rows)) + _note(
+    return _table(pd.DataFrame(rows), nowrap=("verdict", "verdict at decision")) + _note(
         "Run dates: a decision applies from its 'from' / 'until' run date's assignments on. Verdict: the "
         "last analysed night's, frozen once the experiment is shipped or stopped (final); 'verdict at "
         "decision' is the one the operator saw (`deepcuts experiment status` shows the full log)."
@@ -604,11 +658,18 @@ def _ope_section(lake: Lake, run_date: date, cfg: ReportSettings, list_length: i
     except MissingDataError as exc:
         return Section(title, _missing("OPE estimates", exc))
     ope = ope.drop(columns=[C.RUN_DATE])
+    # A click rate lies in [0, 1]; the bootstrap interval of an IPS estimate can leave it (weights are
+    # unbounded). Only the displayed bounds are clipped: the stored estimates stay as computed.
+    for col in (C.CI_LOW, C.CI_HIGH):
+        ope[col] = ope[col].astype(float).clip(0.0, 1.0)
+    if C.ESS in ope:  # an effective sample size is a count of logged impressions: no decimals
+        ope[C.ESS] = ope[C.ESS].astype(float).round().astype("Int64")
     fig, ax = plt.subplots(figsize=(9, 0.9 + 0.22 * len(ope)))
     labels = ope[C.POLICY] + " · " + ope[C.ESTIMATOR]
     y = np.arange(len(ope))
     est = ope[C.ESTIMATE].astype(float).to_numpy()
-    err = np.vstack([est - ope[C.CI_LOW].astype(float), ope[C.CI_HIGH].astype(float) - est])
+    # an estimate outside its clipped interval (IPS above 1) draws no arm on that side
+    err = np.clip(np.vstack([est - ope[C.CI_LOW], ope[C.CI_HIGH] - est]), 0.0, None)
     ax.errorbar(est, y, xerr=np.nan_to_num(err), fmt="o", capsize=2)
     ax.set_yticks(y, labels, fontsize=7)
     ax.invert_yaxis()
@@ -626,9 +687,19 @@ def _ope_section(lake: Lake, run_date: date, cfg: ReportSettings, list_length: i
     shows = (
         "What the click rate per list impression would have been on the run date's treatment traffic "
         "under each target policy (logging = what served it, posterior = tomorrow's policy, arm:X = "
-        "always arm X), by IPS, SNIPS and doubly robust estimators."
+        "always arm X), by IPS, SNIPS and doubly robust estimators. Intervals are shown clipped to "
+        "[0, 1], the range of a rate (an IPS bound can exceed 1); the stored estimates are unclipped."
     )
-    return Section(title, _note(units) + _figure(fig, cfg.dpi, shows) + _table(ope))
+    shown = ope.rename(
+        columns={
+            C.CI_LOW: "CI low (clipped)",
+            C.CI_HIGH: "CI high (clipped)",
+            C.N_TRIALS: "list impressions",
+            C.ESS: "effective sample size",
+            C.THIN_SUPPORT: "thin support",
+        }
+    )
+    return Section(title, _note(units) + _figure(fig, cfg.dpi, shows) + _table(shown))
 
 
 def _alerts_section(lake: Lake, run_date: date) -> Section:
@@ -787,7 +858,7 @@ def build_index(settings: Settings) -> dict[str, Any]:
             }
         )
     body = (
-        _table(pd.DataFrame(rows), digits=3, raw=("night",))
+        _table(pd.DataFrame(rows), digits=3, raw=("night",), nowrap=("verdict",), floor=True)
         + _note(
             "Long-tail share and genres per list: the lists each night published for the next day, over "
             "all users of the variant (the report's 'Served list diversity'). The scoreboard inside each "

@@ -38,6 +38,7 @@ from deepcuts.pipelines.report import (
     build_index,
     experiment_rows,
     experiments_table,
+    p_value_text,
 )
 from deepcuts.pipelines.storage import Lake, MissingDataError, as_run_date
 from deepcuts.settings import Settings
@@ -273,7 +274,9 @@ def _ab_status(verdicts: dict[date, dict[str, Any]]) -> str:
         "experiment": verdict.get("experiment"),
         "decision": verdict.get("decision", verdict.get("verdict")),
         "lift (treatment vs control CTR)": _number(verdict.get("lift")),
-        "p value": _number(verdict.get("p_value")),
+        "p value": p_value_text(verdict.get("p_value"))
+        if _number(verdict.get("p_value")) is not None
+        else None,
         "enough users": verdict.get("enough_users"),
         "sample ratio mismatch": verdict.get("srm_mismatch"),
     }

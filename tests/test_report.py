@@ -238,3 +238,93 @@ def test_tables_print_counts_as_integers_and_escape_cells() -> None:
     assert "2,313" in out and ">12<" in out and "2313.0" not in out
     assert "0.0500" in out and "–" in out
     assert "a&amp;b" in out and "&lt;b&gt;" in out and "<b>" not in out
+
+
+def test_ab_tables_have_readable_headers_and_uniform_p_values(settings: Settings) -> None:
+    lake = Lake(settings.home)
+    ctr = {
+        v: {
+            "n_users": 2313.0,
+            "impressions": 23130.0,
+            "clicks": 1157.0,
+            "ctr": 0.05,
+            "se": 0.002,
+            "variance": 4e-06,
+        }
+        for v in ("control", "treatment")
+    }
+    niche = {
+        "exposed_users": {"control": 2313, "treatment": 2287},
+        "niche_impressions": {"control": 900, "treatment": 1800},
+        "niche_clicks": {"control": 45, "treatment": 120},
+        "niche_clicks_per_user": {"control": 0.0195, "treatment": 0.0525},
+        "niche_clicks_per_user_se": {"control": 0.003, "treatment": 0.005},
+        "ratio": 2.7,
+        "ci_low": 2.0,
+        "ci_high": 3.4,
+    }
+    _write_night(lake, D1, 0.2, p_value=9.58e-05, srm_p_value=0.5, ctr=ctr, niche=niche)
+    report(settings, D1)
+    page = lake.read_bytes(Dataset.REPORTS, D1, "index.html").decode()
+    ab = page[page.index("A/B test") : page.index("<h2>Experiments")]
+    for raw in ("n_users", "se", "variance", "niche_clicks_per_user", "exposed_users"):
+        assert f"<th>{raw}</th>" not in ab
+    for header in (
+        "users",
+        "std. error",
+        "variance (of the CTR)",
+        "niche clicks per exposed user",
+        "exposed users",
+    ):
+        assert f"<th>{header}</th>" in ab
+    # p values: three decimals, "<0.001" below that; never 9.58e-05 beside 0.5000
+    assert "<td>&lt;0.001</td>" in ab and "<td>0.500</td>" in ab and "9.58e-05" not in ab
+    assert "<td class=num>4e-06</td>" in ab  # a small variance keeps its significant digits
+    # the index: short verdicts never wrap
+    index = lake.read_bytes(Dataset.REPORTS, None, "index.html").decode()
+    assert "<td class=nowrap>keep_running</td>" in index
+
+
+def test_ope_table_clips_displayed_rate_intervals_and_prints_ess_as_count(settings: Settings) -> None:
+    lake = Lake(settings.home)
+    _write_night(lake, D1, 0.2)
+    ope = pd.DataFrame(
+        {
+            C.POLICY: ["posterior", "posterior"],
+            C.ESTIMATOR: ["ips", "snips"],
+            C.ESTIMATE: [0.8222, 0.7469],
+            C.CI_LOW: [-0.0125, 0.6010],
+            C.CI_HIGH: [1.3542, 0.9],
+            C.N_TRIALS: [52, 52],
+            C.ESS: [446.0, 39.4857],
+            C.THIN_SUPPORT: [False, True],
+            C.RUN_DATE: [D1, D1],
+        }
+    )
+    lake.write_table(Dataset.OPE, D1, ope)
+    lake.mark_all_complete()
+    report(settings, D1)
+    page = lake.read_bytes(Dataset.REPORTS, D1, "index.html").decode()
+    table = page[page.index("<th>effective sample size</th>") :]
+    table = table[: table.index("</table>")]
+    assert "<td class=num>446</td>" in table and "446.0000" not in table
+    assert "<td class=num>39</td>" in table  # rounded, not truncated decimals
+    # the IPS interval -0.0125 .. 1.3542 shows as 0 .. 1, and the caption says so
+    assert "<td class=num>0.0000</td>" in table and "<td class=num>1.0000</td>" in table
+    assert "1.3542" not in table and "-0.0125" not in table
+    assert "Intervals are shown clipped to [0, 1]" in page
+    stored = lake.read_df(Dataset.OPE, D1)  # the stored numbers are untouched
+    assert stored[C.CI_HIGH].tolist() == [1.3542, 0.9] and stored[C.ESS].tolist() == [446.0, 39.4857]
+
+
+def test_long_text_wraps_in_a_bounded_box_escaped_and_small_shares_floor() -> None:
+    from deepcuts.pipelines.report import LONG_TEXT, _table
+
+    reason = "<b>bad</b> " + "user_id not in users; " * 10
+    frame = pd.DataFrame({"field": ["reasons", "status"], "feedback": [reason, "ok"]})
+    out = _table(frame)
+    assert f"<td><div class=long>{html.escape(reason)}</div></td>" in out  # full text, escaped
+    assert "<td>ok</td>" in out and len(reason) > LONG_TEXT
+    shares = _table(pd.DataFrame({"share": [9.58e-05, 0.25, 0.0]}), digits=3, floor=True)
+    assert "<td class=num>&lt;0.001</td>" in shares and "9.58e-05" not in shares
+    assert "<td class=num>0.250</td>" in shares and "<td class=num>0.000</td>" in shares
