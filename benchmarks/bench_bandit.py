@@ -99,7 +99,8 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the output files (run several variants)")
     args = parser.parse_args()
 
-    from deepcuts.pipelines.simulate import plot_simulation, simulate
+    from deepcuts.pipelines.simulate import simulate
+    from deepcuts.pipelines.simulate_summary import plot_simulation
     from deepcuts.settings import load_settings
 
     tag = f"_{args.tag}" if args.tag else ""

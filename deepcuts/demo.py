@@ -229,7 +229,8 @@ def run_demo(settings: Settings, nights: int, dags_folder: Path, fresh: bool = F
 
     from airflow.dag_processing.dagbag import DagBag
 
-    from deepcuts.pipelines.simulate import live_lists, prepare_world, serve_day
+    from deepcuts.pipelines.simulate import live_lists, serve_day
+    from deepcuts.pipelines.simulate_worlds import prepare_world
 
     print(
         f"deepcuts: synthetic world in {settings.source_path} "

@@ -59,7 +59,7 @@ def test_the_dags_plan_and_task_settings_agree(settings: Settings) -> None:
 
 def test_a_night_with_a_subset_of_arms_completes_and_publishes_only_those(tmp_path: Path) -> None:
     from deepcuts.pipelines import serving
-    from deepcuts.pipelines.simulate import prepare_world
+    from deepcuts.pipelines.simulate_worlds import prepare_world
 
     settings = load_settings(
         home=str(tmp_path / "lake"),
@@ -105,7 +105,7 @@ def test_the_dag_runs_a_night_with_a_subset_of_arms(
     looped over the settings, so a run triggered with a subset of arms failed (MissingDataError)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from deepcuts.pipelines.simulate import prepare_world
+    from deepcuts.pipelines.simulate_worlds import prepare_world
 
     env = {
         "DEEPCUTS_HOME": str(tmp_path / "lake"),

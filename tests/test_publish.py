@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from deepcuts.contracts import C, Dataset
 from deepcuts.pipelines import serving
-from deepcuts.pipelines.publish import STAGES, PublishRejectedError, checksum, data_gates, publish, seen_pairs
+from deepcuts.pipelines.publish import STAGES, PublishRejectedError, publish
+from deepcuts.pipelines.publish_gates import checksum, data_gates, seen_pairs
 from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import Settings
 from tests.serving_fixtures import (

@@ -14,14 +14,8 @@ from deepcuts.contracts import C, Dataset
 from deepcuts.pipelines import nightly
 from deepcuts.pipelines.ab_analysis import niche_item_ids
 from deepcuts.pipelines.nightly import STEP_NAMES, Step, StepMissingError, resolve, run_night
-from deepcuts.pipelines.simulate import (
-    ReplayWorld,
-    SimWorld,
-    arm_shares,
-    by_variant_metrics,
-    feedback_events,
-    truth_metrics,
-)
+from deepcuts.pipelines.simulate_summary import arm_shares, by_variant_metrics, truth_metrics
+from deepcuts.pipelines.simulate_worlds import ReplayWorld, SimWorld, feedback_events
 from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import load_settings
 
@@ -322,7 +316,7 @@ def test_two_night_synthetic_simulation_end_to_end(tmp_path: Path) -> None:
 
 
 def test_planted_arm_multiplies_click_probabilities(tmp_path: Path) -> None:
-    from deepcuts.pipelines.simulate import SyntheticWorld, planted_arms
+    from deepcuts.pipelines.simulate_worlds import SyntheticWorld, planted_arms
     from deepcuts.pipelines.world import generate_world
     from deepcuts.settings import WorldSettings
 

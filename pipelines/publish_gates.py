@@ -1,0 +1,276 @@
+"""The publish gates: what ``publish`` checks before a new serving version may go live.
+
+The version state machine (register, load, switch, retention, recovery) is
+:mod:`deepcuts.pipelines.publish`; this module only computes verdicts. Each gate is a dict
+``{"gate", "passed", "value", "detail"}`` (the ``gate_report`` of ``publish_log``):
+
+- :func:`data_gates` need only the night's frames (run before anything is loaded);
+- :func:`critical_alert_gate` vetoes the publish while a critical alert of the run date is open;
+- :func:`db_gates` check what was loaded (row counts, :func:`changed_share` band).
+
+:func:`checksum` identifies a night's content (identical data already live is a no-op) and
+:func:`seen_pairs` reads the history the ``no_seen_items`` gate checks against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+from sqlalchemy.engine import Connection
+
+from deepcuts.contracts import C, Dataset, Daypart, Variant
+from deepcuts.pipelines import serving
+from deepcuts.pipelines.storage import Lake
+from deepcuts.settings import PublishSettings
+
+_EXAMPLES = 5  # offending rows quoted per failed gate
+
+
+# --------------------------------------------------------------------------- content
+def checksum(*frames: pd.DataFrame) -> str:
+    """SHA-256 over the rows of each frame in a canonical order (sorted by every column).
+
+    Row order and ``run_date`` do not matter; any changed value does.
+    """
+    digest = hashlib.sha256()
+    for frame in frames:
+        cols = sorted(c for c in frame.columns if c != C.RUN_DATE)
+        canon = frame[cols].sort_values(cols, kind="stable").reset_index(drop=True)
+        digest.update(",".join(cols).encode())
+        digest.update(str(len(canon)).encode())
+        digest.update(pd.util.hash_pandas_object(canon, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def seen_pairs(lake: Lake, run_date: date, user_ids: np.ndarray) -> pd.DataFrame:
+    """Distinct (user_id, item_id) pairs of the users' rating history as of ``run_date``.
+
+    ``canonical/interactions(D)`` is a cumulative snapshot (everything up to the end of D, see
+    pipelines/ingest.py), so the newest partition at or before ``run_date`` is the whole history; only
+    the two id columns of the users being published are read.
+    """
+    days = [d for d in lake.run_dates(Dataset.INTERACTIONS) if d <= run_date]
+    if not days:
+        return pd.DataFrame({C.USER_ID: pd.Series(dtype="int64"), C.ITEM_ID: pd.Series(dtype="int64")})
+    users = pc.field(C.USER_ID).isin(np.unique(user_ids))
+    table = lake.read_table(Dataset.INTERACTIONS, days[-1], columns=[C.USER_ID, C.ITEM_ID], filter=users)
+    return table.to_pandas().drop_duplicates()
+
+
+# --------------------------------------------------------------------------- gates
+def gate(name: str, passed: bool, detail: str, value: float | None = None) -> dict[str, Any]:
+    return {"gate": name, "passed": bool(passed), "value": value, "detail": detail}
+
+
+def _examples(frame: pd.DataFrame, cols: list[str]) -> str:
+    return json.dumps(frame[cols].head(_EXAMPLES).astype(object).to_dict("records"), default=str)
+
+
+def data_gates(
+    served: pd.DataFrame,
+    assignments: pd.DataFrame,
+    policy: pd.DataFrame,
+    seen: pd.DataFrame,
+    list_length: int,
+) -> list[dict[str, Any]]:
+    """The gates that need only the frames. Each returns passed + a detail naming offending rows.
+
+    - ``assignments_unique``: one assignment per (user, daypart);
+    - ``complete``: every active user (one with an assignment) has an assignment for every daypart, and
+      every assigned (user, daypart) has exactly ``list_length`` rows with ranks 1..list_length; no
+      list without an assignment;
+    - ``lists_unique``: no duplicate (user, daypart, rank) nor (user, daypart, item);
+    - ``no_seen_items``: no served (user, item) pair is in the user's history;
+    - ``finite``: score, novelty, propensity finite; propensity in (0, 1];
+    - ``known_values``: daypart and variant in their enums; list arm/variant equal the assignment's
+      variant;
+    - ``policy_valid``: probabilities finite in [0, 1], one row per (segment, daypart, arm), selection
+      probabilities sum to 1 (+-1e-6) per context.
+    """
+    gates: list[dict[str, Any]] = []
+    key = [C.USER_ID, C.DAYPART]
+
+    dup_assign = assignments[assignments.duplicated(key, keep=False)]
+    gates.append(
+        gate(
+            "assignments_unique",
+            dup_assign.empty,
+            "ok"
+            if dup_assign.empty
+            else f"{len(dup_assign)} duplicated rows, e.g. {_examples(dup_assign, key)}",
+            float(len(dup_assign)),
+        )
+    )
+
+    problems: list[str] = []
+    n_users = int(assignments[C.USER_ID].nunique())
+    if n_users == 0:
+        problems.append("no assignments: nothing to publish")
+    dayparts = [d.value for d in Daypart]
+    per_user = assignments.groupby(C.USER_ID)[C.DAYPART].nunique()
+    partial_users = per_user[per_user < len(dayparts)]
+    if len(partial_users):
+        problems.append(
+            f"{len(partial_users)} active users lack a daypart assignment, e.g. users "
+            f"{partial_users.index[:_EXAMPLES].tolist()}"
+        )
+    lists = served.groupby(key).agg(
+        n=(C.RANK, "size"), rmin=(C.RANK, "min"), rmax=(C.RANK, "max"), nr=(C.RANK, "nunique")
+    )
+    expected = assignments.drop_duplicates(key).set_index(key).index
+    missing = expected.difference(lists.index)
+    if len(missing):
+        problems.append(
+            f"{len(missing)} assigned (user, daypart) have no list, e.g. {missing[:_EXAMPLES].tolist()}"
+        )
+    orphan = lists.index.difference(expected)
+    if len(orphan):
+        problems.append(f"{len(orphan)} lists have no assignment, e.g. {orphan[:_EXAMPLES].tolist()}")
+    full = (
+        (lists["n"] == list_length)
+        & (lists["nr"] == list_length)
+        & (lists["rmin"] == 1)
+        & (lists["rmax"] == list_length)
+    )
+    short = lists[~full]
+    if len(short):
+        problems.append(
+            f"{len(short)} lists are not exactly ranks 1..{list_length}, e.g. "
+            f"{short.head(_EXAMPLES).reset_index()[[*key, 'n']].to_dict('records')}"
+        )
+    gates.append(gate("complete", not problems, "; ".join(problems) or "ok", float(n_users)))
+
+    dup_rank = served[served.duplicated([*key, C.RANK], keep=False)]
+    dup_item = served[served.duplicated([*key, C.ITEM_ID], keep=False)]
+    ok = dup_rank.empty and dup_item.empty
+    gates.append(
+        gate(
+            "lists_unique",
+            ok,
+            "ok"
+            if ok
+            else f"{len(dup_rank)} rows share a rank, {len(dup_item)} rows repeat an item in their "
+            f"list, e.g. {_examples(pd.concat([dup_rank, dup_item]), [*key, C.RANK, C.ITEM_ID])}",
+            float(len(dup_rank) + len(dup_item)),
+        )
+    )
+
+    hits = served.merge(seen, on=[C.USER_ID, C.ITEM_ID], how="inner")
+    gates.append(
+        gate(
+            "no_seen_items",
+            hits.empty,
+            "ok"
+            if hits.empty
+            else f"{len(hits)} served items are in the user's history, e.g. "
+            f"{_examples(hits, [C.USER_ID, C.DAYPART, C.ITEM_ID])}",
+            float(len(hits)),
+        )
+    )
+
+    bad_parts = []
+    for col, frame in ((C.SCORE, served), (C.NOVELTY, served), (C.PROPENSITY, assignments)):
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
+        bad = ~np.isfinite(values)
+        if col == C.PROPENSITY:
+            bad |= ~((values > 0) & (values <= 1))
+        if bad.any():
+            bad_parts.append(f"{int(bad.sum())} bad {col} values, e.g. {_examples(frame[bad], [*key, col])}")
+    gates.append(gate("finite", not bad_parts, "; ".join(bad_parts) or "ok", float(len(bad_parts))))
+
+    value_problems = []
+    for col, allowed, frame in (
+        (C.DAYPART, set(dayparts), served),
+        (C.DAYPART, set(dayparts), assignments),
+        (C.VARIANT, {v.value for v in Variant}, served),
+        (C.VARIANT, {v.value for v in Variant}, assignments),
+    ):
+        unknown = sorted(set(frame[col].unique()) - allowed)
+        if unknown:
+            value_problems.append(f"unknown {col} {unknown[:_EXAMPLES]} (allowed {sorted(allowed)})")
+    joined = (
+        served[[*key, C.VARIANT]]
+        .drop_duplicates()
+        .merge(assignments[[*key, C.VARIANT]], on=key, suffixes=("", "_a"))
+    )
+    mismatch = joined[joined[C.VARIANT] != joined[f"{C.VARIANT}_a"]]
+    if len(mismatch):
+        value_problems.append(f"{len(mismatch)} lists disagree with their assignment's variant")
+    gates.append(gate("known_values", not value_problems, "; ".join(value_problems) or "ok"))
+
+    policy_problems = []
+    ctx = [C.SEGMENT, C.DAYPART]
+    for col in (C.THOMPSON_PROBABILITY, C.SELECTION_PROBABILITY, C.MEAN):
+        values = policy[col].to_numpy(np.float64)
+        if not (np.isfinite(values) & (values >= 0) & (values <= 1)).all():
+            policy_problems.append(f"{col} outside [0, 1] or not finite")
+    for col in (C.ALPHA, C.BETA):
+        values = policy[col].to_numpy(np.float64)
+        if not (np.isfinite(values) & (values > 0)).all():
+            policy_problems.append(f"{col} not finite and positive")
+    if policy.duplicated([*ctx, C.ARM]).any():
+        policy_problems.append("duplicate (segment, daypart, arm) rows")
+    if len(policy):
+        sums = policy.groupby(ctx)[C.SELECTION_PROBABILITY].sum()
+        off = sums[(sums - 1.0).abs() > 1e-6]
+        if len(off):
+            policy_problems.append(f"selection probabilities do not sum to 1 in {len(off)} contexts")
+    else:
+        policy_problems.append("the policy is empty")
+    gates.append(gate("policy_valid", not policy_problems, "; ".join(policy_problems) or "ok"))
+    return gates
+
+
+def changed_share(conn: Connection, new_version: int, previous_version: int | None) -> float | None:
+    """Share of the new version's users whose list (any daypart) differs from the previous version's.
+
+    changed = |{u : exists (u, daypart, rank, item) in new EXCEPT old}| / |users in new|; a user absent
+    from the previous version counts as changed. ``None`` when there is no previous version.
+    """
+    if previous_version is None or previous_version == serving.EMPTY_VERSION:
+        return None
+    new_t = f"recommendations_{serving.version_suffix(new_version)}"
+    old_t = f"recommendations_{serving.version_suffix(previous_version)}"
+    cols = "user_id, daypart, rank, item_id"
+    changed = conn.exec_driver_sql(
+        f"SELECT COUNT(*) FROM (SELECT DISTINCT user_id FROM (SELECT {cols} FROM {new_t} "
+        f"EXCEPT SELECT {cols} FROM {old_t}) d) u"
+    ).scalar_one()
+    total = conn.exec_driver_sql(f"SELECT COUNT(DISTINCT user_id) FROM {new_t}").scalar_one()
+    return float(changed) / float(total) if total else None
+
+
+def critical_alert_gate(critical: list[dict[str, Any]]) -> dict[str, Any]:
+    """``no_critical_alert``: passes when no critical alert of the run date is open (unacknowledged)."""
+    return gate(
+        "no_critical_alert",
+        not critical,
+        "ok" if not critical else "; ".join(f"{a['check_name']}: {a['message']}" for a in critical),
+        float(len(critical)),
+    )
+
+
+def db_gates(
+    loaded: dict[str, int], counts: dict[str, int], share: float | None, cfg: PublishSettings
+) -> list[dict[str, Any]]:
+    """The gates on what was loaded: ``row_counts`` (each table holds the rows sent) and
+    ``changed_share`` (the share of users whose list changed is inside the configured band)."""
+    count_ok = loaded == counts
+    return [
+        gate("row_counts", count_ok, "ok" if count_ok else f"loaded {loaded}, expected {counts}"),
+        gate(
+            "changed_share",
+            share is None or cfg.min_changed_share <= share <= cfg.max_changed_share,
+            "no previous version"
+            if share is None
+            else f"{share:.4f} of users have a changed list "
+            f"(band [{cfg.min_changed_share}, {cfg.max_changed_share}])",
+            share,
+        ),
+    ]
