@@ -128,7 +128,5 @@ def test_a_throwaway_arm_runs_train_candidates_and_score(
 
 
 def test_the_models_doc_table_lists_every_registered_arm() -> None:
-    rows = re.findall(
-        r"^\| `(\w+)` \| `models/(\w+)\.py` \|", (DOCS / "models.md").read_text(), re.M
-    )
+    rows = re.findall(r"^\| `(\w+)` \| `models/(\w+)\.py` \|", (DOCS / "models.md").read_text(), re.M)
     assert rows == [(name, spec.model.split(":")[0]) for name, spec in ARMS.items()]
