@@ -292,6 +292,25 @@ SERVED_LISTS_SCHEMA: Final = pa.schema(
     ]
 )
 
+#: Every list the night may serve, one per (user, variant, arm): the baseline list of each control user and
+#: every served bandit arm's re-ranked list of each treatment user. The nightly publish loads them once; the
+#: assignments (the night's and every intraday refresh's) pick one per (user, daypart), so a refresh that
+#: switches a user's arm loads no list (docs/serving.md).
+ARM_LISTS_SCHEMA: Final = pa.schema(
+    [
+        pa.field(C.USER_ID, pa.int64(), nullable=False),
+        pa.field(C.VARIANT, pa.string(), nullable=False),
+        pa.field(C.ARM, pa.string(), nullable=False),
+        pa.field(C.RANK, pa.int32(), nullable=False),
+        pa.field(C.ITEM_ID, pa.int64(), nullable=False),
+        pa.field(C.SCORE, pa.float32(), nullable=False),
+        pa.field(C.NOVELTY, pa.float32(), nullable=False),
+        pa.field(C.IS_LONG_TAIL, pa.bool_(), nullable=False),
+        pa.field(C.REASON, pa.string(), nullable=False),
+        pa.field(C.RUN_DATE, pa.date32(), nullable=False),
+    ]
+)
+
 #: Beta posterior per (segment, daypart, arm) after run date D's feedback; ``trials``/``successes`` are the
 #: evidence added on D (late-click corrections included in ``successes``), before the discount of D+1.
 BANDIT_POSTERIOR_SCHEMA: Final = pa.schema(
@@ -406,7 +425,8 @@ class Dataset(StrEnum):
     BANDIT_POSTERIOR = "bandit/posterior"
     BANDIT_POLICY = "bandit/policy"
     ASSIGNMENTS = "assignments"
-    SERVED_LISTS = "served_lists"  # what the serving DB publishes
+    SERVED_LISTS = "served_lists"  # the list each (user, daypart) is served (the assignments' pick)
+    ARM_LISTS = "arm_lists"  # every list the night may serve: what the serving DB loads
     EVAL_OFFLINE = "eval/offline"
     AB_RESULTS = "eval/ab"
     OPE = "eval/ope"
@@ -437,6 +457,7 @@ SCHEMAS: Final[dict[Dataset, pa.Schema]] = {
     Dataset.LIST_METRICS: LIST_METRICS_SCHEMA,
     Dataset.ASSIGNMENTS: ASSIGNMENTS_SCHEMA,
     Dataset.SERVED_LISTS: SERVED_LISTS_SCHEMA,
+    Dataset.ARM_LISTS: ARM_LISTS_SCHEMA,
     Dataset.EVAL_OFFLINE: EVAL_OFFLINE_SCHEMA,
     Dataset.BANDIT_POSTERIOR: BANDIT_POSTERIOR_SCHEMA,
     Dataset.BANDIT_POLICY: BANDIT_POLICY_SCHEMA,

@@ -15,10 +15,13 @@ registry's
   which other users exist;
 - control: the experiment's baseline arm (``ab.baseline_arm`` by default) with propensity 1.0.
 
-Writes ``assignments(D)``, ``bandit/policy(D)`` (one row per context and arm) and ``served_lists(D)``:
-control lists are the baseline arm's candidates (top ``rerank.list_length`` by rank, no re-ranking,
-reason ``baseline``; novelty and the long-tail flag from ``scored(D)``), treatment lists are
-the re-ranked lists of the chosen arm.
+Writes ``assignments(D)``, ``bandit/policy(D)`` (one row per context and arm), ``arm_lists(D)`` and
+``served_lists(D)``. ``arm_lists`` holds every list the night may serve, one per (user, variant, arm):
+the control users' baseline list (the baseline arm's candidates, top ``rerank.list_length`` by rank, no
+re-ranking, reason ``baseline``; novelty and the long-tail flag from ``scored(D)``) and, for the treatment
+users, the re-ranked list of every arm the policy may choose; the publish step loads them once a night,
+so an intraday refresh that re-draws the arms loads no list. ``served_lists`` is each (user, daypart)'s
+pick among them (its assignment's arm and variant).
 """
 
 from __future__ import annotations
@@ -167,6 +170,38 @@ def _treatment_lists(lake: Lake, run_date: date, arms: list[str]) -> pd.DataFram
     return pd.concat(frames, ignore_index=True)
 
 
+_ARM_LIST_COLUMNS = [
+    C.USER_ID,
+    C.VARIANT,
+    C.ARM,
+    C.RANK,
+    C.ITEM_ID,
+    C.SCORE,
+    C.NOVELTY,
+    C.IS_LONG_TAIL,
+    C.REASON,
+    C.RUN_DATE,
+]
+
+
+def build_arm_lists(
+    assignments: pd.DataFrame, control_lists: pd.DataFrame, treatment_lists: pd.DataFrame, run_date: date
+) -> pd.DataFrame:
+    """ARM_LISTS_SCHEMA rows: the control lists of the users assigned control, every treatment list
+    (every arm) of the users assigned treatment; sorted by (user, variant, arm, rank)."""
+    frames = []
+    for variant, lists in (
+        (Variant.CONTROL.value, control_lists),
+        (Variant.TREATMENT.value, treatment_lists),
+    ):
+        users = np.unique(assignments.loc[assignments[C.VARIANT] == variant, C.USER_ID].to_numpy(np.int64))
+        mine = lists[np.isin(lists[C.USER_ID].to_numpy(np.int64), users)]
+        frames.append(mine.assign(**{C.VARIANT: variant}))
+    out = pd.concat(frames, ignore_index=True)
+    out[C.RUN_DATE] = run_date
+    return out[_ARM_LIST_COLUMNS].sort_values([C.USER_ID, C.VARIANT, C.ARM, C.RANK], ignore_index=True)
+
+
 def build_served_lists(
     assignments: pd.DataFrame, control_lists: pd.DataFrame, treatment_lists: pd.DataFrame, run_date: date
 ) -> tuple[pd.DataFrame, int]:
@@ -180,7 +215,20 @@ def build_served_lists(
     ):
         chosen = assignments.loc[assignments[C.VARIANT] == variant, keys]
         served.append(chosen.merge(lists, on=[C.USER_ID, C.ARM], how="inner", sort=False))
-    out = pd.concat(served, ignore_index=True)
+    return _served_order(pd.concat(served, ignore_index=True), assignments, run_date)
+
+
+def served_from_arm_lists(
+    assignments: pd.DataFrame, arm_lists: pd.DataFrame, run_date: date
+) -> tuple[pd.DataFrame, int]:
+    """:func:`build_served_lists` from ``arm_lists`` (each assignment's pick by user, variant and arm)."""
+    keys = [C.USER_ID, C.DAYPART, C.ARM, C.VARIANT]
+    lists = arm_lists.drop(columns=C.RUN_DATE, errors="ignore")
+    out = assignments[keys].merge(lists, on=[C.USER_ID, C.ARM, C.VARIANT], how="inner", sort=False)
+    return _served_order(out, assignments, run_date)
+
+
+def _served_order(out: pd.DataFrame, assignments: pd.DataFrame, run_date: date) -> tuple[pd.DataFrame, int]:
     out[C.RUN_DATE] = run_date
     day_code = category_codes(out[C.DAYPART].to_numpy(object), DAYPARTS)
     out = (
@@ -227,6 +275,7 @@ def assign(settings: Settings, run_date: date) -> dict[str, Any]:
     control = _baseline_lists(settings, lake, run_date, experiment.baseline_arm)
     treatment = _treatment_lists(lake, run_date, arms)
     served, missing = build_served_lists(assignments, control, treatment, run_date)
+    arm_lists = build_arm_lists(assignments, control, treatment, run_date)
     if missing:
         log.warning(
             "assign %s: %d (user, daypart) assignments have no list (the arm wrote none for the user)",
@@ -238,6 +287,7 @@ def assign(settings: Settings, run_date: date) -> dict[str, Any]:
         "assignments": lake.write_table(Dataset.ASSIGNMENTS, run_date, assignments),
         "policy": lake.write_table(Dataset.BANDIT_POLICY, run_date, policy),
         "served_lists": lake.write_table(Dataset.SERVED_LISTS, run_date, served),
+        "arm_lists": lake.write_table(Dataset.ARM_LISTS, run_date, arm_lists),
     }
     lake.mark_all_complete()
     treated = assignments[assignments[C.VARIANT] == Variant.TREATMENT.value]
@@ -255,6 +305,7 @@ def assign(settings: Settings, run_date: date) -> dict[str, Any]:
         "arms_dropped": dropped,
         "treatment_arm_share": {k: float(v) for k, v in arm_share.items()},
         "served_rows": len(served),
+        "arm_list_rows": len(arm_lists),
         "assignments_without_list": int(missing),
         "paths": paths,
     }

@@ -14,10 +14,13 @@ steps, one function each (DAG ``deepcuts_intraday``, one run per slot):
 ``assign_refresh``  when the day's evidence changed since the newest earlier refreshed slot: the
                     policy of ``posterior(E, s)`` over the arms the night served, and a fresh draw of
                     the treatment arms of the night's assignments (users, segments, variants kept) ->
-                    ``intraday/{policy,assignments,served_lists}(E)``
+                    ``intraday/{policy,assignments,served_lists}(E)`` (the served lists are each
+                    assignment's pick among the night's ``arm_lists``: no list is recomputed)
 ``publish_refresh`` the re-assignment as a new serving version of the night's run date
-                    (:func:`deepcuts.pipelines.publish.publish` with ``inputs``): same gates, pin and atomic
-                    switch; its ``list_version`` is what the app logs on every impression.
+                    (:func:`deepcuts.pipelines.publish.publish` with ``PublishInputs`` without lists):
+                    only the assignments and the policy are loaded, the version reads the night's lists
+                    already in the serving DB; same gates, pin and atomic switch; its ``list_version``
+                    is what the app logs on every impression.
 
 No double counting: every slot is computed from the nightly snapshot plus the day's *cumulative*
 feedback, never from an earlier slot, and the nightly ``bandit_update`` of ``E`` ignores the slots. A slot
@@ -45,7 +48,7 @@ import pyarrow.fs as pafs
 from deepcuts.contracts import C, Dataset, Variant
 from deepcuts.models.bandit import BanditConfig, sample_arms, uniform_hash
 from deepcuts.models.context import DAYPARTS, category_codes, context_index
-from deepcuts.pipelines.assign import _treatment_lists, build_served_lists, policy_table
+from deepcuts.pipelines.assign import policy_table, served_from_arm_lists
 from deepcuts.pipelines.bandit_update import (
     _EVENT_COLUMNS,
     policy_probabilities,
@@ -361,15 +364,8 @@ def assign_refresh(settings: Settings, day: date | str, slot: int) -> dict[str, 
         nightly, selection, arms, derive_seed(cfg.seed, day, f"bandit.intraday_assign.{part}")
     )
 
-    served = lake.read_df(Dataset.SERVED_LISTS, run_date)
-    control = (
-        served[served[C.VARIANT] == Variant.CONTROL.value]
-        .drop(columns=[C.DAYPART, C.VARIANT, C.RUN_DATE])
-        .drop_duplicates([C.USER_ID, C.RANK])
-    )
-    lists, missing = build_served_lists(
-        assignments, control, _treatment_lists(lake, run_date, arms), run_date
-    )
+    # what the app will see (the simulator serves from it): each assignment's pick among the night's lists
+    lists, missing = served_from_arm_lists(assignments, lake.read_df(Dataset.ARM_LISTS, run_date), run_date)
     lake.write_table(Dataset.INTRADAY_POLICY, day, policy, part=part)
     lake.write_table(Dataset.INTRADAY_ASSIGNMENTS, day, assignments, part=part)
     lake.write_table(Dataset.INTRADAY_SERVED_LISTS, day, lists, part=part)
@@ -407,7 +403,7 @@ def _delete_part(lake: Lake, dataset: Dataset, day: date, part: str) -> None:
 
 def publish_refresh(settings: Settings, day: date | str, slot: int) -> dict[str, Any]:
     """Publish the slot's re-assignment as a new version of the night's run date (gates, pin, switch)."""
-    from deepcuts.pipelines.publish import publish
+    from deepcuts.pipelines.publish import PublishInputs, publish
 
     day = as_run_date(day)
     _check_slot(settings, slot)
@@ -425,14 +421,22 @@ def publish_refresh(settings: Settings, day: date | str, slot: int) -> dict[str,
         # a rerun of an old slot must not put an older policy back live
         summary.update(status="superseded", later_slots=later)
     else:
-        inputs = (
-            lake.read_df(Dataset.INTRADAY_SERVED_LISTS, day, parts=[part]),
-            lake.read_df(Dataset.INTRADAY_ASSIGNMENTS, day, parts=[part]),
-            lake.read_df(Dataset.INTRADAY_POLICY, day, parts=[part]),
+        # assignments and policy only: the version reads the night's lists already in the serving DB
+        inputs = PublishInputs(
+            assignments=lake.read_df(Dataset.INTRADAY_ASSIGNMENTS, day, parts=[part]),
+            policy=lake.read_df(Dataset.INTRADAY_POLICY, day, parts=[part]),
         )
-        run_date = inputs[1][C.RUN_DATE].iloc[0]
+        run_date = inputs.assignments[C.RUN_DATE].iloc[0]
         result = publish(settings, as_run_date(run_date), inputs=inputs)
-        keep = ("status", "version", "list_version", "run_date", "checksum", "changed_share")
+        keep = (
+            "status",
+            "version",
+            "list_version",
+            "lists_version",
+            "run_date",
+            "checksum",
+            "changed_share",
+        )
         summary.update({k: result.get(k) for k in keep})
     _write_summary(lake, day, slot, "publish", summary)
     log.info("intraday publish %s %s: %s", day, part, summary["status"])

@@ -5,23 +5,31 @@ or a pure computation, so a failure (an exception, or the process being killed) 
 the views on the previous complete version, and the next run cleans up and succeeds:
 
 =================  =====================================================================================
-``read``           read served lists, assignments and the bandit policy of the run date; checksum them
+``read``           read the arm lists, assignments and bandit policy of the run date; checksum them
 ``recover``        under the writers' lock: mark versions left ``loading``/``ready`` by a crash as
                    ``failed`` and drop their tables, and drop orphan version tables; stop here
                    (``status: pinned``) while an operator's rollback pins a version
 ``validate``       data gates (complete, unique, unseen, finite, known values, valid policy) and the
                    critical-alert gate; nothing is loaded when one fails
 ``register``       insert the ``publish_log`` row (status ``loading``); its id is the version number
-``create_tables``  create ``recommendations_v<N>``, ``assignments_v<N>``, ``bandit_policy_v<N>``
+``create_tables``  create ``lists_v<N>`` (nightly only), ``assignments_v<N>``, ``bandit_policy_v<N>``
 ``load_*``         bulk-load each table (COPY on PostgreSQL, executemany on SQLite)
 ``index``          primary keys + ANALYZE
-``gates``          database gates on what was loaded: row counts, share of users whose list changed
+``gates``          database gates on what was loaded: row counts, every assignment has its full list,
+                   share of users whose list changed
 ``switch``         one transaction: views -> version N, N ``live``, the previous live ``retired``
 ``retention``      drop the tables of replaced versions and of retired versions beyond ``keep_versions``
 =================  =====================================================================================
 
-Publishing a run date whose identical data (same checksum) is already live is a no-op; different data
-for the same run date is a clean replace (the older version of that date becomes ``replaced``); a run
+The nightly publish loads every list the night may serve (``arm_lists``: every bandit arm's re-ranked
+list of each treatment user, the baseline list of each control user) with the assignments that pick one
+per (user, daypart). An intraday refresh (``inputs=PublishInputs(assignments, policy)``, no lists) loads
+only its assignments and policy: its version reads the lists table of the live version of the same run
+date (``publish_log.lists_version``), so its publish is small, through the same gates, pin, switch and
+retention; with no live version of that run date it publishes nothing (``status: no_lists``).
+
+Publishing a run date whose identical data (same checksum) is already live is a no-op; different lists
+for the same run date are a clean replace (the older versions of that date become ``replaced``); a run
 date older than the newest one ever published is skipped (``skipped_older``), even after a rollback.
 A gate failure marks the version ``rejected``, records an alert, and raises :class:`PublishRejectedError`:
 the app keeps yesterday's version. The gates themselves (what is checked) are
@@ -30,9 +38,11 @@ the app keeps yesterday's version. The gates themselves (what is checked) are
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -49,6 +59,7 @@ from deepcuts.pipelines.publish_gates import (
     data_gates,
     db_gates,
     seen_pairs,
+    uncovered_assignments,
 )
 from deepcuts.pipelines.storage import Lake, MissingDataError, as_run_date
 from deepcuts.progress import get_logger
@@ -62,7 +73,7 @@ STAGES: tuple[str, ...] = (
     "validate",
     "register",
     "create_tables",
-    "load_recommendations",
+    "load_lists",
     "load_assignments",
     "load_policy",
     "index",
@@ -94,23 +105,43 @@ class PublishRejectedError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- inputs
-def _read_inputs(lake: Lake, run_date: date) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+@dataclass(frozen=True)
+class PublishInputs:
+    """What a version is made of. ``lists`` (``ARM_LISTS_SCHEMA``): every list the version may serve,
+    loaded as its own lists table (the nightly publish); ``None``: the version reads the lists of the
+    live version of the same run date and loads only ``assignments`` and ``policy`` (an intraday
+    refresh, pipelines/intraday.py)."""
+
+    assignments: pd.DataFrame
+    policy: pd.DataFrame
+    lists: pd.DataFrame | None = None
+
+
+def _read_inputs(lake: Lake, run_date: date) -> PublishInputs:
     lake.require_inputs(
-        run_date, Dataset.SERVED_LISTS, Dataset.ASSIGNMENTS, Dataset.BANDIT_POLICY, missing_ok=True
+        run_date, Dataset.ARM_LISTS, Dataset.ASSIGNMENTS, Dataset.BANDIT_POLICY, missing_ok=True
     )
     try:
-        served = lake.read_df(Dataset.SERVED_LISTS, run_date)
+        lists = lake.read_df(Dataset.ARM_LISTS, run_date)
         assignments = lake.read_df(Dataset.ASSIGNMENTS, run_date)
         policy = lake.read_df(Dataset.BANDIT_POLICY, run_date)
     except MissingDataError as exc:
-        raise MissingDataError(f"publish {run_date}: {exc}") from exc
-    return served, assignments, policy
+        raise MissingDataError(
+            f"publish {run_date}: {exc} (arm_lists is written by the assign step; re-run assign)"
+        ) from exc
+    return PublishInputs(assignments, policy, lists)
+
+
+def _version_digest(lists_digest: str, assignments: pd.DataFrame, policy: pd.DataFrame) -> str:
+    """A version's content: its lists (by their checksum) and its assignments and policy."""
+    return hashlib.sha256(f"{lists_digest}:{checksum(assignments, policy)}".encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- the step
 def _recover(engine: Engine) -> list[int]:
-    """Clean what a crashed publish left: in-flight versions -> failed, their and orphan tables dropped."""
-    cleaned: list[int] = []
+    """Clean what a crashed publish left: in-flight versions -> failed, their and orphan tables dropped
+    (a lists table only once no retained version reads it)."""
+    cleaned: set[int] = set()
     with engine.begin() as conn:
         versions = serving.list_versions(conn)
         keep = {v.version for v in versions if v.status in serving.RETAINED and not v.dropped}
@@ -124,19 +155,15 @@ def _recover(engine: Engine) -> list[int]:
                 ),
                 {"e": "interrupted (process killed or connection lost); cleaned by the next publish"},
             )
-        for version in sorted(set(serving.version_table_names(conn)) - keep):
+        tables = serving.version_tables(conn)
+        for version in sorted(v for v, kinds in tables.items() if v not in keep and kinds - {"lists"}):
             serving.drop_version_tables(conn, version)
-            cleaned.append(version)
-    if cleaned:
-        log.warning("publish recovery: dropped tables of interrupted/orphan versions %s", cleaned)
-    return cleaned
-
-
-def _recommendation_rows(served: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
-    """Served lists with the assignment's segment, propensity and experiment (the app logs them back)."""
-    extra = assignments[[C.USER_ID, C.DAYPART, C.SEGMENT, C.PROPENSITY, C.EXPERIMENT]]
-    rows = served.merge(extra, on=[C.USER_ID, C.DAYPART], how="inner", validate="many_to_one")
-    return rows.sort_values([C.USER_ID, C.DAYPART, C.RANK], kind="stable").reset_index(drop=True)
+            cleaned.add(version)
+        cleaned.update(serving.drop_unreferenced_lists(conn))
+    cleaned_list = sorted(cleaned)
+    if cleaned_list:
+        log.warning("publish recovery: dropped tables of interrupted/orphan versions %s", cleaned_list)
+    return cleaned_list
 
 
 def _set_status(engine: Engine, version: int, status: str, **fields: Any) -> None:
@@ -169,7 +196,7 @@ def _reject(
             )
     else:
         with engine.begin() as conn:
-            serving.drop_version_tables(conn, version)
+            # status first: its own lists table is dropped only once nothing in flight reads it
             conn.execute(
                 sa.text(
                     "UPDATE publish_log SET status = 'rejected', gate_report = :g, "
@@ -177,6 +204,7 @@ def _reject(
                 ),
                 {"g": report, "v": version},
             )
+            serving.drop_version_tables(conn, version)
     from deepcuts.pipelines.alerting import send_alerts
 
     alert = {
@@ -208,7 +236,6 @@ def _retention(engine: Engine, keep_versions: int, lock_timeout_ms: int) -> list
             with engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
-                serving.drop_version_tables(conn, info.version)
                 conn.execute(
                     sa.text(
                         "UPDATE publish_log SET status = :s, dropped_at = CURRENT_TIMESTAMP "
@@ -216,6 +243,8 @@ def _retention(engine: Engine, keep_versions: int, lock_timeout_ms: int) -> list
                     ),
                     {"s": status, "v": info.version},
                 )
+                # its lists table stays while a retained version of the same night reads it
+                serving.drop_version_tables(conn, info.version)
             dropped.append(info.version)
         except sa.exc.OperationalError as exc:
             # A long reader still holds the old table: harmless, the next publish retries.
@@ -229,17 +258,17 @@ def publish(
     settings: Settings,
     run_date: date | str,
     on_stage: StageHook | None = None,
-    inputs: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None,
+    inputs: PublishInputs | None = None,
 ) -> dict[str, Any]:
-    """Publish the night's served lists, assignments and policy as a new serving version.
+    """Publish the night's lists, assignments and policy as a new serving version.
 
-    Returns ``{"status": "published" | "unchanged" | "skipped_older" | "pinned", "version",
-    "list_version", ...}``; raises :class:`PublishRejectedError` when a gate fails (the previous version
-    stays live), ``MissingDataError`` when an input is missing, and a one-line ``ServingError`` when the
-    database is unreachable, the writers' lock stays taken or readers keep the views locked.
-    ``on_stage`` is called after each of :data:`STAGES`. ``inputs`` = (served lists, assignments,
-    policy) replaces the run date's lake partitions: an intraday refresh (pipelines/intraday.py)
-    publishes its re-assignment of the run date this way, through the same gates, pin and switch.
+    Returns ``{"status": "published" | "unchanged" | "skipped_older" | "pinned" | "no_lists",
+    "version", "list_version", ...}``; raises :class:`PublishRejectedError` when a gate fails (the
+    previous version stays live), ``MissingDataError`` when an input is missing, and a one-line
+    ``ServingError`` when the database is unreachable, the writers' lock stays taken or readers keep the
+    views locked. ``on_stage`` is called after each of :data:`STAGES`. ``inputs`` replaces the run date's
+    lake partitions; without lists (an intraday refresh, pipelines/intraday.py) the version loads only
+    its assignments and policy and reads the lists of the live version of ``run_date``.
     """
     run_date = as_run_date(run_date)
     started = time.monotonic()
@@ -256,8 +285,9 @@ def publish(
     lake = Lake(settings.home)
     cfg = settings.publish
 
-    served, assignments, policy = _read_inputs(lake, run_date) if inputs is None else inputs
-    digest = checksum(served, assignments, policy)
+    data = _read_inputs(lake, run_date) if inputs is None else inputs
+    assignments, policy, lists = data.assignments, data.policy, data.lists
+    lists_digest = checksum(lists) if lists is not None else None
     hook("read")
 
     with serving.writer_session(settings) as engine:
@@ -270,6 +300,21 @@ def publish(
             critical = serving.open_critical_alerts(conn, run_date)
             pin = serving.current_pin(conn)
         newest = max((v.run_date for v in versions if v.status in _WENT_LIVE), default=None)
+        # an intraday version reads the lists of the live version of its run date
+        base = None if lists is not None or live is None or live.run_date != run_date else live
+        if base is not None:
+            lists_digest = base.lists_checksum
+        digest = _version_digest(lists_digest or "", assignments, policy)
+
+        def outcome(status: str) -> dict[str, Any]:
+            return {
+                "status": status,
+                "version": (pin.version if pin is not None else live.version if live else None),
+                "list_version": live.list_version if live else None,
+                "run_date": run_date.isoformat(),
+                "checksum": digest,
+            }
+
         if pin is not None:
             log.warning(
                 "publish %s: version %s is pinned (%s, %s); loading nothing and leaving the views "
@@ -279,26 +324,14 @@ def publish(
                 pin.reason,
                 pin.pinned_at,
             )
-            return {
-                "status": "pinned",
-                "version": pin.version,
-                "list_version": live.list_version if live else None,
-                "run_date": run_date.isoformat(),
-                "checksum": digest,
-            }
+            return outcome("pinned")
         if live is not None and live.run_date == run_date and live.checksum == digest:
             log.info(
                 "publish %s: identical data already live as %s; nothing to do",
                 run_date,
                 live.list_version,
             )
-            return {
-                "status": "unchanged",
-                "version": live.version,
-                "list_version": live.list_version,
-                "run_date": run_date.isoformat(),
-                "checksum": digest,
-            }
+            return outcome("unchanged")
         if newest is not None and newest > run_date and cfg.skip_older_run_dates:
             log.warning(
                 "publish %s: a newer run date (%s) has been published; not switching back (a backfill "
@@ -307,55 +340,63 @@ def publish(
                 run_date,
                 newest,
             )
-            return {
-                "status": "skipped_older",
-                "version": live.version,
-                "list_version": live.list_version,
-                "run_date": run_date.isoformat(),
-                "checksum": digest,
-            }
+            return outcome("skipped_older")
+        if lists is None and base is None:
+            log.warning(
+                "publish %s: assignments without lists refer to the lists of the live version of the "
+                "same run date, and the live version is %s; publishing nothing (publish the night first)",
+                run_date,
+                live.list_version if live else "none",
+            )
+            return outcome("no_lists")
 
-        seen = seen_pairs(lake, run_date, served[C.USER_ID].to_numpy())
-        gates = data_gates(served, assignments, policy, seen, settings.rerank.list_length)
+        seen = (
+            seen_pairs(lake, run_date, lists[C.USER_ID].to_numpy())
+            if lists is not None
+            else pd.DataFrame({C.USER_ID: pd.Series(dtype="int64"), C.ITEM_ID: pd.Series(dtype="int64")})
+        )
+        length = settings.rerank.list_length
+        gates = data_gates(lists, assignments, policy, seen, length)
         gates.append(critical_alert_gate(critical))
         hook("validate")
         if not all(g["passed"] for g in gates):
             raise _reject(engine, settings, run_date, digest, gates, None)
 
-        recs = _recommendation_rows(served, assignments)
         with engine.begin() as conn:
             version = int(
                 conn.execute(
                     sa.text(
-                        "INSERT INTO publish_log (run_date, status, checksum, n_recommendations, "
-                        "n_assignments, n_policy, n_users) "
-                        "VALUES (:d, 'loading', :c, :nr, :na, :np, :nu) "
+                        "INSERT INTO publish_log (run_date, status, checksum, lists_version, "
+                        "lists_checksum, n_recommendations, n_assignments, n_policy, n_users) "
+                        "VALUES (:d, 'loading', :c, :lv, :lc, :nr, :na, :np, :nu) "
                         "RETURNING version"
                     ),
                     {
                         "d": run_date.isoformat(),
                         "c": digest,
-                        "nr": len(recs),
+                        "lv": base.lists_version if base is not None else None,
+                        "lc": lists_digest,
+                        "nr": len(assignments) * length,  # the rows the views show
                         "na": len(assignments),
                         "np": len(policy),
                         "nu": int(assignments[C.USER_ID].nunique()),
                     },
                 ).scalar_one()
             )
+            if base is None:  # a nightly version reads its own lists
+                conn.execute(
+                    sa.text("UPDATE publish_log SET lists_version = version WHERE version = :v"),
+                    {"v": version},
+                )
         label = serving.list_version_label(run_date, version)
-        suffix = serving.version_suffix(version)
         hook("register")
         try:
             result = _load_gate_switch(
                 engine,
                 settings,
                 run_date,
-                version,
-                label,
-                suffix,
-                recs,
-                assignments,
-                policy,
+                _Version(version, label, base.lists_version if base is not None else version),
+                data,
                 gates,
                 digest,
                 live,
@@ -372,6 +413,17 @@ def publish(
         return result
 
 
+@dataclass(frozen=True)
+class _Version:
+    number: int
+    label: str
+    lists_version: int
+
+    @property
+    def suffix(self) -> str:
+        return serving.version_suffix(self.number)
+
+
 def _mark_failed(engine: Engine, version: int, exc: BaseException) -> None:
     """Best effort: an in-flight version that hit an error becomes ``failed`` and loses its tables.
 
@@ -384,7 +436,6 @@ def _mark_failed(engine: Engine, version: int, exc: BaseException) -> None:
             ).scalar_one_or_none()
             if status not in serving.IN_FLIGHT:
                 return
-            serving.drop_version_tables(conn, version)
             conn.execute(
                 sa.text(
                     "UPDATE publish_log SET status = 'failed', error = :e, dropped_at = CURRENT_TIMESTAMP "
@@ -392,6 +443,7 @@ def _mark_failed(engine: Engine, version: int, exc: BaseException) -> None:
                 ),
                 {"e": f"{type(exc).__name__}: {exc}"[:2000], "v": version},
             )
+            serving.drop_version_tables(conn, version)
     except Exception:  # the next publish's recovery stage finishes the job
         log.exception("could not mark version %s failed; the next publish will clean it", version)
 
@@ -400,94 +452,108 @@ def _load_gate_switch(
     engine: Engine,
     settings: Settings,
     run_date: date,
-    version: int,
-    label: str,
-    suffix: str,
-    recs: pd.DataFrame,
-    assignments: pd.DataFrame,
-    policy: pd.DataFrame,
+    new: _Version,
+    data: PublishInputs,
     gates: list[dict[str, Any]],
     digest: str,
     live: serving.VersionInfo | None,
     hook: StageHook,
 ) -> dict[str, Any]:
     cfg = settings.publish
+    with_lists = data.lists is not None
     with engine.begin() as conn:
-        serving.create_version_tables(conn, version)
+        serving.create_version_tables(conn, new.number, lists=with_lists)
     hook("create_tables")
 
     loads = (
-        ("load_recommendations", "recommendations", recs),
-        ("load_assignments", "assignments", assignments),
-        ("load_policy", "bandit_policy", policy),
+        ("load_lists", serving.LISTS_TABLE, data.lists),
+        ("load_assignments", "assignments", data.assignments),
+        ("load_policy", "bandit_policy", data.policy),
     )
     counts: dict[str, int] = {}
     for stage, table, frame in loads:
-        frame = frame.copy()
-        if C.IS_LONG_TAIL in frame.columns:
-            frame[C.IS_LONG_TAIL] = frame[C.IS_LONG_TAIL].astype(bool)
-        with engine.begin() as conn:
-            counts[table] = serving.bulk_insert(conn, f"{table}_{suffix}", frame, cfg.load_chunk_rows)
+        if frame is not None:
+            if C.IS_LONG_TAIL in frame.columns:
+                frame = frame.assign(**{C.IS_LONG_TAIL: frame[C.IS_LONG_TAIL].astype(bool)})
+            with engine.begin() as conn:
+                counts[table] = serving.bulk_insert(conn, f"{table}_{new.suffix}", frame, cfg.load_chunk_rows)
         hook(stage)
 
     with engine.begin() as conn:
-        serving.index_version_tables(conn, version)
+        serving.index_version_tables(conn, new.number, lists=with_lists)
     hook("index")
 
     with engine.begin() as conn:
         loaded = {
-            table: int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}_{suffix}").scalar_one())
-            for table in serving.VERSION_TABLES
+            table: int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}_{new.suffix}").scalar_one())
+            for table in counts
         }
-        share = changed_share(conn, version, live.version if live else None)
-    loaded_gates = db_gates(loaded, counts, share, cfg)
+        uncovered = uncovered_assignments(conn, new.number, new.lists_version, settings.rerank.list_length)
+        previous = live if live is not None and live.version != serving.EMPTY_VERSION else None
+        share = changed_share(
+            conn,
+            new.number,
+            previous.version if previous else None,
+            new.lists_version,
+            previous.lists_version if previous else None,
+        )
+    loaded_gates = db_gates(loaded, counts, share, cfg, uncovered)
     all_gates = gates + loaded_gates
     if not all(g["passed"] for g in loaded_gates):
-        raise _reject(engine, settings, run_date, digest, all_gates, version)
+        raise _reject(engine, settings, run_date, digest, all_gates, new.number)
     _set_status(
         engine,
-        version,
+        new.number,
         "ready",
-        list_version=label,
+        list_version=new.label,
         changed_share=share,
         gate_report=json.dumps(all_gates, default=str),
     )
     with engine.begin() as conn:
         conn.execute(
-            sa.text("UPDATE publish_log SET loaded_at = CURRENT_TIMESTAMP WHERE version = :v"), {"v": version}
+            sa.text("UPDATE publish_log SET loaded_at = CURRENT_TIMESTAMP WHERE version = :v"),
+            {"v": new.number},
         )
     hook("gates")
 
     def replace_same_night(conn: Connection) -> None:
-        # A republish of the same run date replaces the older version of that date.
+        # New lists for a run date replace every older version of that date (nightly and intraday);
+        # an intraday version leaves them retired (a rollback may return to the night's policy).
         conn.execute(
             sa.text(
                 "UPDATE publish_log SET status = 'replaced' WHERE run_date = :d AND version <> :v "
                 "AND status = 'retired'"
             ),
-            {"d": run_date.isoformat(), "v": version},
+            {"d": run_date.isoformat(), "v": new.number},
         )
 
     serving.switch_with_retry(
-        engine, version, label, cfg.switch_lock_timeout_ms, cfg.switch_attempts, also=replace_same_night
+        engine,
+        new.number,
+        new.label,
+        cfg.switch_lock_timeout_ms,
+        cfg.switch_attempts,
+        also=replace_same_night if with_lists else None,
     )
     hook("switch")
 
     dropped = _retention(engine, cfg.keep_versions, cfg.switch_lock_timeout_ms)
     hook("retention")
     log.info(
-        "published %s: %d list rows, %d users, changed share %s; previous %s",
-        label,
-        counts["recommendations"],
-        int(assignments[C.USER_ID].nunique()),
+        "published %s (%s): %s rows loaded, %d users, changed share %s; previous %s",
+        new.label,
+        "with its lists" if with_lists else f"on the lists of version {new.lists_version}",
+        counts,
+        int(data.assignments[C.USER_ID].nunique()),
         share,
         live.list_version if live else None,
     )
     return {
         "status": "published",
         "run_date": run_date.isoformat(),
-        "version": version,
-        "list_version": label,
+        "version": new.number,
+        "list_version": new.label,
+        "lists_version": new.lists_version,
         "previous_version": live.version if live else None,
         "checksum": digest,
         "rows": counts,

@@ -4,9 +4,11 @@ The version state machine (register, load, switch, retention, recovery) is
 :mod:`deepcuts.pipelines.publish`; this module only computes verdicts. Each gate is a dict
 ``{"gate", "passed", "value", "detail"}`` (the ``gate_report`` of ``publish_log``):
 
-- :func:`data_gates` need only the night's frames (run before anything is loaded);
+- :func:`data_gates` need only the frames (run before anything is loaded): the night's lists, its
+  assignments and policy; an intraday refresh has no lists (it reuses the night's, gated then);
 - :func:`critical_alert_gate` vetoes the publish while a critical alert of the run date is open;
-- :func:`db_gates` check what was loaded (row counts, :func:`changed_share` band).
+- :func:`db_gates` check what was loaded (row counts, every assignment's list present in the lists
+  table the version reads (:func:`uncovered_assignments`), :func:`changed_share` band).
 
 :func:`checksum` identifies a night's content (identical data already live is a no-op) and
 :func:`seen_pairs` reads the history the ``no_seen_items`` gate checks against.
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from deepcuts.contracts import C, Dataset, Daypart, Variant
@@ -73,7 +76,7 @@ def _examples(frame: pd.DataFrame, cols: list[str]) -> str:
 
 
 def data_gates(
-    served: pd.DataFrame,
+    lists: pd.DataFrame | None,
     assignments: pd.DataFrame,
     policy: pd.DataFrame,
     seen: pd.DataFrame,
@@ -81,20 +84,25 @@ def data_gates(
 ) -> list[dict[str, Any]]:
     """The gates that need only the frames. Each returns passed + a detail naming offending rows.
 
+    ``lists`` holds every list the version may serve, one per (user, variant, arm) (``ARM_LISTS_SCHEMA``);
+    ``None`` for an intraday refresh, which reads the lists of the night's version (gated when that was
+    published; :func:`uncovered_assignments` checks on the database that each assignment has its list).
+
     - ``assignments_unique``: one assignment per (user, daypart);
-    - ``complete``: every active user (one with an assignment) has an assignment for every daypart, and
-      every assigned (user, daypart) has exactly ``list_length`` rows with ranks 1..list_length; no
-      list without an assignment;
-    - ``lists_unique``: no duplicate (user, daypart, rank) nor (user, daypart, item);
-    - ``no_seen_items``: no served (user, item) pair is in the user's history;
+    - ``complete``: every active user (one with an assignment) has an assignment for every daypart; with
+      ``lists``: every assignment's (user, variant, arm) has a list, every list has exactly
+      ``list_length`` rows with ranks 1..list_length, and no list belongs to a user without an
+      assignment of that variant;
+    - ``lists_unique``: no duplicate (user, variant, arm, rank) nor (user, variant, arm, item);
+    - ``no_seen_items``: no item of any list is in its user's history;
     - ``finite``: score, novelty, propensity finite; propensity in (0, 1];
-    - ``known_values``: daypart and variant in their enums; list arm/variant equal the assignment's
-      variant;
+    - ``known_values``: daypart and variant in their enums;
     - ``policy_valid``: probabilities finite in [0, 1], one row per (segment, daypart, arm), selection
       probabilities sum to 1 (+-1e-6) per context.
     """
     gates: list[dict[str, Any]] = []
     key = [C.USER_ID, C.DAYPART]
+    list_key = [C.USER_ID, C.VARIANT, C.ARM]
 
     dup_assign = assignments[assignments.duplicated(key, keep=False)]
     gates.append(
@@ -120,88 +128,34 @@ def data_gates(
             f"{len(partial_users)} active users lack a daypart assignment, e.g. users "
             f"{partial_users.index[:_EXAMPLES].tolist()}"
         )
-    lists = served.groupby(key).agg(
-        n=(C.RANK, "size"), rmin=(C.RANK, "min"), rmax=(C.RANK, "max"), nr=(C.RANK, "nunique")
-    )
-    expected = assignments.drop_duplicates(key).set_index(key).index
-    missing = expected.difference(lists.index)
-    if len(missing):
-        problems.append(
-            f"{len(missing)} assigned (user, daypart) have no list, e.g. {missing[:_EXAMPLES].tolist()}"
-        )
-    orphan = lists.index.difference(expected)
-    if len(orphan):
-        problems.append(f"{len(orphan)} lists have no assignment, e.g. {orphan[:_EXAMPLES].tolist()}")
-    full = (
-        (lists["n"] == list_length)
-        & (lists["nr"] == list_length)
-        & (lists["rmin"] == 1)
-        & (lists["rmax"] == list_length)
-    )
-    short = lists[~full]
-    if len(short):
-        problems.append(
-            f"{len(short)} lists are not exactly ranks 1..{list_length}, e.g. "
-            f"{short.head(_EXAMPLES).reset_index()[[*key, 'n']].to_dict('records')}"
-        )
+    if lists is not None:
+        problems += _list_coverage(lists, assignments, list_length)
     gates.append(gate("complete", not problems, "; ".join(problems) or "ok", float(n_users)))
-
-    dup_rank = served[served.duplicated([*key, C.RANK], keep=False)]
-    dup_item = served[served.duplicated([*key, C.ITEM_ID], keep=False)]
-    ok = dup_rank.empty and dup_item.empty
-    gates.append(
-        gate(
-            "lists_unique",
-            ok,
-            "ok"
-            if ok
-            else f"{len(dup_rank)} rows share a rank, {len(dup_item)} rows repeat an item in their "
-            f"list, e.g. {_examples(pd.concat([dup_rank, dup_item]), [*key, C.RANK, C.ITEM_ID])}",
-            float(len(dup_rank) + len(dup_item)),
-        )
-    )
-
-    hits = served.merge(seen, on=[C.USER_ID, C.ITEM_ID], how="inner")
-    gates.append(
-        gate(
-            "no_seen_items",
-            hits.empty,
-            "ok"
-            if hits.empty
-            else f"{len(hits)} served items are in the user's history, e.g. "
-            f"{_examples(hits, [C.USER_ID, C.DAYPART, C.ITEM_ID])}",
-            float(len(hits)),
-        )
-    )
+    if lists is not None:
+        gates += _list_gates(lists, seen)
 
     bad_parts = []
-    for col, frame in ((C.SCORE, served), (C.NOVELTY, served), (C.PROPENSITY, assignments)):
+    numeric = [(C.PROPENSITY, assignments, key)]
+    if lists is not None:
+        numeric = [(C.SCORE, lists, list_key), (C.NOVELTY, lists, list_key), *numeric]
+    for col, frame, where in numeric:
         values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
         bad = ~np.isfinite(values)
         if col == C.PROPENSITY:
             bad |= ~((values > 0) & (values <= 1))
         if bad.any():
-            bad_parts.append(f"{int(bad.sum())} bad {col} values, e.g. {_examples(frame[bad], [*key, col])}")
+            example = _examples(frame[bad], [*where, col])
+            bad_parts.append(f"{int(bad.sum())} bad {col} values, e.g. {example}")
     gates.append(gate("finite", not bad_parts, "; ".join(bad_parts) or "ok", float(len(bad_parts))))
 
     value_problems = []
-    for col, allowed, frame in (
-        (C.DAYPART, set(dayparts), served),
-        (C.DAYPART, set(dayparts), assignments),
-        (C.VARIANT, {v.value for v in Variant}, served),
-        (C.VARIANT, {v.value for v in Variant}, assignments),
-    ):
+    checked = [(C.DAYPART, set(dayparts), assignments), (C.VARIANT, {v.value for v in Variant}, assignments)]
+    if lists is not None:
+        checked.append((C.VARIANT, {v.value for v in Variant}, lists))
+    for col, allowed, frame in checked:
         unknown = sorted(set(frame[col].unique()) - allowed)
         if unknown:
             value_problems.append(f"unknown {col} {unknown[:_EXAMPLES]} (allowed {sorted(allowed)})")
-    joined = (
-        served[[*key, C.VARIANT]]
-        .drop_duplicates()
-        .merge(assignments[[*key, C.VARIANT]], on=key, suffixes=("", "_a"))
-    )
-    mismatch = joined[joined[C.VARIANT] != joined[f"{C.VARIANT}_a"]]
-    if len(mismatch):
-        value_problems.append(f"{len(mismatch)} lists disagree with their assignment's variant")
     gates.append(gate("known_values", not value_problems, "; ".join(value_problems) or "ok"))
 
     policy_problems = []
@@ -227,23 +181,120 @@ def data_gates(
     return gates
 
 
-def changed_share(conn: Connection, new_version: int, previous_version: int | None) -> float | None:
+def _list_gates(lists: pd.DataFrame, seen: pd.DataFrame) -> list[dict[str, Any]]:
+    """``lists_unique`` and ``no_seen_items`` over every list the version may serve."""
+    list_key = [C.USER_ID, C.VARIANT, C.ARM]
+    dup_rank = lists[lists.duplicated([*list_key, C.RANK], keep=False)]
+    dup_item = lists[lists.duplicated([*list_key, C.ITEM_ID], keep=False)]
+    ok = dup_rank.empty and dup_item.empty
+    hits = lists[[*list_key, C.ITEM_ID]].merge(seen, on=[C.USER_ID, C.ITEM_ID], how="inner")
+    return [
+        gate(
+            "lists_unique",
+            ok,
+            "ok"
+            if ok
+            else f"{len(dup_rank)} rows share a rank, {len(dup_item)} rows repeat an item in their "
+            f"list, e.g. {_examples(pd.concat([dup_rank, dup_item]), [*list_key, C.RANK, C.ITEM_ID])}",
+            float(len(dup_rank) + len(dup_item)),
+        ),
+        gate(
+            "no_seen_items",
+            hits.empty,
+            "ok"
+            if hits.empty
+            else f"{len(hits)} listed items are in the user's history, e.g. "
+            f"{_examples(hits, [*list_key, C.ITEM_ID])}",
+            float(len(hits)),
+        ),
+    ]
+
+
+def _list_coverage(lists: pd.DataFrame, assignments: pd.DataFrame, list_length: int) -> list[str]:
+    """``complete``'s list half: each assignment has its list, each list is full, none is orphaned."""
+    problems: list[str] = []
+    list_key = [C.USER_ID, C.VARIANT, C.ARM]
+    shape = lists.groupby(list_key).agg(
+        n=(C.RANK, "size"), rmin=(C.RANK, "min"), rmax=(C.RANK, "max"), nr=(C.RANK, "nunique")
+    )
+    wanted = assignments.drop_duplicates(list_key).set_index(list_key).index
+    missing = wanted.difference(shape.index)
+    if len(missing):
+        problems.append(
+            f"{len(missing)} assigned (user, variant, arm) have no list, e.g. {missing[:_EXAMPLES].tolist()}"
+        )
+    owners = assignments.drop_duplicates([C.USER_ID, C.VARIANT]).set_index([C.USER_ID, C.VARIANT]).index
+    orphan = shape.index.droplevel(C.ARM).unique().difference(owners)
+    if len(orphan):
+        problems.append(
+            f"{len(orphan)} (user, variant) have lists but no assignment, e.g. {orphan[:_EXAMPLES].tolist()}"
+        )
+    full = (
+        (shape["n"] == list_length)
+        & (shape["nr"] == list_length)
+        & (shape["rmin"] == 1)
+        & (shape["rmax"] == list_length)
+    )
+    short = shape[~full]
+    if len(short):
+        problems.append(
+            f"{len(short)} lists are not exactly ranks 1..{list_length}, e.g. "
+            f"{short.head(_EXAMPLES).reset_index()[[*list_key, 'n']].to_dict('records')}"
+        )
+    return problems
+
+
+def _served_rows(version: int, lists_version: int) -> str:
+    """SQL of the rows the views would show for ``version`` (its assignments joined with its lists)."""
+    a = f"assignments_{serving.version_suffix(version)}"
+    lst = f"lists_{serving.version_suffix(lists_version)}"
+    return (
+        f"SELECT a.user_id, a.daypart, l.rank, l.item_id FROM {a} a JOIN {lst} l "
+        "ON l.user_id = a.user_id AND l.variant = a.variant AND l.arm = a.arm"
+    )
+
+
+def changed_share(
+    conn: Connection,
+    new_version: int,
+    previous_version: int | None,
+    new_lists: int | None = None,
+    previous_lists: int | None = None,
+) -> float | None:
     """Share of the new version's users whose list (any daypart) differs from the previous version's.
 
-    changed = |{u : exists (u, daypart, rank, item) in new EXCEPT old}| / |users in new|; a user absent
-    from the previous version counts as changed. ``None`` when there is no previous version.
+    changed = |{u : exists (u, daypart, rank, item) in new EXCEPT old}| / |users in new|, over the rows
+    the views show (assignments joined with the lists table each version reads: ``new_lists`` /
+    ``previous_lists``, default the version itself); a user absent from the previous version counts as
+    changed. ``None`` when there is no previous version.
     """
     if previous_version is None or previous_version == serving.EMPTY_VERSION:
         return None
-    new_t = f"recommendations_{serving.version_suffix(new_version)}"
-    old_t = f"recommendations_{serving.version_suffix(previous_version)}"
-    cols = "user_id, daypart, rank, item_id"
+    new_rows = _served_rows(new_version, new_version if new_lists is None else new_lists)
+    old_rows = _served_rows(previous_version, previous_version if previous_lists is None else previous_lists)
     changed = conn.exec_driver_sql(
-        f"SELECT COUNT(*) FROM (SELECT DISTINCT user_id FROM (SELECT {cols} FROM {new_t} "
-        f"EXCEPT SELECT {cols} FROM {old_t}) d) u"
+        f"SELECT COUNT(*) FROM (SELECT DISTINCT user_id FROM ({new_rows} EXCEPT {old_rows}) d) u"
     ).scalar_one()
-    total = conn.exec_driver_sql(f"SELECT COUNT(DISTINCT user_id) FROM {new_t}").scalar_one()
+    total = conn.exec_driver_sql(
+        f"SELECT COUNT(DISTINCT user_id) FROM assignments_{serving.version_suffix(new_version)}"
+    ).scalar_one()
     return float(changed) / float(total) if total else None
+
+
+def uncovered_assignments(conn: Connection, version: int, lists_version: int, list_length: int) -> int:
+    """Assignments of ``version`` whose (user, variant, arm) has not exactly ``list_length`` rows in
+    ``lists_v<lists_version>``: (user, daypart) pairs the app would get a short or no list for."""
+    a = f"assignments_{serving.version_suffix(version)}"
+    lst = f"lists_{serving.version_suffix(lists_version)}"
+    return int(
+        conn.execute(
+            sa.text(
+                f"SELECT COUNT(*) FROM {a} a WHERE (SELECT COUNT(*) FROM {lst} l WHERE l.user_id = a.user_id "
+                "AND l.variant = a.variant AND l.arm = a.arm) <> :n"
+            ),
+            {"n": int(list_length)},
+        ).scalar_one()
+    )
 
 
 def critical_alert_gate(critical: list[dict[str, Any]]) -> dict[str, Any]:
@@ -257,13 +308,24 @@ def critical_alert_gate(critical: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def db_gates(
-    loaded: dict[str, int], counts: dict[str, int], share: float | None, cfg: PublishSettings
+    loaded: dict[str, int],
+    counts: dict[str, int],
+    share: float | None,
+    cfg: PublishSettings,
+    uncovered: int = 0,
 ) -> list[dict[str, Any]]:
-    """The gates on what was loaded: ``row_counts`` (each table holds the rows sent) and
-    ``changed_share`` (the share of users whose list changed is inside the configured band)."""
+    """The gates on what was loaded: ``row_counts`` (each table holds the rows sent),
+    ``lists_cover_assignments`` (``uncovered`` assignments lack a full list in the lists table the
+    version reads) and ``changed_share`` (the share of users whose list changed is inside the band)."""
     count_ok = loaded == counts
     return [
         gate("row_counts", count_ok, "ok" if count_ok else f"loaded {loaded}, expected {counts}"),
+        gate(
+            "lists_cover_assignments",
+            uncovered == 0,
+            "ok" if uncovered == 0 else f"{uncovered} (user, daypart) assignments have no full list",
+            float(uncovered),
+        ),
         gate(
             "changed_share",
             share is None or cfg.min_changed_share <= share <= cfg.max_changed_share,

@@ -1,11 +1,16 @@
 """The serving database layer: engines, schema, per-version tables, the view switch and rollback.
 
 The app reads stable views (``current_recommendations``, ``current_assignments``,
-``current_bandit_policy``, ``current_version``). Each publish writes a new *version*: three tables
-``recommendations_v<NNNNNN>``, ``assignments_v<NNNNNN>``, ``bandit_policy_v<NNNNNN>`` that the app cannot
-see, loaded and indexed outside any reader's path. Switching is one transaction that re-points the
-views and flips ``publish_log`` statuses, so a reader sees the old version or the new one, never a mix.
-Version ``0`` is the empty version the views point at before the first publish.
+``current_bandit_policy``, ``current_version``). Each publish writes a new *version*: the tables
+``assignments_v<NNNNNN>`` (which list each (user, daypart) gets) and ``bandit_policy_v<NNNNNN>``, that the
+app cannot see, loaded and indexed outside any reader's path. A nightly publish also loads
+``lists_v<NNNNNN>``: every list the night may serve (the baseline list of each control user, every bandit
+arm's re-ranked list of each treatment user); an intraday refresh loads only assignments and policy and
+its version reads the night's lists table (``publish_log.lists_version``), so an arm switch reloads no
+list. ``current_recommendations`` joins a version's assignments with its lists. Switching is one
+transaction that re-points the views and flips ``publish_log`` statuses, so a reader sees the old version
+or the new one, never a mix. Version ``0`` is the empty version the views point at before the first
+publish. A lists table is dropped only once no live, retained or in-flight version reads it.
 
 All DDL lives in ``sql/<dialect>/*.sql``. The only values ever formatted into SQL text are the version
 suffix (from an integer), the ``list_version`` label (a date and an integer) and role/database names
@@ -50,8 +55,10 @@ log = get_logger(__name__)
 EMPTY_VERSION = 0
 EMPTY_LABEL = "none"
 
-#: The per-version tables, in load order, and the view that exposes each.
-VERSION_TABLES: tuple[str, ...] = ("recommendations", "assignments", "bandit_policy")
+#: The tables every version has (its policy: assignments and the bandit policy), in load order.
+VERSION_TABLES: tuple[str, ...] = ("assignments", "bandit_policy")
+#: The table of every servable list of a night, loaded by the nightly publish only (sql/<dialect>/lists.sql).
+LISTS_TABLE = "lists"
 VIEWS: tuple[str, ...] = (
     "current_recommendations",
     "current_assignments",
@@ -59,22 +66,18 @@ VIEWS: tuple[str, ...] = (
     "current_version",
 )
 
-#: Columns of each per-version table, in DDL order (see sql/<dialect>/version.sql).
+#: Columns of each per-version table, in DDL order (see sql/<dialect>/version.sql and lists.sql).
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "recommendations": (
+    "lists": (
         "user_id",
-        "daypart",
+        "variant",
+        "arm",
         "rank",
         "item_id",
-        "arm",
-        "variant",
         "score",
         "novelty",
         "is_long_tail",
         "reason",
-        "segment",
-        "propensity",
-        "experiment",
     ),
     "assignments": ("user_id", "daypart", "segment", "arm", "propensity", "variant", "experiment"),
     "bandit_policy": (
@@ -97,7 +100,11 @@ IN_FLIGHT = ("loading", "ready")
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _LABEL = re.compile(r"^(none|\d{4}-\d{2}-\d{2}\.v\d+)$")
-_VERSION_TABLE = re.compile(r"^(recommendations|assignments|bandit_policy)_v(\d{6,})$")
+#: ``recommendations``: the one-table layout of versions published before the lists were shared (dropped
+#: like the others by retention; such a version cannot be rolled back to).
+_VERSION_TABLE = re.compile(r"^(lists|assignments|bandit_policy|recommendations)_v(\d{6,})$")
+#: Statuses whose versions' lists tables must stay (they are, or may become, what the views read).
+_READS_LISTS = ("live", "retired", "loading", "ready")
 #: PostgreSQL: the empty table whose ACCESS EXCLUSIVE lock is the writers' lock (sql/postgres/schema.sql).
 WRITER_LOCK_TABLE = "serving_writer_lock"
 #: SQLSTATE of ``lock_timeout`` expiring (LockNotAvailable).
@@ -250,29 +257,91 @@ def view_exists(conn: Connection, name: str) -> bool:
     return name in sa.inspect(conn).get_view_names()
 
 
+#: Columns added to ``publish_log`` after its first release: (name, SQLite type, PostgreSQL type).
+_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("lists_version", "INTEGER", "BIGINT"),
+    ("lists_checksum", "TEXT", "TEXT"),
+)
+
+
 def ensure_schema(engine: Engine) -> None:
     """Create the base tables, the empty version 0 and the views, in one transaction (idempotent)."""
     with engine.begin() as conn:
         run_sql_file(conn, "schema.sql")
+        _add_missing_columns(conn)
         if not view_exists(conn, "current_recommendations"):
             suffix = version_suffix(EMPTY_VERSION)
             run_sql_file(conn, "version.sql", v=suffix)
+            run_sql_file(conn, "lists.sql", v=suffix)
             run_sql_file(conn, "indexes.sql", v=suffix)
-            run_sql_file(conn, "views.sql", v=suffix, list_version=EMPTY_LABEL)
+            run_sql_file(conn, "lists_indexes.sql", v=suffix)
+            run_sql_file(conn, "views.sql", v=suffix, lists=suffix, list_version=EMPTY_LABEL)
 
 
-def create_version_tables(conn: Connection, version: int) -> None:
+def _add_missing_columns(conn: Connection) -> None:
+    """A serving DB created before the shared lists: add the new ``publish_log`` columns (NULL = the
+    version's own lists)."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("publish_log")}
+    pg = conn.dialect.name == "postgresql"
+    for name, sqlite_type, pg_type in _ADDED_COLUMNS:
+        if name not in present:
+            column_type = pg_type if pg else sqlite_type
+            conn.exec_driver_sql(f"ALTER TABLE publish_log ADD COLUMN {name} {column_type}")
+
+
+def create_version_tables(conn: Connection, version: int, *, lists: bool = True) -> None:
+    """The version's policy tables, and its lists table when ``lists`` (a nightly publish)."""
     run_sql_file(conn, "version.sql", v=version_suffix(version))
+    if lists:
+        run_sql_file(conn, "lists.sql", v=version_suffix(version))
 
 
-def index_version_tables(conn: Connection, version: int) -> None:
+def index_version_tables(conn: Connection, version: int, *, lists: bool = True) -> None:
     run_sql_file(conn, "indexes.sql", v=version_suffix(version))
+    if lists:
+        run_sql_file(conn, "lists_indexes.sql", v=version_suffix(version))
 
 
 def drop_version_tables(conn: Connection, version: int) -> None:
+    """Drop the policy tables of ``version``, then every lists table no version needs any more.
+
+    Call it after the version's ``publish_log`` status left ``live``/``retired``/``loading``/``ready``
+    (in the same transaction), or its own lists table is kept as still referenced.
+    """
     if version == EMPTY_VERSION:
         raise ServingError("version 0 is the empty fallback version and is never dropped")
     run_sql_file(conn, "drop_version.sql", v=version_suffix(version))
+    drop_unreferenced_lists(conn)
+
+
+def referenced_lists(conn: Connection) -> set[int]:
+    """Versions whose lists table a live, retained or in-flight version reads (version 0 always)."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT DISTINCT COALESCE(lists_version, version) FROM publish_log "
+            "WHERE status IN ('live', 'retired', 'loading', 'ready') AND dropped_at IS NULL"
+        )
+    ).all()
+    return {int(r[0]) for r in rows} | {EMPTY_VERSION}
+
+
+def drop_unreferenced_lists(conn: Connection) -> list[int]:
+    """Drop every ``lists_v<N>`` that no live, retained or in-flight version reads; returns their N."""
+    keep = referenced_lists(conn)
+    doomed = sorted(v for v, kinds in version_tables(conn).items() if LISTS_TABLE in kinds and v not in keep)
+    for version in doomed:
+        run_sql_file(conn, "drop_lists.sql", v=version_suffix(version))
+    return doomed
+
+
+def version_tables(conn: Connection) -> dict[int, set[str]]:
+    """Per-version tables that exist: version number -> kinds (``lists``, ``assignments``, ...)."""
+    out: dict[int, set[str]] = {}
+    for name in sa.inspect(conn).get_table_names():
+        match = _VERSION_TABLE.match(name)
+        if match:
+            out.setdefault(int(match.group(2)), set()).add(match.group(1))
+    return out
 
 
 def version_table_names(conn: Connection) -> dict[int, list[str]]:
@@ -365,6 +434,9 @@ class VersionInfo:
     status: str
     checksum: str
     dropped: bool
+    #: The version whose lists table this version's assignments read (itself for a nightly publish).
+    lists_version: int = 0
+    lists_checksum: str | None = None
 
 
 def _as_date(value: Any) -> date:
@@ -375,8 +447,8 @@ def list_versions(conn: Connection) -> list[VersionInfo]:
     """Every publish_log row, newest first."""
     rows = conn.execute(
         sa.text(
-            "SELECT version, run_date, list_version, status, checksum, dropped_at "
-            "FROM publish_log ORDER BY version DESC"
+            "SELECT version, run_date, list_version, status, checksum, dropped_at, lists_version, "
+            "lists_checksum FROM publish_log ORDER BY version DESC"
         )
     ).all()
     return [
@@ -387,6 +459,8 @@ def list_versions(conn: Connection) -> list[VersionInfo]:
             status=r.status,
             checksum=r.checksum,
             dropped=r.dropped_at is not None,
+            lists_version=int(r.lists_version if r.lists_version is not None else r.version),
+            lists_checksum=r.lists_checksum,
         )
         for r in rows
     ]
@@ -414,7 +488,14 @@ def switch_views(conn: Connection, version: int, label: str, lock_timeout_ms: in
             "LOCK TABLE current_recommendations, current_assignments, current_bandit_policy "
             "IN ACCESS EXCLUSIVE MODE"
         )
-    run_sql_file(conn, "views.sql", v=version_suffix(version), list_version=label)
+    lists = conn.execute(
+        sa.text("SELECT COALESCE(lists_version, version) FROM publish_log WHERE version = :v"), {"v": version}
+    ).scalar_one_or_none()
+    if lists is None:
+        raise ServingError(f"version {version} is not in publish_log")
+    run_sql_file(
+        conn, "views.sql", v=version_suffix(version), lists=version_suffix(int(lists)), list_version=label
+    )
     conn.execute(
         sa.text(
             "UPDATE publish_log SET status = 'retired', retired_at = CURRENT_TIMESTAMP "
@@ -507,6 +588,13 @@ def rollback_to(
                 f"version {to} has status {target.status!r}{dropped}; only retained versions "
                 "(status 'retired') can be switched to"
             )
+    with engine.connect() as conn:
+        kinds = version_tables(conn)
+    if LISTS_TABLE not in kinds.get(target.lists_version, set()):
+        raise ServingError(
+            f"version {target.version} has no lists table (lists_v{target.lists_version:06d}): it was "
+            "published before the lists were shared between versions; roll back to a newer one"
+        )
     assert target.list_version is not None
     reason = "deepcuts rollback" + (f" --to {to}" if to is not None else "")
     switch_with_retry(

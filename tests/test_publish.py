@@ -34,6 +34,7 @@ from tests.serving_fixtures import (
     PG_FAST_STAGES,
     make_settings,
     night_frames,
+    served_of,
     url_for,
     write_night,
 )
@@ -77,7 +78,7 @@ def _assert_complete(url: str, label: str, frames: dict[str, pd.DataFrame]) -> N
     finally:
         engine.dispose()
     assert set(got["list_version"]) == {label}
-    want = frames["served"][[C.USER_ID, C.DAYPART, C.RANK, C.ITEM_ID]]
+    want = served_of(frames["assignments"], frames["lists"])[[C.USER_ID, C.DAYPART, C.RANK, C.ITEM_ID]]
     key = [C.USER_ID, C.DAYPART, C.RANK]
     pd.testing.assert_frame_equal(
         got.drop(columns="list_version")
@@ -96,7 +97,9 @@ def test_publish_loads_a_version_the_app_can_read(tmp_path: Path, serving_url: s
     write_night(lake, D1, frames)
     out = publish(settings, D1)
     assert out["status"] == "published" and out["version"] == 1 and out["list_version"] == "2026-03-01.v1"
-    assert out["rows"] == {"recommendations": 72, "assignments": 24, "bandit_policy": 24}
+    # 6 users x 2 arms x 3 ranks of lists; the views show each (user, daypart)'s pick: 24 x 3 rows
+    assert out["rows"] == {"lists": 36, "assignments": 24, "bandit_policy": 24}
+    assert out["lists_version"] == 1
     assert all(out["gates"].values())
     _assert_complete(serving_url, "2026-03-01.v1", frames)
     engine = serving.make_engine(serving_url)
@@ -118,7 +121,7 @@ def test_publish_loads_a_version_the_app_can_read(tmp_path: Path, serving_url: s
     )
     assert first["propensity"] == pytest.approx(0.5)
     assert first["reason"] == 'because you liked "5", a classic\nof its kind'  # quotes, comma, newline
-    assert first["item_id"] == 100 + (5 * 5 + 1 * 3 + 1) % 60
+    assert first["item_id"] == 100 + (5 * 5 + 0 * 3 + 1) % 60  # svd is arm index 0
     assert bool(rows[1]["is_long_tail"]) is True and bool(first["is_long_tail"]) is False
     assert n_policy == 24 and p_sum == pytest.approx(12.0)
 
@@ -155,7 +158,7 @@ def test_backfill_of_an_older_night_keeps_the_newer_one_live(tmp_path: Path, ser
 @hyp_settings(max_examples=25, deadline=None)
 @given(st.permutations(list(range(12))), st.integers(0, 11))
 def test_checksum_ignores_row_order_but_not_values(order: list[int], changed_row: int) -> None:
-    frame = night_frames(D1, users=1)["served"]
+    frame = night_frames(D1, users=2)["lists"]
     assert checksum(frame) == checksum(frame.iloc[order])
     altered = frame.copy()
     altered.loc[changed_row, C.ITEM_ID] += 1000
@@ -180,33 +183,40 @@ def test_seen_pairs_reads_the_newest_snapshot_up_to_the_run_date(tmp_path: Path)
 
 # --------------------------------------------------------------------------- gates
 def _drop_list(f: dict[str, pd.DataFrame]) -> None:
-    s = f["served"]
-    f["served"] = s[~((s.user_id == 2) & (s.daypart == "night"))]
+    s = f["lists"]
+    f["lists"] = s[~((s.user_id == 2) & (s.arm == "svd"))]
 
 
 def _short_list(f: dict[str, pd.DataFrame]) -> None:
-    s = f["served"]
-    f["served"] = s[~((s.user_id == 2) & (s.daypart == "night") & (s["rank"] == 3))]
+    s = f["lists"]
+    f["lists"] = s[~((s.user_id == 2) & (s.arm == "svd") & (s["rank"] == 3))]
+
+
+def _orphan_list(f: dict[str, pd.DataFrame]) -> None:
+    # user 2 is a control user: a treatment list of theirs could never be served
+    extra = f["lists"][f["lists"].user_id == 2].assign(variant="treatment")
+    f["lists"] = pd.concat([f["lists"], extra], ignore_index=True)
 
 
 def _dup_rank(f: dict[str, pd.DataFrame]) -> None:
-    f["served"].loc[1, C.RANK] = 1
+    f["lists"].loc[1, C.RANK] = 1
 
 
 def _dup_item(f: dict[str, pd.DataFrame]) -> None:
-    f["served"].loc[1, C.ITEM_ID] = f["served"].loc[0, C.ITEM_ID]
+    f["lists"].loc[1, C.ITEM_ID] = f["lists"].loc[0, C.ITEM_ID]
 
 
 def _seen_item(f: dict[str, pd.DataFrame]) -> None:
-    f["served"].loc[4, C.ITEM_ID] = 3  # user 1 rated items 0..9
+    # user 1 (rated items 0..9), arm long_tail: a list no assignment of the night picks is gated too
+    f["lists"].loc[4, C.ITEM_ID] = 3
 
 
 def _nan_score(f: dict[str, pd.DataFrame]) -> None:
-    f["served"].loc[7, C.SCORE] = np.nan
+    f["lists"].loc[7, C.SCORE] = np.nan
 
 
 def _inf_novelty(f: dict[str, pd.DataFrame]) -> None:
-    f["served"].loc[7, C.NOVELTY] = np.inf
+    f["lists"].loc[7, C.NOVELTY] = np.inf
 
 
 def _zero_propensity(f: dict[str, pd.DataFrame]) -> None:
@@ -214,9 +224,8 @@ def _zero_propensity(f: dict[str, pd.DataFrame]) -> None:
 
 
 def _missing_daypart(f: dict[str, pd.DataFrame]) -> None:
-    a, s = f["assignments"], f["served"]
+    a = f["assignments"]
     f["assignments"] = a[~((a.user_id == 3) & (a.daypart == "morning"))]
-    f["served"] = s[~((s.user_id == 3) & (s.daypart == "morning"))]
 
 
 def _dup_assignment(f: dict[str, pd.DataFrame]) -> None:
@@ -224,7 +233,7 @@ def _dup_assignment(f: dict[str, pd.DataFrame]) -> None:
 
 
 def _bad_daypart(f: dict[str, pd.DataFrame]) -> None:
-    f["served"].loc[f["served"].daypart == "night", C.DAYPART] = "midnight"
+    f["assignments"].loc[f["assignments"].daypart == "night", C.DAYPART] = "midnight"
 
 
 def _policy_sum(f: dict[str, pd.DataFrame]) -> None:
@@ -232,13 +241,14 @@ def _policy_sum(f: dict[str, pd.DataFrame]) -> None:
 
 
 def _no_users(f: dict[str, pd.DataFrame]) -> None:
-    f["served"] = f["served"].iloc[0:0]
+    f["lists"] = f["lists"].iloc[0:0]
     f["assignments"] = f["assignments"].iloc[0:0]
 
 
 BAD_NIGHTS: dict[str, tuple[Callable[[dict[str, pd.DataFrame]], None], str]] = {
     "missing list": (_drop_list, "complete"),
     "short list": (_short_list, "complete"),
+    "list without assignment": (_orphan_list, "complete"),
     "missing daypart": (_missing_daypart, "complete"),
     "no users": (_no_users, "complete"),
     "duplicate rank": (_dup_rank, "lists_unique"),
@@ -257,10 +267,10 @@ BAD_NIGHTS: dict[str, tuple[Callable[[dict[str, pd.DataFrame]], None], str]] = {
 def test_data_gates_reject_each_kind_of_bad_output(kind: str) -> None:
     spoil, gate = BAD_NIGHTS[kind]
     frames = night_frames(D1)
-    good = data_gates(frames["served"], frames["assignments"], frames["policy"], frames["interactions"], 3)
+    good = data_gates(frames["lists"], frames["assignments"], frames["policy"], frames["interactions"], 3)
     assert all(g["passed"] for g in good), good
     spoil(frames)
-    gates = data_gates(frames["served"], frames["assignments"], frames["policy"], frames["interactions"], 3)
+    gates = data_gates(frames["lists"], frames["assignments"], frames["policy"], frames["interactions"], 3)
     failed = {g["gate"] for g in gates if not g["passed"]}
     assert gate in failed, gates
 
@@ -411,7 +421,7 @@ _KILL_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["load_recommendations", "gates"])
+@pytest.mark.parametrize("stage", ["load_lists", "gates"])
 def test_killed_publish_process_leaves_the_old_version_and_next_run_recovers(
     tmp_path: Path, serving_url: str, stage: str
 ) -> None:

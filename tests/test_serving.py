@@ -165,9 +165,10 @@ def test_read_only_role_reads_views_and_cannot_write(tmp_path: Path, postgres_ur
             denied = [
                 "INSERT INTO publish_log (run_date, status, checksum) VALUES ('2026-01-01', 'failed', 'x')",
                 "SELECT * FROM publish_log",
-                "SELECT * FROM recommendations_v000001",
-                "DELETE FROM recommendations_v000001",
-                "UPDATE current_recommendations SET score = 0",
+                "SELECT * FROM lists_v000001",
+                "SELECT * FROM assignments_v000001",
+                "DELETE FROM lists_v000001",
+                "UPDATE current_assignments SET propensity = 0",
                 "DELETE FROM current_assignments",
                 "CREATE TABLE sneaky (a INT)",
                 "DROP VIEW current_recommendations",

@@ -31,6 +31,7 @@ from tests.serving_fixtures import (
     make_settings,
     night_frames,
     publish_nights,
+    served_of,
     write_night,
 )
 
@@ -280,13 +281,14 @@ def test_a_nul_in_a_text_value_does_not_break_every_publish(tmp_path: Path, serv
     """PostgreSQL text cannot hold U+0000 (COPY fails on 0x00): it is stored as U+FFFD, once, and said."""
     settings = make_settings(tmp_path / "lake", serving_url, rerank={"list_length": 3})
     frames = night_frames(D1)
-    frames["served"].loc[0, "reason"] = "because you liked Anime\x00Drama"
+    frames["lists"].loc[0, "reason"] = "because you liked Anime\x00Drama"
     write_night(Lake(settings.home), D1, frames)
     assert publish(settings, D1)["status"] == "published"
+    served = served_of(frames["assignments"], frames["lists"])
     engine = serving.make_engine(serving_url)
     try:
         with engine.connect() as conn:
-            user, daypart = frames["served"].loc[0, ["user_id", "daypart"]]
+            user, daypart = served[served.reason.str.contains("\x00")].iloc[0][["user_id", "daypart"]]
             reason = serving.read_user_list(conn, int(user), str(daypart))[0]["reason"]
     finally:
         engine.dispose()

@@ -4,7 +4,8 @@
 -- Layout:
 --   publish_log            one row per publish attempt (the version registry)
 --   alerts                 monitoring findings (written by the monitor step and by rejected publishes)
---   *_v<NNNNNN>            per-version data tables (see version.sql); v000000 is the empty version
+--   assignments_v<N>, bandit_policy_v<N>   per-version policy tables (version.sql); v000000 is the empty version
+--   lists_v<N>             every servable list of a night (lists.sql), shared by that night's versions
 --   current_*              stable views the app reads; re-pointed to a version in one transaction
 --   current_version        the live version (version number, run date, list_version label)
 
@@ -16,6 +17,10 @@ CREATE TABLE IF NOT EXISTS publish_log (
                             ('loading', 'ready', 'live', 'retired', 'replaced', 'rejected', 'failed',
                              'dropped')),
     checksum            TEXT NOT NULL,
+    -- the version whose lists_v<N> table this version's assignments read (itself for a nightly
+    -- publish, the night's version for an intraday refresh) and that table's content checksum
+    lists_version       BIGINT,
+    lists_checksum      TEXT,
     n_recommendations   BIGINT,
     n_assignments       BIGINT,
     n_policy            BIGINT,

@@ -1,7 +1,5 @@
 -- Built after the bulk load of version {v}. SQLite cannot add a primary key to an existing table, so
 -- unique indexes play that role (and also enforce the no-duplicate gate).
-CREATE UNIQUE INDEX recommendations_{v}_pk ON recommendations_{v} (user_id, daypart, rank);
 CREATE UNIQUE INDEX assignments_{v}_pk ON assignments_{v} (user_id, daypart);
 CREATE UNIQUE INDEX bandit_policy_{v}_pk ON bandit_policy_{v} (segment, daypart, arm);
-ANALYZE recommendations_{v};
 ANALYZE assignments_{v};

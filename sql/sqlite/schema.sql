@@ -11,6 +11,10 @@ CREATE TABLE IF NOT EXISTS publish_log (
                             ('loading', 'ready', 'live', 'retired', 'replaced', 'rejected', 'failed',
                              'dropped')),
     checksum            TEXT NOT NULL,
+    -- the version whose lists_v<N> table this version's assignments read (itself for a nightly
+    -- publish, the night's version for an intraday refresh) and that table's content checksum
+    lists_version       INTEGER,
+    lists_checksum      TEXT,
     n_recommendations   INTEGER,
     n_assignments       INTEGER,
     n_policy            INTEGER,

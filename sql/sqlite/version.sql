@@ -1,24 +1,10 @@
--- Per-version data tables. {v} is replaced by the version suffix (v000012) generated from an integer
+-- Per-version tables of the policy: who gets which list (assignments) and the bandit policy that chose
+-- it. Every version has them; the lists themselves are in lists_{v} (lists.sql), loaded only by a nightly
+-- publish and shared by the intraday versions of the same night.
+-- {v} is replaced by the version suffix (v000012) generated from an integer
 -- by deepcuts.pipelines.serving.version_suffix(); nothing else is ever formatted into DDL.
 -- Tables are created without indexes, bulk-loaded (executemany), then indexed (indexes.sql): faster than
 -- maintaining the index row by row. They stay invisible to the app until the views switch to them.
-
-CREATE TABLE recommendations_{v} (
-    user_id         INTEGER NOT NULL,
-    daypart         TEXT NOT NULL,
-    rank            INTEGER NOT NULL,
-    item_id         INTEGER NOT NULL,
-    arm             TEXT NOT NULL,
-    variant         TEXT NOT NULL,
-    score           REAL NOT NULL,
-    novelty         REAL NOT NULL,
-    is_long_tail    INTEGER NOT NULL CHECK (is_long_tail IN (0, 1)),
-    reason          TEXT NOT NULL,
-    -- denormalised from the assignment so that the app's lookup is one index range scan
-    segment         TEXT NOT NULL,
-    propensity      REAL NOT NULL,
-    experiment      TEXT NOT NULL
-);
 
 CREATE TABLE assignments_{v} (
     user_id         INTEGER NOT NULL,
