@@ -1,6 +1,7 @@
 """Serving benchmark on the local PostgreSQL: publish time and reads/second of the app query.
 
-1. Builds one night (``--users`` users x 4 dayparts x ``--list-length`` items) in a temporary lake and
+1. Builds one night (``--users`` users x 4 dayparts of assignments, every bandit arm's list of ``--list-length``
+   items per treatment user and the baseline list per control user) in a temporary lake and
    publishes it with the real ``deepcuts.pipelines.publish.publish`` (gates, COPY, indexes, view switch) into
    a fresh database, twice (the second night measures a publish next to a live version).
 2. Runs ``--threads`` client threads, each with its own connection, executing ``sql/queries/user_list.sql``
@@ -44,27 +45,41 @@ from deepcuts.settings import load_settings  # noqa: E402
 DAYPARTS = [d.value for d in Daypart]
 ARMS = list(bandit_arm_names())
 SEGMENTS = ["new", "casual", "power"]
+BASELINE = "popularity"
 
 
 def night(run_date: date, users: int, length: int, seed: int) -> dict[str, pd.DataFrame]:
-    """A valid night built with numpy: items 1000+ (never seen), ranks 1..length, one arm per list."""
+    """A valid night built with numpy, shaped like the pipeline's: every bandit arm's list for each
+    treatment user (odd ids), the baseline list for each control user; items 1000+ (never seen), ranks
+    1..length; assignments pick a random arm per (user, daypart) for treatment users."""
     rng = np.random.default_rng(seed)
-    n_lists = users * len(DAYPARTS)
+    n_assign = users * len(DAYPARTS)
     user = np.repeat(np.arange(1, users + 1, dtype=np.int64), len(DAYPARTS))
     daypart = np.tile(np.array(DAYPARTS, dtype=object), users)
-    arm = np.array(ARMS, dtype=object)[rng.integers(0, len(ARMS), n_lists)]
     variant = np.where(user % 2 == 0, "control", "treatment").astype(object)
+    arm = np.where(
+        variant == "treatment", np.array(ARMS, dtype=object)[rng.integers(0, len(ARMS), n_assign)], BASELINE
+    )
+    # one list per (user, variant, arm): all arms for treatment users, the baseline for control users
+    ids = np.arange(1, users + 1, dtype=np.int64)
+    treated = ids[ids % 2 == 1]
+    control = ids[ids % 2 == 0]
+    list_user = np.concatenate([np.repeat(treated, len(ARMS)), control])
+    list_arm = np.concatenate(
+        [np.tile(np.array(ARMS, dtype=object), treated.size), [BASELINE] * control.size]
+    )
+    list_variant = np.concatenate([["treatment"] * (treated.size * len(ARMS)), ["control"] * control.size])
+    n_lists = list_user.size
     # distinct items per list: a random offset plus a stride keeps them unique inside the list
     start = rng.integers(0, 50_000, n_lists)
     items = 1000 + (start[:, None] + np.arange(length)[None, :] * 97) % 50_000
-    served = pd.DataFrame(
+    lists = pd.DataFrame(
         {
-            C.USER_ID: np.repeat(user, length),
-            C.DAYPART: np.repeat(daypart, length),
+            C.USER_ID: np.repeat(list_user, length),
+            C.VARIANT: np.repeat(list_variant.astype(object), length),
+            C.ARM: np.repeat(list_arm, length),
             C.RANK: np.tile(np.arange(1, length + 1, dtype=np.int32), n_lists),
             C.ITEM_ID: items.ravel().astype(np.int64),
-            C.ARM: np.repeat(arm, length),
-            C.VARIANT: np.repeat(variant, length),
             C.SCORE: rng.random(n_lists * length).astype(np.float32),
             C.NOVELTY: rng.random(n_lists * length).astype(np.float32),
             C.IS_LONG_TAIL: rng.random(n_lists * length) < 0.35,
@@ -78,7 +93,7 @@ def night(run_date: date, users: int, length: int, seed: int) -> dict[str, pd.Da
             C.DAYPART: daypart,
             C.SEGMENT: np.array(SEGMENTS, dtype=object)[user % 3],
             C.ARM: arm,
-            C.PROPENSITY: np.full(n_lists, 1 / 6),
+            C.PROPENSITY: np.where(variant == "treatment", 1 / len(ARMS), 1.0),
             C.VARIANT: variant,
             C.EXPERIMENT: "bench",
             C.RUN_DATE: run_date,
@@ -110,11 +125,11 @@ def night(run_date: date, users: int, length: int, seed: int) -> dict[str, pd.Da
             C.TS: datetime(run_date.year, run_date.month, run_date.day, tzinfo=UTC),
         }
     )
-    return {"served": served, "assignments": assignments, "policy": policy, "interactions": interactions}
+    return {"lists": lists, "assignments": assignments, "policy": policy, "interactions": interactions}
 
 
 def write(lake: Lake, day: date, frames: dict[str, pd.DataFrame]) -> None:
-    lake.write_table(Dataset.SERVED_LISTS, day, frames["served"])
+    lake.write_table(Dataset.ARM_LISTS, day, frames["lists"])
     lake.write_table(Dataset.ASSIGNMENTS, day, frames["assignments"])
     lake.write_table(Dataset.BANDIT_POLICY, day, frames["policy"])
     lake.write_table(Dataset.INTERACTIONS, day, frames["interactions"])
@@ -227,7 +242,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 result = publish(settings, day)
                 timings.append(round(time.perf_counter() - t0, 2))
-            out["rows_per_version"] = result["rows"]["recommendations"]
+            out["rows_per_version"] = result["rows"]
             out["publish_seconds"] = timings
             out["publish_stage_seconds"] = result["stage_seconds"]
             out["steady"] = read_loop(url, args.users, args.list_length, args.seconds, args.threads, seed=1)
