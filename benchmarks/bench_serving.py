@@ -1,7 +1,7 @@
 """Serving benchmark on the local PostgreSQL: publish time and reads/second of the app query.
 
-1. Builds one night (``--users`` users x 4 dayparts of assignments, every bandit arm's list of ``--list-length``
-   items per treatment user and the baseline list per control user) in a temporary lake and
+1. Builds one night (``--users`` users x 4 dayparts of assignments, every bandit arm's list of
+   ``--list-length`` items per treatment user, the baseline list per control user) in a temporary lake and
    publishes it with the real ``deepcuts.pipelines.publish.publish`` (gates, COPY, indexes, view switch) into
    a fresh database, twice (the second night measures a publish next to a live version).
 2. Runs ``--threads`` client threads, each with its own connection, executing ``sql/queries/user_list.sql``

@@ -82,7 +82,7 @@ def test_a_refresh_loads_only_assignments_and_reads_the_nights_lists(
     assert out["status"] == "published" and out["version"] == 2 and out["lists_version"] == 1
     assert out["rows"] == {"assignments": 24, "bandit_policy": 24}  # no list reloaded
     assert out["gates"]["lists_cover_assignments"] is True
-    # the app reads refresh 1's arm and propensity with the night's list of that arm, under the refresh's label
+    # the app reads refresh 1's arm and propensity with the night's list of that arm, under its label
     engine = serving.make_engine(serving_url)
     with engine.connect() as conn:
         rows = serving.read_user_list(conn, 5, "afternoon")  # treatment user 5: svd at night, long_tail now
