@@ -227,3 +227,23 @@ def test_reads_during_refreshes_see_one_consistent_version_and_no_error(
         labels = conn.execute(sa.text("SELECT DISTINCT list_version FROM current_recommendations")).all()
     engine.dispose()
     assert live.version == 1 + len(refreshes) and [r[0] for r in labels] == [live.list_version]
+
+
+def test_a_serving_db_from_before_the_shared_lists_gets_the_new_columns(
+    tmp_path: Path, serving_url: str
+) -> None:
+    settings, lake = _setup(tmp_path, serving_url)
+    engine = serving.make_engine(serving_url, writer=True)
+    try:
+        serving.ensure_schema(engine)
+        with engine.begin() as conn:  # publish_log as it was created before this change
+            conn.exec_driver_sql("ALTER TABLE publish_log DROP COLUMN lists_version")
+            conn.exec_driver_sql("ALTER TABLE publish_log DROP COLUMN lists_checksum")
+        serving.ensure_schema(engine)
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("publish_log")}
+    finally:
+        engine.dispose()
+    assert {"lists_version", "lists_checksum"} <= columns
+    write_night(lake, D1, night_frames(D1))
+    assert publish(settings, D1)["lists_version"] == 1
