@@ -15,7 +15,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from deepcuts.airflow_support import PUBLISH_POOL, DeepcutsFailureNotifier, task_retries
+from deepcuts.airflow_support import PUBLISH_POOL, DeepcutsFailureNotifier, retry_args
 
 
 @dag(
@@ -30,8 +30,7 @@ from deepcuts.airflow_support import PUBLISH_POOL, DeepcutsFailureNotifier, task
     tags=["deepcuts", "intraday"],
     default_args={
         "owner": "deepcuts",
-        "retries": task_retries(),
-        "retry_delay": timedelta(minutes=2),
+        **retry_args(quick=True),
         "on_failure_callback": DeepcutsFailureNotifier("intraday refresh task failed"),
     },
     params={

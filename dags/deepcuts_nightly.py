@@ -22,9 +22,9 @@ from deepcuts.airflow_support import (
     DeepcutsFailureNotifier,
     night_plan,
     resolve_run_date,
+    retry_args,
     run_date_of,
     settings_of,
-    task_retries,
 )
 
 
@@ -41,8 +41,7 @@ from deepcuts.airflow_support import (
     tags=["deepcuts", "nightly"],
     default_args={
         "owner": "deepcuts",
-        "retries": task_retries(),
-        "retry_delay": timedelta(minutes=5),
+        **retry_args(),
         "retry_exponential_backoff": True,
         "on_failure_callback": DeepcutsFailureNotifier("nightly task failed"),
     },

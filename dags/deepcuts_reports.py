@@ -6,13 +6,12 @@ get the trend pages (all nights side by side) without waiting for the next night
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pendulum
 from airflow.sdk import dag, task
 
-from deepcuts.airflow_support import SERVING_TABLES, DeepcutsFailureNotifier, task_retries
+from deepcuts.airflow_support import SERVING_TABLES, DeepcutsFailureNotifier, retry_args
 
 
 @dag(
@@ -27,8 +26,7 @@ from deepcuts.airflow_support import SERVING_TABLES, DeepcutsFailureNotifier, ta
     tags=["deepcuts", "reports"],
     default_args={
         "owner": "deepcuts",
-        "retries": task_retries(),
-        "retry_delay": timedelta(minutes=2),
+        **retry_args(quick=True),
         "on_failure_callback": DeepcutsFailureNotifier("report index failed"),
     },
     doc_md=__doc__,

@@ -14,7 +14,6 @@ from then on. ``tune=false`` skips it (``make run`` does, to stay quick).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
@@ -25,7 +24,7 @@ from deepcuts.airflow_support import (
     WEEKLY_REVIEW,
     DeepcutsFailureNotifier,
     last_night_of_week,
-    task_retries,
+    retry_args,
 )
 
 
@@ -39,8 +38,7 @@ from deepcuts.airflow_support import (
     max_active_runs=1,
     default_args={
         "owner": "deepcuts",
-        "retries": task_retries(),
-        "retry_delay": timedelta(minutes=5),
+        **retry_args(),
         "on_failure_callback": DeepcutsFailureNotifier("weekly review failed"),
     },
     params={

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, BaseNotifier
 
 if TYPE_CHECKING:
-    from deepcuts.settings import Settings
+    from deepcuts.settings import AirflowSettings, Settings
 
 log = logging.getLogger("deepcuts.airflow")
 
@@ -32,14 +32,32 @@ PUBLISH_POOL = "deepcuts_publish"
 #: scheduler does not create the missed runs.
 EARLIEST_START = datetime(1995, 1, 1, tzinfo=UTC)
 
-#: Environment variable with the number of retries per task (default 2). ``make run`` sets 0 so that a
-#: broken step fails the demo at once instead of waiting for retry delays.
-RETRIES_ENV = "DEEPCUTS_TASK_RETRIES"
+#: The variable that used to set the retries (before the ``airflow`` settings section); refused, so that
+#: an old deployment's setting is not silently ignored.
+OLD_RETRIES_ENV = "DEEPCUTS_TASK_RETRIES"
 
 
-def task_retries() -> int:
-    """Retries per task: ``$DEEPCUTS_TASK_RETRIES`` or 2 (read at parse time; no I/O)."""
-    return int(os.environ.get(RETRIES_ENV, "2"))
+def dag_settings() -> AirflowSettings:
+    """The ``airflow`` settings section of this process (``load_settings()``: defaults, the settings file,
+    ``DEEPCUTS_AIRFLOW__*``), read when a DAG file is parsed. Light: it imports no pandas (the settings
+    validate against name lists that import nothing heavy)."""
+    from deepcuts.settings import load_settings
+
+    if OLD_RETRIES_ENV in os.environ:
+        raise ValueError(
+            f"{OLD_RETRIES_ENV} is no longer read; set DEEPCUTS_AIRFLOW__TASK_RETRIES "
+            "(or airflow.task_retries in the settings file) instead, and unset it"
+        )
+    return load_settings().airflow
+
+
+def retry_args(*, quick: bool = False) -> dict[str, Any]:
+    """The ``retries`` and ``retry_delay`` of a DAG's ``default_args``, from one settings load:
+    ``airflow.task_retries`` and ``airflow.retry_delay_minutes`` (nightly, weekly) or, with ``quick``,
+    ``airflow.quick_retry_delay_minutes`` (intraday, reports)."""
+    section = dag_settings()
+    minutes = section.quick_retry_delay_minutes if quick else section.retry_delay_minutes
+    return {"retries": section.task_retries, "retry_delay": timedelta(minutes=minutes)}
 
 
 def run_date_of(plan: dict[str, Any]) -> date:

@@ -222,7 +222,7 @@ def run_demo(settings: Settings, nights: int, dags_folder: Path, fresh: bool = F
     # Tasks read their settings from the environment: pin the lake to the absolute path.
     os.environ["DEEPCUTS_HOME"] = str(home)
     # dag.test() would sit out the retry delays of a failing task; fail the demo at once.
-    os.environ["DEEPCUTS_TASK_RETRIES"] = "0"
+    os.environ["DEEPCUTS_AIRFLOW__TASK_RETRIES"] = "0"
     airflow_home = configure_airflow(home, dags_folder)
     print(f"deepcuts: Airflow metadata DB under {airflow_home}", flush=True)
     migrate_metadata_db(airflow_home)

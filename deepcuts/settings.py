@@ -688,6 +688,19 @@ class TuneSettings(Section):
     lightfm_epochs: tuple[int, ...] = (10, 15, 30)
 
 
+class AirflowSettings(Section):
+    """How the deepcuts DAGs run their tasks (dags/; read when Airflow parses a DAG file, so building the
+    settings must stay cheap: no pandas, no I/O but the settings file)."""
+
+    #: Retries of a failed task. ``make run`` (deepcuts/demo.py) sets 0 through
+    #: ``DEEPCUTS_AIRFLOW__TASK_RETRIES`` so that a broken step fails the demo at once.
+    task_retries: int = Field(2, ge=0)
+    #: Delay before retrying a task of the nightly and weekly DAGs (the nightly DAG doubles it per retry).
+    retry_delay_minutes: float = Field(5.0, gt=0)
+    #: Delay before retrying a task of the hourly intraday DAG and the reports index (cheap, frequent).
+    quick_retry_delay_minutes: float = Field(2.0, gt=0)
+
+
 _OVERRIDES: ContextVar[dict[str, Any] | None] = ContextVar("deepcuts_settings_overrides", default=None)
 
 
@@ -730,6 +743,7 @@ class Settings(BaseSettings):
     weekly: WeeklyReviewSettings = WeeklyReviewSettings()
     tune: TuneSettings = TuneSettings()
     intraday: IntradaySettings = IntradaySettings()
+    airflow: AirflowSettings = AirflowSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -769,10 +783,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _known_registry_names(self) -> Settings:
-        # The registries live beside the code they name and import this module, so they are imported
-        # here, once a Settings is built, never at import time. A typo must not silently drop a check
-        # from the publish veto or a step from the simulator's skip list.
-        from deepcuts.pipelines.monitor_checks import CHECK_NAMES
+        # The registries live beside the code they name and import this module, so their names are
+        # imported here, once a Settings is built, never at import time; both name modules are light
+        # (no pandas: every DAG file builds the settings at parse time; tests/test_settings.py).
+        # A typo must not silently drop a check from the publish veto or a step from the skip list.
+        from deepcuts.pipelines.monitor_check_names import CHECK_NAMES
         from deepcuts.pipelines.nightly import STEP_NAMES
 
         _known("monitor.critical_checks", self.monitor.critical_checks, CHECK_NAMES, "checks")

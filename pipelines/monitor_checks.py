@@ -5,7 +5,8 @@ small function that judges a :class:`Night` (the run date's inputs, each read fr
 check first needs it); the function's docstring gives the formula and the settings of its threshold.
 :func:`run_checks` runs a list of them (pure reads); the ``monitor`` step (``deepcuts.pipelines.monitor``)
 writes and sends the findings. ``monitor.critical_checks`` is validated against :data:`CHECK_NAMES` when the
-settings load.
+settings load; the names live in ``monitor_check_names`` (a module without imports, so that loading the
+settings does not import pandas) and this module refuses to import while they disagree with :data:`CHECKS`.
 
 A missing upstream input is a finding (check ``<input>_present``), never a crash: the checks that need it
 are ``skipped`` and the rest still run.
@@ -27,6 +28,7 @@ import pyarrow.fs as pafs
 
 from deepcuts.contracts import C, Dataset, EventType, Variant
 from deepcuts.formulas import bayesian_mean, gini, scale_5pt
+from deepcuts.pipelines.monitor_check_names import CHECK_NAMES
 from deepcuts.pipelines.storage import Lake, MissingDataError
 from deepcuts.settings import Settings
 
@@ -601,7 +603,13 @@ CHECKS: tuple[HealthCheck, ...] = (
     HealthCheck("target_long_tail_share", "targets", Target("long_tail_share", _TARGET_LONG_TAIL)),
     HealthCheck("target_mean_rating", "targets", Target("mean_rating", _TARGET_RATING)),
 )
-CHECK_NAMES: tuple[str, ...] = tuple(c.name for c in CHECKS)
+if tuple(c.name for c in CHECKS) != CHECK_NAMES:
+    # The settings validate monitor.critical_checks against the light list without importing this module.
+    raise ImportError(
+        "deepcuts.pipelines.monitor_checks.CHECKS and monitor_check_names.CHECK_NAMES disagree: "
+        f"registry {[c.name for c in CHECKS]} vs names {list(CHECK_NAMES)}; "
+        "list every check, in registry order, in pipelines/monitor_check_names.py"
+    )
 
 
 def run_checks(

@@ -33,6 +33,36 @@ def test_nightly_schedule_retries_and_tags(dagbag) -> None:  # type: ignore[no-u
     assert dag.get_task("publish").pool == "deepcuts_publish"
 
 
+def test_retries_come_from_the_airflow_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from deepcuts.airflow_support import retry_args
+
+    monkeypatch.delenv("DEEPCUTS_CONFIG", raising=False)
+    assert retry_args() == {"retries": 2, "retry_delay": timedelta(minutes=5)}
+    monkeypatch.setenv("DEEPCUTS_AIRFLOW__TASK_RETRIES", "0")
+    monkeypatch.setenv("DEEPCUTS_AIRFLOW__QUICK_RETRY_DELAY_MINUTES", "1")
+    assert retry_args(quick=True) == {"retries": 0, "retry_delay": timedelta(minutes=1)}
+    monkeypatch.setenv("DEEPCUTS_TASK_RETRIES", "0")  # the old variable: refused, not silently ignored
+    with pytest.raises(ValueError, match="DEEPCUTS_AIRFLOW__TASK_RETRIES"):
+        retry_args()
+
+
+def test_parsing_the_dag_files_imports_no_pandas() -> None:
+    """Parsing builds the settings (retries) but stays at the cost of importing Airflow: no pandas,
+    numpy or pyarrow (a fresh process, as the dag-processor parses a file)."""
+    import subprocess
+    import sys
+
+    paths = sorted(str(p) for p in DAGS_FOLDER.glob("*.py"))
+    code = (
+        f"import runpy, sys\nfor path in {paths!r}:\n    runpy.run_path(path)\n"
+        "print(sorted(m for m in ('pandas', 'numpy', 'pyarrow') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
 def _downstream(dag, task_id: str) -> set[str]:  # type: ignore[no-untyped-def]
     return set(dag.get_task(task_id).downstream_task_ids)
 

@@ -347,6 +347,22 @@ def test_the_registry_is_the_documented_list_of_checks() -> None:
         assert check.judge.__doc__, check.name
 
 
+def test_the_registry_refuses_to_import_while_the_light_names_disagree() -> None:
+    """The settings validate against ``monitor_check_names.CHECK_NAMES`` (no pandas at settings load);
+    a check added to the registry but not named there must fail at import, not drop out of validation."""
+    import subprocess
+    import sys
+
+    code = (
+        "import deepcuts.pipelines.monitor_check_names as names; "
+        "names.CHECK_NAMES = names.CHECK_NAMES[:-1]; "
+        "import deepcuts.pipelines.monitor_checks"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode != 0
+    assert "disagree" in out.stderr and "pipelines/monitor_check_names.py" in out.stderr
+
+
 @pytest.mark.parametrize(
     ("section", "names", "message"),
     [

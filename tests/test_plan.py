@@ -116,7 +116,7 @@ def test_the_dag_runs_a_night_with_a_subset_of_arms(
         "DEEPCUTS_ARMS__CANDIDATES_N": "60",
         # as in the run_night test above: the tiny world misses the served-quality target
         "DEEPCUTS_MONITOR__CRITICAL_CHECKS": '["served_lists_present", "arm_floor"]',
-        "DEEPCUTS_TASK_RETRIES": "0",  # fail at once instead of waiting out retry delays
+        "DEEPCUTS_AIRFLOW__TASK_RETRIES": "0",  # fail at once instead of waiting out retry delays
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

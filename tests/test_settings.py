@@ -84,3 +84,29 @@ def test_cli_config_prints_effective_settings(
     assert main(["config"]) == 0
     out = capsys.readouterr().out
     assert "[bandit]" in out and 'serving_url = "postgresql://x@h/db"' in out
+
+
+def test_building_the_settings_imports_no_pandas() -> None:
+    """Every DAG file builds the settings at parse time (retries): the names they validate against come
+    from light modules, so neither pandas nor numpy is imported (a fresh process: this one has them)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from deepcuts.settings import Settings, load_settings; Settings(); load_settings(); "
+        "print(sorted(m for m in ('pandas', 'numpy', 'pyarrow', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_airflow_section_reads_the_deepcuts_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().airflow.task_retries == 2
+    monkeypatch.setenv("DEEPCUTS_AIRFLOW__TASK_RETRIES", "0")
+    monkeypatch.setenv("DEEPCUTS_AIRFLOW__QUICK_RETRY_DELAY_MINUTES", "0.5")
+    section = load_settings().airflow
+    assert section.task_retries == 0
+    assert (section.retry_delay_minutes, section.quick_retry_delay_minutes) == (5, 0.5)
+    monkeypatch.setenv("DEEPCUTS_AIRFLOW__TASK_RETRIES", "-1")
+    with pytest.raises(ValidationError, match="task_retries"):
+        load_settings()
