@@ -158,7 +158,7 @@ class LightFMSettings(Section):
 
     components: int = Field(64, ge=1)
     loss: Literal["warp", "bpr", "warp-kos", "logistic"] = "warp"
-    #: 15 epochs at rate 0.07: as accurate as 20 epochs at 3/4 of the time (docs/benchmarks.md, "Where the
+    #: 15 epochs at rate 0.07: as accurate as 20 epochs in less time (docs/benchmarks.md, "Where the
     #: defaults come from").
     epochs: int = Field(15, ge=1)
     learning_rate: float = Field(0.07, gt=0)
@@ -173,7 +173,8 @@ class LightFMSettings(Section):
     #: WARP: maximum negatives sampled per positive.
     max_sampled: int = Field(10, ge=1)
     #: Training budget in epochs x positives: large histories run fewer epochs (at least 1) so the arm
-    #: fits the nightly window (ML-100k: 75k positives x 15 epochs = 1.1M, unaffected; ML-1M size: 3 epochs).
+    #: fits the nightly window; ML-100k stays at its epochs (docs/benchmarks.md, "Where the defaults come
+    #: from").
     max_updates: int = Field(3_000_000, ge=1)
     #: Hogwild threads. Only 1 thread gives bit-identical models for a seed; >1 is faster, not exact.
     threads: int = Field(1, ge=1)
@@ -201,7 +202,8 @@ class ItemCFSettings(Section):
     method: Literal["auto", "ease", "cosine"] = "auto"
     #: EASE^R L2 penalty (chosen on the ML-100k split; docs/benchmarks.md, "Where the defaults come from").
     ease_lambda: float = Field(300.0, gt=0)
-    #: Largest catalog for EASE^R's dense items x items inverse (8000 items ~ 1.5 GB peak).
+    #: Largest catalog for EASE^R's dense items x items inverse (its peak memory: docs/benchmarks.md,
+    #: "Where the defaults come from").
     ease_max_items: int = Field(8000, ge=1)
     #: Shrunk cosine: neighbours kept per item (docs/benchmarks.md, "Where the defaults come from").
     neighbours: int = Field(20, ge=1)
@@ -216,9 +218,8 @@ class LongTailSettings(Section):
 
     #: Share of interactions held by the short head; items outside it are long tail.
     head_share: float = Field(0.8, gt=0, lt=1)
-    #: Multiplicative boost of long-tail items' normalised relevance (ML-100k, EASE^R base on the
-    #: liked-weighted history: 2.3 -> nDCG@10 0.401 / tail share 0.26; 2.5 -> 0.373 / 0.35; 2.7 -> 0.341 /
-    #: 0.44. Binary history, before issue 13: 2.3 -> 0.365 / 0.36).
+    #: Multiplicative boost of long-tail items' normalised relevance: higher buys tail share with accuracy
+    #: (the sweep: docs/benchmarks.md, "Where the defaults come from").
     tail_boost: float = Field(2.5, ge=1)
     #: Relevance model whose scores are boosted (a relevance arm of deepcuts/arms.py).
     base: str = "item_cf"
@@ -227,8 +228,8 @@ class LongTailSettings(Section):
 class SerendipitySettings(Section):
     """Serendipity arm (models/serendipity.py): relevance x exp(weight x unexpectedness)."""
 
-    #: Weight of unexpectedness versus relevance (log-odds scale; ML-100k, liked-weighted EASE^R base:
-    #: 2.0 -> nDCG@10 0.368 / tail share 0.23; 2.15 -> 0.336 / 0.33; 2.3 -> 0.296 / 0.44).
+    #: Weight of unexpectedness versus relevance (log-odds scale): higher buys tail share with accuracy
+    #: (the sweep: docs/benchmarks.md, "Where the defaults come from").
     unexpectedness_weight: float = Field(2.15, ge=0)
     #: Share of unexpectedness from "not popular" (1 - popularity percentile); the rest is genre distance.
     popularity_mix: float = Field(0.7, ge=0, le=1)
@@ -246,7 +247,7 @@ class QualitySettings(Section):
     #: never serves a long-tail item below it while other candidates can fill the list (docs/deep-cuts.md).
     #: 3.5, not 4.0, because a shrunk mean of 4.0 is rare in the tail (docs/benchmarks.md, "Where the
     #: defaults come from").
-    item_floor_5pt: float = 3.5
+    item_floor_5pt: float = Field(3.5, ge=1, le=5)
     #: Items with fewer ratings than this are under the floor too (their quality is mostly the prior).
     min_ratings: int = Field(1, ge=0)
 
@@ -281,11 +282,11 @@ class ArmsSettings(Section):
     #: can be almost all long tail for users who rated most of the head.
     head_candidates: int = Field(20, ge=0)
     #: History weight of a rating below preference_liked_5pt (a liked rating weighs 1) in the item_cf,
-    #: svd and graph arms: 0.5 leans the scores toward what users liked (ML-100k item_cf: nDCG@10 0.4805
-    #: vs 0.4842 binary, mean hit rating 4.00 vs 3.88); 1 = binary history (docs/deep-cuts.md).
+    #: svd and graph arms: 0.5 leans the scores toward what users liked, for a small accuracy cost
+    #: (docs/benchmarks.md, "Where the defaults come from"); 1 = binary history (docs/deep-cuts.md).
     preference_other_weight: float = Field(0.5, ge=0, le=1)
     #: A rating at or above this (5-point scale, scaled linearly) counts as liked.
-    preference_liked_5pt: float = 4.0
+    preference_liked_5pt: float = Field(4.0, ge=1, le=5)
     svd: SVDSettings = SVDSettings()
     lightfm: LightFMSettings = LightFMSettings()
     graph: GraphSettings = GraphSettings()
@@ -325,16 +326,16 @@ class RerankSettings(Section):
     list_length: int = Field(10, ge=1)
     #: A long-tail item at or above this shrunk mean (5-point scale, scaled) is a "hidden_gem" in the
     #: reasons; also the list-mean floor when list_quality_floor is on.
-    quality_floor: float = 4.0
+    quality_floor: float = Field(4.0, ge=1, le=5)
     #: Band of the long-tail share of a list: [ceil(min * L), floor(max * L)] long-tail items.
     long_tail_min: float = Field(0.35, ge=0, le=1)
     long_tail_max: float = Field(0.40, ge=0, le=1)
     #: Distinct genres wanted in a list (capped by the genres among the user's candidates).
     min_genres: int = Field(6, ge=1)
     #: MMR trade-off: weight of relevance versus diversity. 0.97: diversity only breaks near-ties, the
-    #: arm's order is kept where the constraints allow (0.9 cost 0.02 nDCG@10 on ML-100k; docs/benchmarks.md).
+    #: arm's order is kept where the constraints allow (docs/benchmarks.md, "Where the defaults come from").
     mmr_lambda: float = Field(0.97, ge=0, le=1)
-    #: Steck's calibration trade-off: weight of the KL term versus the MMR term (0.03, same benchmark).
+    #: Steck's calibration trade-off: weight of the KL term versus the MMR term (same table).
     calibration_lambda: float = Field(0.03, ge=0, le=1)
     #: Steck's smoothing of the list's genre mix toward the profile (keeps the KL finite).
     calibration_alpha: float = Field(0.01, gt=0, le=1)
@@ -352,11 +353,11 @@ class RerankSettings(Section):
     #: Top up candidate lists shorter than list_length with the most popular unrated items.
     fill_short_lists: bool = True
     #: Quality rule (docs/deep-cuts.md): per rating point of an item's shrunk mean (5-point scale), how
-    #: much normalised relevance it is worth; tilts the ranking toward items users rate highly (ML-100k
-    #: item_cf: mean hit rating +0.04, nDCG@10 -0.007 at 0.15).
+    #: much normalised relevance it is worth; tilts the ranking toward items users rate highly
+    #: (docs/benchmarks.md, "Where the defaults come from").
     quality_weight: float = Field(0.2, ge=0)
     #: The pre-issue-13 rule "list mean of shrunk catalogue means >= quality_floor": off by default, it
-    #: cost 0.2 x nDCG@10 inside the long-tail band (docs/benchmarks.md); the per-item floor on long-tail
+    #: cost too much accuracy inside the long-tail band (docs/benchmarks.md); the per-item floor on long-tail
     #: items (arms.quality.item_floor_5pt) and quality_weight keep served quality instead.
     list_quality_floor: bool = False
 
@@ -565,7 +566,7 @@ class MonitorSettings(Section):
     max_gini: float = Field(0.95, ge=0, le=1)
     #: Floor for the mean predicted (Bayesian item quality of served items) and the mean observed rating,
     #: on a 5-point scale (mapped linearly to the source's rating scale).
-    min_mean_quality: float = 3.8
+    min_mean_quality: float = Field(3.8, ge=1, le=5)
     #: Relative CTR drop against the trailing window: 1 - CTR(D) / CTR(D-w..D-1).
     max_ctr_drop: float = Field(0.3, ge=0, le=1)
     ctr_trailing_days: int = Field(7, ge=1)

@@ -2,8 +2,9 @@
 
 A subclass implements ``_fit(data, items)`` and ``_score(user_rows)``; the base class owns everything
 else: id mapping, batching, excluding seen items, top-N selection with ``argpartition``, cold users,
-and save/load. Scoring is a dense ``(batch x items)`` float32 block per batch of users, so memory is
-bounded by ``batch_users x n_items`` whatever the number of users.
+and the artefact bytes (``to_bytes``/``from_bytes``; the lake stores them). Scoring is a dense
+``(batch x items)`` float32 block per batch of users, so memory is bounded by ``batch_users x n_items``
+whatever the number of users.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
@@ -401,11 +401,9 @@ class Recommender(ABC):
             return _empty_recs()
         return pd.concat(frames, ignore_index=True)
 
-    def save(self, path: str | Path) -> None:
-        """Write the fitted model to one file: :meth:`to_bytes` (the lake stores the same bytes)."""
-        Path(path).write_bytes(self.to_bytes())
-
     def to_bytes(self) -> bytes:
+        """The fitted model as one artefact: the train step stores these bytes in the lake
+        (``models/<arm>/model.pkl``, written atomically by ``Lake``); models do no file I/O themselves."""
         state = {"version": ARTEFACT_VERSION, "class": type(self).__name__, "state": self.__dict__}
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -420,10 +418,6 @@ class Recommender(ABC):
         obj = cls.__new__(cls)
         obj.__dict__.update(state["state"])
         return obj
-
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        return cls.from_bytes(Path(path).read_bytes())
 
     def score_block(self, user_rows: IntArray) -> FloatArray:
         """``_score(user_rows)``, shared between equal models inside :func:`shared_scores` (treat the

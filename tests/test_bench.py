@@ -41,3 +41,18 @@ def test_a_failing_task_names_its_log(tmp_path: Path) -> None:
 def test_shapes_match_the_movielens_releases() -> None:
     assert SHAPES["ml-1m"] == (6_040, 3_706, 1_000_209)
     assert SHAPES["ml-20m"] == (138_493, 26_744, 20_000_263)
+
+
+def test_make_bench_runs_every_benchmark_script() -> None:
+    """``make bench`` runs benchmarks/run_all.py, which lists a smoke run for every benchmark script."""
+    repo = Path(__file__).resolve().parents[1]
+    makefile = (repo / "Makefile").read_text()
+    assert "\nbench: install\n\t$(BIN)/python benchmarks/run_all.py\n" in makefile
+    out = subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "run_all.py"), "--list"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    listed = {Path(line.split()[0]).stem for line in out.splitlines() if line.strip()}
+    assert listed == {p.stem for p in (repo / "benchmarks").glob("bench_*.py")}
