@@ -89,7 +89,7 @@ class QualityFloorMixin:
         floors items by the shared ``arms.quality`` settings on the source's rating scale."""
         if base is None:
             raise ValueError(
-                f"{cls.__name__} needs its base model (its section's base); see deepcuts.models.registry"
+                f"{cls.__name__} needs its base model (arms.<arm>.base); build arms with build_recommender"
             )
         return cls(
             config,  # type: ignore[call-arg]
