@@ -1,8 +1,8 @@
 """Named data contracts: every column name, table name and Arrow schema, defined once.
 
 Code refers to ``C.USER_ID`` rather than ``"user_id"``; the lake refers to ``Dataset.CANDIDATES`` rather
-than a path string. docs/data-contracts.md documents each table; ``tests/test_contracts.py`` checks that
-the document and this module agree.
+than a path string. docs/data-contracts.md documents each table; ``tests/test_validation.py`` checks that
+its table of quarantine reasons lists every :class:`Reason`.
 """
 
 from __future__ import annotations
