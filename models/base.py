@@ -409,7 +409,15 @@ class Recommender(ABC):
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> Self:
-        state = pickle.loads(payload)  # artefacts are written by this pipeline only
+        try:
+            state = pickle.loads(payload)  # artefacts are written by this pipeline only
+        except (ModuleNotFoundError, AttributeError) as exc:
+            # A class that moved or was renamed since the artefact was written (e.g. the models/
+            # sub-packages): the same situation as a version bump, so the same error.
+            raise ValueError(
+                f"artefact of another code version ({exc}), expected {cls.__name__} v{ARTEFACT_VERSION}; "
+                "retrain the model for this run date"
+            ) from exc
         if state.get("version") != ARTEFACT_VERSION or state.get("class") != cls.__name__:
             raise ValueError(
                 f"artefact is {state.get('class')} v{state.get('version')}, expected "

@@ -66,7 +66,11 @@ def _base_model(lake: Lake, settings: Settings, day: date, name: str) -> Recomme
     """
     fresh = build_recommender(name, settings, arm_seed(settings, day, name))
     if lake.exists(Dataset.MODELS, day, model_path(name)):
-        stored = load_model(lake, day, name)
+        try:
+            stored = load_model(lake, day, name)
+        except ValueError as exc:  # written by another code version: not reusable, fit a new one
+            log.warning("not reusing tonight's %s model as the base: %s", name, exc)
+            return fresh
         if stored.config == fresh.config and stored.seed == fresh.seed:
             log.info("reusing tonight's %s model as the base", name)
             return stored

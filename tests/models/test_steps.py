@@ -193,3 +193,22 @@ def test_train_and_candidates_cap_blas_threads(
         train_arm(settings, DAY, "svd")
         candidates_shard(settings, DAY, 0, 1)
     assert len(seen) >= 2 and all(threads == {blas_threads or 2} for threads in seen)
+
+
+def test_a_base_artefact_of_another_code_version_is_refit_not_reused(world_settings: Settings) -> None:
+    """A class moved since tonight's base artefact was written (an upgrade between two runs of a night):
+    loading it is a clear error, and the deep-cut arm fits a fresh base instead of failing."""
+    lake = Lake(world_settings.home)
+    train_arm(world_settings, DAY, "item_cf")
+    train_arm(world_settings, DAY, "long_tail")
+    users = np.arange(1, 22)
+    expected = load_model(lake, DAY, "long_tail").recommend(users, 5)
+    stale = lake.read_bytes(Dataset.MODELS, DAY, model_path("item_cf")).replace(
+        b"deepcuts.models.",
+        b"deepcuts.modelz.",  # same length: still a valid pickle, of a missing module
+    )
+    lake.write_bytes(Dataset.MODELS, DAY, model_path("item_cf"), stale)
+    with pytest.raises(ValueError, match=r"another code version.*retrain the model"):
+        load_model(lake, DAY, "item_cf")
+    train_arm(world_settings, DAY, "long_tail")
+    pd.testing.assert_frame_equal(load_model(lake, DAY, "long_tail").recommend(users, 5), expected)
