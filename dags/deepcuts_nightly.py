@@ -25,6 +25,7 @@ from deepcuts.airflow_support import (
     run_date_of,
     settings_of,
     task_retries,
+    train_arms_of,
 )
 
 
@@ -71,7 +72,8 @@ def deepcuts_nightly() -> None:
 
     @task
     def arms_of(p: dict[str, Any]) -> list[str]:
-        return p["arms"]
+        # the train tasks start in this order: the deep-cut arms' bases first (reused, not refitted)
+        return train_arms_of(p)
 
     @task
     def shards_of(p: dict[str, Any]) -> list[int]:
