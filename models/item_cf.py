@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.linalg import lapack
 
 from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 from deepcuts.settings import ItemCFSettings
@@ -29,10 +30,6 @@ from deepcuts.settings import ItemCFSettings
 
 def ease_weights(X: sp.spmatrix, lam: float) -> FloatArray:
     """Closed-form EASE^R item-item weights ``B`` (dense, zero diagonal) for a binary matrix ``X``."""
-    # imported here: only fitting needs LAPACK, and the tasks that load a fitted model (candidates)
-    # would pay ~0.07 CPU-s for it (docs/benchmarks.md)
-    from scipy.linalg import lapack
-
     if lam <= 0:
         raise ValueError(f"EASE lambda must be > 0 (got {lam}); set arms.item_cf.ease_lambda")
     gram = np.asarray((X.T @ X).toarray(), dtype=np.float32)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.sparse.linalg import svds
 
 from deepcuts.models.base import FloatArray, IntArray, InteractionMatrix, Recommender
 from deepcuts.settings import SVDSettings
@@ -48,10 +49,6 @@ class SVDRecommender(Recommender):
             _, _, vt = np.linalg.svd(Xs.toarray(), full_matrices=False)
             vt = vt[:k]
         else:
-            # imported here: only fitting needs ARPACK, and the tasks that load a fitted model
-            # (candidates, score) would pay ~0.08 CPU-s for it (docs/benchmarks.md)
-            from scipy.sparse.linalg import svds
-
             rng = np.random.default_rng(self.seed)
             v0 = rng.standard_normal(min(X.shape))
             _, _, vt = svds(Xs, k=k, v0=v0)
