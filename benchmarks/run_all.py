@@ -41,6 +41,7 @@ SMOKES: tuple[Smoke, ...] = (
     Smoke("bench_ab", ("--quick",)),
     Smoke("bench_ope", ("--reps", "20", "--n", "1000", "--boot", "50")),
     Smoke("bench_world", ("--shape", "default")),
+    Smoke("bench_startup", ("--repeat", "1", "--steps", "ope,report")),
     Smoke("bench_bandit", ("--days", "2", "--users", "150", "--items", "120", "--tag", "smoke")),
     Smoke("bench_serving", ("--users", "300", "--threads", "2", "--seconds", "1"), needs_postgres=True),
     # quality sweep skipped: it redraws docs/img/rerank_tradeoff.png, a documented figure

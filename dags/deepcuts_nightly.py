@@ -25,6 +25,7 @@ from deepcuts.airflow_support import (
     retry_args,
     run_date_of,
     settings_of,
+    train_arms_of,
 )
 
 
@@ -70,7 +71,8 @@ def deepcuts_nightly() -> None:
 
     @task
     def arms_of(p: dict[str, Any]) -> list[str]:
-        return p["arms"]
+        # the train tasks start in this order: the deep-cut arms' bases first (reused, not refitted)
+        return train_arms_of(p)
 
     @task
     def shards_of(p: dict[str, Any]) -> list[int]:

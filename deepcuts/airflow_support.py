@@ -69,15 +69,29 @@ def night_plan(params: Mapping[str, Any], run_date: str) -> dict[str, Any]:
     """The plan of one DAG run, decided once by its ``plan`` task (an XCom every task receives).
 
     ``arms``: the ``arms`` param (default ``arms.enabled``) through :func:`deepcuts.pipelines.plan.plan_arms`
-    (registry order, the A/B control arm always in); ``n_shards``: the param or ``arms.user_shards``.
+    (registry order, the A/B control arm always in); ``train_order``: the same arms in the order the
+    ``train`` tasks are mapped (:func:`deepcuts.pipelines.plan.train_order`: the deep-cut arms' bases
+    first); ``n_shards``: the param or ``arms.user_shards``.
     """
-    from deepcuts.pipelines.plan import plan_arms
+    from deepcuts.pipelines.plan import plan_arms, train_order
     from deepcuts.settings import load_settings
 
     settings = load_settings()
     arms = plan_arms(settings, date.fromisoformat(run_date), params.get("arms"))
     n_shards = int(params.get("n_shards") or settings.arms.user_shards)
-    return {"run_date": run_date, "arms": list(arms), "n_shards": n_shards, "shards": list(range(n_shards))}
+    return {
+        "run_date": run_date,
+        "arms": list(arms),
+        "train_order": list(train_order(settings, arms)),
+        "n_shards": n_shards,
+        "shards": list(range(n_shards)),
+    }
+
+
+def train_arms_of(plan: Mapping[str, Any]) -> list[str]:
+    """The arms the ``train`` task maps over, in the plan's ``train_order`` (a plan made before that
+    key existed, e.g. a retried older run: its ``arms``)."""
+    return list(plan.get("train_order") or plan["arms"])
 
 
 def settings_of(plan: Mapping[str, Any]) -> Settings:

@@ -2,15 +2,25 @@
 
 Each task runs in its own process (``deepcuts step ...``), exactly as an Airflow worker runs one task
 instance, so wall time, CPU time and peak RSS are measured per task with ``os.wait4``. The mapped
-tasks of a step (one per arm, one per user shard) run ``slots`` at a time, like a Celery worker with
-``worker_concurrency = slots``; steps run one after the other, as the DAG orders them. Per step:
-``wall_seconds`` is the step's elapsed time, ``cpu_seconds`` the sum over its tasks, ``peak_rss_mb`` the
-largest single task. Every task is listed in ``tasks`` (the per-shard times that size a deployment).
-World generation is timed separately and is not in the total.
+tasks of a step (one per arm, in the DAG's ``train`` order; one per user shard) run ``slots`` at a time,
+like a Celery worker with ``worker_concurrency = slots``; steps run one after the other, as the DAG orders
+them, except the steps the DAG runs side by side (``deepcuts.pipelines.nightly.SIDE_BY_SIDE``: evaluate,
+ab_analysis and ope), whose tasks share the slots as one stage. Per step: ``wall_seconds`` is the step's
+elapsed time (in a shared stage: from the stage's start to the step's last task's end), ``cpu_seconds``
+the sum over its tasks, ``peak_rss_mb`` the largest single task. Every task is listed in ``tasks`` (the
+per-shard times that size a deployment). ``total_wall_seconds`` is the sum of the stages' elapsed times.
+
+On a shared machine wall time grows with other people's load; CPU seconds much less so. Two
+load-insensitive figures come with every run: ``task_cpu_seconds`` (every task's CPU, summed) and
+``cpu_schedule_seconds``, the night's length if every task took exactly its CPU seconds, scheduled as
+the bench schedules them (stages in order, ``slots`` tasks at a time, in launch order): an estimate of
+the wall time on an otherwise idle machine. World generation is timed separately and is not in the
+total.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -21,9 +31,12 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepcuts.progress import get_logger
+
+if TYPE_CHECKING:
+    from deepcuts.pipelines.nightly import Step
 
 log = get_logger("deepcuts.bench")
 
@@ -51,22 +64,32 @@ def measure(cmd: list[str], env: dict[str, str], log_file: Path) -> tuple[float,
 
 
 def measure_many(
-    cmds: list[list[str]], env: dict[str, str], log_file: Path, slots: int
+    cmds: list[list[str]],
+    env: dict[str, str],
+    log_file: Path | list[Path],
+    slots: int,
+    ends: list[float] | None = None,
 ) -> list[tuple[float, float, float]]:
     """Run ``cmds`` with at most ``slots`` at a time; per command (wall s, CPU s, peak RSS MB).
 
     ``os.wait4`` gives each child's own resource usage, so concurrent tasks are measured separately.
     Linux folds the launcher's own peak RSS into a vfork()ed child's ``ru_maxrss``, so a task's peak
     is never reported below the launcher's (``launcher_rss_mb`` in the result; about 100 MB).
+    ``log_file`` is one log for every command or one per command; ``ends``, if given, receives each
+    command's end as seconds since the first launch.
     """
+    logs = log_file if isinstance(log_file, list) else [log_file] * len(cmds)
     results: list[tuple[float, float, float] | None] = [None] * len(cmds)
+    finished: list[float] = [0.0] * len(cmds)
     pending = list(enumerate(cmds))
     running: dict[int, tuple[int, float, subprocess.Popen[bytes]]] = {}
-    with log_file.open("ab") as out:
+    first = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        outs = {path: stack.enter_context(path.open("ab")) for path in set(logs)}
         while pending or running:
             while pending and len(running) < slots:
                 i, cmd = pending.pop(0)
-                proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+                proc = subprocess.Popen(cmd, env=env, stdout=outs[logs[i]], stderr=subprocess.STDOUT)
                 running[proc.pid] = (i, time.monotonic(), proc)
             pid, status, usage = os.wait4(-1, 0)
             if pid not in running:
@@ -77,11 +100,25 @@ def measure_many(
                 for _, _, other in running.values():
                     other.kill()
                 raise RuntimeError(
-                    f"{' '.join(cmds[i])} failed with exit code {proc.returncode}; see {log_file}"
+                    f"{' '.join(cmds[i])} failed with exit code {proc.returncode}; see {logs[i]}"
                 )
+            now = time.monotonic()
+            finished[i] = now - first
             # Linux reports ru_maxrss in KiB
-            results[i] = (time.monotonic() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0)
+            results[i] = (now - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0)
+    if ends is not None:
+        ends[:] = finished
     return [r for r in results if r is not None]
+
+
+def schedule_seconds(durations: list[float], slots: int) -> float:
+    """Length of running tasks of ``durations`` in launch order, ``slots`` at a time, each starting as
+    soon as a slot frees (how :func:`measure_many` and a Celery worker schedule them)."""
+    free = [0.0] * max(1, slots)
+    for duration in durations:
+        i = free.index(min(free))
+        free[i] += duration
+    return max(free)
 
 
 def machine() -> dict[str, Any]:
@@ -102,7 +139,7 @@ def run_bench(
     """Generate a world of ``shape`` under ``workdir`` (reused if present) and time one night, running
     the mapped tasks of each step ``slots`` at a time (default: one per CPU)."""
     slots = int(slots or os.cpu_count() or 1)
-    from deepcuts.pipelines.nightly import STEPS
+    from deepcuts.pipelines.nightly import stages
 
     users, items, ratings = SHAPES[shape]
     home = (workdir / shape).resolve()
@@ -136,35 +173,42 @@ def run_bench(
     world = json.loads((world_dir / "world.json").read_text())
     run_date = date.fromisoformat(world["first_run_date"])
 
+    from deepcuts.pipelines.plan import train_order
     from deepcuts.settings import load_settings
 
-    arms = list(load_settings().arms.enabled)
+    settings = load_settings()
+    # the order the DAG maps train in (the deep-cut arms' bases first)
+    arms = list(train_order(settings, settings.arms.enabled))
     tasks: list[TaskMeasure] = []
     per_step: dict[str, dict[str, float]] = {}
-    for step in STEPS:
-        if steps and step.name not in steps:
+    stage_walls: list[float] = []
+    cpu_schedule = 0.0
+    for whole in stages():
+        stage = tuple(s for s in whole if not steps or s.name in steps)
+        if not stage:
             continue
-        if step.fanout == "per_arm":
-            invocations = [(arm, ["--arm", arm]) for arm in arms]
-        elif step.fanout == "per_shard":
-            invocations = [(str(k), ["--shard", str(k), "--n-shards", str(shards)]) for k in range(shards)]
-        else:
-            invocations = [("", [])]
+        invocations = [
+            (step, key, extra) for step in stage for key, extra in _invocations(step, arms, shards)
+        ]
         cmds = [
             [deepcuts_bin, "step", step.name, "--run-date", run_date.isoformat(), *extra]
-            for _, extra in invocations
+            for step, _, extra in invocations
         ]
+        ends: list[float] = []
         start = time.monotonic()
-        measured = measure_many(cmds, env, logs / f"{step.name}.log", slots)
-        step_wall = time.monotonic() - start
-        for (key, _), (wall, cpu, rss) in zip(invocations, measured, strict=True):
+        measured = measure_many(cmds, env, [logs / f"{s.name}.log" for s, _, _ in invocations], slots, ends)
+        stage_walls.append(time.monotonic() - start)
+        cpu_schedule += schedule_seconds([m[1] for m in measured], slots)
+        for (step, key, _), (wall, cpu, rss) in zip(invocations, measured, strict=True):
             tasks.append(TaskMeasure(step.name, key, round(wall, 2), round(cpu, 2), round(rss, 1)))
             log.info("bench %s: %s %s %.1fs wall, %.0f MB peak", shape, step.name, key, wall, rss)
-        per_step[step.name] = {
-            "wall_seconds": round(step_wall, 2),
-            "cpu_seconds": round(sum(m[1] for m in measured), 2),
-            "peak_rss_mb": round(max(m[2] for m in measured), 1),
-        }
+        for step in stage:
+            mine = [i for i, (s, _, _) in enumerate(invocations) if s is step]
+            per_step[step.name] = {
+                "wall_seconds": round(max(ends[i] for i in mine), 2),
+                "cpu_seconds": round(sum(measured[i][1] for i in mine), 2),
+                "peak_rss_mb": round(max(measured[i][2] for i in mine), 1),
+            }
     return {
         "shape": shape,
         "machine": machine(),
@@ -175,6 +219,26 @@ def run_bench(
         "steps": per_step,
         "tasks": [asdict(t) for t in tasks],
         "launcher_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
-        "total_wall_seconds": round(sum(s["wall_seconds"] for s in per_step.values()), 2),
+        "total_wall_seconds": round(sum(stage_walls), 2),
+        "task_cpu_seconds": round(sum(t.cpu_seconds for t in tasks), 2),
+        "cpu_schedule_seconds": round(cpu_schedule, 2),
+        "load_average": load_average(),
         "peak_rss_mb": max((s["peak_rss_mb"] for s in per_step.values()), default=0.0),
     }
+
+
+def _invocations(step: Step, arms: list[str], shards: int) -> list[tuple[str, list[str]]]:
+    """(key, extra ``deepcuts step`` arguments) of each task of ``step``."""
+    if step.fanout == "per_arm":
+        return [(arm, ["--arm", arm]) for arm in arms]
+    if step.fanout == "per_shard":
+        return [(str(k), ["--shard", str(k), "--n-shards", str(shards)]) for k in range(shards)]
+    return [("", [])]
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages at the end of the run (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None

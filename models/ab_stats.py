@@ -41,7 +41,31 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+
+# scipy.special, not scipy.stats: the three distribution functions below are the special functions
+# scipy.stats itself evaluates (norm.ppf = ndtri, norm.sf(x) = ndtr(-x), chi2.sf = chdtrc), and
+# importing scipy.stats costs ~0.6 CPU-s in every task that imports this module (ab_analysis, monitor
+# and report, each its own process; docs/benchmarks.md).
+from scipy import special
+
+
+def normal_quantile(q: float) -> float:
+    """``scipy.stats.norm.ppf(q)`` for ``0 < q < 1``, bit for bit."""
+    return float(special.ndtri(q))
+
+
+def normal_sf(x: float) -> float:
+    """``scipy.stats.norm.sf(x)``, bit for bit (NaN for NaN, 0 at +inf)."""
+    return float(special.ndtr(-x))
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """``scipy.stats.chi2.sf(x, df)``, bit for bit: NaN for ``df <= 0`` or NaN ``x``, 1 for ``x <= 0``."""
+    if df <= 0 or math.isnan(x):
+        return math.nan
+    if x <= 0:
+        return 1.0
+    return float(special.chdtrc(df, x))
 
 
 @dataclass(frozen=True)
@@ -124,7 +148,7 @@ def compare(control: RatioEstimate, treatment: RatioEstimate, alpha: float = 0.0
     """Difference ``R_t - R_c`` and lift ``R_t / R_c - 1`` with ``1 - alpha`` normal CIs (delta method)."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    z = float(stats.norm.ppf(1 - alpha / 2))
+    z = normal_quantile(1 - alpha / 2)
     rc, rt = control.ctr, treatment.ctr
     diff = rt - rc
     diff_var = treatment.variance + control.variance
@@ -135,10 +159,7 @@ def compare(control: RatioEstimate, treatment: RatioEstimate, alpha: float = 0.0
         lift_se = math.sqrt(lift_var) if lift_var >= 0 else math.nan
     else:
         lift = lift_se = math.nan
-    if math.isfinite(diff_se) and diff_se > 0:
-        z_p = float(2 * stats.norm.sf(abs(diff) / diff_se))
-    else:
-        z_p = math.nan
+    z_p = 2 * normal_sf(abs(diff) / diff_se) if math.isfinite(diff_se) and diff_se > 0 else math.nan
     return Comparison(
         diff=diff,
         diff_se=diff_se,
@@ -221,5 +242,5 @@ def srm_test(observed: Mapping[str, int], shares: Mapping[str, float], alpha: fl
         return SRMResult(0.0, 1.0, {v: 0 for v in names}, expected, False)
     exp = np.array([expected[v] for v in names])
     chi2 = float(((obs - exp) ** 2 / exp).sum())
-    p = float(stats.chi2.sf(chi2, df=len(names) - 1))
+    p = chi2_sf(chi2, len(names) - 1)
     return SRMResult(chi2, p, {v: int(o) for v, o in zip(names, obs, strict=True)}, expected, p < alpha)

@@ -60,6 +60,25 @@ STEPS: tuple[Step, ...] = (
 )
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
 
+#: Consecutive registry steps the DAG runs side by side (same upstream task, none upstream of another):
+#: after ``assign``, the three checks of the night. ``run_night`` still runs them one after the other;
+#: ``deepcuts bench`` runs their tasks together in its slots, as the DAG does. Held equal to the DAG by
+#: tests/test_dags.py.
+SIDE_BY_SIDE: tuple[frozenset[str], ...] = (frozenset({"evaluate", "ab_analysis", "ope"}),)
+
+
+def stages(steps: tuple[Step, ...] = STEPS) -> list[tuple[Step, ...]]:
+    """``steps`` in DAG order, grouped into stages: the steps of one :data:`SIDE_BY_SIDE` set that follow
+    each other form one stage, every other step is a stage of its own."""
+    out: list[tuple[Step, ...]] = []
+    for step in steps:
+        group = next((g for g in SIDE_BY_SIDE if step.name in g), None)
+        if out and group is not None and out[-1][-1].name in group:
+            out[-1] = (*out[-1], step)
+        else:
+            out.append((step,))
+    return out
+
 
 class StepMissingError(RuntimeError):
     """A registry step names a module or function that does not exist in this code base."""
@@ -141,11 +160,13 @@ def run_night(
     if shards < 1:
         raise ValueError(f"run_night: n_shards must be >= 1, got {shards}")
     # imported here: building a Settings imports this module (STEP_NAMES), and the plan reads the lake
-    from deepcuts.pipelines.plan import plan_arms, with_arms
+    from deepcuts.pipelines.plan import plan_arms, train_order, with_arms
 
     planned = plan_arms(settings, run_date, arms)
     settings = with_arms(settings, planned)
     arms = list(planned)
+    # per-arm calls start in this order (the deep-cut arms' bases first, as the DAG maps train)
+    arm_order = list(train_order(settings, arms))
     # Every step is resolved before the first one runs: a missing one fails the night at once, not hours in.
     funcs = {step.name: resolve(step) for step in STEPS if step.name not in skip}
     results: dict[str, Any] = {}
@@ -160,8 +181,12 @@ def run_night(
         func = funcs[step.name]
         t0 = time.monotonic()
         if step.fanout == "per_arm":
-            outputs = _fan_out(func, [(settings, run_date, arm) for arm in arms], pool)
-            results[step.name] = dict(zip(arms, outputs, strict=True))
+            outputs = dict(
+                zip(
+                    arm_order, _fan_out(func, [(settings, run_date, a) for a in arm_order], pool), strict=True
+                )
+            )
+            results[step.name] = {arm: outputs[arm] for arm in arms}
         elif step.fanout == "per_shard":
             results[step.name] = _fan_out(
                 func, [(settings, run_date, k, shards) for k in range(shards)], pool

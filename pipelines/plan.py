@@ -54,3 +54,22 @@ def with_arms(settings: Settings, arms: Iterable[str]) -> Settings:
     if planned == settings.arms.enabled:
         return settings
     return settings.model_copy(update={"arms": settings.arms.model_copy(update={"enabled": planned})})
+
+
+def train_order(settings: Settings, arms: Iterable[str]) -> tuple[str, ...]:
+    """The order in which to start the night's per-arm ``train`` tasks: first the arms that another planned
+    arm re-weights (its ``base``: item_cf for long_tail and serendipity), then the others, each group in
+    plan order.
+
+    A deep-cut arm reuses tonight's artefact of its base when it exists (``pipelines/train.py``) instead
+    of fitting the same base model again, so starting the bases first saves that refit whenever a base
+    finishes before its deep-cut arms start (at ML-1M shape on 2 slots: two of the three EASE^R fits,
+    docs/benchmarks.md). Only the start order changes: every arm's scores are the same in any order.
+    """
+    # imported here: the registry imports the model base classes (scipy.sparse), which the plan's other
+    # callers do not need
+    from deepcuts.models.registry import base_arm
+
+    planned = tuple(arms)
+    bases = {b for arm in planned if (b := base_arm(arm, settings))}
+    return tuple(a for a in planned if a in bases) + tuple(a for a in planned if a not in bases)

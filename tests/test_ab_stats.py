@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 
 from deepcuts.models.ab_stats import (
     RatioEstimate,
+    chi2_sf,
     compare,
     msprt_log_lambda,
     msprt_p_value,
+    normal_quantile,
+    normal_sf,
     srm_test,
     user_ctr,
 )
@@ -182,3 +185,44 @@ def test_per_user_mean_and_ratio_hand_computed() -> None:
     assert ratio == pytest.approx(3.0) and (low, high) == pytest.approx((3.0 - half, 3.0 + half))
     # no niche click in control: the ratio is not measurable rather than infinite
     assert all(math.isnan(x) for x in ratio_with_ci(per_user_mean([0, 0]), per_user_mean([1, 2])))
+
+
+# ------------------------------------------------------------------ scipy.special in place of scipy.stats
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=1e-12, max_value=1 - 1e-12))
+def test_normal_quantile_is_scipy_stats_bit_for_bit(q: float) -> None:
+    from scipy import stats
+
+    assert normal_quantile(q) == float(stats.norm.ppf(q))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.floats(allow_nan=False), st.sampled_from([0.0, math.inf, 1e-300, 40.0])))
+def test_normal_sf_is_scipy_stats_bit_for_bit(x: float) -> None:
+    from scipy import stats
+
+    assert normal_sf(x) == float(stats.norm.sf(x))
+    assert math.isnan(normal_sf(math.nan)) and math.isnan(float(stats.norm.sf(math.nan)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.floats(min_value=0.0, max_value=1e6), st.sampled_from([0.0, 1e-300, math.inf])),
+    st.integers(min_value=0, max_value=8),
+)
+def test_chi2_sf_is_scipy_stats_bit_for_bit(x: float, df: int) -> None:
+    from scipy import stats
+
+    expected = float(stats.chi2.sf(x, df))
+    got = chi2_sf(x, df)
+    assert got == expected or (math.isnan(got) and math.isnan(expected))
+
+
+def test_ab_stats_does_not_import_scipy_stats() -> None:
+    """scipy.stats costs ~0.6 CPU-s per task that imports this module (docs/benchmarks.md)."""
+    import subprocess
+    import sys
+
+    code = "import sys, deepcuts.models.ab_stats; print('scipy.stats' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "False"

@@ -56,3 +56,26 @@ def test_make_bench_runs_every_benchmark_script() -> None:
     ).stdout
     listed = {Path(line.split()[0]).stem for line in out.splitlines() if line.strip()}
     assert listed == {p.stem for p in (repo / "benchmarks").glob("bench_*.py")}
+
+
+def test_schedule_seconds_hand_computed() -> None:
+    from deepcuts.bench import schedule_seconds
+
+    # two slots, launch order 3, 1, 1, 4: slot A 3 | slot B 1, 1, 4 -> B ends at 6
+    assert schedule_seconds([3.0, 1.0, 1.0, 4.0], 2) == 6.0
+    # the same tasks longest first: A 4, 1 | B 3, 1 -> 5 (launch order decides, as in a Celery worker)
+    assert schedule_seconds([4.0, 3.0, 1.0, 1.0], 2) == 5.0
+    assert schedule_seconds([2.0, 2.0], 1) == 4.0
+    assert schedule_seconds([], 2) == 0.0
+
+
+def test_measure_many_reports_each_end_and_writes_each_log(tmp_path: Path) -> None:
+    slow = [sys.executable, "-c", "import time; print('slow'); time.sleep(0.4)"]
+    fast = [sys.executable, "-c", "print('fast')"]
+    ends: list[float] = []
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    measured = measure_many([slow, fast], dict(os.environ), logs, slots=2, ends=ends)
+    assert len(measured) == 2 and len(ends) == 2
+    assert ends[1] < ends[0]  # the fast one, launched beside the slow one, ended first
+    assert ends[0] >= measured[0][0] - 0.05  # an end is at least that task's own wall after the launch
+    assert logs[0].read_text().strip() == "slow" and logs[1].read_text().strip() == "fast"

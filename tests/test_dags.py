@@ -183,3 +183,22 @@ def test_nightly_tasks_are_the_step_registry(dagbag) -> None:  # type: ignore[no
         # run_night runs STEPS in order: no later step may be upstream of an earlier one in the DAG
         later = {s.name for s in STEPS[i + 1 :]}
         assert not later & task.get_flat_relative_ids(upstream=True), step.name
+
+
+def test_side_by_side_steps_are_parallel_in_the_dag(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """``deepcuts bench`` runs the SIDE_BY_SIDE steps together: the DAG must really run them side by side
+    (same upstream tasks, none upstream of another) and they must follow each other in the registry."""
+    from deepcuts.pipelines.nightly import SIDE_BY_SIDE, STEP_NAMES, STEPS, stages
+
+    dag = dagbag.get_dag("deepcuts_nightly")
+    for group in SIDE_BY_SIDE:
+        upstreams = {frozenset(dag.get_task(name).upstream_task_ids) for name in group}
+        assert len(upstreams) == 1, group
+        for name in group:
+            assert not (group - {name}) & dag.get_task(name).get_flat_relative_ids(upstream=True), name
+        positions = sorted(STEP_NAMES.index(name) for name in group)
+        assert positions == list(range(positions[0], positions[0] + len(group))), group
+    assert [tuple(s.name for s in stage) for stage in stages() if len(stage) > 1] == [
+        ("evaluate", "ab_analysis", "ope")
+    ]
+    assert tuple(s for stage in stages() for s in stage) == STEPS  # every step once, in order

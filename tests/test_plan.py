@@ -48,6 +48,7 @@ def test_the_dags_plan_and_task_settings_agree(settings: Settings) -> None:
     assert plan == {
         "run_date": "2026-03-01",
         "arms": ["svd", "graph", "popularity"],
+        "train_order": ["svd", "graph", "popularity"],
         "n_shards": 2,
         "shards": [0, 1],
     }
@@ -137,3 +138,18 @@ def test_the_dag_runs_a_night_with_a_subset_of_arms(
     assert trained == {"svd", "item_cf", "long_tail"}
     assert {p.split("/")[0] for p in lake.parts(Dataset.CANDIDATES, day)} == trained
     assert set(lake.read_df(Dataset.SERVED_LISTS, day)[C.ARM]) <= {"svd", "item_cf", "long_tail"}
+
+
+def test_train_starts_with_the_deep_cut_arms_bases(settings: Settings) -> None:
+    from deepcuts.airflow_support import train_arms_of
+    from deepcuts.pipelines.plan import train_order
+
+    # long_tail and serendipity re-weight item_cf (arms.<arm>.base): item_cf first, the rest in plan order
+    assert train_order(settings, arm_names()) == (
+        "item_cf",
+        *(a for a in arm_names() if a != "item_cf"),
+    )
+    assert train_order(settings, ("svd", "graph", "popularity")) == ("svd", "graph", "popularity")
+    plan = {"arms": ["svd", "item_cf", "long_tail"], "train_order": ["item_cf", "svd", "long_tail"]}
+    assert train_arms_of(plan) == ["item_cf", "svd", "long_tail"]
+    assert train_arms_of({"arms": ["svd", "graph"]}) == ["svd", "graph"]  # a plan from before the key

@@ -337,3 +337,40 @@ def test_deep_cut_arms_fill_lists_with_items_under_the_floor_last() -> None:
         got = model.recommend([1], 4)[C.ITEM_ID].tolist()  # user 1 has seen items 1 and 2 only
         assert sorted(got) == [3, 4, 5, 6]
         assert got[-1] == 5  # item 5 is under the floor: last, after every item above it
+
+
+def _latest_rating_reference(frame: pd.DataFrame, items: pd.DataFrame) -> InteractionMatrix:
+    """The rule from_frames implements, spelled out: rows sorted by time, the latest of each pair kept."""
+    latest = frame.sort_values(C.TS, kind="stable").drop_duplicates([C.USER_ID, C.ITEM_ID], keep="last")
+    return InteractionMatrix._from_unique_pairs(latest, items)
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 6), st.integers(1, 8), st.sampled_from([0.0, 1.0, 3.5, 5.0]), st.integers(0, 4)
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_from_frames_keeps_the_latest_rating_of_each_pair(rows: list[tuple[int, int, float, int]]) -> None:
+    import pickle
+
+    frame = pd.DataFrame(rows, columns=[C.USER_ID, C.ITEM_ID, C.RATING, C.TS])
+    items = pd.DataFrame({C.ITEM_ID: np.arange(1, 10)})
+    got = InteractionMatrix.from_frames(frame, items)
+    want = _latest_rating_reference(frame, items)
+    # the same object down to the pickle (model artefacts pickle it): arrays, dtypes and CSR flags
+    assert pickle.dumps(got) == pickle.dumps(want)
+    assert got.ratings.nnz == len(frame.drop_duplicates([C.USER_ID, C.ITEM_ID]))
+
+
+def test_from_frames_hand_computed_repeat() -> None:
+    # user 1 rated item 2 twice: 2.0 at t=5, then 4.0 at t=9 (listed first): the later one wins
+    frame = pd.DataFrame(
+        {C.USER_ID: [1, 1, 2], C.ITEM_ID: [2, 2, 3], C.RATING: [4.0, 2.0, 1.0], C.TS: [9, 5, 1]}
+    )
+    m = InteractionMatrix.from_frames(frame)
+    assert m.ratings.toarray().tolist() == [[4.0, 0.0], [0.0, 1.0]]

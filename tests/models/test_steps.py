@@ -212,3 +212,35 @@ def test_a_base_artefact_of_another_code_version_is_refit_not_reused(world_setti
         load_model(lake, DAY, "item_cf")
     train_arm(world_settings, DAY, "long_tail")
     pd.testing.assert_frame_equal(load_model(lake, DAY, "long_tail").recommend(users, 5), expected)
+
+
+def test_no_blas_library_loads_after_train_caps_the_threads() -> None:
+    """``blas_threads()`` caps only the BLAS libraries already loaded when it is entered: a library first
+    loaded inside a fit (scipy.linalg brings its own OpenBLAS) would run multi-threaded and change the
+    EASE^R weights. In a fresh process, as ``deepcuts step train`` runs, every BLAS library a fit uses
+    must be loaded by the time the step module and the arm classes are imported."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, pandas as pd
+from threadpoolctl import threadpool_info
+import deepcuts.pipelines.train
+from deepcuts.arms import arm_names
+from deepcuts.models.registry import arm_class
+for arm in arm_names():
+    arm_class(arm)
+def blas():
+    return sorted(lib["filepath"] for lib in threadpool_info() if lib["user_api"] == "blas")
+before = blas()
+rng = np.random.default_rng(0)
+frame = pd.DataFrame({"user_id": rng.integers(0, 40, 400), "item_id": rng.integers(0, 30, 400),
+                      "rating": rng.integers(1, 6, 400).astype("float32")})
+frame = frame.drop_duplicates(["user_id", "item_id"])
+items = pd.DataFrame({"item_id": np.arange(30), "title": "t", "genres": [("Drama",)] * 30})
+for arm in ("item_cf", "svd"):
+    arm_class(arm)(seed=1).fit(frame, items)
+print(before == blas(), before, blas())
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.startswith("True"), out.stdout
