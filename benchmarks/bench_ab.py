@@ -1,6 +1,6 @@
 """A/B statistics benchmark: A/A false-positive rate of the sequential test, power, and the SRM check.
 
-Runs the statistics of ``deepcuts.models.ab_stats`` exactly as ``deepcuts.pipelines.ab_analysis`` does
+Runs the statistics of ``deepcuts.models.abtest.ab_stats`` exactly as ``deepcuts.pipelines.ab_analysis`` does
 (cumulative per-user totals, one look per night, running minimum of the mSPRT p-value), on synthetic
 user-level data with known truth, so many seeded experiments fit in a minute:
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from deepcuts.experiment import variant_of
-from deepcuts.models.ab_stats import msprt_p_value, srm_test, user_ctr
+from deepcuts.models.abtest.ab_stats import msprt_p_value, srm_test, user_ctr
 from deepcuts.settings import ABSettings
 
 OUT = Path(__file__).resolve().parent / "out"

@@ -4,10 +4,10 @@ time at ML-1M size.
 Usage: ``.venv/bin/python benchmarks/bench_models.py [--ml1m-size]``
 
 1. ML-100k (``../shared/data/ml-100k/splits/recommenders-item-stratified-seed42``): every arm built by
-   ``deepcuts.models.registry.build_recommender`` with the default settings, fit on train.tsv, top-10 for
-   every test user (seen items removed), scored by ``deepcuts.metrics.score_lists``. Targets: best nDCG@10 >=
-   0.47, every relevance arm above popularity, long_tail / serendipity with a long-tail share several
-   times popularity's and nDCG@10 >= half the best, all the arms fit + recommend in <= 15 s.
+   ``deepcuts.models.recommenders.registry.build_recommender`` with the default settings, fit on train.tsv,
+   top-10 for every test user (seen items removed), scored by ``deepcuts.metrics.score_lists``. Targets: best
+   nDCG@10 >= 0.47, every relevance arm above popularity, long_tail / serendipity with a long-tail share
+   several times popularity's and nDCG@10 >= half the best, all the arms fit + recommend in <= 15 s.
 2. ``--ml1m-size``: a synthetic 6,040 users x 3,706 items x 1,000,209 ratings world (power-law item
    popularity) for the <= 60 s total target.
 
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from deepcuts.arms import arm_names  # noqa: E402
 from deepcuts.contracts import C  # noqa: E402
 from deepcuts.metrics import ListContext, score_lists  # noqa: E402
-from deepcuts.models.registry import base_arm, build_recommender  # noqa: E402
+from deepcuts.models.recommenders.registry import base_arm, build_recommender  # noqa: E402
 from deepcuts.pipelines.loaders import load_dataset, load_split  # noqa: E402
 from deepcuts.settings import load_settings  # noqa: E402
 

@@ -6,8 +6,8 @@ log ``n`` impressions, estimate four target policies with IPS / SNIPS / DR (clus
 poor constant reward model for DR) and check whether the CI holds the true value.
 
 Also times the estimator at production scale (the cluster bootstrap on 500k impressions) and prints the
-policy-learning curve of ``deepcuts.models.bandit.simulate_policy_learning`` (share of traffic on the best arm
-per night). Writes ``benchmarks/out/bench_ope.json``.
+policy-learning curve of ``deepcuts.models.policy.bandit.simulate_policy_learning`` (share of traffic on the
+best arm per night). Writes ``benchmarks/out/bench_ope.json``.
 
     .venv/bin/python benchmarks/bench_ope.py [--reps 300] [--n 4000]
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepcuts.models.bandit import BanditConfig, simulate_policy_learning
-from deepcuts.models.ope import LoggedTrials, evaluate_policies, true_policy_value
+from deepcuts.models.policy.bandit import BanditConfig, simulate_policy_learning
+from deepcuts.models.policy.ope import LoggedTrials, evaluate_policies, true_policy_value
 
 OUT = Path(__file__).resolve().parent / "out"
 

@@ -30,7 +30,7 @@ import pandas as pd
 from deepcuts.arms import bandit_arm_names
 from deepcuts.contracts import C
 from deepcuts.metrics import ListContext, score_lists
-from deepcuts.models.rerank import RerankParams, rerank
+from deepcuts.models.reranking.rerank import RerankParams, rerank
 from deepcuts.pipelines.evaluate import load_evaluation_data, long_tail_ids, make_holdout
 from deepcuts.pipelines.score import ScoringContext, process_arm
 from deepcuts.settings import load_settings
@@ -60,8 +60,8 @@ def _mean_list_quality(frame: pd.DataFrame) -> float:
 
 
 def quality_benchmark(arms: list[str], pool: int) -> dict[str, Any]:
-    from deepcuts.models.base import InteractionMatrix
-    from deepcuts.models.registry import build_recommender
+    from deepcuts.models.recommenders.base import InteractionMatrix
+    from deepcuts.models.recommenders.registry import build_recommender
     from deepcuts.pipelines.candidates import candidate_quotas
 
     settings = load_settings()

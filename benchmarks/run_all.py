@@ -57,7 +57,7 @@ SMOKES: tuple[Smoke, ...] = (
 
 def unlisted_scripts() -> list[str]:
     """Benchmark scripts without a smoke run: ``make bench`` must run every one (checked in main and
-    tests/test_bench.py)."""
+    tests/deepcuts/test_bench.py)."""
     listed = {s.script for s in SMOKES}
     return sorted(p.stem for p in HERE.glob("bench_*.py") if p.stem not in listed)
 

@@ -4,7 +4,8 @@ Each arm declares its name (used in the settings, the lake paths and the ``arm``
 recommender class and the ``settings.arms`` section holding its knobs. Everything else derives from
 this list: the ``arms.enabled`` and ``bandit.arms`` defaults and their validation, the base arms the
 deep-cut arms may re-weight, the DAG's ``arms`` param (through the settings), the contract tests and
-the benchmarks. ``deepcuts.models.registry`` builds an arm from its entry (``build_recommender``).
+the benchmarks. ``deepcuts.models.recommenders.registry`` builds an arm from its entry
+(``build_recommender``).
 
 The class is named by its module inside the ``models`` package and its class name, so that this
 module stays light: the settings import it, and parsing the settings must not import numpy, scipy or
@@ -35,8 +36,9 @@ class ArmSpec:
 
     #: Arm name in settings, lake paths (``models/<name>``, ``candidates/<name>``) and the ``arm`` column.
     name: str
-    #: ``"<module>:<Class>"``: the ``deepcuts.models.base.Recommender`` subclass, in ``models/<module>.py``
-    #: (a dotted module with a ``.`` is taken as an absolute import path, e.g. for a test's arm).
+    #: ``"<module>:<Class>"``: the ``deepcuts.models.recommenders.base.Recommender`` subclass, in
+    #: ``models/recommenders/<module>.py`` (a dotted module with a ``.`` is taken as an absolute import path,
+    #: e.g. for a test's arm).
     model: str
     #: Field of ``settings.arms`` holding the arm's section (its config), None for an arm without knobs.
     section: str | None

@@ -1,8 +1,8 @@
 """Named data contracts: every column name, table name and Arrow schema, defined once.
 
 Code refers to ``C.USER_ID`` rather than ``"user_id"``; the lake refers to ``Dataset.CANDIDATES`` rather
-than a path string. docs/data-contracts.md documents each table; ``tests/test_validation.py`` checks that
-its table of quarantine reasons lists every :class:`Reason`.
+than a path string. docs/data-contracts.md documents each table; ``tests/pipelines/test_validation.py`` checks
+that its table of quarantine reasons lists every :class:`Reason`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class C:
     # deep-cut scores per candidate (scored) and per list (list_metrics); docs/deep-cuts.md
     RELEVANCE: Final = "relevance"
     POPULARITY_PERCENTILE: Final = "popularity_percentile"
-    POPULARITY_SHARE: Final = "popularity_share"  # n_i / N (deepcuts.models.item_stats)
+    POPULARITY_SHARE: Final = "popularity_share"  # n_i / N (deepcuts.models.recommenders.item_stats)
     UNEXPECTEDNESS_GENRE: Final = "unexpectedness_genre"
     UNEXPECTEDNESS_EMBEDDING: Final = "unexpectedness_embedding"
     UNEXPECTEDNESS: Final = "unexpectedness"

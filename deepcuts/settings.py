@@ -142,7 +142,8 @@ class IngestSettings(Section):
 
 
 class SVDSettings(Section):
-    """PureSVD with popularity debiasing (models/svd.py); defaults chosen on the ML-100k split."""
+    """PureSVD with popularity debiasing (models/recommenders/svd.py); defaults chosen on the ML-100k
+    split."""
 
     #: Number of singular vectors kept (more factors overfit; docs/benchmarks.md, "Where the defaults
     #: come from").
@@ -154,7 +155,7 @@ class SVDSettings(Section):
 
 
 class LightFMSettings(Section):
-    """LightFM hybrid matrix factorisation (models/lightfm_warp.py)."""
+    """LightFM hybrid matrix factorisation (models/recommenders/lightfm_warp.py)."""
 
     components: int = Field(64, ge=1)
     loss: Literal["warp", "bpr", "warp-kos", "logistic"] = "warp"
@@ -183,7 +184,7 @@ class LightFMSettings(Section):
 
 
 class GraphSettings(Section):
-    """RP3beta random walk (Paudel et al., 2017), models/graph.py."""
+    """RP3beta random walk (Paudel et al., 2017), models/recommenders/graph.py."""
 
     #: Exponent on the transition probabilities (1 = plain P3).
     alpha: float = Field(0.8, gt=0)
@@ -196,7 +197,8 @@ class GraphSettings(Section):
 
 
 class ItemCFSettings(Section):
-    """Item-item model (models/item_cf.py): EASE^R on catalogs that fit, shrunk cosine top-k otherwise."""
+    """Item-item model (models/recommenders/item_cf.py): EASE^R on catalogs that fit, shrunk cosine top-k
+    otherwise."""
 
     #: "auto" = EASE^R when n_items <= ease_max_items, else shrunk cosine.
     method: Literal["auto", "ease", "cosine"] = "auto"
@@ -214,7 +216,8 @@ class ItemCFSettings(Section):
 
 
 class LongTailSettings(Section):
-    """Long-tail arm (models/long_tail.py): base relevance boosted toward the tail, quality-floored."""
+    """Long-tail arm (models/recommenders/long_tail.py): base relevance boosted toward the tail,
+    quality-floored."""
 
     #: Share of interactions held by the short head; items outside it are long tail.
     head_share: float = Field(0.8, gt=0, lt=1)
@@ -226,7 +229,7 @@ class LongTailSettings(Section):
 
 
 class SerendipitySettings(Section):
-    """Serendipity arm (models/serendipity.py): relevance x exp(weight x unexpectedness)."""
+    """Serendipity arm (models/recommenders/serendipity.py): relevance x exp(weight x unexpectedness)."""
 
     #: Weight of unexpectedness versus relevance (log-odds scale): higher buys tail share with accuracy
     #: (the sweep: docs/benchmarks.md, "Where the defaults come from").
@@ -270,7 +273,8 @@ class ArmsSettings(Section):
     #: tasks on two cores (timings: docs/benchmarks.md, "Where the defaults come from"; docs/models.md).
     blas_threads: int = Field(1, ge=0)
     #: Candidates step: MB of the base arm's score blocks (long_tail / serendipity base) kept per shard so
-    #: the deep-cut arms reuse them instead of rescoring (deepcuts.models.base.shared_scores); 0 = off.
+    #: the deep-cut arms reuse them instead of rescoring (deepcuts.models.recommenders.base.shared_scores);
+    #: 0 = off.
     score_cache_mb: float = Field(256.0, ge=0)
     #: Master seed of the arms; each arm's fit seed is derive_seed(seed, run_date, "train/<arm>").
     seed: int = 42
@@ -321,7 +325,8 @@ class ArmsSettings(Section):
 
 
 class RerankSettings(Section):
-    """Deep-cut scores and re-ranker targets (models/rerank.py, pipelines/score.py, docs/deep-cuts.md)."""
+    """Deep-cut scores and re-ranker targets (models/reranking/rerank.py, pipelines/score.py,
+    docs/deep-cuts.md)."""
 
     list_length: int = Field(10, ge=1)
     #: A long-tail item at or above this shrunk mean (5-point scale, scaled) is a "hidden_gem" in the
@@ -786,7 +791,7 @@ class Settings(BaseSettings):
     def _known_registry_names(self) -> Settings:
         # The registries live beside the code they name and import this module, so their names are
         # imported here, once a Settings is built, never at import time; both name modules are light
-        # (no pandas: every DAG file builds the settings at parse time; tests/test_settings.py).
+        # (no pandas: every DAG file builds the settings at parse time; tests/deepcuts/test_settings.py).
         # A typo must not silently drop a check from the publish veto or a step from the skip list.
         from deepcuts.pipelines.monitor_check_names import CHECK_NAMES
         from deepcuts.pipelines.nightly import STEP_NAMES

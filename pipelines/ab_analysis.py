@@ -2,7 +2,7 @@
 
 For run date ``D`` it reads the canonical ``feedback_events(D)`` (written by ingest, late events counted on
 the day they arrive), adds them to the experiment's running per-user totals of the previous analysed
-night, and computes on the cumulative totals (statistics in ``deepcuts.models.ab_stats``):
+night, and computes on the cumulative totals (statistics in ``deepcuts.models.abtest.ab_stats``):
 
 * CTR per variant with users as the unit (delta method), difference and relative lift with
   ``1 - alpha`` confidence intervals;
@@ -15,8 +15,9 @@ night, and computes on the cumulative totals (statistics in ``deepcuts.models.ab
   (``served_lists`` of the previous run date; tonight's on the very first night) the long-tail share,
   distinct genres per list and catalog coverage;
 * niche discovery: impressions and clicks of items with a niche genre (``rerank.niche_genres``, decided by
-  ``deepcuts.models.deepcut_scores.niche_flags``), niche clicks per exposed user per variant and the treatment
-  / control ratio of that mean with a delta-method CI (``deepcuts.models.ab_stats.ratio_with_ci``);
+  ``deepcuts.models.reranking.deepcut_scores.niche_flags``), niche clicks per exposed user per variant and the
+  treatment / control ratio of that mean with a delta-method CI
+  (``deepcuts.models.abtest.ab_stats.ratio_with_ci``);
 * the product's scoreboard (:func:`scoreboard`): CTR lift, long-tail share, genres per list, mean rating
   and niche click ratio, each against its target (``targets`` and ``rerank`` settings) with ``met``.
 
@@ -60,7 +61,7 @@ from deepcuts.experiment import SHIP_VERDICT, ExperimentState
 from deepcuts.experiment import Status as RunStatus
 from deepcuts.formulas import scale_5pt
 from deepcuts.jsonsafe import json_safe
-from deepcuts.models.ab_stats import (
+from deepcuts.models.abtest.ab_stats import (
     Comparison,
     RatioEstimate,
     compare,
@@ -70,7 +71,7 @@ from deepcuts.models.ab_stats import (
     srm_test,
     user_ctr,
 )
-from deepcuts.models.deepcut_scores import genre_matrix, niche_flags
+from deepcuts.models.reranking.deepcut_scores import genre_matrix, niche_flags
 from deepcuts.pipelines.experiment_registry import state_for
 from deepcuts.pipelines.storage import Lake, MissingDataError, as_run_date
 from deepcuts.progress import get_logger
@@ -165,7 +166,8 @@ class TotalsResult:
 
 def niche_item_ids(items: pd.DataFrame, niche_genres: tuple[str, ...]) -> npt.NDArray[np.int64]:
     """Sorted ids of the catalog items with at least one niche genre
-    (``deepcuts.models.deepcut_scores.niche_flags``, the one rule the scores and the re-ranker use too)."""
+    (``deepcuts.models.reranking.deepcut_scores.niche_flags``, the one rule the scores and the re-ranker use
+    too)."""
     if items.empty:
         return np.empty(0, dtype=np.int64)
     ids = np.unique(items[C.ITEM_ID].to_numpy(np.int64))

@@ -34,8 +34,14 @@ import pandas as pd
 
 from deepcuts.contracts import C, Dataset, Variant
 from deepcuts.experiment import ExperimentState
-from deepcuts.models.bandit import BanditConfig, posterior_mean, sample_arms, uniform_hash
-from deepcuts.models.context import DAYPARTS, SEGMENTS, category_codes, context_arm_frame, user_segments
+from deepcuts.models.policy.bandit import BanditConfig, posterior_mean, sample_arms, uniform_hash
+from deepcuts.models.policy.context import (
+    DAYPARTS,
+    SEGMENTS,
+    category_codes,
+    context_arm_frame,
+    user_segments,
+)
 from deepcuts.pipelines.bandit_update import policy_probabilities, posterior_arrays
 from deepcuts.pipelines.experiment_registry import state_for
 from deepcuts.pipelines.storage import Lake, MissingDataError
@@ -127,7 +133,7 @@ def _baseline_lists(settings: Settings, lake: Lake, run_date: date, arm: str) ->
     """Top ``list_length`` candidates of the baseline arm, as ranked by the arm, with novelty and the
     long-tail flag: from ``scored(D)`` (every candidate of every arm, with its deep-cut scores); when the
     score step did not cover the baseline arm, from ``candidates(D)`` and
-    :mod:`deepcuts.models.item_stats`."""
+    :mod:`deepcuts.models.recommenders.item_stats`."""
     length = settings.rerank.list_length
     columns = [C.USER_ID, C.ITEM_ID, C.RANK, C.SCORE]
     if lake.parts(Dataset.SCORED, run_date, subdir=arm):
@@ -137,8 +143,8 @@ def _baseline_lists(settings: Settings, lake: Lake, run_date: date, arm: str) ->
         top = scored[scored[C.RANK] <= length]
         return top.assign(**{C.ARM: arm, C.REASON: BASELINE_REASON})
 
-    from deepcuts.models.deepcut_scores import novelty
-    from deepcuts.models.item_stats import ItemStats
+    from deepcuts.models.recommenders.item_stats import ItemStats
+    from deepcuts.models.reranking.deepcut_scores import novelty
 
     log.info(
         "assign %s: no scored candidates for baseline arm %r, using candidates + item stats", run_date, arm

@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset, EventType, Variant
-from deepcuts.models.bandit import (
+from deepcuts.models.policy.bandit import (
     BanditConfig,
     discount_toward_prior,
     pool_with,
     selection_probabilities,
 )
-from deepcuts.models.context import (
+from deepcuts.models.policy.context import (
     CONTEXTS,
     DAYPARTS,
     category_codes,

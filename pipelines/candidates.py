@@ -26,10 +26,10 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from deepcuts.contracts import CANDIDATES_SCHEMA, C, Dataset
-from deepcuts.models.base import InteractionMatrix, blas_threads, shared_scores
-from deepcuts.models.item_stats import ItemStats
-from deepcuts.models.long_tail import scale_floor
-from deepcuts.models.registry import base_arm
+from deepcuts.models.recommenders.base import InteractionMatrix, blas_threads, shared_scores
+from deepcuts.models.recommenders.item_stats import ItemStats
+from deepcuts.models.recommenders.long_tail import scale_floor
+from deepcuts.models.recommenders.registry import base_arm
 from deepcuts.pipelines.storage import Lake, as_run_date
 from deepcuts.pipelines.train import load_model
 from deepcuts.progress import get_logger, progress

@@ -35,7 +35,7 @@ from deepcuts.seeds import derive_seed
 from deepcuts.settings import Settings, SourceSettings
 
 if TYPE_CHECKING:
-    from deepcuts.models.base import Recommender
+    from deepcuts.models.recommenders.base import Recommender
     from deepcuts.pipelines.storage import Lake
 
 log = get_logger(__name__)
@@ -154,8 +154,9 @@ def make_holdout(train: pd.DataFrame, test: pd.DataFrame) -> Holdout:
 
 # ------------------------------------------------------------------------------------------ offline
 def long_tail_ids(train: pd.DataFrame, items: pd.DataFrame, settings: Settings) -> np.ndarray:
-    """Long-tail items of ``train`` by the models' own definition (``deepcuts.models.item_stats``)."""
-    from deepcuts.models.item_stats import ItemStats
+    """Long-tail items of ``train`` by the models' own definition
+    (``deepcuts.models.recommenders.item_stats``)."""
+    from deepcuts.models.recommenders.item_stats import ItemStats
 
     stats = ItemStats.from_frames(
         train, items, settings.arms.quality.prior_weight, settings.arms.long_tail.head_share
@@ -291,8 +292,9 @@ def resolve_arms(spec: str | None) -> list[str]:
 
 
 def registry_factories(names: list[str], settings: Settings) -> dict[str, Callable[[], Recommender]]:
-    """Factories from ``deepcuts.models.registry.build_recommender`` with a derived seed per arm."""
-    from deepcuts.models.registry import build_recommender
+    """Factories from ``deepcuts.models.recommenders.registry.build_recommender`` with a derived seed per
+    arm."""
+    from deepcuts.models.recommenders.registry import build_recommender
 
     def factory(arm: str) -> Callable[[], Recommender]:
         seed = derive_seed(settings.arms.seed, "offline-evaluation", arm)
@@ -375,13 +377,14 @@ def evaluate_dataset(
 ) -> dict[str, Any]:
     """Load, split, evaluate: the JSON document of ``deepcuts evaluate``.
 
-    ``factory(arm)`` builds an unfitted recommender (default: ``deepcuts.models.registry.build_recommender``
-    with a seed derived from ``arms.seed``). With ``rerank`` and no ``list_transform``, every arm's
-    top ``arms.candidates_n`` (with the nightly candidate quotas, ``deepcuts.pipelines.candidates``) go
-    through the deep-cut re-ranker (``deepcuts.pipelines.score.rerank_transform``,
-    lists of length k) and are scored under ``"served"``. With ``tune``, the arms' hyperparameters are
-    first chosen on a temporal validation split of the training data alone (``deepcuts.pipelines.tune``; the
-    test split is never looked at) and the document gets a ``"tuning"`` entry with the chosen values.
+    ``factory(arm)`` builds an unfitted recommender (default:
+    ``deepcuts.models.recommenders.registry.build_recommender`` with a seed derived from ``arms.seed``). With
+    ``rerank`` and no ``list_transform``, every arm's top ``arms.candidates_n`` (with the nightly candidate
+    quotas, ``deepcuts.pipelines.candidates``) go through the deep-cut re-ranker
+    (``deepcuts.pipelines.score.rerank_transform``, lists of length k) and are scored under ``"served"``. With
+    ``tune``, the arms' hyperparameters are first chosen on a temporal validation split of the training data
+    alone (``deepcuts.pipelines.tune``; the test split is never looked at) and the document gets
+    a ``"tuning"`` entry with the chosen values.
     """
     k = k or settings.evaluate.k
     names = resolve_arms(arms) if isinstance(arms, str) or arms is None else list(arms)
@@ -390,7 +393,7 @@ def evaluate_dataset(
     )
     tuning = None
     if tune:
-        from deepcuts.models.registry import base_arm
+        from deepcuts.models.recommenders.registry import base_arm
         from deepcuts.pipelines.tune import apply_tuning, chosen_params, tune_on_frames
 
         wanted = set(names) | {base_arm(a, settings) for a in names} - {None}
@@ -402,7 +405,7 @@ def evaluate_dataset(
         settings = apply_tuning(settings, chosen_params(tuning))
     quotas: list[tuple[np.ndarray, int]] = []
     if list_transform is None and rerank:
-        from deepcuts.models.base import InteractionMatrix
+        from deepcuts.models.recommenders.base import InteractionMatrix
         from deepcuts.pipelines.candidates import candidate_quotas
         from deepcuts.pipelines.score import rerank_transform
 

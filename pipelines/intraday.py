@@ -46,8 +46,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from deepcuts.contracts import C, Dataset, Variant
-from deepcuts.models.bandit import BanditConfig, sample_arms, uniform_hash
-from deepcuts.models.context import DAYPARTS, category_codes, context_index
+from deepcuts.models.policy.bandit import BanditConfig, sample_arms, uniform_hash
+from deepcuts.models.policy.context import DAYPARTS, category_codes, context_index
 from deepcuts.pipelines.assign import policy_table, served_from_arm_lists
 from deepcuts.pipelines.bandit_update import (
     _EVENT_COLUMNS,

@@ -9,7 +9,7 @@ before the first step runs), never a silent skip: a renamed step function must n
 simulation. Steps are skipped only when the caller names them (``skip``; the simulator's
 ``simulator.skip_steps``). Any failure inside a step
 propagates: a broken step must stop the night, exactly as it stops the DAG. The DAG's tasks are held equal
-to :data:`STEPS` by tests/test_dags.py.
+to :data:`STEPS` by tests/dags/test_dags.py.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
 #: Consecutive registry steps the DAG runs side by side (same upstream task, none upstream of another):
 #: after ``assign``, the three checks of the night. ``run_night`` still runs them one after the other;
 #: ``deepcuts bench`` runs their tasks together in its slots, as the DAG does. Held equal to the DAG by
-#: tests/test_dags.py.
+#: tests/dags/test_dags.py.
 SIDE_BY_SIDE: tuple[frozenset[str], ...] = (frozenset({"evaluate", "ab_analysis", "ope"}),)
 
 

@@ -10,7 +10,7 @@ Target policies: ``logging`` (the policy that served those lists: ``bandit/polic
 before D, else reconstructed from the logged propensities), ``posterior`` (``bandit/policy(D)``, the
 policy served next), and ``arm:<name>`` for each arm (always that arm). Reward model for DR: the
 posterior mean per (context, arm) of the snapshot *before* D, fitted on earlier days only, so DR stays
-unbiased on D's data. Estimators and intervals: :mod:`deepcuts.models.ope`.
+unbiased on D's data. Estimators and intervals: :mod:`deepcuts.models.policy.ope`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset
-from deepcuts.models.bandit import BanditConfig, posterior_mean
-from deepcuts.models.context import CONTEXTS, category_codes, context_index
-from deepcuts.models.ope import LoggedTrials, evaluate_policies
+from deepcuts.models.policy.bandit import BanditConfig, posterior_mean
+from deepcuts.models.policy.context import CONTEXTS, category_codes, context_index
+from deepcuts.models.policy.ope import LoggedTrials, evaluate_policies
 from deepcuts.pipelines.bandit_update import (
     ARM_INDEX,
     CLICK_OFFSET,

@@ -68,7 +68,7 @@ def train_order(settings: Settings, arms: Iterable[str]) -> tuple[str, ...]:
     """
     # imported here: the registry imports the model base classes (scipy.sparse), which the plan's other
     # callers do not need
-    from deepcuts.models.registry import base_arm
+    from deepcuts.models.recommenders.registry import base_arm
 
     planned = tuple(arms)
     bases = {b for arm in planned if (b := base_arm(arm, settings))}

@@ -5,18 +5,18 @@ date:
 
 1. reads ``candidates(D)/<arm>/shard-NNNN``, the catalog ``items(D)`` and the history
    ``interactions(D)`` (a snapshot of the whole history);
-2. scores each candidate (:mod:`deepcuts.models.deepcut_scores`: novelty, long-tail flag, popularity
+2. scores each candidate (:mod:`deepcuts.models.reranking.deepcut_scores`: novelty, long-tail flag, popularity
 percentile,
    quality, genre/embedding unexpectedness, serendipity, niche flag) -> ``scored(D)/<arm>/shard-NNNN``;
-3. re-ranks each user's candidates (:mod:`deepcuts.models.rerank`) -> ``reranked(D)/<arm>/shard-NNNN`` with a
-   machine-readable reason per item;
+3. re-ranks each user's candidates (:mod:`deepcuts.models.reranking.rerank`) ->
+   ``reranked(D)/<arm>/shard-NNNN`` with a machine-readable reason per item;
 4. measures the arm's own top-L and the re-ranked list (ILD, genres, long-tail share, mean quality,
    calibration KL, novelty, serendipity) -> ``list_metrics(D)/<arm>/shard-NNNN``.
 
-Item statistics come from :class:`deepcuts.models.item_stats.ItemStats` (the arms' own definitions of quality
-and long tail), genres from :class:`deepcuts.metrics.GenreMatrix` (the evaluation's). The embedding
-distance uses the item factors of the ``svd`` arm's artefact when the train step left one for the run
-date (``models(D)/svd...``); otherwise unexpectedness is the genre distance alone and the
+Item statistics come from :class:`deepcuts.models.recommenders.item_stats.ItemStats` (the arms' own
+definitions of quality and long tail), genres from :class:`deepcuts.metrics.GenreMatrix` (the evaluation's).
+The embedding distance uses the item factors of the ``svd`` arm's artefact when the train step left one for
+the run date (``models(D)/svd...``); otherwise unexpectedness is the genre distance alone and the
 ``unexpectedness_embedding`` column is null.
 
 Short candidate lists (fewer than ``rerank.list_length`` items, e.g. an arm whose quality floor left
@@ -47,10 +47,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from deepcuts.contracts import C, Dataset
-from deepcuts.models import deepcut_scores as ds
-from deepcuts.models.base import InteractionMatrix
-from deepcuts.models.item_stats import ItemStats
-from deepcuts.models.rerank import RerankParams, RerankResult, rerank
+from deepcuts.models.recommenders.base import InteractionMatrix
+from deepcuts.models.recommenders.item_stats import ItemStats
+from deepcuts.models.reranking import deepcut_scores as ds
+from deepcuts.models.reranking.rerank import RerankParams, RerankResult, rerank
 from deepcuts.pipelines.candidates import shard_part
 from deepcuts.progress import get_logger, progress
 from deepcuts.settings import Settings
@@ -268,7 +268,7 @@ class CandidateScores:
 
 def score_candidates(ctx: ScoringContext, block: CandidateBlock, feats: UserFeatures) -> CandidateScores:
     """Relevance, unexpectedness and serendipity of every candidate (formulas:
-    deepcuts.models.deepcut_scores)."""
+    deepcuts.models.reranking.deepcut_scores)."""
     valid = block.valid
     idx = np.where(valid, block.columns, 0)
     n_users, k = idx.shape
@@ -325,7 +325,7 @@ def scored_frame(
 def rerank_block(
     ctx: ScoringContext, block: CandidateBlock, feats: UserFeatures, relevance: FloatArray
 ) -> RerankResult:
-    """Run :func:`deepcuts.models.rerank.rerank` on one arm's block."""
+    """Run :func:`deepcuts.models.reranking.rerank.rerank` on one arm's block."""
     return rerank(
         candidates=block.columns,
         relevance=relevance,

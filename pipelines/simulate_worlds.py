@@ -268,7 +268,7 @@ def context_key(segment: str, daypart: str) -> str:
 
 def planted_arms(settings: Settings) -> dict[str, str]:
     """A planted arm per context, drawn from the master seed among the bandit arms (validation only)."""
-    from deepcuts.models.context import CONTEXTS
+    from deepcuts.models.policy.context import CONTEXTS
 
     rng = rng_for(settings.seed, None, "sim/planted-arms")
     arms = sorted(settings.bandit.arms)
@@ -299,7 +299,7 @@ def prepare_world(settings: Settings, kind: WorldKind) -> SimWorld:
         return SyntheticWorld(world_dir, sim.rating_probability, planted, sim.planted_arm_lift)
     if settings.source.dataset == "synthetic":
         raise ValueError("--world movielens needs a MovieLens dataset (--dataset ml-100k|ml-1m|...)")
-    from deepcuts.models.context import daypart_of
+    from deepcuts.models.policy.context import daypart_of
     from deepcuts.pipelines.loaders import load_dataset
 
     source = load_dataset(settings.source.dataset, settings.source_path, settings.source)

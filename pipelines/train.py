@@ -2,11 +2,11 @@
 
 Reads ``canonical/items`` and ``canonical/interactions`` of the run date (the interactions partition of
 ``D`` is the history up to ``D`` as written by ingest), fits
-``deepcuts.models.registry.build_recommender(arm)`` with the seed ``derive_seed(settings.arms.seed, D,
-"train/<arm>")`` and writes
+``deepcuts.models.recommenders.registry.build_recommender(arm)`` with the seed
+``derive_seed(settings.arms.seed, D, "train/<arm>")`` and writes
 
 - ``models/run_date=D/<arm>/model.pkl``: ``Recommender.to_bytes()`` (load with
-  ``deepcuts.models.registry.arm_class(arm).from_bytes`` or :func:`load_model`);
+  ``deepcuts.models.recommenders.registry.arm_class(arm).from_bytes`` or :func:`load_model`);
 - ``models/run_date=D/<arm>/meta.json``: fit seconds, sizes, seed, class, artefact bytes.
 
 The long_tail and serendipity arms re-weight a relevance arm (``arms.<arm>.base``) seeded like that arm;
@@ -27,8 +27,8 @@ from typing import Any
 
 from deepcuts.arms import arm_spec
 from deepcuts.contracts import C, Dataset
-from deepcuts.models.base import ARTEFACT_VERSION, Recommender, blas_threads
-from deepcuts.models.registry import arm_class, base_arm, build_recommender
+from deepcuts.models.recommenders.base import ARTEFACT_VERSION, Recommender, blas_threads
+from deepcuts.models.recommenders.registry import arm_class, base_arm, build_recommender
 from deepcuts.pipelines.storage import Lake, as_run_date
 from deepcuts.pipelines.tune import tuned_settings
 from deepcuts.progress import get_logger

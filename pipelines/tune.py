@@ -107,8 +107,8 @@ def tune_on_frames(
     ``tune.validation_protocol``); returns the tuning document."""
     # imported here: the train step imports this module only for tuned_settings
     from deepcuts.metrics import ListContext, score_lists
-    from deepcuts.models.base import blas_threads
-    from deepcuts.models.registry import build_recommender
+    from deepcuts.models.recommenders.base import blas_threads
+    from deepcuts.models.recommenders.registry import build_recommender
     from deepcuts.pipelines.evaluate import make_holdout, stratified_split, temporal_split
 
     cfg = settings.tune

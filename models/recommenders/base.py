@@ -1,0 +1,528 @@
+"""The one base class every recommender implements, and the shared interaction matrix.
+
+A subclass implements ``_fit(data, items)`` and ``_score(user_rows)``; the base class owns everything
+else: id mapping, batching, excluding seen items, top-N selection with ``argpartition``, cold users,
+and the artefact bytes (``to_bytes``/``from_bytes``; the lake stores them). Scoring is a dense
+``(batch x items)`` float32 block per batch of users, so memory is bounded by ``batch_users x n_items``
+whatever the number of users.
+"""
+
+from __future__ import annotations
+
+import pickle
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from deepcuts.contracts import C
+
+if TYPE_CHECKING:
+    from deepcuts.settings import Settings
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+#: Format version of saved artefacts; bump when the pickled state changes shape.
+ARTEFACT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Preference:
+    """How much a rating says the user *liked* the item, as the weight of its entry in the history.
+
+    ``w(r) = 1`` for ``r >= liked_threshold`` and ``other_weight`` below it; ``other_weight = 1`` is the
+    plain binary history. A history that leans on liked items scores items similar to what the user
+    liked above items similar to what they merely watched, which raises the ratings users give to
+    what they are recommended (docs/deep-cuts.md, "Quality as users experience it").
+    """
+
+    liked_threshold: float
+    other_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.other_weight <= 1.0:
+            raise ValueError(
+                f"other_weight must be in [0, 1] (got {self.other_weight}); fix arms.preference_other_weight"
+            )
+
+    @property
+    def is_binary(self) -> bool:
+        return self.other_weight >= 1.0
+
+    def weigh(self, ratings: sp.csr_matrix) -> sp.csr_matrix:
+        """``ratings`` with every stored entry replaced by its weight ``w(r)`` (structure kept)."""
+        out = ratings.copy()
+        out.data = np.where(out.data >= self.liked_threshold, 1.0, self.other_weight).astype(np.float32)
+        return out
+
+
+@dataclass(frozen=True)
+class InteractionMatrix:
+    """A users x items sparse rating matrix with the id maps that index it.
+
+    Rows follow ``user_ids`` (sorted), columns follow ``item_ids`` (sorted catalog order). When the same
+    (user, item) pair occurs several times, the latest rating wins.
+    """
+
+    ratings: sp.csr_matrix
+    user_ids: IntArray
+    item_ids: IntArray
+
+    @classmethod
+    def from_frames(cls, interactions: pd.DataFrame, items: pd.DataFrame | None = None) -> Self:
+        # A history usually holds each (user, item) pair once, so the matrix is built straight from the
+        # rows; only when it came out with fewer entries than rows (the CSR build summed repeated pairs)
+        # is it rebuilt from the rows sorted by time with the latest of each pair kept. Without repeats
+        # both ways give the same matrix (the same entries in CSR's canonical order), and the first
+        # skips a sort and a de-duplication of every row (~0.2 CPU-s at ML-1M size, in every train,
+        # score and evaluate task).
+        matrix = cls._from_unique_pairs(interactions, items)
+        if matrix.ratings.nnz == len(interactions):
+            return matrix
+        frame = interactions
+        if C.TS in frame.columns:
+            frame = frame.sort_values(C.TS, kind="stable")
+        frame = frame.drop_duplicates([C.USER_ID, C.ITEM_ID], keep="last")
+        return cls._from_unique_pairs(frame, items)
+
+    @classmethod
+    def _from_unique_pairs(cls, frame: pd.DataFrame, items: pd.DataFrame | None) -> Self:
+        """The matrix of ``frame``'s rows; a (user, item) pair that occurs twice is summed (callers
+        de-duplicate first, or check ``nnz``)."""
+        item_ids = np.unique(
+            np.concatenate(
+                [
+                    frame[C.ITEM_ID].to_numpy(np.int64),
+                    items[C.ITEM_ID].to_numpy(np.int64) if items is not None else np.empty(0, np.int64),
+                ]
+            )
+        )
+        user_ids = np.unique(frame[C.USER_ID].to_numpy(np.int64))
+        rows = np.searchsorted(user_ids, frame[C.USER_ID].to_numpy(np.int64))
+        cols = np.searchsorted(item_ids, frame[C.ITEM_ID].to_numpy(np.int64))
+        ratings = sp.csr_matrix(
+            (frame[C.RATING].to_numpy(np.float32), (rows, cols)),
+            shape=(user_ids.size, item_ids.size),
+            dtype=np.float32,
+        )
+        ratings.sort_indices()
+        return cls(ratings=ratings, user_ids=user_ids, item_ids=item_ids)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_ids.size)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_ids.size)
+
+    @property
+    def binary(self) -> sp.csr_matrix:
+        """1 where the user interacted with the item."""
+        out = self.ratings.copy()
+        out.data = np.ones_like(out.data)
+        return out
+
+    def binary_rows(self, rows: npt.ArrayLike) -> sp.csr_matrix:
+        """``binary`` restricted to some rows, without copying the whole matrix (for scoring batches).
+
+        Every stored entry counts as an interaction, an explicit 0 rating included.
+        """
+        out = self.ratings[np.asarray(rows, dtype=np.int64)]
+        out.data = np.ones_like(out.data)
+        return out
+
+    def weighted(self, preference: Preference | None) -> sp.csr_matrix:
+        """The whole matrix weighted by ``preference`` (:class:`Preference`); binary when it is None."""
+        if preference is None or preference.is_binary:
+            return self.binary
+        return preference.weigh(self.ratings)
+
+    def weighted_rows(self, rows: npt.ArrayLike, preference: Preference | None) -> sp.csr_matrix:
+        """History rows weighted by ``preference`` (:class:`Preference`); binary when it is None."""
+        if preference is None or preference.is_binary:
+            return self.binary_rows(rows)
+        return preference.weigh(self.ratings[np.asarray(rows, dtype=np.int64)])
+
+    def user_rows(self, user_ids: npt.ArrayLike) -> IntArray:
+        """Row index per user id, -1 for users unknown to the matrix."""
+        ids = np.asarray(user_ids, dtype=np.int64)
+        pos = np.searchsorted(self.user_ids, ids)
+        pos_clipped = np.minimum(pos, max(self.n_users - 1, 0))
+        known = (pos < self.n_users) & (self.user_ids[pos_clipped] == ids) if self.n_users else pos < 0
+        return np.where(known, pos_clipped, -1).astype(np.int64)
+
+    def item_columns(self, item_ids: npt.ArrayLike) -> IntArray:
+        """Column index per item id, -1 for items not in the catalog."""
+        ids = np.asarray(item_ids, dtype=np.int64)
+        pos = np.searchsorted(self.item_ids, ids)
+        pos_clipped = np.minimum(pos, max(self.n_items - 1, 0))
+        known = (pos < self.n_items) & (self.item_ids[pos_clipped] == ids) if self.n_items else pos < 0
+        return np.where(known, pos_clipped, -1).astype(np.int64)
+
+
+@contextmanager
+def blas_threads(threads: int) -> Iterator[None]:
+    """Cap the BLAS/LAPACK thread pools (OpenBLAS, MKL, ...) of this process at ``threads`` inside the
+    block (``settings.arms.blas_threads``); ``0`` leaves the library default."""
+    if threads <= 0:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield
+
+
+def same_state(a: Any, b: Any) -> bool:
+    """True when two values (model states: arrays, sparse matrices, dataclasses, settings, plain
+    values, dicts and lists of them) hold the same content; arrays compare dtype, shape and values."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+    if sp.issparse(a):
+        a, b = sp.csr_matrix(a), sp.csr_matrix(b)  # no copy for csr; unsorted indices compare unequal
+        fields = ("data", "indices", "indptr")
+        return a.shape == b.shape and all(same_state(getattr(a, f), getattr(b, f)) for f in fields)
+    if isinstance(a, Recommender):
+        return same_state(a.__dict__, b.__dict__)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b, strict=True))
+    if hasattr(a, "__dataclass_fields__"):
+        return all(same_state(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+    return bool(a == b)
+
+
+class _SharedScores:
+    """Score blocks kept for reuse by models with the same content (see :func:`shared_scores`)."""
+
+    def __init__(self, names: frozenset[str], max_bytes: int) -> None:
+        self.names = names
+        self.max_bytes = max_bytes
+        self.used = 0
+        #: (model, its blocks by user rows); equal models share one blocks dict. The models are kept
+        #: alive for the block, so an object identity is never reused for another model.
+        self.entries: list[tuple[Recommender, dict[bytes, FloatArray]]] = []
+
+    def blocks_of(self, model: Recommender) -> dict[bytes, FloatArray]:
+        """The blocks of models equal to ``model`` (compared by content: no hashing of big arrays)."""
+        for known, blocks in self.entries:
+            if known is model:
+                return blocks
+        for known, blocks in list(self.entries):
+            if same_state(known, model):
+                self.entries.append((model, blocks))  # compared once per model object
+                return blocks
+        blocks = {}
+        self.entries.append((model, blocks))
+        return blocks
+
+
+_SHARED: _SharedScores | None = None
+
+
+@contextmanager
+def shared_scores(names: Sequence[str], max_mb: float) -> Iterator[None]:
+    """Inside the block, the score blocks of models named in ``names`` are computed once per user
+    batch and reused by any model with the same pickled state, up to ``max_mb`` of blocks.
+
+    The candidates step scores the base arm of long_tail and serendipity (item_cf) three times per
+    user batch otherwise: once as itself and once inside each deep-cut arm (docs/benchmarks.md). A
+    reused block is the very array computed before (read-only), so outputs are unchanged; a model
+    whose state differs gets its own blocks.
+    """
+    global _SHARED
+    previous = _SHARED
+    _SHARED = _SharedScores(frozenset(names), int(max_mb * 2**20))
+    try:
+        yield
+    finally:
+        _SHARED = previous
+
+
+def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
+    """Indices and values of the ``n`` largest scores per row, best first.
+
+    Ties are broken by lower index everywhere, also among items tied exactly at the n-th value (the
+    list is the first ``n`` of a stable descending sort of the row). ``-inf`` marks excluded entries;
+    they are returned only when a row has fewer than ``n`` valid entries and are then dropped by the
+    caller. Rows holding NaN go through :func:`_top_n_argpartition` (NaN is no score; kept working).
+    """
+    n_rows, n_cols = scores.shape
+    n = min(n, n_cols)
+    if n == 0:
+        return np.empty((n_rows, 0), np.int64), np.empty((n_rows, 0), np.float32)
+    # The n-th largest value per row, from a partition of the values alone: no index array to carry
+    # and no indirect compares, ~3x cheaper than argpartition at 27k items (docs/benchmarks.md).
+    # Negated, so that kth is near the start of the row (introselect is slow with kth near the end
+    # of a row full of ties, and sparse item-item scores are mostly 0).
+    neg = np.negative(scores)
+    neg.partition(n - 1, axis=1)
+    threshold = np.negative(neg[:, n - 1 : n])
+    del neg
+    keep = scores > threshold
+    tied = scores == threshold
+    need = n - keep.sum(axis=1)
+    # rows with more items tied at the threshold than free places keep the lowest columns among them
+    ambiguous = np.flatnonzero(tied.sum(axis=1) > need)
+    if ambiguous.size:
+        sub = tied[ambiguous]
+        sub &= np.cumsum(sub, axis=1) <= need[ambiguous, None]
+        tied[ambiguous] = sub
+    keep |= tied
+    rows, cols = np.nonzero(keep)  # row-major: per row exactly n columns, ascending
+    if rows.size != n_rows * n:  # NaN compares false everywhere: fall back to the general path
+        return _top_n_argpartition(scores, n)
+    idx = cols.reshape(n_rows, n)
+    vals = np.take_along_axis(scores, idx, axis=1)
+    # columns ascend within a row, so a stable sort on descending value breaks ties by lower index
+    order = np.argsort(np.negative(vals), axis=1, kind="stable")
+    return (
+        np.take_along_axis(idx, order, axis=1).astype(np.int64, copy=False),
+        np.take_along_axis(vals, order, axis=1).astype(np.float32, copy=False),
+    )
+
+
+def _top_n_argpartition(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
+    """:func:`top_n` by ``argpartition`` + ``lexsort`` (the implementation before issue 18): same values,
+    but which of several items tied at the n-th value is kept is up to ``argpartition``."""
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # lexsort: primary key descending score, secondary ascending index for deterministic ties
+    order = np.lexsort((part, -part_scores), axis=1)
+    idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    return idx, np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+
+
+def top_n_with_quotas(
+    scores: FloatArray, n: int, quotas: Sequence[tuple[npt.NDArray[np.bool_], int]]
+) -> tuple[IntArray, FloatArray]:
+    """The best ``n`` entries per row holding at least ``count`` columns of each ``(mask, count)``.
+
+    Per row, quota by quota: the ``min(count, finite entries left)`` best columns of ``mask`` not taken
+    yet; then the best of all remaining columns fill the list to ``n``. The result is ordered by score
+    descending (ties: lower index), ``-inf`` padded like :func:`top_n`. Quotas adding up to more than
+    ``n`` are the caller's error.
+    """
+    n = min(n, scores.shape[1])
+    rest = scores.copy()
+    rows = np.arange(scores.shape[0])[:, None]
+    taken_idx, taken_val = [], []
+    n_taken = np.zeros(scores.shape[0], dtype=np.int64)
+    for mask, count in quotas:
+        # the group's own columns only (ascending, so ties still go to the lower index): cheaper than
+        # a full-width copy with the other columns masked to -inf
+        cols = np.flatnonzero(mask)
+        sub_idx, val = top_n(rest[:, cols], min(count, n))
+        idx = cols[sub_idx]
+        ok = np.isfinite(val)
+        rest[np.broadcast_to(rows, idx.shape)[ok], idx[ok]] = -np.inf
+        taken_idx.append(idx)
+        taken_val.append(np.where(ok, val, -np.inf))
+        n_taken += ok.sum(axis=1)
+    idx, val = top_n(rest, n)
+    # the rest fills the slots the quotas left over
+    taken_idx.append(idx)
+    taken_val.append(np.where(np.arange(idx.shape[1])[None, :] < (n - n_taken)[:, None], val, -np.inf))
+    all_idx, all_val = np.concatenate(taken_idx, axis=1), np.concatenate(taken_val, axis=1)
+    order = np.lexsort((all_idx, -all_val), axis=1)[:, :n]
+    return np.take_along_axis(all_idx, order, axis=1), np.take_along_axis(all_val, order, axis=1)
+
+
+class Recommender(ABC):
+    """Fit on canonical interactions + items; recommend top-N unseen items for a batch of users.
+
+    Subclasses set ``name`` and implement ``_fit`` and ``_score``. ``_score`` returns a dense float32
+    ``(len(user_rows), n_items)`` block of relevance scores (higher is better) for known users;
+    items a user must not get may be set to ``-inf``. Seen items are removed by the base class.
+    """
+
+    name: ClassVar[str]
+    #: True for models that score from a user's history row: ``deepcuts.models.recommenders.registry`` then
+    #: sets ``preference`` from ``arms.preference_*``.
+    uses_preference: ClassVar[bool] = False
+
+    def __init__(self, config: Any = None, seed: int = 42, batch_users: int = 1024) -> None:
+        self.config = config
+        self.seed = int(seed)
+        self.batch_users = int(batch_users)
+        self.data: InteractionMatrix | None = None
+        self.popularity_: FloatArray | None = None
+        #: History weighting of the models that score from a user's history row (None: binary).
+        self.preference: Preference | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, config: Any, seed: int, *, base: Recommender | None = None
+    ) -> Self:
+        """The arm as the night builds it (``deepcuts.models.recommenders.registry.build_recommender``):
+        ``config`` is its ``settings.arms`` section (None for an arm without one). Deep-cut arms override this
+        to take their ``base`` model and the shared quality settings."""
+        if base is not None:
+            raise ValueError(f"{cls.__name__} re-weights no base model; pass base only to a deep-cut arm")
+        return cls(config, seed=seed, batch_users=settings.arms.batch_users)
+
+    # ------------------------------------------------------------------ API
+    def fit(self, interactions: pd.DataFrame, items: pd.DataFrame) -> Self:
+        if interactions.empty:
+            raise ValueError(f"{self.name}: cannot fit on an empty interactions table")
+        self.data = InteractionMatrix.from_frames(interactions, items)
+        counts = np.asarray(self.data.binary.sum(axis=0)).ravel().astype(np.float32)
+        self.popularity_ = counts / max(float(counts.sum()), 1.0)
+        self._fit(self.data, items)
+        return self
+
+    def recommend(
+        self,
+        user_ids: npt.ArrayLike,
+        n: int,
+        exclude_seen: bool = True,
+        *,
+        quotas: Sequence[tuple[npt.ArrayLike, int]] = (),
+    ) -> pd.DataFrame:
+        """Top-``n`` items per user as a long frame (user_id, item_id, rank, score), rank from 1.
+
+        Users unknown to the model get the most popular items (cold start). ``quotas`` are
+        ``(item_ids, count)`` pairs: the list is then the best ``n`` items holding at least ``count``
+        of each group (as many as the user has unseen), the group's best-scored ones, ranked by score
+        (:func:`top_n_with_quotas`). Items scored above every quota-forced item are the plain top-n,
+        so a top-k with ``k <= n - sum(counts)`` is unchanged. This is how every arm supplies head and
+        long-tail candidates from its own scorer (docs/deep-cuts.md).
+        """
+        data = self._require_fitted()
+        users = np.asarray(user_ids, dtype=np.int64)
+        masks = []
+        for item_ids, count in quotas:
+            cols = data.item_columns(item_ids)
+            mask = np.zeros(data.n_items, dtype=bool)
+            mask[cols[cols >= 0]] = True
+            masks.append((mask, int(count)))
+        frames = [
+            self._recommend_batch(data, batch, n, exclude_seen, masks) for batch in self._batches(users)
+        ]
+        if not frames:
+            return _empty_recs()
+        return pd.concat(frames, ignore_index=True)
+
+    def to_bytes(self) -> bytes:
+        """The fitted model as one artefact: the train step stores these bytes in the lake
+        (``models/<arm>/model.pkl``, written atomically by ``Lake``); models do no file I/O themselves."""
+        state = {"version": ARTEFACT_VERSION, "class": type(self).__name__, "state": self.__dict__}
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> Self:
+        try:
+            state = pickle.loads(payload)  # artefacts are written by this pipeline only
+        except (ModuleNotFoundError, AttributeError) as exc:
+            # A class that moved or was renamed since the artefact was written (e.g. the models/
+            # sub-packages): the same situation as a version bump, so the same error.
+            raise ValueError(
+                f"artefact of another code version ({exc}), expected {cls.__name__} v{ARTEFACT_VERSION}; "
+                "retrain the model for this run date"
+            ) from exc
+        if state.get("version") != ARTEFACT_VERSION or state.get("class") != cls.__name__:
+            raise ValueError(
+                f"artefact is {state.get('class')} v{state.get('version')}, expected "
+                f"{cls.__name__} v{ARTEFACT_VERSION}; retrain the model for this run date"
+            )
+        obj = cls.__new__(cls)
+        obj.__dict__.update(state["state"])
+        return obj
+
+    def score_block(self, user_rows: IntArray) -> FloatArray:
+        """``_score(user_rows)``, shared between equal models inside :func:`shared_scores` (treat the
+        result as read-only)."""
+        cache = _SHARED
+        if cache is None or self.name not in cache.names:
+            return self._score(user_rows)
+        blocks = cache.blocks_of(self)
+        key = np.ascontiguousarray(user_rows, dtype=np.int64).tobytes()
+        block = blocks.get(key)
+        if block is None:
+            block = self._score(user_rows)
+            if cache.used + block.nbytes <= cache.max_bytes:
+                block.flags.writeable = False
+                blocks[key] = block
+                cache.used += block.nbytes
+        return block
+
+    # ------------------------------------------------------------ subclass hooks
+    @abstractmethod
+    def _fit(self, data: InteractionMatrix, items: pd.DataFrame) -> None: ...
+
+    @abstractmethod
+    def _score(self, user_rows: IntArray) -> FloatArray: ...
+
+    # ------------------------------------------------------------ internals
+    def _require_fitted(self) -> InteractionMatrix:
+        if self.data is None:
+            raise RuntimeError(f"{self.name}: call fit() before recommend()")
+        return self.data
+
+    def _batches(self, users: IntArray) -> Iterator[IntArray]:
+        for start in range(0, users.size, self.batch_users):
+            yield users[start : start + self.batch_users]
+
+    def _history_rows(self, user_rows: IntArray) -> sp.csr_matrix:
+        """The users' history rows as the model scores them (weighted by ``self.preference``)."""
+        assert self.data is not None
+        return self.data.weighted_rows(user_rows, getattr(self, "preference", None))
+
+    def _recommend_batch(
+        self,
+        data: InteractionMatrix,
+        users: IntArray,
+        n: int,
+        exclude_seen: bool,
+        quotas: Sequence[tuple[npt.NDArray[np.bool_], int]] = (),
+    ) -> pd.DataFrame:
+        rows = data.user_rows(users)
+        known = rows >= 0
+        scores = np.empty((users.size, data.n_items), dtype=np.float32)
+        if known.any():
+            scores[known] = self.score_block(rows[known])
+        if (~known).any():
+            assert self.popularity_ is not None
+            scores[~known] = self.popularity_
+        if exclude_seen and known.any():
+            # stored entries, not nonzero values: an item rated 0 on a 0-based scale is seen too
+            seen = data.ratings[rows[known]].tocoo()
+            block = scores[known]
+            block[seen.row, seen.col] = -np.inf
+            scores[known] = block
+        scores[np.isnan(scores)] = -np.inf
+        idx, vals = top_n_with_quotas(scores, n, quotas) if quotas else top_n(scores, n)
+        valid = np.isfinite(vals)
+        ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)
+        return pd.DataFrame(
+            {
+                C.USER_ID: np.repeat(users, idx.shape[1])[valid.ravel()],
+                C.ITEM_ID: data.item_ids[idx[valid]],
+                C.RANK: ranks[valid],
+                C.SCORE: vals[valid],
+            }
+        )
+
+
+def _empty_recs() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            C.USER_ID: np.empty(0, np.int64),
+            C.ITEM_ID: np.empty(0, np.int64),
+            C.RANK: np.empty(0, np.int32),
+            C.SCORE: np.empty(0, np.float32),
+        }
+    )
