@@ -216,7 +216,9 @@ def test_rerun_is_idempotent_missed_slot_caught_up_and_stale_slot_not_republishe
     from deepcuts.pipelines.report import _intraday_section
 
     body = _intraday_section(lake, DAY).body
-    assert body.count("<tr>") == 1 + 3  # header + slots 0, 2, 3
+    refreshes, trajectory = body.split("</table>")[:2]
+    assert refreshes.count("<tr>") == 1 + 3  # header + slots 0, 2, 3
+    assert trajectory.count("<tr>") == 1 + 12  # header + every context, refresh by refresh
     assert out["publish"]["list_version"] in body and "intraday_no_feedback" in body
     assert "No intraday refresh" in _intraday_section(lake, NIGHT).body
 
