@@ -21,7 +21,7 @@ the day's, the last refresh's), its quantiles, the share of seeds reaching the t
 nights of nightly-only, same seed), and the cumulative regret.
 
     nice -n 10 .venv/bin/python benchmarks/bench_intraday_model.py \\
-        --sim benchmarks/out/bench_intraday_r1_d14_sim.json --seeds 40
+        --sim benchmarks/out/bench_intraday_r1_d14_sim.json --seeds 20 [--set core|extra|traffic]
 """
 
 from __future__ import annotations
@@ -141,6 +141,27 @@ def run_seed(world: World, variant: Variant, nights: int, seed: int, mc_draws: i
     return {"start": start, "end": end, "cumulative_regret": regret}
 
 
+#: Variant sets (``--set``), each run next to nightly-only with the same seeds.
+SETS: dict[str, list[Variant]] = {
+    "core": [
+        Variant("24/day, daypart-start timing", 24, "daypart_start"),
+        Variant("24/day, hourly timing", 24),
+    ],
+    "extra": [
+        Variant("nightly, no pooling", 1, pooling="none"),
+        Variant("24/day, no pooling", 24, pooling="none"),
+        Variant("nightly, no floor", 1, floor=0.0),
+        Variant("nightly, 2x traffic", 1, traffic=2.0),
+        Variant("nightly, 4x traffic", 1, traffic=4.0),
+    ],
+    "traffic": [
+        Variant("24/day, 4x traffic", 24, traffic=4.0),
+        Variant("nightly, 4x traffic, no pooling", 1, traffic=4.0, pooling="none"),
+        Variant("24/day, 4x traffic, no pooling", 24, traffic=4.0, pooling="none"),
+    ],
+}
+
+
 def first_night_all(prob: np.ndarray) -> int | None:
     """1-based first night from which every context stays >= TARGET (None: never within the run)."""
     ok = (prob >= TARGET).all(axis=1)
@@ -157,23 +178,10 @@ def main() -> None:
     parser.add_argument("--nights", type=int, default=14)
     parser.add_argument("--seeds", type=int, default=40)
     parser.add_argument("--mc-draws", type=int, default=2000, help="Monte Carlo draws per policy")
-    parser.add_argument("--extra", action="store_true", help="only: more traffic, no pooling, no floor")
+    parser.add_argument("--set", choices=sorted(SETS), default="core", help="variants next to nightly-only")
     args = parser.parse_args()
 
-    variants = [Variant("nightly", 1)]
-    if args.extra:
-        variants += [
-            Variant("nightly, no pooling", 1, pooling="none"),
-            Variant("24/day, no pooling", 24, pooling="none"),
-            Variant("nightly, no floor", 1, floor=0.0),
-            Variant("nightly, 2x traffic", 1, traffic=2.0),
-            Variant("nightly, 4x traffic", 1, traffic=4.0),
-        ]
-    else:
-        variants += [
-            Variant("24/day, daypart-start timing", 24, "daypart_start"),
-            Variant("24/day, hourly timing", 24),
-        ]
+    variants = [Variant("nightly", 1), *SETS[args.set]]
     worlds = {t: load_world(args.sim, args.reward_night, t) for t in ("hourly", "daypart_start")}
     results: dict[str, Any] = {}
     for v in variants:
@@ -209,7 +217,7 @@ def main() -> None:
     print("visits a day:", w.visits.round(1).tolist())
     gap = np.sort(w.reward, axis=1)
     print("best - second reward:", (gap[:, -1] - gap[:, -2]).round(3).tolist())
-    out = OUT / f"bench_intraday_model{'_extra' if args.extra else ''}.json"
+    out = OUT / f"bench_intraday_model_{args.set}.json"
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}))
     print(f"-> {out}")
 
