@@ -55,6 +55,10 @@ class Variant:
     traffic: float = 1.0
     pooling: str | None = None  # None: the settings' pooling
     floor: float | None = None
+    #: How a refresh pools: ``live`` (pipelines/intraday.py: the EB caps re-estimated from the snapshot
+    #: plus the day so far), ``night_caps`` (the night's caps kept for the day), ``snapshot`` (only the
+    #: night's snapshot is pooled; the day's own evidence is added on top, unpooled).
+    refresh_pooling: str = "live"
 
 
 def load_world(sim_path: Path, night: int, timing: str) -> World:
@@ -81,7 +85,13 @@ def load_world(sim_path: Path, night: int, timing: str) -> World:
 
 
 def run_seed(world: World, variant: Variant, nights: int, seed: int, mc_draws: int) -> dict[str, Any]:
-    from deepcuts.models.bandit import BanditConfig, pool_with, selection_probabilities, update_posterior
+    from deepcuts.models.bandit import (
+        BanditConfig,
+        pool_with,
+        selection_probabilities,
+        shrink_toward_groups,
+        update_posterior,
+    )
     from deepcuts.models.context import pooling_groups
     from deepcuts.settings import load_settings
 
@@ -108,11 +118,23 @@ def run_seed(world: World, variant: Variant, nights: int, seed: int, mc_draws: i
         a_eff, b_eff, _ = pool_with(config, a, b, groups)
         return selection_probabilities(a_eff, b_eff, config, rng)[1]
 
+    def refresh_policy(clicks: np.ndarray, trials: np.ndarray) -> np.ndarray:
+        a, b = base_a + clicks, base_b + trials - clicks
+        if variant.refresh_pooling == "live" or groups is None:
+            return policy(a, b)
+        if variant.refresh_pooling == "night_caps":
+            a_eff, b_eff = shrink_toward_groups(a, b, groups, config.prior_alpha, config.prior_beta, caps)
+        else:  # snapshot
+            a0_eff, b0_eff, _ = pool_with(config, base_a, base_b, groups)
+            a_eff, b_eff = a0_eff + clicks, b0_eff + trials - clicks
+        return selection_probabilities(a_eff, b_eff, config, rng)[1]
+
     alpha = np.full((n_ctx, n_arms), config.prior_alpha)
     beta = np.full((n_ctx, n_arms), config.prior_beta)
     start, end, regret = np.empty((nights, n_ctx)), np.empty((nights, n_ctx)), np.empty(nights)
     total = 0.0
     for night in range(nights):
+        caps = pool_with(config, alpha, beta, groups)[2]
         p_night = policy(alpha, beta)
         start[night] = p_night[rows, best]
         # the refresh's prior: the snapshot discounted by one day, before the day's evidence
@@ -125,15 +147,13 @@ def run_seed(world: World, variant: Variant, nights: int, seed: int, mc_draws: i
         p = p_night
         for slot in range(variant.refreshes):
             if slot > 0 and per_slot[:, slot - 1].any():  # a refresh after every slot with visits
-                p = policy(base_a + clicks, base_b + trials - clicks)
+                p = refresh_policy(clicks, trials)
             counts = np.stack([rng.multinomial(per_slot[c, slot], p[c]) for c in range(n_ctx)])
             hits = rng.binomial(counts, world.reward)
             trials += counts
             clicks += hits
             total += float((counts * (world.reward.max(axis=1, keepdims=True) - world.reward)).sum())
-        end[night] = (policy(base_a + clicks, base_b + trials - clicks) if variant.refreshes > 1 else p)[
-            rows, best
-        ]
+        end[night] = (refresh_policy(clicks, trials) if variant.refreshes > 1 else p)[rows, best]
         regret[night] = total
         alpha, beta = update_posterior(
             alpha, beta, trials, clicks, config.prior_alpha, config.prior_beta, config.discount
@@ -153,6 +173,12 @@ SETS: dict[str, list[Variant]] = {
         Variant("nightly, no floor", 1, floor=0.0),
         Variant("nightly, 2x traffic", 1, traffic=2.0),
         Variant("nightly, 4x traffic", 1, traffic=4.0),
+    ],
+    "pooling": [
+        Variant("24/day, hourly timing", 24),
+        Variant("24/day, refreshes keep the night's EB caps", 24, refresh_pooling="night_caps"),
+        Variant("24/day, refreshes pool the night's snapshot only", 24, refresh_pooling="snapshot"),
+        Variant("24/day, no pooling", 24, pooling="none"),
     ],
     "traffic": [
         Variant("24/day, 4x traffic", 24, traffic=4.0),
@@ -177,6 +203,7 @@ def main() -> None:
     parser.add_argument("--reward-night", type=int, default=7, help="the night whose true rewards are used")
     parser.add_argument("--nights", type=int, default=14)
     parser.add_argument("--seeds", type=int, default=40)
+    parser.add_argument("--label", default="", help="prefix of the output name")
     parser.add_argument("--mc-draws", type=int, default=2000, help="Monte Carlo draws per policy")
     parser.add_argument("--set", choices=sorted(SETS), default="core", help="variants next to nightly-only")
     args = parser.parse_args()
@@ -194,6 +221,8 @@ def main() -> None:
             "min_p_best_start_mean": np.mean([r["start"].min(axis=1) for r in runs], axis=0)
             .round(3)
             .tolist(),
+            # pairs (seed, context) whose best arm the night's policy starves on night 3 (lock-ins)
+            "starved_night_3": float(np.mean([r["start"][min(2, args.nights - 1)] <= 0.05 for r in runs])),
             "contexts_ge_70_start_mean": np.mean([(r["start"] >= TARGET).sum(axis=1) for r in runs], axis=0)
             .round(2)
             .tolist(),
@@ -211,13 +240,16 @@ def main() -> None:
             f"regret {np.mean(r['cumulative_regret']):7.1f} +- "
             f"{np.std(r['cumulative_regret']) / np.sqrt(len(f)):.1f}"
         )
-        print(f"{'':34s} contexts >= 70% by night (mean): {r['contexts_ge_70_start_mean']}")
+        print(
+            f"{'':34s} contexts >= 70% by night (mean): {r['contexts_ge_70_start_mean']}; "
+            f"(seed, context) at P(best) <= 0.05 on night 3: {r['starved_night_3']:.1%}"
+        )
     w = worlds["hourly"]
     print("contexts:", w.contexts)
     print("visits a day:", w.visits.round(1).tolist())
     gap = np.sort(w.reward, axis=1)
     print("best - second reward:", (gap[:, -1] - gap[:, -2]).round(3).tolist())
-    out = OUT / f"bench_intraday_model_{args.set}.json"
+    out = OUT / f"bench_intraday_model_{args.label}{args.set}.json"
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}))
     print(f"-> {out}")
 
