@@ -52,6 +52,8 @@ def per_night(record: dict[str, Any]) -> list[dict[str, Any]]:
                 "ctr": n.get("ctr"),
                 "verdict": (n.get("ab") or {}).get("verdict"),
                 "srm_p_value": (n.get("ab") or {}).get("srm_p_value"),
+                "lift": (n.get("ab") or {}).get("lift"),
+                "lift_ci": [(n.get("ab") or {}).get("ci_low"), (n.get("ab") or {}).get("ci_high")],
                 "refreshes_published": sum(s.get("status") == "published" for s in n.get("intraday") or []),
                 "night_seconds": n.get("night_seconds"),
             }
@@ -73,7 +75,7 @@ def run(
     from deepcuts.pipelines.simulate import simulate
     from deepcuts.settings import load_settings
 
-    tag = f"r{refreshes}_d{days or args.days}"
+    tag = f"{args.label}r{refreshes}_d{days or args.days}"
     home = OUT / f"bench_intraday_home_{tag}"
     if home.exists():
         shutil.rmtree(home)
@@ -164,6 +166,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--keep", action="store_true", help="keep the simulation lakes under out/")
     parser.add_argument(
+        "--label",
+        default="",
+        help="prefix of every output name (e.g. 'natural_'), so that two comparisons can run at once",
+    )
+    parser.add_argument(
         "--variant",
         choices=["both", "nightly", "refreshes"],
         default="both",
@@ -196,12 +203,14 @@ def main() -> None:
             "per_night": rows,
             "summary": record["summary"],
         }
-        (OUT / f"bench_intraday_{name}.json").write_text(json.dumps(variant, indent=1, default=str))
+        (OUT / f"bench_intraday_{args.label}{name}.json").write_text(
+            json.dumps(variant, indent=1, default=str)
+        )
     # the variants may run as two processes side by side (--variant): combine whatever is there
     variants = {
-        name: json.loads((OUT / f"bench_intraday_{name}.json").read_text())
+        name: json.loads((OUT / f"bench_intraday_{args.label}{name}.json").read_text())
         for name in ("nightly", f"refreshes_{args.refreshes}")
-        if (OUT / f"bench_intraday_{name}.json").exists()
+        if (OUT / f"bench_intraday_{args.label}{name}.json").exists()
     }
     result = {
         "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
@@ -209,7 +218,10 @@ def main() -> None:
         "args": vars(args),
         "variants": variants,
     }
-    (OUT / "bench_intraday.json").write_text(json.dumps(result, indent=1, default=str))
+    combined = OUT / (
+        f"bench_intraday_{args.label.rstrip('_')}.json" if args.label else "bench_intraday.json"
+    )
+    combined.write_text(json.dumps(result, indent=1, default=str))
 
     for name, v in variants.items():
         print(
@@ -230,7 +242,7 @@ def main() -> None:
                 f"  {_f(ctr.get('treatment'))}/{_f(ctr.get('control'))}  {r['verdict']}"
                 f"  {r['refreshes_published']}"
             )
-    print(f"-> {OUT / 'bench_intraday.json'}")
+    print(f"-> {combined}")
 
 
 def _f(x: float | None, digits: int = 3) -> str:

@@ -113,11 +113,43 @@ class WorldSettings(Section):
     users_per_block: int = Field(256, ge=1)
     #: Daypart start hours (UTC): morning, afternoon, evening, night (keep equal to bandit.daypart_starts).
     daypart_starts: tuple[int, int, int, int] = (6, 12, 18, 23)
+    #: When in its daypart a simulated visit starts (the simulator's served days; the generated history is
+    #: not affected): ``hourly`` = an hour of the daypart drawn from ``visit_hour_profile``, then a minute
+    #: in that hour's first 45 (its clicks and ratings land in the same hour); ``daypart_start`` = a minute
+    #: in the first 45 of the daypart's first hour (the only timing before 2026-11-30: every visit of a
+    #: daypart fell into one hourly refresh slot). Visits, clicks and ratings are the same either way;
+    #: only their timestamps differ (docs/synthetic-world.md, "Visits").
+    visit_timing: Literal["hourly", "daypart_start"] = "hourly"
+    #: Relative visit intensity of each UTC hour 0..23. Only the ratios between the hours of one daypart
+    #: matter (how often a user visits in a daypart is their habit). Default: a streaming service's day,
+    #: quiet from 2 to 5, a lunch bump, the evening peak at 21.
+    visit_hour_profile: tuple[float, ...] = (
+        0.6, 0.4, 0.25, 0.15, 0.1, 0.15, 0.3, 0.5, 0.6, 0.6, 0.6, 0.7,
+        0.9, 0.8, 0.7, 0.7, 0.8, 0.9, 1.0, 1.2, 1.4, 1.5, 1.3, 1.0,
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _valid_shares(self) -> WorldSettings:
         if any(s < 0 for s in self.segment_shares) or abs(sum(self.segment_shares) - 1.0) > 1e-6:
             raise ValueError(f"world.segment_shares must be >= 0 and sum to 1, got {self.segment_shares}")
+        return self
+
+    @model_validator(mode="after")
+    def _valid_visit_profile(self) -> WorldSettings:
+        profile = self.visit_hour_profile
+        if len(profile) != 24 or any(not w >= 0 for w in profile):
+            raise ValueError(
+                f"world.visit_hour_profile must hold 24 weights >= 0 (UTC hours 0..23), got {list(profile)}"
+            )
+        starts = self.daypart_starts
+        for k, start in enumerate(starts):
+            end = starts[(k + 1) % len(starts)]
+            hours = [(start + h) % 24 for h in range((end - start) % 24 or 24)]
+            if sum(profile[h] for h in hours) <= 0:
+                raise ValueError(
+                    f"world.visit_hour_profile: the hours {hours} of daypart {k + 1} all have weight 0; "
+                    "give at least one of them a positive weight"
+                )
         return self
 
 
@@ -544,8 +576,8 @@ class SimulatorSettings(Section):
     #: 1 = everything in the simulator's own process.
     workers: int = Field(0, ge=0)
     #: Serve each day in this many slots with an intraday refresh (pipelines/intraday.py) after every
-    #: slot but the last; 1 = the nightly run is the only learning. Must divide 24 (visits start on their
-    #: daypart's hour, so a slot of whole hours holds whole visits).
+    #: slot but the last; 1 = the nightly run is the only learning. Must divide 24 (a visit starts in the
+    #: first 45 minutes of an hour, so a slot of whole hours holds whole visits; world.visit_timing).
     refreshes_per_day: int = Field(1, ge=1, le=24)
 
     @model_validator(mode="after")

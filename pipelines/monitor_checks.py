@@ -134,6 +134,57 @@ def _feedback_counts(lake: Lake, day: date) -> dict[str, Any] | None:
     }
 
 
+@dataclass(frozen=True)
+class RefreshFacts:
+    """What the monitor reads of one intraday refresh's ingest summary (pipelines/intraday.py), each
+    value validated: the summary is a file, so a field of the wrong type or an unparseable time is
+    reported, not trusted."""
+
+    slot: int
+    events: int | None
+    new_events: int | None
+    newest: str | None
+    problem: str | None = None
+
+
+def _refresh_facts(lake: Lake, day: date, slots: int) -> list[RefreshFacts] | None:
+    """:class:`RefreshFacts` of every refresh of ``day`` whose ingest wrote a summary (``slots``: the
+    slots a day has now, ``intraday.refreshes_per_day``); None when none did."""
+    from deepcuts.pipelines.intraday import read_summaries
+
+    try:
+        summaries = read_summaries(lake, day)
+    except (ValueError, TypeError, OSError) as exc:  # a stray file name or a corrupt JSON document
+        return [RefreshFacts(-1, None, None, None, f"intraday summaries of {day} unreadable: {exc}")]
+    ingests = {slot: steps["ingest"] for slot, steps in summaries.items() if "ingest" in steps}
+    if not ingests:
+        return None
+    out = []
+    for slot, doc in ingests.items():
+        events, new, newest = (doc.get(k) if isinstance(doc, dict) else None for k in _REFRESH_FIELDS)
+        counts_ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (events, new))
+        newest_ok = newest is None or (isinstance(newest, str) and _parses_as_time(newest))
+        if not 0 <= slot < slots:
+            out.append(RefreshFacts(slot, None, None, None, f"slot outside 0..{slots - 1}"))
+        elif counts_ok and newest_ok:
+            out.append(RefreshFacts(slot, events, new, newest))
+        else:
+            out.append(RefreshFacts(slot, None, None, None, "unreadable ingest summary (events/newest)"))
+    return out
+
+
+_REFRESH_FIELDS = ("events", "new_events", "newest_event_ts")
+
+
+def _parses_as_time(text: str) -> bool:
+    """An ISO time with a zone (a naive one cannot be compared with the slot's end in UTC)."""
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        return False
+    return not pd.isna(ts) and ts.tzinfo is not None
+
+
 def _validation_summaries(lake: Lake, run_date: date) -> list[dict[str, Any]]:
     """Every JSON document in the run date's ``validation`` partition."""
     folder = lake.partition_dir(Dataset.VALIDATION, run_date)
@@ -205,6 +256,13 @@ class Night:
     @cached_property
     def ope(self) -> pd.DataFrame | None:
         return _read(self.lake, Dataset.OPE, self.run_date)
+
+    @cached_property
+    def refreshes(self) -> list[RefreshFacts] | None:
+        """The intraday refreshes of D (``intraday_summary`` of the day D closes: every hourly refresh
+        of D ran before tonight's monitor), one per slot whose ingest wrote a summary; None when none
+        ran."""
+        return _refresh_facts(self.lake, self.run_date, self.settings.intraday.refreshes_per_day)
 
     @cached_property
     def trailing(self) -> list[dict[str, Any]]:
@@ -512,6 +570,79 @@ def quarantine_share(night: Night) -> Outcome:
     return _band(shares[worst], None, limit, what)
 
 
+_NO_REFRESH = "no intraday refresh ran on the run date"
+
+
+def _refresh_alerts(night: Night) -> dict[int, dict[str, dict[str, Any]]]:
+    """Slot -> {check name: the refresh's own warning} by :func:`deepcuts.pipelines.intraday.refresh_warnings`
+    (one definition for the hourly warning and the nightly check), for every readable refresh of D."""
+    from deepcuts.pipelines.intraday import refresh_warnings
+
+    out: dict[int, dict[str, dict[str, Any]]] = {}
+    for r in night.refreshes or []:
+        if r.problem is None and r.events is not None and r.new_events is not None:
+            found = refresh_warnings(
+                night.settings, night.run_date, r.slot, r.events, r.events - r.new_events, r.newest
+            )
+            out[r.slot] = {a["check_name"]: a for a in found}
+    return out
+
+
+def _unreadable(night: Night) -> str:
+    bad = [
+        f"slot {r.slot}: {r.problem}" if r.slot >= 0 else r.problem
+        for r in night.refreshes or []
+        if r.problem
+    ]
+    return f"; not judged: {'; '.join(str(b) for b in bad)}" if bad else ""
+
+
+def intraday_no_feedback(night: Night) -> Outcome:
+    """Number of the run date's intraday refreshes that found no feedback event newer than the previous
+    refresh of the day had (``intraday_no_feedback`` of :func:`deepcuts.pipelines.intraday.refresh_warnings`:
+    the app's log export or the transfer may be stalled); skipped when no refresh ran (the
+    ``deepcuts_intraday`` DAG, one refresh per slot of ``intraday.refreshes_per_day``). Passes at 0."""
+    threshold = "0 refreshes without new feedback"
+    if night.refreshes is None:
+        return _skip(threshold, _NO_REFRESH)
+    alerts = _refresh_alerts(night)
+    quiet = [slot for slot, found in alerts.items() if "intraday_no_feedback" in found]
+    message = (
+        f"{len(quiet)} of {len(night.refreshes)} intraday refreshes found no new feedback"
+        + (f" (slots {quiet})" if quiet else "")
+        + _unreadable(night)
+    )
+    return Outcome(not quiet, float(len(quiet)), threshold, message)
+
+
+def intraday_feedback_lag(night: Night) -> Outcome:
+    """Largest lag, in minutes, over the run date's intraday refreshes from a refresh's newest valid
+    feedback event to the end of its slot (``intraday_feedback_lag`` of
+    :func:`deepcuts.pipelines.intraday.refresh_warnings`); refreshes without any event are the other
+    check's. Ceiling: ``intraday.max_feedback_lag_minutes``."""
+    limit = float(night.settings.intraday.max_feedback_lag_minutes)
+    if night.refreshes is None:
+        return _skip(f"<= {limit:g}", _NO_REFRESH)
+    from deepcuts.pipelines.intraday import slot_end
+
+    lags = {
+        r.slot: (slot_end(night.settings, night.run_date, r.slot) - pd.Timestamp(r.newest)).total_seconds()
+        / 60
+        for r in night.refreshes
+        if r.problem is None and r.newest is not None
+    }
+    if not lags:
+        return _skip(f"<= {limit:g}", "no intraday refresh of the run date saw a feedback event")
+    worst = max(lags, key=lambda slot: lags[slot])
+    late = sorted(s for s, lag in lags.items() if lag > limit)
+    what = (
+        f"largest minutes from the newest feedback event to the end of its refresh slot (slot {worst}; "
+        f"{len(late)} of {len(lags)} refreshes over the limit{f': slots {late}' if late else ''})"
+        + _unreadable(night)
+    )
+    return _band(lags[worst], None, limit, what)
+
+
 _NO_OPE = "no OPE output for the run date"
 
 
@@ -598,6 +729,8 @@ CHECKS: tuple[HealthCheck, ...] = (
     HealthCheck("feedback_volume", "data_health", feedback_volume),
     HealthCheck("feedback_freshness", "data_health", feedback_freshness),
     HealthCheck("quarantine_share", "data_health", quarantine_share),
+    HealthCheck("intraday_no_feedback", "intraday", intraday_no_feedback),
+    HealthCheck("intraday_feedback_lag", "intraday", intraday_feedback_lag),
     HealthCheck("ope_sanity", "ope", ope_sanity),
     HealthCheck("ope_support", "ope", ope_support),
     HealthCheck("target_long_tail_share", "targets", Target("long_tail_share", _TARGET_LONG_TAIL)),

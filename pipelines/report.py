@@ -512,41 +512,66 @@ def _bandit_section(lake: Lake, dates: list[date], cfg: ReportSettings) -> Secti
     )
 
 
+def _selection_of(assign: Any) -> dict[str, dict[str, float]]:
+    """``{context: {arm: p}}`` of a refresh's assign summary, keeping only string keys and probabilities
+    in [0, 1] (the summary is a file: hostile until validated)."""
+    probs = assign.get("selection_probability") if isinstance(assign, dict) else None
+    out: dict[str, dict[str, float]] = {}
+    for ctx, arms in (probs if isinstance(probs, dict) else {}).items():
+        if not isinstance(ctx, str) or not isinstance(arms, dict):
+            continue
+        valid = {
+            arm: float(p)
+            for arm, p in arms.items()
+            if isinstance(arm, str) and isinstance(p, int | float) and not isinstance(p, bool) and 0 <= p <= 1
+        }
+        if valid:
+            out[ctx] = valid
+    return out
+
+
 def _intraday_section(lake: Lake, run_date: date) -> Section:
     """The policy's trajectory within ``run_date``: one row per intraday refresh of that day
-    (pipelines/intraday.py), i.e. what the app served between last night's publish and tonight's."""
-    from deepcuts.pipelines.intraday import read_summaries
+    (pipelines/intraday.py), i.e. what the app served between last night's publish and tonight's, and
+    per context the selection probability of the arm that leads at the end of the day, refresh by
+    refresh."""
+    from deepcuts.pipelines import intraday
 
     title = "Within the day: intraday refreshes"
-    refreshes = read_summaries(lake, run_date)
+    refreshes = intraday.read_summaries(lake, run_date)
     if not refreshes:
         return Section(
             title, _note("No intraday refresh ran on this day: the night's policy served all day.")
         )
     night = lake.latest_before(Dataset.BANDIT_POLICY, run_date)
-    base: dict[tuple[str, str, str], float] = {}
+    base: dict[str, dict[str, float]] = {}
     if night is not None:
         cols = [C.SEGMENT, C.DAYPART, C.ARM, C.SELECTION_PROBABILITY]
         for seg, dp, arm, p in lake.read_df(Dataset.BANDIT_POLICY, night, columns=cols).itertuples(
             index=False, name=None
         ):
-            base[(seg, dp, arm)] = float(p)
+            base.setdefault(f"{seg}/{dp}", {})[str(arm)] = float(p)
     rows = []
+    trajectory: dict[str, dict[str, float]] = {}  # slot end "HH:MM" -> the refresh's selection
     for slot, steps in refreshes.items():
-        ingest, update = steps.get("ingest", {}), steps.get("update", {})
-        assign, publish = steps.get("assign", {}), steps.get("publish", {})
-        probs = assign.get("selection_probability") or {}
-        top = [max(arms.values()) for arms in probs.values() if arms]
+        ingest, update, assign, publish = (
+            doc if isinstance(doc, dict) else {} for doc in (steps.get(k) for k in intraday.STEP_NAMES)
+        )
+        probs = _selection_of(assign)
+        top = [max(arms.values()) for arms in probs.values()]
         moves = [
-            abs(p - base[(ctx.split("/")[0], ctx.split("/")[1], arm)])
+            abs(p - base[ctx][arm])
             for ctx, arms in probs.items()
             for arm, p in arms.items()
-            if (ctx.split("/")[0], ctx.split("/")[1], arm) in base
+            if arm in base.get(ctx, {})
         ]
+        ends = str(ingest.get("slot_end", ""))[11:16]
+        if probs:
+            trajectory[ends or f"slot {slot}"] = probs
         rows.append(
             {
                 "slot": slot,
-                "slot ends (UTC)": str(ingest.get("slot_end", ""))[11:16],
+                "slot ends (UTC)": ends,
                 "events so far": ingest.get("events"),
                 "new events": ingest.get("new_events"),
                 "trials so far": update.get("trials"),
@@ -555,7 +580,9 @@ def _intraday_section(lake: Lake, run_date: date) -> Section:
                 "list version": publish.get("list_version"),
                 "mean top P(select)": float(np.mean(top)) if top else None,
                 "largest move vs night": max(moves) if moves else None,
-                "warnings": ", ".join(a["check_name"] for a in ingest.get("alerts", [])),
+                "warnings": ", ".join(
+                    str(a.get("check_name")) for a in ingest.get("alerts", []) if isinstance(a, dict)
+                ),
             }
         )
     text = (
@@ -564,7 +591,33 @@ def _intraday_section(lake: Lake, run_date: date) -> Section:
         "'mean top P(select)' is the mean over contexts of the largest selection probability; "
         "'largest move' the largest change of any selection probability against the night's policy."
     )
-    return Section(title, _note(text) + _table(pd.DataFrame(rows), digits=3))
+    body = _note(text) + _table(pd.DataFrame(rows), digits=3)
+    if trajectory:
+        body += _note(
+            "Per context: the selection probability of the arm the last refresh of the day favours, in "
+            "the night's policy and after each refresh that re-assigned (columns: the refresh slot's end, "
+            "UTC). A context that learns within the day shows it rising from left to right."
+        ) + _table(_trajectory_frame(base, trajectory), digits=3)
+    return Section(title, body)
+
+
+def _trajectory_frame(
+    base: dict[str, dict[str, float]], trajectory: dict[str, dict[str, dict[str, float]]]
+) -> pd.DataFrame:
+    """One row per context: the end-of-day leading arm, its probability in the night's policy and
+    after each refresh (None where a refresh did not list it)."""
+    last = list(trajectory.values())[-1]
+    rows = []
+    for ctx in sorted(set(base) | set(last)):
+        final = last.get(ctx) or base.get(ctx) or {}
+        if not final:
+            continue
+        arm = max(final, key=lambda a: final[a])
+        row: dict[str, Any] = {"context": ctx, "arm (end of day)": arm, "night": base.get(ctx, {}).get(arm)}
+        for ends, probs in trajectory.items():
+            row[ends] = probs.get(ctx, {}).get(arm)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 #: The A/B verdict's per-variant CTR keys (deepcuts.pipelines.ab_analysis), as a reader names them.

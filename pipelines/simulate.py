@@ -60,6 +60,7 @@ from deepcuts.pipelines.simulate_summary import (
     truth_metrics,
 )
 from deepcuts.pipelines.simulate_worlds import (
+    VISIT_MINUTE,
     SimWorld,
     WorldKind,
     context_key,
@@ -262,12 +263,14 @@ def _serve_in_slots(
     live: tuple[date, str],
     trajectory: list[dict[str, Any]],
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame, tuple[date, str]]:
-    """Serve ``served_day`` in ``simulator.refreshes_per_day`` slots of whole hours: the visits of a
-    slot see the version live at its start, their feedback lands as ``landing/feedback_events``
-    part ``slot-NNNN``, then an intraday refresh (:func:`deepcuts.pipelines.intraday.refresh`) may publish a
-    new version for the next slot. No refresh after the last slot (the night runs next) nor after a slot
-    without visits (nothing new to learn). Appends one entry per refresh to ``trajectory``; returns the
-    day's shown rows, visits, clicks, ratings and events (concatenated) and the version live at its end.
+    """Serve ``served_day`` in ``simulator.refreshes_per_day`` slots of whole hours: a visit belongs to
+    the slot of its start minute (``world.visit_timing``; a world that draws none starts every visit in
+    its daypart's first hour); the visits of a slot see the version live at its start, their feedback
+    lands as ``landing/feedback_events`` part ``slot-NNNN``, then an intraday refresh
+    (:func:`deepcuts.pipelines.intraday.refresh`) may publish a new version for the next slot. No
+    refresh after the last slot (the night runs next) nor after a slot without visits (nothing new to
+    learn). Appends one entry per refresh to ``trajectory``; returns the day's shown rows, visits,
+    clicks, ratings and events (concatenated) and the version live at its end.
     """
     from deepcuts.pipelines import intraday
     from deepcuts.pipelines.publish import PublishRejectedError
@@ -277,8 +280,11 @@ def _serve_in_slots(
         update={"intraday": settings.intraday.model_copy(update={"refreshes_per_day": n})}
     )
     hours = {d: start for d, (start, _) in daypart_hours(settings.bandit.daypart_starts).items()}
-    visits = world.visits(night, served_day, rng_for(settings.seed, served_day, "sim/visits"))
-    slot_of = visits[C.DAYPART].map(hours).to_numpy(np.int64) * n // 24
+    visits = _visits(settings, world, night, served_day)
+    if VISIT_MINUTE in visits.columns:
+        slot_of = visits[VISIT_MINUTE].to_numpy(np.int64) // (1440 // n)
+    else:
+        slot_of = visits[C.DAYPART].map(hours).to_numpy(np.int64) * n // 24
     shown_parts, clicked_parts, rating_parts, event_parts = [], [], [], []
     for slot in range(n):
         part = intraday.slot_part(slot)
@@ -446,8 +452,16 @@ def _serve(
     lake: Lake, world: SimWorld, live: tuple[date, str], k: int, served_day: date, settings: Settings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The shown rows (one per position of every visit that has a live list) and all visits."""
-    visits = world.visits(k, served_day, rng_for(settings.seed, served_day, "sim/visits"))
+    visits = _visits(settings, world, k, served_day)
     return _shown_rows(lake, visits, live), visits
+
+
+def _visits(settings: Settings, world: SimWorld, k: int, served_day: date) -> pd.DataFrame:
+    """Who visits on ``served_day`` in which daypart, with the start minute when the world draws one
+    (its own random stream: the visits themselves do not depend on the timing)."""
+    visits = world.visits(k, served_day, rng_for(settings.seed, served_day, "sim/visits"))
+    minutes = world.visit_minutes(visits, rng_for(settings.seed, served_day, "sim/visit-minutes"))
+    return visits if minutes is None else visits.assign(**{VISIT_MINUTE: minutes})
 
 
 def _live_source(lake: Lake, live: tuple[date, str]) -> tuple[date, list[str] | None]:

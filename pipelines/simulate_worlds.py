@@ -27,8 +27,13 @@ from deepcuts.settings import Settings
 log = get_logger(__name__)
 
 WorldKind = Literal["synthetic", "movielens"]
-#: Minutes after the daypart's start hour within which a visit happens (events stay in the same day).
+#: Minutes after the start of its hour within which a visit starts: its clicks and ratings (at most
+#: ``list_length * _CLICK_DELAY_S + _RATING_DELAY_S`` later) land in the same hour, so an hourly refresh
+#: slot holds whole visits, and the last hour's stay in the same day.
 _VISIT_MINUTES: Final = 45
+#: Column of a visits frame (simulator-internal, never written): the minute of the served day (UTC) at
+#: which the visit starts. Worlds without it get the daypart-start timing of :func:`feedback_events`.
+VISIT_MINUTE: Final = "visit_minute"
 _CLICK_DELAY_S: Final = 20
 _RATING_DELAY_S: Final = 300
 
@@ -57,6 +62,11 @@ class SimWorld(ABC):
         """Per shown row (``user_id``, ``daypart``, ``rank``, ``item_id``): clicked flag and rating (NaN
         when not rated)."""
 
+    def visit_minutes(self, visits: pd.DataFrame, rng: np.random.Generator) -> np.ndarray | None:
+        """Minute of the served day (UTC) at which each visit starts, or None: the world does not say
+        (the visit then starts in its daypart's first hour, :func:`feedback_events`)."""
+        return None
+
     def expected_reward(self, lists: pd.DataFrame, day_index: int) -> pd.Series:
         """Expected bandit reward per (``user_id``, ``daypart``, ``arm``) list; only with a truth."""
         raise NotImplementedError(f"the {self.name} world has no ground truth")
@@ -79,6 +89,7 @@ class SyntheticWorld(SimWorld):
         rating_probability: float,
         planted: dict[str, str] | None = None,
         planted_lift: float = 0.0,
+        visit_hours: dict[str, np.ndarray] | None = None,
     ) -> None:
         from deepcuts.pipelines.world import TruthModel
 
@@ -87,6 +98,9 @@ class SyntheticWorld(SimWorld):
         #: Context (``segment/daypart``) -> arm whose lists get click probabilities x (1 + planted_lift).
         self.planted = dict(planted or {})
         self.planted_lift = planted_lift
+        #: Daypart -> probability of each UTC hour 0..23 that a visit of the daypart starts in it
+        #: (:func:`visit_hour_probabilities`); None = every visit starts in its daypart's first hour.
+        self.visit_hours = visit_hours
 
     @property
     def first_night(self) -> date:
@@ -102,6 +116,11 @@ class SyntheticWorld(SimWorld):
             for d in DAYPARTS
         ]
         return pd.concat(frames, ignore_index=True)
+
+    def visit_minutes(self, visits: pd.DataFrame, rng: np.random.Generator) -> np.ndarray | None:
+        if self.visit_hours is None:
+            return None
+        return draw_visit_minutes(visits[C.DAYPART].to_numpy(object), self.visit_hours, rng)
 
     def click_probability(self, shown: pd.DataFrame, day_index: int) -> np.ndarray:
         out = np.zeros(len(shown))
@@ -209,18 +228,27 @@ def feedback_events(
     """FEEDBACK_SCHEMA rows for the shown lists: impressions, clicks, ratings with deterministic ids.
 
     ``shown`` has one row per shown position with ``user_id``, ``daypart``, ``rank``, ``item_id``,
-    ``arm``, ``variant``, ``segment``, ``propensity`` and ``list_version``. A visit happens at a random
-    minute of its daypart's first ``_VISIT_MINUTES``; a click follows its impression by
-    ``_CLICK_DELAY_S`` seconds per position, a rating follows its click by ``_RATING_DELAY_S``.
+    ``arm``, ``variant``, ``segment``, ``propensity`` and ``list_version``, and optionally
+    ``VISIT_MINUTE`` (the minute of the day the world says the visit starts). Without it a visit starts
+    at a random minute of its daypart's first ``_VISIT_MINUTES`` (drawn from ``rng``); a click follows its
+    impression by ``_CLICK_DELAY_S`` seconds per position, a rating follows its click by
+    ``_RATING_DELAY_S``.
     """
     if shown.empty:
         return FEEDBACK_SCHEMA.empty_table().to_pandas()
-    visit_keys = shown[[C.USER_ID, C.DAYPART]].drop_duplicates().reset_index(drop=True)
-    minutes = rng.integers(0, _VISIT_MINUTES, size=len(visit_keys))
     base = pd.Timestamp(datetime(served_day.year, served_day.month, served_day.day, tzinfo=UTC))
-    hours = visit_keys[C.DAYPART].map(daypart_hours).to_numpy(np.int64)
-    visit_keys["_visit_ts"] = base + pd.to_timedelta(hours * 3600 + minutes * 60, unit="s")
-    frame = shown.merge(visit_keys, on=[C.USER_ID, C.DAYPART], how="left")
+    if VISIT_MINUTE in shown.columns:
+        visit_keys = shown[[C.USER_ID, C.DAYPART, VISIT_MINUTE]].drop_duplicates([C.USER_ID, C.DAYPART])
+        minute_of_day = visit_keys[VISIT_MINUTE].to_numpy(np.int64)
+        visit_keys = visit_keys.drop(columns=[VISIT_MINUTE]).reset_index(drop=True)
+    else:
+        visit_keys = shown[[C.USER_ID, C.DAYPART]].drop_duplicates().reset_index(drop=True)
+        minutes = rng.integers(0, _VISIT_MINUTES, size=len(visit_keys))
+        minute_of_day = visit_keys[C.DAYPART].map(daypart_hours).to_numpy(np.int64) * 60 + minutes
+    visit_keys["_visit_ts"] = base + pd.to_timedelta(minute_of_day * 60, unit="s")
+    frame = shown.drop(columns=[VISIT_MINUTE], errors="ignore").merge(
+        visit_keys, on=[C.USER_ID, C.DAYPART], how="left"
+    )
     rank = frame[C.RANK].to_numpy(np.int64)
     key = (
         "sim:"
@@ -262,6 +290,43 @@ def feedback_events(
     return out[FEEDBACK_SCHEMA.names]
 
 
+def visit_hour_probabilities(
+    profile: tuple[float, ...], hour_ranges: dict[str, tuple[int, int]]
+) -> dict[str, np.ndarray]:
+    """Daypart -> probability of each UTC hour 0..23 that a visit of the daypart starts in it: the
+    profile's weights of the daypart's hours (``[start, end)``, wrapping past midnight), normalised."""
+    weights = np.asarray(profile, dtype=np.float64)
+    out: dict[str, np.ndarray] = {}
+    for daypart, (start, end) in hour_ranges.items():
+        hours = [(start + h) % 24 for h in range((end - start) % 24 or 24)]
+        p = np.zeros(24)
+        p[hours] = weights[hours]
+        out[daypart] = p / p.sum()
+    return out
+
+
+def draw_visit_minutes(
+    dayparts: np.ndarray, hour_probabilities: dict[str, np.ndarray], rng: np.random.Generator
+) -> np.ndarray:
+    """A start minute of the day per visit: an hour from its daypart's hour probabilities (inverse CDF
+    of one uniform per visit), then a minute in that hour's first ``_VISIT_MINUTES``."""
+    unknown = ~np.isin(dayparts, list(hour_probabilities))
+    if unknown.any():
+        raise ValueError(
+            f"visits in dayparts {sorted(set(dayparts[unknown]))} that have no visit hours "
+            f"(known: {list(hour_probabilities)})"
+        )
+    u = rng.random(len(dayparts))
+    minute = rng.integers(0, _VISIT_MINUTES, size=len(dayparts))
+    hour = np.zeros(len(dayparts), dtype=np.int64)
+    for daypart, p in hour_probabilities.items():
+        mine = dayparts == daypart
+        cdf = np.cumsum(p)
+        # the first hour whose cumulative probability exceeds u (the min guards rounding at u ~ 1)
+        hour[mine] = np.minimum(np.searchsorted(cdf, u[mine] * cdf[-1], side="right"), 23)
+    return hour * 60 + minute
+
+
 def context_key(segment: str, daypart: str) -> str:
     return f"{segment}/{daypart}"
 
@@ -296,7 +361,14 @@ def prepare_world(settings: Settings, kind: WorldKind) -> SimWorld:
         planted = planted_arms(settings) if sim.planted_arm_lift > 0 else {}
         if planted:
             log.info("simulate: planted best arms (click x %.2f): %s", 1 + sim.planted_arm_lift, planted)
-        return SyntheticWorld(world_dir, sim.rating_probability, planted, sim.planted_arm_lift)
+        hours = None
+        if settings.world.visit_timing == "hourly":
+            from deepcuts.formulas import daypart_hours
+
+            hours = visit_hour_probabilities(
+                settings.world.visit_hour_profile, daypart_hours(settings.world.daypart_starts)
+            )
+        return SyntheticWorld(world_dir, sim.rating_probability, planted, sim.planted_arm_lift, hours)
     if settings.source.dataset == "synthetic":
         raise ValueError("--world movielens needs a MovieLens dataset (--dataset ml-100k|ml-1m|...)")
     from deepcuts.models.policy.context import daypart_of

@@ -23,7 +23,10 @@ NIGHT = date(2025, 12, 31)  # the synthetic world's first night
 DAY = date(2026, 1, 1)  # the day it serves: its feedback is what the refreshes learn from
 
 
-def _settings(home: Path, refreshes: int = 24) -> Settings:
+def _settings(home: Path, refreshes: int = 24, visit_timing: str = "daypart_start") -> Settings:
+    """The refresh-mechanics tests reason about which slot holds which visits: with ``daypart_start``
+    every visit starts in its daypart's first hour (6, 12, 18, 23 h), so of 4 slots of 6 h slot 0 is
+    quiet. The world's default (``hourly``) has its own test below."""
     return load_settings(
         home=str(home),
         seed=5,
@@ -34,6 +37,7 @@ def _settings(home: Path, refreshes: int = 24) -> Settings:
             "ratings_per_user": 12.0,
             "seed": 5,
             "daily_signup_rate": 0.1,
+            "visit_timing": visit_timing,
         },
         arms={"candidates_n": 60, "user_shards": 2},
         simulator={"skip_steps": ["report"], "plot": False, "workers": 1},
@@ -212,7 +216,9 @@ def test_rerun_is_idempotent_missed_slot_caught_up_and_stale_slot_not_republishe
     from deepcuts.pipelines.report import _intraday_section
 
     body = _intraday_section(lake, DAY).body
-    assert body.count("<tr>") == 1 + 3  # header + slots 0, 2, 3
+    refreshes, trajectory = body.split("</table>")[:2]
+    assert refreshes.count("<tr>") == 1 + 3  # header + slots 0, 2, 3
+    assert trajectory.count("<tr>") == 1 + 12  # header + every context, refresh by refresh
     assert out["publish"]["list_version"] in body and "intraday_no_feedback" in body
     assert "No intraday refresh" in _intraday_section(lake, NIGHT).body
 
@@ -262,6 +268,50 @@ def test_simulator_serves_the_day_in_slots_with_a_refresh_after_each(tmp_path: P
     landed = lake.read_df(Dataset.LANDING_FEEDBACK, DAY)
     assert len(ingested) == len(landed) == first["events"]
     assert record["nights"][1]["list_version"] != first["list_version_end"]  # night 2 published anew
+
+
+def test_hourly_visits_spread_over_the_slots_and_change_only_the_times(tmp_path: Path) -> None:
+    """The default world timing: visits start in any hour of their daypart (night: 23 h and 0-5 h of the
+    served day), each visit's events in one hourly slot, the refreshes learn from every slot with visits.
+    In the nightly-only loop the timing changes the timestamps and nothing else."""
+    from deepcuts.pipelines.simulate import simulate
+
+    hourly = _settings(tmp_path / "hourly", visit_timing="hourly")
+    record = simulate(
+        hourly.model_copy(
+            update={"simulator": hourly.simulator.model_copy(update={"refreshes_per_day": 24})}
+        ),
+        "synthetic",
+        1,
+    )
+    lake = Lake(hourly.home)
+    parts = lake.parts(Dataset.LANDING_FEEDBACK, DAY)
+    landed = pd.concat(
+        [lake.read_df(Dataset.LANDING_FEEDBACK, DAY, parts=[p]).assign(_part=p) for p in parts],
+        ignore_index=True,
+    )
+    hour = pd.to_datetime(landed[C.EVENT_TS], utc=True).dt.hour
+    assert (
+        landed["_part"] == [intraday.slot_part(h) for h in hour]
+    ).all()  # events land in their hour's slot
+    assert landed.groupby([C.USER_ID, C.DAYPART])["_part"].nunique().max() == 1  # a visit in one slot
+    night_hours = set(hour[landed[C.DAYPART] == "night"])
+    assert night_hours <= {23, 0, 1, 2, 3, 4, 5} and night_hours & {0, 1, 2, 3, 4, 5}
+    assert len({h for h in hour[landed[C.DAYPART] == "morning"]}) > 1  # not all in the first hour
+    refreshed = [step["slot"] for step in record["nights"][0]["intraday"]]
+    with_visits = sorted(int(p.removeprefix("slot-")) for p in parts)
+    assert refreshed == [s for s in with_visits if s < 23]
+
+    def nightly_events(timing: str) -> pd.DataFrame:
+        settings = _settings(tmp_path / f"nightly-{timing}", 1, visit_timing=timing)
+        simulate(settings, "synthetic", 1)
+        events = Lake(settings.home).read_df(Dataset.LANDING_FEEDBACK, DAY)
+        return events.sort_values(C.EVENT_ID, ignore_index=True)
+
+    spread, start = nightly_events("hourly"), nightly_events("daypart_start")
+    cols = [c for c in spread.columns if c != C.EVENT_TS]
+    pd.testing.assert_frame_equal(spread[cols], start[cols])
+    assert not spread[C.EVENT_TS].equals(start[C.EVENT_TS])
 
 
 def test_cli_refreshes_per_day_reaches_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

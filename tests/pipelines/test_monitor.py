@@ -337,6 +337,59 @@ def test_target_checks_wait_for_the_scoreboard_and_enough_ratings(tmp_path: Path
     assert _checks(lake)["target_mean_rating"] == "skipped"
 
 
+# --------------------------------------------------------------------------- intraday refreshes
+def _refresh_summary(lake: Lake, slot: int, doc: dict[str, Any]) -> None:
+    from deepcuts.pipelines.intraday import slot_part
+
+    lake.write_json(Dataset.INTRADAY_SUMMARY, D1, f"{slot_part(slot)}.ingest.json", doc)
+
+
+def _ingest_doc(events: Any, new: Any, newest: Any) -> dict[str, Any]:
+    return {"events": events, "new_events": new, "newest_event_ts": newest}
+
+
+def test_intraday_checks_count_quiet_refreshes_and_the_largest_lag(tmp_path: Path) -> None:
+    """Hourly slots (intraday.refreshes_per_day 24, lag limit 180 minutes) of D1: slot 5 fine (newest
+    05:50, slot ends 06:00: 10 minutes), slot 6 quiet (no new event; 70 minutes), slot 9 quiet and
+    stale (newest still 05:50, slot ends 10:00: 250 minutes)."""
+    settings, lake = _healthy_lake(tmp_path)
+    monitor(settings, D1)
+    assert _checks(lake)["intraday_no_feedback"] == "skipped"  # no refresh ran: nothing to judge
+    assert _checks(lake)["intraday_feedback_lag"] == "skipped"
+    newest = f"{D1.isoformat()}T05:50:00+00:00"
+    _refresh_summary(lake, 5, _ingest_doc(10, 10, newest))
+    _refresh_summary(lake, 6, _ingest_doc(10, 0, newest))
+    _refresh_summary(lake, 9, _ingest_doc(10, 0, newest))
+    out = monitor(settings, D1)
+    assert out["failed"] == {"intraday_no_feedback": "warning", "intraday_feedback_lag": "warning"}
+    checks = lake.read_df(Dataset.MONITOR_CHECKS, D1).set_index(C.CHECK_NAME)
+    assert checks.loc["intraday_no_feedback", C.VALUE] == 2.0
+    assert "slots [6, 9]" in checks.loc["intraday_no_feedback", C.MESSAGE]
+    assert checks.loc["intraday_feedback_lag", C.VALUE] == pytest.approx(250.0)
+    assert checks.loc["intraday_feedback_lag", C.THRESHOLD] == "<= 180"
+    assert "slot 9" in checks.loc["intraday_feedback_lag", C.MESSAGE]
+    assert checks.loc["intraday_no_feedback", C.CATEGORY] == "intraday"
+    assert publish(settings, D1)["status"] == "published"  # warnings: a quiet hour blocks nothing
+    # a later limit of 300 minutes: the lag passes, the quiet refreshes still warn
+    relaxed = settings.model_copy(
+        update={"intraday": settings.intraday.model_copy(update={"max_feedback_lag_minutes": 300})}
+    )
+    assert monitor(relaxed, D1)["failed"] == {"intraday_no_feedback": "warning"}
+
+
+def test_intraday_checks_do_not_trust_the_summaries(tmp_path: Path) -> None:
+    settings, lake = _healthy_lake(tmp_path)
+    _refresh_summary(lake, 5, _ingest_doc(10, 10, f"{D1.isoformat()}T05:50:00+00:00"))
+    _refresh_summary(lake, 6, _ingest_doc("ten", 0, "<script>"))  # a tampered or broken document
+    _refresh_summary(lake, 7, _ingest_doc(10, 0, "2026-03-01T05:50:00"))  # no time zone
+    out = monitor(settings, D1)
+    checks = lake.read_df(Dataset.MONITOR_CHECKS, D1).set_index(C.CHECK_NAME)
+    assert out["failed"] == {}  # the readable refresh is fine; the others are reported, not judged
+    message = checks.loc["intraday_no_feedback", C.MESSAGE]
+    assert "slot 6: unreadable" in message and "slot 7: unreadable" in message
+    assert checks.loc["intraday_feedback_lag", C.VALUE] == pytest.approx(10.0)
+
+
 # --------------------------------------------------------------------------- the registry
 def test_the_registry_is_the_documented_list_of_checks() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "monitoring.md").read_text()
@@ -387,13 +440,25 @@ def test_the_caller_runs_the_checks_it_lists(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- same output as before
+#: Checks added to the registry after the digests below were recorded (issue 17: the intraday
+#: refreshes). The digests pin every other row; these are tested with known answers above, and here
+#: they must be exactly that many skipped rows (the scenarios have no refresh).
+_ADDED_LATER = ("intraday_no_feedback", "intraday_feedback_lag")
+
+
 def _output_digest(lake: Lake, out: dict[str, Any], day: date) -> str:
     """SHA-256 of what the report, the publish gate and alerting read: every row of ``monitor/checks`` and
-    ``monitor/alerts`` for ``day`` (exact float reprs) and the step's result. The lake's temporary path,
-    which messages about missing inputs name, is replaced by ``<lake>``."""
+    ``monitor/alerts`` for ``day`` (exact float reprs) and the step's result, without the
+    ``_ADDED_LATER`` checks' rows (which must be skipped). The lake's temporary path, which messages about
+    missing inputs name, is replaced by ``<lake>``."""
     tables = {
         ds.value: lake.read_table(ds, day).to_pylist() for ds in (Dataset.MONITOR_CHECKS, Dataset.ALERTS)
     }
+    added = [r for r in tables[Dataset.MONITOR_CHECKS.value] if r[C.CHECK_NAME] in _ADDED_LATER]
+    assert [(r[C.CHECK_NAME], r[C.STATUS]) for r in added] == [(n, "skipped") for n in _ADDED_LATER]
+    tables = {name: [r for r in rows if r[C.CHECK_NAME] not in _ADDED_LATER] for name, rows in tables.items()}
+    if out:
+        out = {**out, "checks": out["checks"] - len(added), "skipped": out["skipped"] - len(added)}
     text = json.dumps({"tables": tables, "result": out}, sort_keys=True, default=str)
     text = text.replace(lake.root, "<lake>")
     return hashlib.sha256(text.encode()).hexdigest()
@@ -483,7 +548,16 @@ def test_a_simulated_night_monitors_the_same_as_before(tmp_path: Path) -> None:
     settings = load_settings(
         home=str(tmp_path / "lake"),
         seed=5,
-        world={"users": 60, "items": 200, "history_days": 30, "ratings_per_user": 12.0, "seed": 5},
+        # the visit timing of the world when the digests were recorded (the default since then,
+        # ``hourly``, moves the feedback times and with them e.g. feedback_freshness)
+        world={
+            "users": 60,
+            "items": 200,
+            "history_days": 30,
+            "ratings_per_user": 12.0,
+            "seed": 5,
+            "visit_timing": "daypart_start",
+        },
         arms={"candidates_n": 60, "user_shards": 2},
         simulator={"skip_steps": ["report", "evaluate"], "workers": 1, "plot": False},
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import html
+import re
 from datetime import date, timedelta
 
 import pandas as pd
@@ -328,3 +329,55 @@ def test_long_text_wraps_in_a_bounded_box_escaped_and_small_shares_floor() -> No
     shares = _table(pd.DataFrame({"share": [9.58e-05, 0.25, 0.0]}), digits=3, floor=True)
     assert "<td class=num>&lt;0.001</td>" in shares and "9.58e-05" not in shares
     assert "<td class=num>0.250</td>" in shares and "<td class=num>0.000</td>" in shares
+
+
+def _policy(run_date: date, probability: dict[tuple[str, str, str], float]) -> pd.DataFrame:
+    keys = list(probability)
+    return pd.DataFrame(
+        {
+            C.SEGMENT: [k[0] for k in keys],
+            C.DAYPART: [k[1] for k in keys],
+            C.ARM: [k[2] for k in keys],
+            C.ALPHA: [1.0] * len(keys),
+            C.BETA: [1.0] * len(keys),
+            C.MEAN: [0.5] * len(keys),
+            C.THOMPSON_PROBABILITY: list(probability.values()),
+            C.SELECTION_PROBABILITY: list(probability.values()),
+            C.RUN_DATE: [run_date] * len(keys),
+        }
+    )
+
+
+def test_intraday_section_shows_each_contexts_trajectory_escaped_and_validated(settings: Settings) -> None:
+    """The night's policy of D1 (serving D2), then two refreshes of D2: power/evening moves to
+    long_tail (0.3 -> 0.55 -> 0.8); a tampered summary's values are dropped, its text escaped."""
+    from deepcuts.pipelines.intraday import slot_part
+    from deepcuts.pipelines.report import _intraday_section
+
+    lake = Lake(settings.home)
+    night = {("power", "evening", "svd"): 0.7, ("power", "evening", "long_tail"): 0.3}
+    lake.write_table(Dataset.BANDIT_POLICY, D1, _policy(D1, night))
+
+    def refresh(slot: int, long_tail: object, extra: dict[str, object]) -> None:
+        ingest = {
+            "slot_end": f"{D2.isoformat()}T{slot + 1:02d}:00:00+00:00",
+            "events": 10 * slot,
+            "new_events": 10,
+        }
+        assign = {
+            "status": "assigned",
+            "selection_probability": {"power/evening": {"svd": 0.2, "long_tail": long_tail}, **extra},
+        }
+        for step, doc in (("ingest", ingest), ("assign", assign), ("publish", {"status": "published"})):
+            lake.write_json(Dataset.INTRADAY_SUMMARY, D2, f"{slot_part(slot)}.{step}.json", doc)
+
+    refresh(7, 0.55, {})
+    refresh(19, 0.8, {PAYLOAD: {"svd": 0.5}, "new/night": {PAYLOAD: "high", "svd": 2.0}})
+    body = _intraday_section(lake, D2).body
+    second = body.split("</table>")[1]  # the trajectory table
+    rows = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", tr) for tr in second.split("<tr>")[1:]]
+    assert rows[0] == ["context", "arm (end of day)", "night", "08:00", "20:00"]
+    assert ["power/evening", "long_tail", "0.300", "0.550", "0.800"] in rows
+    # the tampered context name is shown as text; its non-probabilities are dropped, not rendered
+    assert PAYLOAD not in body and html.escape(PAYLOAD) in body
+    assert "new/night" not in body and "high" not in body

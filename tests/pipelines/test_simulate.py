@@ -15,7 +15,14 @@ from deepcuts.pipelines import nightly
 from deepcuts.pipelines.ab_analysis import niche_item_ids
 from deepcuts.pipelines.nightly import STEP_NAMES, Step, StepMissingError, resolve, run_night
 from deepcuts.pipelines.simulate_summary import arm_shares, by_variant_metrics, truth_metrics
-from deepcuts.pipelines.simulate_worlds import ReplayWorld, SimWorld, feedback_events
+from deepcuts.pipelines.simulate_worlds import (
+    VISIT_MINUTE,
+    ReplayWorld,
+    SimWorld,
+    draw_visit_minutes,
+    feedback_events,
+    visit_hour_probabilities,
+)
 from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import load_settings
 
@@ -102,6 +109,70 @@ def test_feedback_events_follow_the_contract(lake_home: Path) -> None:
     # same inputs, same bytes of ids and times
     again = feedback_events(_shown(), clicked, ratings, SERVED, HOURS, np.random.default_rng(0))
     pd.testing.assert_frame_equal(events, again)
+
+
+def test_visit_hours_follow_the_profile_inside_each_daypart() -> None:
+    from deepcuts.formulas import daypart_hours
+
+    profile = tuple(3.0 if h == 23 else 1.0 for h in range(24))
+    p = visit_hour_probabilities(profile, daypart_hours((6, 12, 18, 23)))
+    # night runs 23:00-06:00 within the served day: 23 h (weight 3) and 0..5 h (weight 1 each)
+    assert set(np.flatnonzero(p["night"])) == {23, 0, 1, 2, 3, 4, 5}
+    assert p["night"][23] == pytest.approx(3 / 9) and p["night"][0] == pytest.approx(1 / 9)
+    assert set(np.flatnonzero(p["evening"])) == {18, 19, 20, 21, 22}
+    assert p["morning"][6:12] == pytest.approx([1 / 6] * 6)
+    for probs in p.values():
+        assert probs.sum() == pytest.approx(1.0)
+
+    n = 90_000
+    dayparts = np.array(["night"] * n + ["evening"] * 10, dtype=object)
+    minutes = draw_visit_minutes(dayparts, p, np.random.default_rng(3))
+    hours = minutes // 60
+    assert set(hours[n:]) <= {18, 19, 20, 21, 22}
+    # 90k draws: 4 standard errors of a share of 1/3 are 0.0063
+    assert np.mean(hours[:n] == 23) == pytest.approx(3 / 9, abs=0.0063)
+    assert np.mean(hours[:n] == 2) == pytest.approx(1 / 9, abs=0.0042)
+    assert (minutes % 60 < 45).all()  # clicks and ratings (<= 8.3 min later) stay in the hour
+    same = draw_visit_minutes(dayparts, p, np.random.default_rng(3))
+    np.testing.assert_array_equal(minutes, same)
+    with pytest.raises(ValueError, match="brunch"):
+        draw_visit_minutes(np.array(["brunch"], dtype=object), p, np.random.default_rng(0))
+
+
+def test_visit_profile_settings_are_checked() -> None:
+    from pydantic import ValidationError
+
+    from deepcuts.settings import WorldSettings
+
+    assert WorldSettings().visit_timing == "hourly" and len(WorldSettings().visit_hour_profile) == 24
+    with pytest.raises(ValidationError, match="24 weights"):
+        WorldSettings(visit_hour_profile=(1.0,) * 23)
+    with pytest.raises(ValidationError, match="24 weights"):
+        WorldSettings(visit_hour_profile=(-1.0,) + (1.0,) * 23)
+    quiet_nights = tuple(0.0 if h >= 23 or h < 6 else 1.0 for h in range(24))
+    with pytest.raises(ValidationError, match=r"hours \[23, 0, 1, 2, 3, 4, 5\]"):
+        WorldSettings(visit_hour_profile=quiet_nights)
+
+
+def test_feedback_events_start_at_the_worlds_visit_minute() -> None:
+    shown = _shown().assign(**{VISIT_MINUTE: [18 * 60 + 7] * 2 + [2 * 60 + 44] * 2})
+    clicked = np.array([True, False, False, True])
+    events = feedback_events(shown, clicked, np.full(4, np.nan), SERVED, HOURS, np.random.default_rng(0))
+    ts = pd.to_datetime(events[C.EVENT_TS], utc=True)
+    impressions = events[C.EVENT_TYPE] == "impression"
+    first = ts[impressions].groupby(events.loc[impressions, C.USER_ID]).min()
+    assert first[1] == pd.Timestamp("2026-03-02T18:07", tz="UTC")
+    assert first[2] == pd.Timestamp("2026-03-02T02:44", tz="UTC")  # a night visit after midnight
+    # the click at position 2 follows 40 s after the impression, in the same hour
+    click = events[events[C.EVENT_TYPE] == "click"].set_index(C.USER_ID)[C.EVENT_TS]
+    assert pd.Timestamp(click[2]) == pd.Timestamp("2026-03-02T02:44:40", tz="UTC")
+    # the same events as the daypart-start timing apart from the times (ids, arms, propensities)
+    old = feedback_events(_shown(), clicked, np.full(4, np.nan), SERVED, HOURS, np.random.default_rng(0))
+    cols = [c for c in events.columns if c != C.EVENT_TS]
+    key = [C.EVENT_ID]
+    pd.testing.assert_frame_equal(
+        events[cols].sort_values(key, ignore_index=True), old[cols].sort_values(key, ignore_index=True)
+    )
 
 
 def test_by_variant_metrics_and_arm_shares_hand_computed() -> None:
