@@ -3,8 +3,8 @@ calibrated on the planted world, many seeds, in seconds instead of hours.
 
 The closed loop of ``bench_intraday.py`` runs every nightly step and every refresh; one seed of it takes
 hours with 24 refreshes a day. This script keeps only what decides the learning speed, with the
-pipeline's own functions and settings (``deepcuts.models.bandit``: pooling with the empirical-Bayes cap,
-exact Thompson probabilities, the exploration floor, the daily discount):
+pipeline's own functions and settings (``deepcuts.models.policy.bandit``: pooling with the empirical-Bayes
+cap, exact Thompson probabilities, the exploration floor, the daily discount):
 
 * contexts, arms, the true reward of every (context, arm) and each context's treatment visits a day are
   read from a planted-world run of ``bench_intraday.py`` (``--sim``: its ``*_sim.json``; rewards of one
@@ -63,7 +63,7 @@ class Variant:
 
 def load_world(sim_path: Path, night: int, timing: str) -> World:
     from deepcuts.formulas import daypart_hours
-    from deepcuts.models.context import CONTEXTS
+    from deepcuts.models.policy.context import CONTEXTS
     from deepcuts.pipelines.simulate_worlds import visit_hour_probabilities
     from deepcuts.settings import load_settings
 
@@ -85,14 +85,14 @@ def load_world(sim_path: Path, night: int, timing: str) -> World:
 
 
 def run_seed(world: World, variant: Variant, nights: int, seed: int, mc_draws: int) -> dict[str, Any]:
-    from deepcuts.models.bandit import (
+    from deepcuts.models.policy.bandit import (
         BanditConfig,
         pool_with,
         selection_probabilities,
         shrink_toward_groups,
         update_posterior,
     )
-    from deepcuts.models.context import pooling_groups
+    from deepcuts.models.policy.context import pooling_groups
     from deepcuts.settings import load_settings
 
     cfg = load_settings().bandit
