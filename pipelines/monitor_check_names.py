@@ -27,6 +27,8 @@ CHECK_NAMES: tuple[str, ...] = (
     "feedback_volume",
     "feedback_freshness",
     "quarantine_share",
+    "intraday_no_feedback",
+    "intraday_feedback_lag",
     "ope_sanity",
     "ope_support",
     "target_long_tail_share",
