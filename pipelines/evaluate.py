@@ -17,7 +17,7 @@ top-``n_candidates`` list and returns the served list, which is scored under ``"
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -434,14 +434,39 @@ def evaluate_dataset(
 
 
 # ------------------------------------------------------------------------------------------ nightly
-def _read_top_k(lake: Lake, dataset: Dataset, run_date: date, k: int) -> pd.DataFrame:
-    """Every arm's top ``k`` (rank <= k) of a lists dataset, with only the columns the metrics read.
+def _read_top_k(lake: Lake, dataset: Dataset, run_date: date, k: int, arm: str) -> pd.DataFrame:
+    """One arm's top ``k`` (rank <= k) of a lists dataset, with only the columns the metrics read.
 
-    The filter runs in Arrow while reading: the candidates hold 100 rows per user and arm, of which
-    the metrics need ``k`` (converting all of them to pandas was most of this step's time).
+    The filters run in Arrow while reading: the candidates hold 100 rows per user and arm, of which
+    the metrics need ``k`` (converting all of them to pandas was most of this step's time), and one
+    arm at a time keeps the step's memory that of one arm's lists (parts of other arms are skipped
+    by their Parquet statistics).
     """
     columns = [C.USER_ID, C.ITEM_ID, C.RANK, C.ARM]
-    return lake.read_df(dataset, run_date, columns=columns, filter=pc.field(C.RANK) <= k)
+    wanted = (pc.field(C.RANK) <= k) & (pc.field(C.ARM) == arm)
+    return lake.read_df(dataset, run_date, columns=columns, filter=wanted)
+
+
+def _arms_of(lake: Lake, dataset: Dataset, run_date: date) -> list[str]:
+    """The arms that have lists in a partition, sorted (read part by part: the arm column only)."""
+    arms: set[str] = set()
+    for part in lake.parts(dataset, run_date):
+        column = lake.read_table(dataset, run_date, parts=[part], columns=[C.ARM]).column(C.ARM)
+        arms.update(str(a) for a in pc.unique(column).to_pylist() if a is not None)
+    return sorted(arms)
+
+
+def _lists_by_arm(
+    lake: Lake, dataset: Dataset, run_date: date, k: int, arms: Sequence[str] | None = None
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(arm, top-k lists)`` per arm with lists in the partition (only ``arms`` when given), in arm
+    order, one arm in memory at a time: what ``groupby(arm)`` of the whole partition gave."""
+    for arm in _arms_of(lake, dataset, run_date):
+        if arms is not None and arm not in arms:
+            continue
+        lists = _read_top_k(lake, dataset, run_date, k, arm)
+        if len(lists):
+            yield arm, lists
 
 
 def _rows(source: str, arm: str, metrics: Mapping[str, Any], n_users: int, run_date: date) -> list[dict]:
@@ -526,9 +551,8 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
         if lake.has(Dataset.RERANKED, previous_date):
             previous_sources.append(("previous_reranked", Dataset.RERANKED))
         for source, dataset in previous_sources:
-            prev_lists = _read_top_k(lake, dataset, previous_date, k)
             summary["accuracy"][source] = {}
-            for arm, lists in prev_lists.groupby(C.ARM, sort=True):
+            for arm, lists in _lists_by_arm(lake, dataset, previous_date, k):
                 users = np.intersect1d(lists[C.USER_ID].unique(), arrived[C.USER_ID].unique())
                 scored = score_lists(lists, ctx, users=users)
                 metrics = _public_metrics(scored)
@@ -548,11 +572,9 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
     if lake.has(Dataset.RERANKED, run_date):
         sources.append(("reranked", Dataset.RERANKED))
     for source, dataset in sources:
-        today = _read_top_k(lake, dataset, run_date, k)
-        # tonight's arms only (arms.enabled is the run's plan): a part left by an earlier run is not ours
-        today = today[today[C.ARM].isin(settings.arms.enabled)]
         summary["beyond"][source] = {}
-        for arm, lists in today.groupby(C.ARM, sort=True):
+        # tonight's arms only (arms.enabled is the run's plan): a part left by an earlier run is not ours
+        for arm, lists in _lists_by_arm(lake, dataset, run_date, k, settings.arms.enabled):
             scored = score_lists(lists, ctx_today)
             metrics = _public_metrics(scored)
             summary["beyond"][source][str(arm)] = metrics
