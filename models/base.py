@@ -77,27 +77,58 @@ class InteractionMatrix:
 
     @classmethod
     def from_frames(cls, interactions: pd.DataFrame, items: pd.DataFrame | None = None) -> Self:
-        frame = interactions
-        if C.TS in frame.columns:
-            frame = frame.sort_values(C.TS, kind="stable")
+        ts = interactions[C.TS] if C.TS in interactions.columns else None
+        if ts is None or pd.api.types.is_datetime64_any_dtype(ts.dtype) or ts.dtype.kind in "iuf":
+            return cls._from_arrays(interactions, items)
+        # times as text or objects: pandas orders them
+        frame = interactions.sort_values(C.TS, kind="stable")
         frame = frame.drop_duplicates([C.USER_ID, C.ITEM_ID], keep="last")
-        item_ids = np.unique(
-            np.concatenate(
-                [
-                    frame[C.ITEM_ID].to_numpy(np.int64),
-                    items[C.ITEM_ID].to_numpy(np.int64) if items is not None else np.empty(0, np.int64),
-                ]
-            )
-        )
-        user_ids = np.unique(frame[C.USER_ID].to_numpy(np.int64))
-        rows = np.searchsorted(user_ids, frame[C.USER_ID].to_numpy(np.int64))
-        cols = np.searchsorted(item_ids, frame[C.ITEM_ID].to_numpy(np.int64))
+        return cls._from_arrays(frame.drop(columns=[C.TS]), items)
+
+    @classmethod
+    def _from_arrays(cls, interactions: pd.DataFrame, items: pd.DataFrame | None) -> Self:
+        """The matrix straight from the id, rating and time arrays (no sorted or deduplicated copy of
+        the frame): memory is a few int64 arrays of the history's length, not several frames.
+
+        Latest rating wins: rows in stable time order (NaT last, as pandas sorts them), and of every
+        (user, item) pair the last one; each pair's key ``row * n_items + col`` sorts the result
+        straight into CSR order.
+        """
+        users = interactions[C.USER_ID].to_numpy(np.int64)
+        items_rated = interactions[C.ITEM_ID].to_numpy(np.int64)
+        catalog = items[C.ITEM_ID].to_numpy(np.int64) if items is not None else np.empty(0, np.int64)
+        item_ids = np.unique(np.concatenate([items_rated, catalog]))
+        user_ids = np.unique(users)
+        keys = np.searchsorted(user_ids, users) * np.int64(max(item_ids.size, 1))
+        keys += np.searchsorted(item_ids, items_rated)
+        del users, items_rated
+        if C.TS in interactions.columns:
+            ts = interactions[C.TS]
+            when = ts.to_numpy() if ts.dtype.kind in "iuf" else _time_order_keys(ts)  # NaN sorts last
+            order = np.argsort(when, kind="stable")
+            del when
+        else:
+            order = np.arange(keys.size)
+        # np.unique's return_index gives each key's first position: in reversed time order, the latest
+        last_first = order[::-1]
+        unique_keys, first = np.unique(keys[last_first], return_index=True)
+        picked = last_first[first]
+        del keys, order, last_first, first
+        n_items = max(item_ids.size, 1)
+        rows = unique_keys // n_items
+        indptr = np.zeros(user_ids.size + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=user_ids.size), out=indptr[1:])
+        # scipy's own choice for a matrix built from coordinates: int32 while everything fits
+        index_dtype = np.int32 if max(unique_keys.size, n_items, user_ids.size) < 2**31 - 1 else np.int64
         ratings = sp.csr_matrix(
-            (frame[C.RATING].to_numpy(np.float32), (rows, cols)),
+            (
+                interactions[C.RATING].to_numpy(np.float32)[picked],
+                (unique_keys % n_items).astype(index_dtype),
+                indptr.astype(index_dtype),
+            ),
             shape=(user_ids.size, item_ids.size),
-            dtype=np.float32,
         )
-        ratings.sort_indices()
+        ratings.sum_duplicates()  # none, and the indices are sorted: this records the canonical format
         return cls(ratings=ratings, user_ids=user_ids, item_ids=item_ids)
 
     @property
@@ -151,6 +182,14 @@ class InteractionMatrix:
         pos_clipped = np.minimum(pos, max(self.n_items - 1, 0))
         known = (pos < self.n_items) & (self.item_ids[pos_clipped] == ids) if self.n_items else pos < 0
         return np.where(known, pos_clipped, -1).astype(np.int64)
+
+
+def _time_order_keys(ts: pd.Series) -> npt.NDArray[np.int64]:
+    """Sortable int64 of datetimes (tz-aware or naive): NaT becomes the largest value (sorted last)."""
+    values = ts.to_numpy(dtype="datetime64[ns]") if ts.dt.tz is None else ts.dt.tz_convert(None).to_numpy()
+    out = values.view(np.int64).copy()
+    out[np.isnat(values)] = np.iinfo(np.int64).max
+    return out
 
 
 @contextmanager

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from deepcuts.arms import arm_names, unknown_arms
 from deepcuts.contracts import C, Dataset
-from deepcuts.metrics import ListContext, score_lists
+from deepcuts.metrics import ItemPopularity, ListContext, score_lists
 from deepcuts.progress import get_logger, progress
 from deepcuts.seeds import derive_seed
 from deepcuts.settings import Settings, SourceSettings
@@ -120,12 +120,15 @@ def clean_interactions(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     if missing:
         raise EvaluationError(f"{where}: missing columns {missing}; expected canonical interactions")
     ok = frame[needed].notna().all(axis=1)
+    out = frame
     if not ok.all():
         log.warning("%s: ignoring %d rows with a null id or rating", where, int((~ok).sum()))
-    out = frame[ok].copy()
+        out = frame[ok]
+    # no copy of a clean frame (copy-on-write: the caller's frame is never changed through this one)
+    out = out.reset_index(drop=True)
     out[C.USER_ID] = out[C.USER_ID].astype(np.int64)
     out[C.ITEM_ID] = out[C.ITEM_ID].astype(np.int64)
-    return out.reset_index(drop=True)
+    return out
 
 
 def make_holdout(train: pd.DataFrame, test: pd.DataFrame) -> Holdout:
@@ -161,6 +164,22 @@ def long_tail_ids(train: pd.DataFrame, items: pd.DataFrame, settings: Settings) 
         train, items, settings.arms.quality.prior_weight, settings.arms.long_tail.head_share
     )
     return stats.item_ids[stats.is_long_tail]
+
+
+def _history_stats(
+    interactions: pd.DataFrame, items: pd.DataFrame, settings: Settings
+) -> tuple[np.ndarray, ItemPopularity]:
+    """Long-tail item ids (:func:`long_tail_ids`) and the popularity of a history, from one interaction
+    matrix: the counts of distinct users per item are its column counts (what
+    ``ItemPopularity.from_interactions`` counts from the frame), so a big history is deduplicated once."""
+    from deepcuts.models.base import InteractionMatrix
+    from deepcuts.models.item_stats import ItemStats
+
+    matrix = InteractionMatrix.from_frames(interactions, items)
+    arms = settings.arms
+    stats = ItemStats.from_matrix(matrix, arms.quality.prior_weight, arms.long_tail.head_share)
+    counts = stats.counts.astype(np.float64)
+    return stats.item_ids[stats.is_long_tail], ItemPopularity(stats.item_ids, counts, float(counts.sum()))
 
 
 def _public_metrics(scored: dict[str, Any]) -> dict[str, Any]:
@@ -520,7 +539,7 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
     lake.require_inputs(run_date, Dataset.RERANKED, missing_ok=True)
     interactions = clean_interactions(lake.read_df(Dataset.INTERACTIONS, run_date), "interactions")
     items = lake.read_df(Dataset.ITEMS, run_date)
-    tail = long_tail_ids(interactions, items, settings)
+    tail, popularity = _history_stats(interactions, items, settings)
     rows: list[dict] = []
     summary: dict[str, Any] = {"run_date": run_date.isoformat(), "k": k, "accuracy": {}, "beyond": {}}
 
@@ -544,7 +563,9 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
             head_share=settings.arms.long_tail.head_share,
             truth=arrived,
             long_tail_item_ids=tail,
+            popularity=_history_stats(history, items, settings)[1] if previous is not None else popularity,
         )
+        del previous, history  # the arrived ratings and the context are all the rest needs
         summary["previous_run_date"] = previous_date.isoformat()
         summary["new_ratings"] = len(arrived)
         previous_sources = [("previous_candidates", Dataset.CANDIDATES)]
@@ -567,6 +588,7 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
         items=items,
         head_share=settings.arms.long_tail.head_share,
         long_tail_item_ids=tail,
+        popularity=popularity,
     )
     sources = [("candidates", Dataset.CANDIDATES)]
     if lake.has(Dataset.RERANKED, run_date):
