@@ -300,13 +300,14 @@ def _top_n_sampled(scores: FloatArray, n: int, stride: int = TOP_N_STRIDE) -> tu
     """:func:`top_n` of rows without NaN through a lower bound of the n-th largest value.
 
     ``t`` = the n-th largest of every ``stride``-th column (needs at least ``n`` of them): at least
-    ``n`` entries of the row are ``>= t``, so its n-th largest value is too, and the top ``n`` (ties
-    at the n-th value included) are among the entries ``>= t``. Those survivors (about
-    ``stride * n`` per row) are packed left in column order and go through :func:`_top_n_threshold`,
-    where a tie between positions is then a tie between columns: the same result as the whole row,
-    at the cost of one partition of the sample, one comparison and one flat scan of the row (a 2-D
-    ``nonzero`` costs four times a flat one). Rows with very many survivors (a bound of ``-inf``:
-    fewer than ``n`` valid entries in the sample) are selected whole.
+    ``n`` entries of the row are ``>= t``, so its n-th largest value is too. Hence the top ``n`` are
+    the entries ``> t`` when there are ``n`` of them or more, and otherwise all of those plus the
+    lowest columns equal to ``t`` (there are enough: ties go to the lower index). Those survivors
+    (about ``stride * n`` per row; sparse item-item scores tie at 0, and then only their nonzero
+    entries survive) are packed left in column order and go through :func:`_top_n_threshold`, where a
+    tie between positions is then a tie between columns: the same result as the whole row, at the
+    cost of one partition of the sample, a comparison and a flat scan of the row (a 2-D ``nonzero``
+    costs four times a flat one). Rows with a quarter of their entries above ``t`` are selected whole.
     """
     n_rows, n_cols = scores.shape
     sample = np.negative(scores[:, ::stride])
@@ -315,26 +316,50 @@ def _top_n_sampled(scores: FloatArray, n: int, stride: int = TOP_N_STRIDE) -> tu
     sample.partition(n - 1, axis=1)
     bound = np.negative(sample[:, n - 1 : n])
     del sample
-    flat = np.flatnonzero(scores >= bound)
-    rows = flat // n_cols
-    counts = np.bincount(rows, minlength=n_rows)
-    whole = np.flatnonzero(counts > n_cols // 4)
-    if whole.size:  # few rows, if any: drop their survivors and select them over the whole width
-        keep = ~np.isin(rows, whole)
-        flat, rows = flat[keep], rows[keep]
+    flat = np.flatnonzero(scores > bound)
+    counts = np.bincount(flat // n_cols, minlength=n_rows)
+    whole = counts > n_cols // 4
+    if whole.any():  # their survivors are dropped: these rows are selected over the whole width
+        flat = flat[~whole[flat // n_cols]]
         counts[whole] = 0
+    short = np.flatnonzero((counts < n) & ~whole)
+    if short.size:  # the lowest columns tied at the bound complete these rows
+        flat = np.sort(np.concatenate([flat, _first_ties(scores, short, bound[short, 0], n - counts[short])]))
+        counts[short] = n
+    rows = flat // n_cols
+    cols = flat - rows * n_cols
     width = max(int(counts.max()), n)
-    slot = np.arange(flat.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    slot = np.arange(flat.size) - np.searchsorted(rows, rows)
     packed = np.full((n_rows, width), -np.inf, dtype=scores.dtype)
     packed_cols = np.zeros((n_rows, width), dtype=np.int64)
-    cols = flat - rows * n_cols
     packed[rows, slot] = scores[rows, cols]
     packed_cols[rows, slot] = cols
     pos, val = _top_n_threshold(packed, n)
     idx = np.take_along_axis(packed_cols, pos, axis=1)
-    if whole.size:
+    if whole.any():
         idx[whole], val[whole] = _top_n_threshold(scores[whole], n)
     return idx, val
+
+
+def _first_ties(scores: FloatArray, rows: IntArray, value: FloatArray, need: IntArray) -> IntArray:
+    """Flat indices of the ``need[i]`` lowest columns of row ``rows[i]`` equal to ``value[i]`` (each row
+    has that many). Searched over a widening prefix of the columns: in sparse scores the ties (0) are
+    nearly everywhere, so the first few hundred columns hold them."""
+    n_cols = scores.shape[1]
+    found: list[IntArray] = []
+    width = min(n_cols, 4 * int(need.max()))
+    while rows.size:
+        eq = np.flatnonzero(scores[rows, :width] == value[:, None])
+        row_of = eq // width
+        rank = np.arange(eq.size) - np.searchsorted(row_of, row_of)
+        done = np.bincount(row_of, minlength=rows.size) >= need
+        pick = (rank < need[row_of]) & done[row_of]
+        found.append(rows[row_of[pick]] * n_cols + eq[pick] % width)
+        rows, value, need = rows[~done], value[~done], need[~done]
+        if width == n_cols and rows.size:  # pragma: no cover - the bound guarantees enough ties
+            raise AssertionError("fewer entries at the bound than the sample showed")
+        width = min(n_cols, 2 * width)
+    return np.concatenate(found) if found else np.empty(0, np.int64)
 
 
 def _top_n_threshold(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
