@@ -90,30 +90,35 @@ class InteractionMatrix:
         """The matrix straight from the id, rating and time arrays (no sorted or deduplicated copy of
         the frame): memory is a few int64 arrays of the history's length, not several frames.
 
-        Latest rating wins: rows in stable time order (NaT last, as pandas sorts them), and of every
-        (user, item) pair the last one; each pair's key ``row * n_items + col`` sorts the result
-        straight into CSR order.
+        Latest rating wins: rows sorted by their pair's key ``row * n_items + col`` and then stably by
+        time (NaT last, as pandas sorts them), and of every pair the last one; the keys' order is the
+        CSR order.
         """
         users = interactions[C.USER_ID].to_numpy(np.int64)
         items_rated = interactions[C.ITEM_ID].to_numpy(np.int64)
         catalog = items[C.ITEM_ID].to_numpy(np.int64) if items is not None else np.empty(0, np.int64)
         item_ids = np.unique(np.concatenate([items_rated, catalog]))
         user_ids = np.unique(users)
-        keys = np.searchsorted(user_ids, users) * np.int64(max(item_ids.size, 1))
+        keys = np.searchsorted(user_ids, users)
+        keys *= max(item_ids.size, 1)
         keys += np.searchsorted(item_ids, items_rated)
         del users, items_rated
         if C.TS in interactions.columns:
             ts = interactions[C.TS]
             when = ts.to_numpy() if ts.dtype.kind in "iuf" else _time_order_keys(ts)  # NaN sorts last
-            order = np.argsort(when, kind="stable")
+            # by pair, then time (lexsort is stable: equal times keep the input order)
+            order = np.lexsort((when, keys))
             del when
         else:
-            order = np.arange(keys.size)
-        # np.unique's return_index gives each key's first position: in reversed time order, the latest
-        last_first = order[::-1]
-        unique_keys, first = np.unique(keys[last_first], return_index=True)
-        picked = last_first[first]
-        del keys, order, last_first, first
+            order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        boundary = np.empty(keys.size, dtype=bool)
+        np.not_equal(keys[1:], keys[:-1], out=boundary[:-1])
+        boundary[-1:] = True
+        last = np.flatnonzero(boundary)  # the latest row of each pair
+        del boundary
+        unique_keys, picked = keys[last], order[last]
+        del keys, order, last
         n_items = max(item_ids.size, 1)
         rows = unique_keys // n_items
         indptr = np.zeros(user_ids.size + 1, dtype=np.int64)
@@ -186,9 +191,11 @@ class InteractionMatrix:
 
 def _time_order_keys(ts: pd.Series) -> npt.NDArray[np.int64]:
     """Sortable int64 of datetimes (tz-aware or naive): NaT becomes the largest value (sorted last)."""
-    values = ts.to_numpy(dtype="datetime64[ns]") if ts.dt.tz is None else ts.dt.tz_convert(None).to_numpy()
-    out = values.view(np.int64).copy()
-    out[np.isnat(values)] = np.iinfo(np.int64).max
+    out = ts.array.asi8  # the int64 ticks themselves (UTC for tz-aware), no copy
+    missing = ts.isna().to_numpy()
+    if missing.any():  # NaT is the smallest int64: make it the largest, on a copy
+        out = out.copy()
+        out[missing] = np.iinfo(np.int64).max
     return out
 
 
