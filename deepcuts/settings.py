@@ -171,6 +171,9 @@ class IngestSettings(Section):
     #: Columns outside the contract fail the batch (a changed producer format should be noticed);
     #: true drops them from the canonical table (the quarantine still keeps them as text).
     allow_extra_columns: bool = False
+    #: New source ratings are validated this many rows at a time (the first night validates the whole
+    #: history): the ingest's peak memory is one slice's, not the history's (docs/benchmarks.md).
+    validate_chunk_rows: int = Field(2_000_000, ge=1)
 
 
 class SVDSettings(Section):

@@ -17,7 +17,7 @@ top-``n_candidates`` list and returns the served list, which is scored under ``"
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from deepcuts.arms import arm_names, unknown_arms
 from deepcuts.contracts import C, Dataset
-from deepcuts.metrics import ListContext, score_lists
+from deepcuts.metrics import ItemPopularity, ListContext, score_lists
 from deepcuts.progress import get_logger, progress
 from deepcuts.seeds import derive_seed
 from deepcuts.settings import Settings, SourceSettings
@@ -120,12 +120,15 @@ def clean_interactions(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     if missing:
         raise EvaluationError(f"{where}: missing columns {missing}; expected canonical interactions")
     ok = frame[needed].notna().all(axis=1)
+    out = frame
     if not ok.all():
         log.warning("%s: ignoring %d rows with a null id or rating", where, int((~ok).sum()))
-    out = frame[ok].copy()
+        out = frame[ok]
+    # no copy of a clean frame (copy-on-write: the caller's frame is never changed through this one)
+    out = out.reset_index(drop=True)
     out[C.USER_ID] = out[C.USER_ID].astype(np.int64)
     out[C.ITEM_ID] = out[C.ITEM_ID].astype(np.int64)
-    return out.reset_index(drop=True)
+    return out
 
 
 def make_holdout(train: pd.DataFrame, test: pd.DataFrame) -> Holdout:
@@ -162,6 +165,22 @@ def long_tail_ids(train: pd.DataFrame, items: pd.DataFrame, settings: Settings) 
         train, items, settings.arms.quality.prior_weight, settings.arms.long_tail.head_share
     )
     return stats.item_ids[stats.is_long_tail]
+
+
+def _history_stats(
+    interactions: pd.DataFrame, items: pd.DataFrame, settings: Settings
+) -> tuple[np.ndarray, ItemPopularity]:
+    """Long-tail item ids (:func:`long_tail_ids`) and the popularity of a history, from one interaction
+    matrix: the counts of distinct users per item are its column counts (what
+    ``ItemPopularity.from_interactions`` counts from the frame), so a big history is deduplicated once."""
+    from deepcuts.models.recommenders.base import InteractionMatrix
+    from deepcuts.models.recommenders.item_stats import ItemStats
+
+    matrix = InteractionMatrix.from_frames(interactions, items)
+    arms = settings.arms
+    stats = ItemStats.from_matrix(matrix, arms.quality.prior_weight, arms.long_tail.head_share)
+    counts = stats.counts.astype(np.float64)
+    return stats.item_ids[stats.is_long_tail], ItemPopularity(stats.item_ids, counts, float(counts.sum()))
 
 
 def _public_metrics(scored: dict[str, Any]) -> dict[str, Any]:
@@ -437,14 +456,39 @@ def evaluate_dataset(
 
 
 # ------------------------------------------------------------------------------------------ nightly
-def _read_top_k(lake: Lake, dataset: Dataset, run_date: date, k: int) -> pd.DataFrame:
-    """Every arm's top ``k`` (rank <= k) of a lists dataset, with only the columns the metrics read.
+def _read_top_k(lake: Lake, dataset: Dataset, run_date: date, k: int, arm: str) -> pd.DataFrame:
+    """One arm's top ``k`` (rank <= k) of a lists dataset, with only the columns the metrics read.
 
-    The filter runs in Arrow while reading: the candidates hold 100 rows per user and arm, of which
-    the metrics need ``k`` (converting all of them to pandas was most of this step's time).
+    The filters run in Arrow while reading: the candidates hold 100 rows per user and arm, of which
+    the metrics need ``k`` (converting all of them to pandas was most of this step's time), and one
+    arm at a time keeps the step's memory that of one arm's lists (parts of other arms are skipped
+    by their Parquet statistics).
     """
     columns = [C.USER_ID, C.ITEM_ID, C.RANK, C.ARM]
-    return lake.read_df(dataset, run_date, columns=columns, filter=pc.field(C.RANK) <= k)
+    wanted = (pc.field(C.RANK) <= k) & (pc.field(C.ARM) == arm)
+    return lake.read_df(dataset, run_date, columns=columns, filter=wanted)
+
+
+def _arms_of(lake: Lake, dataset: Dataset, run_date: date) -> list[str]:
+    """The arms that have lists in a partition, sorted (read part by part: the arm column only)."""
+    arms: set[str] = set()
+    for part in lake.parts(dataset, run_date):
+        column = lake.read_table(dataset, run_date, parts=[part], columns=[C.ARM]).column(C.ARM)
+        arms.update(str(a) for a in pc.unique(column).to_pylist() if a is not None)
+    return sorted(arms)
+
+
+def _lists_by_arm(
+    lake: Lake, dataset: Dataset, run_date: date, k: int, arms: Sequence[str] | None = None
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(arm, top-k lists)`` per arm with lists in the partition (only ``arms`` when given), in arm
+    order, one arm in memory at a time: what ``groupby(arm)`` of the whole partition gave."""
+    for arm in _arms_of(lake, dataset, run_date):
+        if arms is not None and arm not in arms:
+            continue
+        lists = _read_top_k(lake, dataset, run_date, k, arm)
+        if len(lists):
+            yield arm, lists
 
 
 def _rows(source: str, arm: str, metrics: Mapping[str, Any], n_users: int, run_date: date) -> list[dict]:
@@ -498,7 +542,7 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
     lake.require_inputs(run_date, Dataset.RERANKED, missing_ok=True)
     interactions = clean_interactions(lake.read_df(Dataset.INTERACTIONS, run_date), "interactions")
     items = lake.read_df(Dataset.ITEMS, run_date)
-    tail = long_tail_ids(interactions, items, settings)
+    tail, popularity = _history_stats(interactions, items, settings)
     rows: list[dict] = []
     summary: dict[str, Any] = {"run_date": run_date.isoformat(), "k": k, "accuracy": {}, "beyond": {}}
 
@@ -522,16 +566,17 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
             head_share=settings.arms.long_tail.head_share,
             truth=arrived,
             long_tail_item_ids=tail,
+            popularity=_history_stats(history, items, settings)[1] if previous is not None else popularity,
         )
+        del previous, history  # the arrived ratings and the context are all the rest needs
         summary["previous_run_date"] = previous_date.isoformat()
         summary["new_ratings"] = len(arrived)
         previous_sources = [("previous_candidates", Dataset.CANDIDATES)]
         if lake.has(Dataset.RERANKED, previous_date):
             previous_sources.append(("previous_reranked", Dataset.RERANKED))
         for source, dataset in previous_sources:
-            prev_lists = _read_top_k(lake, dataset, previous_date, k)
             summary["accuracy"][source] = {}
-            for arm, lists in prev_lists.groupby(C.ARM, sort=True):
+            for arm, lists in _lists_by_arm(lake, dataset, previous_date, k):
                 users = np.intersect1d(lists[C.USER_ID].unique(), arrived[C.USER_ID].unique())
                 scored = score_lists(lists, ctx, users=users)
                 metrics = _public_metrics(scored)
@@ -546,16 +591,15 @@ def evaluate_night(settings: Settings, run_date: date | str) -> dict[str, Any]:
         items=items,
         head_share=settings.arms.long_tail.head_share,
         long_tail_item_ids=tail,
+        popularity=popularity,
     )
     sources = [("candidates", Dataset.CANDIDATES)]
     if lake.has(Dataset.RERANKED, run_date):
         sources.append(("reranked", Dataset.RERANKED))
     for source, dataset in sources:
-        today = _read_top_k(lake, dataset, run_date, k)
-        # tonight's arms only (arms.enabled is the run's plan): a part left by an earlier run is not ours
-        today = today[today[C.ARM].isin(settings.arms.enabled)]
         summary["beyond"][source] = {}
-        for arm, lists in today.groupby(C.ARM, sort=True):
+        # tonight's arms only (arms.enabled is the run's plan): a part left by an earlier run is not ours
+        for arm, lists in _lists_by_arm(lake, dataset, run_date, k, settings.arms.enabled):
             scored = score_lists(lists, ctx_today)
             metrics = _public_metrics(scored)
             summary["beyond"][source][str(arm)] = metrics

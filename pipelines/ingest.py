@@ -48,6 +48,7 @@ from deepcuts.pipelines.validation import (
     discard_results,
     quarantine_table,
     read_raw,
+    validate_chunks,
     validate_frame,
 )
 from deepcuts.progress import get_logger, progress
@@ -272,14 +273,15 @@ def _validate_all(
     known_items = items.valid[C.ITEM_ID].to_numpy(np.int64)
 
     future_from = max(day_end, now()) + pd.Timedelta(minutes=cfg.future_skew_minutes)
-    delta, rows, pending = _source_delta(source.interactions, prev, day_end, future_from)
-    inter = validate_frame(
-        delta,
+    rows, pending = _source_delta(source.interactions, prev, day_end, future_from)
+    inter = validate_chunks(
+        source.interactions,
         Kind.INTERACTIONS,
         rules_for(settings, Kind.INTERACTIONS, run_date, scale, known_items=known_items),
+        chunk_rows=cfg.validate_chunk_rows,
         name=f"new ratings of {source.name}",
         run_date=run_date,
-        source_rows=rows,
+        positions=rows,
     )
     # The history stays in Arrow: it is the big table (the whole rating history), only appended to.
     history = lake.read_table(Dataset.INTERACTIONS, prev) if prev else INTERACTIONS_SCHEMA.empty_table()
@@ -327,7 +329,7 @@ def now() -> pd.Timestamp:
 
 def _source_delta(
     interactions: pd.DataFrame, prev: date | None, day_end: pd.Timestamp, future_from: pd.Timestamp
-) -> tuple[pd.DataFrame, np.ndarray, int]:
+) -> tuple[np.ndarray, int]:
     """Source ratings to validate on D: those new since the previous partition, ``end(prev) <= ts < end(D)``.
 
     On the first night every rating with ``ts < end(D)`` plus those without a usable time (they are
@@ -335,14 +337,15 @@ def _source_delta(
     ``future_from`` (the wall clock, or ``end(D)`` if later, plus the skew): it cannot have happened,
     so it is quarantined (``future:ts``) and counted on each night it is in the source instead of
     waiting forever. Ratings in between are pending: due on a later night, counted, not validated yet.
-    Returns the rows, their source positions and the number of pending ratings.
+    Returns the source positions of those rows (they are validated from the source a slice at a
+    time, never copied out as a whole) and the number of pending ratings.
     """
     ts = pd.to_datetime(interactions[C.TS], utc=True, errors="coerce", format="ISO8601")
     since = ts >= day_bounds(prev)[1] if prev is not None else ts.isna() | (ts < day_end)
     future = ts >= future_from
     mask = (since & (ts < day_end) | (ts.isna() & (prev is None)) | future).to_numpy(dtype=bool)
     pending = int(((ts >= day_end) & ~future).sum())
-    return interactions.loc[mask], np.flatnonzero(mask).astype(np.int64), pending
+    return np.flatnonzero(mask).astype(np.int64), pending
 
 
 def _canonical_interactions(history: pa.Table, parts: list[pd.DataFrame]) -> pa.Table:

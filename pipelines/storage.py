@@ -23,11 +23,10 @@ everything it lists is there with the same size. A step that runs once per user 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -127,13 +126,17 @@ class Lake:
                 with contextlib.suppress(FileNotFoundError):  # another writer swept it first
                     self.fs.delete_file(info.path)
 
-    def _atomic_write(self, final: str, payload: bytes) -> str:
+    def _atomic_write(self, final: str, payload: bytes | Callable[[pa.NativeFile], None]) -> str:
+        """Write ``payload`` (bytes, or a function writing into the open stream) to ``final`` atomically."""
         parent, _, base = final.rpartition("/")
         self.fs.create_dir(parent, recursive=True)
         self._sweep_stale_tmp(parent)
         tmp = f"{parent}/{_TMP_PREFIX}{uuid.uuid4().hex}-{base}"
         with self.fs.open_output_stream(tmp) as out:
-            out.write(payload)
+            if callable(payload):
+                payload(out)
+            else:
+                out.write(payload)
         # A rename within one folder is atomic on POSIX; on object stores the upload itself is atomic.
         self.fs.move(tmp, final)
         return final
@@ -151,9 +154,13 @@ class Lake:
         schema = SCHEMAS.get(dataset)
         if schema is not None:
             table = conform(table, schema, where=f"{dataset.value} ({run_date})")
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd", use_dictionary=_dictionary_columns(table.schema))
-        path = self._atomic_write(self.file_path(dataset, run_date, part + PARQUET), buf.getvalue())
+        # straight into the temporary file: no copy of the file's bytes in memory (big tables)
+        path = self._atomic_write(
+            self.file_path(dataset, run_date, part + PARQUET),
+            lambda out: pq.write_table(
+                table, out, compression="zstd", use_dictionary=_dictionary_columns(table.schema)
+            ),
+        )
         self._written.setdefault((dataset, as_run_date(run_date)), {})[part] = table.num_rows
         return path
 

@@ -113,13 +113,19 @@ class ListContext:
         head_share: float,
         truth: pd.DataFrame | None = None,
         long_tail_item_ids: npt.ArrayLike | None = None,
+        popularity: ItemPopularity | None = None,
     ) -> ListContext:
         """Catalog = items table ∪ items in train; long tail from ``head_share`` unless given.
 
-        With ``truth``, the popularity baseline is built for the users in ``truth``.
+        With ``truth``, the popularity baseline is built for the users in ``truth``. ``popularity``, when
+        given, must be ``train``'s over that catalog (its ``item_ids`` are then the catalog): a caller
+        that has the counts already (the nightly step, from its interaction matrix) saves a pass over
+        a big history.
         """
-        catalog = np.union1d(items[C.ITEM_ID].to_numpy(np.int64), train[C.ITEM_ID].to_numpy(np.int64))
-        popularity = ItemPopularity.from_interactions(train, catalog)
+        if popularity is None:
+            catalog = np.union1d(items[C.ITEM_ID].to_numpy(np.int64), train[C.ITEM_ID].to_numpy(np.int64))
+            popularity = ItemPopularity.from_interactions(train, catalog)
+        catalog = popularity.item_ids
         tail = (
             np.unique(np.asarray(long_tail_item_ids, np.int64))
             if long_tail_item_ids is not None

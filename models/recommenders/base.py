@@ -77,42 +77,63 @@ class InteractionMatrix:
 
     @classmethod
     def from_frames(cls, interactions: pd.DataFrame, items: pd.DataFrame | None = None) -> Self:
-        # A history usually holds each (user, item) pair once, so the matrix is built straight from the
-        # rows; only when it came out with fewer entries than rows (the CSR build summed repeated pairs)
-        # is it rebuilt from the rows sorted by time with the latest of each pair kept. Without repeats
-        # both ways give the same matrix (the same entries in CSR's canonical order), and the first
-        # skips a sort and a de-duplication of every row (~0.2 CPU-s at ML-1M size, in every train,
-        # score and evaluate task).
-        matrix = cls._from_unique_pairs(interactions, items)
-        if matrix.ratings.nnz == len(interactions):
-            return matrix
-        frame = interactions
-        if C.TS in frame.columns:
-            frame = frame.sort_values(C.TS, kind="stable")
+        ts = interactions[C.TS] if C.TS in interactions.columns else None
+        if ts is None or pd.api.types.is_datetime64_any_dtype(ts.dtype) or ts.dtype.kind in "iuf":
+            return cls._from_arrays(interactions, items)
+        # times as text or objects: pandas orders them
+        frame = interactions.sort_values(C.TS, kind="stable")
         frame = frame.drop_duplicates([C.USER_ID, C.ITEM_ID], keep="last")
-        return cls._from_unique_pairs(frame, items)
+        return cls._from_arrays(frame.drop(columns=[C.TS]), items)
 
     @classmethod
-    def _from_unique_pairs(cls, frame: pd.DataFrame, items: pd.DataFrame | None) -> Self:
-        """The matrix of ``frame``'s rows; a (user, item) pair that occurs twice is summed (callers
-        de-duplicate first, or check ``nnz``)."""
-        item_ids = np.unique(
-            np.concatenate(
-                [
-                    frame[C.ITEM_ID].to_numpy(np.int64),
-                    items[C.ITEM_ID].to_numpy(np.int64) if items is not None else np.empty(0, np.int64),
-                ]
-            )
-        )
-        user_ids = np.unique(frame[C.USER_ID].to_numpy(np.int64))
-        rows = np.searchsorted(user_ids, frame[C.USER_ID].to_numpy(np.int64))
-        cols = np.searchsorted(item_ids, frame[C.ITEM_ID].to_numpy(np.int64))
+    def _from_arrays(cls, interactions: pd.DataFrame, items: pd.DataFrame | None) -> Self:
+        """The matrix straight from the id, rating and time arrays (no sorted or deduplicated copy of
+        the frame): memory is a few int64 arrays of the history's length, not several frames.
+
+        Latest rating wins: rows sorted by their pair's key ``row * n_items + col`` and then stably by
+        time (NaT last, as pandas sorts them), and of every pair the last one; the keys' order is the
+        CSR order.
+        """
+        users = interactions[C.USER_ID].to_numpy(np.int64)
+        items_rated = interactions[C.ITEM_ID].to_numpy(np.int64)
+        catalog = items[C.ITEM_ID].to_numpy(np.int64) if items is not None else np.empty(0, np.int64)
+        item_ids = np.unique(np.concatenate([items_rated, catalog]))
+        user_ids = np.unique(users)
+        keys = np.searchsorted(user_ids, users)
+        keys *= max(item_ids.size, 1)
+        keys += np.searchsorted(item_ids, items_rated)
+        del users, items_rated
+        if C.TS in interactions.columns:
+            ts = interactions[C.TS]
+            when = ts.to_numpy() if ts.dtype.kind in "iuf" else _time_order_keys(ts)  # NaN sorts last
+            # by pair, then time (lexsort is stable: equal times keep the input order)
+            order = np.lexsort((when, keys))
+            del when
+        else:
+            order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        boundary = np.empty(keys.size, dtype=bool)
+        np.not_equal(keys[1:], keys[:-1], out=boundary[:-1])
+        boundary[-1:] = True
+        last = np.flatnonzero(boundary)  # the latest row of each pair
+        del boundary
+        unique_keys, picked = keys[last], order[last]
+        del keys, order, last
+        n_items = max(item_ids.size, 1)
+        rows = unique_keys // n_items
+        indptr = np.zeros(user_ids.size + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=user_ids.size), out=indptr[1:])
+        # scipy's own choice for a matrix built from coordinates: int32 while everything fits
+        index_dtype = np.int32 if max(unique_keys.size, n_items, user_ids.size) < 2**31 - 1 else np.int64
         ratings = sp.csr_matrix(
-            (frame[C.RATING].to_numpy(np.float32), (rows, cols)),
+            (
+                interactions[C.RATING].to_numpy(np.float32)[picked],
+                (unique_keys % n_items).astype(index_dtype),
+                indptr.astype(index_dtype),
+            ),
             shape=(user_ids.size, item_ids.size),
-            dtype=np.float32,
         )
-        ratings.sort_indices()
+        ratings.sum_duplicates()  # none, and the indices are sorted: this records the canonical format
         return cls(ratings=ratings, user_ids=user_ids, item_ids=item_ids)
 
     @property
@@ -166,6 +187,16 @@ class InteractionMatrix:
         pos_clipped = np.minimum(pos, max(self.n_items - 1, 0))
         known = (pos < self.n_items) & (self.item_ids[pos_clipped] == ids) if self.n_items else pos < 0
         return np.where(known, pos_clipped, -1).astype(np.int64)
+
+
+def _time_order_keys(ts: pd.Series) -> npt.NDArray[np.int64]:
+    """Sortable int64 of datetimes (tz-aware or naive): NaT becomes the largest value (sorted last)."""
+    out = ts.array.asi8  # the int64 ticks themselves (UTC for tz-aware), no copy
+    missing = ts.isna().to_numpy()
+    if missing.any():  # NaT is the smallest int64: make it the largest, on a copy
+        out = out.copy()
+        out[missing] = np.iinfo(np.int64).max
+    return out
 
 
 @contextmanager
@@ -252,6 +283,11 @@ def shared_scores(names: Sequence[str], max_mb: float) -> Iterator[None]:
         _SHARED = previous
 
 
+#: Every ``TOP_N_STRIDE``-th column is the sample that bounds the n-th largest value from below
+#: (:func:`_top_n_sampled`); rows of at least ``4 * TOP_N_STRIDE * n`` columns are selected that way.
+TOP_N_STRIDE = 8
+
+
 def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     """Indices and values of the ``n`` largest scores per row, best first.
 
@@ -259,7 +295,83 @@ def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     list is the first ``n`` of a stable descending sort of the row). ``-inf`` marks excluded entries;
     they are returned only when a row has fewer than ``n`` valid entries and are then dropped by the
     caller. Rows holding NaN go through :func:`_top_n_argpartition` (NaN is no score; kept working).
+    Wide rows (the catalog at MovieLens-20M size) first keep only the entries at or above a bound
+    from a sample of the columns (:func:`_top_n_sampled`), with the same result.
     """
+    if n > 0 and scores.shape[1] >= 4 * TOP_N_STRIDE * n and not np.isnan(scores).any():
+        return _top_n_sampled(scores, n)
+    return _top_n_threshold(scores, n)
+
+
+def _top_n_sampled(scores: FloatArray, n: int, stride: int = TOP_N_STRIDE) -> tuple[IntArray, FloatArray]:
+    """:func:`top_n` of rows without NaN through a lower bound of the n-th largest value.
+
+    ``t`` = the n-th largest of every ``stride``-th column (needs at least ``n`` of them): at least
+    ``n`` entries of the row are ``>= t``, so its n-th largest value is too. Hence the top ``n`` are
+    the entries ``> t`` when there are ``n`` of them or more, and otherwise all of those plus the
+    lowest columns equal to ``t`` (there are enough: ties go to the lower index). Those survivors
+    (about ``stride * n`` per row; sparse item-item scores tie at 0, and then only their nonzero
+    entries survive) are packed left in column order and go through :func:`_top_n_threshold`, where a
+    tie between positions is then a tie between columns: the same result as the whole row, at the
+    cost of one partition of the sample, a comparison and a flat scan of the row (a 2-D ``nonzero``
+    costs four times a flat one). Rows with a quarter of their entries above ``t`` are selected whole.
+    """
+    n_rows, n_cols = scores.shape
+    sample = np.negative(scores[:, ::stride])
+    if sample.shape[1] < n:
+        return _top_n_threshold(scores, n)
+    sample.partition(n - 1, axis=1)
+    bound = np.negative(sample[:, n - 1 : n])
+    del sample
+    flat = np.flatnonzero(scores > bound)
+    counts = np.bincount(flat // n_cols, minlength=n_rows)
+    whole = counts > n_cols // 4
+    if whole.any():  # their survivors are dropped: these rows are selected over the whole width
+        flat = flat[~whole[flat // n_cols]]
+        counts[whole] = 0
+    short = np.flatnonzero((counts < n) & ~whole)
+    if short.size:  # the lowest columns tied at the bound complete these rows
+        flat = np.sort(np.concatenate([flat, _first_ties(scores, short, bound[short, 0], n - counts[short])]))
+        counts[short] = n
+    rows = flat // n_cols
+    cols = flat - rows * n_cols
+    width = max(int(counts.max()), n)
+    slot = np.arange(flat.size) - np.searchsorted(rows, rows)
+    packed = np.full((n_rows, width), -np.inf, dtype=scores.dtype)
+    packed_cols = np.zeros((n_rows, width), dtype=np.int64)
+    packed[rows, slot] = scores[rows, cols]
+    packed_cols[rows, slot] = cols
+    pos, val = _top_n_threshold(packed, n)
+    idx = np.take_along_axis(packed_cols, pos, axis=1)
+    if whole.any():
+        idx[whole], val[whole] = _top_n_threshold(scores[whole], n)
+    return idx, val
+
+
+def _first_ties(scores: FloatArray, rows: IntArray, value: FloatArray, need: IntArray) -> IntArray:
+    """Flat indices of the ``need[i]`` lowest columns of row ``rows[i]`` equal to ``value[i]`` (each row
+    has that many). Searched over a widening prefix of the columns: in sparse scores the ties (0) are
+    nearly everywhere, so the first few hundred columns hold them."""
+    n_cols = scores.shape[1]
+    found: list[IntArray] = []
+    width = min(n_cols, 4 * int(need.max()))
+    while rows.size:
+        eq = np.flatnonzero(scores[rows, :width] == value[:, None])
+        row_of = eq // width
+        rank = np.arange(eq.size) - np.searchsorted(row_of, row_of)
+        done = np.bincount(row_of, minlength=rows.size) >= need
+        pick = (rank < need[row_of]) & done[row_of]
+        found.append(rows[row_of[pick]] * n_cols + eq[pick] % width)
+        rows, value, need = rows[~done], value[~done], need[~done]
+        if width == n_cols and rows.size:  # pragma: no cover - the bound guarantees enough ties
+            raise AssertionError("fewer entries at the bound than the sample showed")
+        width = min(n_cols, 2 * width)
+    return np.concatenate(found) if found else np.empty(0, np.int64)
+
+
+def _top_n_threshold(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
+    """:func:`top_n` over the whole width at once: the n-th largest value per row from a partition of
+    the values, then every entry above it and the lowest columns tied at it."""
     n_rows, n_cols = scores.shape
     n = min(n, n_cols)
     if n == 0:
@@ -282,10 +394,10 @@ def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
         sub &= np.cumsum(sub, axis=1) <= need[ambiguous, None]
         tied[ambiguous] = sub
     keep |= tied
-    rows, cols = np.nonzero(keep)  # row-major: per row exactly n columns, ascending
-    if rows.size != n_rows * n:  # NaN compares false everywhere: fall back to the general path
+    flat = np.flatnonzero(keep)  # row-major: per row exactly n columns, ascending (a flat scan is fast)
+    if flat.size != n_rows * n:  # NaN compares false everywhere: fall back to the general path
         return _top_n_argpartition(scores, n)
-    idx = cols.reshape(n_rows, n)
+    idx = (flat - np.repeat(np.arange(n_rows) * n_cols, n)).reshape(n_rows, n)
     vals = np.take_along_axis(scores, idx, axis=1)
     # columns ascend within a row, so a stable sort on descending value breaks ties by lower index
     order = np.argsort(np.negative(vals), axis=1, kind="stable")
@@ -313,32 +425,99 @@ def top_n_with_quotas(
 
     Per row, quota by quota: the ``min(count, finite entries left)`` best columns of ``mask`` not taken
     yet; then the best of all remaining columns fill the list to ``n``. The result is ordered by score
-    descending (ties: lower index), ``-inf`` padded like :func:`top_n`. Quotas adding up to more than
-    ``n`` are the caller's error.
+    descending (ties: lower index), ``-inf`` padded like :func:`top_n` (the columns of padding entries
+    are arbitrary). Quotas adding up to more than ``n`` are the caller's error.
+
+    Computed from the row's plain top ``n`` (one selection over the whole width): a quota group's
+    best columns not taken yet are its first members in that list whenever it holds enough of them,
+    so only the rows where it does not are searched over the group's columns; and the fill is always
+    the list's first entries not taken (a column outside the list ranks below all ``n`` of them, of
+    which at most the taken ones are gone).
     """
+    n_rows = scores.shape[0]
     n = min(n, scores.shape[1])
-    rest = scores.copy()
-    rows = np.arange(scores.shape[0])[:, None]
-    taken_idx, taken_val = [], []
-    n_taken = np.zeros(scores.shape[0], dtype=np.int64)
+    top_idx, top_val = top_n(scores, n)
+    open_ = np.isfinite(top_val)  # list entries neither taken by a quota nor padding
+    taken = np.zeros(top_idx.shape, dtype=bool)
+    # quota picks outside the list, per row: (row, column, value)
+    out_rows: list[IntArray] = []
+    out_cols: list[IntArray] = []
+    out_vals: list[FloatArray] = []
     for mask, count in quotas:
-        # the group's own columns only (ascending, so ties still go to the lower index): cheaper than
-        # a full-width copy with the other columns masked to -inf
-        cols = np.flatnonzero(mask)
-        sub_idx, val = top_n(rest[:, cols], min(count, n))
-        idx = cols[sub_idx]
-        ok = np.isfinite(val)
-        rest[np.broadcast_to(rows, idx.shape)[ok], idx[ok]] = -np.inf
-        taken_idx.append(idx)
-        taken_val.append(np.where(ok, val, -np.inf))
-        n_taken += ok.sum(axis=1)
-    idx, val = top_n(rest, n)
-    # the rest fills the slots the quotas left over
-    taken_idx.append(idx)
-    taken_val.append(np.where(np.arange(idx.shape[1])[None, :] < (n - n_taken)[:, None], val, -np.inf))
-    all_idx, all_val = np.concatenate(taken_idx, axis=1), np.concatenate(taken_val, axis=1)
+        c = min(int(count), n)
+        if c <= 0:
+            continue
+        member = open_ & mask[top_idx]
+        found = np.cumsum(member, axis=1)
+        enough = found[:, -1] >= c
+        here = member & (found <= c) & enough[:, None]
+        taken |= here
+        open_ &= ~here
+        short = np.flatnonzero(~enough)
+        if short.size:
+            picked = _group_top(scores, short, mask, c, top_idx, taken, out_rows, out_cols)
+            rows, cols, vals = picked
+            in_list = (top_idx[rows] == cols[:, None]) & open_[rows]
+            hit = in_list.any(axis=1)
+            taken[rows[hit], in_list[hit].argmax(axis=1)] = True
+            open_[rows[hit], in_list[hit].argmax(axis=1)] = False
+            out_rows.append(rows[~hit])
+            out_cols.append(cols[~hit])
+            out_vals.append(vals[~hit])
+    rows_out = np.concatenate(out_rows) if out_rows else np.empty(0, np.int64)
+    n_taken = taken.sum(axis=1) + np.bincount(rows_out, minlength=n_rows)
+    # the fill: the first (n - taken) open entries of the list
+    fill = open_ & (np.cumsum(open_, axis=1) <= (n - n_taken)[:, None])
+    keep = taken | fill
+    width = n + (int(np.bincount(rows_out).max()) if rows_out.size else 0)
+    all_idx = np.zeros((n_rows, width), dtype=np.int64)
+    all_val = np.full((n_rows, width), -np.inf, dtype=np.float32)
+    all_idx[:, :n] = top_idx
+    all_val[:, :n] = np.where(keep, top_val, -np.inf)
+    if rows_out.size:
+        order = np.argsort(rows_out, kind="stable")
+        r = rows_out[order]
+        slot = n + np.arange(r.size) - np.searchsorted(r, r)  # position within the row's run
+        all_idx[r, slot] = np.concatenate(out_cols)[order]
+        all_val[r, slot] = np.concatenate(out_vals)[order]
     order = np.lexsort((all_idx, -all_val), axis=1)[:, :n]
     return np.take_along_axis(all_idx, order, axis=1), np.take_along_axis(all_val, order, axis=1)
+
+
+def _group_top(
+    scores: FloatArray,
+    rows: IntArray,
+    mask: npt.NDArray[np.bool_],
+    count: int,
+    top_idx: IntArray,
+    taken: npt.NDArray[np.bool_],
+    out_rows: list[IntArray],
+    out_cols: list[IntArray],
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """The best ``count`` finite columns of ``mask`` per row of ``rows``, leaving out the columns earlier
+    quotas took (in the list: ``taken``; outside it: ``out_rows``/``out_cols``). Returns flat
+    (row, column, value) triples of the picks."""
+    cols = np.flatnonzero(mask)
+    # np.take keeps rows contiguous (scores[rows][:, cols] is column-major: every row-wise pass on it
+    # then strides)
+    sub = np.take(scores[rows], cols, axis=1)
+    position = np.full(scores.shape[1], -1, dtype=np.int64)
+    position[cols] = np.arange(cols.size)
+    local = np.full(scores.shape[0], -1, dtype=np.int64)
+    local[rows] = np.arange(rows.size)
+    r, j = np.nonzero(taken[rows])
+    gone_rows, gone_cols = [r], [top_idx[rows][r, j]]
+    for earlier_rows, earlier_cols in zip(out_rows, out_cols, strict=True):
+        mine = local[earlier_rows] >= 0
+        gone_rows.append(local[earlier_rows[mine]])
+        gone_cols.append(earlier_cols[mine])
+    gr, gc = np.concatenate(gone_rows), np.concatenate(gone_cols)
+    in_group = position[gc] >= 0
+    sub[gr[in_group], position[gc[in_group]]] = -np.inf
+    sub_idx, val = top_n(sub, count)
+    ok = np.isfinite(val)
+    picked_rows = np.broadcast_to(rows[:, None], val.shape)[ok]
+    return picked_rows, cols[sub_idx][ok], val[ok]
 
 
 class Recommender(ABC):
@@ -346,7 +525,9 @@ class Recommender(ABC):
 
     Subclasses set ``name`` and implement ``_fit`` and ``_score``. ``_score`` returns a dense float32
     ``(len(user_rows), n_items)`` block of relevance scores (higher is better) for known users;
-    items a user must not get may be set to ``-inf``. Seen items are removed by the base class.
+    items a user must not get may be set to ``-inf``. Seen items are removed by the base class, in
+    place when the block is a new array of its own (not a view and not kept by the model: the
+    base class may overwrite it).
     """
 
     name: ClassVar[str]
@@ -491,19 +672,25 @@ class Recommender(ABC):
     ) -> pd.DataFrame:
         rows = data.user_rows(users)
         known = rows >= 0
-        scores = np.empty((users.size, data.n_items), dtype=np.float32)
-        if known.any():
-            scores[known] = self.score_block(rows[known])
-        if (~known).any():
+        if known.all():
+            # the usual batch (every user has a history): the block itself, unless it is shared
+            block = self.score_block(rows)
+            fresh = block.flags.writeable and block.flags.owndata and block.flags.c_contiguous
+            scores = block if fresh and block.dtype == np.float32 else np.array(block, dtype=np.float32)
+        else:
+            scores = np.empty((users.size, data.n_items), dtype=np.float32)
+            if known.any():
+                scores[known] = self.score_block(rows[known])
             assert self.popularity_ is not None
             scores[~known] = self.popularity_
         if exclude_seen and known.any():
             # stored entries, not nonzero values: an item rated 0 on a 0-based scale is seen too
-            seen = data.ratings[rows[known]].tocoo()
-            block = scores[known]
-            block[seen.row, seen.col] = -np.inf
-            scores[known] = block
-        scores[np.isnan(scores)] = -np.inf
+            seen = data.ratings[rows[known]]
+            at = np.flatnonzero(known)[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))]
+            scores[at, seen.indices] = -np.inf
+        nan = np.isnan(scores)
+        if nan.any():
+            scores[nan] = -np.inf
         idx, vals = top_n_with_quotas(scores, n, quotas) if quotas else top_n(scores, n)
         valid = np.isfinite(vals)
         ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)

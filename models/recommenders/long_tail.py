@@ -23,6 +23,7 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from deepcuts.formulas import scale_5pt
 from deepcuts.models.recommenders.base import FloatArray, IntArray, InteractionMatrix, Recommender
@@ -38,22 +39,28 @@ def scale_floor(floor_5pt: float, rating_scale: tuple[float, float]) -> float:
     return scale_5pt(floor_5pt, lo, hi)
 
 
-def normalise_rows(scores: FloatArray, seen: np.ndarray | None = None) -> FloatArray:
+def normalise_rows(scores: FloatArray, seen: np.ndarray | sp.csr_matrix | None = None) -> FloatArray:
     """Min-max normalise each row to [0, 1] over its finite, unseen entries; others become -inf.
 
-    ``r = (s - min) / (max - min)``; a constant row becomes all zeros.
+    ``r = (s - min) / (max - min)``; a constant row becomes all zeros. ``seen`` is a dense boolean
+    mask or a CSR matrix whose stored entries are the seen items (no dense copy of it is made).
     """
     out = np.array(scores, dtype=np.float32, copy=True)
-    if seen is not None:
+    if sp.issparse(seen):
+        seen = sp.csr_matrix(seen)
+        out[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)), seen.indices] = -np.inf
+    elif seen is not None:
         out[seen] = -np.inf
     finite = np.isfinite(out)
-    lo = np.where(finite, out, np.inf).min(axis=1, keepdims=True)
-    hi = np.where(finite, out, -np.inf).max(axis=1, keepdims=True)
+    # reductions over the finite entries only (where=): no masked copies of the block
+    lo = out.min(axis=1, keepdims=True, where=finite, initial=np.inf)
+    hi = out.max(axis=1, keepdims=True, where=finite, initial=-np.inf)
     lo = np.where(np.isfinite(lo), lo, 0.0)
     span = np.where(np.isfinite(hi), hi - lo, 0.0)
-    out = (out - lo) / np.maximum(span, 1e-12)
-    out[~finite] = -np.inf
-    return out.astype(np.float32, copy=False)
+    out -= lo
+    out /= np.maximum(span, 1e-12)
+    np.copyto(out, -np.inf, where=~finite)
+    return out
 
 
 def same_matrix(a: InteractionMatrix | None, b: InteractionMatrix) -> bool:
@@ -123,8 +130,7 @@ class QualityFloorMixin:
 
     def _relevance(self, user_rows: IntArray) -> FloatArray:
         assert self.data is not None
-        seen = self.data.binary_rows(user_rows).toarray() > 0
-        return normalise_rows(self.base.score_block(user_rows), seen)
+        return normalise_rows(self.base.score_block(user_rows), self.data.binary_rows(user_rows))
 
     def _floor_last(self, scores: FloatArray) -> FloatArray:
         """Rank every item under the quality floor after every item above it, in place.
@@ -136,12 +142,12 @@ class QualityFloorMixin:
         whenever enough good items exist.
         """
         assert self.below_floor_ is not None
-        block = scores[:, self.below_floor_]
         finite = np.isfinite(scores)
-        hi = np.where(finite, scores, -np.inf).max(axis=1, keepdims=True)
-        lo = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
+        hi = scores.max(axis=1, keepdims=True, where=finite, initial=-np.inf)
+        lo = scores.min(axis=1, keepdims=True, where=finite, initial=np.inf)
         shift = np.where(np.isfinite(hi - lo), hi - lo + 1.0, 0.0).astype(np.float32)
-        scores[:, self.below_floor_] = block - shift
+        # in place on the floored columns only (where=): no gathered copy of them
+        np.subtract(scores, shift, out=scores, where=self.below_floor_[None, :])
         return scores
 
 

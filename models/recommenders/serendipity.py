@@ -76,13 +76,19 @@ class SerendipityRecommender(QualityFloorMixin, Recommender):
         history = self.data.binary_rows(user_rows)
         profile = np.asarray(history @ self.genres_, dtype=np.float32)
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
-        genre_distance = 1.0 - profile @ self.genres_.T
         mix = self.config.popularity_mix
-        out = (1.0 - mix) * genre_distance + mix * (1.0 - self.stats_.popularity_percentile)[None, :]
-        return np.clip(out, 0.0, 1.0).astype(np.float32)
+        # in place on one block (the same float32 operations as the formula, without its temporaries)
+        out = np.asarray(profile @ self.genres_.T, dtype=np.float32)
+        np.subtract(1.0, out, out=out)  # the genre distance
+        out *= 1.0 - mix
+        out += mix * (1.0 - self.stats_.popularity_percentile)[None, :]
+        return np.clip(out, 0.0, 1.0, out=out)
 
     def _score(self, user_rows: IntArray) -> FloatArray:
         assert self.below_floor_ is not None
         rel = self._relevance(user_rows)
-        out = rel * np.exp(self.config.unexpectedness_weight * self.unexpectedness(user_rows))
-        return self._floor_last(out.astype(np.float32, copy=False))
+        out = self.unexpectedness(user_rows)
+        out *= self.config.unexpectedness_weight
+        np.exp(out, out=out)
+        out *= rel
+        return self._floor_last(out)

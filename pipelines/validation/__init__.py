@@ -21,6 +21,8 @@ table-level or a row-level check. GX runs with ``result_format=COMPLETE`` and
 ``unexpected_index_column_names=[source_row]``; the rows GX reports unexpected are exactly the rows
 quarantined, with every reason GX gave for them joined by ``"; "``. A failed table-level expectation
 raises :class:`ValidationFailed`. Counts are conserved: ``rows_in = accepted + quarantined`` (asserted).
+:func:`validate_chunks` validates a big interactions batch (the first night's whole history) a slice
+at a time with the same result, so the ingest's peak memory does not grow with the history.
 
 GX is slow to start, so one ephemeral GX context is shared by the whole process (:func:`gx_context`).
 Big id sets never go into an expectation (GX copies value sets many times per run): membership of an id
@@ -36,7 +38,7 @@ The package, along its seams: :mod:`~deepcuts.pipelines.validation.rules` (kinds
 from ``deepcuts.pipelines.validation``.
 """
 
-from deepcuts.pipelines.validation.batch import quarantine_table, validate_frame
+from deepcuts.pipelines.validation.batch import quarantine_table, validate_chunks, validate_frame
 from deepcuts.pipelines.validation.gx import build_data_docs, discard_results, gx_context
 from deepcuts.pipelines.validation.parsing import exact_int64
 from deepcuts.pipelines.validation.reading import read_raw
@@ -68,5 +70,6 @@ __all__ = [
     "gx_context",
     "quarantine_table",
     "read_raw",
+    "validate_chunks",
     "validate_frame",
 ]

@@ -44,6 +44,113 @@ def validate_frame(
     typed with exactly the contract's columns, in input order; quarantined rows keep every input column
     as text plus ``source_row`` and ``quarantine_reason``.
     """
+    outcome = _validate_batch(frame, kind, rules, name=name, run_date=run_date, source_rows=source_rows)
+    _check_quarantine_share(outcome, name, rules)
+    return outcome
+
+
+def validate_chunks(
+    frame: pd.DataFrame,
+    kind: Kind | str,
+    rules: Rules,
+    *,
+    chunk_rows: int,
+    name: str = "batch",
+    run_date: date | None = None,
+    positions: np.ndarray | None = None,
+) -> Outcome:
+    """:func:`validate_frame` on the rows of ``frame`` at ``positions`` (default: all; they are also the
+    ``source_rows``), at most ``chunk_rows`` rows at a time, merged into one outcome.
+
+    Peak memory is that of one slice (GX and the parsing copy a batch several times) plus the valid
+    rows, and the selected rows are never copied out as a whole. Only for interactions, whose checks
+    are all per row or hold for any slice (no uniqueness, no row-count floor; the schema is the same in
+    every slice): the valid and quarantined rows, the reason counts and the per-expectation results
+    are those of one batch, and the quarantine share is checked on the total. At most ``chunk_rows``
+    rows are one batch, exactly :func:`validate_frame`. Each slice gets its own GX validation result
+    (Data Docs page, named ``<name> part i of m``).
+    """
+    kind = Kind(kind)
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1 (got {chunk_rows}); see ingest.validate_chunk_rows")
+    rows = np.arange(len(frame), dtype=np.int64) if positions is None else np.asarray(positions, np.int64)
+    n = rows.size
+    if n <= chunk_rows:
+        picked = frame if positions is None else frame.iloc[rows]
+        return validate_frame(picked, kind, rules, name=name, run_date=run_date, source_rows=rows)
+    if kind != Kind.INTERACTIONS or rules.min_rows > 0 or not rules.allow_empty:
+        raise ValueError(f"{kind.value} batches have table-wide checks: validate them in one piece")
+    n_chunks = -(-n // chunk_rows)
+    parts: list[Outcome] = []
+    for i, start in enumerate(range(0, n, chunk_rows)):
+        chunk = rows[start : start + chunk_rows]
+        parts.append(
+            _validate_batch(
+                frame.iloc[chunk],
+                kind,
+                rules,
+                name=f"{name} part {i + 1} of {n_chunks}",
+                run_date=run_date,
+                source_rows=chunk,
+            )
+        )
+    outcome = _merge_outcomes(kind, parts)
+    _check_quarantine_share(outcome, name, rules)
+    return outcome
+
+
+def _merge_outcomes(kind: Kind, parts: list[Outcome]) -> Outcome:
+    """One outcome from the outcomes of consecutive slices of a batch (same suites, in order)."""
+    valid = pd.concat([p.valid for p in parts], ignore_index=True)  # typed: same dtypes in every slice
+    # The text columns' dtype is inferred from their values (as in _quarantine_frame), so it is
+    # inferred again from all of them, not taken from one slice's (an all-null slice is object).
+    first = parts[0].quarantine
+    quarantine = pd.DataFrame(
+        {col: pd.concat([p.quarantine[col] for p in parts], ignore_index=True) for col in first.columns[:2]}
+    )
+    for col in first.columns[2:]:
+        quarantine[col] = np.concatenate([p.quarantine[col].to_numpy(dtype=object) for p in parts])
+    counts: dict[str, int] = {}
+    for part in parts:
+        for reason, count in part.reasons.items():
+            counts[reason] = counts.get(reason, 0) + count
+    # the same suites ran on every slice: merge expectation by expectation
+    expectations = [
+        {
+            **same[0],
+            "success": all(e["success"] for e in same),
+            "unexpected": sum(e["unexpected"] for e in same),
+        }
+        for same in zip(*(p.expectations for p in parts), strict=True)
+    ]
+    return Outcome(kind, sum(p.rows_in for p in parts), valid, quarantine, counts, expectations)
+
+
+def _check_quarantine_share(outcome: Outcome, name: str, rules: Rules) -> None:
+    n, counts = outcome.rows_in, outcome.reasons
+    if n and outcome.quarantined / n > rules.max_quarantine_share:
+        raise ValidationFailed(
+            outcome.kind.value,
+            name,
+            [
+                f"{outcome.quarantined} of {n} rows ({outcome.quarantined / n:.0%}) failed row checks, above "
+                f"ingest.max_quarantine_share={rules.max_quarantine_share:.0%}; reasons: "
+                f"{dict(sorted(counts.items()))}. Something upstream is broken: fix the producer, "
+                "or raise the setting if this is expected",
+            ],
+        )
+
+
+def _validate_batch(
+    frame: pd.DataFrame,
+    kind: Kind | str,
+    rules: Rules,
+    *,
+    name: str,
+    run_date: date | None,
+    source_rows: np.ndarray | None,
+) -> Outcome:
+    """Both suites on one batch and the split into valid and quarantined rows (no share check)."""
     kind = Kind(kind)
     n = len(frame)
     raw = frame.reset_index(drop=True).copy()
@@ -124,17 +231,6 @@ def validate_frame(
         outcome.quarantined,
         dict(sorted(counts.items())),
     )
-    if n and outcome.quarantined / n > rules.max_quarantine_share:
-        raise ValidationFailed(
-            kind.value,
-            name,
-            [
-                f"{outcome.quarantined} of {n} rows ({outcome.quarantined / n:.0%}) failed row checks, above "
-                f"ingest.max_quarantine_share={rules.max_quarantine_share:.0%}; reasons: "
-                f"{dict(sorted(counts.items()))}. Something upstream is broken: fix the producer, "
-                "or raise the setting if this is expected",
-            ],
-        )
     return outcome
 
 

@@ -357,3 +357,78 @@ def test_new_ratings_without_previous_snapshot_uses_the_day() -> None:
     frame = _interactions([(1, 1, 4.0, D1), (1, 2, 4.0, D2)])
     assert new_ratings(frame, None, D2)[C.ITEM_ID].tolist() == [2]
     assert new_ratings(frame, frame.iloc[:1], D2)[C.ITEM_ID].tolist() == [2]
+
+
+def _reference_night(lake: Lake, settings: Settings, day: date, previous: date) -> dict[str, dict]:
+    """The nightly metrics as the step computed them before issue 18: every arm's top-k read at once,
+    then grouped by arm (the streaming step must give exactly these values)."""
+    from deepcuts.metrics import ListContext, score_lists
+    from deepcuts.pipelines.evaluate import clean_interactions, long_tail_ids
+
+    k = settings.evaluate.k
+    inter = clean_interactions(lake.read_df(Dataset.INTERACTIONS, day), "interactions")
+    items = lake.read_df(Dataset.ITEMS, day)
+    tail = long_tail_ids(inter, items, settings)
+    prev = lake.read_df(Dataset.INTERACTIONS, previous)
+    arrived = new_ratings(inter, prev, day)
+    head = settings.arms.long_tail.head_share
+    ctx = ListContext.build(
+        k=k, train=prev, items=items, head_share=head, truth=arrived, long_tail_item_ids=tail
+    )
+    today_ctx = ListContext.build(k=k, train=inter, items=items, head_share=head, long_tail_item_ids=tail)
+    out: dict[str, dict] = {"accuracy": {}, "beyond": {}}
+    columns = [C.USER_ID, C.ITEM_ID, C.RANK, C.ARM]
+    everything = lake.read_df(Dataset.CANDIDATES, previous, columns=columns)
+    for arm, lists in everything[everything[C.RANK] <= k].groupby(C.ARM, sort=True):
+        users = np.intersect1d(lists[C.USER_ID].unique(), arrived[C.USER_ID].unique())
+        scored = score_lists(lists, ctx, users=users)
+        out["accuracy"][arm] = {m: v for m, v in scored.items() if m not in ("n_lists", "n_users")}
+    tonight = lake.read_df(Dataset.CANDIDATES, day, columns=columns)
+    tonight = tonight[(tonight[C.RANK] <= k) & tonight[C.ARM].isin(settings.arms.enabled)]
+    for arm, lists in tonight.groupby(C.ARM, sort=True):
+        scored = score_lists(lists, today_ctx)
+        out["beyond"][arm] = {m: v for m, v in scored.items() if m not in ("n_lists", "n_users")}
+    return out
+
+
+def test_evaluate_night_streams_arm_by_arm_with_the_values_of_one_pass(settings: Settings) -> None:
+    """Three arms over three user shards (users interleaved across parts, ranks up to 30 of which the
+    top 10 count) plus a part of an arm tonight's plan does not run: the step, reading one arm at a
+    time, writes exactly (==) the metrics of reading everything at once and grouping by arm."""
+    rng = np.random.default_rng(7)
+    lake = Lake(settings.home)
+    items = pd.DataFrame(
+        {
+            C.ITEM_ID: np.arange(1, 41),
+            C.TITLE: [f"t{i}" for i in range(1, 41)],
+            C.GENRES: [["Drama", "Anime", "Comedy"][: 1 + i % 3] for i in range(40)],
+            C.YEAR: 2000,
+        }
+    )
+    history = [
+        (u, int(i), float(rng.integers(1, 6)), D1) for u in range(1, 31) for i in rng.choice(40, 6) + 1
+    ]
+    arrived = [
+        (u, int(i), float(rng.integers(1, 6)), D2) for u in range(1, 31) for i in rng.choice(40, 4) + 1
+    ]
+    for day, rows in ((D1, history), (D2, history + arrived)):
+        lake.write_table(Dataset.ITEMS, day, items)
+        lake.write_table(Dataset.INTERACTIONS, day, _interactions(rows))
+    for day in (D1, D2):
+        for arm in ("svd", "graph", "item_cf", "stale"):
+            for shard in range(3):
+                lists = {u: list(rng.permutation(40)[:30] + 1) for u in range(1 + shard, 31, 3)}
+                lake.write_table(
+                    Dataset.CANDIDATES, day, _candidates(lists, arm, day), f"{arm}/shard-000{shard}"
+                )
+    lake.mark_all_complete()
+    settings = settings.model_copy(
+        update={"arms": settings.arms.model_copy(update={"enabled": ("svd", "graph", "item_cf")})}
+    )
+    evaluate_night(settings, D2)
+    summary = lake.read_json(Dataset.EVAL_OFFLINE, D2, "summary.json")
+    expected = json.loads(json.dumps(_reference_night(lake, settings, D2, D1)))  # as the JSON holds it
+    assert summary["accuracy"]["previous_candidates"] == expected["accuracy"]  # the stale arm included
+    assert summary["beyond"]["candidates"] == expected["beyond"]
+    assert sorted(expected["beyond"]) == ["graph", "item_cf", "svd"]
+    assert summary["accuracy"]["previous_candidates"]["svd"]["ndcg@10"] > 0  # the world has hits

@@ -473,3 +473,21 @@ def test_ingest_marks_its_canonical_partitions_complete(settings: Settings) -> N
     lake = Lake(settings.home)
     for dataset in (Dataset.ITEMS, Dataset.INTERACTIONS, Dataset.FEEDBACK_EVENTS):
         assert lake.require_complete(dataset, D1) == ["part-0"]
+
+
+def test_validating_the_source_in_slices_writes_the_same_night(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ingest.validate_chunk_rows`` bounds memory only: 2-row slices of the first night's 5 source
+    ratings (2 quarantined) write the same bytes and the same summary as one batch."""
+    monkeypatch.delenv("DEEPCUTS_CONFIG", raising=False)
+    homes = {}
+    for rows in (1_000, 2):
+        home = tmp_path / f"lake-{rows}"
+        home.mkdir()
+        result = ingest_source(
+            load_settings(home=str(home), ingest={"validate_chunk_rows": rows}), D1, source()
+        )
+        assert (result["new_interactions"], result["interactions_quarantined"]) == (3, 2)
+        homes[rows] = home
+    assert written_files(homes[2], D1) == written_files(homes[1_000], D1)

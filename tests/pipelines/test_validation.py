@@ -29,6 +29,7 @@ from deepcuts.pipelines.validation import (
     day_bounds,
     quarantine_table,
     read_raw,
+    validate_chunks,
     validate_frame,
 )
 
@@ -345,6 +346,64 @@ def test_items_and_interactions_suites() -> None:
         13: f"ancient:{C.TS}",
     }
     assert out.valid[C.USER_ID].tolist() == [1]
+
+
+def chunk_world() -> tuple[pd.DataFrame, Rules]:
+    """Twelve source ratings as text (the csv loader's form), five of them bad in different ways."""
+    inter = pd.DataFrame(
+        {
+            C.USER_ID: ["1", "2", "x", "4", "5", "6", "7", " 8 ", "9", "10", "11", "12"],
+            C.ITEM_ID: ["1", "2", "1", "9", "1", "2", "1", "2", "1", "2", "1", None],
+            C.RATING: ["4", "11", "3", "3", "5", "2.5", "1", "4", "3", "5", "2", "4"],
+            C.TS: ["2026-03-10T01:00:00Z"] * 5 + ["1980-01-01", "2026-03-10 02:00"] + ["1773104400"] * 5,
+        }
+    )
+    rules = Rules(
+        rating_min=1.0,
+        rating_max=10.0,
+        ts_min=pd.Timestamp("1995-01-01", tz="UTC"),
+        ts_max=END,
+        known_items=np.array([1, 2]),
+        allow_empty=True,
+    )
+    return inter, rules
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 5, 11])
+def test_validate_chunks_is_one_batch_validated_in_slices(chunk_rows: int) -> None:
+    """Slices of any size give the outcome of one batch: rows, reasons, order, expectations."""
+    inter, rules = chunk_world()
+    positions = np.arange(12, dtype=np.int64)
+    whole = validate_frame(inter, Kind.INTERACTIONS, rules, run_date=RUN_DATE, source_rows=positions)
+    assert whole.quarantined == 5  # by hand: 1 out of range, 2 bad user, 3 unknown item, 5 ancient, 11 null
+    sliced = validate_chunks(
+        inter, Kind.INTERACTIONS, rules, chunk_rows=chunk_rows, run_date=RUN_DATE, positions=positions
+    )
+    pd.testing.assert_frame_equal(sliced.valid, whole.valid)
+    pd.testing.assert_frame_equal(sliced.quarantine, whole.quarantine)
+    assert (sliced.rows_in, sliced.reasons, sliced.expectations) == (12, whole.reasons, whole.expectations)
+    assert sliced.summary() == whole.summary()
+
+
+def test_validate_chunks_takes_the_rows_at_positions_and_checks_the_share_on_the_total() -> None:
+    inter, rules = chunk_world()
+    picked = np.array([0, 2, 4, 6, 8])  # rows 0, 4, 6, 8 valid; row 2 (user "x") quarantined
+    out = validate_chunks(
+        inter, Kind.INTERACTIONS, replace(rules, max_quarantine_share=0.2), chunk_rows=2, positions=picked
+    )
+    assert out.valid[C.USER_ID].tolist() == [1, 5, 7, 9]
+    assert out.quarantine[C.SOURCE_ROW].tolist() == [2]
+    # 1 of 5 rows (20 %) is within the share although the slice [2, 4] alone is half bad
+    with pytest.raises(ValidationFailed, match="2 of 5 rows"):
+        validate_chunks(
+            inter,
+            Kind.INTERACTIONS,
+            replace(rules, max_quarantine_share=0.3),
+            chunk_rows=2,
+            positions=np.array([0, 1, 2, 4, 6]),
+        )
+    with pytest.raises(ValueError, match="one piece"):
+        validate_chunks(good_rows(), Kind.FEEDBACK, RULES, chunk_rows=3)
 
 
 BREAKERS: list[tuple[str, object]] = [
