@@ -72,7 +72,13 @@ def load_world(sim_path: Path, night: int, timing: str) -> World:
     entry = nights[min(night, len(nights)) - 1]
     contexts = [f"{s}/{d}" for s, d in CONTEXTS]
     arms = sorted(next(iter(entry["expected_reward"].values())))
-    reward = np.array([[entry["expected_reward"][c][a] for a in arms] for c in contexts])
+    # a context no user of the recorded world was in has no true reward that night (nor visits): it
+    # gets the mean of the others, which its zero traffic never uses
+    present = [c for c in contexts if c in entry["expected_reward"]]
+    if len(present) < len(contexts):
+        print(f"{sim_path.name}: night {night} has no reward for {sorted(set(contexts) - set(present))}")
+    mean = {a: float(np.mean([entry["expected_reward"][c][a] for c in present])) for a in arms}
+    reward = np.array([[entry["expected_reward"].get(c, mean)[a] for a in arms] for c in contexts])
     visits = np.array([np.mean([n["context_visits"].get(c, 0) for n in nights]) for c in contexts])
     world = load_settings().world
     ranges = daypart_hours(world.daypart_starts)

@@ -52,6 +52,16 @@ SMOKES: tuple[Smoke, ...] = (
         "bench_intraday",
         ("--days", "2", "--users", "150", "--items", "120", "--signup-rate", "0.005", "--refreshes", "2"),
     ),
+    # calibrated on the nightly-only record the bench_intraday smoke run just wrote
+    Smoke(
+        "bench_intraday_model",
+        (
+            "--sim",
+            str(HERE / "out" / "bench_intraday_r1_d2_sim.json"),
+            *("--reward-night", "2", "--nights", "3", "--seeds", "2", "--mc-draws", "200"),
+            *("--label", "smoke_"),
+        ),
+    ),
 )
 
 
