@@ -129,3 +129,16 @@ def settings(lake_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.delenv("DEEPCUTS_CONFIG", raising=False)
     monkeypatch.setenv("DEEPCUTS_HOME", str(lake_home))
     return load_settings()
+
+
+@pytest.fixture(autouse=True)
+def _no_validation_results_carried_over() -> Iterator[None]:
+    """GX keeps validation results in one process-wide context until Data Docs render them; a test that
+    validates without rendering (``run_suite`` directly) would otherwise hand its results to the next
+    test's Data Docs (the nightly ingest renders or discards its own in a ``finally``)."""
+    yield
+    import sys
+
+    gx_module = sys.modules.get("deepcuts.pipelines.validation.gx")
+    if gx_module is not None and "ctx" in gx_module._GX:
+        gx_module.discard_results()
