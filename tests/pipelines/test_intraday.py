@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from deepcuts.contracts import C, Dataset, EventType, Variant
 from deepcuts.pipelines import intraday
 from deepcuts.pipelines.storage import Lake
-from deepcuts.settings import Settings, load_settings
+from deepcuts.settings import Settings
+from tests.tiny_world import tiny_world_settings
 
 NIGHT = date(2025, 12, 31)  # the synthetic world's first night
 DAY = date(2026, 1, 1)  # the day it serves: its feedback is what the refreshes learn from
@@ -27,19 +28,9 @@ def _settings(home: Path, refreshes: int = 24, visit_timing: str = "daypart_star
     """The refresh-mechanics tests reason about which slot holds which visits: with ``daypart_start``
     every visit starts in its daypart's first hour (6, 12, 18, 23 h), so of 4 slots of 6 h slot 0 is
     quiet. The world's default (``hourly``) has its own test below."""
-    return load_settings(
-        home=str(home),
-        seed=5,
-        world={
-            "users": 60,
-            "items": 200,
-            "history_days": 30,
-            "ratings_per_user": 12.0,
-            "seed": 5,
-            "daily_signup_rate": 0.1,
-            "visit_timing": visit_timing,
-        },
-        arms={"candidates_n": 60, "user_shards": 2},
+    return tiny_world_settings(
+        home,
+        world={"daily_signup_rate": 0.1, "visit_timing": visit_timing},
         simulator={"skip_steps": ["report"], "plot": False, "workers": 1},
         intraday={"refreshes_per_day": refreshes},
     )

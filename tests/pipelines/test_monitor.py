@@ -34,6 +34,7 @@ from deepcuts.pipelines.publish import PublishRejectedError, publish
 from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import Settings
 from tests.serving_fixtures import D1, make_settings, night_frames, write_night
+from tests.tiny_world import tiny_world_settings
 
 D0 = D1 - timedelta(days=1)
 
@@ -543,22 +544,12 @@ _RECORDED_NIGHTS = (
 @pytest.mark.slow
 def test_a_simulated_night_monitors_the_same_as_before(tmp_path: Path) -> None:
     from deepcuts.pipelines.simulate import simulate
-    from deepcuts.settings import load_settings
 
-    settings = load_settings(
-        home=str(tmp_path / "lake"),
-        seed=5,
+    settings = tiny_world_settings(
+        tmp_path / "lake",
         # the visit timing of the world when the digests were recorded (the default since then,
         # ``hourly``, moves the feedback times and with them e.g. feedback_freshness)
-        world={
-            "users": 60,
-            "items": 200,
-            "history_days": 30,
-            "ratings_per_user": 12.0,
-            "seed": 5,
-            "visit_timing": "daypart_start",
-        },
-        arms={"candidates_n": 60, "user_shards": 2},
+        world={"visit_timing": "daypart_start"},
         simulator={"skip_steps": ["report", "evaluate"], "workers": 1, "plot": False},
     )
     record = simulate(settings, "synthetic", len(_RECORDED_NIGHTS))

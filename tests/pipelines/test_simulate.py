@@ -25,6 +25,7 @@ from deepcuts.pipelines.simulate_worlds import (
 )
 from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import load_settings
+from tests.tiny_world import tiny_world_settings
 
 D1 = date(2026, 3, 1)
 
@@ -302,19 +303,8 @@ def test_two_night_synthetic_simulation_end_to_end(tmp_path: Path) -> None:
     from deepcuts.pipelines.simulate import live_lists, simulate
 
     home = tmp_path / "lake"
-    settings = load_settings(
-        home=str(home),
-        seed=5,
-        world={
-            "users": 60,
-            "items": 200,
-            "history_days": 30,
-            "ratings_per_user": 12.0,
-            "seed": 5,
-            "daily_signup_rate": 0.1,
-        },
-        arms={"candidates_n": 60, "user_shards": 2},
-        simulator={"skip_steps": ["report"]},
+    settings = tiny_world_settings(
+        home, world={"daily_signup_rate": 0.1}, simulator={"skip_steps": ["report"]}
     )
     out = tmp_path / "sim.json"
     record = simulate(settings, "synthetic", 2, out=out)
@@ -464,11 +454,8 @@ def test_worker_processes_change_nothing(tmp_path: Path) -> None:
 
     records = {}
     for workers in (1, 2):
-        settings = load_settings(
-            home=str(tmp_path / f"lake-{workers}"),
-            seed=5,
-            world={"users": 60, "items": 200, "history_days": 30, "ratings_per_user": 12.0, "seed": 5},
-            arms={"candidates_n": 60, "user_shards": 2},
+        settings = tiny_world_settings(
+            tmp_path / f"lake-{workers}",
             simulator={"skip_steps": ["report", "evaluate"], "workers": workers, "plot": False},
         )
         records[workers] = simulate(settings, "synthetic", 2)
