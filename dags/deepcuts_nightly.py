@@ -90,6 +90,12 @@ def deepcuts_nightly() -> None:
 
         return train_arm(settings_of(p), run_date_of(p), arm)
 
+    @task
+    def bandit_update(p: dict[str, Any]) -> dict[str, Any]:
+        from deepcuts.pipelines.bandit_update import bandit_update
+
+        return bandit_update(settings_of(p), run_date_of(p))
+
     @task(map_index_template="shard {{ task.op_kwargs['shard'] }}")
     def candidates(p: dict[str, Any], shard: int) -> dict[str, Any]:
         from deepcuts.pipelines.candidates import candidates_shard
@@ -101,12 +107,6 @@ def deepcuts_nightly() -> None:
         from deepcuts.pipelines.score import score_shard
 
         return score_shard(settings_of(p), run_date_of(p), shard, p["n_shards"])
-
-    @task
-    def bandit_update(p: dict[str, Any]) -> dict[str, Any]:
-        from deepcuts.pipelines.bandit_update import bandit_update
-
-        return bandit_update(settings_of(p), run_date_of(p))
 
     @task
     def assign(p: dict[str, Any]) -> dict[str, Any]:
@@ -157,14 +157,15 @@ def deepcuts_nightly() -> None:
     shards = shards_of(p)
     ingested >> [arms, shards]
     trained = train.partial(p=p).expand(arm=arms)
+    # the bandit reads only the feedback and yesterday's posterior: it runs beside the arms' training
+    updated = bandit_update(p)
+    ingested >> updated
     shard_candidates = candidates.partial(p=p).expand(shard=shards)
     trained >> shard_candidates
     scored = score.partial(p=p).expand(shard=shards)
     shard_candidates >> scored
-    updated = bandit_update(p)
-    scored >> updated
     assigned = assign(p)
-    updated >> assigned
+    [scored, updated] >> assigned
     checks = [evaluate(p), ab_analysis(p), ope(p)]
     assigned >> checks
     monitored = monitor(p)

@@ -47,9 +47,9 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step("ingest", "deepcuts.pipelines.ingest", "ingest"),
     Step("train", "deepcuts.pipelines.train", "train_arm", "per_arm"),
+    Step("bandit_update", "deepcuts.pipelines.bandit_update", "bandit_update"),
     Step("candidates", "deepcuts.pipelines.candidates", "candidates_shard", "per_shard"),
     Step("score", "deepcuts.pipelines.score", "score_shard", "per_shard"),
-    Step("bandit_update", "deepcuts.pipelines.bandit_update", "bandit_update"),
     Step("assign", "deepcuts.pipelines.assign", "assign"),
     Step("evaluate", "deepcuts.pipelines.evaluate", "evaluate_night"),
     Step("ab_analysis", "deepcuts.pipelines.ab_analysis", "ab_analysis"),
@@ -60,11 +60,15 @@ STEPS: tuple[Step, ...] = (
 )
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
 
-#: Consecutive registry steps the DAG runs side by side (same upstream task, none upstream of another):
-#: after ``assign``, the three checks of the night. ``run_night`` still runs them one after the other;
-#: ``deepcuts bench`` runs their tasks together in its slots, as the DAG does. Held equal to the DAG by
-#: tests/dags/test_dags.py.
-SIDE_BY_SIDE: tuple[frozenset[str], ...] = (frozenset({"evaluate", "ab_analysis", "ope"}),)
+#: Consecutive registry steps the DAG runs side by side (the same upstream steps, none upstream of
+#: another): after ``ingest``, the arms' training and the bandit's update (it reads only the feedback and
+#: yesterday's posterior; ``assign`` is the first step that needs it); after ``assign``, the three checks
+#: of the night. ``run_night`` still runs them one after the other; ``deepcuts bench`` runs their tasks
+#: together in its slots, as the DAG does. Held equal to the DAG by tests/dags/test_dags.py.
+SIDE_BY_SIDE: tuple[frozenset[str], ...] = (
+    frozenset({"train", "bandit_update"}),
+    frozenset({"evaluate", "ab_analysis", "ope"}),
+)
 
 
 def stages(steps: tuple[Step, ...] = STEPS) -> list[tuple[Step, ...]]:
