@@ -197,7 +197,8 @@ def test_side_by_side_steps_are_parallel_in_the_dag(dagbag) -> None:  # type: ig
     for group in SIDE_BY_SIDE:
         # wiring tasks (plan, arms_of) sit between ingest and train: compare the registry steps upstream
         upstreams = {
-            frozenset(dag.get_task(name).get_flat_relative_ids(upstream=True) - WIRING_TASKS) for name in group
+            frozenset(dag.get_task(name).get_flat_relative_ids(upstream=True) - WIRING_TASKS)
+            for name in group
         }
         assert len(upstreams) == 1, group
         for name in group:
