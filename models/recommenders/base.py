@@ -284,8 +284,13 @@ def shared_scores(names: Sequence[str], max_mb: float) -> Iterator[None]:
 
 
 #: Every ``TOP_N_STRIDE``-th column is the sample that bounds the n-th largest value from below
-#: (:func:`_top_n_sampled`); rows of at least ``4 * TOP_N_STRIDE * n`` columns are selected that way.
+#: (:func:`_top_n_sampled`); rows of at least ``TOP_N_SAMPLED_WIDTH * n`` columns are selected that way.
 TOP_N_STRIDE = 8
+#: Narrower rows take one partition of the whole row (:func:`_top_n_threshold`), which is cheaper there:
+#: on 1024-row blocks with n = 100 the sampled path costs 2.4x its CPU at 3,706 columns (ML-1M), 1.5x
+#: at 12,000 and the same at 26,744 (ML-20M, which keeps the sampled path); with n = 10 the sampled
+#: path is cheaper from about 2,500 columns on (docs/benchmarks.md, ML-1M). Same result either way.
+TOP_N_SAMPLED_WIDTH = 32 * TOP_N_STRIDE
 
 
 def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
@@ -298,7 +303,7 @@ def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     Wide rows (the catalog at MovieLens-20M size) first keep only the entries at or above a bound
     from a sample of the columns (:func:`_top_n_sampled`), with the same result.
     """
-    if n > 0 and scores.shape[1] >= 4 * TOP_N_STRIDE * n and not np.isnan(scores).any():
+    if n > 0 and scores.shape[1] >= TOP_N_SAMPLED_WIDTH * n and not np.isnan(scores).any():
         return _top_n_sampled(scores, n)
     return _top_n_threshold(scores, n)
 
