@@ -67,7 +67,8 @@ class ItemStats:
     @classmethod
     def from_matrix(cls, data: InteractionMatrix, prior_weight: float, head_share: float) -> ItemStats:
         ratings = data.ratings
-        counts = np.diff(ratings.tocsc().indptr).astype(np.int64)
+        # stored entries per column (an explicit 0 rating counts), without a CSC copy of the matrix
+        counts = np.bincount(ratings.indices, minlength=ratings.shape[1]).astype(np.int64)
         sums = np.asarray(ratings.sum(axis=0), dtype=np.float64).ravel()
         total = int(counts.sum())
         global_mean = float(sums.sum() / total) if total else 0.0

@@ -84,6 +84,12 @@ def test_item_stats_from_frames() -> None:
     assert frame_out[C.QUALITY].tolist() == pytest.approx(stats.quality.tolist())
 
 
+def test_item_stats_count_every_stored_rating_an_explicit_zero_too() -> None:
+    interactions = frame([(1, 10, 0.0), (2, 10, 3.0), (2, 30, 0.0)])
+    stats = ItemStats.from_frames(interactions, items_frame({10: [], 20: [], 30: []}), 1.0, 0.5)
+    assert stats.counts.tolist() == [2, 0, 1]
+
+
 @hsettings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(0, 50), min_size=1, max_size=40), st.floats(0.05, 0.95))
 def test_head_holds_at_least_head_share(counts: list[int], share: float) -> None:
