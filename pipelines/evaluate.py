@@ -470,9 +470,14 @@ def _read_top_k(lake: Lake, dataset: Dataset, run_date: date, k: int, arm: str) 
 
 
 def _arms_of(lake: Lake, dataset: Dataset, run_date: date) -> list[str]:
-    """The arms that have lists in a partition, sorted (read part by part: the arm column only)."""
+    """The arms that have lists in a partition, sorted (part by part: from the Parquet footer when the
+    part holds one arm, as every part the steps write does, else from the arm column)."""
     arms: set[str] = set()
     for part in lake.parts(dataset, run_date):
+        arm = lake.constant_in_part(dataset, run_date, part, C.ARM)
+        if arm is not None:
+            arms.add(str(arm))
+            continue
         column = lake.read_table(dataset, run_date, parts=[part], columns=[C.ARM]).column(C.ARM)
         arms.update(str(a) for a in pc.unique(column).to_pylist() if a is not None)
     return sorted(arms)

@@ -365,6 +365,27 @@ class Lake:
         ds = pads.dataset(files, filesystem=self.fs, format="parquet", schema=schema)
         return ds.to_table(columns=columns, filter=filter)
 
+    def constant_in_part(self, dataset: Dataset | str, run_date: date | str, part: str, column: str) -> Any:
+        """The one non-null value of ``column`` in a part when its Parquet footer says so (every row
+        group with values has statistics with min == max), read without the column itself; ``None``
+        when the footer cannot tell (several values, no statistics, only nulls): read the column then.
+
+        A writer that truncates long min/max statistics rounds the max up, so min == max is never a
+        truncated pair."""
+        path = self.file_path(dataset, run_date, part + PARQUET)
+        with self.fs.open_input_file(path) as source:
+            meta = pq.ParquetFile(source).metadata
+        if column not in meta.schema.names:
+            return None
+        j = meta.schema.names.index(column)
+        values = set()
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(j).statistics
+            if stats is None or not stats.has_min_max or stats.min != stats.max:
+                return None
+            values.add(stats.min)
+        return values.pop() if len(values) == 1 else None
+
     def read_df(self, dataset: Dataset | str, run_date: date | str, **kwargs: Any) -> pd.DataFrame:
         return self.read_table(dataset, run_date, **kwargs).to_pandas()
 

@@ -249,3 +249,33 @@ def test_an_optional_input_may_be_absent_but_not_incomplete(tmp_path: Path) -> N
         lake.require_inputs(D1, Dataset.INTERACTIONS, missing_ok=True)
     lake.mark_all_complete()
     lake.require_inputs(D1, Dataset.INTERACTIONS, missing_ok=True)
+
+
+def test_constant_in_part_reads_the_footer_and_says_none_when_it_cannot_tell(tmp_path: Path) -> None:
+    from deepcuts.pipelines.evaluate import _arms_of
+
+    lake = Lake(tmp_path)
+
+    def lists(arms: list[str]) -> pa.Table:
+        n = len(arms)
+        return pa.table(
+            {
+                C.USER_ID: pa.array([1] * n, pa.int64()),
+                C.ITEM_ID: pa.array(range(n), pa.int64()),
+                C.RANK: pa.array(range(1, n + 1), pa.int32()),
+                C.SCORE: pa.array([0.5] * n, pa.float32()),
+                C.ARM: pa.array(arms, pa.string()),
+                C.RUN_DATE: pa.array([D1] * n, pa.date32()),
+            }
+        )
+
+    lists_of = Dataset.CANDIDATES
+    lake.write_table(lists_of, D1, lists(["svd"] * 3), part="a")
+    lake.write_table(lists_of, D1, lists(["item_cf", "svd"]), part="b")
+    lake.write_table(lists_of, D1, lists([]), part="c")
+    lake.write_table(lists_of, D1, lists(["graph"]), part="d")
+    got = {p: lake.constant_in_part(lists_of, D1, p, C.ARM) for p in "abcd"}
+    assert got == {"a": "svd", "b": None, "c": None, "d": "graph"}
+    assert lake.constant_in_part(lists_of, D1, "a", "no_such_column") is None
+    # the arms of a partition: from the footer where it tells, from the column where it does not
+    assert _arms_of(lake, lists_of, D1) == ["graph", "item_cf", "svd"]
