@@ -1,14 +1,15 @@
 """``deepcuts bench``: time every nightly step at MovieLens-1M or -20M shape, through the DAG's code path.
 
 Each task runs in its own process (``deepcuts step ...``), exactly as an Airflow worker runs one task
-instance, so wall time, CPU time and peak RSS are measured per task with ``os.wait4``. The mapped
-tasks of a step (one per arm, in the DAG's ``train`` order; one per user shard) run ``slots`` at a time,
-like a Celery worker with ``worker_concurrency = slots``; steps run one after the other, as the DAG orders
-them, except the steps the DAG runs side by side (``deepcuts.pipelines.nightly.SIDE_BY_SIDE``: train and
-bandit_update; evaluate, ab_analysis and ope), whose tasks share the slots as one stage. Per step: ``wall_seconds`` is the step's
-elapsed time (in a shared stage: from the stage's start to the step's last task's end), ``cpu_seconds``
-the sum over its tasks, ``peak_rss_mb`` the largest single task. Every task is listed in ``tasks`` (the
-per-shard times that size a deployment). ``total_wall_seconds`` is the sum of the stages' elapsed times.
+instance, so wall time, CPU time and peak RSS are measured per task with ``os.wait4``. The mapped tasks of
+a step (one per arm, in the DAG's ``train`` order; one per user shard) run ``slots`` at a time, like a
+Celery worker with ``worker_concurrency = slots``; steps run one after the other, as the DAG orders them,
+except the steps the DAG runs side by side (``deepcuts.pipelines.nightly.SIDE_BY_SIDE``: train and
+bandit_update; evaluate, ab_analysis and ope), whose tasks share the slots as one stage. Per step:
+``wall_seconds`` is the step's elapsed time (in a shared stage: from the stage's start to the step's last
+task's end), ``cpu_seconds`` the sum over its tasks, ``peak_rss_mb`` the largest single task. Every task
+is listed in ``tasks`` (the per-shard times that size a deployment). ``total_wall_seconds`` is the sum of
+the stages' elapsed times.
 
 On a shared machine wall time grows with other people's load; CPU seconds much less so. Two
 load-insensitive figures come with every run: ``task_cpu_seconds`` (every task's CPU, summed) and
