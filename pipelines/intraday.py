@@ -51,6 +51,7 @@ from deepcuts.models.policy.context import DAYPARTS, category_codes, context_ind
 from deepcuts.pipelines.assign import policy_table, served_from_arm_lists
 from deepcuts.pipelines.bandit_update import (
     _EVENT_COLUMNS,
+    day_prior,
     policy_probabilities,
     posterior_arrays,
     posterior_frame,
@@ -355,8 +356,14 @@ def assign_refresh(settings: Settings, day: date | str, slot: int) -> dict[str, 
     arms = _served_arms(settings, lake.read_df(Dataset.BANDIT_POLICY, run_date, columns=[C.ARM]))
     posterior = lake.read_df(Dataset.INTRADAY_POSTERIOR, day, parts=[part])
     alpha, beta = posterior_arrays(posterior, tuple(arms), config)
+    # "snapshot": pool only the night's snapshot (discounted as update_refresh discounts it) and add the
+    # day's evidence unpooled; a part of a day neither re-estimates the pooling caps nor reaches the
+    # neighbours (docs/bandit.md, "Intraday refreshes")
+    snapshot = None
+    if settings.intraday.refresh_pooling == "snapshot":
+        snapshot = day_prior(lake, day, tuple(arms), config)[:2]
     a_eff, b_eff, thompson, selection = policy_probabilities(
-        alpha, beta, config, rng_for(cfg.seed, day, f"bandit.selection_mc.{part}")
+        alpha, beta, config, rng_for(cfg.seed, day, f"bandit.selection_mc.{part}"), snapshot
     )
     policy = policy_table(a_eff, b_eff, thompson, selection, arms, run_date)
     nightly = lake.read_df(Dataset.ASSIGNMENTS, run_date)
