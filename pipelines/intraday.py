@@ -12,7 +12,9 @@ steps, one function each (DAG ``deepcuts_intraday``, one run per slot):
                     update_from_events`) on the newest nightly snapshot and the feedback window whose
                     day-``E`` partition is the slot's events -> ``intraday/posterior(E)``
 ``assign_refresh``  when the day's evidence changed since the newest earlier refreshed slot: the
-                    policy of ``posterior(E, s)`` over the arms the night served, and a fresh draw of
+                    policy of ``posterior(E, s)`` over the arms the night served (``intraday.
+                    refresh_pooling = snapshot``: only the night's discounted snapshot is pooled
+                    across contexts, the day's evidence is added unpooled), and a fresh draw of
                     the treatment arms of the night's assignments (users, segments, variants kept) ->
                     ``intraday/{policy,assignments,served_lists}(E)`` (the served lists are each
                     assignment's pick among the night's ``arm_lists``: no list is recomputed)
