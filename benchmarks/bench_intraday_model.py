@@ -55,10 +55,11 @@ class Variant:
     traffic: float = 1.0
     pooling: str | None = None  # None: the settings' pooling
     floor: float | None = None
-    #: How a refresh pools: ``live`` (pipelines/intraday.py: the EB caps re-estimated from the snapshot
-    #: plus the day so far), ``night_caps`` (the night's caps kept for the day), ``snapshot`` (only the
-    #: night's snapshot is pooled; the day's own evidence is added on top, unpooled).
-    refresh_pooling: str = "live"
+    #: How a refresh pools (None: the settings' ``intraday.refresh_pooling``): ``live`` (the snapshot
+    #: plus the day so far pooled, the EB caps re-estimated from both; the pipeline before 2026-11-30),
+    #: ``night_caps`` (the night's caps kept for the day; model only), ``snapshot`` (only the night's
+    #: snapshot is pooled, the day's own evidence added on top unpooled: the pipeline's default).
+    refresh_pooling: str | None = None
 
 
 def load_world(sim_path: Path, night: int, timing: str) -> World:
@@ -93,6 +94,7 @@ def load_world(sim_path: Path, night: int, timing: str) -> World:
 def run_seed(world: World, variant: Variant, nights: int, seed: int, mc_draws: int) -> dict[str, Any]:
     from deepcuts.models.policy.bandit import (
         BanditConfig,
+        pool_snapshot_with,
         pool_with,
         selection_probabilities,
         shrink_toward_groups,
@@ -101,7 +103,8 @@ def run_seed(world: World, variant: Variant, nights: int, seed: int, mc_draws: i
     from deepcuts.models.policy.context import pooling_groups
     from deepcuts.settings import load_settings
 
-    cfg = load_settings().bandit
+    settings = load_settings()
+    cfg = settings.bandit
     # Monte Carlo selection probabilities (+-0.01 at 2,000 draws): the exact integration takes seconds
     # per policy on this machine, and a seed computes about 300 of them with 24 refreshes a day
     config = replace(BanditConfig.from_settings(cfg), method="monte_carlo", mc_draws=mc_draws)
@@ -110,6 +113,7 @@ def run_seed(world: World, variant: Variant, nights: int, seed: int, mc_draws: i
     if variant.floor is not None:
         config = replace(config, exploration_floor=variant.floor)
     groups = pooling_groups(config.pooling)
+    refresh_pooling = variant.refresh_pooling or settings.intraday.refresh_pooling
     rng = np.random.default_rng(seed)
     n_ctx, n_arms = world.reward.shape
     best = world.reward.argmax(axis=1)
@@ -126,13 +130,12 @@ def run_seed(world: World, variant: Variant, nights: int, seed: int, mc_draws: i
 
     def refresh_policy(clicks: np.ndarray, trials: np.ndarray) -> np.ndarray:
         a, b = base_a + clicks, base_b + trials - clicks
-        if variant.refresh_pooling == "live" or groups is None:
+        if refresh_pooling == "live" or groups is None:
             return policy(a, b)
-        if variant.refresh_pooling == "night_caps":
+        if refresh_pooling == "night_caps":
             a_eff, b_eff = shrink_toward_groups(a, b, groups, config.prior_alpha, config.prior_beta, caps)
-        else:  # snapshot
-            a0_eff, b0_eff, _ = pool_with(config, base_a, base_b, groups)
-            a_eff, b_eff = a0_eff + clicks, b0_eff + trials - clicks
+        else:  # snapshot: the pipeline's own function (intraday.refresh_pooling = snapshot)
+            a_eff, b_eff, _ = pool_snapshot_with(config, base_a, base_b, a, b, groups)
         return selection_probabilities(a_eff, b_eff, config, rng)[1]
 
     alpha = np.full((n_ctx, n_arms), config.prior_alpha)
@@ -181,7 +184,7 @@ SETS: dict[str, list[Variant]] = {
         Variant("nightly, 4x traffic", 1, traffic=4.0),
     ],
     "pooling": [
-        Variant("24/day, hourly timing", 24),
+        Variant("24/day, refreshes pool live (before)", 24, refresh_pooling="live"),
         Variant("24/day, refreshes keep the night's EB caps", 24, refresh_pooling="night_caps"),
         Variant("24/day, refreshes pool the night's snapshot only", 24, refresh_pooling="snapshot"),
         Variant("24/day, no pooling", 24, pooling="none"),

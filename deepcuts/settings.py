@@ -487,6 +487,12 @@ class IntradaySettings(Section):
     max_feedback_lag_minutes: int = Field(180, ge=1)
     #: Publish the re-assignment as a new serving version (false: compute and store it only).
     publish: bool = True
+    #: How a refresh pools across contexts (``bandit.pooling``): ``snapshot`` pools the night's snapshot
+    #: only (its borrowed pseudo-trials and empirical-Bayes caps) and adds the day's evidence unpooled;
+    #: ``live`` pools the snapshot plus the day so far, as the night does, so a few hours of the
+    #: neighbours' evidence pull a context and re-estimate the caps. ``snapshot`` halves the lock-ins on
+    #: a neighbour's arm in the planted world (docs/benchmarks.md, "Intraday refreshes").
+    refresh_pooling: Literal["snapshot", "live"] = "snapshot"
 
     @model_validator(mode="after")
     def _slots_divide_the_day(self) -> IntradaySettings:

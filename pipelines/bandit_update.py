@@ -30,6 +30,7 @@ from deepcuts.contracts import C, Dataset, EventType, Variant
 from deepcuts.models.policy.bandit import (
     BanditConfig,
     discount_toward_prior,
+    pool_snapshot_with,
     pool_with,
     selection_probabilities,
 )
@@ -257,12 +258,22 @@ def posterior_arrays(
 
 
 def policy_probabilities(
-    alpha: np.ndarray, beta: np.ndarray, config: BanditConfig, rng: np.random.Generator
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    config: BanditConfig,
+    rng: np.random.Generator,
+    snapshot: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(alpha, beta used for the choice, Thompson probabilities, selection probabilities) per context
-    and arm: the stored posterior, pooled across contexts when ``bandit.pooling`` asks for it."""
+    and arm: the stored posterior, pooled across contexts when ``bandit.pooling`` asks for it. With
+    ``snapshot`` (the (alpha, beta) that ``alpha``/``beta`` add the day's evidence to: an intraday
+    refresh, ``intraday.refresh_pooling = snapshot``) only the snapshot is pooled
+    (:func:`pool_snapshot_with`)."""
     groups = pooling_groups(config.pooling)
-    a_eff, b_eff, caps = pool_with(config, alpha, beta, groups)
+    if snapshot is None:
+        a_eff, b_eff, caps = pool_with(config, alpha, beta, groups)
+    else:
+        a_eff, b_eff, caps = pool_snapshot_with(config, snapshot[0], snapshot[1], alpha, beta, groups)
     if caps:
         log.info(
             "bandit policy: %s pooling, %s rule, pseudo-trials borrowed at most %s per group",
@@ -283,6 +294,31 @@ def load_posterior(
         alpha, beta = posterior_arrays(pd.DataFrame(), arms, config)
         return alpha, beta, None
     alpha, beta = posterior_arrays(lake.read_df(Dataset.BANDIT_POSTERIOR, previous), arms, config)
+    return alpha, beta, previous
+
+
+def day_prior(
+    lake: Lake, run_date: date, arms: tuple[str, ...], config: BanditConfig
+) -> tuple[np.ndarray, np.ndarray, date | None]:
+    """What ``run_date``'s evidence is added to: the newest earlier snapshot discounted once per day
+    since it (the prior if none), as arrays over ``arms``, and the snapshot's date."""
+    alpha, beta, previous = load_posterior(lake, run_date, arms, config)
+    if previous is None:
+        log.info("bandit_update %s: no earlier posterior snapshot, starting from the prior", run_date)
+        gap = 1
+    else:
+        gap = (run_date - previous).days
+        if gap > 1:
+            log.warning(
+                "bandit_update %s: newest earlier posterior is from %s (%d days back); the feedback of "
+                "the days in between was not counted (run bandit_update for them first to include it)",
+                run_date,
+                previous,
+                gap,
+            )
+    alpha, beta = discount_toward_prior(
+        alpha, beta, config.prior_alpha, config.prior_beta, config.discount, gap
+    )
     return alpha, beta, previous
 
 
@@ -307,23 +343,7 @@ def update_from_events(
     cfg = settings.bandit
     config = BanditConfig.from_settings(cfg)
     arms = tuple(cfg.arms)
-    alpha, beta, previous = load_posterior(lake, run_date, arms, config)
-    if previous is None:
-        log.info("bandit_update %s: no earlier posterior snapshot, starting from the prior", run_date)
-        gap = 1
-    else:
-        gap = (run_date - previous).days
-        if gap > 1:
-            log.warning(
-                "bandit_update %s: newest earlier posterior is from %s (%d days back); the feedback of "
-                "the days in between was not counted (run bandit_update for them first to include it)",
-                run_date,
-                previous,
-                gap,
-            )
-    alpha, beta = discount_toward_prior(
-        alpha, beta, config.prior_alpha, config.prior_beta, config.discount, gap
-    )
+    alpha, beta, previous = day_prior(lake, run_date, arms, config)
     keys, stats = attribute_list_impressions(events, arms, cfg.daypart_starts[0])
     evidence = daily_evidence(keys, len(arms), config.discount)
 

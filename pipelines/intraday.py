@@ -12,7 +12,9 @@ steps, one function each (DAG ``deepcuts_intraday``, one run per slot):
                     update_from_events`) on the newest nightly snapshot and the feedback window whose
                     day-``E`` partition is the slot's events -> ``intraday/posterior(E)``
 ``assign_refresh``  when the day's evidence changed since the newest earlier refreshed slot: the
-                    policy of ``posterior(E, s)`` over the arms the night served, and a fresh draw of
+                    policy of ``posterior(E, s)`` over the arms the night served (``intraday.
+                    refresh_pooling = snapshot``: only the night's discounted snapshot is pooled
+                    across contexts, the day's evidence is added unpooled), and a fresh draw of
                     the treatment arms of the night's assignments (users, segments, variants kept) ->
                     ``intraday/{policy,assignments,served_lists}(E)`` (the served lists are each
                     assignment's pick among the night's ``arm_lists``: no list is recomputed)
@@ -51,6 +53,7 @@ from deepcuts.models.policy.context import DAYPARTS, category_codes, context_ind
 from deepcuts.pipelines.assign import policy_table, served_from_arm_lists
 from deepcuts.pipelines.bandit_update import (
     _EVENT_COLUMNS,
+    day_prior,
     policy_probabilities,
     posterior_arrays,
     posterior_frame,
@@ -355,8 +358,14 @@ def assign_refresh(settings: Settings, day: date | str, slot: int) -> dict[str, 
     arms = _served_arms(settings, lake.read_df(Dataset.BANDIT_POLICY, run_date, columns=[C.ARM]))
     posterior = lake.read_df(Dataset.INTRADAY_POSTERIOR, day, parts=[part])
     alpha, beta = posterior_arrays(posterior, tuple(arms), config)
+    # "snapshot": pool only the night's snapshot (discounted as update_refresh discounts it) and add the
+    # day's evidence unpooled; a part of a day neither re-estimates the pooling caps nor reaches the
+    # neighbours (docs/bandit.md, "Intraday refreshes")
+    snapshot = None
+    if settings.intraday.refresh_pooling == "snapshot":
+        snapshot = day_prior(lake, day, tuple(arms), config)[:2]
     a_eff, b_eff, thompson, selection = policy_probabilities(
-        alpha, beta, config, rng_for(cfg.seed, day, f"bandit.selection_mc.{part}")
+        alpha, beta, config, rng_for(cfg.seed, day, f"bandit.selection_mc.{part}"), snapshot
     )
     policy = policy_table(a_eff, b_eff, thompson, selection, arms, run_date)
     nightly = lake.read_df(Dataset.ASSIGNMENTS, run_date)

@@ -345,6 +345,33 @@ def pool_with(
     return a_eff, b_eff, caps
 
 
+def pool_snapshot_with(
+    config: BanditConfig,
+    snapshot_alpha: npt.ArrayLike,
+    snapshot_beta: npt.ArrayLike,
+    alpha: npt.ArrayLike,
+    beta: npt.ArrayLike,
+    groups: npt.ArrayLike | None,
+) -> tuple[FloatArray, FloatArray, dict[int, float]]:
+    """Pool a snapshot only, then add the evidence gathered since unpooled (the intraday refresh).
+
+    ``alpha``/``beta`` is the snapshot plus the new evidence. The pseudo-trials each context borrows
+    (``alpha_eff - alpha``) and the caps ``W_g`` are those :func:`pool_with` gives the snapshot, so the
+    new evidence moves only its own context: a few hours of one context's evidence cannot pull its
+    neighbours (nor re-estimate the empirical-Bayes caps from a part of a day, which keeps them at
+    ``pooling_strength`` on the first day). With no new evidence this is ``pool_with`` of the snapshot.
+    Returns ``(alpha_eff, beta_eff, caps)``.
+    """
+    a = np.asarray(alpha, dtype=np.float64)
+    b = np.asarray(beta, dtype=np.float64)
+    a_snap = np.asarray(snapshot_alpha, dtype=np.float64)
+    b_snap = np.asarray(snapshot_beta, dtype=np.float64)
+    if a_snap.shape != a.shape or b_snap.shape != b.shape:
+        raise ValueError(f"snapshot {a_snap.shape} and posterior {a.shape} must have the same shape")
+    pooled_a, pooled_b, caps = pool_with(config, a_snap, b_snap, groups)
+    return a + (pooled_a - a_snap), b + (pooled_b - b_snap), caps
+
+
 def selection_probabilities(
     alpha: npt.ArrayLike,
     beta: npt.ArrayLike,

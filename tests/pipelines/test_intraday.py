@@ -321,3 +321,51 @@ def test_cli_refreshes_per_day_reaches_the_settings(tmp_path: Path, monkeypatch:
         settings_from_args(
             parser.parse_args(["simulate", "--home", str(tmp_path), "--refreshes-per-day", "5"])
         )
+
+
+def test_a_refresh_pools_only_the_nights_snapshot_not_the_days_evidence(
+    one_night: Path, tmp_path: Path
+) -> None:
+    """Day 1: the night's snapshot holds no evidence yet. One segment's other dayparts see a day that
+    favours one arm; its morning context sees nothing. With ``refresh_pooling = snapshot`` the morning
+    borrows nothing (the snapshot has nothing to lend) and stays uniform, however loud the neighbours'
+    day; ``live`` pooling (the refresh before) would pull it onto the neighbours' arm."""
+    from deepcuts.models.policy.bandit import BanditConfig
+    from deepcuts.models.policy.context import CONTEXTS
+    from deepcuts.pipelines.bandit_update import day_prior, posterior_frame
+
+    selected = {}
+    for mode in ("snapshot", "live"):
+        settings = _settings(_copy(one_night, tmp_path, mode), 4)
+        settings = settings.model_copy(
+            update={"intraday": settings.intraday.model_copy(update={"refresh_pooling": mode})}
+        )
+        lake = Lake(settings.home)
+        config = BanditConfig.from_settings(settings.bandit)
+        arms = tuple(settings.bandit.arms)
+        base_a, base_b, previous = day_prior(lake, DAY, arms, config)
+        assert previous == NIGHT
+        # the first night learnt from no feedback: its snapshot is the prior
+        assert (base_a == config.prior_alpha).all() and (base_b == config.prior_beta).all()
+        segment = CONTEXTS[0][0]
+        target = CONTEXTS.index((segment, CONTEXTS[0][1]))
+        neighbours = [i for i, (s, _) in enumerate(CONTEXTS) if s == segment and i != target]
+        served = intraday._served_arms(settings, lake.read_df(Dataset.BANDIT_POLICY, NIGHT, columns=[C.ARM]))
+        favoured = arms.index(served[-1])
+        trials, successes = np.zeros_like(base_a), np.zeros_like(base_a)
+        trials[neighbours] = 40.0
+        successes[neighbours] = 4.0
+        successes[neighbours, favoured] = 36.0
+        frame = posterior_frame(base_a + successes, base_b + trials - successes, arms, DAY, trials, successes)
+        lake.write_table(Dataset.INTRADAY_POSTERIOR, DAY, frame, part=intraday.slot_part(0))
+        assert intraday.assign_refresh(settings, DAY, 0)["status"] == "assigned"
+        policy = lake.read_df(Dataset.INTRADAY_POLICY, DAY, parts=[intraday.slot_part(0)])
+        row = policy[(policy[C.SEGMENT] == segment) & (policy[C.DAYPART] == CONTEXTS[target][1])]
+        selected[mode] = dict(zip(row[C.ARM], row[C.SELECTION_PROBABILITY], strict=True))
+        # the neighbours' own day counts in full either way: they put most traffic on the favoured arm
+        mine = policy[(policy[C.SEGMENT] == segment) & (policy[C.DAYPART] == CONTEXTS[neighbours[0]][1])]
+        assert mine.set_index(C.ARM)[C.SELECTION_PROBABILITY][served[-1]] > 0.8
+
+    uniform = 1.0 / len(served)
+    np.testing.assert_allclose(list(selected["snapshot"].values()), uniform, atol=1e-3)
+    assert selected["live"][served[-1]] > 0.8  # what the old refresh did: the neighbours' arm

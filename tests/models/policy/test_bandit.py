@@ -20,6 +20,8 @@ from deepcuts.models.policy.bandit import (
     discount_toward_prior,
     group_concentration,
     pool_parameters,
+    pool_snapshot_with,
+    pool_with,
     pooling_weights,
     sample_arms,
     selection_probabilities,
@@ -128,6 +130,30 @@ def test_pooling_hand_computed() -> None:
     assert np.array_equal(a3, alpha)
     assert pooling_groups("segment").tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
     assert pooling_groups("none") is None
+
+
+def test_snapshot_pooling_borrows_only_from_the_snapshot_hand_computed() -> None:
+    # prior 1, 1; two contexts in one group, one arm, fixed cap 5. Snapshot: context 0 saw 8 clicks /
+    # 2 misses, context 1 nothing. Since then context 0 saw 0 / 10 more, context 1 saw 3 / 1.
+    config = BanditConfig(pooling_strength=5.0, pooling_rule="fixed")
+    snap_a, snap_b = np.array([[9.0], [1.0]]), np.array([[3.0], [1.0]])
+    alpha, beta = snap_a + np.array([[0.0], [3.0]]), snap_b + np.array([[10.0], [1.0]])
+    a, b, caps = pool_snapshot_with(config, snap_a, snap_b, alpha, beta, [0, 0])
+    # context 1 borrows what the snapshot lends (s=8, f=2: +3.75, +1.25), not the 8 / 12 context 0
+    # holds now (live pooling: m = 9/22, +5 * 9/22); its own new evidence counts in full
+    assert (a[1, 0], b[1, 0]) == pytest.approx((1 + 3 + 5 * 9 / 12, 1 + 1 + 5 * 3 / 12))
+    live_a, _, _ = pool_with(config, alpha, beta, [0, 0])
+    assert live_a[1, 0] == pytest.approx(1 + 3 + 5 * 9 / 22)
+    # context 0 borrowed nothing from the snapshot (context 1 had no evidence) and so borrows nothing
+    # from context 1's new evidence either (live pooling would lend it w = min(5, 4) = 4 trials)
+    assert (a[0, 0], b[0, 0]) == (9.0, 13.0)
+    assert caps == {0: 5.0}
+    # no new evidence: exactly the snapshot's pooling
+    a2, b2, _ = pool_snapshot_with(config, snap_a, snap_b, snap_a, snap_b, [0, 0])
+    p_a, p_b, _ = pool_with(config, snap_a, snap_b, [0, 0])
+    assert np.array_equal(a2, p_a) and np.array_equal(b2, p_b)
+    with pytest.raises(ValueError, match="same shape"):
+        pool_snapshot_with(config, snap_a[:1], snap_b[:1], alpha, beta, [0, 0])
 
 
 def test_group_concentration_hand_computed() -> None:
