@@ -31,7 +31,9 @@ Rules, in priority order (a higher one is never traded for a lower one):
    takes the ``k`` best-quality remaining long-tail items and the ``r - k`` best remaining head items,
    so the check is ``max_k [Q(S + i) + PL_{-i}(k) + PH_{-i}(r - k)] >= floor * L`` over the ``k`` that
    keep the count in the band (``PL``/``PH``: prefix sums of sorted remaining qualities, without
-   ``i``); without a floor it only asks that such a ``k`` exists. Picking only feasible candidates keeps
+   ``i``); without a floor it only asks that such a ``k`` exists (decided by counting
+   the available candidates of each class, :func:`_band_feasible`: same decisions, far cheaper).
+   Picking only feasible candidates keeps
    a feasible completion alive by induction, so when a list meeting the rule exists, the output meets
    it. When none exists the targets are relaxed per user to the best attainable: the band is clipped to
    what the candidates allow and the floor is lowered to the best mean quality reachable inside the band.
