@@ -208,12 +208,19 @@ class CandidateBlock:
         known = cols >= 0
         user = frame[C.USER_ID].to_numpy(np.int64)[known]
         rank = frame[C.RANK].to_numpy(np.int32)[known]
-        # stable sort by (user, rank) in numpy: a pandas sort_values of the frame cost as much again
-        order = np.lexsort((rank, user))
-        user, rank, cols = user[order], rank[order], cols[known][order]
-        score = frame[C.SCORE].to_numpy(np.float32)[known][order]
-        users, first = np.unique(user, return_index=True)
-        user_code = np.searchsorted(users, user)
+        cols = cols[known]
+        score = frame[C.SCORE].to_numpy(np.float32)[known]
+        d_user, d_rank = np.diff(user), np.diff(rank)
+        if not ((d_user > 0) | ((d_user == 0) & (d_rank >= 0))).all():  # the candidates step sorts
+            # stable sort by (user, rank) in numpy: a pandas sort_values of the frame cost as much again
+            order = np.lexsort((rank, user))
+            user, rank, cols, score = user[order], rank[order], cols[order], score[order]
+        # users in order: each one's run starts where the id changes
+        starts = np.ones(user.size, dtype=bool)
+        np.not_equal(user[1:], user[:-1], out=starts[1:])
+        first = np.flatnonzero(starts)
+        users = user[first]
+        user_code = np.cumsum(starts) - 1
         slot = np.arange(user.size) - first[user_code]
         width = int(slot.max()) + 1 if user.size else 0
         columns = np.full((users.size, width), -1, dtype=np.int64)
@@ -238,10 +245,9 @@ class UserFeatures:
     @classmethod
     def build(cls, ctx: ScoringContext, users: IntArray) -> UserFeatures:
         rows = ctx.history.user_rows(users)
-        binary = ctx.history.binary
         known = rows >= 0
         # unknown users get an empty history row
-        picked = binary[np.where(known, rows, 0)]
+        picked = ctx.history.binary_rows(np.where(known, rows, 0))
         hist = picked.multiply(known[:, None].astype(np.float32)).tocsr()
         hist.eliminate_zeros()
         factor_mean = ds.history_means(hist, ctx.item_factors) if ctx.item_factors is not None else None
@@ -266,24 +272,37 @@ class CandidateScores:
     serendipity: FloatArray
 
 
+#: Users per slice of :func:`_row_cosine_distance`: the gathered vectors of a slice stay in cache.
+_COSINE_SLICE_USERS = 256
+
+
+def _row_cosine_distance(user_vectors: FloatArray, item_vectors: FloatArray, idx: IntArray) -> FloatArray:
+    """``cosine_unexpectedness`` of each user's row against the items ``idx[u, :]``, ``(users, K)``.
+
+    Computed a slice of users at a time (row by row the same arithmetic as one call on all rows): the
+    gathered ``(users * K, d)`` copies of a whole shard were hundreds of MB.
+    """
+    n_users, k = idx.shape
+    out = np.empty((n_users, k), dtype=np.float32)
+    for start in range(0, n_users, _COSINE_SLICE_USERS):
+        sl = slice(start, min(start + _COSINE_SLICE_USERS, n_users))
+        rows = np.repeat(np.arange(sl.start, sl.stop), k)
+        out[sl] = ds.cosine_unexpectedness(user_vectors[rows], item_vectors[idx[sl].ravel()]).reshape(-1, k)
+    return out
+
+
 def score_candidates(ctx: ScoringContext, block: CandidateBlock, feats: UserFeatures) -> CandidateScores:
     """Relevance, unexpectedness and serendipity of every candidate (formulas:
     deepcuts.models.reranking.deepcut_scores)."""
     valid = block.valid
     idx = np.where(valid, block.columns, 0)
-    n_users, k = idx.shape
     relevance = ds.normalise_relevance(block.scores, valid)
-    user_rep = np.repeat(np.arange(n_users), k)
-    genre_unexp = ds.cosine_unexpectedness(
-        feats.genre_mean_unit[user_rep], ctx.genre_unit[idx.ravel()]
-    ).reshape(n_users, k)
+    genre_unexp = _row_cosine_distance(feats.genre_mean_unit, ctx.genre_unit, idx)
     genre_unexp = np.where(feats.has_history[:, None], genre_unexp, 1.0).astype(np.float32)
     emb_unexp = None
     if ctx.item_factors is not None and feats.factor_mean_unit is not None:
-        raw = ds.cosine_unexpectedness(feats.factor_mean_unit[user_rep], ctx.item_factors[idx.ravel()])
-        emb_unexp = np.where(feats.has_history[:, None], raw.reshape(n_users, k) / 2.0, 1.0).astype(
-            np.float32
-        )
+        raw = _row_cosine_distance(feats.factor_mean_unit, ctx.item_factors, idx)
+        emb_unexp = np.where(feats.has_history[:, None], raw / 2.0, 1.0).astype(np.float32)
     unexp = ds.combined_unexpectedness(genre_unexp, emb_unexp, ctx.embedding_weight)
     return CandidateScores(relevance, genre_unexp, emb_unexp, unexp, (relevance * unexp).astype(np.float32))
 
@@ -375,14 +394,27 @@ def reasons(
         if niche_name.casefold() in lower:
             j = lower.index(niche_name.casefold())
             chosen = np.where(g[:, j], j, chosen)
-    rating = np.char.mod("%.1f", q.astype(np.float64))
-    return (
-        pd.Series(kind, dtype=object)
-        + "|genre="
-        + pd.Series(names[np.asarray(chosen, dtype=np.int64)], dtype=object)
-        + "|rating="
-        + pd.Series(rating, dtype=object)
-    ).to_numpy(dtype=object)
+    # Few distinct (kind, genre, rating) triples: format each once and index them (formatting and
+    # joining strings per row cost more than the rest of the step's frame building).
+    kinds, kind_code = np.unique(kind, return_inverse=True)
+    # distinct bit patterns, so that even -0.0 keeps its own text
+    bits, rating_code = np.unique(q.astype(np.float64).view(np.int64), return_inverse=True)
+    ratings = bits.view(np.float64)
+    rating_text = [f"{r:.1f}" for r in ratings.tolist()]
+    genre_code = np.asarray(chosen, dtype=np.int64)
+    triple = (kind_code.ravel() * names.size + genre_code) * max(ratings.size, 1) + rating_code.ravel()
+    triples, row_code = np.unique(triple, return_inverse=True)
+    k_of, rest = np.divmod(triples, names.size * max(ratings.size, 1))
+    g_of, r_of = np.divmod(rest, max(ratings.size, 1))
+    text = np.asarray(
+        [
+            f"{kinds[k]}|genre={names[g]}|rating={rating_text[r]}"
+            for k, g, r in zip(k_of.tolist(), g_of.tolist(), r_of.tolist(), strict=True)
+        ]
+        + [""],  # keeps the array one-dimensional of objects when it is empty
+        dtype=object,
+    )[:-1]
+    return text[row_code.ravel()]
 
 
 def reranked_frame(

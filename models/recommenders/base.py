@@ -97,21 +97,30 @@ class InteractionMatrix:
         users = interactions[C.USER_ID].to_numpy(np.int64)
         items_rated = interactions[C.ITEM_ID].to_numpy(np.int64)
         catalog = items[C.ITEM_ID].to_numpy(np.int64) if items is not None else np.empty(0, np.int64)
-        item_ids = np.unique(np.concatenate([items_rated, catalog]))
-        user_ids = np.unique(users)
-        keys = np.searchsorted(user_ids, users)
+        item_ids, item_codes = unique_codes(np.concatenate([items_rated, catalog]))
+        user_ids, keys = unique_codes(users)
         keys *= max(item_ids.size, 1)
-        keys += np.searchsorted(item_ids, items_rated)
-        del users, items_rated
-        if C.TS in interactions.columns:
-            ts = interactions[C.TS]
-            when = ts.to_numpy() if ts.dtype.kind in "iuf" else _time_order_keys(ts)  # NaN sorts last
-            # by pair, then time (lexsort is stable: equal times keep the input order)
-            order = np.lexsort((when, keys))
-            del when
-        else:
-            order = np.argsort(keys, kind="stable")
+        keys += item_codes[: items_rated.size]
+        del users, items_rated, item_codes
+        # Usually every (user, item) pair occurs once: then any sort of the keys gives the one order
+        # there is, and a plain quicksort is about half the cost of the stable sorts below.
+        order = np.argsort(keys)
         keys = keys[order]
+        if keys.size > 1 and not (keys[1:] != keys[:-1]).all():
+            # repeated pairs: the latest rating wins, so order by pair and then time (stable)
+            unsorted = np.empty_like(keys)
+            unsorted[order] = keys  # back to the input order
+            keys = unsorted
+            del unsorted
+            if C.TS in interactions.columns:
+                ts = interactions[C.TS]
+                when = ts.to_numpy() if ts.dtype.kind in "iuf" else _time_order_keys(ts)  # NaN last
+                # by pair, then time (lexsort is stable: equal times keep the input order)
+                order = np.lexsort((when, keys))
+                del when
+            else:
+                order = np.argsort(keys, kind="stable")
+            keys = keys[order]
         boundary = np.empty(keys.size, dtype=bool)
         np.not_equal(keys[1:], keys[:-1], out=boundary[:-1])
         boundary[-1:] = True
@@ -174,19 +183,63 @@ class InteractionMatrix:
 
     def user_rows(self, user_ids: npt.ArrayLike) -> IntArray:
         """Row index per user id, -1 for users unknown to the matrix."""
-        ids = np.asarray(user_ids, dtype=np.int64)
-        pos = np.searchsorted(self.user_ids, ids)
-        pos_clipped = np.minimum(pos, max(self.n_users - 1, 0))
-        known = (pos < self.n_users) & (self.user_ids[pos_clipped] == ids) if self.n_users else pos < 0
-        return np.where(known, pos_clipped, -1).astype(np.int64)
+        return positions_in(self.user_ids, user_ids)
 
     def item_columns(self, item_ids: npt.ArrayLike) -> IntArray:
         """Column index per item id, -1 for items not in the catalog."""
-        ids = np.asarray(item_ids, dtype=np.int64)
-        pos = np.searchsorted(self.item_ids, ids)
-        pos_clipped = np.minimum(pos, max(self.n_items - 1, 0))
-        known = (pos < self.n_items) & (self.item_ids[pos_clipped] == ids) if self.n_items else pos < 0
-        return np.where(known, pos_clipped, -1).astype(np.int64)
+        return positions_in(self.item_ids, item_ids)
+
+
+#: ``unique_codes`` uses a lookup table when the ids span at most this many values per id given (or
+#: ``_LOOKUP_MIN_SPAN``): one pass over a small table instead of a hash set and a binary search per id.
+_LOOKUP_SPAN_PER_ID = 4
+_LOOKUP_MIN_SPAN = 1 << 20
+
+
+def unique_codes(ids: IntArray) -> tuple[IntArray, IntArray]:
+    """``(np.unique(ids), np.searchsorted(np.unique(ids), ids))``, the codes as a new int64 array.
+
+    Ids of a compact range (MovieLens: 1..n) are coded through a table indexed by ``id - min``: at 20M
+    ids about 15x cheaper than ``np.unique`` and ``np.searchsorted`` (which is the fallback for sparse
+    ranges, where the table would be too big).
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size:
+        lo, hi = int(ids.min()), int(ids.max())
+        span = hi - lo + 1
+        if span <= max(_LOOKUP_SPAN_PER_ID * ids.size, _LOOKUP_MIN_SPAN):
+            offset = ids - lo
+            present = np.zeros(span, dtype=bool)
+            present[offset] = True
+            code_of = np.cumsum(present, dtype=np.int64)
+            code_of -= 1
+            return np.flatnonzero(present) + lo, code_of[offset]
+    unique = np.unique(ids)
+    return unique, np.searchsorted(unique, ids).astype(np.int64, copy=False)
+
+
+def positions_in(sorted_ids: IntArray, ids: npt.ArrayLike) -> IntArray:
+    """Position of each of ``ids`` in the sorted, distinct ``sorted_ids``; -1 where it is absent.
+
+    A compact id range is looked up in a table indexed by ``id - min`` (a binary search per id costs
+    several times more on the 1.7M candidates of a score shard); others by ``np.searchsorted``.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    n = sorted_ids.size
+    if n == 0:
+        return np.full(ids.shape, -1, dtype=np.int64)
+    lo, hi = int(sorted_ids[0]), int(sorted_ids[-1])
+    span = hi - lo + 1
+    if span <= max(_LOOKUP_SPAN_PER_ID * ids.size, _LOOKUP_MIN_SPAN):
+        table = np.full(span, -1, dtype=np.int64)
+        table[sorted_ids - lo] = np.arange(n)
+        offset = ids - lo
+        inside = (offset >= 0) & (offset < span)
+        return np.where(inside, table[np.where(inside, offset, 0)], -1)
+    pos = np.searchsorted(sorted_ids, ids)
+    pos_clipped = np.minimum(pos, n - 1)
+    known = (pos < n) & (sorted_ids[pos_clipped] == ids)
+    return np.where(known, pos_clipped, -1).astype(np.int64)
 
 
 def _time_order_keys(ts: pd.Series) -> npt.NDArray[np.int64]:

@@ -38,7 +38,9 @@ def rp3beta_weights(
     penalty = np.power(np.maximum(item_deg, 1.0), -beta)
     n_items = Xb.shape[1]
     k = max(0, min(top_k, n_items - 1))
-    P_ui = P_ui.tocsc()
+    # P_ui stays CSR: a CSC right operand would be converted back to CSR on every block (see
+    # item_cf.shrunk_cosine_topk); the products are the same sums in the same order.
+    P_ui = sp.csr_matrix(P_ui)
     pieces = []
     for start in range(0, n_items, block_items):
         stop = min(start + block_items, n_items)

@@ -31,7 +31,9 @@ Rules, in priority order (a higher one is never traded for a lower one):
    takes the ``k`` best-quality remaining long-tail items and the ``r - k`` best remaining head items,
    so the check is ``max_k [Q(S + i) + PL_{-i}(k) + PH_{-i}(r - k)] >= floor * L`` over the ``k`` that
    keep the count in the band (``PL``/``PH``: prefix sums of sorted remaining qualities, without
-   ``i``); without a floor it only asks that such a ``k`` exists. Picking only feasible candidates keeps
+   ``i``); without a floor it only asks that such a ``k`` exists (decided by counting
+   the available candidates of each class, :func:`_band_feasible`: same decisions, far cheaper).
+   Picking only feasible candidates keeps
    a feasible completion alive by induction, so when a list meeting the rule exists, the output meets
    it. When none exists the targets are relaxed per user to the best attainable: the band is clipped to
    what the candidates allow and the floor is lowered to the best mean quality reachable inside the band.
@@ -378,6 +380,44 @@ def _best_completion(
     return total
 
 
+def _band_feasible(
+    tail_cand: np.ndarray,
+    avail: np.ndarray,
+    tail_win: _ClassWindow,
+    head_win: _ClassWindow,
+    tail_now: np.ndarray,
+    slots_after: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    max_r: int,
+) -> np.ndarray:
+    """``np.isfinite(_best_completion(...))`` per (u, i) by counting alone: whether picking ``i`` now
+    keeps a completion with the long-tail count in ``[lo, hi]``.
+
+    Without a list-mean quality floor (the default) that is all the look-ahead decides, and it needs no
+    prefix sums: the completion is finite when some ``k`` tail items (and ``r - k`` head items) are
+    available, exactly as :func:`_best_completion` counts them (available members of each class window,
+    ``i`` itself left out where that function computes the exact value: the first ``max_r`` window
+    positions). ``k`` then ranges over ``max(0, r - heads, lo - base) .. min(r, tails, hi - base)``.
+    """
+    e = max(1, min(max_r, tail_win.order.shape[1]))
+    # candidates left out of their own class's count (the two classes' members are disjoint)
+    own = np.zeros(avail.shape, dtype=bool)
+    n_class = []
+    for win in (tail_win, head_win):
+        m = win.member & np.take_along_axis(avail, win.order, axis=1)
+        n_class.append(m.sum(axis=1, dtype=np.int32)[:, None])
+        at = np.nonzero(m[:, :e])
+        own[at[0], win.order[:, :e][at]] = True
+    tails = n_class[0] - (own & tail_cand)
+    heads = n_class[1] - (own & ~tail_cand)
+    base = tail_now.astype(np.int32)[:, None] + tail_cand
+    r = slots_after.astype(np.int32)[:, None]
+    low = np.maximum(np.maximum(r - heads, lo.astype(np.int32)[:, None] - base), 0)
+    high = np.minimum(np.minimum(r, tails), hi.astype(np.int32)[:, None] - base)
+    return low <= high
+
+
 def _genre_slots(genres: FloatArray) -> tuple[IntArray, FloatArray]:
     """Each catalog item's genre indices padded to the widest item (pad = ``G``), and its genre count.
 
@@ -468,6 +508,15 @@ def _rerank_block(
     mix = np.zeros_like(profile)  # sum of p(g|i) over the chosen items
     covered = np.zeros((n_users, n_genres + 1), dtype=bool)
     covered[:, n_genres] = True  # the pad slot never counts as a new genre
+    # genres each candidate would add; kept up to date from the genres each pick newly covers
+    width_m = slots.shape[2]
+    new_genres = np.float32(width_m) - np.einsum("ukm->uk", _gather(covered, flat_slots).astype(np.float32))
+    # The KL term's log(offset_g + c / n_i) depends on the user, the genre and the item's genre count
+    # n_i only: one table per user of (G + 1) x (M + 1) logs replaces the (K x M) logs per step, with
+    # the same float32 operations on the same values (n_i = 0 marks padded candidates).
+    counts_tab = np.arange(width_m + 1, dtype=np.float32)
+    inv_tab = np.divide(1.0, counts_tab, out=np.zeros_like(counts_tab), where=counts_tab > 0)
+    flat_tab = flat_slots * (width_m + 1) + n_g.astype(np.int64)[:, :, None]
     max_sim = np.zeros((n_users, k), dtype=np.float32)
     q_now = np.zeros(n_users)
     tail_now = np.zeros(n_users, dtype=np.int64)
@@ -488,9 +537,10 @@ def _rerank_block(
         base = p_entropy_term - (profile * log_offset).sum(axis=1)
         off_ext = np.concatenate([offset, np.ones((n_users, 1), np.float32)], axis=1)
         logoff_ext = np.concatenate([log_offset, np.zeros((n_users, 1), np.float32)], axis=1)
-        inc = ((1 - alpha) / np.float32(t + 1)) * inv_n
-        lifted = np.log(_gather(off_ext, flat_slots) + inc[:, :, None])
-        lifted -= _gather(logoff_ext, flat_slots)
+        inc = ((1 - alpha) / np.float32(t + 1)) * inv_tab
+        table = np.log(off_ext[:, :, None] + inc)
+        table -= logoff_ext[:, :, None]
+        lifted = np.take(table.ravel(), flat_tab)
         kl_with = base[:, None] - np.einsum("ukm,ukm->uk", p_at, lifted)
         kl_with = np.where(has_profile[:, None], kl_with, 0.0)
         gain = (1 - lc) * (lm * rel - (1 - lm) * max_sim) - lc * (kl_with - kl_now[:, None]) + boost + tilt
@@ -498,24 +548,26 @@ def _rerank_block(
         # finished users (l_eff <= t) take the common value: their rows are masked, and one shared
         # slot count lets _band_max use plain slicing
         slots_after = np.maximum(np.where(active, l_eff, length) - t - 1, 0)
-        completion = _best_completion(
-            q_cand,
-            tail_cand,
-            avail,
-            tail_win,
-            head_win,
-            q_now,
-            tail_now,
-            slots_after,
-            lo,
-            hi,
-            max(length - 1, 0),
-        )
-        ok_quality_tail = (completion >= required[:, None]) & np.isfinite(completion)
+        if np.isfinite(params.quality_floor):
+            completion = _best_completion(
+                q_cand,
+                tail_cand,
+                avail,
+                tail_win,
+                head_win,
+                q_now,
+                tail_now,
+                slots_after,
+                lo,
+                hi,
+                max(length - 1, 0),
+            )
+            ok_quality_tail = (completion >= required[:, None]) & np.isfinite(completion)
+        else:  # required is -inf: only the band's reachability counts, and counting decides it
+            ok_quality_tail = _band_feasible(
+                tail_cand, avail, tail_win, head_win, tail_now, slots_after, lo, hi, max(length - 1, 0)
+            )
         # constraint 2: distinct genres (greedy necessary condition)
-        new_genres = np.float32(slots.shape[2]) - np.einsum(
-            "ukm->uk", _gather(covered, flat_slots).astype(np.float32)
-        )
         max_new = np.where(avail, new_genres, 0.0).max(axis=1)
         needed = np.maximum(genre_target - covered[:, :n_genres].sum(axis=1), 0)
         slots_now = l_eff - t
@@ -536,12 +588,18 @@ def _rerank_block(
         chosen[u[:, None], slots[u, p]] = 1.0
         chosen[:, n_genres] = 0.0
         mix += chosen[:, :n_genres] * inv_n[rows, pick][:, None] * picked[:, None]
-        covered |= chosen > 0
+        newly = (chosen > 0) & ~covered
+        covered |= newly
         q_now[u] += q_cand[u, p]
         tail_now[u] += tail_cand[u, p]
         kl_now[u] = kl_with[u, p]
         # MMR: cos(i, j) = |G_i & G_j| / sqrt(n_i n_j) with j the item just chosen
-        overlap = np.einsum("ukm->uk", _gather(chosen, flat_slots))
+        # one gather for two small counts per candidate: genres shared with the pick (<= M) plus
+        # (M + 1) x the genres the pick newly covered (exact integers in float32)
+        shared = np.einsum("ukm->uk", _gather(chosen + np.float32(width_m + 1) * newly, flat_slots))
+        now_covered = np.floor(shared / np.float32(width_m + 1))
+        overlap = shared - np.float32(width_m + 1) * now_covered
+        new_genres -= now_covered
         sim = overlap * inv_sqrt_n * (inv_sqrt_n[rows, pick] * picked)[:, None]
         np.maximum(max_sim, sim, out=max_sim)
     floor_used = (required + _EPS * np.maximum(l_eff, 1)) / np.maximum(l_eff, 1)

@@ -309,3 +309,32 @@ def test_short_candidate_lists_are_topped_up_with_popular_unrated_items(small_se
     ctx_off = ScoringContext.build(off, inter, lake.read_df(Dataset.ITEMS, RUN))
     short = process_arm(ctx_off, cands, "long_tail", RUN)
     assert short.filled == 0 and short.reranked.groupby(C.USER_ID).size().to_dict() == {1: 2, 7: 1}
+
+
+def test_candidate_block_is_the_same_from_a_shuffled_frame() -> None:
+    """The pivot skips its sort when the candidates come ordered by (user, rank), as the candidates
+    step writes them; any other order gives the same block."""
+    from deepcuts.models.recommenders.base import InteractionMatrix
+    from deepcuts.pipelines.score import CandidateBlock
+
+    rng = np.random.default_rng(3)
+    history = InteractionMatrix.from_frames(
+        pd.DataFrame({C.USER_ID: [1, 2, 5], C.ITEM_ID: [10, 11, 12], C.RATING: [4.0, 3.0, 5.0]}),
+        pd.DataFrame({C.ITEM_ID: np.arange(10, 30)}),
+    )
+    users = np.repeat([5, 1, 2, 7], [6, 4, 5, 3])
+    ordered = pd.DataFrame(
+        {
+            C.USER_ID: np.sort(users),
+            C.ITEM_ID: rng.choice(np.arange(10, 32), users.size),  # 30, 31: not in the catalog
+            C.RANK: np.concatenate([np.arange(1, n + 1) for n in (4, 5, 6, 3)]).astype(np.int32),
+            C.SCORE: rng.random(users.size).astype(np.float32),
+        }
+    )
+    want = CandidateBlock.from_frame(ordered, history)
+    got = CandidateBlock.from_frame(ordered.sample(frac=1.0, random_state=1), history)
+    for field in ("users", "columns", "scores", "ranks"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+    assert got.n_unknown_items == want.n_unknown_items
+    np.testing.assert_array_equal(want.users, [1, 2, 5, 7])
+    assert want.columns.shape[1] == 6

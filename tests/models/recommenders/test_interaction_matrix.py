@@ -74,3 +74,24 @@ def test_latest_rating_wins_by_hand() -> None:
     )
     m = InteractionMatrix.from_frames(frame)
     assert m.ratings.toarray().tolist() == [[2.0, 1.0], [3.0, 0.0]]  # user 1 rated item 5 last with 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    known=st.lists(st.integers(-50, 50), max_size=30),
+    asked=st.lists(st.integers(-60, 60), max_size=30),
+    scale=st.sampled_from([1, 10**12]),  # a compact range (table) and a sparse one (binary search)
+)
+def test_id_codes_and_positions_equal_unique_and_searchsorted(known: list, asked: list, scale: int) -> None:
+    from deepcuts.models.recommenders.base import positions_in, unique_codes
+
+    ids = np.asarray(known, dtype=np.int64) * scale
+    unique, codes = unique_codes(ids)
+    np.testing.assert_array_equal(unique, np.unique(ids))
+    np.testing.assert_array_equal(codes, np.searchsorted(np.unique(ids), ids))
+    assert codes.dtype == np.int64
+    query = np.asarray(asked, dtype=np.int64) * scale
+    want = np.asarray([list(unique).index(q) if q in unique else -1 for q in query], dtype=np.int64)
+    got = positions_in(unique, query)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.int64

@@ -447,3 +447,62 @@ def test_genre_floor_met_for_single_genre_items_under_the_served_rules(
     available = int((single[pool].max(axis=0) > 0).sum())
     got = int((single[chosen].max(axis=0) > 0).sum())
     assert got >= min(min_genres, available, len(chosen))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_band_look_ahead_by_counting_equals_the_full_look_ahead(seed: int) -> None:
+    """Without a list-mean floor the re-ranker decides the long-tail look-ahead by counting; a floor
+    that never binds takes the full look-ahead (prefix sums of qualities). Both must pick the same
+    lists: many users of one batch, candidate lists longer than the class windows, padding, short
+    lists, tail shares from none to all, and bands that cannot be met."""
+    rng = np.random.default_rng(seed)
+    n_users, k, n_items, n_genres = 300, 40, 120, 6
+    cand = np.stack([rng.permutation(n_items)[:k] for _ in range(n_users)])
+    n_valid = rng.integers(0, k + 1, n_users)
+    cand[np.arange(k)[None, :] >= n_valid[:, None]] = -1
+    genres = (rng.random((n_items, n_genres)) < 0.3).astype(np.float32)
+    profile = rng.random((n_users, n_genres)).astype(np.float32)
+    problem = dict(
+        candidates=cand,
+        relevance=rng.random((n_users, k)).astype(np.float32),
+        genres=genres,
+        quality=rng.choice([2.5, 3.0, 3.5, 4.0, 4.5], n_items),
+        long_tail=rng.random(n_items) < rng.choice([0.05, 0.3, 0.6, 0.95]),
+        niche=genres[:, 0] > 0,
+        profile=profile / profile.sum(axis=1, keepdims=True),
+        niche_appetite=rng.random(n_users).astype(np.float32) * 0.2,
+    )
+    band = [(0.35, 0.40), (0.0, 0.3), (0.5, 1.0), (0.8, 0.9)][seed % 4]
+    common = dict(list_length=10, long_tail_min=band[0], long_tail_max=band[1], batch_users=128,
+                  tail_item_floor=3.2, quality_weight=0.2)  # fmt: skip
+    counted = rerank(**problem, params=RerankParams(quality_floor=-math.inf, **common))
+    full = rerank(**problem, params=RerankParams(quality_floor=-1e30, **common))
+    np.testing.assert_array_equal(counted.positions, full.positions)
+    np.testing.assert_array_equal(counted.gains, full.gains)
+    np.testing.assert_array_equal(counted.tail_lo_used, full.tail_lo_used)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_band_feasible_is_where_the_best_completion_is_finite(seed: int) -> None:
+    """The counting check against the prefix-sum look-ahead on arbitrary states, including ones the
+    greedy never reaches (bands out of reach, few candidates of a class left)."""
+    from deepcuts.models.reranking.rerank import _band_feasible, _best_completion, _ClassWindow
+
+    rng = np.random.default_rng(seed)
+    n_users, k, length = 400, 30, 10
+    valid = np.arange(k)[None, :] < rng.integers(0, k + 1, n_users)[:, None]
+    tail = valid & (rng.random((n_users, k)) < rng.random((n_users, 1)))
+    quality = np.where(valid, rng.choice([2.5, 3.0, 4.0, 4.5], (n_users, k)), 0.0)
+    avail = valid & (rng.random((n_users, k)) < 0.8)
+    width = min(k, 2 * length + 1)
+    tail_win = _ClassWindow(quality, tail, width)
+    head_win = _ClassWindow(quality, valid & ~tail, width)
+    tail_now = rng.integers(0, 5, n_users)
+    slots_after = rng.integers(0, length, n_users)
+    lo = rng.integers(0, 8, n_users)
+    hi = lo + rng.integers(0, 4, n_users)
+    state = (tail_win, head_win)
+    full = _best_completion(quality, tail, avail, *state, np.zeros(n_users), tail_now, slots_after, lo, hi,
+                            length - 1)  # fmt: skip
+    counted = _band_feasible(tail, avail, *state, tail_now, slots_after, lo, hi, length - 1)
+    np.testing.assert_array_equal(counted[avail], np.isfinite(full)[avail])
