@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from deepcuts.models.recommenders.base import FloatArray, IntArray, InteractionMatrix, Recommender
-from deepcuts.models.recommenders.item_cf import assemble_sparse, topk_block
+from deepcuts.models.recommenders.item_cf import blockwise_topk
 from deepcuts.settings import GraphSettings
 
 
@@ -36,18 +36,13 @@ def rp3beta_weights(
     P_ui.data **= alpha
     P_iu.data **= alpha
     penalty = np.power(np.maximum(item_deg, 1.0), -beta)
-    n_items = Xb.shape[1]
-    k = max(0, min(top_k, n_items - 1))
+
+    def penalised(products: np.ndarray, start: int, stop: int) -> np.ndarray:
+        return products * penalty[None, :]
+
     # P_ui stays CSR: a CSC right operand would be converted back to CSR on every block (see
     # item_cf.shrunk_cosine_topk); the products are the same sums in the same order.
-    P_ui = sp.csr_matrix(P_ui)
-    pieces = []
-    for start in range(0, n_items, block_items):
-        stop = min(start + block_items, n_items)
-        block = (P_iu[start:stop] @ P_ui).toarray() * penalty[None, :]
-        block[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        pieces.append(topk_block(block, start, k))
-    return assemble_sparse(pieces, n_items)
+    return blockwise_topk(P_iu, sp.csr_matrix(P_ui), top_k, block_items, penalised)
 
 
 class GraphRecommender(Recommender):

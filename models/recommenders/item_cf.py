@@ -19,6 +19,8 @@ whatever the catalog size (27k items on MovieLens-latest).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -74,6 +76,30 @@ def assemble_sparse(pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_i
     return out
 
 
+def blockwise_topk(
+    left: sp.csr_matrix,
+    right: sp.csr_matrix,
+    neighbours: int,
+    block_items: int,
+    finish: Callable[[np.ndarray, int, int], np.ndarray],
+) -> sp.csr_matrix:
+    """Sparse item x item matrix of the top ``neighbours`` per row of ``finish(left @ right)``.
+
+    ``left @ right`` is computed ``block_items`` rows at a time, so only one dense block is alive;
+    ``finish(block, start, stop)`` turns the products of rows ``start:stop`` into scores (it may work in
+    place), the diagonal is zeroed and each row keeps its top ``neighbours`` positive scores.
+    """
+    n_items = left.shape[0]
+    k = max(0, min(neighbours, n_items - 1))
+    pieces = []
+    for start in range(0, n_items, block_items):
+        stop = min(start + block_items, n_items)
+        block = finish((left[start:stop] @ right).toarray(), start, stop)
+        block[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        pieces.append(topk_block(block, start, k))
+    return assemble_sparse(pieces, n_items)
+
+
 def shrunk_cosine_topk(
     X: sp.spmatrix, neighbours: int, shrinkage: float, block_items: int = 1024
 ) -> sp.csr_matrix:
@@ -85,18 +111,12 @@ def shrunk_cosine_topk(
     # every block (at 20M ratings that conversion cost more than the products). Each output entry
     # sums the same terms in the same order (the left row's order) either way, so the values are equal.
     Xr = sp.csr_matrix(X, dtype=np.float32)
-    n_items = Xr.shape[1]
     norms = np.sqrt(np.asarray(Xr.multiply(Xr).sum(axis=0), dtype=np.float64).ravel())
-    k = max(0, min(neighbours, n_items - 1))
-    XT = Xr.T.tocsr()
-    pieces = []
-    for start in range(0, n_items, block_items):
-        stop = min(start + block_items, n_items)
-        co = (XT[start:stop] @ Xr).toarray().astype(np.float64)
-        sim = co / (norms[start:stop, None] * norms[None, :] + shrinkage + 1e-12)
-        sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        pieces.append(topk_block(sim, start, k))
-    return assemble_sparse(pieces, n_items)
+
+    def shrunk_cosine(co: np.ndarray, start: int, stop: int) -> np.ndarray:
+        return co.astype(np.float64) / (norms[start:stop, None] * norms[None, :] + shrinkage + 1e-12)
+
+    return blockwise_topk(Xr.T.tocsr(), Xr, neighbours, block_items, shrunk_cosine)
 
 
 class ItemCFRecommender(Recommender):
