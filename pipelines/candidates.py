@@ -83,26 +83,39 @@ def _arm_candidates(
     model = load_model(lake, day, arm)
     assert model.data is not None
     quotas = candidate_quotas(model.data, settings)
-    tables = []
+    parts = []
     batches = [users[i : i + batch] for i in range(0, users.size, batch)]
     for chunk in progress(batches, desc=f"candidates {arm} shard {shard}", total=len(batches)):
-        recs = model.recommend(chunk, n, quotas=quotas)
-        tables.append(
-            pa.table(
-                {
-                    C.USER_ID: pa.array(recs[C.USER_ID].to_numpy(np.int64)),
-                    C.ITEM_ID: pa.array(recs[C.ITEM_ID].to_numpy(np.int64)),
-                    C.RANK: pa.array(recs[C.RANK].to_numpy(np.int32)),
-                    C.SCORE: pa.array(recs[C.SCORE].to_numpy(np.float32)),
-                    C.ARM: pa.array([arm] * len(recs), pa.string()),
-                    C.RUN_DATE: pa.array([day] * len(recs), pa.date32()),
-                },
-                schema=CANDIDATES_SCHEMA,
-            )
-        )
-    table = pa.concat_tables(tables) if tables else CANDIDATES_SCHEMA.empty_table()
+        parts.append(model.recommend_columns(chunk, n, quotas=quotas))
+    table = _candidates_table(parts, arm, day)
     lake.write_table(Dataset.CANDIDATES, day, table, part=shard_part(arm, shard))
     return table.num_rows
+
+
+def _candidates_table(parts: list[dict[str, npt.NDArray[Any]]], arm: str, day: date) -> pa.Table:
+    """One arm's rows (``CANDIDATES_SCHEMA``) from the batches' columns (``recommend_columns``).
+
+    The constant columns are built from buffers, not from a Python list per row (a list of ~1.7M
+    strings and dates per shard cost more than the rest of the table).
+    """
+    if not parts:
+        return CANDIDATES_SCHEMA.empty_table()
+    rows = sum(len(part[C.USER_ID]) for part in parts)
+    name = arm.encode()
+    offsets = np.arange(rows + 1, dtype=np.int32) * np.int32(len(name))
+    arms = pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(name * rows))
+    days = np.full(rows, (day - date(1970, 1, 1)).days, dtype=np.int32)
+    return pa.table(
+        {
+            C.USER_ID: pa.array(np.concatenate([p[C.USER_ID] for p in parts]).astype(np.int64, copy=False)),
+            C.ITEM_ID: pa.array(np.concatenate([p[C.ITEM_ID] for p in parts]).astype(np.int64, copy=False)),
+            C.RANK: pa.array(np.concatenate([p[C.RANK] for p in parts]).astype(np.int32, copy=False)),
+            C.SCORE: pa.array(np.concatenate([p[C.SCORE] for p in parts]).astype(np.float32, copy=False)),
+            C.ARM: arms,
+            C.RUN_DATE: pa.array(days).view(pa.date32()),
+        },
+        schema=CANDIDATES_SCHEMA,
+    )
 
 
 def candidates_shard(settings: Settings, run_date: date | str, shard: int, n_shards: int) -> dict[str, Any]:

@@ -346,6 +346,12 @@ TOP_N_STRIDE = 8
 TOP_N_SAMPLED_WIDTH = 32 * TOP_N_STRIDE
 
 
+def has_nan(scores: FloatArray) -> bool:
+    """True when ``scores`` holds a NaN: ``max`` propagates NaN, so one reduction without the
+    block-sized boolean array of ``np.isnan(scores).any()``."""
+    return scores.size > 0 and bool(np.isnan(scores.max()))
+
+
 def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     """Indices and values of the ``n`` largest scores per row, best first.
 
@@ -356,7 +362,7 @@ def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     Wide rows (the catalog at MovieLens-20M size) first keep only the entries at or above a bound
     from a sample of the columns (:func:`_top_n_sampled`), with the same result.
     """
-    if n > 0 and scores.shape[1] >= TOP_N_SAMPLED_WIDTH * n and not np.isnan(scores).any():
+    if n > 0 and scores.shape[1] >= TOP_N_SAMPLED_WIDTH * n and not has_nan(scores):
         return _top_n_sampled(scores, n)
     return _top_n_threshold(scores, n)
 
@@ -578,6 +584,97 @@ def _group_top(
     return picked_rows, cols[sub_idx][ok], val[ok]
 
 
+def top_n_uniform(
+    row: FloatArray,
+    seen: sp.csr_matrix,
+    n: int,
+    quotas: Sequence[tuple[npt.NDArray[np.bool_], int]] = (),
+) -> tuple[IntArray, FloatArray]:
+    """:func:`top_n_with_quotas` (:func:`top_n` without quotas) of the block whose every row is the
+    finite ``row`` with ``-inf`` at the row's ``seen`` entries, without building that block.
+
+    Every row ranks the columns in one order (``row`` descending, ties by lower column), so a row's
+    top ``n`` lies within the prefix of that order holding ``n`` of its unseen columns, and a quota
+    group's picks within the prefix of the group's order holding the quotas' counts up to it (the
+    earlier quotas can take at most that many of the group's columns). Selecting over the sorted
+    union of those prefixes, seen removed, is therefore the same selection with the same ties; the
+    prefixes are a few hundred columns but for users who have seen most popular items, so rows are
+    split in two tiers (:func:`_light_rows`) to keep the heavy users' long prefixes out of the rest.
+    """
+    n_rows, n_cols = seen.shape
+    if n_rows == 0:
+        return np.empty((0, min(n, n_cols)), np.int64), np.empty((0, min(n, n_cols)), np.float32)
+    order = np.argsort(np.negative(row), kind="stable")
+    orders, wants = [order], [min(n, n_cols)]
+    cumulative = 0
+    for mask, count in quotas:
+        cumulative += max(int(count), 0)
+        orders.append(order[mask[order]])
+        wants.append(min(cumulative, n, n_cols))
+    needs = np.stack([_prefix_needed(o, seen, w) for o, w in zip(orders, wants, strict=True)])
+    light = _light_rows(needs.sum(axis=0))
+    idx = np.zeros((n_rows, min(n, n_cols)), dtype=np.int64)
+    val = np.full(idx.shape, -np.inf, dtype=np.float32)
+    for tier in (np.flatnonzero(light), np.flatnonzero(~light)):
+        if tier.size:
+            lengths = needs[:, tier].max(axis=1)
+            cols = np.unique(np.concatenate([o[:k] for o, k in zip(orders, lengths, strict=True)]))
+            idx[tier], val[tier] = _top_n_over(row, seen[tier], cols, n, quotas)
+    return idx, val
+
+
+def _prefix_needed(order: IntArray, seen: sp.csr_matrix, want: int) -> IntArray:
+    """Per row, the length of the shortest prefix of ``order`` holding ``want`` columns the row has
+    not seen (all of ``order`` when it holds fewer).
+
+    With the row's seen positions in ``order`` sorted, ``p_j - j`` unseen columns precede the j-th;
+    it lies inside the prefix exactly when that is below ``want``.
+    """
+    n_rows, n_cols = seen.shape
+    position = np.full(n_cols, -1, dtype=np.int64)
+    position[order] = np.arange(order.size)
+    pos = position[seen.indices]
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(seen.indptr))
+    inside = pos >= 0
+    key = np.sort(rows[inside] * n_cols + pos[inside])
+    rows = key // n_cols
+    pos = key - rows * n_cols
+    j = np.arange(key.size) - np.searchsorted(rows, rows)
+    before = np.bincount(rows[pos - j < want], minlength=n_rows)
+    return np.minimum(want + before, order.size)
+
+
+def _light_rows(width: IntArray) -> npt.NDArray[np.bool_]:
+    """The rows to select over one narrow block: those of ``width`` at most the threshold that
+    minimises ``light rows x threshold + other rows x max width`` (the two blocks' sizes)."""
+    ordered = np.sort(width)
+    n_light = np.arange(1, ordered.size + 1)
+    cost = n_light * ordered + (ordered.size - n_light) * ordered[-1]
+    return width <= ordered[int(np.argmin(cost))]
+
+
+def _top_n_over(
+    row: FloatArray,
+    seen: sp.csr_matrix,
+    cols: IntArray,
+    n: int,
+    quotas: Sequence[tuple[npt.NDArray[np.bool_], int]],
+) -> tuple[IntArray, FloatArray]:
+    """The selection of :func:`top_n_uniform` over the ascending columns ``cols`` only."""
+    block = np.empty((seen.shape[0], cols.size), dtype=np.float32)
+    block[:] = row[cols]
+    local = np.full(seen.shape[1], -1, dtype=np.int64)
+    local[cols] = np.arange(cols.size)
+    at = local[seen.indices]
+    rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+    block[rows[at >= 0], at[at >= 0]] = -np.inf
+    if quotas:
+        idx, val = top_n_with_quotas(block, n, [(mask[cols], count) for mask, count in quotas])
+    else:
+        idx, val = top_n(block, n)
+    return cols[idx], val
+
+
 class Recommender(ABC):
     """Fit on canonical interactions + items; recommend top-N unseen items for a batch of users.
 
@@ -640,6 +737,19 @@ class Recommender(ABC):
         so a top-k with ``k <= n - sum(counts)`` is unchanged. This is how every arm supplies head and
         long-tail candidates from its own scorer (docs/deep-cuts.md).
         """
+        columns = self.recommend_columns(user_ids, n, exclude_seen, quotas=quotas)
+        return pd.DataFrame(columns)
+
+    def recommend_columns(
+        self,
+        user_ids: npt.ArrayLike,
+        n: int,
+        exclude_seen: bool = True,
+        *,
+        quotas: Sequence[tuple[npt.ArrayLike, int]] = (),
+    ) -> dict[str, npt.NDArray[Any]]:
+        """:meth:`recommend` as plain arrays by column name (user_id int64, item_id int64, rank int32,
+        score float32): the candidates step writes them to Arrow without a pandas frame per batch."""
         data = self._require_fitted()
         users = np.asarray(user_ids, dtype=np.int64)
         masks = []
@@ -648,12 +758,10 @@ class Recommender(ABC):
             mask = np.zeros(data.n_items, dtype=bool)
             mask[cols[cols >= 0]] = True
             masks.append((mask, int(count)))
-        frames = [
-            self._recommend_batch(data, batch, n, exclude_seen, masks) for batch in self._batches(users)
-        ]
-        if not frames:
-            return _empty_recs()
-        return pd.concat(frames, ignore_index=True)
+        parts = [self._recommend_batch(data, batch, n, exclude_seen, masks) for batch in self._batches(users)]
+        if not parts:
+            return _empty_columns()
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def to_bytes(self) -> bytes:
         """The fitted model as one artefact: the train step stores these bytes in the lake
@@ -720,6 +828,12 @@ class Recommender(ABC):
         assert self.data is not None
         return self.data.weighted_rows(user_rows, getattr(self, "preference", None))
 
+    def _uniform_scores(self) -> FloatArray | None:
+        """The one score row every user gets before seen items are removed, for models whose scores
+        do not depend on the user (popularity); None (the default) when scores are per user. The base
+        class then selects from the row's order instead of a dense block (:func:`top_n_uniform`)."""
+        return None
+
     def _recommend_batch(
         self,
         data: InteractionMatrix,
@@ -727,47 +841,67 @@ class Recommender(ABC):
         n: int,
         exclude_seen: bool,
         quotas: Sequence[tuple[npt.NDArray[np.bool_], int]] = (),
-    ) -> pd.DataFrame:
+    ) -> dict[str, npt.NDArray[Any]]:
         rows = data.user_rows(users)
         known = rows >= 0
+        uniform = self._uniform_scores()
+        if uniform is not None and np.isfinite(uniform).all():
+            idx, vals = top_n_uniform(uniform, self._seen_rows(data, rows, exclude_seen), n, quotas)
+        else:
+            scores = self._score_rows(data, rows, known)
+            if exclude_seen and known.any():
+                # stored entries, not nonzero values: an item rated 0 on a 0-based scale is seen too
+                seen = data.ratings[rows[known]]
+                at = np.flatnonzero(known)[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))]
+                scores[at, seen.indices] = -np.inf
+            if has_nan(scores):
+                scores[np.isnan(scores)] = -np.inf
+            idx, vals = top_n_with_quotas(scores, n, quotas) if quotas else top_n(scores, n)
+        valid = np.isfinite(vals)
+        ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)
+        return {
+            C.USER_ID: np.repeat(users, idx.shape[1])[valid.ravel()],
+            C.ITEM_ID: data.item_ids[idx[valid]],
+            C.RANK: ranks[valid],
+            C.SCORE: vals[valid].astype(np.float32, copy=False),
+        }
+
+    def _score_rows(
+        self, data: InteractionMatrix, rows: IntArray, known: npt.NDArray[np.bool_]
+    ) -> FloatArray:
+        """A writable float32 score block of the batch (cold users: the popularity row)."""
         if known.all():
             # the usual batch (every user has a history): the block itself, unless it is shared
             block = self.score_block(rows)
             fresh = block.flags.writeable and block.flags.owndata and block.flags.c_contiguous
-            scores = block if fresh and block.dtype == np.float32 else np.array(block, dtype=np.float32)
-        else:
-            scores = np.empty((users.size, data.n_items), dtype=np.float32)
-            if known.any():
-                scores[known] = self.score_block(rows[known])
-            assert self.popularity_ is not None
-            scores[~known] = self.popularity_
-        if exclude_seen and known.any():
-            # stored entries, not nonzero values: an item rated 0 on a 0-based scale is seen too
-            seen = data.ratings[rows[known]]
-            at = np.flatnonzero(known)[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))]
-            scores[at, seen.indices] = -np.inf
-        nan = np.isnan(scores)
-        if nan.any():
-            scores[nan] = -np.inf
-        idx, vals = top_n_with_quotas(scores, n, quotas) if quotas else top_n(scores, n)
-        valid = np.isfinite(vals)
-        ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)
-        return pd.DataFrame(
-            {
-                C.USER_ID: np.repeat(users, idx.shape[1])[valid.ravel()],
-                C.ITEM_ID: data.item_ids[idx[valid]],
-                C.RANK: ranks[valid],
-                C.SCORE: vals[valid],
-            }
+            return block if fresh and block.dtype == np.float32 else np.array(block, dtype=np.float32)
+        scores = np.empty((rows.size, data.n_items), dtype=np.float32)
+        if known.any():
+            scores[known] = self.score_block(rows[known])
+        assert self.popularity_ is not None
+        scores[~known] = self.popularity_
+        return scores
+
+    @staticmethod
+    def _seen_rows(data: InteractionMatrix, rows: IntArray, exclude_seen: bool) -> sp.csr_matrix:
+        """The batch's seen items as a ``batch x n_items`` structure (cold users and
+        ``exclude_seen=False``: none)."""
+        counts = np.zeros(rows.size, dtype=np.int64)
+        known = np.flatnonzero(rows >= 0) if exclude_seen else np.empty(0, np.int64)
+        indptr = data.ratings.indptr
+        counts[known] = indptr[rows[known] + 1] - indptr[rows[known]]
+        seen_indptr = np.zeros(rows.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=seen_indptr[1:])
+        indices = data.ratings[rows[known]].indices if known.size else np.empty(0, np.int32)
+        return sp.csr_matrix(
+            (np.ones(indices.size, dtype=np.float32), indices, seen_indptr), shape=(rows.size, data.n_items)
         )
 
 
-def _empty_recs() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            C.USER_ID: np.empty(0, np.int64),
-            C.ITEM_ID: np.empty(0, np.int64),
-            C.RANK: np.empty(0, np.int32),
-            C.SCORE: np.empty(0, np.float32),
-        }
-    )
+def _empty_columns() -> dict[str, npt.NDArray[Any]]:
+    return {
+        C.USER_ID: np.empty(0, np.int64),
+        C.ITEM_ID: np.empty(0, np.int64),
+        C.RANK: np.empty(0, np.int32),
+        C.SCORE: np.empty(0, np.float32),
+    }

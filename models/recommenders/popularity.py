@@ -24,3 +24,7 @@ class PopularityRecommender(Recommender):
     def _score(self, user_rows: IntArray) -> FloatArray:
         assert self.popularity_ is not None
         return np.broadcast_to(self.popularity_, (user_rows.size, self.popularity_.size)).copy()
+
+    def _uniform_scores(self) -> FloatArray | None:
+        # every user's row is the popularity vector: the base class selects from its order
+        return self.popularity_
