@@ -614,7 +614,8 @@ def _group_top_sampled(
     """
     n_cols = scores.shape[1]
     if rows.size == 0:
-        return np.empty((0, count), np.int64), np.empty((0, count), np.float32)
+        width = min(count, cols.size)
+        return np.empty((0, width), np.int64), np.empty((0, width), np.float32)
     in_place = rows.size * 2 >= scores.shape[0] and scores.flags.writeable
     view = scores if in_place else scores[rows]
     at = rows if in_place else np.arange(rows.size)  # each asked row's row in view
