@@ -402,7 +402,7 @@ def _top_n_sampled(scores: FloatArray, n: int, stride: int = TOP_N_STRIDE) -> tu
     rows = flat // n_cols
     cols = flat - rows * n_cols
     width = max(int(counts.max()), n)
-    slot = np.arange(flat.size) - np.searchsorted(rows, rows)
+    slot = _run_positions(counts)
     packed = np.full((n_rows, width), -np.inf, dtype=scores.dtype)
     packed_cols = np.zeros((n_rows, width), dtype=np.int64)
     packed[rows, slot] = scores[rows, cols]
@@ -412,6 +412,14 @@ def _top_n_sampled(scores: FloatArray, n: int, stride: int = TOP_N_STRIDE) -> tu
     if whole.any():
         idx[whole], val[whole] = _top_n_threshold(scores[whole], n)
     return idx, val
+
+
+def _run_positions(counts: IntArray) -> IntArray:
+    """Each entry's position within its row, for entries grouped by row with ``counts`` per row (a
+    repeat of the row starts: a binary search per entry costs ~20 ms on a 1024-row block's 800k
+    survivors)."""
+    starts = np.cumsum(counts) - counts
+    return np.arange(int(counts.sum())) - np.repeat(starts, counts)
 
 
 def _first_ties(scores: FloatArray, rows: IntArray, value: FloatArray, need: IntArray) -> IntArray:
@@ -564,8 +572,7 @@ def _group_top(
 ) -> tuple[IntArray, IntArray, FloatArray]:
     """The best ``count`` finite columns of ``mask`` per row of ``rows``, leaving out the columns earlier
     quotas took (in the list: ``taken``; outside it: ``out_rows``/``out_cols``). Returns flat
-    (row, column, value) triples of the picks. A wide group of a block without NaN is selected in
-    place (:func:`_group_top_sampled`), not from a copy of its columns."""
+    (row, column, value) triples of the picks."""
     cols = np.flatnonzero(mask)
     position = np.full(scores.shape[1], -1, dtype=np.int64)
     position[cols] = np.arange(cols.size)
@@ -580,114 +587,21 @@ def _group_top(
     gr, gc = np.concatenate(gone_rows), np.concatenate(gone_cols)
     in_group = position[gc] >= 0
     gr, gc = gr[in_group], gc[in_group]
-    if cols.size >= TOP_N_SAMPLED_WIDTH * count and nan_free:
-        sub_idx, val = _group_top_sampled(scores, rows, mask, cols, count, (gr, gc), TOP_N_STRIDE)
+    # np.take keeps rows contiguous (scores[rows][:, cols] is column-major: every row-wise pass on it
+    # then strides). Most rows lack the group in their top n for relevance arms: then the group's
+    # columns of the whole block are cheaper than a copy of the rows first (a quarter of the width
+    # at ML-20M), and the few other rows are dropped afterwards.
+    if rows.size * 2 >= scores.shape[0]:
+        sub = np.take(scores, cols, axis=1)
+        if rows.size < scores.shape[0]:
+            sub = sub[rows]
     else:
-        # np.take keeps rows contiguous (scores[rows][:, cols] is column-major: every row-wise pass on
-        # it then strides)
         sub = np.take(scores[rows], cols, axis=1)
-        sub[gr, position[gc]] = -np.inf
-        sub_idx, val = top_n(sub, count)
+    sub[gr, position[gc]] = -np.inf
+    sub_idx, val = top_n(sub, count, nan_free=nan_free)
     ok = np.isfinite(val)
     picked_rows = np.broadcast_to(rows[:, None], val.shape)[ok]
     return picked_rows, cols[sub_idx][ok], val[ok]
-
-
-def _group_top_sampled(
-    scores: FloatArray,
-    rows: IntArray,
-    mask: npt.NDArray[np.bool_],
-    cols: IntArray,
-    count: int,
-    gone: tuple[IntArray, IntArray],
-    stride: int = TOP_N_STRIDE,
-) -> tuple[IntArray, FloatArray]:
-    """``top_n(sub, count)`` of ``sub = scores[rows][:, cols]`` with the ``gone`` entries (positions
-    in ``rows``, columns) set to ``-inf``, for a NaN-free block, without copying ``sub``: positions in
-    ``cols`` and values; which columns pad a row short of ``count`` finite entries is arbitrary.
-
-    :func:`_top_n_sampled` over the group: the bound is the ``count``-th largest of every
-    ``stride``-th group column, and the survivors are the group's entries above it (one comparison of
-    the block, masked by the group), completed by the lowest group columns tied at a finite bound.
-    When most rows are asked for, that runs on the block itself (the others get an infinite bound),
-    with the gone entries set to ``-inf`` and restored afterwards.
-    """
-    n_cols = scores.shape[1]
-    if rows.size == 0:
-        width = min(count, cols.size)
-        return np.empty((0, width), np.int64), np.empty((0, width), np.float32)
-    in_place = rows.size * 2 >= scores.shape[0] and scores.flags.writeable
-    view = scores if in_place else scores[rows]
-    at = rows if in_place else np.arange(rows.size)  # each asked row's row in view
-    gone_rows, gone_cols = at[gone[0]], gone[1]
-    saved = view[gone_rows, gone_cols]
-    view[gone_rows, gone_cols] = -np.inf
-    try:
-        sample = np.take(view, cols[::stride], axis=1)
-        if sample.shape[1] < count:
-            sub = np.take(view[at], cols, axis=1)
-            return _top_n_threshold(sub, count)
-        np.negative(sample, out=sample)
-        sample.partition(count - 1, axis=1)
-        bound = np.full((view.shape[0], 1), np.inf, dtype=view.dtype)
-        bound[at] = np.negative(sample[at, count - 1 : count])
-        del sample
-        hit = view > bound
-        hit &= mask
-        flat = np.flatnonzero(hit)
-        del hit
-        counts = np.bincount(flat // n_cols, minlength=view.shape[0])
-        whole = counts > cols.size // 4
-        if whole.any():  # selected from their group's columns below
-            flat = flat[~whole[flat // n_cols]]
-            counts[whole] = 0
-        short = np.flatnonzero((counts < count) & ~whole & np.isfinite(bound[:, 0]))
-        if short.size:  # the lowest group columns tied at the bound complete these rows
-            ties = _first_group_ties(view, short, cols, bound[short, 0], count - counts[short])
-            flat = np.sort(np.concatenate([flat, ties]))
-            counts[short] = count
-        hit_rows = flat // n_cols
-        hit_cols = flat - hit_rows * n_cols
-        position = np.full(n_cols, -1, dtype=np.int64)
-        position[cols] = np.arange(cols.size)
-        width = max(int(counts.max()), count)
-        slot = np.arange(flat.size) - np.searchsorted(hit_rows, hit_rows)
-        packed = np.full((view.shape[0], width), -np.inf, dtype=np.float32)
-        packed_pos = np.zeros((view.shape[0], width), dtype=np.int64)
-        packed[hit_rows, slot] = view[hit_rows, hit_cols]
-        packed_pos[hit_rows, slot] = position[hit_cols]
-        packed, packed_pos = packed[at], packed_pos[at]
-        pos, val = _top_n_threshold(packed, count)
-        idx = np.take_along_axis(packed_pos, pos, axis=1)
-        whole_asked = np.flatnonzero(whole[at])
-        if whole_asked.size:
-            sub = np.take(view[at[whole_asked]], cols, axis=1)
-            idx[whole_asked], val[whole_asked] = _top_n_threshold(sub, count)
-        return idx, val
-    finally:
-        view[gone_rows, gone_cols] = saved
-
-
-def _first_group_ties(
-    view: FloatArray, rows: IntArray, cols: IntArray, value: FloatArray, need: IntArray
-) -> IntArray:
-    """Flat indices into ``view`` of the ``need[i]`` lowest of the columns ``cols`` where row
-    ``rows[i]`` equals ``value[i]`` (each row has that many): :func:`_first_ties` over a group."""
-    n_cols = view.shape[1]
-    found: list[IntArray] = []
-    width = min(cols.size, 4 * int(need.max()))
-    while rows.size:
-        eq = np.flatnonzero(view[np.ix_(rows, cols[:width])] == value[:, None])
-        row_of = eq // width
-        rank = np.arange(eq.size) - np.searchsorted(row_of, row_of)
-        done = np.bincount(row_of, minlength=rows.size) >= need
-        pick = (rank < need[row_of]) & done[row_of]
-        found.append(rows[row_of[pick]] * n_cols + cols[eq[pick] % width])
-        rows, value, need = rows[~done], value[~done], need[~done]
-        if width == cols.size and rows.size:  # pragma: no cover - the bound guarantees enough ties
-            raise AssertionError("fewer group entries at the bound than the sample showed")
-        width = min(cols.size, 2 * width)
-    return np.concatenate(found) if found else np.empty(0, np.int64)
 
 
 def top_n_uniform(

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from deepcuts.models.recommenders import base
 from deepcuts.models.recommenders.base import (
-    _group_top_sampled,
     has_nan,
     top_n,
     top_n_uniform,
@@ -44,55 +41,28 @@ def _same_finite(got: tuple[np.ndarray, np.ndarray], want: tuple[np.ndarray, np.
 
 
 @settings(max_examples=300, deadline=None)
-@given(scores=tied_scores, count=st.integers(1, 12), stride=st.integers(1, 4), data=st.data())
-def test_group_top_sampled_equals_top_n_of_the_group_copy(
-    scores: np.ndarray, count: int, stride: int, data: st.DataObject
-) -> None:
-    n_rows, n_cols = scores.shape
-    mask = _bools(data, n_cols)
-    cols = np.flatnonzero(mask)
-    if cols.size == 0:
-        return
-    rows = np.flatnonzero(_bools(data, n_rows))
-    gone = _bools(data, rows.size * n_cols).reshape(rows.size, n_cols) & mask
-    gone_rows, gone_cols = np.nonzero(gone)
-    writable = data.draw(st.booleans())
-    block = scores.copy()
-    block.flags.writeable = writable
-    ref = np.take(scores[rows], cols, axis=1)
-    ref[gone_rows, np.searchsorted(cols, gone_cols)] = -np.inf
-    got = _group_top_sampled(block, rows, mask, cols, count, (gone_rows, gone_cols), stride)
-    _same_finite(got, top_n(ref, count))
-    np.testing.assert_array_equal(block, scores)  # the gone entries are restored
-
-
-@settings(max_examples=200, deadline=None)
 @given(scores=tied_scores, n=st.integers(1, 30), data=st.data())
-def test_quotas_through_the_sampled_group_path_equal_the_reference(
+def test_quotas_with_the_group_taken_from_the_whole_block_equal_the_reference(
     scores: np.ndarray, n: int, data: st.DataObject
 ) -> None:
-    """top_n_with_quotas with every group wide enough for the in-place path (thresholds lowered)."""
+    """Many ties and -inf; the rows short of a group are most of the block (its columns taken from the
+    whole block) or a few (from a copy of those rows): both equal the group-by-group reference."""
     n_cols = scores.shape[1]
     quotas = [
-        (_bools(data, n_cols), data.draw(st.integers(0, n))) for _ in range(data.draw(st.integers(1, 3)))
+        (_bools(data, n_cols), data.draw(st.integers(0, 40))) for _ in range(data.draw(st.integers(1, 3)))
     ]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(base, "TOP_N_SAMPLED_WIDTH", 2)
-        patch.setattr(base, "TOP_N_STRIDE", 2)
-        got = top_n_with_quotas(scores, n, quotas)
-    _same_finite(got, _quotas_reference(scores, n, quotas))
+    _same_finite(top_n_with_quotas(scores, n, quotas), _quotas_reference(scores, n, quotas))
 
 
-def test_group_top_sampled_by_hand() -> None:
-    # group = columns 0..5; stride 2 samples columns 0, 2, 4 -> 2nd largest there is 1: column 3 (5)
-    # is above it, column 1 is gone, so the lowest column tied at 1 (column 0) completes the pair
-    scores = np.array([[1, 9, 1, 5, 1, 0, 7]], np.float32)
-    mask = np.array([1, 1, 1, 1, 1, 1, 0], bool)
-    idx, vals = _group_top_sampled(
-        scores, np.array([0]), mask, np.arange(6), 2, (np.array([0]), np.array([1])), 2
+def test_quotas_by_hand_when_most_rows_lack_the_group() -> None:
+    # group = columns 3..5; rows 0-2 hold none of it in their top 2, row 3 holds two
+    scores = np.array(
+        [[9, 8, 7, 1, 2, 0], [9, 8, 7, 3, 3, 1], [5, 6, 7, 0, 0, 0], [0, 0, 0, 9, 8, 7]], np.float32
     )
-    assert idx.tolist() == [[3, 0]] and vals.tolist() == [[5.0, 1.0]]
-    assert scores[0, 1] == 9  # restored
+    mask = np.array([0, 0, 0, 1, 1, 1], bool)
+    idx, vals = top_n_with_quotas(scores, 2, [(mask, 1)])
+    assert idx.tolist() == [[0, 4], [0, 3], [2, 3], [3, 4]]
+    assert vals.tolist() == [[9, 2], [9, 3], [7, 0], [9, 8]]
 
 
 def _dense(row: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
