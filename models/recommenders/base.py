@@ -493,14 +493,19 @@ def _top_n_argpartition(scores: FloatArray, n: int) -> tuple[IntArray, FloatArra
 
 
 def top_n_with_quotas(
-    scores: FloatArray, n: int, quotas: Sequence[tuple[npt.NDArray[np.bool_], int]]
+    scores: FloatArray,
+    n: int,
+    quotas: Sequence[tuple[npt.NDArray[np.bool_], int]],
+    *,
+    nan_free: bool | None = None,
 ) -> tuple[IntArray, FloatArray]:
     """The best ``n`` entries per row holding at least ``count`` columns of each ``(mask, count)``.
 
     Per row, quota by quota: the ``min(count, finite entries left)`` best columns of ``mask`` not taken
     yet; then the best of all remaining columns fill the list to ``n``. The result is ordered by score
     descending (ties: lower index), ``-inf`` padded like :func:`top_n` (the columns of padding entries
-    are arbitrary). Quotas adding up to more than ``n`` are the caller's error.
+    are arbitrary). Quotas adding up to more than ``n`` are the caller's error. ``nan_free`` is what
+    the caller already knows of NaN in ``scores`` (None: look).
 
     Computed from the row's plain top ``n`` (one selection over the whole width): a quota group's
     best columns not taken yet are its first members in that list whenever it holds enough of them,
@@ -510,7 +515,7 @@ def top_n_with_quotas(
     """
     n_rows = scores.shape[0]
     n = min(n, scores.shape[1])
-    nan_free = not has_nan(scores)
+    nan_free = nan_free if nan_free is not None else not has_nan(scores)
     top_idx, top_val = top_n(scores, n, nan_free=nan_free)
     open_ = np.isfinite(top_val)  # list entries neither taken by a quota nor padding
     taken = np.zeros(top_idx.shape, dtype=bool)
@@ -876,7 +881,10 @@ class Recommender(ABC):
                 scores[at, seen.indices] = -np.inf
             if has_nan(scores):
                 scores[np.isnan(scores)] = -np.inf
-            idx, vals = top_n_with_quotas(scores, n, quotas) if quotas else top_n(scores, n)
+            if quotas:
+                idx, vals = top_n_with_quotas(scores, n, quotas, nan_free=True)
+            else:
+                idx, vals = top_n(scores, n, nan_free=True)
         valid = np.isfinite(vals)
         ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1, dtype=np.int32), idx.shape)
         return {
