@@ -594,7 +594,7 @@ def _group_top(
     gr, gc = gr[in_group], gc[in_group]
     # np.take keeps rows contiguous (scores[rows][:, cols] is column-major: every row-wise pass on it
     # then strides). Most rows lack the group in their top n for relevance arms: then the group's
-    # columns of the whole block are cheaper than a copy of the rows first (a quarter of the width
+    # columns of the whole block are cheaper than a copy of the rows first (a fifth of the width
     # at ML-20M), and the few other rows are dropped afterwards.
     if rows.size * 2 >= scores.shape[0]:
         sub = np.take(scores, cols, axis=1)
