@@ -45,13 +45,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 
 from deepcuts.contracts import C, Dataset
-from deepcuts.models.recommenders.base import InteractionMatrix
-from deepcuts.models.recommenders.item_stats import ItemStats
+from deepcuts.formulas import long_tail_mask
+from deepcuts.models.recommenders.base import InteractionMatrix, positions_in, unique_codes
+from deepcuts.models.recommenders.item_stats import ItemStats, bayesian_mean, popularity_percentile
 from deepcuts.models.reranking import deepcut_scores as ds
 from deepcuts.models.reranking.rerank import RerankParams, RerankResult, rerank
-from deepcuts.pipelines.candidates import shard_part
+from deepcuts.pipelines.candidates import shard_part, user_shard
 from deepcuts.progress import get_logger, progress
 from deepcuts.settings import Settings
 
@@ -71,6 +73,148 @@ EMBEDDING_ARM = "svd"
 
 class ScoreError(ValueError):
     """The score step cannot run on its inputs (says what, where and what to do)."""
+
+
+# ------------------------------------------------------------------------------------------ history
+@dataclass(frozen=True)
+class ShardScope:
+    """The users whose history a context holds: those of one shard (``user_id % n_shards == shard``)."""
+
+    shard: int
+    n_shards: int
+
+    def require(self, users: IntArray, arm: str) -> None:
+        """Raise when some of ``users`` are outside the shard: their history was not read."""
+        outside = users[user_shard(users, self.n_shards) != self.shard]
+        if outside.size:
+            raise ScoreError(
+                f"{arm}: {outside.size} candidate users of shard {self.shard} (e.g. user {int(outside[0])}) "
+                f"are not in shard {self.shard} of {self.n_shards} (user_id % n_shards): the candidates "
+                "were written with another shard count; rerun candidates and score with the same n_shards"
+            )
+
+
+#: Ratings are tried on grids of ``2**-bits`` up to this many bits (half stars need 1) for exact sums.
+_MAX_GRID_BITS = 8
+#: float32 holds every integer up to 2**24 exactly (24-bit significand).
+_FLOAT32_EXACT_INTEGERS = 2.0**24
+
+
+def _float32_sums_are_exact(ratings: FloatArray, max_count: int) -> bool:
+    """Whether every partial sum of one item's ratings is exact in float32, in any order.
+
+    The full path sums each item's ratings in float32 in user order (scipy's ``sum(axis=0)``); the
+    shard path sums them in float64 in file order. Both are exact, hence equal, when every rating is
+    a multiple of ``2**-bits`` and ``max|rating| * max_count * 2**bits < 2**24``. Otherwise (ratings
+    off such a grid, NaN, inf) the caller takes the full path.
+    """
+    if ratings.size == 0:
+        return True
+    peak = float(np.abs(ratings).max())
+    for bits in range(_MAX_GRID_BITS + 1):
+        scaled = ratings * np.float32(2.0**bits)
+        if np.array_equal(scaled, np.floor(scaled)):
+            return peak * max_count * 2.0**bits < _FLOAT32_EXACT_INTEGERS
+    return False
+
+
+def _pair_keys(users: IntArray, codes: IntArray, n_items: int) -> npt.NDArray[np.integer[Any]]:
+    """One integer per (user, item column) pair; uint32 when it fits (its sort is about 3x cheaper)."""
+    lo, hi = (int(users.min()), int(users.max())) if users.size else (0, 0)
+    if lo < 0 or (hi + 1) * max(n_items, 1) >= 2**62:  # ids a product cannot hold: code them
+        _, users = unique_codes(users)
+        hi = int(users.max(initial=0))
+    keys = users * max(n_items, 1) + codes
+    return keys.astype(np.uint32) if (hi + 1) * max(n_items, 1) <= 2**32 else keys
+
+
+def _repeated_pair_rows(users: IntArray, codes: IntArray, n_items: int) -> IntArray:
+    """Rows (in input order) of the (user, item) pairs that occur more than once."""
+    keys = _pair_keys(users, codes, n_items)
+    ordered = np.sort(keys)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not repeated.size:
+        return np.empty(0, dtype=np.int64)
+    repeated = np.unique(repeated)
+    at = np.minimum(np.searchsorted(repeated, keys), repeated.size - 1)
+    return np.flatnonzero(repeated[at] == keys)
+
+
+def item_stats_from_sums(
+    item_ids: IntArray,
+    counts: IntArray,
+    sums: npt.NDArray[np.float64],
+    prior_weight: float,
+    head_share: float,
+) -> ItemStats:
+    """:meth:`ItemStats.from_matrix` from each item's rating count and sum (the same arithmetic)."""
+    total = int(counts.sum())
+    global_mean = float(sums.sum() / total) if total else 0.0
+    return ItemStats(
+        item_ids=item_ids,
+        counts=counts,
+        popularity_share=(counts / max(total, 1)).astype(np.float32),
+        quality=bayesian_mean(sums, counts, global_mean, prior_weight),
+        is_long_tail=long_tail_mask(counts, head_share),
+        popularity_percentile=popularity_percentile(counts),
+        global_mean=global_mean,
+    )
+
+
+@dataclass(frozen=True)
+class CatalogStats:
+    """Catalog-wide item statistics computed from the rating columns without a users x items matrix."""
+
+    stats: ItemStats
+    #: Some (user, item) pair is rated more than once (then the latest rating counts, by time).
+    has_repeats: bool
+
+
+def catalog_stats(
+    history: pa.Table,
+    catalog_ids: IntArray,
+    repeated_rows: Callable[[IntArray], pd.DataFrame],
+    prior_weight: float,
+    head_share: float,
+) -> CatalogStats | None:
+    """The :class:`ItemStats` of ``InteractionMatrix.from_frames(all interactions, items)`` from the
+    user_id, item_id and rating columns of ``history`` alone (bincounts, one sort of pair keys).
+
+    A pair rated more than once counts once with its latest rating: ``repeated_rows(rows)`` returns those
+    rows as a frame with the time column, and their winners are picked by the matrix's own rule.
+    None when the sums could differ from the matrix's float32 sums (:func:`_float32_sums_are_exact`).
+    """
+    users = history.column(C.USER_ID).to_numpy()
+    rated = history.column(C.ITEM_ID).to_numpy()
+    ratings = history.column(C.RATING).to_numpy()
+    item_ids, codes = unique_codes(np.concatenate([rated, catalog_ids]))
+    codes = codes[: rated.size]
+    n_items = item_ids.size
+    counts = np.bincount(codes, minlength=n_items).astype(np.int64)
+    if not _float32_sums_are_exact(ratings, int(counts.max(initial=0))):
+        return None
+    sums = np.bincount(codes, weights=ratings, minlength=n_items)
+    repeated = _repeated_pair_rows(users, codes, n_items)
+    if repeated.size:
+        # the latest rating of each repeated pair replaces all of the pair's rows
+        latest = InteractionMatrix.from_frames(repeated_rows(repeated))
+        winners, won = latest.ratings, positions_in(item_ids, latest.item_ids)
+        counts -= np.bincount(codes[repeated], minlength=n_items)
+        sums -= np.bincount(codes[repeated], weights=ratings[repeated], minlength=n_items)
+        counts += np.bincount(won[winners.indices], minlength=n_items)
+        sums += np.bincount(won[winners.indices], weights=winners.data, minlength=n_items)
+    return CatalogStats(
+        item_stats_from_sums(item_ids, counts, sums, prior_weight, head_share), bool(repeated.size)
+    )
+
+
+def shard_history(history: pa.Table, item_ids: IntArray, scope: ShardScope) -> InteractionMatrix:
+    """The :class:`InteractionMatrix` rows of the shard's users, on the catalog-wide columns ``item_ids``:
+    each user's row equals their row of the matrix of the whole history (same columns, same ratings)."""
+    users = history.column(C.USER_ID).to_numpy()
+    mine = np.flatnonzero(user_shard(users, scope.n_shards) == scope.shard)
+    rows = history.take(pa.array(mine)).to_pandas()
+    return InteractionMatrix.from_frames(rows, pd.DataFrame({C.ITEM_ID: item_ids}))
 
 
 # ------------------------------------------------------------------------------------------ context
@@ -93,6 +237,8 @@ class ScoringContext:
     fill_short_lists: bool = True
     #: A long-tail item at or above this quality is a ``hidden_gem`` (rerank.quality_floor, scaled).
     gem_quality: float = 4.0
+    #: ``history`` holds only this shard's users (None: every user).
+    scope: ShardScope | None = None
 
     @classmethod
     def build(
@@ -113,6 +259,57 @@ class ScoringContext:
         stats = ItemStats.from_matrix(
             history, settings.arms.quality.prior_weight, settings.arms.long_tail.head_share
         )
+        return cls.assemble(settings, history, stats, items, item_factors)
+
+    @classmethod
+    def build_for_shard(
+        cls,
+        settings: Settings,
+        history: pa.Table,
+        items: pd.DataFrame,
+        item_factors: tuple[IntArray, FloatArray] | None,
+        scope: ShardScope,
+        read_times: Callable[[IntArray], pa.Array],
+    ) -> ScoringContext | None:
+        """:meth:`build` for one shard from the user_id, item_id and rating columns of the whole history:
+        catalog-wide item statistics by bincounts, the matrix of the shard's users only. The same arrays
+        as :meth:`build` on the whole history (the shard's users' rows); ``read_times(rows)`` gives the
+        time column at those rows (needed only when a pair is rated more than once).
+
+        None when the item statistics need the whole matrix (:func:`catalog_stats`): call :meth:`build`.
+        """
+        if history.num_rows == 0:
+            raise ScoreError("interactions are empty: nothing to score against; run ingest first")
+
+        def with_times(rows: IntArray) -> pd.DataFrame:
+            taken = history.take(pa.array(rows))
+            return taken.append_column(C.TS, read_times(rows)).to_pandas()
+
+        catalog = catalog_stats(
+            history,
+            items[C.ITEM_ID].to_numpy(np.int64),
+            with_times,
+            settings.arms.quality.prior_weight,
+            settings.arms.long_tail.head_share,
+        )
+        if catalog is None:
+            return None
+        if catalog.has_repeats:
+            history = history.append_column(C.TS, read_times(np.arange(history.num_rows)))
+        matrix = shard_history(history, catalog.stats.item_ids, scope)
+        return cls.assemble(settings, matrix, catalog.stats, items, item_factors, scope)
+
+    @classmethod
+    def assemble(
+        cls,
+        settings: Settings,
+        history: InteractionMatrix,
+        stats: ItemStats,
+        items: pd.DataFrame,
+        item_factors: tuple[IntArray, FloatArray] | None = None,
+        scope: ShardScope | None = None,
+    ) -> ScoringContext:
+        """The context of a history matrix and its catalog-wide item statistics."""
         genres, names = ds.genre_matrix(items, history.item_ids)
         factors = None
         if item_factors is not None:
@@ -137,6 +334,7 @@ class ScoringContext:
             niche_genres=settings.rerank.niche_genres,
             fill_short_lists=settings.rerank.fill_short_lists,
             gem_quality=settings.quality_floor_scaled(rating_min, rating_max),
+            scope=scope,
         )
 
 
@@ -501,6 +699,8 @@ class ArmOutput:
 def process_arm(ctx: ScoringContext, candidates: pd.DataFrame, arm: str, run_date: date) -> ArmOutput:
     """Score, re-rank and measure one arm's candidates (a long frame: user_id, item_id, rank, score)."""
     block = CandidateBlock.from_frame(candidates, ctx.history)
+    if ctx.scope is not None:
+        ctx.scope.require(block.users, arm)
     if block.n_unknown_items:
         log.warning(
             "%s: %d candidate rows name items outside the catalog of %s; they are dropped",
@@ -560,6 +760,33 @@ def load_item_factors(lake: Any, run_date: date) -> tuple[IntArray, FloatArray] 
     return model.data.item_ids, np.asarray(factors, dtype=np.float32)
 
 
+def shard_context(
+    settings: Settings,
+    lake: Any,
+    run_date: date,
+    items: pd.DataFrame,
+    factors: tuple[IntArray, FloatArray] | None,
+    scope: ShardScope,
+) -> ScoringContext:
+    """The scoring context of one shard: :meth:`ScoringContext.build_for_shard` on the rating columns
+    (the time column is read only if some pair is rated more than once), or :meth:`ScoringContext.build`
+    on the whole history when the item statistics need the whole matrix."""
+    columns = [C.USER_ID, C.ITEM_ID, C.RATING]
+    history = lake.read_table(Dataset.INTERACTIONS, run_date, columns=columns)
+
+    def read_times(rows: IntArray) -> pa.Array:
+        times = lake.read_table(Dataset.INTERACTIONS, run_date, columns=[C.TS]).column(C.TS)
+        return times.take(pa.array(rows)).combine_chunks()
+
+    ctx = ScoringContext.build_for_shard(settings, history, items, factors, scope, read_times)
+    if ctx is not None:
+        return ctx
+    log.info("ratings off a binary grid: item statistics from the whole history matrix (%s)", run_date)
+    del history
+    interactions = lake.read_df(Dataset.INTERACTIONS, run_date)
+    return ScoringContext.build(settings, interactions, items, factors)
+
+
 def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: int) -> dict[str, Any]:
     """Score and re-rank one user shard of every enabled arm's candidates for ``run_date``
     (``arms.enabled``, narrowed by ``rerank.arms`` when set).
@@ -588,10 +815,9 @@ def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: 
         )
     lake.require_complete(Dataset.CANDIDATES, run_date, scope=suffix)  # all arms of the shard
     lake.require_inputs(run_date, Dataset.INTERACTIONS, Dataset.ITEMS)
-    interactions = lake.read_df(Dataset.INTERACTIONS, run_date)
     items = lake.read_df(Dataset.ITEMS, run_date)
     factors = load_item_factors(lake, run_date)
-    ctx = ScoringContext.build(settings, interactions, items, factors)
+    ctx = shard_context(settings, lake, run_date, items, factors, ShardScope(shard, n_shards))
     summary: dict[str, Any] = {
         "run_date": run_date.isoformat(),
         "shard": shard,
