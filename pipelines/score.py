@@ -161,6 +161,39 @@ def item_stats_from_sums(
     )
 
 
+#: Item ids of a compact range (MovieLens: 1..n) are their own bincount slots while the range is at
+#: most this many times the rated rows (else, or with negative ids, they are coded by sorting).
+_SLOT_SPAN_PER_ROW = 4
+_SLOT_MIN_SPAN = 1 << 20
+
+
+@dataclass(frozen=True)
+class ItemSlots:
+    """The bincount slot of each rated row's item: the item id itself when ids are compact (no coding
+    pass over the rows), else its catalog column."""
+
+    item_ids: IntArray  # sorted distinct rated and catalog ids: the matrix's columns
+    rows: IntArray  # slot of each rated row
+    n_slots: int
+    compact: bool
+
+    @classmethod
+    def of(cls, rated: IntArray, catalog_ids: IntArray) -> ItemSlots:
+        every = (rated, catalog_ids)
+        lo = min((int(a.min()) for a in every if a.size), default=0)
+        hi = max((int(a.max()) for a in every if a.size), default=-1)
+        if lo >= 0 and hi < max(_SLOT_SPAN_PER_ROW * rated.size, _SLOT_MIN_SPAN):
+            present = np.bincount(rated, minlength=hi + 1) > 0
+            present[catalog_ids] = True
+            return cls(np.flatnonzero(present).astype(np.int64), rated, hi + 1, compact=True)
+        item_ids, codes = unique_codes(np.concatenate([rated, catalog_ids]))
+        return cls(item_ids, codes[: rated.size], item_ids.size, compact=False)
+
+    def slot_of(self, ids: IntArray) -> IntArray:
+        """Slots of item ids (all among ``item_ids``)."""
+        return ids if self.compact else positions_in(self.item_ids, ids)
+
+
 @dataclass(frozen=True)
 class CatalogStats:
     """Catalog-wide item statistics computed from the rating columns without a users x items matrix."""
@@ -185,24 +218,23 @@ def catalog_stats(
     None when the sums could differ from the matrix's float32 sums (:func:`_float32_sums_are_exact`).
     """
     users = history.column(C.USER_ID).to_numpy()
-    rated = history.column(C.ITEM_ID).to_numpy()
     ratings = history.column(C.RATING).to_numpy()
-    item_ids, codes = unique_codes(np.concatenate([rated, catalog_ids]))
-    codes = codes[: rated.size]
-    n_items = item_ids.size
-    counts = np.bincount(codes, minlength=n_items).astype(np.int64)
+    slots = ItemSlots.of(history.column(C.ITEM_ID).to_numpy(), catalog_ids)
+    counts = np.bincount(slots.rows, minlength=slots.n_slots).astype(np.int64)
     if not _float32_sums_are_exact(ratings, int(counts.max(initial=0))):
         return None
-    sums = np.bincount(codes, weights=ratings, minlength=n_items)
-    repeated = _repeated_pair_rows(users, codes, n_items)
+    sums = np.bincount(slots.rows, weights=ratings, minlength=slots.n_slots)
+    repeated = _repeated_pair_rows(users, slots.rows, slots.n_slots)
     if repeated.size:
         # the latest rating of each repeated pair replaces all of the pair's rows
         latest = InteractionMatrix.from_frames(repeated_rows(repeated))
-        winners, won = latest.ratings, positions_in(item_ids, latest.item_ids)
-        counts -= np.bincount(codes[repeated], minlength=n_items)
-        sums -= np.bincount(codes[repeated], weights=ratings[repeated], minlength=n_items)
-        counts += np.bincount(won[winners.indices], minlength=n_items)
-        sums += np.bincount(won[winners.indices], weights=winners.data, minlength=n_items)
+        won = slots.slot_of(latest.item_ids)[latest.ratings.indices]
+        counts -= np.bincount(slots.rows[repeated], minlength=slots.n_slots)
+        sums -= np.bincount(slots.rows[repeated], weights=ratings[repeated], minlength=slots.n_slots)
+        counts += np.bincount(won, minlength=slots.n_slots)
+        sums += np.bincount(won, weights=latest.ratings.data, minlength=slots.n_slots)
+    item_ids = slots.item_ids
+    counts, sums = counts[slots.slot_of(item_ids)], sums[slots.slot_of(item_ids)]
     return CatalogStats(
         item_stats_from_sums(item_ids, counts, sums, prior_weight, head_share), bool(repeated.size)
     )

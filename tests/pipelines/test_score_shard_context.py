@@ -205,14 +205,16 @@ def _no_times(rows: np.ndarray) -> pa.Array:
     raise AssertionError("the time column is read only when a (user, item) pair is rated more than once")
 
 
-def _random_history(seed: int) -> pd.DataFrame:
-    """Random ratings on a quarter-star grid with many repeated pairs and tied times."""
+def _random_history(seed: int, item_scale: int, user_shift: int) -> pd.DataFrame:
+    """Random ratings on a quarter-star grid with many repeated pairs and tied times; item ids
+    ``item_scale`` apart (a large scale: ids too sparse to be their own bincount slots) and user ids
+    shifted by ``user_shift`` (negative ids are coded before they form pair keys)."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 400))
     frame = pd.DataFrame(
         {
-            C.USER_ID: rng.integers(0, 25, n),
-            C.ITEM_ID: rng.integers(3, 60, n),
+            C.USER_ID: rng.integers(0, 25, n) + user_shift,
+            C.ITEM_ID: rng.integers(3, 60, n) * item_scale,
             C.RATING: (rng.integers(0, 21, n) / 4.0).astype(np.float32),
             C.TS: T0 + pd.to_timedelta(rng.integers(0, 5, n), unit="h"),
         }
@@ -221,9 +223,13 @@ def _random_history(seed: int) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_catalog_stats_equal_item_stats_of_the_whole_matrix(seed: int) -> None:
-    frame = _random_history(seed)
-    catalog = np.arange(0, 40 + seed, dtype=np.int64)  # some ids nobody rated, some rated outside
+@pytest.mark.parametrize(("item_scale", "user_shift"), [(1, 0), (10**12, -12)], ids=["compact", "sparse"])
+def test_catalog_stats_equal_item_stats_of_the_whole_matrix(
+    seed: int, item_scale: int, user_shift: int
+) -> None:
+    frame = _random_history(seed, item_scale, user_shift)
+    # some catalog ids nobody rated, some rated ids outside the catalog
+    catalog = np.arange(0, 40 + seed, dtype=np.int64) * item_scale
     table = pa.Table.from_pandas(frame[[C.USER_ID, C.ITEM_ID, C.RATING]], preserve_index=False)
     got = catalog_stats(table, catalog, lambda rows: frame.iloc[rows], 10.0, 0.8)
     want = ItemStats.from_matrix(
