@@ -474,7 +474,29 @@ class UserFeatures:
 
     @classmethod
     def build(cls, ctx: ScoringContext, users: IntArray) -> UserFeatures:
+        return cls.of_rows(ctx, ctx.history.user_rows(users))
+
+    @classmethod
+    def of_every_user(cls, ctx: ScoringContext) -> UserFeatures:
+        """The features of every history row, then one row of a user without history (see :meth:`of`):
+        computed once per shard, taken by each arm (each row depends on that user's history only)."""
+        return cls.of_rows(ctx, np.append(np.arange(ctx.history.n_users), -1))
+
+    def of(self, ctx: ScoringContext, users: IntArray) -> UserFeatures:
+        """The rows of ``users`` in features from :meth:`of_every_user` (equal to :meth:`build`)."""
         rows = ctx.history.user_rows(users)
+        take = np.where(rows >= 0, rows, ctx.history.n_users)
+        return UserFeatures(
+            profile=self.profile[take],
+            genre_mean_unit=self.genre_mean_unit[take],
+            factor_mean_unit=self.factor_mean_unit[take] if self.factor_mean_unit is not None else None,
+            niche_appetite=self.niche_appetite[take],
+            has_history=self.has_history[take],
+        )
+
+    @classmethod
+    def of_rows(cls, ctx: ScoringContext, rows: IntArray) -> UserFeatures:
+        """Features of history rows (``-1``: a user without history)."""
         known = rows >= 0
         # unknown users get an empty history row
         picked = ctx.history.binary_rows(np.where(known, rows, 0))
@@ -728,8 +750,17 @@ class ArmOutput:
     rerank_seconds: float
 
 
-def process_arm(ctx: ScoringContext, candidates: pd.DataFrame, arm: str, run_date: date) -> ArmOutput:
-    """Score, re-rank and measure one arm's candidates (a long frame: user_id, item_id, rank, score)."""
+def process_arm(
+    ctx: ScoringContext,
+    candidates: pd.DataFrame,
+    arm: str,
+    run_date: date,
+    every_user: UserFeatures | None = None,
+) -> ArmOutput:
+    """Score, re-rank and measure one arm's candidates (a long frame: user_id, item_id, rank, score).
+
+    ``every_user``: :meth:`UserFeatures.of_every_user` of ``ctx``, shared by the arms (else built here).
+    """
     block = CandidateBlock.from_frame(candidates, ctx.history)
     if ctx.scope is not None:
         ctx.scope.require(block.users, arm)
@@ -742,7 +773,7 @@ def process_arm(ctx: ScoringContext, candidates: pd.DataFrame, arm: str, run_dat
         )
     if ctx.fill_short_lists:
         block = block.topped_up(ctx, ctx.params.list_length)
-    feats = UserFeatures.build(ctx, block.users)
+    feats = UserFeatures.build(ctx, block.users) if every_user is None else every_user.of(ctx, block.users)
     scores = score_candidates(ctx, block, feats)
     started = time.perf_counter()
     result = rerank_block(ctx, block, feats, scores.relevance)
@@ -857,12 +888,15 @@ def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: 
         "embedding": EMBEDDING_ARM if factors is not None else None,
         "arms": {},
     }
+    # the shard's users are the same in every arm: their history summaries are computed once (not
+    # with the whole history's matrix of the fallback: that holds every shard's users)
+    every_user = UserFeatures.of_every_user(ctx) if ctx.scope is not None else None
     for arm in progress(arms, desc=f"score shard {shard}", total=len(arms)):
         part = shard_part(arm, shard)
         # only the columns process_arm reads (arm and run_date are the same on every row of a part)
         columns = [C.USER_ID, C.ITEM_ID, C.RANK, C.SCORE]
         candidates = lake.read_df(Dataset.CANDIDATES, run_date, parts=[part], columns=columns)
-        out = process_arm(ctx, candidates, arm, run_date)
+        out = process_arm(ctx, candidates, arm, run_date, every_user)
         lake.write_table(Dataset.SCORED, run_date, out.scored, part=part)
         lake.write_table(Dataset.RERANKED, run_date, out.reranked, part=part)
         lake.write_table(Dataset.LIST_METRICS, run_date, out.list_metrics, part=part)

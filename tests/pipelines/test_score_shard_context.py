@@ -19,6 +19,7 @@ from deepcuts.pipelines.score import (
     ScoreError,
     ScoringContext,
     ShardScope,
+    UserFeatures,
     catalog_stats,
     process_arm,
     score_shard,
@@ -35,8 +36,8 @@ GENRES = ["Drama", "Comedy", "Action", "Anime", "Horror", "Documentary"]
 UNRATED = (38, 39, 40)
 RATED_NOT_IN_CATALOG = 50
 UNKNOWN = 99
-#: Users with candidates but no history (both in shard 1).
-COLD = (31, 34)
+#: Users with candidates but no history (in every shard).
+COLD = (31, 32, 33, 34)
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 
 
@@ -149,6 +150,24 @@ def test_shard_context_has_the_arrays_of_the_full_one(short_lists: Settings) -> 
     assert (full.stats.counts[full.history.item_columns(np.array(UNRATED))] == 0).all()
     assert RATED_NOT_IN_CATALOG in full.history.item_ids
     assert (full.history.user_rows(np.array(COLD)) == -1).all()
+
+
+def test_user_features_taken_from_every_user_equal_those_built_per_arm(short_lists: Settings) -> None:
+    lake = _lake(short_lists, _interactions(np.random.default_rng(5)))
+    factors = (np.arange(1, 41), np.random.default_rng(2).normal(size=(40, 3)).astype(np.float32))
+    items = lake.read_df(Dataset.ITEMS, RUN)
+    for shard in range(N_SHARDS):
+        ctx = shard_context(short_lists, lake, RUN, items, factors, ShardScope(shard, N_SHARDS))
+        every = UserFeatures.of_every_user(ctx)
+        # shuffled users, repeats, cold users and one nobody has heard of (1000)
+        users = np.array([u for u in (*range(34, 0, -1), 1000, 2, 31) if u % N_SHARDS == shard])
+        got, want = every.of(ctx, users), UserFeatures.build(ctx, users)
+        for name in ("profile", "genre_mean_unit", "factor_mean_unit", "niche_appetite", "has_history"):
+            a, b = getattr(got, name), getattr(want, name)
+            assert a.dtype == b.dtype, name
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        assert not got.has_history[np.isin(users, [*COLD, 1000])].any()
+        assert got.has_history[~np.isin(users, [*COLD, 1000])].all()
 
 
 def test_repeated_pairs_count_once_with_the_latest_rating(short_lists: Settings) -> None:
