@@ -532,14 +532,13 @@ def _row_cosine_distance(user_vectors: FloatArray, item_vectors: FloatArray, idx
     """``cosine_unexpectedness`` of each user's row against the items ``idx[u, :]``, ``(users, K)``.
 
     Computed a slice of users at a time (row by row the same arithmetic as one call on all rows): the
-    gathered ``(users * K, d)`` copies of a whole shard were hundreds of MB.
+    gathered ``(users, K, d)`` item vectors of a whole shard were hundreds of MB.
     """
     n_users, k = idx.shape
     out = np.empty((n_users, k), dtype=np.float32)
     for start in range(0, n_users, _COSINE_SLICE_USERS):
         sl = slice(start, min(start + _COSINE_SLICE_USERS, n_users))
-        rows = np.repeat(np.arange(sl.start, sl.stop), k)
-        out[sl] = ds.cosine_unexpectedness(user_vectors[rows], item_vectors[idx[sl].ravel()]).reshape(-1, k)
+        out[sl] = ds.cosine_unexpectedness_rows(user_vectors[sl], item_vectors[idx[sl]])
     return out
 
 
