@@ -4,7 +4,9 @@ For one user shard and every enabled arm (``arms.enabled``, tonight's plan) with
 date:
 
 1. reads ``candidates(D)/<arm>/shard-NNNN``, the catalog ``items(D)`` and the history
-   ``interactions(D)`` (a snapshot of the whole history);
+   ``interactions(D)`` (a snapshot of the whole history): of every rating only the user_id, item_id and
+   rating columns, for catalog-wide item statistics by bincounts, and a history matrix of the shard's own
+   users only (:meth:`ScoringContext.build_for_shard`; the same arrays as the whole history's matrix);
 2. scores each candidate (:mod:`deepcuts.models.reranking.deepcut_scores`: novelty, long-tail flag, popularity
 percentile,
    quality, genre/embedding unexpectedness, serendipity, niche flag) -> ``scored(D)/<arm>/shard-NNNN``;
@@ -240,13 +242,23 @@ def catalog_stats(
     )
 
 
-def shard_history(history: pa.Table, item_ids: IntArray, scope: ShardScope) -> InteractionMatrix:
+def shard_history(
+    history: pa.Table,
+    item_ids: IntArray,
+    scope: ShardScope,
+    read_times: Callable[[IntArray], pa.Array] | None = None,
+) -> InteractionMatrix:
     """The :class:`InteractionMatrix` rows of the shard's users, on the catalog-wide columns ``item_ids``:
-    each user's row equals their row of the matrix of the whole history (same columns, same ratings)."""
+    each user's row equals their row of the matrix of the whole history (same columns, same ratings).
+
+    ``read_times(rows)``: the time column at those rows, which picks the latest of a pair rated more
+    than once (None when no pair is: the matrix then needs no times)."""
     users = history.column(C.USER_ID).to_numpy()
     mine = np.flatnonzero(user_shard(users, scope.n_shards) == scope.shard)
-    rows = history.take(pa.array(mine)).to_pandas()
-    return InteractionMatrix.from_frames(rows, pd.DataFrame({C.ITEM_ID: item_ids}))
+    rows = history.take(pa.array(mine))
+    if read_times is not None:
+        rows = rows.append_column(C.TS, read_times(mine))
+    return InteractionMatrix.from_frames(rows.to_pandas(), pd.DataFrame({C.ITEM_ID: item_ids}))
 
 
 # ------------------------------------------------------------------------------------------ context
@@ -326,9 +338,8 @@ class ScoringContext:
         )
         if catalog is None:
             return None
-        if catalog.has_repeats:
-            history = history.append_column(C.TS, read_times(np.arange(history.num_rows)))
-        matrix = shard_history(history, catalog.stats.item_ids, scope)
+        times = read_times if catalog.has_repeats else None
+        matrix = shard_history(history, catalog.stats.item_ids, scope, times)
         return cls.assemble(settings, matrix, catalog.stats, items, item_factors, scope)
 
     @classmethod
@@ -855,7 +866,11 @@ def shard_context(
     ctx = ScoringContext.build_for_shard(settings, history, items, factors, scope, read_times)
     if ctx is not None:
         return ctx
-    log.info("ratings off a binary grid: item statistics from the whole history matrix (%s)", run_date)
+    log.info(
+        "%s: float32 sums of these ratings could round (off a 2**-k grid or too large): item statistics "
+        "from the whole history's matrix",
+        run_date,
+    )
     del history
     interactions = lake.read_df(Dataset.INTERACTIONS, run_date)
     return ScoringContext.build(settings, interactions, items, factors)
