@@ -4,7 +4,9 @@ For one user shard and every enabled arm (``arms.enabled``, tonight's plan) with
 date:
 
 1. reads ``candidates(D)/<arm>/shard-NNNN``, the catalog ``items(D)`` and the history
-   ``interactions(D)`` (a snapshot of the whole history);
+   ``interactions(D)`` (a snapshot of the whole history): of every rating only the user_id, item_id and
+   rating columns, for catalog-wide item statistics by bincounts, and a history matrix of the shard's own
+   users only (:meth:`ScoringContext.build_for_shard`; the same arrays as the whole history's matrix);
 2. scores each candidate (:mod:`deepcuts.models.reranking.deepcut_scores`: novelty, long-tail flag, popularity
 percentile,
    quality, genre/embedding unexpectedness, serendipity, niche flag) -> ``scored(D)/<arm>/shard-NNNN``;
@@ -45,13 +47,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 
 from deepcuts.contracts import C, Dataset
-from deepcuts.models.recommenders.base import InteractionMatrix
-from deepcuts.models.recommenders.item_stats import ItemStats
+from deepcuts.formulas import long_tail_mask
+from deepcuts.models.recommenders.base import InteractionMatrix, positions_in, unique_codes
+from deepcuts.models.recommenders.item_stats import ItemStats, bayesian_mean, popularity_percentile
 from deepcuts.models.reranking import deepcut_scores as ds
 from deepcuts.models.reranking.rerank import RerankParams, RerankResult, rerank
-from deepcuts.pipelines.candidates import shard_part
+from deepcuts.pipelines.candidates import shard_part, user_shard
 from deepcuts.progress import get_logger, progress
 from deepcuts.settings import Settings
 
@@ -71,6 +75,190 @@ EMBEDDING_ARM = "svd"
 
 class ScoreError(ValueError):
     """The score step cannot run on its inputs (says what, where and what to do)."""
+
+
+# ------------------------------------------------------------------------------------------ history
+@dataclass(frozen=True)
+class ShardScope:
+    """The users whose history a context holds: those of one shard (``user_id % n_shards == shard``)."""
+
+    shard: int
+    n_shards: int
+
+    def require(self, users: IntArray, arm: str) -> None:
+        """Raise when some of ``users`` are outside the shard: their history was not read."""
+        outside = users[user_shard(users, self.n_shards) != self.shard]
+        if outside.size:
+            raise ScoreError(
+                f"{arm}: {outside.size} candidate users of shard {self.shard} (e.g. user {int(outside[0])}) "
+                f"are not in shard {self.shard} of {self.n_shards} (user_id % n_shards): the candidates "
+                "were written with another shard count; rerun candidates and score with the same n_shards"
+            )
+
+
+#: Ratings are tried on grids of ``2**-bits`` up to this many bits (half stars need 1) for exact sums.
+_MAX_GRID_BITS = 8
+#: float32 holds every integer up to 2**24 exactly (24-bit significand).
+_FLOAT32_EXACT_INTEGERS = 2.0**24
+
+
+def _float32_sums_are_exact(ratings: FloatArray, max_count: int) -> bool:
+    """Whether every partial sum of one item's ratings is exact in float32, in any order.
+
+    The full path sums each item's ratings in float32 in user order (scipy's ``sum(axis=0)``); the
+    shard path sums them in float64 in file order. Both are exact, hence equal, when every rating is
+    a multiple of ``2**-bits`` and ``max|rating| * max_count * 2**bits < 2**24``. Otherwise (ratings
+    off such a grid, NaN, inf) the caller takes the full path.
+    """
+    if ratings.size == 0:
+        return True
+    peak = float(np.abs(ratings).max())
+    for bits in range(_MAX_GRID_BITS + 1):
+        scaled = ratings * np.float32(2.0**bits)
+        if np.array_equal(scaled, np.floor(scaled)):
+            return peak * max_count * 2.0**bits < _FLOAT32_EXACT_INTEGERS
+    return False
+
+
+def _pair_keys(users: IntArray, codes: IntArray, n_items: int) -> npt.NDArray[np.integer[Any]]:
+    """One integer per (user, item column) pair; uint32 when it fits (its sort is about 3x cheaper)."""
+    lo, hi = (int(users.min()), int(users.max())) if users.size else (0, 0)
+    if lo < 0 or (hi + 1) * max(n_items, 1) >= 2**62:  # ids a product cannot hold: code them
+        _, users = unique_codes(users)
+        hi = int(users.max(initial=0))
+    keys = users * max(n_items, 1) + codes
+    return keys.astype(np.uint32) if (hi + 1) * max(n_items, 1) <= 2**32 else keys
+
+
+def _repeated_pair_rows(users: IntArray, codes: IntArray, n_items: int) -> IntArray:
+    """Rows (in input order) of the (user, item) pairs that occur more than once."""
+    keys = _pair_keys(users, codes, n_items)
+    ordered = np.sort(keys)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not repeated.size:
+        return np.empty(0, dtype=np.int64)
+    repeated = np.unique(repeated)
+    at = np.minimum(np.searchsorted(repeated, keys), repeated.size - 1)
+    return np.flatnonzero(repeated[at] == keys)
+
+
+def item_stats_from_sums(
+    item_ids: IntArray,
+    counts: IntArray,
+    sums: npt.NDArray[np.float64],
+    prior_weight: float,
+    head_share: float,
+) -> ItemStats:
+    """:meth:`ItemStats.from_matrix` from each item's rating count and sum (the same arithmetic)."""
+    total = int(counts.sum())
+    global_mean = float(sums.sum() / total) if total else 0.0
+    return ItemStats(
+        item_ids=item_ids,
+        counts=counts,
+        popularity_share=(counts / max(total, 1)).astype(np.float32),
+        quality=bayesian_mean(sums, counts, global_mean, prior_weight),
+        is_long_tail=long_tail_mask(counts, head_share),
+        popularity_percentile=popularity_percentile(counts),
+        global_mean=global_mean,
+    )
+
+
+#: Item ids of a compact range (MovieLens: 1..n) are their own bincount slots while the range is at
+#: most this many times the rated rows (else, or with negative ids, they are coded by sorting).
+_SLOT_SPAN_PER_ROW = 4
+_SLOT_MIN_SPAN = 1 << 20
+
+
+@dataclass(frozen=True)
+class ItemSlots:
+    """The bincount slot of each rated row's item: the item id itself when ids are compact (no coding
+    pass over the rows), else its catalog column."""
+
+    item_ids: IntArray  # sorted distinct rated and catalog ids: the matrix's columns
+    rows: IntArray  # slot of each rated row
+    n_slots: int
+    compact: bool
+
+    @classmethod
+    def of(cls, rated: IntArray, catalog_ids: IntArray) -> ItemSlots:
+        every = (rated, catalog_ids)
+        lo = min((int(a.min()) for a in every if a.size), default=0)
+        hi = max((int(a.max()) for a in every if a.size), default=-1)
+        if lo >= 0 and hi < max(_SLOT_SPAN_PER_ROW * rated.size, _SLOT_MIN_SPAN):
+            present = np.bincount(rated, minlength=hi + 1) > 0
+            present[catalog_ids] = True
+            return cls(np.flatnonzero(present).astype(np.int64), rated, hi + 1, compact=True)
+        item_ids, codes = unique_codes(np.concatenate([rated, catalog_ids]))
+        return cls(item_ids, codes[: rated.size], item_ids.size, compact=False)
+
+    def slot_of(self, ids: IntArray) -> IntArray:
+        """Slots of item ids (all among ``item_ids``)."""
+        return ids if self.compact else positions_in(self.item_ids, ids)
+
+
+@dataclass(frozen=True)
+class CatalogStats:
+    """Catalog-wide item statistics computed from the rating columns without a users x items matrix."""
+
+    stats: ItemStats
+    #: Some (user, item) pair is rated more than once (then the latest rating counts, by time).
+    has_repeats: bool
+
+
+def catalog_stats(
+    history: pa.Table,
+    catalog_ids: IntArray,
+    repeated_rows: Callable[[IntArray], pd.DataFrame],
+    prior_weight: float,
+    head_share: float,
+) -> CatalogStats | None:
+    """The :class:`ItemStats` of ``InteractionMatrix.from_frames(all interactions, items)`` from the
+    user_id, item_id and rating columns of ``history`` alone (bincounts, one sort of pair keys).
+
+    A pair rated more than once counts once with its latest rating: ``repeated_rows(rows)`` returns those
+    rows as a frame with the time column, and their winners are picked by the matrix's own rule.
+    None when the sums could differ from the matrix's float32 sums (:func:`_float32_sums_are_exact`).
+    """
+    users = history.column(C.USER_ID).to_numpy()
+    ratings = history.column(C.RATING).to_numpy()
+    slots = ItemSlots.of(history.column(C.ITEM_ID).to_numpy(), catalog_ids)
+    counts = np.bincount(slots.rows, minlength=slots.n_slots).astype(np.int64)
+    if not _float32_sums_are_exact(ratings, int(counts.max(initial=0))):
+        return None
+    sums = np.bincount(slots.rows, weights=ratings, minlength=slots.n_slots)
+    repeated = _repeated_pair_rows(users, slots.rows, slots.n_slots)
+    if repeated.size:
+        # the latest rating of each repeated pair replaces all of the pair's rows
+        latest = InteractionMatrix.from_frames(repeated_rows(repeated))
+        won = slots.slot_of(latest.item_ids)[latest.ratings.indices]
+        counts -= np.bincount(slots.rows[repeated], minlength=slots.n_slots)
+        sums -= np.bincount(slots.rows[repeated], weights=ratings[repeated], minlength=slots.n_slots)
+        counts += np.bincount(won, minlength=slots.n_slots)
+        sums += np.bincount(won, weights=latest.ratings.data, minlength=slots.n_slots)
+    item_ids = slots.item_ids
+    counts, sums = counts[slots.slot_of(item_ids)], sums[slots.slot_of(item_ids)]
+    return CatalogStats(
+        item_stats_from_sums(item_ids, counts, sums, prior_weight, head_share), bool(repeated.size)
+    )
+
+
+def shard_history(
+    history: pa.Table,
+    item_ids: IntArray,
+    scope: ShardScope,
+    read_times: Callable[[IntArray], pa.Array] | None = None,
+) -> InteractionMatrix:
+    """The :class:`InteractionMatrix` rows of the shard's users, on the catalog-wide columns ``item_ids``:
+    each user's row equals their row of the matrix of the whole history (same columns, same ratings).
+
+    ``read_times(rows)``: the time column at those rows, which picks the latest of a pair rated more
+    than once (None when no pair is: the matrix then needs no times)."""
+    users = history.column(C.USER_ID).to_numpy()
+    mine = np.flatnonzero(user_shard(users, scope.n_shards) == scope.shard)
+    rows = history.take(pa.array(mine))
+    if read_times is not None:
+        rows = rows.append_column(C.TS, read_times(mine))
+    return InteractionMatrix.from_frames(rows.to_pandas(), pd.DataFrame({C.ITEM_ID: item_ids}))
 
 
 # ------------------------------------------------------------------------------------------ context
@@ -93,6 +281,8 @@ class ScoringContext:
     fill_short_lists: bool = True
     #: A long-tail item at or above this quality is a ``hidden_gem`` (rerank.quality_floor, scaled).
     gem_quality: float = 4.0
+    #: ``history`` holds only this shard's users (None: every user).
+    scope: ShardScope | None = None
 
     @classmethod
     def build(
@@ -113,6 +303,56 @@ class ScoringContext:
         stats = ItemStats.from_matrix(
             history, settings.arms.quality.prior_weight, settings.arms.long_tail.head_share
         )
+        return cls.assemble(settings, history, stats, items, item_factors)
+
+    @classmethod
+    def build_for_shard(
+        cls,
+        settings: Settings,
+        history: pa.Table,
+        items: pd.DataFrame,
+        item_factors: tuple[IntArray, FloatArray] | None,
+        scope: ShardScope,
+        read_times: Callable[[IntArray], pa.Array],
+    ) -> ScoringContext | None:
+        """:meth:`build` for one shard from the user_id, item_id and rating columns of the whole history:
+        catalog-wide item statistics by bincounts, the matrix of the shard's users only. The same arrays
+        as :meth:`build` on the whole history (the shard's users' rows); ``read_times(rows)`` gives the
+        time column at those rows (needed only when a pair is rated more than once).
+
+        None when the item statistics need the whole matrix (:func:`catalog_stats`): call :meth:`build`.
+        """
+        if history.num_rows == 0:
+            raise ScoreError("interactions are empty: nothing to score against; run ingest first")
+
+        def with_times(rows: IntArray) -> pd.DataFrame:
+            taken = history.take(pa.array(rows))
+            return taken.append_column(C.TS, read_times(rows)).to_pandas()
+
+        catalog = catalog_stats(
+            history,
+            items[C.ITEM_ID].to_numpy(np.int64),
+            with_times,
+            settings.arms.quality.prior_weight,
+            settings.arms.long_tail.head_share,
+        )
+        if catalog is None:
+            return None
+        times = read_times if catalog.has_repeats else None
+        matrix = shard_history(history, catalog.stats.item_ids, scope, times)
+        return cls.assemble(settings, matrix, catalog.stats, items, item_factors, scope)
+
+    @classmethod
+    def assemble(
+        cls,
+        settings: Settings,
+        history: InteractionMatrix,
+        stats: ItemStats,
+        items: pd.DataFrame,
+        item_factors: tuple[IntArray, FloatArray] | None = None,
+        scope: ShardScope | None = None,
+    ) -> ScoringContext:
+        """The context of a history matrix and its catalog-wide item statistics."""
         genres, names = ds.genre_matrix(items, history.item_ids)
         factors = None
         if item_factors is not None:
@@ -137,6 +377,7 @@ class ScoringContext:
             niche_genres=settings.rerank.niche_genres,
             fill_short_lists=settings.rerank.fill_short_lists,
             gem_quality=settings.quality_floor_scaled(rating_min, rating_max),
+            scope=scope,
         )
 
 
@@ -244,7 +485,29 @@ class UserFeatures:
 
     @classmethod
     def build(cls, ctx: ScoringContext, users: IntArray) -> UserFeatures:
+        return cls.of_rows(ctx, ctx.history.user_rows(users))
+
+    @classmethod
+    def of_every_user(cls, ctx: ScoringContext) -> UserFeatures:
+        """The features of every history row, then one row of a user without history (see :meth:`of`):
+        computed once per shard, taken by each arm (each row depends on that user's history only)."""
+        return cls.of_rows(ctx, np.append(np.arange(ctx.history.n_users), -1))
+
+    def of(self, ctx: ScoringContext, users: IntArray) -> UserFeatures:
+        """The rows of ``users`` in features from :meth:`of_every_user` (equal to :meth:`build`)."""
         rows = ctx.history.user_rows(users)
+        take = np.where(rows >= 0, rows, ctx.history.n_users)
+        return UserFeatures(
+            profile=self.profile[take],
+            genre_mean_unit=self.genre_mean_unit[take],
+            factor_mean_unit=self.factor_mean_unit[take] if self.factor_mean_unit is not None else None,
+            niche_appetite=self.niche_appetite[take],
+            has_history=self.has_history[take],
+        )
+
+    @classmethod
+    def of_rows(cls, ctx: ScoringContext, rows: IntArray) -> UserFeatures:
+        """Features of history rows (``-1``: a user without history)."""
         known = rows >= 0
         # unknown users get an empty history row
         picked = ctx.history.binary_rows(np.where(known, rows, 0))
@@ -280,14 +543,13 @@ def _row_cosine_distance(user_vectors: FloatArray, item_vectors: FloatArray, idx
     """``cosine_unexpectedness`` of each user's row against the items ``idx[u, :]``, ``(users, K)``.
 
     Computed a slice of users at a time (row by row the same arithmetic as one call on all rows): the
-    gathered ``(users * K, d)`` copies of a whole shard were hundreds of MB.
+    gathered ``(users, K, d)`` item vectors of a whole shard were hundreds of MB.
     """
     n_users, k = idx.shape
     out = np.empty((n_users, k), dtype=np.float32)
     for start in range(0, n_users, _COSINE_SLICE_USERS):
         sl = slice(start, min(start + _COSINE_SLICE_USERS, n_users))
-        rows = np.repeat(np.arange(sl.start, sl.stop), k)
-        out[sl] = ds.cosine_unexpectedness(user_vectors[rows], item_vectors[idx[sl].ravel()]).reshape(-1, k)
+        out[sl] = ds.cosine_unexpectedness_rows(user_vectors[sl], item_vectors[idx[sl]])
     return out
 
 
@@ -336,7 +598,7 @@ def scored_frame(
             C.UNEXPECTEDNESS: scores.unexpectedness[valid],
             C.SERENDIPITY: scores.serendipity[valid],
             C.IS_NICHE: ctx.niche[cols],
-            C.RUN_DATE: run_date,
+            C.RUN_DATE: _day(run_date),
         }
     )
 
@@ -356,6 +618,18 @@ def rerank_block(
         niche_appetite=feats.niche_appetite,
         params=ctx.params,
     )
+
+
+def _day(run_date: date) -> np.datetime64:
+    """The run date as a numpy day: the frame's column is then datetime64, which Arrow casts to the
+    contract's date32 at once (a column of Python date objects cost ~0.1 s per million rows)."""
+    return np.datetime64(run_date, "D")
+
+
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    """The frame as an Arrow table, converted on this thread: pyarrow's converter threads cost more
+    CPU than they save on these columns (the step runs one task per core)."""
+    return pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
 
 
 def _clean_genre(name: str) -> str:
@@ -440,7 +714,7 @@ def reranked_frame(
             C.RANK: rank,
             C.SCORE: result.gains[chosen],
             C.ARM: arm,
-            C.RUN_DATE: run_date,
+            C.RUN_DATE: _day(run_date),
             C.NOVELTY: ctx.novelty[cols],
             C.IS_LONG_TAIL: ctx.stats.is_long_tail[cols],
             C.QUALITY: ctx.stats.quality[cols],
@@ -484,7 +758,7 @@ def list_metrics(
             ),
             C.NOVELTY: ds.masked_mean(ctx.novelty[cols], mask),
             C.SERENDIPITY: ds.masked_mean(np.take_along_axis(scores.serendipity, safe, axis=1), mask),
-            C.RUN_DATE: run_date,
+            C.RUN_DATE: _day(run_date),
         }
     )
 
@@ -498,9 +772,20 @@ class ArmOutput:
     rerank_seconds: float
 
 
-def process_arm(ctx: ScoringContext, candidates: pd.DataFrame, arm: str, run_date: date) -> ArmOutput:
-    """Score, re-rank and measure one arm's candidates (a long frame: user_id, item_id, rank, score)."""
+def process_arm(
+    ctx: ScoringContext,
+    candidates: pd.DataFrame,
+    arm: str,
+    run_date: date,
+    every_user: UserFeatures | None = None,
+) -> ArmOutput:
+    """Score, re-rank and measure one arm's candidates (a long frame: user_id, item_id, rank, score).
+
+    ``every_user``: :meth:`UserFeatures.of_every_user` of ``ctx``, shared by the arms (else built here).
+    """
     block = CandidateBlock.from_frame(candidates, ctx.history)
+    if ctx.scope is not None:
+        ctx.scope.require(block.users, arm)
     if block.n_unknown_items:
         log.warning(
             "%s: %d candidate rows name items outside the catalog of %s; they are dropped",
@@ -510,7 +795,7 @@ def process_arm(ctx: ScoringContext, candidates: pd.DataFrame, arm: str, run_dat
         )
     if ctx.fill_short_lists:
         block = block.topped_up(ctx, ctx.params.list_length)
-    feats = UserFeatures.build(ctx, block.users)
+    feats = UserFeatures.build(ctx, block.users) if every_user is None else every_user.of(ctx, block.users)
     scores = score_candidates(ctx, block, feats)
     started = time.perf_counter()
     result = rerank_block(ctx, block, feats, scores.relevance)
@@ -560,6 +845,37 @@ def load_item_factors(lake: Any, run_date: date) -> tuple[IntArray, FloatArray] 
     return model.data.item_ids, np.asarray(factors, dtype=np.float32)
 
 
+def shard_context(
+    settings: Settings,
+    lake: Any,
+    run_date: date,
+    items: pd.DataFrame,
+    factors: tuple[IntArray, FloatArray] | None,
+    scope: ShardScope,
+) -> ScoringContext:
+    """The scoring context of one shard: :meth:`ScoringContext.build_for_shard` on the rating columns
+    (the time column is read only if some pair is rated more than once), or :meth:`ScoringContext.build`
+    on the whole history when the item statistics need the whole matrix."""
+    columns = [C.USER_ID, C.ITEM_ID, C.RATING]
+    history = lake.read_table(Dataset.INTERACTIONS, run_date, columns=columns)
+
+    def read_times(rows: IntArray) -> pa.Array:
+        times = lake.read_table(Dataset.INTERACTIONS, run_date, columns=[C.TS]).column(C.TS)
+        return times.take(pa.array(rows)).combine_chunks()
+
+    ctx = ScoringContext.build_for_shard(settings, history, items, factors, scope, read_times)
+    if ctx is not None:
+        return ctx
+    log.info(
+        "%s: float32 sums of these ratings could round (off a 2**-k grid or too large): item statistics "
+        "from the whole history's matrix",
+        run_date,
+    )
+    del history
+    interactions = lake.read_df(Dataset.INTERACTIONS, run_date)
+    return ScoringContext.build(settings, interactions, items, factors)
+
+
 def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: int) -> dict[str, Any]:
     """Score and re-rank one user shard of every enabled arm's candidates for ``run_date``
     (``arms.enabled``, narrowed by ``rerank.arms`` when set).
@@ -588,10 +904,9 @@ def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: 
         )
     lake.require_complete(Dataset.CANDIDATES, run_date, scope=suffix)  # all arms of the shard
     lake.require_inputs(run_date, Dataset.INTERACTIONS, Dataset.ITEMS)
-    interactions = lake.read_df(Dataset.INTERACTIONS, run_date)
     items = lake.read_df(Dataset.ITEMS, run_date)
     factors = load_item_factors(lake, run_date)
-    ctx = ScoringContext.build(settings, interactions, items, factors)
+    ctx = shard_context(settings, lake, run_date, items, factors, ShardScope(shard, n_shards))
     summary: dict[str, Any] = {
         "run_date": run_date.isoformat(),
         "shard": shard,
@@ -599,15 +914,18 @@ def score_shard(settings: Settings, run_date: date | str, shard: int, n_shards: 
         "embedding": EMBEDDING_ARM if factors is not None else None,
         "arms": {},
     }
+    # the shard's users are the same in every arm: their history summaries are computed once (not
+    # with the whole history's matrix of the fallback: that holds every shard's users)
+    every_user = UserFeatures.of_every_user(ctx) if ctx.scope is not None else None
     for arm in progress(arms, desc=f"score shard {shard}", total=len(arms)):
         part = shard_part(arm, shard)
         # only the columns process_arm reads (arm and run_date are the same on every row of a part)
         columns = [C.USER_ID, C.ITEM_ID, C.RANK, C.SCORE]
         candidates = lake.read_df(Dataset.CANDIDATES, run_date, parts=[part], columns=columns)
-        out = process_arm(ctx, candidates, arm, run_date)
-        lake.write_table(Dataset.SCORED, run_date, out.scored, part=part)
-        lake.write_table(Dataset.RERANKED, run_date, out.reranked, part=part)
-        lake.write_table(Dataset.LIST_METRICS, run_date, out.list_metrics, part=part)
+        out = process_arm(ctx, candidates, arm, run_date, every_user)
+        lake.write_table(Dataset.SCORED, run_date, _arrow(out.scored), part=part)
+        lake.write_table(Dataset.RERANKED, run_date, _arrow(out.reranked), part=part)
+        lake.write_table(Dataset.LIST_METRICS, run_date, _arrow(out.list_metrics), part=part)
         summary["arms"][arm] = {
             "users": int(out.list_metrics[C.USER_ID].nunique()),
             "scored_rows": len(out.scored),

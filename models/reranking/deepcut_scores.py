@@ -134,6 +134,14 @@ def cosine_unexpectedness(user_mean_unit: npt.ArrayLike, item_unit: npt.ArrayLik
     return (1.0 - dot).astype(np.float32)
 
 
+def cosine_unexpectedness_rows(user_mean_unit: npt.ArrayLike, item_unit: npt.ArrayLike) -> FloatArray:
+    """:func:`cosine_unexpectedness` of each user's ``(d,)`` row against their ``K`` items, ``(U, K)``
+    from ``(U, d)`` and ``(U, K, d)``: the user's row is broadcast instead of copied ``K`` times, and
+    each dot product is the same float32 sum over ``d`` (tests/models/reranking/test_deepcut_scores.py)."""
+    dot = np.einsum("ud,ukd->uk", np.asarray(user_mean_unit, np.float32), np.asarray(item_unit, np.float32))
+    return (1.0 - dot).astype(np.float32)
+
+
 def combined_unexpectedness(
     genre: npt.ArrayLike, embedding: npt.ArrayLike | None, embedding_weight: float
 ) -> FloatArray:

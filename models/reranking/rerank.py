@@ -262,8 +262,15 @@ class _ClassWindow:
         key = np.where(member, -q_cand, np.inf)
         order = np.argsort(key, axis=1, kind="stable")[:, :width]  # ties: lower candidate position
         self.order = order
+        # the window's cells in a flattened (U, K) array: a plain take of them is several times cheaper
+        # than take_along_axis, which the greedy loop would otherwise do on every step
+        self.flat_order = order + np.arange(order.shape[0])[:, None] * member.shape[1]
         self.q = np.take_along_axis(q_cand, order, axis=1)
         self.member = np.take_along_axis(member, order, axis=1)
+
+    def available(self, avail: np.ndarray) -> np.ndarray:
+        """``(U, W)``: the window's members that are available in the ``(U, K)`` mask ``avail``."""
+        return self.member & np.take(np.ascontiguousarray(avail).ravel(), self.flat_order)
 
     def prefix(self, avail: np.ndarray, max_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Prefix sums ``P(j)``, ``j = 0..max_k + 1``, of the best available qualities of the class.
@@ -272,7 +279,7 @@ class _ClassWindow:
         ``rank`` is a member's 0-based position among the available members (quality descending) and
         ``prefix[:, j] = -inf`` when fewer than ``j`` members are available.
         """
-        m = self.member & np.take_along_axis(avail, self.order, axis=1)
+        m = self.available(avail)
         count = np.cumsum(m, axis=1)
         csum = np.cumsum(np.where(m, self.q, 0.0), axis=1)
         n_users, width = m.shape
@@ -405,10 +412,9 @@ def _band_feasible(
     own = np.zeros(avail.shape, dtype=bool)
     n_class = []
     for win in (tail_win, head_win):
-        m = win.member & np.take_along_axis(avail, win.order, axis=1)
+        m = win.available(avail)
         n_class.append(m.sum(axis=1, dtype=np.int32)[:, None])
-        at = np.nonzero(m[:, :e])
-        own[at[0], win.order[:, :e][at]] = True
+        own.ravel()[win.flat_order[:, :e][m[:, :e]]] = True
     tails = n_class[0] - (own & tail_cand)
     heads = n_class[1] - (own & ~tail_cand)
     base = tail_now.astype(np.int32)[:, None] + tail_cand
