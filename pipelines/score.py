@@ -50,9 +50,8 @@ import pandas as pd
 import pyarrow as pa
 
 from deepcuts.contracts import C, Dataset
-from deepcuts.formulas import long_tail_mask
 from deepcuts.models.recommenders.base import InteractionMatrix, positions_in, unique_codes
-from deepcuts.models.recommenders.item_stats import ItemStats, bayesian_mean, popularity_percentile
+from deepcuts.models.recommenders.item_stats import ItemStats
 from deepcuts.models.reranking import deepcut_scores as ds
 from deepcuts.models.reranking.rerank import RerankParams, RerankResult, rerank
 from deepcuts.pipelines.candidates import shard_part, user_shard
@@ -142,27 +141,6 @@ def _repeated_pair_rows(users: IntArray, codes: IntArray, n_items: int) -> IntAr
     return np.flatnonzero(repeated[at] == keys)
 
 
-def item_stats_from_sums(
-    item_ids: IntArray,
-    counts: IntArray,
-    sums: npt.NDArray[np.float64],
-    prior_weight: float,
-    head_share: float,
-) -> ItemStats:
-    """:meth:`ItemStats.from_matrix` from each item's rating count and sum (the same arithmetic)."""
-    total = int(counts.sum())
-    global_mean = float(sums.sum() / total) if total else 0.0
-    return ItemStats(
-        item_ids=item_ids,
-        counts=counts,
-        popularity_share=(counts / max(total, 1)).astype(np.float32),
-        quality=bayesian_mean(sums, counts, global_mean, prior_weight),
-        is_long_tail=long_tail_mask(counts, head_share),
-        popularity_percentile=popularity_percentile(counts),
-        global_mean=global_mean,
-    )
-
-
 #: Item ids of a compact range (MovieLens: 1..n) are their own bincount slots while the range is at
 #: most this many times the rated rows (else, or with negative ids, they are coded by sorting).
 _SLOT_SPAN_PER_ROW = 4
@@ -238,7 +216,7 @@ def catalog_stats(
     item_ids = slots.item_ids
     counts, sums = counts[slots.slot_of(item_ids)], sums[slots.slot_of(item_ids)]
     return CatalogStats(
-        item_stats_from_sums(item_ids, counts, sums, prior_weight, head_share), bool(repeated.size)
+        ItemStats.from_counts(item_ids, counts, sums, prior_weight, head_share), bool(repeated.size)
     )
 
 

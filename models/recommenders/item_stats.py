@@ -70,10 +70,24 @@ class ItemStats:
         # stored entries per column (an explicit 0 rating counts), without a CSC copy of the matrix
         counts = np.bincount(ratings.indices, minlength=ratings.shape[1]).astype(np.int64)
         sums = np.asarray(ratings.sum(axis=0), dtype=np.float64).ravel()
+        return cls.from_counts(data.item_ids, counts, sums, prior_weight, head_share)
+
+    @classmethod
+    def from_counts(
+        cls,
+        item_ids: IntArray,
+        counts: IntArray,
+        sums: npt.NDArray[np.float64],
+        prior_weight: float,
+        head_share: float,
+    ) -> ItemStats:
+        """Statistics from each item's rating count and rating sum (aligned with ``item_ids``): what
+        :meth:`from_matrix` computes once it has counted, for callers that count without a matrix (the
+        score step's shard-local context, ``deepcuts.pipelines.score.catalog_stats``)."""
         total = int(counts.sum())
         global_mean = float(sums.sum() / total) if total else 0.0
         return cls(
-            item_ids=data.item_ids,
+            item_ids=item_ids,
             counts=counts,
             popularity_share=(counts / max(total, 1)).astype(np.float32),
             quality=bayesian_mean(sums, counts, global_mean, prior_weight),
