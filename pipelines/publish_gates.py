@@ -44,11 +44,35 @@ def checksum(*frames: pd.DataFrame) -> str:
     digest = hashlib.sha256()
     for frame in frames:
         cols = sorted(c for c in frame.columns if c != C.RUN_DATE)
-        canon = frame[cols].sort_values(cols, kind="stable").reset_index(drop=True)
+        canon = _sorted_by_every_column(frame[cols])
         digest.update(",".join(cols).encode())
         digest.update(str(len(canon)).encode())
         digest.update(pd.util.hash_pandas_object(canon, index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def _sorted_by_every_column(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)``, faster.
+
+    pandas turns every sort key into categorical codes first (a hash and a sort of each column's
+    distinct values, even of a float column with a distinct value per row); NumPy's stable lexsort takes
+    numbers and booleans as they are (NaN last, -0.0 equal to 0.0, as pandas orders them) and text as its
+    sorted codes (missing last). Other dtypes take pandas' way.
+    """
+    keys = []
+    for col in frame.columns:
+        values = frame[col]
+        if isinstance(values.dtype, np.dtype) and values.dtype.kind in "biuf":
+            keys.append(values.to_numpy())
+        elif pd.api.types.is_string_dtype(values.dtype) and not isinstance(values.dtype, np.dtype):
+            codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=True)
+            keys.append(np.where(codes < 0, len(uniques), codes))
+        else:
+            return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
+    if not keys or len(frame) == 0:
+        return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
+    order = np.lexsort(keys[::-1])  # lexsort's last key is the primary one
+    return frame.take(order).reset_index(drop=True)
 
 
 def seen_pairs(lake: Lake, run_date: date, user_ids: np.ndarray) -> pd.DataFrame:
@@ -63,7 +87,50 @@ def seen_pairs(lake: Lake, run_date: date, user_ids: np.ndarray) -> pd.DataFrame
         return pd.DataFrame({C.USER_ID: pd.Series(dtype="int64"), C.ITEM_ID: pd.Series(dtype="int64")})
     users = pc.field(C.USER_ID).isin(np.unique(user_ids))
     table = lake.read_table(Dataset.INTERACTIONS, days[-1], columns=[C.USER_ID, C.ITEM_ID], filter=users)
-    return table.to_pandas().drop_duplicates()
+    pairs = table.to_pandas()
+    keys = _pair_keys(pairs, pairs)
+    if keys is None:
+        return pairs.drop_duplicates()
+    # the first row of each pair, in history order: what drop_duplicates() keeps, from one int64 column
+    # instead of hashing both id columns of the whole history
+    first = ~pd.Series(keys[0]).duplicated().to_numpy()
+    return pairs if first.all() else pairs[first]
+
+
+def _pair_keys(a: pd.DataFrame, b: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """One int64 per (user_id, item_id) row of ``a`` and of ``b``, equal exactly when both ids are equal;
+    ``None`` when the ids are not non-null integers or the key would not fit (use the frames then)."""
+    columns = []
+    for frame in (a, b):
+        for col in (C.USER_ID, C.ITEM_ID):
+            values = frame[col]
+            if not (isinstance(values.dtype, np.dtype) and values.dtype.kind == "i"):
+                return None
+            columns.append(values.to_numpy().astype(np.int64, copy=False))
+    a_users, a_items, b_users, b_items = columns
+    if not (a_users.size and b_users.size):
+        return a_users.copy(), b_users.copy()  # nothing to pair: any keys compare empty
+    item_lo = min(int(a_items.min()), int(b_items.min()))
+    item_span = max(int(a_items.max()), int(b_items.max())) - item_lo + 1
+    user_lo = min(int(a_users.min()), int(b_users.min()))
+    user_span = max(int(a_users.max()), int(b_users.max())) - user_lo + 1
+    if user_span * item_span >= 2**63:
+        return None
+    return (
+        (a_users - user_lo) * item_span + (a_items - item_lo),
+        (b_users - user_lo) * item_span + (b_items - item_lo),
+    )
+
+
+def _no_listed_item_seen(lists: pd.DataFrame, seen: pd.DataFrame) -> bool:
+    """True when no (user, item) of ``lists`` is in ``seen``, decided on int64 keys (the common case,
+    cheap); False when some is or the keys cannot tell (the caller then joins the frames for the
+    gate's detail)."""
+    keys = _pair_keys(lists, seen)
+    if keys is None:
+        return False
+    list_keys, seen_keys = keys
+    return not pd.Series(seen_keys).isin(list_keys).any()
 
 
 # --------------------------------------------------------------------------- gates
@@ -187,7 +254,10 @@ def _list_gates(lists: pd.DataFrame, seen: pd.DataFrame) -> list[dict[str, Any]]
     dup_rank = lists[lists.duplicated([*list_key, C.RANK], keep=False)]
     dup_item = lists[lists.duplicated([*list_key, C.ITEM_ID], keep=False)]
     ok = dup_rank.empty and dup_item.empty
-    hits = lists[[*list_key, C.ITEM_ID]].merge(seen, on=[C.USER_ID, C.ITEM_ID], how="inner")
+    if _no_listed_item_seen(lists, seen):
+        hits = lists.iloc[0:0]
+    else:
+        hits = lists[[*list_key, C.ITEM_ID]].merge(seen, on=[C.USER_ID, C.ITEM_ID], how="inner")
     return [
         gate(
             "lists_unique",

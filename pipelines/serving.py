@@ -420,18 +420,12 @@ def _sqlite_insert_chunk(conn: Connection, table: str, columns: list[str], chunk
     one_row = "(" + ", ".join("?" for _ in columns) + ")"
     head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
     n_full = n_rows - n_rows % per_statement
-    # the DBAPI cursor of this connection (inside its transaction): sqlite3 takes the parameter rows as
-    # lists, where SQLAlchemy would want a tuple made of each
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        if n_full:
-            # each parameter row is `per_statement` table rows laid end to end, in row order
-            rows = cells[:n_full].reshape(n_full // per_statement, per_statement * n_cols).tolist()
-            cursor.executemany(head + ", ".join([one_row] * per_statement), rows)
-        if n_rows > n_full:
-            cursor.executemany(head + one_row, cells[n_full:].tolist())
-    finally:
-        cursor.close()
+    if n_full:
+        # each parameter row is `per_statement` table rows laid end to end, in row order
+        rows = cells[:n_full].reshape(n_full // per_statement, per_statement * n_cols).tolist()
+        conn.exec_driver_sql(head + ", ".join([one_row] * per_statement), [tuple(r) for r in rows])
+    if n_rows > n_full:
+        conn.exec_driver_sql(head + one_row, [tuple(r) for r in cells[n_full:].tolist()])
 
 
 def _python_values(series: pd.Series) -> list[Any]:
