@@ -44,43 +44,21 @@ def checksum(*frames: pd.DataFrame) -> str:
     digest = hashlib.sha256()
     for frame in frames:
         cols = sorted(c for c in frame.columns if c != C.RUN_DATE)
-        canon = _sorted_by_every_column(frame[cols])
+        canon = frame[cols].sort_values(cols, kind="stable").reset_index(drop=True)
         digest.update(",".join(cols).encode())
         digest.update(str(len(canon)).encode())
         digest.update(pd.util.hash_pandas_object(canon, index=False).to_numpy().tobytes())
     return digest.hexdigest()
 
 
-def _sorted_by_every_column(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)``, faster.
-
-    pandas turns every sort key into categorical codes first (a hash and a sort of each column's
-    distinct values, even of a float column with a distinct value per row); NumPy's stable lexsort takes
-    numbers and booleans as they are (NaN last, -0.0 equal to 0.0, as pandas orders them) and text as its
-    sorted codes (missing last). Other dtypes take pandas' way.
-    """
-    keys = []
-    for col in frame.columns:
-        values = frame[col]
-        if isinstance(values.dtype, np.dtype) and values.dtype.kind in "biuf":
-            keys.append(values.to_numpy())
-        elif pd.api.types.is_string_dtype(values.dtype) and not isinstance(values.dtype, np.dtype):
-            codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=True)
-            keys.append(np.where(codes < 0, len(uniques), codes))
-        else:
-            return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
-    if not keys or len(frame) == 0:
-        return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
-    order = np.lexsort(keys[::-1])  # lexsort's last key is the primary one
-    return frame.take(order).reset_index(drop=True)
-
-
-def seen_pairs(lake: Lake, run_date: date, user_ids: np.ndarray) -> pd.DataFrame:
+def seen_pairs(lake: Lake, run_date: date, user_ids: np.ndarray, *, distinct: bool = True) -> pd.DataFrame:
     """Distinct (user_id, item_id) pairs of the users' rating history as of ``run_date``.
 
     ``canonical/interactions(D)`` is a cumulative snapshot (everything up to the end of D, see
     pipelines/ingest.py), so the newest partition at or before ``run_date`` is the whole history; only
-    the two id columns of the users being published are read.
+    the two id columns of the users being published are read. ``distinct=False``: every history row's
+    pair, repeats included (publish: :func:`data_gates` with ``seen_distinct=False`` deduplicates them
+    only when a listed item is seen, the rare case that needs them counted).
     """
     days = [d for d in lake.run_dates(Dataset.INTERACTIONS) if d <= run_date]
     if not days:
@@ -88,6 +66,8 @@ def seen_pairs(lake: Lake, run_date: date, user_ids: np.ndarray) -> pd.DataFrame
     users = pc.field(C.USER_ID).isin(np.unique(user_ids))
     table = lake.read_table(Dataset.INTERACTIONS, days[-1], columns=[C.USER_ID, C.ITEM_ID], filter=users)
     pairs = table.to_pandas()
+    if not distinct:
+        return pairs
     keys = _pair_keys(pairs, pairs)
     if keys is None:
         return pairs.drop_duplicates()
@@ -148,6 +128,8 @@ def data_gates(
     policy: pd.DataFrame,
     seen: pd.DataFrame,
     list_length: int,
+    *,
+    seen_distinct: bool = True,
 ) -> list[dict[str, Any]]:
     """The gates that need only the frames. Each returns passed + a detail naming offending rows.
 
@@ -161,7 +143,8 @@ def data_gates(
       ``list_length`` rows with ranks 1..list_length, and no list belongs to a user without an
       assignment of that variant;
     - ``lists_unique``: no duplicate (user, variant, arm, rank) nor (user, variant, arm, item);
-    - ``no_seen_items``: no item of any list is in its user's history;
+    - ``no_seen_items``: no item of any list is in its user's history (``seen``: its distinct
+      (user_id, item_id) pairs; with ``seen_distinct=False`` the pairs may repeat and count once);
     - ``finite``: score, novelty, propensity finite; propensity in (0, 1];
     - ``known_values``: daypart and variant in their enums;
     - ``policy_valid``: probabilities finite in [0, 1], one row per (segment, daypart, arm), selection
@@ -199,7 +182,7 @@ def data_gates(
         problems += _list_coverage(lists, assignments, list_length)
     gates.append(gate("complete", not problems, "; ".join(problems) or "ok", float(n_users)))
     if lists is not None:
-        gates += _list_gates(lists, seen)
+        gates += _list_gates(lists, seen, seen_distinct)
 
     bad_parts = []
     numeric = [(C.PROPENSITY, assignments, key)]
@@ -248,7 +231,7 @@ def data_gates(
     return gates
 
 
-def _list_gates(lists: pd.DataFrame, seen: pd.DataFrame) -> list[dict[str, Any]]:
+def _list_gates(lists: pd.DataFrame, seen: pd.DataFrame, seen_distinct: bool = True) -> list[dict[str, Any]]:
     """``lists_unique`` and ``no_seen_items`` over every list the version may serve."""
     list_key = [C.USER_ID, C.VARIANT, C.ARM]
     dup_rank = lists[lists.duplicated([*list_key, C.RANK], keep=False)]
@@ -257,7 +240,8 @@ def _list_gates(lists: pd.DataFrame, seen: pd.DataFrame) -> list[dict[str, Any]]
     if _no_listed_item_seen(lists, seen):
         hits = lists.iloc[0:0]
     else:
-        hits = lists[[*list_key, C.ITEM_ID]].merge(seen, on=[C.USER_ID, C.ITEM_ID], how="inner")
+        pairs = seen if seen_distinct else seen.drop_duplicates()
+        hits = lists[[*list_key, C.ITEM_ID]].merge(pairs, on=[C.USER_ID, C.ITEM_ID], how="inner")
     return [
         gate(
             "lists_unique",

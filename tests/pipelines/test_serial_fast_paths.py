@@ -163,40 +163,6 @@ def test_user_codes_equal_numpy_unique(ordered: bool) -> None:
     assert empty_users.size == 0 and empty_codes.size == 0
 
 
-def _checksum_frame(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    floats = rng.choice([0.0, -0.0, 1.5, np.nan, -2.25, np.inf], n)
-    text = pd.Series(rng.choice(["b", "a", "ä", "Z", "", "a b"], n), dtype="str")
-    text[rng.random(n) < 0.1] = None
-    return pd.DataFrame(
-        {
-            C.USER_ID: rng.integers(0, 4, n).astype(np.int64),
-            C.ARM: text,
-            C.RANK: rng.integers(1, 3, n).astype(np.int32),
-            C.SCORE: floats.astype(np.float32),
-            C.NOVELTY: floats[::-1].copy(),
-            C.IS_LONG_TAIL: rng.random(n) < 0.5,
-            C.REASON: pd.Series(rng.choice(["x", "y"], n), dtype="object"),
-            C.RUN_DATE: pd.Timestamp("2025-01-01"),
-        }
-    )
-
-
-@pytest.mark.parametrize(("n", "seed"), [(0, 0), (1, 1), (7, 2), (500, 3), (5000, 4)])
-@pytest.mark.parametrize("with_object_column", [False, True])
-def test_canonical_sort_equals_pandas_sort(n: int, seed: int, with_object_column: bool) -> None:
-    from deepcuts.pipelines.publish_gates import _sorted_by_every_column
-
-    frame = _checksum_frame(n, seed).sample(frac=1.0, random_state=seed)
-    if not with_object_column:  # an object column takes pandas' way for the whole frame
-        frame = frame.drop(columns=C.REASON)
-    cols = sorted(c for c in frame.columns if c != C.RUN_DATE)
-    want = frame[cols].sort_values(cols, kind="stable").reset_index(drop=True)
-    got = _sorted_by_every_column(frame[cols])
-    pd.testing.assert_frame_equal(got, want)
-    assert pd.util.hash_pandas_object(got, index=False).equals(pd.util.hash_pandas_object(want, index=False))
-
-
 def _random_lists(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
@@ -236,3 +202,14 @@ def test_genre_metrics_equal_the_separate_metrics(n: int, seed: int) -> None:
     lists = top_k_lists(_random_lists(n, seed), 4)
     separate = (intra_list_distance(lists, genres), genres_per_list(lists, genres))
     assert genre_metrics(lists, genres) == separate
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_list_gates_on_a_raw_history_equal_them_on_its_distinct_pairs(seed: int) -> None:
+    """publish passes the history with repeats (``seen_distinct=False``): same verdicts, counts, details."""
+    lists = _lists_frame(200, seed)
+    history = _seen_frame([0, 10, 400, 3000][seed], seed + 7)
+    history = pd.concat([history, history.iloc[: len(history) // 2]], ignore_index=True)  # repeats
+    want = _list_gates(lists, history.drop_duplicates())
+    assert _list_gates(lists, history, seen_distinct=False) == want
+    assert want[1]["passed"] == (seed == 0)  # the bigger histories do hit listed items
