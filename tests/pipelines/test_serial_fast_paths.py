@@ -213,3 +213,45 @@ def test_list_gates_on_a_raw_history_equal_them_on_its_distinct_pairs(seed: int)
     want = _list_gates(lists, history.drop_duplicates())
     assert _list_gates(lists, history, seen_distinct=False) == want
     assert want[1]["passed"] == (seed == 0)  # the bigger histories do hit listed items
+
+
+def test_each_arm_read_from_its_parts_equals_the_whole_partition_read(tmp_path: Path) -> None:
+    """evaluate reads only the parts that can hold an arm: the same rows, in the same order."""
+    import pyarrow as pa
+
+    from deepcuts.contracts import Dataset
+    from deepcuts.pipelines.evaluate import _parts_by_arm, _read_top_k
+    from deepcuts.pipelines.storage import Lake
+
+    day = pd.Timestamp("2025-01-01").date()
+    rng = np.random.default_rng(5)
+
+    def lists(arms: list[str]) -> pa.Table:
+        n = len(arms)
+        return pa.table(
+            {
+                C.USER_ID: pa.array(rng.integers(0, 9, n), pa.int64()),
+                C.ITEM_ID: pa.array(rng.integers(0, 50, n), pa.int64()),
+                C.RANK: pa.array(rng.integers(1, 15, n), pa.int32()),
+                C.SCORE: pa.array(rng.random(n), pa.float32()),
+                C.ARM: pa.array(arms, pa.string()),
+                C.RUN_DATE: pa.array([day] * n, pa.date32()),
+            }
+        )
+
+    lake = Lake(tmp_path)
+    parts = {
+        "a": ["svd"] * 40,
+        "b": ["item_cf", "svd"] * 20,
+        "c": [],
+        "d": ["graph"] * 30,
+        "e": ["svd"] * 25,
+    }
+    for part, arms in parts.items():
+        lake.write_table(Dataset.CANDIDATES, day, lists(arms), part=part)
+    by_arm = _parts_by_arm(lake, Dataset.CANDIDATES, day)
+    assert by_arm == {"graph": ["d"], "item_cf": ["b"], "svd": ["a", "b", "e"]}
+    for arm, arm_parts in by_arm.items():
+        whole = _read_top_k(lake, Dataset.CANDIDATES, day, 10, arm)
+        pd.testing.assert_frame_equal(_read_top_k(lake, Dataset.CANDIDATES, day, 10, arm, arm_parts), whole)
+        assert len(whole) > 0
