@@ -456,31 +456,41 @@ def evaluate_dataset(
 
 
 # ------------------------------------------------------------------------------------------ nightly
-def _read_top_k(lake: Lake, dataset: Dataset, run_date: date, k: int, arm: str) -> pd.DataFrame:
+def _read_top_k(
+    lake: Lake, dataset: Dataset, run_date: date, k: int, arm: str, parts: Sequence[str] | None = None
+) -> pd.DataFrame:
     """One arm's top ``k`` (rank <= k) of a lists dataset, with only the columns the metrics read.
 
     The filters run in Arrow while reading: the candidates hold 100 rows per user and arm, of which
     the metrics need ``k`` (converting all of them to pandas was most of this step's time), and one
-    arm at a time keeps the step's memory that of one arm's lists (parts of other arms are skipped
-    by their Parquet statistics).
+    arm at a time keeps the step's memory that of one arm's lists. ``parts``: only those parts of the
+    partition (the ones that can hold the arm, in partition order: the same rows in the same order as
+    reading every part, without opening the other arms' files).
     """
     columns = [C.USER_ID, C.ITEM_ID, C.RANK, C.ARM]
     wanted = (pc.field(C.RANK) <= k) & (pc.field(C.ARM) == arm)
-    return lake.read_df(dataset, run_date, columns=columns, filter=wanted)
+    return lake.read_df(dataset, run_date, parts=parts, columns=columns, filter=wanted)
 
 
-def _arms_of(lake: Lake, dataset: Dataset, run_date: date) -> list[str]:
-    """The arms that have lists in a partition, sorted (part by part: from the Parquet footer when the
-    part holds one arm, as every part the steps write does, else from the arm column)."""
-    arms: set[str] = set()
+def _parts_by_arm(lake: Lake, dataset: Dataset, run_date: date) -> dict[str, list[str]]:
+    """The parts that hold each arm's lists, in partition order, by arm (sorted): from the Parquet footer
+    when the part holds one arm, as every part the steps write does, else from the arm column."""
+    by_arm: dict[str, list[str]] = {}
     for part in lake.parts(dataset, run_date):
         arm = lake.constant_in_part(dataset, run_date, part, C.ARM)
         if arm is not None:
-            arms.add(str(arm))
-            continue
-        column = lake.read_table(dataset, run_date, parts=[part], columns=[C.ARM]).column(C.ARM)
-        arms.update(str(a) for a in pc.unique(column).to_pylist() if a is not None)
-    return sorted(arms)
+            arms_in_part = {str(arm)}
+        else:
+            column = lake.read_table(dataset, run_date, parts=[part], columns=[C.ARM]).column(C.ARM)
+            arms_in_part = {str(a) for a in pc.unique(column).to_pylist() if a is not None}
+        for name in arms_in_part:
+            by_arm.setdefault(name, []).append(part)
+    return dict(sorted(by_arm.items()))
+
+
+def _arms_of(lake: Lake, dataset: Dataset, run_date: date) -> list[str]:
+    """The arms that have lists in a partition, sorted."""
+    return list(_parts_by_arm(lake, dataset, run_date))
 
 
 def _lists_by_arm(
@@ -488,10 +498,10 @@ def _lists_by_arm(
 ) -> Iterator[tuple[str, pd.DataFrame]]:
     """``(arm, top-k lists)`` per arm with lists in the partition (only ``arms`` when given), in arm
     order, one arm in memory at a time: what ``groupby(arm)`` of the whole partition gave."""
-    for arm in _arms_of(lake, dataset, run_date):
+    for arm, parts in _parts_by_arm(lake, dataset, run_date).items():
         if arms is not None and arm not in arms:
             continue
-        lists = _read_top_k(lake, dataset, run_date, k, arm)
+        lists = _read_top_k(lake, dataset, run_date, k, arm, parts)
         if len(lists):
             yield arm, lists
 

@@ -351,12 +351,14 @@ def publish(
             return outcome("no_lists")
 
         seen = (
-            seen_pairs(lake, run_date, lists[C.USER_ID].to_numpy())
+            # repeats and all: deduplicating the whole history costs more than the check that needs
+            # the pairs only to look items up (data_gates deduplicates them if an item is seen)
+            seen_pairs(lake, run_date, lists[C.USER_ID].to_numpy(), distinct=False)
             if lists is not None
             else pd.DataFrame({C.USER_ID: pd.Series(dtype="int64"), C.ITEM_ID: pd.Series(dtype="int64")})
         )
         length = settings.rerank.list_length
-        gates = data_gates(lists, assignments, policy, seen, length)
+        gates = data_gates(lists, assignments, policy, seen, length, seen_distinct=False)
         gates.append(critical_alert_gate(critical))
         hook("validate")
         if not all(g["passed"] for g in gates):

@@ -51,19 +51,66 @@ def checksum(*frames: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def seen_pairs(lake: Lake, run_date: date, user_ids: np.ndarray) -> pd.DataFrame:
+def seen_pairs(lake: Lake, run_date: date, user_ids: np.ndarray, *, distinct: bool = True) -> pd.DataFrame:
     """Distinct (user_id, item_id) pairs of the users' rating history as of ``run_date``.
 
     ``canonical/interactions(D)`` is a cumulative snapshot (everything up to the end of D, see
     pipelines/ingest.py), so the newest partition at or before ``run_date`` is the whole history; only
-    the two id columns of the users being published are read.
+    the two id columns of the users being published are read. ``distinct=False``: every history row's
+    pair, repeats included (publish: :func:`data_gates` with ``seen_distinct=False`` deduplicates them
+    only when a listed item is seen, the rare case that needs them counted).
     """
     days = [d for d in lake.run_dates(Dataset.INTERACTIONS) if d <= run_date]
     if not days:
         return pd.DataFrame({C.USER_ID: pd.Series(dtype="int64"), C.ITEM_ID: pd.Series(dtype="int64")})
     users = pc.field(C.USER_ID).isin(np.unique(user_ids))
     table = lake.read_table(Dataset.INTERACTIONS, days[-1], columns=[C.USER_ID, C.ITEM_ID], filter=users)
-    return table.to_pandas().drop_duplicates()
+    pairs = table.to_pandas()
+    if not distinct:
+        return pairs
+    keys = _pair_keys(pairs, pairs)
+    if keys is None:
+        return pairs.drop_duplicates()
+    # the first row of each pair, in history order: what drop_duplicates() keeps, from one int64 column
+    # instead of hashing both id columns of the whole history
+    first = ~pd.Series(keys[0]).duplicated().to_numpy()
+    return pairs if first.all() else pairs[first]
+
+
+def _pair_keys(a: pd.DataFrame, b: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """One int64 per (user_id, item_id) row of ``a`` and of ``b``, equal exactly when both ids are equal;
+    ``None`` when the ids are not non-null integers or the key would not fit (use the frames then)."""
+    columns = []
+    for frame in (a, b):
+        for col in (C.USER_ID, C.ITEM_ID):
+            values = frame[col]
+            if not (isinstance(values.dtype, np.dtype) and values.dtype.kind == "i"):
+                return None
+            columns.append(values.to_numpy().astype(np.int64, copy=False))
+    a_users, a_items, b_users, b_items = columns
+    if not (a_users.size and b_users.size):
+        return a_users.copy(), b_users.copy()  # nothing to pair: any keys compare empty
+    item_lo = min(int(a_items.min()), int(b_items.min()))
+    item_span = max(int(a_items.max()), int(b_items.max())) - item_lo + 1
+    user_lo = min(int(a_users.min()), int(b_users.min()))
+    user_span = max(int(a_users.max()), int(b_users.max())) - user_lo + 1
+    if user_span * item_span >= 2**63:
+        return None
+    return (
+        (a_users - user_lo) * item_span + (a_items - item_lo),
+        (b_users - user_lo) * item_span + (b_items - item_lo),
+    )
+
+
+def _no_listed_item_seen(lists: pd.DataFrame, seen: pd.DataFrame) -> bool:
+    """True when no (user, item) of ``lists`` is in ``seen``, decided on int64 keys (the common case,
+    cheap); False when some is or the keys cannot tell (the caller then joins the frames for the
+    gate's detail)."""
+    keys = _pair_keys(lists, seen)
+    if keys is None:
+        return False
+    list_keys, seen_keys = keys
+    return not pd.Series(seen_keys).isin(list_keys).any()
 
 
 # --------------------------------------------------------------------------- gates
@@ -81,6 +128,8 @@ def data_gates(
     policy: pd.DataFrame,
     seen: pd.DataFrame,
     list_length: int,
+    *,
+    seen_distinct: bool = True,
 ) -> list[dict[str, Any]]:
     """The gates that need only the frames. Each returns passed + a detail naming offending rows.
 
@@ -94,7 +143,8 @@ def data_gates(
       ``list_length`` rows with ranks 1..list_length, and no list belongs to a user without an
       assignment of that variant;
     - ``lists_unique``: no duplicate (user, variant, arm, rank) nor (user, variant, arm, item);
-    - ``no_seen_items``: no item of any list is in its user's history;
+    - ``no_seen_items``: no item of any list is in its user's history (``seen``: its distinct
+      (user_id, item_id) pairs; with ``seen_distinct=False`` the pairs may repeat and count once);
     - ``finite``: score, novelty, propensity finite; propensity in (0, 1];
     - ``known_values``: daypart and variant in their enums;
     - ``policy_valid``: probabilities finite in [0, 1], one row per (segment, daypart, arm), selection
@@ -132,7 +182,7 @@ def data_gates(
         problems += _list_coverage(lists, assignments, list_length)
     gates.append(gate("complete", not problems, "; ".join(problems) or "ok", float(n_users)))
     if lists is not None:
-        gates += _list_gates(lists, seen)
+        gates += _list_gates(lists, seen, seen_distinct)
 
     bad_parts = []
     numeric = [(C.PROPENSITY, assignments, key)]
@@ -181,13 +231,17 @@ def data_gates(
     return gates
 
 
-def _list_gates(lists: pd.DataFrame, seen: pd.DataFrame) -> list[dict[str, Any]]:
+def _list_gates(lists: pd.DataFrame, seen: pd.DataFrame, seen_distinct: bool = True) -> list[dict[str, Any]]:
     """``lists_unique`` and ``no_seen_items`` over every list the version may serve."""
     list_key = [C.USER_ID, C.VARIANT, C.ARM]
     dup_rank = lists[lists.duplicated([*list_key, C.RANK], keep=False)]
     dup_item = lists[lists.duplicated([*list_key, C.ITEM_ID], keep=False)]
     ok = dup_rank.empty and dup_item.empty
-    hits = lists[[*list_key, C.ITEM_ID]].merge(seen, on=[C.USER_ID, C.ITEM_ID], how="inner")
+    if _no_listed_item_seen(lists, seen):
+        hits = lists.iloc[0:0]
+    else:
+        pairs = seen if seen_distinct else seen.drop_duplicates()
+        hits = lists[[*list_key, C.ITEM_ID]].merge(pairs, on=[C.USER_ID, C.ITEM_ID], how="inner")
     return [
         gate(
             "lists_unique",

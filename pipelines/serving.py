@@ -37,6 +37,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -359,7 +360,7 @@ def bulk_insert(conn: Connection, table: str, frame: pd.DataFrame, chunk_rows: i
     """Append ``frame`` (columns in ``TABLE_COLUMNS`` order) to ``<table>_v<N>``; returns rows written.
 
     PostgreSQL: ``COPY ... FROM STDIN (FORMAT csv)`` in chunks (psycopg2 or psycopg 3).
-    SQLite: ``executemany`` with ``?`` bound parameters in chunks.
+    SQLite: ``executemany`` of multi-row ``INSERT``s with ``?`` bound parameters, in chunks.
     """
     match = _VERSION_TABLE.match(table)
     if not match:
@@ -395,14 +396,52 @@ def bulk_insert(conn: Connection, table: str, frame: pd.DataFrame, chunk_rows: i
                 cursor.close()
             total += len(chunk)
         return total
-    placeholders = ", ".join("?" for _ in columns)
-    insert_sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
     for start in range(0, len(frame), chunk_rows):
         chunk = frame.iloc[start : start + chunk_rows]
-        values = [chunk[c].astype(object).tolist() for c in columns]
-        conn.exec_driver_sql(insert_sql, list(zip(*values, strict=True)))
+        _sqlite_insert_chunk(conn, table, columns, chunk)
         total += len(chunk)
     return total
+
+
+#: Rows per multi-row ``INSERT ... VALUES (...), (...)`` on SQLite. One statement step per row was most of
+#: a big load (bind, step and reset per row, and a Python tuple per row); a few hundred rows per statement
+#: make that overhead negligible while staying far below SQLite's bound-parameter limit (32,766 since 3.32).
+_SQLITE_ROWS_PER_STATEMENT = 500
+
+
+def _sqlite_insert_chunk(conn: Connection, table: str, columns: list[str], chunk: pd.DataFrame) -> None:
+    """Insert ``chunk`` in row order (the same rows and rowids as one ``INSERT`` per row): full
+    statements of :data:`_SQLITE_ROWS_PER_STATEMENT` rows, then one row per statement for the rest."""
+    n_rows, n_cols = len(chunk), len(columns)
+    per_statement = max(1, min(_SQLITE_ROWS_PER_STATEMENT, 32_766 // max(n_cols, 1)))
+    cells = np.empty((n_rows, n_cols), dtype=object)
+    for j, column in enumerate(columns):
+        cells[:, j] = _python_values(chunk[column])
+    one_row = "(" + ", ".join("?" for _ in columns) + ")"
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+    n_full = n_rows - n_rows % per_statement
+    if n_full:
+        # each parameter row is `per_statement` table rows laid end to end, in row order
+        rows = cells[:n_full].reshape(n_full // per_statement, per_statement * n_cols).tolist()
+        conn.exec_driver_sql(head + ", ".join([one_row] * per_statement), [tuple(r) for r in rows])
+    if n_rows > n_full:
+        conn.exec_driver_sql(head + one_row, [tuple(r) for r in cells[n_full:].tolist()])
+
+
+def _python_values(series: pd.Series) -> list[Any]:
+    """The column as the Python objects ``series.astype(object).tolist()`` gives, built faster.
+
+    NumPy numbers and booleans: ``ndarray.tolist()`` (Python int/float/bool, the same values). Text
+    without missing values: each distinct string once (factorized), repeated by reference, instead of a
+    new str per row. Anything else (nullable or missing values, other types) goes the generic way.
+    """
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "biuf":
+        return series.to_numpy().tolist()
+    if pd.api.types.is_string_dtype(series.dtype) and not isinstance(series.dtype, np.dtype):
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        if len(codes) == 0 or codes.min() >= 0:
+            return np.asarray(uniques, dtype=object)[codes].tolist()
+    return series.astype(object).tolist()
 
 
 #: What a U+0000 in text becomes on PostgreSQL, whose text type cannot hold it (COPY fails on 0x00).

@@ -33,6 +33,7 @@ from deepcuts.metrics.beyond import (
     GenreMatrix,
     ItemPopularity,
     catalog_coverage,
+    genre_metrics,
     genres_per_list,
     gini_index,
     intra_list_distance,
@@ -53,6 +54,7 @@ __all__ = [
     "accuracy_summary",
     "beyond_accuracy",
     "catalog_coverage",
+    "genre_metrics",
     "genres_per_list",
     "gini_index",
     "intra_list_distance",
@@ -148,12 +150,13 @@ class ListContext:
 
 def beyond_accuracy(lists: pd.DataFrame, ctx: ListContext) -> dict[str, float | None]:
     """Beyond-accuracy metrics of top-k lists (hit-based ones only when ``ctx.truth`` is set)."""
+    ild, genres = genre_metrics(lists, ctx.genres)
     out: dict[str, float | None] = {
         "catalog_coverage": catalog_coverage(lists, ctx.catalog_item_ids),
         "gini": gini_index(lists, ctx.catalog_item_ids),
         "novelty": novelty(lists, ctx.popularity),
-        "ild": intra_list_distance(lists, ctx.genres),
-        "genres_per_list": genres_per_list(lists, ctx.genres),
+        "ild": ild,
+        "genres_per_list": genres,
         "long_tail_share": long_tail_share(lists, ctx.long_tail_item_ids),
     }
     if ctx.truth is not None:

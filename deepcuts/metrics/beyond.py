@@ -26,7 +26,16 @@ def _ids(values: npt.ArrayLike) -> IntArray:
 
 
 def _user_codes(lists: pd.DataFrame) -> tuple[IntArray, IntArray]:
-    users, codes = np.unique(lists[C.USER_ID].to_numpy(np.int64), return_inverse=True)
+    """Sorted distinct user ids and each row's index into them (``np.unique(..., return_inverse=True)``).
+
+    Lists come sorted by user (:func:`deepcuts.metrics.accuracy.top_k_lists`): then the runs of equal
+    ids give the same answer in one pass, without np.unique's sort of every row.
+    """
+    ids = lists[C.USER_ID].to_numpy(np.int64)
+    if ids.size and not (ids[1:] < ids[:-1]).any():
+        starts = np.r_[True, ids[1:] != ids[:-1]]
+        return ids[starts], np.cumsum(starts, dtype=np.int64) - 1
+    users, codes = np.unique(ids, return_inverse=True)
     return users, codes.astype(np.int64)
 
 
@@ -187,8 +196,12 @@ def intra_list_distance(lists: pd.DataFrame, genres: GenreMatrix) -> float:
     """
     if lists.empty:
         return 0.0
-    users, codes = _user_codes(lists)
-    g = genres.rows_for(lists[C.ITEM_ID]).tocsr()
+    return _ild_of_rows(*_user_codes(lists), genres.rows_for(lists[C.ITEM_ID]))
+
+
+def _ild_of_rows(users: IntArray, codes: IntArray, rows: sp.csr_matrix) -> float:
+    """:func:`intra_list_distance` from the lists' user codes and genre rows (one per list row)."""
+    g = rows.tocsr()
     norms = np.sqrt(np.asarray(g.multiply(g).sum(axis=1)).ravel())
     unit = sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ g
     summed = _list_indicator(codes, users.size) @ unit
@@ -206,11 +219,24 @@ def genres_per_list(lists: pd.DataFrame, genres: GenreMatrix) -> float:
     """``mean_u |∪_{i in L_u} G_i|``: distinct genres covered by a list, averaged over lists."""
     if lists.empty:
         return 0.0
-    users, codes = _user_codes(lists)
-    covered = _list_indicator(codes, users.size) @ genres.rows_for(lists[C.ITEM_ID])
+    return _genres_of_rows(*_user_codes(lists), genres.rows_for(lists[C.ITEM_ID]))
+
+
+def _genres_of_rows(users: IntArray, codes: IntArray, rows: sp.csr_matrix) -> float:
+    """:func:`genres_per_list` from the lists' user codes and genre rows (one per list row)."""
+    covered = _list_indicator(codes, users.size) @ rows
     covered = sp.csr_matrix(covered)
     covered.eliminate_zeros()
     return float(np.mean(np.diff(covered.indptr)))
+
+
+def genre_metrics(lists: pd.DataFrame, genres: GenreMatrix) -> tuple[float, float]:
+    """``(intra_list_distance, genres_per_list)`` of the same lists, looking their genres up once."""
+    if lists.empty:
+        return 0.0, 0.0
+    users, codes = _user_codes(lists)
+    rows = genres.rows_for(lists[C.ITEM_ID])
+    return _ild_of_rows(users, codes, rows), _genres_of_rows(users, codes, rows)
 
 
 # ------------------------------------------------------------------------------------------- hits

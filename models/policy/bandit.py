@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -105,6 +104,10 @@ def thompson_probabilities(alpha: npt.ArrayLike, beta: npt.ArrayLike, points: in
     below ~0.1 put so much mass at 0 and 1 that float64 quantiles round onto the endpoints (the
     settings forbid such priors; posteriors never fall below their prior).
     """
+    # imported here: scipy.special costs ~0.3 CPU-s to import, and of the tasks importing this module
+    # only the bandit update computes these probabilities (assign, intraday and ope never do)
+    from scipy import special
+
     a = np.atleast_2d(np.asarray(alpha, dtype=np.float64))
     b = np.atleast_2d(np.asarray(beta, dtype=np.float64))
     _check_params(a, b)
