@@ -86,9 +86,9 @@ class SerendipityRecommender(QualityFloorMixin, Recommender):
 
     def _score(self, user_rows: IntArray) -> FloatArray:
         assert self.below_floor_ is not None
-        rel = self._relevance(user_rows)
+        rel, seen = self._relevance(user_rows)
         out = self.unexpectedness(user_rows)
         out *= self.config.unexpectedness_weight
         np.exp(out, out=out)
         out *= rel
-        return self._floor_last(out)
+        return self._floor_last(out, seen)
