@@ -19,6 +19,7 @@ EASE^R base (liked-weighted history): boost 2.5 -> nDCG@10 0.373, long-tail shar
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Self
 
 import numpy as np
@@ -37,6 +38,19 @@ def scale_floor(floor_5pt: float, rating_scale: tuple[float, float]) -> float:
     if hi <= lo:
         raise ValueError(f"rating scale {rating_scale} is empty; set source.rating_min < source.rating_max")
     return scale_5pt(floor_5pt, lo, hi)
+
+
+#: Bytes of a score block that chained elementwise steps process at a time: a chunk of rows this size
+#: stays in the CPU cache from one step to the next instead of the whole block (110 MB at 1,024 users x
+#: 26,744 items) streaming through memory once per step. Each entry gets the same operations either way.
+CHUNK_BYTES = 1 << 20
+
+
+def row_chunks(block: np.ndarray) -> Iterator[slice]:
+    """Slices of consecutive rows of ``block`` holding about ``CHUNK_BYTES`` each (at least one row)."""
+    rows = max(1, CHUNK_BYTES // max(1, block.shape[1] * block.itemsize))
+    for start in range(0, block.shape[0], rows):
+        yield slice(start, start + rows)
 
 
 #: Where a block's seen entries are: (rows, columns) or a dense boolean mask (:func:`seen_positions`).
@@ -64,8 +78,10 @@ def normalise_at(scores: FloatArray, at: SeenPositions) -> FloatArray:
     lo = np.where(np.isfinite(lo), lo, 0.0)
     span = np.where(np.isfinite(hi), hi - lo, 0.0)
     # every non-finite entry is a seen one, now -inf: (-inf - lo) / span stays -inf (lo finite, span > 0)
-    out -= lo
-    out /= np.maximum(span, 1e-12)
+    span = np.maximum(span, 1e-12)
+    for rows in row_chunks(out):
+        out[rows] -= lo[rows]
+        out[rows] /= span[rows]
     return out
 
 
@@ -202,7 +218,9 @@ class QualityFloorMixin:
         shift = np.where(np.isfinite(hi - lo), hi - lo + 1.0, 0.0).astype(np.float32)
         # shift x 1 on the floored columns and shift x 0 = +0 elsewhere (shift is finite), and
         # s - 0 == s for every float: the same values as a where= subtract, at a fraction of its cost
-        np.subtract(scores, shift * self.below_floor_.astype(np.float32)[None, :], out=scores)
+        floored = self.below_floor_.astype(np.float32)[None, :]
+        for rows in row_chunks(scores):
+            scores[rows] -= shift[rows] * floored
         return scores
 
     @staticmethod

@@ -8,11 +8,20 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from deepcuts.models.recommenders import long_tail
 from deepcuts.models.recommenders.item_cf import ItemCFRecommender
 from deepcuts.models.recommenders.long_tail import LongTailRecommender, QualityFloorMixin, normalise_rows
 from deepcuts.models.recommenders.serendipity import SerendipityRecommender
 from deepcuts.settings import ItemCFSettings, LongTailSettings, QualitySettings, SerendipitySettings
 from tests.models.recommenders.test_math import _quality_world
+
+
+@pytest.fixture(params=[1, 700, None], ids=["row-chunks", "ragged-chunks", "one-chunk"], autouse=True)
+def chunk_bytes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test also runs with the elementwise steps split into chunks of one row and of a few rows
+    (the last one shorter), as on blocks wider than the test blocks."""
+    if request.param is not None:
+        monkeypatch.setattr(long_tail, "CHUNK_BYTES", request.param)
 
 
 def reference_normalise(scores: np.ndarray, seen: np.ndarray) -> np.ndarray:
