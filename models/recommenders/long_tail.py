@@ -68,21 +68,35 @@ def normalise_rows(scores: FloatArray, seen: np.ndarray | sp.csr_matrix | None =
 
 def normalise_at(scores: FloatArray, at: SeenPositions) -> FloatArray:
     """:func:`normalise_rows` with the seen entries given as an index (:func:`seen_positions`)."""
-    out = np.array(scores, dtype=np.float32, copy=True)
-    bounds = finite_bounds_outside(out, at)
-    if bounds is None:
-        # some unseen entry is -inf, +inf or NaN: reductions over the finite entries only (where=)
-        out[at] = -np.inf
-        return _normalise_finite(out, np.isfinite(out))
-    lo, hi = bounds
-    lo = np.where(np.isfinite(lo), lo, 0.0)
-    span = np.where(np.isfinite(hi), hi - lo, 0.0)
-    # every non-finite entry is a seen one, now -inf: (-inf - lo) / span stays -inf (lo finite, span > 0)
-    span = np.maximum(span, 1e-12)
+    out = np.empty(np.shape(scores), dtype=np.float32)
+    # copy, bounds and normalisation chained on cache-sized row chunks: one trip through memory
     for rows in row_chunks(out):
-        out[rows] -= lo[rows]
-        out[rows] /= span[rows]
+        part = out[rows]
+        np.copyto(part, scores[rows], casting="unsafe")
+        bounds = finite_bounds_outside(part, seen_in(at, rows))
+        if bounds is None:
+            # some unseen entry is -inf, +inf or NaN: reductions over the finite entries only (where=)
+            out = np.array(scores, dtype=np.float32, copy=True)
+            out[at] = -np.inf
+            return _normalise_finite(out, np.isfinite(out))
+        lo, hi = bounds
+        lo = np.where(np.isfinite(lo), lo, 0.0)
+        span = np.where(np.isfinite(hi), hi - lo, 0.0)
+        # every non-finite entry is a seen one, now -inf: (-inf - lo) / span stays -inf (lo finite,
+        # span > 0)
+        part -= lo
+        part /= np.maximum(span, 1e-12)
     return out
+
+
+def seen_in(at: SeenPositions, rows: slice) -> SeenPositions:
+    """The seen positions inside the rows ``rows`` of a block, relative to its first row (the (rows,
+    columns) pairs of :func:`seen_positions` come in row order, as a CSR matrix stores them)."""
+    if isinstance(at, np.ndarray):
+        return at[rows]
+    seen_rows, seen_cols = at
+    first, last = np.searchsorted(seen_rows, [rows.start, rows.stop])
+    return seen_rows[first:last] - rows.start, seen_cols[first:last]
 
 
 def _normalise_finite(out: FloatArray, finite: np.ndarray) -> FloatArray:
@@ -101,7 +115,7 @@ def seen_positions(seen: np.ndarray | sp.csr_matrix | None) -> SeenPositions:
     """``seen`` as an index into a score block: (rows, columns) of a CSR matrix's stored entries, else
     the dense boolean mask itself (no seen items: an empty mask index)."""
     if sp.issparse(seen):
-        seen = sp.csr_matrix(seen)
+        seen = sp.csr_matrix(seen)  # rows in order (seen_in relies on it)
         return np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)), seen.indices
     if seen is None:
         empty = np.empty(0, dtype=np.intp)
