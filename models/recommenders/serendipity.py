@@ -28,7 +28,7 @@ import pandas as pd
 
 from deepcuts.models.recommenders.base import FloatArray, IntArray, InteractionMatrix, Recommender
 from deepcuts.models.recommenders.lightfm_warp import genre_feature_matrix
-from deepcuts.models.recommenders.long_tail import QualityFloorMixin
+from deepcuts.models.recommenders.long_tail import QualityFloorMixin, row_chunks
 from deepcuts.settings import QualitySettings, SerendipitySettings, Settings
 
 
@@ -72,23 +72,39 @@ class SerendipityRecommender(QualityFloorMixin, Recommender):
 
     def unexpectedness(self, user_rows: IntArray) -> FloatArray:
         """``unexp_ui`` for a batch of user rows (see the module docstring), shape (batch, n_items)."""
-        assert self.data is not None and self.genres_ is not None and self.stats_ is not None
+        return self._unexpected_in_place(self._genre_similarity(user_rows), self._popularity_term())
+
+    def _genre_similarity(self, user_rows: IntArray) -> FloatArray:
+        """``p_u . g_i`` for a batch of user rows (a new float32 block)."""
+        assert self.data is not None and self.genres_ is not None
         history = self.data.binary_rows(user_rows)
         profile = np.asarray(history @ self.genres_, dtype=np.float32)
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
-        mix = self.config.popularity_mix
-        # in place on one block (the same float32 operations as the formula, without its temporaries)
-        out = np.asarray(profile @ self.genres_.T, dtype=np.float32)
+        return np.asarray(profile @ self.genres_.T, dtype=np.float32)
+
+    def _popularity_term(self) -> np.ndarray:
+        """``popularity_mix * (1 - pct_i)``, one row."""
+        assert self.stats_ is not None
+        return self.config.popularity_mix * (1.0 - self.stats_.popularity_percentile)[None, :]
+
+    def _unexpected_in_place(self, out: FloatArray, popularity_term: np.ndarray) -> FloatArray:
+        """``unexp_ui`` from the genre similarities ``out`` (rows of :meth:`_genre_similarity`), in place:
+        the same float32 operations as the formula, without its temporaries."""
         np.subtract(1.0, out, out=out)  # the genre distance
-        out *= 1.0 - mix
-        out += mix * (1.0 - self.stats_.popularity_percentile)[None, :]
+        out *= 1.0 - self.config.popularity_mix
+        out += popularity_term
         return np.clip(out, 0.0, 1.0, out=out)
 
     def _score(self, user_rows: IntArray) -> FloatArray:
         assert self.below_floor_ is not None
-        rel = self._relevance(user_rows)
-        out = self.unexpectedness(user_rows)
-        out *= self.config.unexpectedness_weight
-        np.exp(out, out=out)
-        out *= rel
-        return self._floor_last(out)
+        rel, seen = self._relevance(user_rows)
+        out = self._genre_similarity(user_rows)
+        popularity_term = self._popularity_term()
+        # every step is elementwise: chained on cache-sized row chunks (the same values, fewer trips
+        # of the whole block through memory)
+        for rows in row_chunks(out):
+            part = self._unexpected_in_place(out[rows], popularity_term)
+            part *= self.config.unexpectedness_weight
+            np.exp(part, out=part)
+            part *= rel[rows]
+        return self._floor_last(out, seen)
