@@ -30,6 +30,7 @@ import fcntl
 import io
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -413,7 +414,7 @@ def _sqlite_insert_chunk(conn: Connection, table: str, columns: list[str], chunk
     """Insert ``chunk`` in row order (the same rows and rowids as one ``INSERT`` per row): full
     statements of :data:`_SQLITE_ROWS_PER_STATEMENT` rows, then one row per statement for the rest."""
     n_rows, n_cols = len(chunk), len(columns)
-    per_statement = max(1, min(_SQLITE_ROWS_PER_STATEMENT, 32_766 // max(n_cols, 1)))
+    per_statement = max(1, min(_SQLITE_ROWS_PER_STATEMENT, _sqlite_max_parameters(conn) // max(n_cols, 1)))
     cells = np.empty((n_rows, n_cols), dtype=object)
     for j, column in enumerate(columns):
         cells[:, j] = _python_values(chunk[column])
@@ -426,6 +427,13 @@ def _sqlite_insert_chunk(conn: Connection, table: str, columns: list[str], chunk
         conn.exec_driver_sql(head + ", ".join([one_row] * per_statement), [tuple(r) for r in rows])
     if n_rows > n_full:
         conn.exec_driver_sql(head + one_row, [tuple(r) for r in cells[n_full:].tolist()])
+
+
+def _sqlite_max_parameters(conn: Connection) -> int:
+    """The most bound parameters one statement of this SQLite library takes (32,766 since SQLite 3.32,
+    999 before: the library is the system's, so a statement sized for the new limit would fail there)."""
+    raw = conn.connection.driver_connection
+    return int(raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
 
 
 def _python_values(series: pd.Series) -> list[Any]:

@@ -74,6 +74,22 @@ def test_sqlite_bulk_insert_stores_what_one_row_per_insert_stored(
     assert [[type(v) for v in row] for row in new_rows] == [[type(v) for v in row] for row in old_rows]
 
 
+def test_sqlite_bulk_insert_sizes_statements_to_the_librarys_parameter_limit(tmp_path: Path) -> None:
+    """SQLite before 3.32 takes 999 bound parameters a statement: statements sized for the newer limit
+    would fail there. With the limit lowered to 50 (5 rows of 9 columns) the rows are the same."""
+    frame = _lists_frame(1_234, seed=5)
+    suffix = serving.version_suffix(3)
+    engine = serving.make_engine(f"sqlite:///{tmp_path / 'low.db'}", writer=True)
+    with engine.begin() as conn:
+        conn.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 50)
+        assert serving._sqlite_max_parameters(conn) == 50
+        serving.run_sql_file(conn, "lists.sql", v=suffix)
+        assert serving.bulk_insert(conn, f"lists_{suffix}", frame, 1000) == len(frame)
+    engine.dispose()
+    stored = _table_rows(tmp_path / "low.db", f"lists_{suffix}")
+    assert [row[1:] for row in stored] == _old_bulk_rows(frame)
+
+
 def test_sqlite_bulk_insert_keeps_missing_text_as_before(tmp_path: Path) -> None:
     """A missing value goes the generic way, so the NOT NULL constraint still rejects it."""
     frame = _lists_frame(600, seed=3)
