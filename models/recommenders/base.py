@@ -422,6 +422,12 @@ def _run_positions(counts: IntArray) -> IntArray:
     return np.arange(int(counts.sum())) - np.repeat(starts, counts)
 
 
+def entry_rows(matrix: sp.csr_matrix) -> IntArray:
+    """The row of each stored entry of a CSR ``matrix``, in storage order (with ``matrix.indices``:
+    the (row, column) pairs, e.g. to mark a block's seen entries)."""
+    return np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+
+
 def _first_ties(scores: FloatArray, rows: IntArray, value: FloatArray, need: IntArray) -> IntArray:
     """Flat indices of the ``need[i]`` lowest columns of row ``rows[i]`` equal to ``value[i]`` (each row
     has that many). Searched over a widening prefix of the columns: in sparse scores the ties (0) are
@@ -432,8 +438,9 @@ def _first_ties(scores: FloatArray, rows: IntArray, value: FloatArray, need: Int
     while rows.size:
         eq = np.flatnonzero(scores[rows, :width] == value[:, None])
         row_of = eq // width
-        rank = np.arange(eq.size) - np.searchsorted(row_of, row_of)
-        done = np.bincount(row_of, minlength=rows.size) >= need
+        per_row = np.bincount(row_of, minlength=rows.size)
+        rank = _run_positions(per_row)
+        done = per_row >= need
         pick = (rank < need[row_of]) & done[row_of]
         found.append(rows[row_of[pick]] * n_cols + eq[pick] % width)
         rows, value, need = rows[~done], value[~done], need[~done]
@@ -557,7 +564,7 @@ def top_n_with_quotas(
     if rows_out.size:
         order = np.argsort(rows_out, kind="stable")
         r = rows_out[order]
-        slot = n + np.arange(r.size) - np.searchsorted(r, r)  # position within the row's run
+        slot = n + _run_positions(np.bincount(r, minlength=n_rows))
         all_idx[r, slot] = np.concatenate(out_cols)[order]
         all_val[r, slot] = np.concatenate(out_vals)[order]
     order = np.lexsort((all_idx, -all_val), axis=1)[:, :n]
@@ -659,12 +666,12 @@ def _prefix_needed(order: IntArray, seen: sp.csr_matrix, want: int) -> IntArray:
     position = np.full(n_cols, -1, dtype=np.int64)
     position[order] = np.arange(order.size)
     pos = position[seen.indices]
-    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(seen.indptr))
+    rows = entry_rows(seen)
     inside = pos >= 0
     key = np.sort(rows[inside] * n_cols + pos[inside])
     rows = key // n_cols
     pos = key - rows * n_cols
-    j = np.arange(key.size) - np.searchsorted(rows, rows)
+    j = _run_positions(np.bincount(rows, minlength=n_rows))
     before = np.bincount(rows[pos - j < want], minlength=n_rows)
     return np.minimum(want + before, order.size)
 
@@ -691,7 +698,7 @@ def _top_n_over(
     local = np.full(seen.shape[1], -1, dtype=np.int64)
     local[cols] = np.arange(cols.size)
     at = local[seen.indices]
-    rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+    rows = entry_rows(seen)
     block[rows[at >= 0], at[at >= 0]] = -np.inf
     if quotas:
         idx, val = top_n_with_quotas(block, n, [(mask[cols], count) for mask, count in quotas])
@@ -874,11 +881,8 @@ class Recommender(ABC):
             idx, vals = top_n_uniform(uniform, self._seen_rows(data, rows, exclude_seen), n, quotas)
         else:
             scores = self._score_rows(data, rows, known)
-            if exclude_seen and known.any():
-                # stored entries, not nonzero values: an item rated 0 on a 0-based scale is seen too
-                seen = data.ratings[rows[known]]
-                at = np.flatnonzero(known)[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))]
-                scores[at, seen.indices] = -np.inf
+            seen = self._seen_rows(data, rows, exclude_seen)
+            scores[entry_rows(seen), seen.indices] = -np.inf
             if has_nan(scores):
                 scores[np.isnan(scores)] = -np.inf
             if quotas:
@@ -913,7 +917,8 @@ class Recommender(ABC):
     @staticmethod
     def _seen_rows(data: InteractionMatrix, rows: IntArray, exclude_seen: bool) -> sp.csr_matrix:
         """The batch's seen items as a ``batch x n_items`` structure (cold users and
-        ``exclude_seen=False``: none)."""
+        ``exclude_seen=False``: none). Stored entries, not nonzero values: an item rated 0 on a
+        0-based scale is seen too."""
         counts = np.zeros(rows.size, dtype=np.int64)
         known = np.flatnonzero(rows >= 0) if exclude_seen else np.empty(0, np.int64)
         indptr = data.ratings.indptr

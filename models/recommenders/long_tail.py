@@ -27,7 +27,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from deepcuts.formulas import scale_5pt
-from deepcuts.models.recommenders.base import FloatArray, IntArray, InteractionMatrix, Recommender
+from deepcuts.models.recommenders.base import (
+    FloatArray,
+    IntArray,
+    InteractionMatrix,
+    Recommender,
+    entry_rows,
+)
 from deepcuts.models.recommenders.item_stats import ItemStats
 from deepcuts.settings import LongTailSettings, QualitySettings, Settings
 
@@ -116,7 +122,7 @@ def seen_positions(seen: np.ndarray | sp.csr_matrix | None) -> SeenPositions:
     the dense boolean mask itself (no seen items: an empty mask index)."""
     if sp.issparse(seen):
         seen = sp.csr_matrix(seen)  # rows in order (seen_in relies on it)
-        return np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)), seen.indices
+        return entry_rows(seen), seen.indices
     if seen is None:
         empty = np.empty(0, dtype=np.intp)
         return empty, empty
