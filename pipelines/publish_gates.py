@@ -66,13 +66,15 @@ def seen_pairs(lake: Lake, run_date: date, user_ids: np.ndarray, *, distinct: bo
     users = pc.field(C.USER_ID).isin(np.unique(user_ids))
     table = lake.read_table(Dataset.INTERACTIONS, days[-1], columns=[C.USER_ID, C.ITEM_ID], filter=users)
     pairs = table.to_pandas()
-    if not distinct:
-        return pairs
+    return _distinct_pairs(pairs) if distinct else pairs
+
+
+def _distinct_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """``pairs.drop_duplicates()`` of a (user_id, item_id) frame: the first row of each pair, in order,
+    found from one int64 key per row instead of hashing both id columns of the whole history."""
     keys = _pair_keys(pairs, pairs)
     if keys is None:
         return pairs.drop_duplicates()
-    # the first row of each pair, in history order: what drop_duplicates() keeps, from one int64 column
-    # instead of hashing both id columns of the whole history
     first = ~pd.Series(keys[0]).duplicated().to_numpy()
     return pairs if first.all() else pairs[first]
 
@@ -240,7 +242,7 @@ def _list_gates(lists: pd.DataFrame, seen: pd.DataFrame, seen_distinct: bool = T
     if _no_listed_item_seen(lists, seen):
         hits = lists.iloc[0:0]
     else:
-        pairs = seen if seen_distinct else seen.drop_duplicates()
+        pairs = seen if seen_distinct else _distinct_pairs(seen)
         hits = lists[[*list_key, C.ITEM_ID]].merge(pairs, on=[C.USER_ID, C.ITEM_ID], how="inner")
     return [
         gate(
