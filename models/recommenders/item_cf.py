@@ -34,6 +34,16 @@ from deepcuts.models.recommenders.base import FloatArray, IntArray, InteractionM
 from deepcuts.settings import ItemCFSettings
 
 
+def symmetric_from_lower(P: np.ndarray) -> np.ndarray:
+    """The symmetric matrix of ``P``'s lower triangle (diagonal included), C-ordered: the values of
+    ``np.tril(P) + np.tril(P, -1).T`` in one pass instead of two masked copies and a sum (~3x the CPU
+    at 3,706 items). Adding ``+0.0`` keeps that sum's one effect on the values, -0.0 -> +0.0, so the
+    EASE^R weights keep their bytes."""
+    out = np.where(np.tri(P.shape[0], dtype=bool), P, P.T)
+    out += out.dtype.type(0.0)
+    return out
+
+
 def ease_weights(X: sp.spmatrix, lam: float) -> FloatArray:
     """Closed-form EASE^R item-item weights ``B`` (dense, zero diagonal) for a binary matrix ``X``."""
     if lam <= 0:
@@ -48,11 +58,8 @@ def ease_weights(X: sp.spmatrix, lam: float) -> FloatArray:
     P, info = lapack.spotri(factor, lower=1, overwrite_c=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"EASE: inverse failed (potri info={info})")
-    # potri fills the lower triangle only: mirror it (one pass, where np.tril(P) + np.tril(P, -1).T made
-    # two masked copies and a sum, ~3x the CPU at 3,706 items); "+= 0.0" keeps that sum's one rounding
-    # effect, -0.0 -> +0.0, so the weights keep their bytes. Negating and dividing in place saves a copy.
-    P = np.where(np.tri(P.shape[0], dtype=bool), P, P.T)
-    P += np.float32(0.0)
+    P = symmetric_from_lower(P)  # potri fills the lower triangle only
+    # -P / diag, negated and divided in place (the same operations, without a copy of P)
     diag = np.diag(P).copy()
     np.negative(P, out=P)
     P /= diag[None, :]
