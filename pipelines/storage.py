@@ -397,6 +397,20 @@ class Lake:
         except FileNotFoundError as exc:
             raise MissingDataError(f"missing {path}; run the step that produces it first") from exc
 
+    def read_buffer(self, dataset: Dataset | str, run_date: date | str | None, name: str) -> memoryview:
+        """The bytes of a file without copying them into a ``bytes`` object: a memory map of a local
+        file, else the file read into one buffer. For large artefacts parsed once (``model.pkl``, whose
+        reader copies what it keeps): at ML-1M a candidates shard reads ~230 MB of models, and the
+        chunked stream of :meth:`read_bytes` cost ~2x a read into one buffer plus a copy."""
+        path = self.file_path(dataset, run_date, name)
+        try:
+            if self.is_local:
+                return memoryview(pa.memory_map(path, "r").read_buffer())
+            with self.fs.open_input_file(path) as source:
+                return memoryview(source.read_buffer())
+        except FileNotFoundError as exc:
+            raise MissingDataError(f"missing {path}; run the step that produces it first") from exc
+
     def read_json(self, dataset: Dataset | str, run_date: date | str | None, name: str) -> Any:
         return json.loads(self.read_bytes(dataset, run_date, name))
 

@@ -53,7 +53,7 @@ def model_path(arm: str, name: str = MODEL_FILE) -> str:
 
 def load_model(lake: Lake, run_date: date | str, arm: str) -> Recommender:
     """The fitted ``arm`` stored for ``run_date`` (raises MissingDataError if train has not run)."""
-    return arm_class(arm).from_bytes(lake.read_bytes(Dataset.MODELS, as_run_date(run_date), model_path(arm)))
+    return arm_class(arm).from_bytes(lake.read_buffer(Dataset.MODELS, as_run_date(run_date), model_path(arm)))
 
 
 def _base_model(lake: Lake, settings: Settings, day: date, name: str) -> Recommender:

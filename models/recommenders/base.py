@@ -802,7 +802,9 @@ class Recommender(ABC):
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def from_bytes(cls, payload: bytes) -> Self:
+    def from_bytes(cls, payload: bytes | memoryview) -> Self:
+        """The model of :meth:`to_bytes`'s bytes (or a buffer holding them: the unpickled arrays are
+        copies, so the buffer may be released afterwards)."""
         try:
             state = pickle.loads(payload)  # artefacts are written by this pipeline only
         except (ModuleNotFoundError, AttributeError) as exc:

@@ -38,7 +38,10 @@ def rp3beta_weights(
     penalty = np.power(np.maximum(item_deg, 1.0), -beta)
 
     def penalised(products: np.ndarray, start: int, stop: int) -> np.ndarray:
-        return products * penalty[None, :]
+        # in place (the block is a fresh array of blockwise_topk's): the same products without
+        # allocating and first-touching a second block (219 MB a block at ML-20M's 26,744 items)
+        products *= penalty[None, :]
+        return products
 
     # P_ui stays CSR: a CSC right operand would be converted back to CSR on every block (see
     # item_cf.shrunk_cosine_topk); the products are the same sums in the same order.

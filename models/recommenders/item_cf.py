@@ -24,10 +24,24 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+# at import time, not inside ease_weights: blas_threads (threadpoolctl) caps only the BLAS libraries
+# loaded when it is entered, and scipy.linalg loads scipy's own OpenBLAS; imported inside the fit, the
+# inverse ran multi-threaded and its float32 weights changed bytes
 from scipy.linalg import lapack
 
 from deepcuts.models.recommenders.base import FloatArray, IntArray, InteractionMatrix, Recommender
 from deepcuts.settings import ItemCFSettings
+
+
+def symmetric_from_lower(P: np.ndarray) -> np.ndarray:
+    """The symmetric matrix of ``P``'s lower triangle (diagonal included), C-ordered: the values of
+    ``np.tril(P) + np.tril(P, -1).T`` in one pass instead of two masked copies and a sum (~3x the CPU
+    at 3,706 items). Adding ``+0.0`` keeps that sum's one effect on the values, -0.0 -> +0.0, so the
+    EASE^R weights keep their bytes."""
+    out = np.where(np.tri(P.shape[0], dtype=bool), P, P.T)
+    out += out.dtype.type(0.0)
+    return out
 
 
 def ease_weights(X: sp.spmatrix, lam: float) -> FloatArray:
@@ -44,10 +58,13 @@ def ease_weights(X: sp.spmatrix, lam: float) -> FloatArray:
     P, info = lapack.spotri(factor, lower=1, overwrite_c=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"EASE: inverse failed (potri info={info})")
-    P = np.tril(P) + np.tril(P, -1).T  # potri fills the lower triangle only
-    B = -P / np.diag(P)[None, :]
-    np.fill_diagonal(B, 0.0)
-    return B.astype(np.float32, copy=False)
+    P = symmetric_from_lower(P)  # potri fills the lower triangle only
+    # -P / diag, negated and divided in place (the same operations, without a copy of P)
+    diag = np.diag(P).copy()
+    np.negative(P, out=P)
+    P /= diag[None, :]
+    np.fill_diagonal(P, 0.0)
+    return P.astype(np.float32, copy=False)
 
 
 def topk_block(block: np.ndarray, start: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+# at import time, not inside _fit: blas_threads caps only the BLAS libraries already loaded when it is
+# entered (see item_cf.py)
 from scipy.sparse.linalg import svds
 
 from deepcuts.models.recommenders.base import FloatArray, IntArray, InteractionMatrix, Recommender

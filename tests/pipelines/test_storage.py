@@ -96,6 +96,16 @@ def test_missing_partition_names_the_path_and_what_to_do(tmp_path: Path) -> None
         lake.read_table(Dataset.CANDIDATES, D1)
 
 
+def test_read_buffer_holds_the_file_bytes_and_names_a_missing_file(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    payload = bytes(range(256)) * 1000
+    lake.write_bytes(Dataset.MODELS, D1, "svd/model.pkl", payload)
+    buffer = lake.read_buffer(Dataset.MODELS, D1, "svd/model.pkl")
+    assert bytes(buffer) == payload == lake.read_bytes(Dataset.MODELS, D1, "svd/model.pkl")
+    with pytest.raises(MissingDataError, match="run the step that produces it"):
+        lake.read_buffer(Dataset.MODELS, D1, "item_cf/model.pkl")
+
+
 def test_latest_before_and_json(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
     lake.write_json(Dataset.VALIDATION, D1, "summary.json", {"ok": True})

@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 from deepcuts.contracts import C
 from deepcuts.models.recommenders.base import InteractionMatrix
 from deepcuts.models.recommenders.graph import rp3beta_weights
-from deepcuts.models.recommenders.item_cf import ItemCFRecommender, ease_weights, shrunk_cosine_topk
+from deepcuts.models.recommenders.item_cf import (
+    ItemCFRecommender,
+    ease_weights,
+    shrunk_cosine_topk,
+    symmetric_from_lower,
+)
 from deepcuts.models.recommenders.item_stats import (
     ItemStats,
     bayesian_mean,
@@ -131,6 +136,50 @@ def test_ease_two_items_by_hand() -> None:
     a, b, c, lam = 4.0, 3.0, 2.0, 1.5
     B = ease_weights(X, lam)
     np.testing.assert_allclose(B, [[0, c / (a + lam)], [c / (b + lam), 0]], rtol=1e-6)
+
+
+def _ease_two_triangles(X: sp.csr_matrix, lam: float) -> np.ndarray:
+    """EASE^R weights by the formula ease_weights replaced: np.tril(P) + np.tril(P, -1).T."""
+    from scipy.linalg import lapack
+
+    gram = np.asarray((X.T @ X).toarray(), dtype=np.float32)
+    gram[np.diag_indices_from(gram)] += lam
+    factor, _ = lapack.spotrf(gram, lower=1, overwrite_a=1)
+    P, _ = lapack.spotri(factor, lower=1, overwrite_c=1)
+    P = np.tril(P) + np.tril(P, -1).T
+    B = -P / np.diag(P)[None, :]
+    np.fill_diagonal(B, 0.0)
+    return B.astype(np.float32, copy=False)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ease_weights_keep_the_bytes_of_the_two_triangle_formula(seed: int) -> None:
+    # ease_weights mirrors potri's lower triangle in one pass; the artefact's bytes must stay those of
+    # the formula it replaced, whose "+ 0" turns a -0.0 into +0.0 (an item sharing no user with the
+    # others has exact zeros in P: the last column below)
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((60, 25)) < 0.3) * rng.choice([0.5, 1.0], (60, 25))
+    dense[:, -1] = 0.0
+    X = sp.csr_matrix(dense.astype(np.float32))
+    got, want = ease_weights(X, 7.0), _ease_two_triangles(X, 7.0)
+    assert got.dtype == want.dtype and got.shape == want.shape and got.flags.c_contiguous
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_symmetric_from_lower_is_the_two_triangle_sum_bit_for_bit(order: str) -> None:
+    # potri returns a Fortran-ordered matrix; signed zeros in either triangle must come out as the
+    # sum made them (+0.0), and the upper triangle's values must not leak in
+    rng = np.random.default_rng(3)
+    P = rng.standard_normal((9, 9)).astype(np.float32)
+    P[[4, 0, 7, 8], [2, 0, 7, 1]] = -0.0  # lower triangle and diagonal
+    P[1, 5] = -0.0  # upper triangle
+    P = np.asarray(P, order=order)
+    want = np.tril(P) + np.tril(P, -1).T
+    got = symmetric_from_lower(P)
+    assert got.flags.c_contiguous and got.dtype == want.dtype
+    assert got.tobytes() == want.tobytes()
+    assert not np.signbit(got[4, 2]) and not np.signbit(got[2, 4])
 
 
 def test_item_cf_auto_switches_to_cosine_for_big_catalogs() -> None:
