@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "deepcuts: installing the pinned dependencies into $(VENV) (a few minutes the first time) ..."
 	@set -o pipefail; $(BIN)/python -m pip install $(PIP_QUIET) "pip==$(PIP_VERSION)" $(PIP_FILTER)
 	@set -o pipefail; $(BIN)/python -m pip install $(PIP_QUIET) -c constraints.txt -e ".[dev]" $(PIP_FILTER)
+	@# pip compiles what it copies, not an editable project's own modules; where PYTHONDONTWRITEBYTECODE is
+	@# set, every task process (one per Airflow task) would then compile them again. Compile them once, as
+	@# the Docker image's wheel install does (a module edited later is recompiled on import, as before).
+	@$(BIN)/python -m compileall -q deepcuts pipelines models dags >/dev/null
 	@# `import deepcuts` first: it silences Great Expectations' import-time INFO lines (deepcuts/__init__.py).
 	@$(BIN)/python -c "import deepcuts, lightfm, airflow, great_expectations; print('deepcuts: environment ready')"
 	@touch $(STAMP)

@@ -63,11 +63,14 @@ STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
 #: Consecutive registry steps the DAG runs side by side (the same upstream steps, none upstream of
 #: another): after ``ingest``, the arms' training and the bandit's update (it reads only the feedback and
 #: yesterday's posterior; ``assign`` is the first step that needs it); after ``assign``, the three checks
-#: of the night. ``run_night`` still runs them one after the other; ``deepcuts bench`` runs their tasks
-#: together in its slots, as the DAG does. Held equal to the DAG by tests/dags/test_dags.py.
+#: of the night; after ``monitor``, publish and the report (the report reads only the lake, nothing
+#: publish writes: a rejected publish must not hide it). ``run_night`` still runs them one after the
+#: other; ``deepcuts bench`` runs their tasks together in its slots, as the DAG does. Held equal to the
+#: DAG by tests/dags/test_dags.py.
 SIDE_BY_SIDE: tuple[frozenset[str], ...] = (
     frozenset({"train", "bandit_update"}),
     frozenset({"evaluate", "ab_analysis", "ope"}),
+    frozenset({"publish", "report"}),
 )
 
 

@@ -6,13 +6,20 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from deepcuts.contracts import C, Dataset, Variant
 from deepcuts.experiment import ExperimentState, variant_of
 from deepcuts.models.policy.bandit import sample_arms, uniform_hash
 from deepcuts.models.policy.context import DAYPARTS
-from deepcuts.pipelines.assign import BASELINE_REASON, assign, draw_assignments
+from deepcuts.pipelines.assign import (
+    BASELINE_REASON,
+    assign,
+    build_served_lists,
+    draw_assignments,
+    served_from_arm_lists,
+)
 from deepcuts.pipelines.bandit_update import posterior_frame
 from deepcuts.pipelines.storage import Lake
 from deepcuts.settings import Settings, load_settings
@@ -228,3 +235,87 @@ def test_assign_serves_the_experiment_in_force_from_the_registry(settings: Setti
     assert out["experiment_status"] == "shipped" and out["treatment_share"] is None
     assert (asg[C.VARIANT] == Variant.TREATMENT.value).all()
     assert set(asg[C.ARM]) <= set(settings.bandit.arms) and out["treatment_assignments"] == len(asg)
+
+
+def _served_by_merge(
+    assignments: pd.DataFrame, lists: dict[str, pd.DataFrame], run_date: date
+) -> tuple[pd.DataFrame, int]:
+    """The served lists as an inner join on (user, arm) per variant, then a stable sort by (user,
+    daypart, rank): the definition :func:`build_served_lists` must keep (its implementation before
+    issue 18 gathered the same rows by position)."""
+    keys = [C.USER_ID, C.DAYPART, C.ARM, C.VARIANT]
+    parts = [
+        assignments.loc[assignments[C.VARIANT] == variant, keys].merge(
+            frame, on=[C.USER_ID, C.ARM], sort=False
+        )
+        for variant, frame in lists.items()
+    ]
+    out = pd.concat(parts, ignore_index=True)
+    out[C.RUN_DATE] = run_date
+    day = out[C.DAYPART].map({d: i for i, d in enumerate(DAYPARTS)})
+    out = out.assign(_day=day).sort_values([C.USER_ID, "_day", C.RANK], kind="stable").drop(columns="_day")
+    have = out[[C.USER_ID, C.DAYPART]].drop_duplicates()
+    return out.reset_index(drop=True), len(assignments) - len(have)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_served_lists_are_the_join_of_assignments_and_lists(seed: int) -> None:
+    """Random assignments (shuffled, some arms or users without a list, users only in the lists, tied
+    ranks kept in list order) against random lists of both variants, Arrow-backed strings as the lake
+    reads them: the positional gather gives exactly the rows, order and missing count of the join."""
+    rng = np.random.default_rng(seed)
+    arms = ["item_cf", "svd", "graph", "popularity"]
+    variants = [Variant.CONTROL.value, Variant.TREATMENT.value]
+    users = np.sort(rng.choice(10_000, size=40, replace=False)).astype(np.int64)
+    assignments = pd.DataFrame(
+        {
+            C.USER_ID: np.repeat(users, len(DAYPARTS)),
+            C.DAYPART: np.tile(np.asarray(DAYPARTS, dtype=object), users.size),
+            C.ARM: rng.choice(arms, size=users.size * len(DAYPARTS)),
+            C.VARIANT: np.repeat(rng.choice(variants, size=users.size), len(DAYPARTS)),
+        }
+    ).sample(frac=1.0, random_state=seed, ignore_index=True)
+    string = pd.ArrowDtype(pa.string()) if seed % 2 else "string[pyarrow]"
+    lists = {}
+    for variant in variants:
+        n = 600
+        frame = pd.DataFrame(
+            {
+                C.USER_ID: rng.choice(np.concatenate([users, users + 10_000]), size=n),
+                C.ITEM_ID: rng.integers(0, 500, size=n),
+                C.RANK: rng.integers(1, 6, size=n).astype(np.int32),  # repeats: ties keep list order
+                C.SCORE: rng.random(n).astype(np.float32),
+                C.ARM: pd.array(rng.choice([*arms[:3], "retired"], size=n), dtype=string),
+                C.NOVELTY: rng.random(n).astype(np.float32),
+                C.IS_LONG_TAIL: rng.random(n) < 0.4,
+                C.REASON: pd.array(rng.choice(["relevance", "novelty", "baseline"], size=n), dtype=string),
+            }
+        )
+        lists[variant] = frame
+    run_date = date(2026, 1, 2)
+
+    got, missing = build_served_lists(
+        assignments, lists[Variant.CONTROL.value], lists[Variant.TREATMENT.value], run_date
+    )
+    want, want_missing = _served_by_merge(assignments, lists, run_date)
+
+    assert missing == want_missing > 0
+    assert list(got.columns) == list(want.columns)
+    pd.testing.assert_frame_equal(got.astype(str), want.astype(str))
+    assert got[C.SCORE].dtype == np.float32 and got[C.RANK].dtype == np.int32
+
+
+def test_served_from_arm_lists_matches_the_night_build(settings: Settings) -> None:
+    """The intraday path (the night's arm lists, split by variant) serves what assign served."""
+    _write_world(settings)
+    assign(settings, D)
+    lake = Lake(settings.home)
+    assignments = lake.read_df(Dataset.ASSIGNMENTS, D)
+    served, missing = served_from_arm_lists(assignments, lake.read_df(Dataset.ARM_LISTS, D), D)
+    night = lake.read_df(Dataset.SERVED_LISTS, D)
+    assert missing == 0
+    assert len(served) == len(night) > 0
+    cols = list(night.columns)
+    pd.testing.assert_frame_equal(
+        served[cols].astype(str).reset_index(drop=True), night.astype(str).reset_index(drop=True)
+    )
