@@ -60,11 +60,13 @@ marks = [tuple(f() for f in clock)]
 from deepcuts.cli import build_parser
 build_parser()
 marks.append(tuple(f() for f in clock))
+from deepcuts.cli._common import start_up
 from deepcuts.settings import load_settings
-load_settings()
-marks.append(tuple(f() for f in clock))
 from deepcuts.pipelines.nightly import STEPS, resolve
-resolve(next(s for s in STEPS if s.name == sys.argv[1]))
+with start_up():  # as `deepcuts step` does: the collector paused, then start-up's objects frozen
+    load_settings()
+    marks.append(tuple(f() for f in clock))
+    resolve(next(s for s in STEPS if s.name == sys.argv[1]))
 marks.append(tuple(f() for f in clock))
 heavy = [m for m in json.loads(sys.argv[2]) if m in sys.modules]
 print(json.dumps({"marks": marks, "heavy": heavy, "modules": len(sys.modules)}))

@@ -49,7 +49,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -61,21 +61,17 @@ from deepcuts.experiment import SHIP_VERDICT, ExperimentState
 from deepcuts.experiment import Status as RunStatus
 from deepcuts.formulas import scale_5pt
 from deepcuts.jsonsafe import json_safe
-from deepcuts.models.abtest.ab_stats import (
-    Comparison,
-    RatioEstimate,
-    compare,
-    msprt_p_value,
-    per_user_mean,
-    ratio_with_ci,
-    srm_test,
-    user_ctr,
-)
-from deepcuts.models.reranking.deepcut_scores import genre_matrix, niche_flags
 from deepcuts.pipelines.experiment_registry import state_for
 from deepcuts.pipelines.storage import Lake, MissingDataError, as_run_date
 from deepcuts.progress import get_logger
 from deepcuts.settings import ABSettings, Settings
+
+if TYPE_CHECKING:
+    from deepcuts.models.abtest.ab_stats import Comparison, RatioEstimate
+
+# The statistics (scipy.special) and the genre matrix (scipy.sparse) are imported where the step
+# computes with them: the report, the monitor and the weekly review import this module only for its
+# names, targets and scoreboard formatting, and each is a process of its own that would pay for scipy.
 
 log = get_logger(__name__)
 
@@ -168,6 +164,8 @@ def niche_item_ids(items: pd.DataFrame, niche_genres: tuple[str, ...]) -> npt.ND
     """Sorted ids of the catalog items with at least one niche genre
     (``deepcuts.models.reranking.deepcut_scores.niche_flags``, the one rule the scores and the re-ranker use
     too)."""
+    from deepcuts.models.reranking.deepcut_scores import genre_matrix, niche_flags
+
     if items.empty:
         return np.empty(0, dtype=np.int64)
     ids = np.unique(items[C.ITEM_ID].to_numpy(np.int64))
@@ -284,6 +282,8 @@ def run_test(totals: pd.DataFrame, ab: ABSettings, previous_p: float = 1.0) -> T
     ``ab.treatment_share``. Pearson's chi-square with these expectations is slightly conservative when
     the shares differ (the binomial variance ``sum s_i (1 - s_i)`` is at most ``N s (1 - s)``).
     """
+    from deepcuts.models.abtest.ab_stats import compare, msprt_p_value, srm_test, user_ctr
+
     estimates = {}
     exposed = {}
     for variant in VARIANTS:
@@ -340,6 +340,8 @@ class NicheResult:
 
 def niche_test(totals: pd.DataFrame, alpha: float) -> NicheResult:
     """Niche impressions, clicks and clicks per exposed user per variant; their ratio with a CI."""
+    from deepcuts.models.abtest.ab_stats import per_user_mean, ratio_with_ci
+
     impressions, clicks, per_user = {}, {}, {}
     for variant in VARIANTS:
         rows = totals[totals[C.VARIANT] == variant]
@@ -836,6 +838,8 @@ def _summary_rows(
     rating: dict[str, float],
     list_stats: dict[str, dict[str, float]],
 ) -> pa.Table:
+    from deepcuts.models.abtest.ab_stats import per_user_mean, user_ctr
+
     rows: list[tuple[str, str, str, float]] = []
     for scope, frame in ((Scope.NIGHT, night), (Scope.CUMULATIVE, cumulative)):
         for variant in VARIANTS:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from deepcuts.cli._common import UserError, run_date_arg, settings_from
+from deepcuts.cli._common import UserError, run_date_arg, settings_from, start_up
 
 #: Steps outside the nightly registry, run the same way: name -> (module, function), called with
 #: ``(settings, run_date)``. ``weekly_review`` is the task of ``deepcuts_weekly`` (run date: the last
@@ -40,18 +40,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib
+
     from deepcuts.pipelines.nightly import STEPS, resolve
 
-    settings = settings_from(args)
+    with start_up():
+        settings = settings_from(args)
+        if args.name in OTHER_STEPS:
+            module, function = OTHER_STEPS[args.name]
+            other = getattr(importlib.import_module(module), function)
+        else:
+            step = next(s for s in STEPS if s.name == args.name)
+            func = resolve(step)
     if args.name in OTHER_STEPS:
-        import importlib
-
-        module, function = OTHER_STEPS[args.name]
-        result = getattr(importlib.import_module(module), function)(settings, args.run_date)
+        result = other(settings, args.run_date)
         print(json.dumps(result, indent=2, default=str))
         return 0
-    step = next(s for s in STEPS if s.name == args.name)
-    func = resolve(step)
     run_date = args.run_date
     if step.fanout == "per_arm":
         if not args.arm:

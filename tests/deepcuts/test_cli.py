@@ -114,3 +114,32 @@ def test_step_runs_the_weekly_review_too(settings: object, capsys: pytest.Captur
     summary = json.loads(capsys.readouterr().out)
     assert summary["week_ending"] == "2026-01-08" and summary["nights"] == []  # an empty lake: no nights
     assert summary["report"].endswith("reports/weekly/week_ending=2026-01-08/index.html")
+
+
+def test_start_up_pauses_the_collector_then_freezes_what_it_built() -> None:
+    import gc
+
+    from deepcuts.cli._common import start_up
+
+    gc.unfreeze()
+    try:
+        with start_up():
+            assert not gc.isenabled()
+            built = [[] for _ in range(10)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= len(built)  # start-up's objects are out of later collections
+        assert all(not any(o is b for o in gc.get_objects()) for b in built)
+        gc.unfreeze()
+        # a failed start-up restores the collector and freezes nothing
+        with pytest.raises(RuntimeError), start_up():
+            raise RuntimeError("boom")
+        assert gc.isenabled()
+        assert gc.get_freeze_count() == 0
+        # a collector the caller had switched off stays off
+        gc.disable()
+        with start_up():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
