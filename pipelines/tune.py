@@ -9,13 +9,15 @@ fitted on the rest and its top-k lists are scored by nDCG@k (``evaluate.k``) aga
 ratings, exactly as ``deepcuts evaluate`` scores them. The current setting is always tried first; a
 tried value replaces it only if it scores at least ``tune.min_gain`` higher, so a noisy grid cannot make
 an arm worse than its default on validation. The search stops at ``tune.budget_seconds`` (each arm gets
-an equal share of the time left; an arm out of time keeps its best value so far).
+an equal share of the time left; an arm out of time keeps its best value so far). LightFM points that
+differ only in epochs above the ``arms.lightfm.max_updates`` cap fit the same model and are tried once.
 
 Outputs ``tuning/run_date=D/tuning.json``: per arm the chosen parameters, their validation score, the
-default's score and every trial. The nightly ``train`` step applies the newest tuning at or before its
-run date (:func:`tuned_settings`; off with ``tune.use_in_train = false``); without any tuning the
-defaults stay. The deep-cut arms (long_tail, serendipity) re-weight their base arm and so inherit its
-tuned values; their own knobs are product choices (docs/deep-cuts.md) and are not searched.
+default's score, every trial and ``skipped_same_fit`` (points not fitted: the same model as a trial).
+The nightly ``train`` step applies the newest tuning at or before its run date (:func:`tuned_settings`;
+off with ``tune.use_in_train = false``); without any tuning the defaults stay. The deep-cut arms
+(long_tail, serendipity) re-weight their base arm and so inherit its tuned values; their own knobs are
+product choices (docs/deep-cuts.md) and are not searched.
 
 Idempotent: a rerun for ``D`` rewrites the same file; the trials' scores are deterministic (seeds from
 ``arms.seed``, ``arms.lightfm.threads = 1``), only the timings differ.
