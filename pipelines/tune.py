@@ -75,10 +75,14 @@ def grid(arm: str, settings: Settings, n_items: int) -> list[dict[str, Any]]:
         points = [current, *({"alpha": a, "beta": b, "top_k": n} for a, b, n in product)]
     elif arm == "lightfm":
         f = arms.lightfm
-        keys = ("components", "epochs", "learning_rate", "max_sampled")
+        keys = ("components", "epochs", "learning_rate", "max_sampled", "genre_feature_weight")
         current = {key: getattr(f, key) for key in keys}
         product = itertools.product(
-            t.lightfm_components, t.lightfm_epochs, t.lightfm_learning_rates, t.lightfm_max_sampled
+            t.lightfm_components,
+            t.lightfm_epochs,
+            t.lightfm_learning_rates,
+            t.lightfm_max_sampled,
+            t.lightfm_genre_feature_weights,
         )
         points = [current, *(dict(zip(keys, values, strict=True)) for values in product)]
     else:

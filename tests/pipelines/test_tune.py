@@ -46,7 +46,12 @@ def test_grid_starts_with_the_current_setting_without_duplicates() -> None:
 def test_graph_and_lightfm_grids_search_every_listed_knob() -> None:
     s = tiny_settings(
         arms={"graph": {"top_k": 150}, "lightfm": {"learning_rate": 0.02, "max_sampled": 5}},
-        tune={"graph_top_ks": (100, 300), "lightfm_learning_rates": (0.05,), "lightfm_max_sampled": (10, 30)},
+        tune={
+            "graph_top_ks": (100, 300),
+            "lightfm_learning_rates": (0.05,),
+            "lightfm_max_sampled": (10, 30),
+            "lightfm_genre_feature_weights": (0.5,),
+        },
     )
     graph = grid("graph", s, n_items=50)
     assert graph[0] == {"alpha": s.arms.graph.alpha, "beta": s.arms.graph.beta, "top_k": 150}
@@ -54,7 +59,8 @@ def test_graph_and_lightfm_grids_search_every_listed_knob() -> None:
     assert len(graph) == 1 + len(s.tune.graph_alphas) * len(s.tune.graph_betas) * 2
     lightfm = grid("lightfm", s, n_items=50)
     assert lightfm[0]["learning_rate"] == 0.02 and lightfm[0]["max_sampled"] == 5
-    assert {(p["learning_rate"], p["max_sampled"]) for p in lightfm[1:]} == {(0.05, 10), (0.05, 30)}
+    searched = {(p["learning_rate"], p["max_sampled"], p["genre_feature_weight"]) for p in lightfm[1:]}
+    assert searched == {(0.05, 10, 0.5), (0.05, 30, 0.5)}
     assert len(lightfm) == 1 + len(s.tune.lightfm_components) * len(s.tune.lightfm_epochs) * 2
     # every point is a valid setting of its arm, and a tuned point reaches the model's section
     tuned = apply_tuning(s, {"graph": graph[-1], "lightfm": lightfm[-1]})
@@ -111,8 +117,15 @@ def test_lightfm_epochs_above_the_update_cap_are_one_trial() -> None:
         "lightfm_epochs": (2, 5, 9),
         "lightfm_learning_rates": (0.05,),
         "lightfm_max_sampled": (3,),
+        "lightfm_genre_feature_weights": (1.0,),
     }
-    lightfm = {"components": 4, "epochs": 9, "learning_rate": 0.05, "max_sampled": 3}
+    lightfm = {
+        "components": 4,
+        "epochs": 9,
+        "learning_rate": 0.05,
+        "max_sampled": 3,
+        "genre_feature_weight": 1.0,
+    }
     # enough updates for every epochs value: each is its own model
     roomy = tiny_settings(tune=tune_cfg, arms={"lightfm": {**lightfm, "max_updates": 10**9}})
     entry = tune_on_frames(interactions, items, roomy)["arms"]["lightfm"]
