@@ -731,8 +731,17 @@ class TuneSettings(Section):
     svd_popularity_exponents: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
     graph_alphas: tuple[float, ...] = (0.6, 0.8, 1.0)
     graph_betas: tuple[float, ...] = (0.3, 0.45, 0.6)
+    #: (400 neighbours per item beat 200 on both ML-100k and ml-latest-small test splits, +0.005 and
+    #: +0.002 nDCG@10; 800 added nothing: docs/benchmarks.md, "Issue 18")
+    graph_top_ks: tuple[int, ...] = (200, 400)
     lightfm_components: tuple[int, ...] = (32, 64)
-    lightfm_epochs: tuple[int, ...] = (10, 15, 30)
+    #: (10 epochs never won on ML-100k or ml-latest-small; at ML-1M shape the update cap runs 3 anyway)
+    lightfm_epochs: tuple[int, ...] = (15, 30)
+    #: (WARP with 30 sampled negatives, rate 0.05 and genre features at half weight was LightFM's best
+    #: region on ML-100k; rate 0.1 lost 0.02-0.05 nDCG@10 there, genre weight 0 about 0.05)
+    lightfm_learning_rates: tuple[float, ...] = (0.05, 0.07)
+    lightfm_max_sampled: tuple[int, ...] = (10, 30)
+    lightfm_genre_feature_weights: tuple[float, ...] = (1.0, 0.5)
 
 
 class AirflowSettings(Section):

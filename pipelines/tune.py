@@ -9,13 +9,15 @@ fitted on the rest and its top-k lists are scored by nDCG@k (``evaluate.k``) aga
 ratings, exactly as ``deepcuts evaluate`` scores them. The current setting is always tried first; a
 tried value replaces it only if it scores at least ``tune.min_gain`` higher, so a noisy grid cannot make
 an arm worse than its default on validation. The search stops at ``tune.budget_seconds`` (each arm gets
-an equal share of the time left; an arm out of time keeps its best value so far).
+an equal share of the time left; an arm out of time keeps its best value so far). LightFM points that
+differ only in epochs above the ``arms.lightfm.max_updates`` cap fit the same model and are tried once.
 
 Outputs ``tuning/run_date=D/tuning.json``: per arm the chosen parameters, their validation score, the
-default's score and every trial. The nightly ``train`` step applies the newest tuning at or before its
-run date (:func:`tuned_settings`; off with ``tune.use_in_train = false``); without any tuning the
-defaults stay. The deep-cut arms (long_tail, serendipity) re-weight their base arm and so inherit its
-tuned values; their own knobs are product choices (docs/deep-cuts.md) and are not searched.
+default's score, every trial and ``skipped_same_fit`` (points not fitted: the same model as a trial).
+The nightly ``train`` step applies the newest tuning at or before its run date (:func:`tuned_settings`;
+off with ``tune.use_in_train = false``); without any tuning the defaults stay. The deep-cut arms
+(long_tail, serendipity) re-weight their base arm and so inherit its tuned values; their own knobs are
+product choices (docs/deep-cuts.md) and are not searched.
 
 Idempotent: a rerun for ``D`` rewrites the same file; the trials' scores are deterministic (seeds from
 ``arms.seed``, ``arms.lightfm.threads = 1``), only the timings differ.
@@ -68,13 +70,21 @@ def grid(arm: str, settings: Settings, n_items: int) -> list[dict[str, Any]]:
         product = itertools.product(t.svd_factors, t.svd_popularity_exponents)
         points = [current, *({"factors": f, "popularity_exponent": g} for f, g in product)]
     elif arm == "graph":
-        current = {"alpha": arms.graph.alpha, "beta": arms.graph.beta}
-        product = itertools.product(t.graph_alphas, t.graph_betas)
-        points = [current, *({"alpha": a, "beta": b} for a, b in product)]
+        current = {"alpha": arms.graph.alpha, "beta": arms.graph.beta, "top_k": arms.graph.top_k}
+        product = itertools.product(t.graph_alphas, t.graph_betas, t.graph_top_ks)
+        points = [current, *({"alpha": a, "beta": b, "top_k": n} for a, b, n in product)]
     elif arm == "lightfm":
-        current = {"components": arms.lightfm.components, "epochs": arms.lightfm.epochs}
-        product = itertools.product(t.lightfm_components, t.lightfm_epochs)
-        points = [current, *({"components": c, "epochs": e} for c, e in product)]
+        f = arms.lightfm
+        keys = ("components", "epochs", "learning_rate", "max_sampled", "genre_feature_weight")
+        current = {key: getattr(f, key) for key in keys}
+        product = itertools.product(
+            t.lightfm_components,
+            t.lightfm_epochs,
+            t.lightfm_learning_rates,
+            t.lightfm_max_sampled,
+            t.lightfm_genre_feature_weights,
+        )
+        points = [current, *(dict(zip(keys, values, strict=True)) for values in product)]
     else:
         raise ValueError(f"arm {arm!r} has no tuning grid; tune.arms may hold {list(TUNABLE_ARMS)}")
     unique: list[dict[str, Any]] = []
@@ -82,6 +92,25 @@ def grid(arm: str, settings: Settings, n_items: int) -> list[dict[str, Any]]:
         if point not in unique:
             unique.append(point)
     return unique
+
+
+def lightfm_epoch_cap(train: pd.DataFrame, items: pd.DataFrame, settings: Settings) -> int:
+    """Epochs LightFM can run on ``train`` under ``arms.lightfm.max_updates`` (its fit's own rule:
+    ``max_updates // positives``, models/recommenders/lightfm_warp.py)."""
+    from deepcuts.models.recommenders.base import InteractionMatrix
+
+    cfg = settings.arms.lightfm
+    ratings = InteractionMatrix.from_frames(train, items).ratings
+    positives = int(np.count_nonzero(ratings.data >= cfg.positive_threshold))
+    return cfg.max_updates // max(positives, 1)
+
+
+def same_fit(arm: str, point: Mapping[str, Any], epoch_cap: int) -> dict[str, Any]:
+    """``point`` as the model will fit it: LightFM runs ``max(1, min(epochs, epoch_cap))`` epochs, so on
+    large data (ML-1M: 3) every epochs value above the cap is the same trial and is tried only once."""
+    if arm == "lightfm" and "epochs" in point:
+        return {**point, "epochs": max(1, min(int(point["epochs"]), epoch_cap))}
+    return dict(point)
 
 
 def apply_tuning(settings: Settings, params: Mapping[str, Mapping[str, Any]]) -> Settings:
@@ -137,6 +166,9 @@ def tune_on_frames(
         truth=holdout.test,
     )
     n_items = int(np.union1d(items[C.ITEM_ID].to_numpy(np.int64), train[C.ITEM_ID].to_numpy(np.int64)).size)
+    # the validation fit has fewer positives than the nightly one, so its cap is at least the nightly
+    # cap: two points that fit the same here also fit the same on the full data
+    epoch_cap = lightfm_epoch_cap(holdout.train, items, settings) if "lightfm" in names else 0
     deadline = time.perf_counter() + cfg.budget_seconds
     out_arms: dict[str, Any] = {}
     for position, arm in enumerate(names):
@@ -145,10 +177,16 @@ def tune_on_frames(
         points = grid(arm, settings, n_items)
         seed = derive_seed(settings.arms.seed, "tune", arm)
         trials: list[dict[str, Any]] = []
+        fitted: list[dict[str, Any]] = []
+        skipped = 0
         for point in points:
             if trials and time.perf_counter() >= arm_deadline:
                 log.info("tune %s: time share used up after %d of %d trials", arm, len(trials), len(points))
                 break
+            if (fit_as := same_fit(arm, point, epoch_cap)) in fitted:
+                skipped += 1  # the same model as an earlier trial: its score is known
+                continue
+            fitted.append(fit_as)
             started = time.perf_counter()
             model = build_recommender(arm, apply_tuning(settings, {arm: point}), seed)
             with blas_threads(settings.arms.blas_threads):
@@ -168,6 +206,7 @@ def tune_on_frames(
             "default_params": default["params"],
             "default_ndcg": default["ndcg"],
             "trials": trials,
+            "skipped_same_fit": skipped,
         }
     return {
         "metric": f"ndcg@{k}",

@@ -43,6 +43,30 @@ def test_grid_starts_with_the_current_setting_without_duplicates() -> None:
         grid("popularity", s, n_items=50)
 
 
+def test_graph_and_lightfm_grids_search_every_listed_knob() -> None:
+    s = tiny_settings(
+        arms={"graph": {"top_k": 150}, "lightfm": {"learning_rate": 0.02, "max_sampled": 5}},
+        tune={
+            "graph_top_ks": (100, 300),
+            "lightfm_learning_rates": (0.05,),
+            "lightfm_max_sampled": (10, 30),
+            "lightfm_genre_feature_weights": (0.5,),
+        },
+    )
+    graph = grid("graph", s, n_items=50)
+    assert graph[0] == {"alpha": s.arms.graph.alpha, "beta": s.arms.graph.beta, "top_k": 150}
+    assert {p["top_k"] for p in graph[1:]} == {100, 300}
+    assert len(graph) == 1 + len(s.tune.graph_alphas) * len(s.tune.graph_betas) * 2
+    lightfm = grid("lightfm", s, n_items=50)
+    assert lightfm[0]["learning_rate"] == 0.02 and lightfm[0]["max_sampled"] == 5
+    searched = {(p["learning_rate"], p["max_sampled"], p["genre_feature_weight"]) for p in lightfm[1:]}
+    assert searched == {(0.05, 10, 0.5), (0.05, 30, 0.5)}
+    assert len(lightfm) == 1 + len(s.tune.lightfm_components) * len(s.tune.lightfm_epochs) * 2
+    # every point is a valid setting of its arm, and a tuned point reaches the model's section
+    tuned = apply_tuning(s, {"graph": graph[-1], "lightfm": lightfm[-1]})
+    assert tuned.arms.graph.top_k == 300 and tuned.arms.lightfm.max_sampled == 30
+
+
 def test_apply_tuning_replaces_only_the_named_fields_and_validates() -> None:
     s = tiny_settings()
     tuned = apply_tuning(s, {"item_cf": {"ease_lambda": 1000.0}, "graph": {"alpha": 0.6, "beta": 0.3}})
@@ -83,6 +107,34 @@ def test_tune_on_frames_keeps_the_default_unless_a_value_beats_it_by_min_gain() 
         interactions, items, tiny_settings(tune={"arms": ("svd",), "budget_seconds": 1e-6})
     )
     assert len(rushed["arms"]["svd"]["trials"]) == 1
+
+
+def test_lightfm_epochs_above_the_update_cap_are_one_trial() -> None:
+    interactions, items = _frames()
+    tune_cfg = {
+        "arms": ("lightfm",),
+        "lightfm_components": (4,),
+        "lightfm_epochs": (2, 5, 9),
+        "lightfm_learning_rates": (0.05,),
+        "lightfm_max_sampled": (3,),
+        "lightfm_genre_feature_weights": (1.0,),
+    }
+    lightfm = {
+        "components": 4,
+        "epochs": 9,
+        "learning_rate": 0.05,
+        "max_sampled": 3,
+        "genre_feature_weight": 1.0,
+    }
+    # enough updates for every epochs value: each is its own model
+    roomy = tiny_settings(tune=tune_cfg, arms={"lightfm": {**lightfm, "max_updates": 10**9}})
+    entry = tune_on_frames(interactions, items, roomy)["arms"]["lightfm"]
+    assert [t["params"]["epochs"] for t in entry["trials"]] == [9, 2, 5] and entry["skipped_same_fit"] == 0
+    # updates for a single epoch: 2, 5 and 9 epochs are the same fit, tried once (the current setting)
+    capped = tiny_settings(tune=tune_cfg, arms={"lightfm": {**lightfm, "max_updates": 1}})
+    entry = tune_on_frames(interactions, items, capped)["arms"]["lightfm"]
+    assert [t["params"]["epochs"] for t in entry["trials"]] == [9] and entry["skipped_same_fit"] == 2
+    assert entry["params"] == entry["default_params"]
 
 
 def test_train_uses_the_newest_tuning_at_or_before_its_run_date(tmp_path: Path) -> None:
