@@ -60,7 +60,7 @@ marks = [tuple(f() for f in clock)]
 from deepcuts.cli import build_parser
 build_parser()
 marks.append(tuple(f() for f in clock))
-from deepcuts.cli._common import start_up
+from deepcuts.startup import start_up
 from deepcuts.settings import load_settings
 from deepcuts.pipelines.nightly import STEPS, resolve
 with start_up():  # as `deepcuts step` does: the collector paused, then start-up's objects frozen

@@ -5,7 +5,6 @@ Kept out of ``dags/`` so DAG files stay pure wiring, and out of ``pipelines/`` b
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from collections.abc import Mapping
@@ -100,24 +99,14 @@ def settings_of(plan: Mapping[str, Any]) -> Settings:
     every task of a run (mapped or not) works on the same arms whatever the settings file says now."""
     from deepcuts.pipelines.plan import with_arms
     from deepcuts.settings import load_settings
+    from deepcuts.startup import freeze_start_up
 
     settings = with_arms(load_settings(), plan["arms"])
-    _freeze_start_up()
+    # Every task body imports its step, then calls this: what the task process has built so far
+    # (Airflow's and the step's modules, the settings) lives until the task ends; frozen, as
+    # ``deepcuts step`` freezes its start-up (deepcuts/startup.py)
+    freeze_start_up()
     return settings
-
-
-_FROZEN: list[bool] = []
-
-
-def _freeze_start_up() -> None:
-    """Every task body imports its step, then calls :func:`settings_of`: what the task process has built
-    so far (Airflow's and the step's modules, the settings) lives until the task ends. Frozen, the
-    collector's full collections during the step's work leave it out, as ``deepcuts step`` does
-    (``cli._common.start_up``). Once per process: where tasks share one process (``dag.test()``), a later
-    freeze could pin an earlier task's garbage cycles for good."""
-    if not _FROZEN:
-        gc.freeze()
-        _FROZEN.append(True)
 
 
 def resolve_run_date(context: Any, override: str | None = None) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from deepcuts.cli._common import UserError, run_date_arg, settings_from, start_up
+from deepcuts.cli._common import UserError, run_date_arg, settings_from
+from deepcuts.startup import start_up
 
 #: Steps outside the nightly registry, run the same way: name -> (module, function), called with
 #: ``(settings, run_date)``. ``weekly_review`` is the task of ``deepcuts_weekly`` (run date: the last

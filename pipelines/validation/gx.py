@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import sys
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from deepcuts.contracts import C
+from deepcuts.startup import start_up
 
 if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
@@ -27,25 +27,14 @@ _GX: dict[str, Any] = {}
 
 
 def _import_gx() -> None:
-    """Import GX with the cyclic garbage collector paused, then freeze what the process holds.
-
-    Importing GX builds several hundred thousand long-lived objects (pydantic v1 models, expectation and
-    metric registries, scipy.stats, altair schemas): with the collector on, its full collections keep
-    walking them during the import and again during every suite run (GX allocates heavily). Frozen, they
-    are left out of every later collection. Freezing keeps objects alive only if they are already cyclic
-    garbage at this point; a collection first would cost a full walk of the same heap, for nothing in a
-    one-step process. Outputs do not depend on when the collector runs.
-    """
+    """Import GX as a start-up (deepcuts/startup.py): its import builds several hundred thousand
+    long-lived objects (pydantic v1 models, expectation and metric registries, scipy.stats, altair
+    schemas) that the collector would otherwise walk during the import and again during every suite run
+    (GX allocates heavily)."""
     if "great_expectations" in sys.modules:
         return
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with start_up():
         import great_expectations  # noqa: F401
-    finally:
-        if was_enabled:
-            gc.enable()
-    gc.freeze()
 
 
 def gx_context() -> AbstractDataContext:

@@ -119,7 +119,7 @@ def test_step_runs_the_weekly_review_too(settings: object, capsys: pytest.Captur
 def test_start_up_pauses_the_collector_then_freezes_what_it_built() -> None:
     import gc
 
-    from deepcuts.cli._common import start_up
+    from deepcuts.startup import start_up
 
     gc.unfreeze()
     try:
@@ -142,4 +142,24 @@ def test_start_up_pauses_the_collector_then_freezes_what_it_built() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+        gc.unfreeze()
+
+
+def test_freeze_start_up_freezes_once_per_process() -> None:
+    """An Airflow task's start-up is frozen, but never a second time: tasks sharing one process
+    (``dag.test()``) must not pin each other's garbage."""
+    import gc
+
+    from deepcuts.startup import freeze_start_up
+
+    gc.unfreeze()
+    try:
+        freeze_start_up()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        later = [[] for _ in range(10)]
+        freeze_start_up()
+        assert gc.get_freeze_count() == frozen  # nothing built since is frozen
+        assert all(any(o is b for o in gc.get_objects()) for b in later)
+    finally:
         gc.unfreeze()
