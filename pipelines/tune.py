@@ -94,22 +94,24 @@ def grid(arm: str, settings: Settings, n_items: int) -> list[dict[str, Any]]:
     return unique
 
 
-def lightfm_epoch_cap(train: pd.DataFrame, items: pd.DataFrame, settings: Settings) -> int:
-    """Epochs LightFM can run on ``train`` under ``arms.lightfm.max_updates`` (its fit's own rule:
-    ``max_updates // positives``, models/recommenders/lightfm_warp.py)."""
+def lightfm_positives(train: pd.DataFrame, items: pd.DataFrame, settings: Settings) -> int:
+    """LightFM's positives in ``train`` (the ratings at or above ``arms.lightfm.positive_threshold`` of
+    the interaction matrix its fit sees): what its update budget divides."""
     from deepcuts.models.recommenders.base import InteractionMatrix
 
-    cfg = settings.arms.lightfm
     ratings = InteractionMatrix.from_frames(train, items).ratings
-    positives = int(np.count_nonzero(ratings.data >= cfg.positive_threshold))
-    return cfg.max_updates // max(positives, 1)
+    return int(np.count_nonzero(ratings.data >= settings.arms.lightfm.positive_threshold))
 
 
-def same_fit(arm: str, point: Mapping[str, Any], epoch_cap: int) -> dict[str, Any]:
-    """``point`` as the model will fit it: LightFM runs ``max(1, min(epochs, epoch_cap))`` epochs, so on
-    large data (ML-1M: 3) every epochs value above the cap is the same trial and is tried only once."""
+def same_fit(arm: str, point: Mapping[str, Any], settings: Settings, positives: int) -> dict[str, Any]:
+    """``point`` as the model will fit it: LightFM runs the epochs its update budget allows
+    (:func:`~deepcuts.models.recommenders.lightfm_warp.epochs_within_budget`), so on large data (ML-1M:
+    3) every epochs value above the cap is the same trial and is tried only once."""
     if arm == "lightfm" and "epochs" in point:
-        return {**point, "epochs": max(1, min(int(point["epochs"]), epoch_cap))}
+        from deepcuts.models.recommenders.lightfm_warp import epochs_within_budget
+
+        epochs = epochs_within_budget(int(point["epochs"]), settings.arms.lightfm.max_updates, positives)
+        return {**point, "epochs": epochs}
     return dict(point)
 
 
@@ -168,7 +170,7 @@ def tune_on_frames(
     n_items = int(np.union1d(items[C.ITEM_ID].to_numpy(np.int64), train[C.ITEM_ID].to_numpy(np.int64)).size)
     # the validation fit has fewer positives than the nightly one, so its cap is at least the nightly
     # cap: two points that fit the same here also fit the same on the full data
-    epoch_cap = lightfm_epoch_cap(holdout.train, items, settings) if "lightfm" in names else 0
+    positives = lightfm_positives(holdout.train, items, settings) if "lightfm" in names else 0
     deadline = time.perf_counter() + cfg.budget_seconds
     out_arms: dict[str, Any] = {}
     for position, arm in enumerate(names):
@@ -183,7 +185,7 @@ def tune_on_frames(
             if trials and time.perf_counter() >= arm_deadline:
                 log.info("tune %s: time share used up after %d of %d trials", arm, len(trials), len(points))
                 break
-            if (fit_as := same_fit(arm, point, epoch_cap)) in fitted:
+            if (fit_as := same_fit(arm, point, settings, positives)) in fitted:
                 skipped += 1  # the same model as an earlier trial: its score is known
                 continue
             fitted.append(fit_as)

@@ -62,6 +62,12 @@ def genre_feature_matrix(
     return sp.csr_matrix(features, dtype=np.float32), vocab
 
 
+def epochs_within_budget(epochs: int, max_updates: int, positives: int) -> int:
+    """The epochs a fit runs: ``epochs``, capped so that epochs x positives stays within the update
+    budget on large histories (the nightly window is fixed), and at least one."""
+    return max(1, min(epochs, max_updates // max(positives, 1)))
+
+
 class LightFMRecommender(Recommender):
     """LightFM WARP with identity + genre item features."""
 
@@ -100,8 +106,7 @@ class LightFMRecommender(Recommender):
             max_sampled=c.max_sampled,
             random_state=np.random.RandomState(self.seed),
         )
-        # the update budget caps the epochs on large histories (the nightly window is fixed)
-        self.epochs_run_ = max(1, min(c.epochs, c.max_updates // max(interactions.nnz, 1)))
+        self.epochs_run_ = epochs_within_budget(c.epochs, c.max_updates, interactions.nnz)
         model.fit(interactions, item_features=features, epochs=self.epochs_run_, num_threads=c.threads)
         biases, embeddings = model.get_item_representations(features)
         self.item_embeddings_ = np.ascontiguousarray(embeddings, dtype=np.float32)
